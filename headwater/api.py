@@ -1,0 +1,188 @@
+"""HTTP plumbing shared by every router: the session dependency (the route owns the transaction), error
+bodies, the request-size guard and ETag/If-Match handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from headwater.errors import HeadwaterError, PreconditionFailed, PreconditionRequired
+
+__all__ = [
+    "BodySizeLimit",
+    "SessionDep",
+    "error_body",
+    "get_session",
+    "install_error_handlers",
+    "parse_if_match",
+]
+
+log = logging.getLogger("headwater.api")
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session and transaction per request: committed when the route returns, rolled back on error."""
+    session: Session = request.app.state.sessionmaker()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    """The JSON shape of every error answer."""
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    if detail:
+        body["error"]["detail"] = detail
+    return body
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)] if len(loc) > 1 else [str(p) for p in loc]
+    return ".".join(parts) or "body"
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    first = errors[0]
+    where = _location(tuple(first.get("loc", ())))
+    message = str(first.get("msg", "is invalid"))
+    if first.get("type") == "extra_forbidden":
+        message = "is not a known field"
+    elif first.get("type") == "json_invalid":
+        return f"the request body is not valid JSON: {first.get('ctx', {}).get('error', message)}"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{where}: {message}{more}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain errors, validation errors and anything unexpected to JSON bodies; never a stack trace."""
+
+    @app.exception_handler(HeadwaterError)
+    async def _domain(_: Request, exc: HeadwaterError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.detail), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()
+        ]
+        return JSONResponse(
+            error_body("validation_error", _validation_message(list(exc.errors())), {"errors": errors[:50]}),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database(_: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database unavailable: %s", exc.orig)
+        return JSONResponse(
+            error_body("database_unavailable", "the database is unavailable; try again shortly"),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return JSONResponse(
+            error_body("internal_error", "an unexpected error occurred; it has been logged"), status_code=500
+        )
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.max_bytes:
+                    await self._refuse(send)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            # FastAPI re-raises HTTPException from body reading untouched, so this becomes a 413 answer.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise StarletteHTTPException(413, detail=self._message)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    @property
+    def _message(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes (HEADWATER_MAX_BODY_BYTES)"
+
+    async def _refuse(self, send: Send) -> None:
+        body = JSONResponse(
+            error_body("payload_too_large", self._message),
+            status_code=413,
+        ).body
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def parse_if_match(header: str | None, *, required: bool, resource: str) -> int | None:
+    """The revision an If-Match header names (None for ``*`` or an absent optional header).
+
+    Headwater's ETags look like ``"<id>.<revision>"``; a weak ``W/`` prefix is accepted.
+    """
+    if header is None or not header.strip():
+        if required:
+            raise PreconditionRequired(
+                f"send If-Match with the ETag from GET {resource} so a concurrent change is not overwritten",
+                detail={"header": "If-Match"},
+            )
+        return None
+    value = header.strip()
+    if value == "*":
+        return None
+    value = value.removeprefix("W/").strip('"')
+    try:
+        return int(value.rsplit(".", 1)[-1])
+    except ValueError:
+        raise PreconditionFailed(
+            f"If-Match {header!r} is not an ETag this API issued", detail={"header": "If-Match"}
+        ) from None

@@ -1,0 +1,133 @@
+"""The FastAPI application: wiring of settings, database, cache, routers and error handling.
+
+The server never runs on an un-migrated database: the embedded SQLite default is migrated on start;
+any other database must already be at the code's revision, or start-up stops with a message naming
+``headwater db upgrade``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import event, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from headwater import __version__, migrations
+from headwater.api import BodySizeLimit, error_body, install_error_handlers
+from headwater.catalog.cache import DatasetCache, OutboxPoller
+from headwater.catalog.routes import changes_router, datasets_router, sources_router
+from headwater.db import create_db_engine, make_sessionmaker
+from headwater.errors import DatabaseNotReady
+from headwater.settings import Settings, get_settings
+
+__all__ = ["create_app", "prepare_database"]
+
+log = logging.getLogger("headwater")
+
+
+def prepare_database(settings: Settings) -> None:
+    """Migrate the embedded database (or when asked to), else check the schema is at head."""
+    url = settings.resolved_database_url
+    if settings.is_embedded_database:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.should_auto_migrate:
+        migrations.upgrade(url)
+        return
+    engine = create_db_engine(url)
+    try:
+        current = migrations.current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise DatabaseNotReady(f"cannot reach the database at {engine.url.render_as_string()}: {exc.orig}") from exc
+    finally:
+        engine.dispose()
+    head = migrations.head_revision()
+    if current != head:
+        raise DatabaseNotReady(
+            f"the database is at migration {current or 'none'} but this Headwater needs {head}; "
+            "run `headwater db upgrade` first"
+        )
+
+
+def create_app(settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
+    """Build the application for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    if prepare:
+        prepare_database(settings)
+    engine = create_db_engine(
+        settings.resolved_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
+    )
+    factory = make_sessionmaker(engine)
+    cache = DatasetCache(max_bytes=settings.cache_max_bytes, enabled=settings.cache_enabled)
+
+    @event.listens_for(factory, "after_commit")
+    def _invalidate_committed(session: Session) -> None:
+        changed = session.info.pop("changed_entities", None)
+        if changed:
+            cache.invalidate({entity_id for entity_type, entity_id in changed if entity_type == "dataset"})
+
+    @event.listens_for(factory, "after_rollback")
+    def _forget_rolled_back(session: Session) -> None:
+        session.info.pop("changed_entities", None)
+
+    poller = OutboxPoller(engine=engine, cache=cache, interval=settings.cache_poll_interval)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.cache_enabled:
+            poller.start()
+        try:
+            yield
+        finally:
+            poller.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Headwater",
+        version=__version__,
+        description="A federated catalog, column-level lineage, job execution and search for data platforms.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = factory
+    app.state.dataset_cache = cache
+    app.state.cache_poller = poller
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    for router in (sources_router, datasets_router, changes_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Database unreachable or not migrated"}})
+    def readyz(request: Request) -> Any:
+        """The database is reachable and at the code's migration head."""
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            current = migrations.current_revision(engine)
+        except SQLAlchemyError as exc:
+            return JSONResponse(
+                error_body("database_unavailable", f"the database is unreachable: {exc.orig}"), status_code=503
+            )
+        head = migrations.head_revision()
+        if current != head:
+            return JSONResponse(
+                error_body(
+                    "database_not_migrated",
+                    f"the database is at migration {current or 'none'}, expected {head}; run `headwater db upgrade`",
+                ),
+                status_code=503,
+            )
+        return {"status": "ready", "database": engine.dialect.name, "migration": current}
+
+    return app

@@ -1,0 +1,1 @@
+"""The catalog: sources, datasets, fields, schema history and the change-event outbox."""

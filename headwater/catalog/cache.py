@@ -1,0 +1,157 @@
+"""An in-process cache of serialised datasets, kept exact by the change-event outbox.
+
+Reading one dataset means loading up to thousands of field rows and serialising them; most reads are
+of datasets that have not changed. Every change to a dataset appends a ChangeEvent in the same
+transaction, so the outbox tells exactly which entries went stale:
+
+* writes made by this process invalidate their datasets as soon as their transaction commits;
+* writes made by other processes (CLI, workers, other server replicas) are found by a poller that
+  reads new outbox rows every ``cache_poll_interval`` seconds (0.25 by default);
+* when the poller cannot reach the database, the cache empties and stops serving until it can;
+* an entry computed from a read that overlapped an invalidation is not stored (the generation check).
+
+Writes guarded by If-Match always check the database, never this cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from headwater.catalog.models import ChangeEvent
+
+__all__ = ["DatasetCache", "OutboxPoller"]
+
+log = logging.getLogger("headwater.cache")
+
+
+class DatasetCache:
+    """LRU of ``dataset id -> (etag, JSON bytes)``, bounded in bytes; thread-safe."""
+
+    def __init__(self, *, max_bytes: int, enabled: bool = True) -> None:
+        self.max_bytes = max_bytes
+        self.enabled = enabled
+        self._entries: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
+        self._size = 0
+        self._generation = 0
+        self._healthy = True
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def generation(self) -> int:
+        """A token to take before reading the database for an entry; pass it back to :meth:`put`."""
+        return self._generation
+
+    def get(self, dataset_id: int) -> tuple[str, bytes] | None:
+        """The cached ``(etag, body)`` of a dataset, or None."""
+        if not (self.enabled and self._healthy):
+            return None
+        with self._lock:
+            entry = self._entries.get(dataset_id)
+            if entry is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(dataset_id)
+            self.hits += 1
+            return entry
+
+    def put(self, dataset_id: int, generation: int, etag: str, body: bytes) -> tuple[str, bytes]:
+        """Store an entry unless an invalidation happened since ``generation`` was taken."""
+        entry = (etag, body)
+        if not (self.enabled and self._healthy) or len(body) > self.max_bytes // 4:
+            return entry
+        with self._lock:
+            if generation != self._generation:
+                return entry
+            old = self._entries.pop(dataset_id, None)
+            if old is not None:
+                self._size -= len(old[1])
+            self._entries[dataset_id] = entry
+            self._size += len(body)
+            while self._size > self.max_bytes and self._entries:
+                _, (_, evicted) = self._entries.popitem(last=False)
+                self._size -= len(evicted)
+        return entry
+
+    def invalidate(self, dataset_ids: set[int] | list[int]) -> None:
+        """Forget these datasets."""
+        if not dataset_ids:
+            return
+        with self._lock:
+            self._generation += 1
+            for dataset_id in dataset_ids:
+                old = self._entries.pop(dataset_id, None)
+                if old is not None:
+                    self._size -= len(old[1])
+
+    def set_healthy(self, healthy: bool) -> None:
+        """Serve from the cache only while the outbox can be watched; going unhealthy empties it."""
+        with self._lock:
+            if not healthy:
+                self._generation += 1
+                self._entries.clear()
+                self._size = 0
+            self._healthy = healthy
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class OutboxPoller:
+    """A daemon thread that invalidates cache entries named by new change events."""
+
+    def __init__(
+        self, *, engine: Engine, cache: DatasetCache, interval: float, factory: sessionmaker[Session] | None = None
+    ) -> None:
+        self.cache = cache
+        self.interval = interval
+        self._factory = factory or sessionmaker(bind=engine)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="headwater-cache-poller", daemon=True)
+        self.position: int | None = None
+
+    def start(self) -> None:
+        """Take the current outbox position, then poll in the background."""
+        self.poll_once()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling (waits for the thread)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def poll_once(self) -> None:
+        """Read outbox rows after the last position and invalidate the datasets they name."""
+        try:
+            with self._factory() as session:
+                if self.position is None:
+                    latest = session.scalar(select(ChangeEvent.id).order_by(ChangeEvent.id.desc()).limit(1))
+                    self.position = latest or 0
+                    self.cache.set_healthy(True)
+                    return
+                while True:
+                    rows = session.execute(
+                        select(ChangeEvent.id, ChangeEvent.entity_type, ChangeEvent.entity_id)
+                        .where(ChangeEvent.id > self.position)
+                        .order_by(ChangeEvent.id)
+                        .limit(1000)
+                    ).all()
+                    if not rows:
+                        break
+                    self.cache.invalidate({row.entity_id for row in rows if row.entity_type == "dataset"})
+                    self.position = rows[-1].id
+            self.cache.set_healthy(True)
+        except SQLAlchemyError as exc:
+            log.warning("cache disabled until the change outbox can be read again: %s", exc)
+            self.cache.set_healthy(False)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll_once()

@@ -1,0 +1,78 @@
+"""The change-event outbox: rows appended in the same transaction as the change they describe, and the
+feed consumers (search indexing, notifications) read in id order.
+
+On PostgreSQL a sequence hands out ids in call order but transactions commit in any order, so a
+consumer that stored "after=41" could miss id 40 committing late. Writers therefore take one
+transaction-scoped advisory lock just before appending, held until commit: ids become visible in
+order. Appending is the last step of a write so the lock is held only for the commit. SQLite has a
+single writer, so there is nothing to do there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from headwater.catalog.models import ChangeEvent, ChangeKind
+from headwater.errors import InvalidInput
+
+__all__ = ["OUTBOX_LOCK_KEY", "list_changes", "record_change"]
+
+# An arbitrary, fixed 64-bit key naming "the change outbox" among advisory locks.
+OUTBOX_LOCK_KEY = 0x4857_4F55_5442_4F58  # "HWOUTBOX"
+
+
+def record_change(
+    session: Session,
+    *,
+    kind: ChangeKind,
+    entity_type: str,
+    entity_id: int,
+    namespace: str | None = None,
+    name: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> ChangeEvent:
+    """Append one change event to the outbox (flushes; the caller's transaction commits it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+    change = ChangeEvent(
+        kind=kind.value,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        namespace=namespace,
+        name=name,
+        payload=payload or {},
+    )
+    session.add(change)
+    session.flush()
+    # Read by the after-commit hook that keeps this process's dataset cache exact.
+    session.info.setdefault("changed_entities", set()).add((entity_type, entity_id))
+    return change
+
+
+def list_changes(
+    session: Session,
+    *,
+    after: int = 0,
+    limit: int = 100,
+    entity_type: str | None = None,
+    kinds: list[ChangeKind] | None = None,
+) -> list[ChangeEvent]:
+    """Change events with id greater than ``after``, oldest first, at most ``limit``."""
+    if after < 0:
+        raise InvalidInput(f"after must be 0 or a change event id, got {after}", detail={"field": "after"})
+    if not 1 <= limit <= 1000:
+        raise InvalidInput(f"limit must be between 1 and 1000, got {limit}", detail={"field": "limit"})
+    stmt = select(ChangeEvent).where(ChangeEvent.id > after)
+    if entity_type:
+        stmt = stmt.where(ChangeEvent.entity_type == entity_type)
+    if kinds:
+        stmt = stmt.where(ChangeEvent.kind.in_([k.value for k in kinds]))
+    return list(session.scalars(stmt.order_by(ChangeEvent.id).limit(limit)))
+
+
+def latest_change_id(session: Session) -> int:
+    """The id of the newest change event, 0 when there is none."""
+    return session.scalar(select(ChangeEvent.id).order_by(ChangeEvent.id.desc()).limit(1)) or 0

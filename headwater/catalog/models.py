@@ -1,0 +1,240 @@
+"""The catalog's tables: sources, datasets, their fields, immutable schema history and the change outbox.
+
+Source-derived facts (``source_*`` columns) and what people entered (``user_*`` columns, tags, owners)
+live side by side but are written by different code paths, like Metacat's definition metadata, so a
+re-sync never overwrites what a person wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from headwater.db import Base, BigInt, JSONType, UTCDateTime, utcnow
+
+__all__ = [
+    "ChangeEvent",
+    "ChangeKind",
+    "Dataset",
+    "DatasetKind",
+    "DatasetOwner",
+    "DatasetTag",
+    "Field",
+    "SchemaVersion",
+    "Source",
+    "SourceKind",
+    "SourceStatus",
+]
+
+
+class SourceKind(enum.StrEnum):
+    """The kinds of system a source federates."""
+
+    ICEBERG = "iceberg"
+    HIVE = "hive"
+    KAFKA = "kafka"
+    POSTGRES = "postgres"
+    MANUAL = "manual"
+
+
+class SourceStatus(enum.StrEnum):
+    """How the last contact with a source went."""
+
+    NEW = "new"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class DatasetKind(enum.StrEnum):
+    """What a dataset physically is."""
+
+    TABLE = "table"
+    VIEW = "view"
+    TOPIC = "topic"
+    STREAM = "stream"
+    FILE = "file"
+
+
+class ChangeKind(enum.StrEnum):
+    """What a change event records."""
+
+    CREATED = "created"
+    SCHEMA_CHANGED = "schema_changed"
+    METADATA_UPDATED = "metadata_updated"
+    DELETED = "deleted"
+    RESTORED = "restored"
+
+
+def _enum_values(enum_cls: type[enum.StrEnum]) -> str:
+    return ", ".join(f"'{member.value}'" for member in enum_cls)
+
+
+class Source(Base):
+    """A federated system (or the manual source people register datasets in)."""
+
+    __tablename__ = "sources"
+    __table_args__ = (CheckConstraint(f"kind IN ({_enum_values(SourceKind)})", name="kind"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    namespace: Mapped[str] = mapped_column(String(512))
+    description: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Write-only: the API returns only the names of the keys kept here.
+    secrets: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=SourceStatus.NEW.value)
+    status_message: Mapped[str | None] = mapped_column(Text)
+    last_sync_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Dataset(Base):
+    """A table, view, topic, stream or file, identified by its OpenLineage ``(namespace, name)``."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (
+        UniqueConstraint("namespace", "name"),
+        CheckConstraint(f"kind IN ({_enum_values(DatasetKind)})", name="kind"),
+        Index("ix_datasets_source_id_name", "source_id", "name"),
+        Index("ix_datasets_name_id", "name", "id"),
+        Index("ix_datasets_updated_at_id", "updated_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="RESTRICT"))
+    namespace: Mapped[str] = mapped_column(String(512))
+    name: Mapped[str] = mapped_column(String(1024))
+    kind: Mapped[str] = mapped_column(String(16))
+    # Physical facts, as the source states them.
+    format: Mapped[str | None] = mapped_column(String(64))
+    location: Mapped[str | None] = mapped_column(Text)
+    partitioning: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    source_description: Mapped[str | None] = mapped_column(Text)
+    source_properties: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    # What people entered; sync never writes these.
+    user_description: Mapped[str | None] = mapped_column(Text)
+    user_properties: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    current_schema_version: Mapped[int | None] = mapped_column(Integer)
+    # Kept beside the field rows so lists need not count them per dataset.
+    field_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    delete_reason: Mapped[str | None] = mapped_column(Text)
+    # Bumped by every change; the ETag is derived from it.
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+
+    source: Mapped[Source] = relationship(lazy="joined", innerjoin=True)
+    fields: Mapped[list[Field]] = relationship(
+        back_populates="dataset",
+        order_by="Field.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+    tags: Mapped[list[DatasetTag]] = relationship(
+        order_by="DatasetTag.tag", cascade="all, delete-orphan", passive_deletes=True
+    )
+    owners: Mapped[list[DatasetOwner]] = relationship(
+        order_by="DatasetOwner.owner", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class DatasetTag(Base):
+    """A tag a person put on a dataset; a table of its own so tag filters use an index."""
+
+    __tablename__ = "dataset_tags"
+
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+
+
+class DatasetOwner(Base):
+    """An owner (a person or a team) of a dataset, with the role they play."""
+
+    __tablename__ = "dataset_owners"
+
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(256), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(32), default="technical_owner")
+
+
+class Field(Base):
+    """One column of a dataset's current schema; nested fields are flattened to dotted paths."""
+
+    __tablename__ = "fields"
+    __table_args__ = (UniqueConstraint("dataset_id", "path"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))
+    name: Mapped[str] = mapped_column(String(256))
+    parent_path: Mapped[str | None] = mapped_column(String(1024))
+    position: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(Text)
+    normalized_type: Mapped[str] = mapped_column(String(32))
+    nullable: Mapped[bool] = mapped_column(Boolean, default=True)
+    field_id: Mapped[int | None] = mapped_column(Integer)
+    source_description: Mapped[str | None] = mapped_column(Text)
+    user_description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="fields")
+
+
+class SchemaVersion(Base):
+    """One immutable version of a dataset's schema, with its diff from the version before."""
+
+    __tablename__ = "schema_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    fields: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    diff: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    source_schema_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChangeEvent(Base):
+    """An append-only outbox row; consumers read ``id > after`` in order and never miss one.
+
+    Ids are assigned while writers hold one lock until commit (see ``catalog.events``), so an id is
+    only visible once every smaller id is: a consumer's "after" position is safe to store.
+    """
+
+    __tablename__ = "change_events"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_enum_values(ChangeKind)})", name="kind"),
+        Index("ix_change_events_entity", "entity_type", "entity_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[int] = mapped_column(BigInt)
+    namespace: Mapped[str | None] = mapped_column(String(512))
+    name: Mapped[str | None] = mapped_column(String(1024))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

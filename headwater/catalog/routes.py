@@ -1,0 +1,275 @@
+"""The catalog's REST routes under ``/api/v1``: sources, datasets, schema history, the change feed.
+
+Routes validate, call one service function and shape the answer; the session dependency owns the
+transaction. Answers are serialised once by pydantic-core (``model_dump_json``) and returned as bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from pydantic import BaseModel
+
+from headwater.api import SessionDep, parse_if_match
+from headwater.catalog import events, service, sources
+from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind
+from headwater.catalog.schemas import (
+    ChangeEventOut,
+    ChangeFeed,
+    DatasetCreate,
+    DatasetOut,
+    DatasetSummary,
+    DatasetUpdate,
+    Page,
+    SchemaUpdate,
+    SchemaVersionOut,
+    SourceCreate,
+    SourceOut,
+    SourceUpdate,
+)
+from headwater.pagination import MAX_PAGE_SIZE
+
+__all__ = ["changes_router", "datasets_router", "sources_router"]
+
+MAX_ID = 2**63 - 1
+DatasetId = Annotated[int, Path(ge=1, le=MAX_ID, description="The dataset's id.")]
+Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
+
+sources_router = APIRouter(prefix="/api/v1/sources", tags=["sources"])
+datasets_router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
+changes_router = APIRouter(prefix="/api/v1/change-events", tags=["change events"])
+
+
+def json_response(
+    model: BaseModel, *, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """Serialise ``model`` once, in Rust, straight to the response body."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json", headers=headers)
+
+
+def _dataset_response(dataset: service.Dataset, *, status_code: int = 200, location: bool = False) -> Response:
+    headers = {"ETag": service.etag_of(dataset)}
+    if location:
+        headers["Location"] = f"/api/v1/datasets/{dataset.id}"
+    return json_response(DatasetOut.of(dataset), status_code=status_code, headers=headers)
+
+
+# ------------------------------------------------------------------------------------- sources
+
+
+@sources_router.post("", status_code=status.HTTP_201_CREATED, response_model=SourceOut)
+def create_source(body: SourceCreate, session: SessionDep) -> Response:
+    """Register a source to federate (or a manual source)."""
+    source = sources.create_source(session, data=body)
+    return json_response(
+        SourceOut.model_validate(source), status_code=201, headers={"Location": f"/api/v1/sources/{source.name}"}
+    )
+
+
+@sources_router.get("", response_model=Page[SourceOut])
+def list_sources(
+    session: SessionDep,
+    kind: SourceKind | None = None,
+    sort: Annotated[str, Query(max_length=32)] = "name",
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Response:
+    """Sources, one page at a time."""
+    page = sources.list_sources(session, kind=kind, sort=sort, cursor=cursor, limit=limit)
+    return json_response(
+        Page[SourceOut](
+            items=[SourceOut.model_validate(s) for s in page.items], next_cursor=page.next_cursor, total=page.total
+        )
+    )
+
+
+@sources_router.get("/{name}", response_model=SourceOut)
+def get_source(name: Annotated[str, Path(max_length=128)], session: SessionDep) -> Response:
+    """One source by name."""
+    return json_response(SourceOut.model_validate(sources.get_source(session, name=name)))
+
+
+@sources_router.patch("/{name}", response_model=SourceOut)
+def update_source(name: Annotated[str, Path(max_length=128)], body: SourceUpdate, session: SessionDep) -> Response:
+    """Change a source's description, config or secrets."""
+    return json_response(SourceOut.model_validate(sources.update_source(session, name=name, data=body)))
+
+
+@sources_router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_source(name: Annotated[str, Path(max_length=128)], session: SessionDep) -> Response:
+    """Remove a source that has no live datasets."""
+    sources.delete_source(session, name=name)
+    return Response(status_code=204)
+
+
+# ------------------------------------------------------------------------------------ datasets
+
+
+@datasets_router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
+def register_dataset(body: DatasetCreate, session: SessionDep) -> Response:
+    """Register a dataset by hand in a manual source."""
+    dataset = service.register_dataset(session, data=body)
+    return _dataset_response(dataset, status_code=201, location=True)
+
+
+@datasets_router.get("", response_model=Page[DatasetSummary])
+def list_datasets(
+    session: SessionDep,
+    source: Annotated[str | None, Query(max_length=128, description="Source name.")] = None,
+    namespace: Annotated[str | None, Query(max_length=512)] = None,
+    kind: DatasetKind | None = None,
+    tag: Annotated[str | None, Query(max_length=128)] = None,
+    owner: Annotated[str | None, Query(max_length=256)] = None,
+    name_prefix: Annotated[str | None, Query(max_length=1024)] = None,
+    include_deleted: bool = False,
+    sort: Annotated[str, Query(max_length=32, description="name, updated_at, created_at or id; '-' = desc.")] = "name",
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Response:
+    """Datasets matching every filter given, one page at a time."""
+    filters = service.DatasetFilters(
+        source=source,
+        namespace=namespace,
+        kind=kind,
+        tag=tag,
+        owner=owner,
+        name_prefix=name_prefix,
+        include_deleted=include_deleted,
+    )
+    page = service.list_datasets(session, filters=filters, sort=sort, cursor=cursor, limit=limit)
+    return json_response(
+        Page[DatasetSummary](
+            items=[DatasetSummary.summary_of(d) for d in page.items], next_cursor=page.next_cursor, total=page.total
+        )
+    )
+
+
+@datasets_router.get("/by-name", response_model=DatasetOut)
+def get_dataset_by_name(
+    session: SessionDep,
+    namespace: Annotated[str, Query(min_length=1, max_length=512)],
+    name: Annotated[str, Query(min_length=1, max_length=1024)],
+    include_deleted: bool = False,
+) -> Response:
+    """One dataset by its OpenLineage identity (namespace and name)."""
+    dataset = service.get_dataset_by_name(session, namespace=namespace, name=name, include_deleted=include_deleted)
+    return _dataset_response(dataset)
+
+
+@datasets_router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(
+    dataset_id: DatasetId,
+    request: Request,
+    session: SessionDep,
+    include_deleted: bool = False,
+) -> Response:
+    """One dataset with its fields; answers 304 when If-None-Match still matches."""
+    cache = request.app.state.dataset_cache
+    cached = cache.get(dataset_id) if not include_deleted else None
+    if cached is None:
+        generation = cache.generation()
+        dataset = service.get_dataset(session, dataset_id=dataset_id, include_deleted=include_deleted)
+        body = DatasetOut.of(dataset).model_dump_json().encode()
+        cached = cache.put(dataset.id, generation, service.etag_of(dataset), body)
+    etag, body = cached
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(body, media_type="application/json", headers={"ETag": etag})
+
+
+@datasets_router.patch("/{dataset_id}", response_model=DatasetOut)
+def update_dataset(
+    dataset_id: DatasetId,
+    body: DatasetUpdate,
+    session: SessionDep,
+    if_match: Annotated[str | None, Header(max_length=256)] = None,
+) -> Response:
+    """Change user metadata (description, tags, owners, properties, field descriptions and tags).
+
+    Requires If-Match with the ETag of the version you read: 412 when someone changed it since.
+    """
+    revision = parse_if_match(if_match, required=True, resource=f"/api/v1/datasets/{dataset_id}")
+    dataset = service.update_dataset_metadata(session, dataset_id=dataset_id, data=body, expected_revision=revision)
+    return _dataset_response(dataset)
+
+
+@datasets_router.put("/{dataset_id}/schema", response_model=DatasetOut)
+def replace_schema(
+    dataset_id: DatasetId,
+    body: SchemaUpdate,
+    session: SessionDep,
+    if_match: Annotated[str | None, Header(max_length=256)] = None,
+) -> Response:
+    """Declare a new schema for a manual dataset; a real change adds a schema version with its diff."""
+    revision = parse_if_match(if_match, required=False, resource=f"/api/v1/datasets/{dataset_id}")
+    dataset, _ = service.replace_manual_schema(
+        session, dataset_id=dataset_id, fields=body.fields, expected_revision=revision
+    )
+    return _dataset_response(dataset)
+
+
+@datasets_router.delete("/{dataset_id}", response_model=DatasetOut)
+def delete_dataset(
+    dataset_id: DatasetId,
+    session: SessionDep,
+    reason: Annotated[str, Query(min_length=1, max_length=2000, description="Why it is deleted.")],
+    if_match: Annotated[str | None, Header(max_length=256)] = None,
+) -> Response:
+    """Soft-delete a dataset, saying why; it stays readable with include_deleted=true."""
+    revision = parse_if_match(if_match, required=False, resource=f"/api/v1/datasets/{dataset_id}")
+    dataset = service.delete_dataset(session, dataset_id=dataset_id, reason=reason, expected_revision=revision)
+    return _dataset_response(dataset)
+
+
+@datasets_router.get("/{dataset_id}/schema-versions", response_model=Page[SchemaVersionOut])
+def list_schema_versions(
+    dataset_id: DatasetId,
+    session: SessionDep,
+    order: Annotated[str, Query(pattern="^(newest|oldest)$")] = "newest",
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Response:
+    """The dataset's schema history, each version with its diff from the one before."""
+    page = service.list_schema_versions(
+        session, dataset_id=dataset_id, cursor=cursor, limit=limit, newest_first=order == "newest"
+    )
+    return json_response(
+        Page[SchemaVersionOut](
+            items=[SchemaVersionOut.model_validate(v) for v in page.items],
+            next_cursor=page.next_cursor,
+            total=page.total,
+        )
+    )
+
+
+@datasets_router.get("/{dataset_id}/schema-versions/{version}", response_model=SchemaVersionOut)
+def get_schema_version(
+    dataset_id: DatasetId, version: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep
+) -> Response:
+    """One schema version."""
+    return json_response(
+        SchemaVersionOut.model_validate(service.get_schema_version(session, dataset_id=dataset_id, version=version))
+    )
+
+
+# ------------------------------------------------------------------------------- change events
+
+
+@changes_router.get("", response_model=ChangeFeed)
+def list_change_events(
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="Return events with a larger id.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    entity_type: Annotated[str | None, Query(max_length=32)] = None,
+    kind: Annotated[list[ChangeKind] | None, Query()] = None,
+) -> Response:
+    """The change feed: events after a position, oldest first; pass ``next_after`` back as ``after``."""
+    rows = events.list_changes(session, after=after, limit=limit, entity_type=entity_type, kinds=kind)
+    return json_response(
+        ChangeFeed(
+            items=[ChangeEventOut.model_validate(r) for r in rows],
+            next_after=rows[-1].id if rows else after,
+        )
+    )

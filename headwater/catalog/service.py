@@ -1,0 +1,539 @@
+"""Dataset logic: applying what a source says (snapshots), registration, user metadata, soft delete,
+schema history and listing. Every function takes the session keyword-only and flushes, never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Select, exists, select
+from sqlalchemy.orm import Session, selectinload
+
+from headwater.catalog.events import record_change
+from headwater.catalog.fields import FlatField, check_unique_paths, diff_schemas, fingerprint, flatten
+from headwater.catalog.models import (
+    ChangeKind,
+    Dataset,
+    DatasetKind,
+    DatasetOwner,
+    DatasetTag,
+    Field,
+    SchemaVersion,
+    Source,
+    SourceKind,
+)
+from headwater.catalog.schemas import DatasetCreate, DatasetUpdate, FieldIn, Owner
+from headwater.catalog.sources import DEFAULT_MANUAL_SOURCE, ensure_manual_source, get_source
+from headwater.db import utcnow
+from headwater.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from headwater.pagination import PageResult, SortKey, paginate
+
+__all__ = [
+    "ApplyResult",
+    "DatasetFilters",
+    "DatasetSnapshot",
+    "apply_snapshot",
+    "delete_dataset",
+    "get_dataset",
+    "get_dataset_by_name",
+    "get_schema_version",
+    "list_datasets",
+    "list_schema_versions",
+    "register_dataset",
+    "replace_manual_schema",
+    "update_dataset_metadata",
+]
+
+DATASET_SORTS = {
+    "name": SortKey(Dataset.name, Dataset.id),
+    "updated_at": SortKey(Dataset.updated_at, Dataset.id, kind="datetime"),
+    "created_at": SortKey(Dataset.created_at, Dataset.id, kind="datetime"),
+    "id": SortKey(Dataset.id, Dataset.id, kind="int"),
+}
+VERSION_SORTS = {"version": SortKey(SchemaVersion.version, SchemaVersion.id, kind="int")}
+
+
+@dataclass
+class DatasetSnapshot:
+    """Everything a source states about one dataset at one moment; what connectors produce."""
+
+    namespace: str
+    name: str
+    kind: DatasetKind = DatasetKind.TABLE
+    fields: list[FlatField] = field(default_factory=list)
+    format: str | None = None
+    location: str | None = None
+    partitioning: list[dict[str, Any]] = field(default_factory=list)
+    description: str | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+    source_schema_id: str | None = None
+
+
+@dataclass
+class ApplyResult:
+    """What applying a snapshot did."""
+
+    dataset: Dataset
+    outcome: Literal["created", "restored", "schema_changed", "updated", "unchanged"]
+
+
+@dataclass
+class DatasetFilters:
+    """Filters of the dataset list; every one is optional and they combine with AND."""
+
+    source: str | None = None
+    namespace: str | None = None
+    kind: DatasetKind | None = None
+    tag: str | None = None
+    owner: str | None = None
+    name_prefix: str | None = None
+    include_deleted: bool = False
+
+
+# ------------------------------------------------------------------------------------ reading
+
+
+def _dataset_query() -> Select[tuple[Dataset]]:
+    return select(Dataset).options(
+        selectinload(Dataset.fields), selectinload(Dataset.tags), selectinload(Dataset.owners)
+    )
+
+
+def _not_found_or_deleted(dataset: Dataset | None, label: str, include_deleted: bool) -> Dataset:
+    if dataset is None:
+        raise NotFound(f"no dataset {label}")
+    if dataset.deleted_at is not None and not include_deleted:
+        raise NotFound(
+            f"dataset {label} was deleted at {dataset.deleted_at.isoformat()} "
+            f"(reason: {dataset.delete_reason}); ask with include_deleted=true to see it",
+            detail={"deleted_at": dataset.deleted_at.isoformat(), "reason": dataset.delete_reason},
+        )
+    return dataset
+
+
+def get_dataset(
+    session: Session, *, dataset_id: int, include_deleted: bool = False, for_update: bool = False
+) -> Dataset:
+    """One dataset with its fields, tags and owners."""
+    stmt = _dataset_query().where(Dataset.id == dataset_id)
+    if for_update:
+        stmt = stmt.with_for_update(of=Dataset)
+    return _not_found_or_deleted(session.scalar(stmt), f"with id {dataset_id}", include_deleted)
+
+
+def get_dataset_by_name(session: Session, *, namespace: str, name: str, include_deleted: bool = False) -> Dataset:
+    """One dataset by its OpenLineage identity."""
+    stmt = _dataset_query().where(Dataset.namespace == namespace, Dataset.name == name)
+    return _not_found_or_deleted(session.scalar(stmt), f"named {name!r} in namespace {namespace!r}", include_deleted)
+
+
+def list_datasets(
+    session: Session, *, filters: DatasetFilters, sort: str = "name", cursor: str | None = None, limit: int = 50
+) -> PageResult[Dataset]:
+    """Datasets matching ``filters``, one page at a time, with tags and owners loaded."""
+    stmt = select(Dataset).options(selectinload(Dataset.tags), selectinload(Dataset.owners))
+    if not filters.include_deleted:
+        stmt = stmt.where(Dataset.deleted_at.is_(None))
+    if filters.source:
+        source_id = session.scalar(select(Source.id).where(Source.name == filters.source))
+        if source_id is None:
+            raise NotFound(f"no source named {filters.source!r}", detail={"field": "source"})
+        stmt = stmt.where(Dataset.source_id == source_id)
+    if filters.namespace:
+        stmt = stmt.where(Dataset.namespace == filters.namespace)
+    if filters.kind:
+        stmt = stmt.where(Dataset.kind == filters.kind.value)
+    if filters.tag:
+        stmt = stmt.where(
+            exists().where(DatasetTag.dataset_id == Dataset.id, DatasetTag.tag == filters.tag)
+        )
+    if filters.owner:
+        stmt = stmt.where(
+            exists().where(DatasetOwner.dataset_id == Dataset.id, DatasetOwner.owner == filters.owner)
+        )
+    if filters.name_prefix:
+        escaped = filters.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(Dataset.name.like(escaped + "%", escape="\\"))
+    return paginate(session, stmt, sorts=DATASET_SORTS, sort=sort, cursor=cursor, limit=limit)
+
+
+def list_schema_versions(
+    session: Session, *, dataset_id: int, cursor: str | None = None, limit: int = 50, newest_first: bool = True
+) -> PageResult[SchemaVersion]:
+    """A dataset's schema history with diffs, newest first by default."""
+    get_dataset(session, dataset_id=dataset_id, include_deleted=True)
+    stmt = select(SchemaVersion).where(SchemaVersion.dataset_id == dataset_id)
+    sort = "-version" if newest_first else "version"
+    return paginate(session, stmt, sorts=VERSION_SORTS, sort=sort, cursor=cursor, limit=limit)
+
+
+def get_schema_version(session: Session, *, dataset_id: int, version: int) -> SchemaVersion:
+    """One schema version of a dataset."""
+    row = session.scalar(
+        select(SchemaVersion).where(SchemaVersion.dataset_id == dataset_id, SchemaVersion.version == version)
+    )
+    if row is None:
+        get_dataset(session, dataset_id=dataset_id, include_deleted=True)
+        raise NotFound(f"dataset {dataset_id} has no schema version {version}", detail={"field": "version"})
+    return row
+
+
+# ------------------------------------------------------------------------------------ writing
+
+
+def _current_version(session: Session, dataset: Dataset) -> SchemaVersion | None:
+    if dataset.current_schema_version is None:
+        return None
+    return session.scalar(
+        select(SchemaVersion).where(
+            SchemaVersion.dataset_id == dataset.id, SchemaVersion.version == dataset.current_schema_version
+        )
+    )
+
+
+def _match_rows(rows: Sequence[Field], fields: Sequence[FlatField]) -> list[Field | None]:
+    """For each new field, the existing row it continues: same source field id, else same path."""
+    by_id = {row.field_id: row for row in rows if row.field_id is not None}
+    by_path = {row.path: row for row in rows}
+    used: set[int] = set()
+    matches: list[Field | None] = []
+    for item in fields:
+        row = by_id.get(item.field_id) if item.field_id is not None else None
+        if row is None:
+            candidate = by_path.get(item.path)
+            if candidate is not None and (item.field_id is None or candidate.field_id in (None, item.field_id)):
+                row = candidate
+        if row is not None and id(row) in used:
+            row = None
+        if row is not None:
+            used.add(id(row))
+        matches.append(row)
+    return matches
+
+
+def _write_field_rows(session: Session, dataset: Dataset, fields: Sequence[FlatField]) -> None:
+    """Make the dataset's field rows match ``fields``, keeping each surviving row (its id and what people
+    wrote on it) across renames and retypes."""
+    matches = _match_rows(dataset.fields, fields)
+    kept = {id(row) for row in matches if row is not None}
+    for row in list(dataset.fields):
+        if id(row) not in kept:
+            dataset.fields.remove(row)
+    session.flush()
+    moving = [row for row, item in zip(matches, fields, strict=True) if row is not None and row.path != item.path]
+    if moving:  # paths may swap; park them on unique temporary paths first to satisfy UNIQUE(dataset_id, path)
+        for row in moving:
+            row.path = f"\x00moving:{row.id}"
+        session.flush()
+    rows: list[Field] = []
+    for position, (row, item) in enumerate(zip(matches, fields, strict=True)):
+        if row is None:
+            row = Field(dataset_id=dataset.id, tags=list(item.tags))
+        elif item.tags:
+            row.tags = list(dict.fromkeys([*row.tags, *item.tags]))
+        row.path = item.path
+        row.name = item.name
+        row.parent_path = item.parent_path
+        row.position = position
+        row.type = item.type
+        row.normalized_type = item.normalized_type
+        row.nullable = item.nullable
+        row.field_id = item.field_id
+        row.source_description = item.description
+        rows.append(row)
+    dataset.fields = rows
+    dataset.field_count = len(rows)
+
+
+def _validate_fields(fields: Sequence[FlatField]) -> None:
+    dupes = check_unique_paths(fields)
+    if dupes:
+        raise InvalidInput(f"field path {dupes[0]!r} is declared more than once", detail={"field": "fields"})
+    ids = [f.field_id for f in fields if f.field_id is not None]
+    if len(ids) != len(set(ids)):
+        raise InvalidInput("two fields share one field_id; field ids must be unique", detail={"field": "fields"})
+
+
+def _add_schema_version(
+    session: Session, dataset: Dataset, fields: Sequence[FlatField], source_schema_id: str | None
+) -> SchemaVersion | None:
+    """Record a new schema version when the schema differs from the current one."""
+    current = _current_version(session, dataset)
+    new_print = fingerprint(fields)
+    if current is not None and current.fingerprint == new_print:
+        return None
+    diff = diff_schemas(current.fields if current else [], fields)
+    version = SchemaVersion(
+        dataset_id=dataset.id,
+        version=(current.version + 1) if current else 1,
+        fingerprint=new_print,
+        fields=[f.as_version_dict() for f in fields],
+        diff=diff.model_dump(),
+        source_schema_id=source_schema_id,
+    )
+    session.add(version)
+    dataset.current_schema_version = version.version
+    return version
+
+
+_SOURCE_FACTS = ("kind", "format", "location", "partitioning", "source_description", "source_properties")
+
+
+def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapshot) -> ApplyResult:
+    """Create or update a dataset from what its source says; user-entered metadata is never touched.
+
+    A changed schema becomes a new SchemaVersion with its diff; every change appends a ChangeEvent.
+    """
+    _validate_fields(snapshot.fields)
+    dataset = session.scalar(
+        _dataset_query()
+        .where(Dataset.namespace == snapshot.namespace, Dataset.name == snapshot.name)
+        .with_for_update(of=Dataset)
+    )
+    if dataset is not None and dataset.source_id != source.id:
+        raise Conflict(
+            f"dataset {snapshot.name!r} in namespace {snapshot.namespace!r} belongs to source "
+            f"{dataset.source.name!r}, not {source.name!r}",
+            detail={"field": "name", "dataset_id": dataset.id},
+        )
+    facts = {
+        "kind": snapshot.kind.value,
+        "format": snapshot.format,
+        "location": snapshot.location,
+        "partitioning": snapshot.partitioning,
+        "source_description": snapshot.description,
+        "source_properties": snapshot.properties,
+    }
+    now = utcnow()
+    if dataset is None:
+        dataset = Dataset(source=source, namespace=snapshot.namespace, name=snapshot.name, **facts)
+        dataset.fields = []
+        session.add(dataset)
+        session.flush()
+        _write_field_rows(session, dataset, snapshot.fields)
+        _add_schema_version(session, dataset, snapshot.fields, snapshot.source_schema_id)
+        session.flush()
+        record_change(
+            session, kind=ChangeKind.CREATED, entity_type="dataset", entity_id=dataset.id,
+            namespace=dataset.namespace, name=dataset.name,
+            payload={"source": source.name, "schema_version": dataset.current_schema_version},
+        )
+        return ApplyResult(dataset, "created")
+
+    restored = dataset.deleted_at is not None
+    changed_facts = sorted(key for key in _SOURCE_FACTS if getattr(dataset, key) != facts[key])
+    for key in changed_facts:
+        setattr(dataset, key, facts[key])
+    version = _add_schema_version(session, dataset, snapshot.fields, snapshot.source_schema_id)
+    comments_changed = [row.source_description for row in dataset.fields] != [f.description for f in snapshot.fields]
+    if version is not None or comments_changed:
+        _write_field_rows(session, dataset, snapshot.fields)
+    if not (restored or changed_facts or version is not None or comments_changed):
+        return ApplyResult(dataset, "unchanged")
+
+    dataset.deleted_at = None
+    dataset.delete_reason = None
+    dataset.updated_at = now
+    dataset.revision += 1
+    session.flush()
+    outcome: Literal["restored", "schema_changed", "updated"]
+    if restored:
+        outcome = "restored"
+        record_change(
+            session, kind=ChangeKind.RESTORED, entity_type="dataset", entity_id=dataset.id,
+            namespace=dataset.namespace, name=dataset.name, payload={"source": source.name},
+        )
+    if version is not None:
+        outcome = "restored" if restored else "schema_changed"
+        record_change(
+            session, kind=ChangeKind.SCHEMA_CHANGED, entity_type="dataset", entity_id=dataset.id,
+            namespace=dataset.namespace, name=dataset.name,
+            payload={"version": version.version, "diff": version.diff},
+        )
+    elif not restored:
+        outcome = "updated"
+    if changed_facts or (comments_changed and version is None):
+        record_change(
+            session, kind=ChangeKind.METADATA_UPDATED, entity_type="dataset", entity_id=dataset.id,
+            namespace=dataset.namespace, name=dataset.name,
+            payload={"by": "source", "changed": changed_facts or ["field_descriptions"]},
+        )
+    return ApplyResult(dataset, outcome)
+
+
+def _snapshot_from_create(data: DatasetCreate, namespace: str) -> DatasetSnapshot:
+    return DatasetSnapshot(
+        namespace=namespace,
+        name=data.name,
+        kind=data.kind,
+        fields=flatten(data.fields),
+        format=data.format,
+        location=data.location,
+        partitioning=[p.model_dump(exclude_none=True) for p in data.partitioning],
+        description=data.source_description,
+        properties=data.source_properties,
+    )
+
+
+def _manual_source(session: Session, name: str) -> Source:
+    source = ensure_manual_source(session) if name == DEFAULT_MANUAL_SOURCE else get_source(session, name=name)
+    if source.kind != SourceKind.MANUAL.value:
+        raise Conflict(
+            f"source {name!r} is a {source.kind} source whose datasets come from syncing it; "
+            "register datasets in a manual source",
+            detail={"field": "source"},
+        )
+    return source
+
+
+def register_dataset(session: Session, *, data: DatasetCreate) -> Dataset:
+    """Register a dataset by hand in a manual source (a deleted one with the same identity is restored)."""
+    source = _manual_source(session, data.source)
+    namespace = data.namespace or source.namespace
+    existing = session.scalar(
+        select(Dataset.id).where(
+            Dataset.namespace == namespace, Dataset.name == data.name, Dataset.deleted_at.is_(None)
+        )
+    )
+    if existing is not None:
+        raise Conflict(
+            f"dataset {data.name!r} in namespace {namespace!r} already exists with id {existing}",
+            detail={"field": "name", "dataset_id": existing},
+        )
+    result = apply_snapshot(session, source=source, snapshot=_snapshot_from_create(data, namespace))
+    dataset = result.dataset
+    user_changes = DatasetUpdate(
+        description=data.description, tags=data.tags, owners=data.owners, properties=data.properties
+    )
+    _apply_user_metadata(session, dataset, user_changes, record=False)
+    session.flush()
+    return dataset
+
+
+def replace_manual_schema(
+    session: Session, *, dataset_id: int, fields: Sequence[FieldIn], expected_revision: int | None
+) -> tuple[Dataset, bool]:
+    """Declare a new schema for a manual dataset; returns the dataset and whether a version was added."""
+    dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
+    _check_revision(dataset, expected_revision)
+    source = dataset.source
+    if source.kind != SourceKind.MANUAL.value:
+        raise Conflict(
+            f"dataset {dataset_id} comes from {source.kind} source {source.name!r}; its schema changes "
+            "when the source does",
+            detail={"field": "fields"},
+        )
+    snapshot = DatasetSnapshot(
+        namespace=dataset.namespace,
+        name=dataset.name,
+        kind=DatasetKind(dataset.kind),
+        fields=flatten(fields),
+        format=dataset.format,
+        location=dataset.location,
+        partitioning=dataset.partitioning,
+        description=dataset.source_description,
+        properties=dataset.source_properties,
+    )
+    result = apply_snapshot(session, source=source, snapshot=snapshot)
+    return result.dataset, result.outcome == "schema_changed"
+
+
+def _check_revision(dataset: Dataset, expected_revision: int | None) -> None:
+    if expected_revision is not None and expected_revision != dataset.revision:
+        raise PreconditionFailed(
+            f"dataset {dataset.id} changed since you read it (you have revision {expected_revision}, "
+            f"it is now at {dataset.revision}); GET it again and reapply your change",
+            detail={"current_etag": etag_of(dataset)},
+        )
+
+
+def etag_of(dataset: Dataset) -> str:
+    """The dataset's current ETag (changes whenever anything about the dataset does)."""
+    return f'"{dataset.id}.{dataset.revision}"'
+
+
+def _apply_user_metadata(session: Session, dataset: Dataset, data: DatasetUpdate, *, record: bool) -> list[str]:
+    """Apply user metadata changes; returns the names of what changed."""
+    changes = data.model_fields_set
+    changed: list[str] = []
+    if "description" in changes and data.description != dataset.user_description:
+        dataset.user_description = data.description
+        changed.append("description")
+    if data.tags is not None:
+        wanted = list(dict.fromkeys(data.tags))
+        if sorted(wanted) != sorted(t.tag for t in dataset.tags):
+            dataset.tags = [DatasetTag(tag=tag) for tag in sorted(wanted)]
+            changed.append("tags")
+    if data.owners is not None:
+        owners = _dedupe_owners(data.owners)
+        if owners != sorted((o.owner, o.role) for o in dataset.owners):
+            dataset.owners = [DatasetOwner(owner=name, role=role) for name, role in owners]
+            changed.append("owners")
+    if data.properties is not None and data.properties != dataset.user_properties:
+        dataset.user_properties = dict(data.properties)
+        changed.append("properties")
+    if data.fields:
+        rows = {row.path: row for row in dataset.fields}
+        unknown = sorted(set(data.fields) - set(rows))
+        if unknown:
+            raise InvalidInput(
+                f"dataset {dataset.id} has no field {unknown[0]!r}; field paths are dotted, e.g. 'device.os'",
+                detail={"field": "fields", "unknown": unknown[:20]},
+            )
+        for path, update in data.fields.items():
+            row = rows[path]
+            if "description" in update.model_fields_set and update.description != row.user_description:
+                row.user_description = update.description
+                changed.append(f"fields.{path}.description")
+            if update.tags is not None and list(dict.fromkeys(update.tags)) != row.tags:
+                row.tags = list(dict.fromkeys(update.tags))
+                changed.append(f"fields.{path}.tags")
+    if changed and record:
+        dataset.updated_at = utcnow()
+        dataset.revision += 1
+        session.flush()
+        record_change(
+            session, kind=ChangeKind.METADATA_UPDATED, entity_type="dataset", entity_id=dataset.id,
+            namespace=dataset.namespace, name=dataset.name, payload={"by": "user", "changed": changed},
+        )
+    return changed
+
+
+def _dedupe_owners(owners: Sequence[Owner]) -> list[tuple[str, str]]:
+    by_name: dict[str, str] = {}
+    for owner in owners:
+        if by_name.get(owner.name, owner.role) != owner.role:
+            raise InvalidInput(
+                f"owner {owner.name!r} is listed twice with different roles", detail={"field": "owners"}
+            )
+        by_name[owner.name] = owner.role
+    return sorted(by_name.items())
+
+
+def update_dataset_metadata(
+    session: Session, *, dataset_id: int, data: DatasetUpdate, expected_revision: int | None
+) -> Dataset:
+    """Change what people say about a dataset; refused when ``expected_revision`` is stale."""
+    dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
+    _check_revision(dataset, expected_revision)
+    _apply_user_metadata(session, dataset, data, record=True)
+    session.flush()
+    return dataset
+
+
+def delete_dataset(session: Session, *, dataset_id: int, reason: str, expected_revision: int | None) -> Dataset:
+    """Soft-delete a dataset with a reason; it stays readable with include_deleted and can come back."""
+    dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
+    _check_revision(dataset, expected_revision)
+    dataset.deleted_at = utcnow()
+    dataset.delete_reason = reason
+    dataset.updated_at = dataset.deleted_at
+    dataset.revision += 1
+    session.flush()
+    record_change(
+        session, kind=ChangeKind.DELETED, entity_type="dataset", entity_id=dataset.id,
+        namespace=dataset.namespace, name=dataset.name, payload={"reason": reason, "by": "user"},
+    )
+    return dataset

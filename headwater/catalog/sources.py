@@ -1,0 +1,120 @@
+"""Sources: the systems Headwater federates, and the ``manual`` source people register datasets in."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from headwater.catalog.models import Dataset, Source, SourceKind
+from headwater.catalog.schemas import SourceCreate, SourceUpdate
+from headwater.db import utcnow
+from headwater.errors import Conflict, NotFound
+from headwater.pagination import PageResult, SortKey, paginate
+
+__all__ = [
+    "DEFAULT_MANUAL_SOURCE",
+    "create_source",
+    "delete_source",
+    "ensure_manual_source",
+    "get_source",
+    "list_sources",
+    "update_source",
+]
+
+DEFAULT_MANUAL_SOURCE = "manual"
+DEFAULT_MANUAL_NAMESPACE = "manual"
+
+SOURCE_SORTS = {
+    "name": SortKey(Source.name, Source.id),
+    "created_at": SortKey(Source.created_at, Source.id, kind="datetime"),
+    "id": SortKey(Source.id, Source.id, kind="int"),
+}
+
+
+def create_source(session: Session, *, data: SourceCreate) -> Source:
+    """Register a source; its name is unique."""
+    if session.scalar(select(Source.id).where(Source.name == data.name)) is not None:
+        raise Conflict(f"a source named {data.name!r} already exists", detail={"field": "name"})
+    source = Source(
+        name=data.name,
+        kind=data.kind.value,
+        namespace=data.namespace,
+        description=data.description,
+        config=data.config,
+        secrets=data.secrets,
+    )
+    session.add(source)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:  # a concurrent create of the same name won the race
+        raise Conflict(f"a source named {data.name!r} already exists", detail={"field": "name"}) from exc
+    return source
+
+
+def get_source(session: Session, *, name: str) -> Source:
+    """The source called ``name``."""
+    source = session.scalar(select(Source).where(Source.name == name))
+    if source is None:
+        raise NotFound(f"no source named {name!r}", detail={"field": "name"})
+    return source
+
+
+def list_sources(
+    session: Session, *, kind: SourceKind | None = None, sort: str = "name", cursor: str | None, limit: int
+) -> PageResult[Source]:
+    """Sources, optionally of one kind, one page at a time."""
+    stmt = select(Source)
+    if kind is not None:
+        stmt = stmt.where(Source.kind == kind.value)
+    return paginate(session, stmt, sorts=SOURCE_SORTS, sort=sort, cursor=cursor, limit=limit)
+
+
+def update_source(session: Session, *, name: str, data: SourceUpdate) -> Source:
+    """Change a source's description, config or secrets (named secret keys are replaced)."""
+    source = get_source(session, name=name)
+    changes = data.model_dump(exclude_unset=True)
+    if "description" in changes:
+        source.description = data.description
+    if data.config is not None:
+        source.config = data.config
+    if data.secrets is not None:
+        source.secrets = {**(source.secrets or {}), **data.secrets}
+    source.updated_at = utcnow()
+    source.revision += 1
+    session.flush()
+    return source
+
+
+def delete_source(session: Session, *, name: str) -> None:
+    """Remove a source that no live dataset belongs to, with its already-deleted datasets."""
+    source = get_source(session, name=name)
+    live = session.scalar(
+        select(func.count()).select_from(Dataset).where(Dataset.source_id == source.id, Dataset.deleted_at.is_(None))
+    )
+    if live:
+        raise Conflict(
+            f"source {name!r} still has {live} dataset(s); delete them first",
+            detail={"field": "name", "datasets": live},
+        )
+    # Soft-deleted datasets go with their source; the change feed keeps the record of them.
+    session.execute(delete(Dataset).where(Dataset.source_id == source.id))
+    session.delete(source)
+    session.flush()
+
+
+def ensure_manual_source(session: Session) -> Source:
+    """The default ``manual`` source, created the first time it is needed."""
+    source = session.scalar(select(Source).where(Source.name == DEFAULT_MANUAL_SOURCE))
+    if source is not None:
+        return source
+    return create_source(
+        session,
+        data=SourceCreate(
+            name=DEFAULT_MANUAL_SOURCE,
+            kind=SourceKind.MANUAL,
+            namespace=DEFAULT_MANUAL_NAMESPACE,
+            description="Datasets registered by hand through the API or CLI.",
+        ),
+    )

@@ -1,0 +1,73 @@
+"""The one exception hierarchy of Headwater; each class maps to one HTTP status and one error code.
+
+Services raise these; the HTTP edge (``headwater.app``) turns them into JSON error bodies, and the
+GraphQL layer will turn them into typed error results. Messages name the offending field and value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "HeadwaterError",
+    "InvalidInput",
+    "NotFound",
+    "PreconditionFailed",
+    "PreconditionRequired",
+    "DatabaseNotReady",
+]
+
+
+class HeadwaterError(Exception):
+    """Base of every error Headwater raises on purpose."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or {}
+
+
+class InvalidInput(HeadwaterError):
+    """The request is well-formed but asks for something impossible (bad cursor, bad filter value)."""
+
+    status_code = 400
+    code = "invalid_input"
+
+
+class NotFound(HeadwaterError):
+    """The named thing does not exist (or is deleted and the caller did not ask for deleted ones)."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(HeadwaterError):
+    """The request contradicts current state: a duplicate name, a source kind that forbids the write."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class PreconditionFailed(HeadwaterError):
+    """An If-Match ETag no longer matches: someone else changed the resource first."""
+
+    status_code = 412
+    code = "precondition_failed"
+
+
+class PreconditionRequired(HeadwaterError):
+    """A guarded write was sent without If-Match."""
+
+    status_code = 428
+    code = "precondition_required"
+
+
+class DatabaseNotReady(HeadwaterError):
+    """The database is unreachable or not migrated to the code's revision."""
+
+    status_code = 503
+    code = "database_not_ready"

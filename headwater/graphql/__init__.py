@@ -1,0 +1,1 @@
+"""The GraphQL API for tools, with typed error results (not built yet)."""

@@ -1,0 +1,54 @@
+"""Alembic migrations of Headwater's one database, shipped inside the package, and the functions the
+CLI and the server use to upgrade and to check the schema revision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+__all__ = ["alembic_config", "current_revision", "downgrade", "head_revision", "is_up_to_date", "upgrade"]
+
+_HERE = Path(__file__).parent
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config for ``url`` that needs no alembic.ini on disk."""
+    config = Config()
+    config.set_main_option("script_location", str(_HERE))
+    # ConfigParser would read "%" in passwords as interpolation.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` up to ``revision``."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrate the database at ``url`` down to ``revision``."""
+    command.downgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str:
+    """The revision the code expects (there is exactly one head)."""
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"migrations have {len(heads)} heads ({heads}); merge them")
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, None when it was never migrated."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def is_up_to_date(engine: Engine) -> bool:
+    """True when the database is at the code's head revision."""
+    return current_revision(engine) == head_revision()

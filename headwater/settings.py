@@ -1,0 +1,103 @@
+"""Headwater's settings: one pydantic-settings model read from ``HEADWATER_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class Settings(BaseSettings):
+    """Every setting Headwater reads; each one is documented in the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_", env_file=None, extra="ignore")
+
+    env: Literal["development", "production"] = Field(
+        default="development",
+        description="`production` refuses unsafe defaults (the embedded SQLite file, auto-migration).",
+    )
+    data_dir: Path = Field(default=Path(".headwater"), description="Where embedded state lives.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: sqlite:///<data_dir>/headwater.db.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `headwater serve` binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `headwater serve` binds.")
+    log_level: LogLevel = Field(default="info", description="Log level of the server and CLI.")
+    auto_migrate: bool | None = Field(
+        default=None,
+        description="Migrate on start. Default: only for the embedded SQLite database.",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body accepted; larger gets 413."
+    )
+    db_pool_size: int = Field(default=10, ge=1, description="Connections kept per process (PostgreSQL).")
+    db_echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+    cache_enabled: bool = Field(
+        default=True,
+        description="Serve unchanged datasets from an in-process cache invalidated by the change feed.",
+    )
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0, description="Memory bound of that cache.")
+    cache_poll_interval: float = Field(
+        default=0.25, gt=0, le=60, description="Seconds between reads of the change feed for other writers' changes."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production_defaults(self) -> Settings:
+        if self.env == "production":
+            if self.database_url is None:
+                raise ValueError(
+                    "HEADWATER_ENV=production needs HEADWATER_DATABASE_URL set to a PostgreSQL URL; "
+                    "the embedded SQLite default is for development only"
+                )
+            if self.auto_migrate:
+                raise ValueError(
+                    "HEADWATER_AUTO_MIGRATE=true is refused in production: run `headwater db upgrade` "
+                    "as a deliberate deploy step"
+                )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in effect: the configured one, or the embedded SQLite file."""
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'headwater.db').resolve()}"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        """True when Headwater runs on its own SQLite file rather than a configured server."""
+        return self.database_url is None
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        """Whether the server migrates the database itself on start."""
+        if self.auto_migrate is not None:
+            return self.auto_migrate
+        return self.is_embedded_database
+
+
+def normalise_database_url(url: str) -> str:
+    """Point bare ``postgresql://`` URLs at psycopg 3, the driver Headwater ships with."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

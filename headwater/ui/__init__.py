@@ -1,0 +1,1 @@
+"""The search UI for people (not built yet)."""
