@@ -43,7 +43,9 @@ def prepare_database(settings: Settings) -> None:
     try:
         current = migrations.current_revision(engine)
     except SQLAlchemyError as exc:
-        raise DatabaseNotReady(f"cannot reach the database at {engine.url.render_as_string()}: {exc.orig}") from exc
+        raise DatabaseNotReady(
+            f"cannot reach the database at {engine.url.render_as_string()}: {getattr(exc, 'orig', exc)}"
+        ) from exc
     finally:
         engine.dispose()
     head = migrations.head_revision()
@@ -59,9 +61,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     settings = settings or get_settings()
     if prepare:
         prepare_database(settings)
-    engine = create_db_engine(
-        settings.resolved_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
-    )
+    engine = create_db_engine(settings.resolved_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
     factory = make_sessionmaker(engine)
     cache = DatasetCache(max_bytes=settings.cache_max_bytes, enabled=settings.cache_enabled)
 
@@ -117,7 +117,8 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
             current = migrations.current_revision(engine)
         except SQLAlchemyError as exc:
             return JSONResponse(
-                error_body("database_unavailable", f"the database is unreachable: {exc.orig}"), status_code=503
+                error_body("database_unavailable", f"the database is unreachable: {getattr(exc, 'orig', exc)}"),
+                status_code=503,
             )
         head = migrations.head_revision()
         if current != head:

@@ -66,8 +66,7 @@ def decode_cursor(cursor: str, sort: str) -> list[Any]:
         raise InvalidInput(f"cursor {cursor[:40]!r} is malformed", detail={"field": "cursor"})
     if document.get("s") != sort:
         raise InvalidInput(
-            f"cursor was issued for sort {document.get('s')!r}, not {sort!r}; "
-            "keep the same sort while paging",
+            f"cursor was issued for sort {document.get('s')!r}, not {sort!r}; keep the same sort while paging",
             detail={"field": "cursor"},
         )
     return list(document["k"])

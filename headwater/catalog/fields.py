@@ -78,6 +78,7 @@ def check_unique_paths(fields: Sequence[FlatField]) -> list[str]:
     return dupes
 
 
+# fmt: off
 _SIMPLE_TYPES = {
     # strings
     "string": "string", "varchar": "string", "char": "string", "text": "string", "character varying": "string",
@@ -108,6 +109,7 @@ _COMPLEX_PREFIXES = (
     ("struct", "struct"), ("record", "struct"), ("row", "struct"), ("object", "struct"),
     ("array", "array"), ("list", "array"), ("map", "map"),
 )
+# fmt: on
 _PARAMS_RE = re.compile(r"\s*[(<].*$", re.DOTALL)
 
 

@@ -160,9 +160,7 @@ class DatasetTag(Base):
 
     __tablename__ = "dataset_tags"
 
-    dataset_id: Mapped[int] = mapped_column(
-        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
-    )
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
     tag: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
 
 
@@ -171,9 +169,7 @@ class DatasetOwner(Base):
 
     __tablename__ = "dataset_owners"
 
-    dataset_id: Mapped[int] = mapped_column(
-        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
-    )
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
     owner: Mapped[str] = mapped_column(String(256), primary_key=True, index=True)
     role: Mapped[str] = mapped_column(String(32), default="technical_owner")
 

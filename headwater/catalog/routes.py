@@ -42,9 +42,7 @@ datasets_router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 changes_router = APIRouter(prefix="/api/v1/change-events", tags=["change events"])
 
 
-def json_response(
-    model: BaseModel, *, status_code: int = 200, headers: dict[str, str] | None = None
-) -> Response:
+def json_response(model: BaseModel, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """Serialise ``model`` once, in Rust, straight to the response body."""
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json", headers=headers)
 

@@ -42,7 +42,9 @@ SourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]{0,127}$")]
 OwnerName = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_check_printable)]
 Text = Annotated[str, StringConstraints(max_length=65_536)]
-Properties = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], Text], Field(max_length=500)]
+Properties = Annotated[
+    dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], Text], Field(max_length=500)
+]
 
 OWNER_ROLES = ("technical_owner", "business_owner", "data_steward")
 
@@ -185,8 +187,8 @@ class DatasetUpdate(_In):
     tags: list[Tag] | None = Field(default=None, max_length=100)
     owners: list[Owner] | None = Field(default=None, max_length=100)
     properties: Properties | None = None
-    fields: dict[Annotated[str, StringConstraints(min_length=1, max_length=1024)], FieldMetadataUpdate] | None = (
-        Field(default=None, max_length=5000)
+    fields: dict[Annotated[str, StringConstraints(min_length=1, max_length=1024)], FieldMetadataUpdate] | None = Field(
+        default=None, max_length=5000
     )
 
 
@@ -234,7 +236,6 @@ class DatasetSummary(_Out):
     updated_at: dt.datetime
     deleted_at: dt.datetime | None
     delete_reason: str | None
-
 
     @classmethod
     def summary_of(cls, dataset: Any) -> DatasetSummary:

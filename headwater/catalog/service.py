@@ -95,7 +95,7 @@ class DatasetFilters:
 # ------------------------------------------------------------------------------------ reading
 
 
-def _dataset_query() -> Select[tuple[Dataset]]:
+def _dataset_query() -> Select[Dataset]:
     return select(Dataset).options(
         selectinload(Dataset.fields), selectinload(Dataset.tags), selectinload(Dataset.owners)
     )
@@ -146,13 +146,9 @@ def list_datasets(
     if filters.kind:
         stmt = stmt.where(Dataset.kind == filters.kind.value)
     if filters.tag:
-        stmt = stmt.where(
-            exists().where(DatasetTag.dataset_id == Dataset.id, DatasetTag.tag == filters.tag)
-        )
+        stmt = stmt.where(exists().where(DatasetTag.dataset_id == Dataset.id, DatasetTag.tag == filters.tag))
     if filters.owner:
-        stmt = stmt.where(
-            exists().where(DatasetOwner.dataset_id == Dataset.id, DatasetOwner.owner == filters.owner)
-        )
+        stmt = stmt.where(exists().where(DatasetOwner.dataset_id == Dataset.id, DatasetOwner.owner == filters.owner))
     if filters.name_prefix:
         escaped = filters.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = stmt.where(Dataset.name.like(escaped + "%", escape="\\"))
@@ -224,14 +220,13 @@ def _write_field_rows(session: Session, dataset: Dataset, fields: Sequence[FlatF
     session.flush()
     moving = [row for row, item in zip(matches, fields, strict=True) if row is not None and row.path != item.path]
     if moving:  # paths may swap; park them on unique temporary paths first to satisfy UNIQUE(dataset_id, path)
-        for row in moving:
-            row.path = f"\x00moving:{row.id}"
+        for moving_row in moving:
+            moving_row.path = f"\x00moving:{moving_row.id}"
         session.flush()
     rows: list[Field] = []
-    for position, (row, item) in enumerate(zip(matches, fields, strict=True)):
-        if row is None:
-            row = Field(dataset_id=dataset.id, tags=list(item.tags))
-        elif item.tags:
+    for position, (match, item) in enumerate(zip(matches, fields, strict=True)):
+        row = Field(dataset_id=dataset.id, tags=list(item.tags)) if match is None else match
+        if match is not None and item.tags:
             row.tags = list(dict.fromkeys([*row.tags, *item.tags]))
         row.path = item.path
         row.name = item.name
@@ -316,8 +311,12 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
         _add_schema_version(session, dataset, snapshot.fields, snapshot.source_schema_id)
         session.flush()
         record_change(
-            session, kind=ChangeKind.CREATED, entity_type="dataset", entity_id=dataset.id,
-            namespace=dataset.namespace, name=dataset.name,
+            session,
+            kind=ChangeKind.CREATED,
+            entity_type="dataset",
+            entity_id=dataset.id,
+            namespace=dataset.namespace,
+            name=dataset.name,
             payload={"source": source.name, "schema_version": dataset.current_schema_version},
         )
         return ApplyResult(dataset, "created")
@@ -342,22 +341,35 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
     if restored:
         outcome = "restored"
         record_change(
-            session, kind=ChangeKind.RESTORED, entity_type="dataset", entity_id=dataset.id,
-            namespace=dataset.namespace, name=dataset.name, payload={"source": source.name},
+            session,
+            kind=ChangeKind.RESTORED,
+            entity_type="dataset",
+            entity_id=dataset.id,
+            namespace=dataset.namespace,
+            name=dataset.name,
+            payload={"source": source.name},
         )
     if version is not None:
         outcome = "restored" if restored else "schema_changed"
         record_change(
-            session, kind=ChangeKind.SCHEMA_CHANGED, entity_type="dataset", entity_id=dataset.id,
-            namespace=dataset.namespace, name=dataset.name,
+            session,
+            kind=ChangeKind.SCHEMA_CHANGED,
+            entity_type="dataset",
+            entity_id=dataset.id,
+            namespace=dataset.namespace,
+            name=dataset.name,
             payload={"version": version.version, "diff": version.diff},
         )
     elif not restored:
         outcome = "updated"
     if changed_facts or (comments_changed and version is None):
         record_change(
-            session, kind=ChangeKind.METADATA_UPDATED, entity_type="dataset", entity_id=dataset.id,
-            namespace=dataset.namespace, name=dataset.name,
+            session,
+            kind=ChangeKind.METADATA_UPDATED,
+            entity_type="dataset",
+            entity_id=dataset.id,
+            namespace=dataset.namespace,
+            name=dataset.name,
             payload={"by": "source", "changed": changed_facts or ["field_descriptions"]},
         )
     return ApplyResult(dataset, outcome)
@@ -495,8 +507,13 @@ def _apply_user_metadata(session: Session, dataset: Dataset, data: DatasetUpdate
         dataset.revision += 1
         session.flush()
         record_change(
-            session, kind=ChangeKind.METADATA_UPDATED, entity_type="dataset", entity_id=dataset.id,
-            namespace=dataset.namespace, name=dataset.name, payload={"by": "user", "changed": changed},
+            session,
+            kind=ChangeKind.METADATA_UPDATED,
+            entity_type="dataset",
+            entity_id=dataset.id,
+            namespace=dataset.namespace,
+            name=dataset.name,
+            payload={"by": "user", "changed": changed},
         )
     return changed
 
@@ -505,9 +522,7 @@ def _dedupe_owners(owners: Sequence[Owner]) -> list[tuple[str, str]]:
     by_name: dict[str, str] = {}
     for owner in owners:
         if by_name.get(owner.name, owner.role) != owner.role:
-            raise InvalidInput(
-                f"owner {owner.name!r} is listed twice with different roles", detail={"field": "owners"}
-            )
+            raise InvalidInput(f"owner {owner.name!r} is listed twice with different roles", detail={"field": "owners"})
         by_name[owner.name] = owner.role
     return sorted(by_name.items())
 
@@ -533,7 +548,12 @@ def delete_dataset(session: Session, *, dataset_id: int, reason: str, expected_r
     dataset.revision += 1
     session.flush()
     record_change(
-        session, kind=ChangeKind.DELETED, entity_type="dataset", entity_id=dataset.id,
-        namespace=dataset.namespace, name=dataset.name, payload={"reason": reason, "by": "user"},
+        session,
+        kind=ChangeKind.DELETED,
+        entity_type="dataset",
+        entity_id=dataset.id,
+        namespace=dataset.namespace,
+        name=dataset.name,
+        payload={"reason": reason, "by": "user"},
     )
     return dataset

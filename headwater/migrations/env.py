@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import create_engine, pool
 
 import headwater.models  # noqa: F401  (registers every table on Base.metadata)
@@ -41,7 +42,7 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render Headwater's portable column types by name, so generated migrations import them."""
     if type_ != "type":
         return False
