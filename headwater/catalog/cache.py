@@ -90,14 +90,19 @@ class DatasetCache:
                 if old is not None:
                     self._size -= len(old[1])
 
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+            self._size = 0
+
     def set_healthy(self, healthy: bool) -> None:
         """Serve from the cache only while the outbox can be watched; going unhealthy empties it."""
         with self._lock:
-            if not healthy:
-                self._generation += 1
-                self._entries.clear()
-                self._size = 0
             self._healthy = healthy
+        if not healthy:
+            self.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

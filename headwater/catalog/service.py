@@ -4,6 +4,7 @@ schema history and listing. Every function takes the session keyword-only and fl
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -220,8 +221,9 @@ def _write_field_rows(session: Session, dataset: Dataset, fields: Sequence[FlatF
     session.flush()
     moving = [row for row, item in zip(matches, fields, strict=True) if row is not None and row.path != item.path]
     if moving:  # paths may swap; park them on unique temporary paths first to satisfy UNIQUE(dataset_id, path)
+        token = uuid.uuid4().hex
         for moving_row in moving:
-            moving_row.path = f"\x00moving:{moving_row.id}"
+            moving_row.path = f"#moving#{moving_row.id}#{token}"
         session.flush()
     rows: list[Field] = []
     for position, (match, item) in enumerate(zip(matches, fields, strict=True)):

@@ -1,0 +1,183 @@
+"""Fixtures shared by the whole suite: every database test runs on SQLite and on PostgreSQL.
+
+Each test run (and each xdist worker) gets its own databases: a SQLite file in a temporary directory
+and a PostgreSQL database created for the run and dropped at its end. They are migrated once with
+Alembic (never ``create_all``) and emptied after every test.
+
+PostgreSQL comes from ``HEADWATER_TEST_POSTGRES_URL`` (default: the local server, user postgres). When
+it is unreachable the PostgreSQL half is skipped with a reason, except under ``CI=true``, where it fails.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from headwater import migrations
+from headwater.app import create_app
+from headwater.db import Base, create_db_engine, make_sessionmaker
+from headwater.settings import Settings
+
+ADMIN_URL = os.environ.get("HEADWATER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+BACKENDS = [b.strip() for b in os.environ.get("HEADWATER_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run coroutine tests on anyio's asyncio backend without marking each one."""
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.add_marker(pytest.mark.anyio)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """asyncio only: Headwater runs on uvicorn's asyncio loop."""
+    return "asyncio"
+
+
+class PostgresServer:
+    """Creates and drops throwaway databases on the test PostgreSQL server."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = make_url(admin_url)
+        self._admin: Engine | None = None
+        self.created: list[str] = []
+
+    def available(self) -> str | None:
+        """None when reachable, else why not."""
+        try:
+            self.admin.connect().close()
+        except OperationalError as exc:
+            return f"PostgreSQL at {self.admin_url.render_as_string()} is unreachable: {exc.orig}"
+        return None
+
+    @property
+    def admin(self) -> Engine:
+        if self._admin is None:
+            self._admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+        return self._admin
+
+    def create_database(self, label: str) -> str:
+        """A new empty database; its URL."""
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        name = f"headwater_test_{label}_{worker}_{uuid.uuid4().hex[:8]}"
+        with self.admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        self.created.append(name)
+        return self.admin_url.set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        """Drop every database this run created."""
+        if self._admin is None:
+            return
+        with self.admin.connect() as connection:
+            for name in self.created:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self._admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The PostgreSQL server tests make databases on."""
+    server = PostgresServer(ADMIN_URL)
+    yield server
+    server.drop_all()
+
+
+@pytest.fixture(scope="session")
+def fresh_database(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A factory of new, empty (un-migrated) databases of one backend: ``fresh_database("postgres")``."""
+
+    def make(backend: str, label: str = "fresh") -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path_factory.mktemp(label) / 'headwater.db'}"
+        require_postgres(postgres_server)
+        return postgres_server.create_database(label)
+
+    return make
+
+
+def require_postgres(server: PostgresServer) -> None:
+    """Skip (or, in CI, fail) when PostgreSQL cannot be reached."""
+    problem = server.available()
+    if problem is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{problem}; CI needs PostgreSQL (the test command starts it)", pytrace=False)
+    pytest.skip(f"{problem}; start it or set HEADWATER_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, fresh_database) -> str:  # type: ignore[no-untyped-def]
+    """A migrated database of each backend, shared by the tests of this run."""
+    url: str = fresh_database(request.param, "suite")
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on the suite's database, set up as the server sets it up."""
+    engine = create_db_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def _empty_tables(engine: Engine) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session on an empty catalog; the test commits what it wants kept; tables are emptied after."""
+    factory = make_sessionmaker(engine)
+    with factory() as session:
+        yield session
+        session.rollback()
+    _empty_tables(engine)
+
+
+@pytest.fixture(scope="session")
+def app_settings(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing the app at the suite's database."""
+    return Settings(database_url=db_url, data_dir=tmp_path_factory.mktemp("data"), max_body_bytes=64 * 1024)
+
+
+@pytest.fixture(scope="session")
+def app(app_settings: Settings) -> FastAPI:
+    """The application on the suite's database (already migrated, so no preparation)."""
+    return create_app(app_settings, prepare=False)
+
+
+@pytest.fixture
+async def client(app: FastAPI, engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in-process; the catalog is empty at the start of each test."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://headwater.test") as client:
+        yield client
+    app.state.dataset_cache.clear()
+    _empty_tables(engine)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """An empty data directory."""
+    return tmp_path / "data"
