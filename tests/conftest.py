@@ -10,7 +10,6 @@ it is unreachable the PostgreSQL half is skipped with a reason, except under ``C
 
 from __future__ import annotations
 
-import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -34,16 +33,9 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = [b.strip() for b in os.environ.get("HEADWATER_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run coroutine tests on anyio's asyncio backend without marking each one."""
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.add_marker(pytest.mark.anyio)
-
-
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
-    """asyncio only: Headwater runs on uvicorn's asyncio loop."""
+    """asyncio only: Headwater runs on uvicorn's asyncio loop (async test modules set ``pytestmark = anyio``)."""
     return "asyncio"
 
 
