@@ -1,0 +1,143 @@
+"""The ``headwater`` command line, against both databases, and ``serve`` as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from headwater.cli import app
+from headwater.settings import get_settings
+
+MakeDatabase = Callable[..., str]
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> Iterator[Callable[[str | None], None]]:
+    """Point the CLI at a database (None = the embedded default in a temporary data dir)."""
+
+    def use(url: str | None) -> None:
+        monkeypatch.setenv("COLUMNS", "200")  # rich would wrap long names at 80
+        monkeypatch.setenv("HEADWATER_DATA_DIR", str(data_dir))
+        if url:
+            monkeypatch.setenv("HEADWATER_DATABASE_URL", url)
+        else:
+            monkeypatch.delenv("HEADWATER_DATABASE_URL", raising=False)
+        get_settings.cache_clear()
+
+    yield use
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_db_current_then_upgrade(
+    backend: str, fresh_database: MakeDatabase, cli_env: Callable[[str | None], None]
+) -> None:
+    cli_env(fresh_database(backend, "cli"))
+    behind = runner.invoke(app, ["db", "current"])
+    assert behind.exit_code == 1
+    assert "never migrated" in behind.output and "headwater db upgrade" in behind.output
+    upgraded = runner.invoke(app, ["db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    current = runner.invoke(app, ["db", "current"])
+    assert current.exit_code == 0 and "up to date" in current.output
+
+
+def test_commands_on_an_unmigrated_server_database_say_what_to_run(
+    fresh_database: MakeDatabase, cli_env: Callable[[str | None], None]
+) -> None:
+    cli_env(fresh_database("postgres", "cli"))
+    result = runner.invoke(app, ["datasets", "list"])
+    assert result.exit_code == 1
+    assert "headwater db upgrade" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_datasets_list_and_show_on_the_embedded_database(cli_env: Callable[[str | None], None]) -> None:
+    cli_env(None)
+    from headwater.app import prepare_database
+    from headwater.catalog import service
+    from headwater.catalog.schemas import DatasetCreate, FieldIn
+    from headwater.db import create_db_engine, make_sessionmaker, session_scope
+
+    settings = get_settings()
+    prepare_database(settings)
+    engine = create_db_engine(settings.resolved_database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        for name in ("analytics.title_daily_views", "raw.playback_events"):
+            service.register_dataset(
+                session,
+                data=DatasetCreate(
+                    namespace="hive://meta:9083",
+                    name=name,
+                    fields=[FieldIn(name="title_id", type="bigint")],
+                    tags=["tier-1"],
+                ),
+            )
+    engine.dispose()
+
+    listed = runner.invoke(app, ["datasets", "list", "--json", "--prefix", "raw."])
+    assert listed.exit_code == 0, listed.output
+    document = json.loads(listed.output)
+    assert [d["name"] for d in document["items"]] == ["raw.playback_events"] and document["total"] == 1
+
+    table = runner.invoke(app, ["datasets", "list", "--tag", "tier-1"])
+    assert "2 dataset(s)" in table.output and "analytics.title_daily_views" in table.output
+
+    shown = runner.invoke(
+        app, ["datasets", "show", "--namespace", "hive://meta:9083", "--name", "raw.playback_events", "--json"]
+    )
+    assert shown.exit_code == 0
+    assert json.loads(shown.output)["fields"][0]["path"] == "title_id"
+
+    missing = runner.invoke(app, ["datasets", "show", "4242"])
+    assert missing.exit_code == 1 and "no dataset with id 4242" in missing.output
+
+    nothing = runner.invoke(app, ["datasets", "show"])
+    assert nothing.exit_code == 1 and "--namespace and --name" in nothing.output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.integration
+def test_serve_runs_the_real_server_on_the_embedded_database(data_dir: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "HEADWATER_DATA_DIR": str(data_dir), "HEADWATER_LOG_LEVEL": "warning"}
+    env.pop("HEADWATER_DATABASE_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "headwater.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+                assert time.monotonic() < deadline, "server did not start in 30 s"
+                time.sleep(0.2)
+        assert ready.status_code == 200 and ready.json()["database"] == "sqlite"
+        created = httpx.post(f"http://127.0.0.1:{port}/api/v1/datasets", json={"name": "db.t"}, timeout=5)
+        assert created.status_code == 201
+        assert (data_dir / "headwater.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
