@@ -27,7 +27,6 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> Iterator[Callabl
     """Point the CLI at a database (None = the embedded default in a temporary data dir)."""
 
     def use(url: str | None) -> None:
-        monkeypatch.setenv("COLUMNS", "200")  # rich would wrap long names at 80
         monkeypatch.setenv("HEADWATER_DATA_DIR", str(data_dir))
         if url:
             monkeypatch.setenv("HEADWATER_DATABASE_URL", url)
@@ -92,7 +91,9 @@ def test_datasets_list_and_show_on_the_embedded_database(cli_env: Callable[[str 
     assert [d["name"] for d in document["items"]] == ["raw.playback_events"] and document["total"] == 1
 
     table = runner.invoke(app, ["datasets", "list", "--tag", "tier-1"])
-    assert "2 dataset(s)" in table.output and "analytics.title_daily_views" in table.output
+    assert table.exit_code == 0 and "2 dataset(s)" in table.output
+    tagged = json.loads(runner.invoke(app, ["datasets", "list", "--tag", "tier-1", "--json"]).output)
+    assert [d["name"] for d in tagged["items"]] == ["analytics.title_daily_views", "raw.playback_events"]
 
     shown = runner.invoke(
         app, ["datasets", "show", "--namespace", "hive://meta:9083", "--name", "raw.playback_events", "--json"]
