@@ -62,6 +62,8 @@ def friendly_errors(func: F) -> F:
 def _settings() -> Settings:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.log_level != "debug":  # Alembic narrates every step at INFO
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     return settings
 
 
