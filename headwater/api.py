@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from headwater.db import session_scope
 from headwater.errors import HeadwaterError, PreconditionFailed, PreconditionRequired
 
 __all__ = [
@@ -31,15 +32,8 @@ log = logging.getLogger("headwater.api")
 
 def get_session(request: Request) -> Iterator[Session]:
     """One session and transaction per request: committed when the route returns, rolled back on error."""
-    session: Session = request.app.state.sessionmaker()
-    try:
+    with session_scope(request.app.state.sessionmaker) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

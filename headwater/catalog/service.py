@@ -312,14 +312,11 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
         _write_field_rows(session, dataset, snapshot.fields)
         _add_schema_version(session, dataset, snapshot.fields, snapshot.source_schema_id)
         session.flush()
-        record_change(
+        _record(
             session,
-            kind=ChangeKind.CREATED,
-            entity_type="dataset",
-            entity_id=dataset.id,
-            namespace=dataset.namespace,
-            name=dataset.name,
-            payload={"source": source.name, "schema_version": dataset.current_schema_version},
+            dataset,
+            ChangeKind.CREATED,
+            {"source": source.name, "schema_version": dataset.current_schema_version},
         )
         return ApplyResult(dataset, "created")
 
@@ -342,37 +339,18 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
     outcome: Literal["restored", "schema_changed", "updated"]
     if restored:
         outcome = "restored"
-        record_change(
-            session,
-            kind=ChangeKind.RESTORED,
-            entity_type="dataset",
-            entity_id=dataset.id,
-            namespace=dataset.namespace,
-            name=dataset.name,
-            payload={"source": source.name},
-        )
+        _record(session, dataset, ChangeKind.RESTORED, {"source": source.name})
     if version is not None:
         outcome = "restored" if restored else "schema_changed"
-        record_change(
-            session,
-            kind=ChangeKind.SCHEMA_CHANGED,
-            entity_type="dataset",
-            entity_id=dataset.id,
-            namespace=dataset.namespace,
-            name=dataset.name,
-            payload={"version": version.version, "diff": version.diff},
-        )
+        _record(session, dataset, ChangeKind.SCHEMA_CHANGED, {"version": version.version, "diff": version.diff})
     elif not restored:
         outcome = "updated"
     if changed_facts or (comments_changed and version is None):
-        record_change(
+        _record(
             session,
-            kind=ChangeKind.METADATA_UPDATED,
-            entity_type="dataset",
-            entity_id=dataset.id,
-            namespace=dataset.namespace,
-            name=dataset.name,
-            payload={"by": "source", "changed": changed_facts or ["field_descriptions"]},
+            dataset,
+            ChangeKind.METADATA_UPDATED,
+            {"by": "source", "changed": changed_facts or ["field_descriptions"]},
         )
     return ApplyResult(dataset, outcome)
 
@@ -454,6 +432,19 @@ def replace_manual_schema(
     return result.dataset, result.outcome == "schema_changed"
 
 
+def _record(session: Session, dataset: Dataset, kind: ChangeKind, payload: dict[str, Any]) -> None:
+    """Append the change event of a dataset change (the last step of every write)."""
+    record_change(
+        session,
+        kind=kind,
+        entity_type="dataset",
+        entity_id=dataset.id,
+        namespace=dataset.namespace,
+        name=dataset.name,
+        payload=payload,
+    )
+
+
 def _check_revision(dataset: Dataset, expected_revision: int | None) -> None:
     if expected_revision is not None and expected_revision != dataset.revision:
         raise PreconditionFailed(
@@ -508,15 +499,7 @@ def _apply_user_metadata(session: Session, dataset: Dataset, data: DatasetUpdate
         dataset.updated_at = utcnow()
         dataset.revision += 1
         session.flush()
-        record_change(
-            session,
-            kind=ChangeKind.METADATA_UPDATED,
-            entity_type="dataset",
-            entity_id=dataset.id,
-            namespace=dataset.namespace,
-            name=dataset.name,
-            payload={"by": "user", "changed": changed},
-        )
+        _record(session, dataset, ChangeKind.METADATA_UPDATED, {"by": "user", "changed": changed})
     return changed
 
 
@@ -549,13 +532,5 @@ def delete_dataset(session: Session, *, dataset_id: int, reason: str, expected_r
     dataset.updated_at = dataset.deleted_at
     dataset.revision += 1
     session.flush()
-    record_change(
-        session,
-        kind=ChangeKind.DELETED,
-        entity_type="dataset",
-        entity_id=dataset.id,
-        namespace=dataset.namespace,
-        name=dataset.name,
-        payload={"reason": reason, "by": "user"},
-    )
+    _record(session, dataset, ChangeKind.DELETED, {"reason": reason, "by": "user"})
     return dataset
