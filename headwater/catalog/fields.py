@@ -86,6 +86,8 @@ _SIMPLE_TYPES = {
     # integers
     "tinyint": "int", "smallint": "int", "int": "int", "integer": "int", "int2": "int", "int4": "int",
     "short": "int", "byte": "int", "serial": "int",
+    "int32": "int", "sint32": "int", "sfixed32": "int", "uint32": "int", "fixed32": "int",  # Protobuf
+    "int64": "long", "sint64": "long", "sfixed64": "long", "uint64": "long", "fixed64": "long",  # Protobuf
     "bigint": "long", "long": "long", "int8": "long", "bigserial": "long",
     # floating point and exact numbers
     "float": "float", "real": "float", "float4": "float",
@@ -106,7 +108,7 @@ _SIMPLE_TYPES = {
     "null": "null",
 }
 _COMPLEX_PREFIXES = (
-    ("struct", "struct"), ("record", "struct"), ("row", "struct"), ("object", "struct"),
+    ("struct", "struct"), ("record", "struct"), ("row", "struct"), ("object", "struct"), ("message", "struct"),
     ("array", "array"), ("list", "array"), ("map", "map"),
 )
 # fmt: on

@@ -35,6 +35,7 @@ __all__ = [
     "ApplyResult",
     "DatasetFilters",
     "DatasetSnapshot",
+    "HistoricalSchema",
     "apply_snapshot",
     "delete_dataset",
     "get_dataset",
@@ -56,6 +57,14 @@ DATASET_SORTS = {
 VERSION_SORTS = {"version": SortKey(SchemaVersion.version, SchemaVersion.id, kind="int")}
 
 
+@dataclass(frozen=True)
+class HistoricalSchema:
+    """An earlier schema a source still keeps (e.g. an Iceberg schema id), for schema history."""
+
+    fields: list[FlatField]
+    source_schema_id: str | None = None
+
+
 @dataclass
 class DatasetSnapshot:
     """Everything a source states about one dataset at one moment; what connectors produce."""
@@ -70,6 +79,9 @@ class DatasetSnapshot:
     description: str | None = None
     properties: dict[str, str] = field(default_factory=dict)
     source_schema_id: str | None = None
+    # Earlier schemas, oldest first: all become versions before the current one when the dataset is first
+    # seen; for a known dataset, those after the one its current version came from.
+    schema_history: list[HistoricalSchema] = field(default_factory=list)
 
 
 @dataclass
@@ -275,6 +287,26 @@ def _add_schema_version(
     return version
 
 
+def _add_history(session: Session, dataset: Dataset, history: Sequence[HistoricalSchema]) -> SchemaVersion | None:
+    """Record the source's earlier schemas not yet in the dataset's history; the last one added."""
+    if not history:
+        return None
+    current = _current_version(session, dataset)
+    start = 0
+    if current is not None:
+        ids = [item.source_schema_id for item in history]
+        if current.source_schema_id is None or current.source_schema_id not in ids:
+            return None
+        start = ids.index(current.source_schema_id) + 1
+    last: SchemaVersion | None = None
+    for item in history[start:]:
+        added = _add_schema_version(session, dataset, item.fields, item.source_schema_id)
+        if added is not None:
+            session.flush()
+            last = added
+    return last
+
+
 _SOURCE_FACTS = ("kind", "format", "location", "partitioning", "source_description", "source_properties")
 
 
@@ -310,6 +342,7 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
         session.add(dataset)
         session.flush()
         _write_field_rows(session, dataset, snapshot.fields)
+        _add_history(session, dataset, snapshot.schema_history)
         _add_schema_version(session, dataset, snapshot.fields, snapshot.source_schema_id)
         session.flush()
         _record(
@@ -324,7 +357,8 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
     changed_facts = sorted(key for key in _SOURCE_FACTS if getattr(dataset, key) != facts[key])
     for key in changed_facts:
         setattr(dataset, key, facts[key])
-    version = _add_schema_version(session, dataset, snapshot.fields, snapshot.source_schema_id)
+    earlier = _add_history(session, dataset, snapshot.schema_history)
+    version = _add_schema_version(session, dataset, snapshot.fields, snapshot.source_schema_id) or earlier
     comments_changed = [row.source_description for row in dataset.fields] != [f.description for f in snapshot.fields]
     if version is not None or comments_changed:
         _write_field_rows(session, dataset, snapshot.fields)

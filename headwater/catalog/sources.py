@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -36,6 +38,7 @@ def create_source(session: Session, *, data: SourceCreate) -> Source:
     """Register a source; its name is unique."""
     if session.scalar(select(Source.id).where(Source.name == data.name)) is not None:
         raise Conflict(f"a source named {data.name!r} already exists", detail={"field": "name"})
+    _validate_config(data.kind.value, data.config)
     source = Source(
         name=data.name,
         kind=data.kind.value,
@@ -51,6 +54,13 @@ def create_source(session: Session, *, data: SourceCreate) -> Source:
     except IntegrityError as exc:  # a concurrent create of the same name won the race
         raise Conflict(f"a source named {data.name!r} already exists", detail={"field": "name"}) from exc
     return source
+
+
+def _validate_config(kind: str, config: dict[str, Any]) -> None:
+    # Imported here: connectors build on the catalog service, which imports this module.
+    from headwater.catalog.connectors import validate_config
+
+    validate_config(kind, config)
 
 
 def get_source(session: Session, *, name: str) -> Source:
@@ -78,6 +88,7 @@ def update_source(session: Session, *, name: str, data: SourceUpdate) -> Source:
     if "description" in changes:
         source.description = data.description
     if data.config is not None:
+        _validate_config(source.kind, data.config)
         source.config = data.config
     if data.secrets is not None:
         source.secrets = {**(source.secrets or {}), **data.secrets}

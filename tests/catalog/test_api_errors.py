@@ -16,7 +16,15 @@ BIG = 10**30
 async def _seed(client: httpx.AsyncClient) -> int:
     response = await client.post("/api/v1/datasets", json=DATASET)
     assert response.status_code == 201
-    await client.post("/api/v1/sources", json={"name": "lake", "kind": "iceberg", "namespace": "iceberg://lake"})
+    await client.post(
+        "/api/v1/sources",
+        json={
+            "name": "lake",
+            "kind": "iceberg",
+            "namespace": "iceberg://lake",
+            "config": {"uri": "http://127.0.0.1:8181"},
+        },
+    )
     return int(response.json()["id"])
 
 
@@ -49,7 +57,14 @@ CASES: list[tuple[str, str, dict[str, Any], int, list[str]]] = [
     (
         "POST",
         "/api/v1/sources",
-        {"json": {"name": "lake", "kind": "iceberg", "namespace": "iceberg://lake"}},
+        {
+            "json": {
+                "name": "lake",
+                "kind": "iceberg",
+                "namespace": "iceberg://lake",
+                "config": {"uri": "http://127.0.0.1:8181"},
+            }
+        },
         409,
         ["lake", "already exists"],
     ),

@@ -16,7 +16,13 @@ from headwater.errors import Conflict, InvalidInput, NotFound, PreconditionFaile
 def _iceberg_source(session: Session) -> sources.Source:
     return sources.create_source(
         session,
-        data=SourceCreate(name="lake", kind=SourceKind.ICEBERG, namespace="iceberg://lake", secrets={"token": "t0p"}),
+        data=SourceCreate(
+            name="lake",
+            kind=SourceKind.ICEBERG,
+            namespace="iceberg://lake",
+            config={"uri": "http://127.0.0.1:8181"},
+            secrets={"token": "t0p"},
+        ),
     )
 
 
@@ -130,7 +136,10 @@ def test_swapped_paths_do_not_trip_the_unique_constraint(session: Session) -> No
 def test_snapshot_for_a_dataset_of_another_source_is_refused(session: Session) -> None:
     lake = _iceberg_source(session)
     other = sources.create_source(
-        session, data=SourceCreate(name="other", kind=SourceKind.ICEBERG, namespace="iceberg://lake")
+        session,
+        data=SourceCreate(
+            name="other", kind=SourceKind.ICEBERG, namespace="iceberg://lake", config={"uri": "http://127.0.0.1:8181"}
+        ),
     )
     service.apply_snapshot(session, source=lake, snapshot=_snapshot())
     with pytest.raises(Conflict, match="belongs to source 'lake'"):

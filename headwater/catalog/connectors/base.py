@@ -1,0 +1,153 @@
+"""The connector interface every federated system implements, and the errors connectors raise.
+
+A connector reads one source in two steps, so a sync can be incremental:
+
+1. :meth:`Connector.list_pages` yields pages of :class:`DatasetRef` — the name of each dataset plus a
+   cheap *version* token (an Iceberg table's metadata location, a hash of a PostgreSQL table's catalog
+   rows) that changes whenever the dataset's metadata does. The engine compares it with the version it
+   stored at the last sync and loads only what changed.
+2. :meth:`Connector.load` reads one dataset fully into a :class:`LoadedDataset`: the
+   :class:`~headwater.catalog.service.DatasetSnapshot` of its current state, with earlier schemas (oldest
+   first) in ``snapshot.schema_history`` where the source keeps them.
+
+A listing is *complete* only when ``list_pages`` ran to its end and no page reported a part of the
+source it could not list (``ListingPage.unlisted``). An exception from ``list_pages`` (source down, a
+page that errors, wrong credentials) or any ``unlisted`` entry makes it partial, and a partial listing
+never deletes anything.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from headwater.catalog.models import DatasetKind
+from headwater.catalog.service import DatasetSnapshot
+from headwater.errors import HeadwaterError
+
+__all__ = [
+    "Connector",
+    "ConnectorConfig",
+    "ConnectorError",
+    "ConnectorNotInstalled",
+    "DatasetRef",
+    "InvalidSourceConfig",
+    "ListingPage",
+    "LoadedDataset",
+]
+
+DEFAULT_PAGE_SIZE = 200
+
+
+class ConnectorError(HeadwaterError):
+    """The source could not be read: unreachable, refused the credentials, or answered nonsense."""
+
+    status_code = 502
+    code = "source_error"
+
+
+class ConnectorNotInstalled(HeadwaterError):
+    """The connector's optional dependencies are missing; the message names the pip extra to install."""
+
+    status_code = 501
+    code = "connector_not_installed"
+
+
+class InvalidSourceConfig(HeadwaterError):
+    """A source's config does not validate against its connector's Config; the message names the field."""
+
+    status_code = 422
+    code = "validation_error"
+
+
+class ConnectorConfig(BaseModel):
+    """Settings shared by every connector's config; each connector subclasses it (unknown keys refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sync_interval_seconds: int | None = Field(
+        default=None,
+        ge=10,
+        le=7 * 86_400,
+        description="Sync this source periodically inside the server, every so many seconds (off when unset).",
+    )
+    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=5000, description="Datasets per listing page.")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """One dataset a listing found: its OpenLineage identity and a cheap version token (None: unknown)."""
+
+    namespace: str
+    name: str
+    version: str | None = None
+    kind: DatasetKind = DatasetKind.TABLE
+
+
+@dataclass
+class ListingPage:
+    """One page of a listing; ``unlisted`` names parts of the source that could not be listed."""
+
+    refs: list[DatasetRef]
+    unlisted: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadedDataset:
+    """One dataset read fully: its snapshot and the version token to store beside it."""
+
+    snapshot: DatasetSnapshot
+    version: str | None = None
+
+
+class Connector(abc.ABC):
+    """Reads one source's metadata. Subclasses set ``kind``, ``Config``, ``extra`` and ``requires``.
+
+    Instances are built by :func:`headwater.catalog.connectors.open_connector`, which checks the
+    optional dependencies, validates the config and resolves secrets first.
+    """
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[ConnectorConfig]]
+    extra: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *, source_name: str, namespace: str, config: Any, secrets: Mapping[str, str]) -> None:
+        self.source_name = source_name
+        self.namespace = namespace
+        self.config = config
+        self.secrets = dict(secrets)
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Connect and authenticate; raises ConnectorError saying what failed."""
+
+    @abc.abstractmethod
+    def list_pages(self) -> Iterator[ListingPage]:
+        """Every dataset of the source, page by page, with version tokens; raises ConnectorError on failure."""
+
+    @abc.abstractmethod
+    def load(self, ref: DatasetRef) -> LoadedDataset:
+        """Read one dataset fully; raises ConnectorError when it cannot be read."""
+
+    def load_many(self, refs: Sequence[DatasetRef]) -> Iterator[tuple[DatasetRef, LoadedDataset | ConnectorError]]:
+        """Read several datasets; one that fails yields its error instead. Override to batch reads."""
+        for ref in refs:
+            try:
+                yield ref, self.load(ref)
+            except ConnectorError as exc:
+                yield ref, exc
+
+    def close(self) -> None:
+        """Release connections and forget the resolved secrets; subclasses call this last."""
+        self.secrets.clear()
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,352 @@
+"""The Hive Metastore connector: databases, tables and views read over Thrift.
+
+It talks to the metastore with the generated Thrift client that ``pyiceberg[hive]`` ships (the
+top-level modules ``hive_metastore`` and ``fb303``), over a plain socket with the buffered transport
+and the binary protocol, as Hive's own clients do (no SASL/Kerberos).
+
+Listing goes database by database: ``get_all_tables`` gives the names (cheap even for thousands of
+tables), then ``get_table_objects_by_name`` reads them in chunks of ``page_size``; each chunk is one
+listing page. The table objects of the page just listed are kept, so loading them costs nothing more
+than the partition count, which is read with ``get_partition_names`` capped at ``max_partition_count``
+— the connector never fetches every partition of a table.
+
+Each table's version token is a hash of everything the connector reports about it except the partition
+count (columns, partition keys, storage, parameters — which include ``transient_lastDdlTime`` — and the
+view text), so an incremental sync loads only tables whose definition changed.
+
+Spark's datasource tables keep their real schema as JSON in the ``spark.sql.sources.schema`` parameter
+(or split into ``spark.sql.sources.schema.numParts`` + ``.part.N``); where it is present it is the
+schema reported, since the Hive columns of such a table may be a placeholder. Datasets follow
+OpenLineage naming: namespace ``hive://host:port``, name ``database.table``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from pydantic import Field
+
+from headwater.catalog.connectors.base import (
+    Connector,
+    ConnectorConfig,
+    ConnectorError,
+    DatasetRef,
+    ListingPage,
+    LoadedDataset,
+)
+from headwater.catalog.connectors.hive_types import HiveColumn, flatten_columns, parse_hive_type, parse_spark_schema
+from headwater.catalog.models import DatasetKind
+from headwater.catalog.service import DatasetSnapshot
+
+__all__ = ["HiveConfig", "HiveConnector", "spark_schema_text"]
+
+_SPARK_SCHEMA = "spark.sql.sources.schema"
+_VIEW_TYPES = ("VIRTUAL_VIEW", "MATERIALIZED_VIEW")
+# Input format class (lower case, substring) -> the storage format reported.
+_FORMATS = (
+    ("parquet", "parquet"),
+    ("orc", "orc"),
+    ("avro", "avro"),
+    ("rcfile", "rcfile"),
+    ("sequencefile", "sequencefile"),
+    ("textinputformat", "textfile"),
+)
+
+
+class HiveConfig(ConnectorConfig):
+    """How to reach a Hive Metastore's Thrift endpoint."""
+
+    host: str = Field(min_length=1, max_length=255, description="Metastore host name or address.")
+    port: int = Field(default=9083, ge=1, le=65535, description="Metastore Thrift port.")
+    databases: list[str] | None = Field(default=None, max_length=1000, description="Only these databases.")
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Longest wait for one Thrift call.")
+    max_partition_count: int = Field(
+        default=10_000,
+        ge=0,
+        le=32_767,
+        description="Count a table's partitions up to this many (0: do not count); the count is capped, "
+        "never fetched whole.",
+    )
+
+
+class _Gone(Exception):
+    """The metastore says the object does not exist (dropped while we listed)."""
+
+
+def spark_schema_text(parameters: Mapping[str, str]) -> str | None:
+    """Spark's schema JSON from a table's parameters, joined from its parts when Spark split it."""
+    if _SPARK_SCHEMA in parameters:
+        return parameters[_SPARK_SCHEMA]
+    parts = parameters.get(f"{_SPARK_SCHEMA}.numParts")
+    if parts is None:
+        return None
+    try:
+        count = int(parts)
+        return "".join(parameters[f"{_SPARK_SCHEMA}.part.{index}"] for index in range(count))
+    except (ValueError, KeyError):
+        return None
+
+
+def _format_of(table: Any, parameters: Mapping[str, str]) -> str:
+    provider = parameters.get("spark.sql.sources.provider")
+    if provider and provider.lower() != "hive":
+        return provider.lower()
+    if table.tableType in _VIEW_TYPES:
+        return "hive"
+    input_format = ((table.sd.inputFormat if table.sd else None) or "").lower()
+    for needle, name in _FORMATS:
+        if needle in input_format:
+            return name
+    return "hive"
+
+
+def _comment(text: str | None) -> str | None:
+    # Hive fills comments it cannot know with this placeholder.
+    return None if not text or text == "from deserializer" else text
+
+
+def _timestamp(seconds: int | None) -> str | None:
+    if not seconds:
+        return None
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat()
+
+
+def _version(snapshot: DatasetSnapshot) -> str:
+    """A hash of what the connector reports about a table (its partition count aside)."""
+    payload = {
+        "fields": [(f.path, f.type, f.nullable, f.description) for f in snapshot.fields],
+        "kind": snapshot.kind.value,
+        "format": snapshot.format,
+        "location": snapshot.location,
+        "partitioning": snapshot.partitioning,
+        "description": snapshot.description,
+        "properties": snapshot.properties,
+    }
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class HiveConnector(Connector):
+    """Reads a Hive Metastore over Thrift."""
+
+    kind = "hive"
+    Config = HiveConfig
+    extra = "hive"
+    requires = ("hive_metastore", "thrift")
+    config: HiveConfig
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # OpenLineage names Hive datasets by metastore, not by the source's own label.
+        self.namespace = f"hive://{self.config.host}:{self.config.port}"
+        self._transport: Any = None
+        self._client: Any = None
+        self._databases: dict[str, Any] = {}
+        self._page: dict[str, tuple[Any, DatasetSnapshot]] = {}
+
+    @property
+    def where(self) -> str:
+        """The metastore's address, for messages."""
+        return f"the Hive Metastore at {self.config.host}:{self.config.port}"
+
+    # ---------------------------------------------------------------------------------- calls
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            from hive_metastore import ThriftHiveMetastore
+            from thrift.protocol import TBinaryProtocol
+            from thrift.transport import TSocket, TTransport
+
+            socket = TSocket.TSocket(self.config.host, self.config.port)
+            socket.setTimeout(int(self.config.timeout_seconds * 1000))
+            transport = TTransport.TBufferedTransport(socket)
+            try:
+                transport.open()
+            except Exception as exc:
+                raise ConnectorError(f"cannot connect to {self.where}: {exc}") from exc
+            self._transport = transport
+            self._client = ThriftHiveMetastore.Client(TBinaryProtocol.TBinaryProtocol(transport))
+        return self._client
+
+    def _disconnect(self) -> None:
+        if self._transport is not None:
+            with contextlib.suppress(Exception):  # closing a broken socket may fail too; it is gone either way
+                self._transport.close()
+        self._transport = None
+        self._client = None
+
+    def _call(self, what: str, method: str, *args: Any) -> Any:
+        """Run one Thrift call; a missing object raises _Gone, anything else ConnectorError."""
+        from hive_metastore.ttypes import NoSuchObjectException, UnknownDBException, UnknownTableException
+
+        client = self._connect()
+        try:
+            return getattr(client, method)(*args)
+        except (NoSuchObjectException, UnknownDBException, UnknownTableException) as exc:
+            raise _Gone(str(exc)) from exc
+        except Exception as exc:
+            # A failed call leaves the socket in an unknown state: reconnect on the next call.
+            self._disconnect()
+            message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            raise ConnectorError(f"cannot {what} from {self.where}: {message}") from exc
+
+    def check(self) -> None:
+        """Connect and list the databases."""
+        self._call("list the databases", "get_all_databases")
+
+    def close(self) -> None:
+        """Close the Thrift connection."""
+        self._disconnect()
+        self._page.clear()
+        self._databases.clear()
+        super().close()
+
+    # ------------------------------------------------------------------------------- listing
+
+    def _database(self, name: str) -> Any:
+        if name not in self._databases:
+            self._databases[name] = self._call(f"read database {name!r}", "get_database", name)
+        return self._databases[name]
+
+    def list_pages(self) -> Iterator[ListingPage]:
+        """Every table and view, one chunk of one database per page, with a definition hash as version."""
+        size = self.config.page_size
+        self._databases.clear()
+        names = self._call("list the databases", "get_all_databases")
+        wanted = self.config.databases
+        for database in sorted(name for name in names if wanted is None or name in wanted):
+            try:
+                tables = sorted(self._call(f"list the tables of {database!r}", "get_all_tables", database))
+                db = self._database(database)
+            except _Gone:
+                continue  # dropped while we listed: its tables are gone too
+            for start in range(0, len(tables), size):
+                chunk = tables[start : start + size]
+                try:
+                    objects = self._call(f"read tables of {database!r}", "get_table_objects_by_name", database, chunk)
+                except _Gone:
+                    break
+                # A table dropped since get_all_tables is simply not returned: it is gone.
+                self._page = {}
+                refs: list[DatasetRef] = []
+                for table in sorted(objects, key=lambda t: t.tableName):
+                    snapshot = self._snapshot(db, table)
+                    ref = DatasetRef(
+                        namespace=self.namespace, name=snapshot.name, version=_version(snapshot), kind=snapshot.kind
+                    )
+                    self._page[ref.name] = (table, snapshot)
+                    refs.append(ref)
+                if refs:
+                    yield ListingPage(refs=refs)
+        self._page = {}
+
+    # ------------------------------------------------------------------------------- loading
+
+    def load(self, ref: DatasetRef) -> LoadedDataset:
+        """One table's definition and partition count."""
+        database, _, name = ref.name.partition(".")
+        cached = self._page.get(ref.name)
+        try:
+            if cached is None:
+                table = self._call(f"read table {ref.name!r}", "get_table", database, name)
+                snapshot = self._snapshot(self._database(database), table)
+            else:
+                table, snapshot = cached
+            count = self._partition_count(database, name, table)
+        except _Gone as exc:
+            raise ConnectorError(f"table {ref.name!r} disappeared while it was read") from exc
+        if count is not None:
+            properties = {**snapshot.properties, "hive.partition_count": str(count[0])}
+            if count[1]:
+                properties["hive.partition_count_capped"] = "true"
+            snapshot = replace(snapshot, properties=properties)
+        return LoadedDataset(snapshot=snapshot, version=ref.version or _version(snapshot))
+
+    def _partition_count(self, database: str, name: str, table: Any) -> tuple[int, bool] | None:
+        """(count, capped) for a partitioned table, read with a cap; None when not counted."""
+        limit = self.config.max_partition_count
+        if not table.partitionKeys or table.tableType in _VIEW_TYPES or limit == 0:
+            return None
+        names = self._call(f"count the partitions of {database}.{name}", "get_partition_names", database, name, limit)
+        return len(names), len(names) >= limit
+
+    def _columns(self, table: Any, parameters: Mapping[str, str]) -> tuple[list[HiveColumn], str | None]:
+        """The table's columns and a problem reading them, if any.
+
+        As Spark itself does: a datasource table's schema is the one Spark kept in its parameters; a Hive
+        serde table's is its Hive columns, with Spark's copy used (for its nullability and exact types)
+        only while it still matches them, ignoring case and nullability.
+        """
+        problem = None
+        hive_columns: list[HiveColumn] = []
+        for column in list((table.sd.cols if table.sd else None) or []) + list(table.partitionKeys or []):
+            try:
+                kind = parse_hive_type(column.type)
+            except ValueError:
+                kind = parse_hive_type("unknown")
+                problem = problem or f"type of column {column.name!r} unreadable: {column.type!r}"
+            hive_columns.append(HiveColumn(name=column.name, type=kind, comment=_comment(column.comment)))
+        spark = spark_schema_text(parameters)
+        if spark is None:
+            return hive_columns, problem
+        try:
+            spark_columns = parse_spark_schema(spark)
+        except (ValueError, KeyError, TypeError) as exc:
+            return hive_columns, f"Spark schema unreadable, Hive columns used: {exc}"
+        provider = (parameters.get("spark.sql.sources.provider") or "hive").lower()
+        if provider != "hive" or [(c.name.lower(), c.type.signature()) for c in spark_columns] == [
+            (c.name.lower(), c.type.signature()) for c in hive_columns
+        ]:
+            return spark_columns, None
+        return hive_columns, problem
+
+    def _snapshot(self, database: Any, table: Any) -> DatasetSnapshot:
+        parameters: dict[str, str] = dict(table.parameters or {})
+        columns, problem = self._columns(table, parameters)
+        sd = table.sd
+        properties: dict[str, str] = {
+            key: str(value)
+            for key, value in parameters.items()
+            if not key.startswith(_SPARK_SCHEMA) and key != "comment"
+        }
+        db_parameters = dict(database.parameters or {})
+        properties.update({f"database.{key}": str(value) for key, value in db_parameters.items()})
+        for key, value in (
+            ("database.description", database.description),
+            ("database.location", database.locationUri),
+            ("hive.table_type", table.tableType),
+            ("hive.owner", table.owner),
+            ("hive.create_time", _timestamp(table.createTime)),
+            ("hive.input_format", sd.inputFormat if sd else None),
+            ("hive.output_format", sd.outputFormat if sd else None),
+            ("hive.serde", sd.serdeInfo.serializationLib if sd and sd.serdeInfo else None),
+            ("view_definition", table.viewOriginalText),
+            ("hive.view.expanded_text", table.viewExpandedText),
+            ("hive.schema_problem", problem),
+        ):
+            if value:
+                properties[key] = str(value)
+        if sd and sd.serdeInfo and sd.serdeInfo.parameters:
+            properties.update({f"hive.serde.{k}": str(v) for k, v in sd.serdeInfo.parameters.items()})
+        if sd and sd.numBuckets and sd.numBuckets > 0:
+            properties["hive.num_buckets"] = str(sd.numBuckets)
+            properties["hive.bucket_columns"] = ",".join(sd.bucketCols or [])
+        is_view = table.tableType in _VIEW_TYPES
+        return DatasetSnapshot(
+            namespace=self.namespace,
+            name=f"{table.dbName}.{table.tableName}",
+            kind=DatasetKind.VIEW if is_view else DatasetKind.TABLE,
+            fields=flatten_columns(columns),
+            format=_format_of(table, parameters),
+            location=None if is_view or not sd else sd.location,
+            partitioning=[
+                {"column": key.name, "transform": "identity", "type": key.type} for key in table.partitionKeys or []
+            ],
+            description=_comment(parameters.get("comment")),
+            properties=properties,
+        )

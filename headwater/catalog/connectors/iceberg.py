@@ -1,0 +1,351 @@
+"""The Iceberg connector: any catalog pyiceberg's ``load_catalog`` reaches (SQL, REST, Hive, Glue).
+
+Datasets are named ``<namespace levels>.<table>`` in the source's namespace. Each snapshot carries the
+current schema (Iceberg field ids as stable field identity, so a rename is a rename), every earlier
+schema as history, the partition spec, sort order, table and namespace properties, location, format
+version and the current snapshot's summary.
+
+The version token of a table is its metadata location, which changes with every commit. For SQL
+catalogs the listing reads it straight from the catalog's ``iceberg_tables`` rows, page by page, so a
+no-change re-sync loads no table; other catalogs report no token and every table is loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from headwater.catalog.connectors.base import (
+    Connector,
+    ConnectorConfig,
+    ConnectorError,
+    DatasetRef,
+    ListingPage,
+    LoadedDataset,
+)
+from headwater.catalog.fields import FlatField
+from headwater.catalog.models import DatasetKind
+from headwater.catalog.service import DatasetSnapshot, HistoricalSchema
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import Table
+    from pyiceberg.types import IcebergType
+
+__all__ = ["IcebergConfig", "IcebergConnector", "flatten_schema"]
+
+
+class IcebergConfig(ConnectorConfig):
+    """How to reach an Iceberg catalog; secrets (``credential``, ``token``, ``s3.secret-access-key``…) are
+    passed to pyiceberg as catalog properties of the same name."""
+
+    type: Literal["sql", "rest", "hive", "glue"] = Field(default="rest", description="pyiceberg catalog type.")
+    uri: str | None = Field(default=None, max_length=4096, description="Catalog URI (required except for glue).")
+    warehouse: str | None = Field(default=None, max_length=4096, description="Warehouse location or name.")
+    catalog_name: str = Field(default="default", min_length=1, max_length=255, description="pyiceberg catalog name.")
+    namespaces: list[str] | None = Field(
+        default=None, max_length=1000, description="Only these namespaces (and the ones nested in them)."
+    )
+    properties: dict[str, str] = Field(default_factory=dict, description="Further pyiceberg catalog properties.")
+
+    @model_validator(mode="after")
+    def _uri_required(self) -> IcebergConfig:
+        if self.type != "glue" and not self.uri:
+            raise ValueError(f"uri is required for a {self.type} catalog")
+        return self
+
+
+def _source_error(what: str, exc: BaseException) -> ConnectorError:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return ConnectorError(f"{what}: {type(exc).__name__}: {reason[0] if reason else ''}".rstrip(": "))
+
+
+def _type_name(kind: IcebergType) -> str:
+    """The type as Iceberg spells it; nested types name their members' types only, not their fields, so
+    renaming a struct member changes the member's row and not its parent's type."""
+    from pyiceberg.types import ListType, MapType, StructType
+
+    if isinstance(kind, StructType):
+        return "struct"
+    if isinstance(kind, ListType):
+        return f"list<{_type_name(kind.element_type)}>"
+    if isinstance(kind, MapType):
+        return f"map<{_type_name(kind.key_type)}, {_type_name(kind.value_type)}>"
+    return str(kind)
+
+
+def flatten_schema(schema: Schema) -> list[FlatField]:
+    """An Iceberg schema as flat fields named the Iceberg way (``a.b``, ``a.element``, ``m.key``/``m.value``)."""
+    from pyiceberg.types import ListType, MapType, StructType
+
+    out: list[FlatField] = []
+
+    def visit(kind: IcebergType, path: str) -> None:
+        if isinstance(kind, StructType):
+            for child in kind.fields:
+                add(f"{path}.{child.name}", child.name, child.field_type, child.required, child.field_id, child.doc)
+        elif isinstance(kind, ListType):
+            add(f"{path}.element", "element", kind.element_type, kind.element_required, kind.element_id, None)
+        elif isinstance(kind, MapType):
+            add(f"{path}.key", "key", kind.key_type, True, kind.key_id, None)
+            add(f"{path}.value", "value", kind.value_type, kind.value_required, kind.value_id, None)
+
+    def add(path: str, name: str, kind: IcebergType, required: bool, field_id: int, doc: str | None) -> None:
+        parent = path.rsplit(".", 1)[0] if "." in path else None
+        out.append(
+            FlatField(
+                path=path,
+                name=name,
+                type=_type_name(kind),
+                nullable=not required,
+                parent_path=parent,
+                field_id=field_id,
+                description=doc,
+            )
+        )
+        visit(kind, path)
+
+    for top in schema.fields:
+        add(top.name, top.name, top.field_type, top.required, top.field_id, top.doc)
+    return out
+
+
+def _sort_order_text(table: Table) -> str:
+    order = table.sort_order()
+    schema = table.schema()
+    parts = []
+    for item in order.fields:
+        column = schema.find_column_name(item.source_id) or f"#{item.source_id}"
+        transform = str(item.transform)
+        target = column if transform == "identity" else f"{transform}({column})"
+        parts.append(f"{target} {item.direction.name} {item.null_order.name.replace('_', ' ')}")
+    return ", ".join(parts)
+
+
+def _timestamp(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat()
+
+
+class IcebergConnector(Connector):
+    """Reads an Iceberg catalog through pyiceberg."""
+
+    kind = "iceberg"
+    Config = IcebergConfig
+    extra = "iceberg"
+    requires = ("pyiceberg",)
+    config: IcebergConfig
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._catalog: Catalog | None = None
+        self._namespace_properties: dict[tuple[str, ...], dict[str, str]] = {}
+
+    # ------------------------------------------------------------------------------ connecting
+
+    def _catalog_properties(self) -> dict[str, str]:
+        props = {**self.config.properties, **self.secrets, "type": self.config.type}
+        if self.config.uri:
+            props["uri"] = self.config.uri
+        if self.config.warehouse:
+            props["warehouse"] = self.config.warehouse
+        if self.config.type == "sql":
+            # A reader must never create catalog tables: a missing catalog database is "source down",
+            # not an empty catalog whose listing would delete every dataset.
+            props["init_catalog_tables"] = "false"
+        return props
+
+    @property
+    def catalog(self) -> Catalog:
+        """The pyiceberg catalog, connected on first use."""
+        if self._catalog is None:
+            from pyiceberg.catalog import load_catalog
+
+            try:
+                self._catalog = load_catalog(self.config.catalog_name, **self._catalog_properties())
+            except Exception as exc:  # pyiceberg raises many unrelated types; all mean "cannot connect"
+                raise _source_error(f"cannot connect to Iceberg catalog {self.config.uri!r}", exc) from exc
+        return self._catalog
+
+    def check(self) -> None:
+        """Connect and list the top-level namespaces."""
+        try:
+            self.catalog.list_namespaces()
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            raise _source_error("cannot list the catalog's namespaces", exc) from exc
+
+    def close(self) -> None:
+        """Dispose of a SQL catalog's engine."""
+        engine = getattr(self._catalog, "engine", None)
+        if engine is not None:
+            engine.dispose()
+        self._catalog = None
+        super().close()
+
+    # ------------------------------------------------------------------------------- listing
+
+    def _wanted(self, namespace: str) -> bool:
+        chosen = self.config.namespaces
+        return chosen is None or any(namespace == n or namespace.startswith(n + ".") for n in chosen)
+
+    def list_pages(self) -> Iterator[ListingPage]:
+        """Every table, page by page; SQL catalogs give each table's metadata location as its version."""
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        catalog = self.catalog
+        if isinstance(catalog, SqlCatalog):
+            yield from self._list_sql(catalog)
+        else:
+            yield from self._list_generic(catalog)
+
+    def _list_sql(self, catalog: Any) -> Iterator[ListingPage]:
+        from pyiceberg.catalog.sql import IcebergTables
+        from sqlalchemy import or_, select, tuple_
+        from sqlalchemy.orm import Session
+
+        size = self.config.page_size
+        after: tuple[str, str] | None = None
+        columns = (IcebergTables.table_namespace, IcebergTables.table_name, IcebergTables.metadata_location)
+        while True:
+            stmt = select(*columns).where(IcebergTables.catalog_name == catalog.name)
+            type_filter = getattr(catalog, "_iceberg_type_filter", lambda: None)()
+            if type_filter is not None:
+                stmt = stmt.where(type_filter)
+            if self.config.namespaces:
+                stmt = stmt.where(
+                    or_(
+                        *(
+                            or_(IcebergTables.table_namespace == n, IcebergTables.table_namespace.like(f"{n}.%"))
+                            for n in self.config.namespaces
+                        )
+                    )
+                )
+            if after is not None:
+                stmt = stmt.where(tuple_(IcebergTables.table_namespace, IcebergTables.table_name) > tuple_(*after))
+            stmt = stmt.order_by(IcebergTables.table_namespace, IcebergTables.table_name).limit(size)
+            try:
+                with Session(catalog.engine) as session:
+                    rows = session.execute(stmt).all()
+            except Exception as exc:
+                raise _source_error("cannot list the catalog's tables", exc) from exc
+            if not rows:
+                return
+            yield ListingPage(
+                refs=[
+                    DatasetRef(namespace=self.namespace, name=f"{ns}.{name}", version=location)
+                    for ns, name, location in rows
+                ]
+            )
+            if len(rows) < size:
+                return
+            after = (rows[-1][0], rows[-1][1])
+
+    def _list_generic(self, catalog: Catalog) -> Iterator[ListingPage]:
+        from pyiceberg.exceptions import NoSuchNamespaceError
+
+        size = self.config.page_size
+        page: list[DatasetRef] = []
+        pending: list[tuple[str, ...]] = []
+        try:
+            pending = sorted(catalog.list_namespaces(), reverse=True)
+        except Exception as exc:
+            raise _source_error("cannot list the catalog's namespaces", exc) from exc
+        while pending:
+            namespace = pending.pop()
+            try:
+                children = catalog.list_namespaces(namespace)
+                tables = catalog.list_tables(namespace)
+            except NoSuchNamespaceError:
+                continue  # dropped while we listed: its tables are gone too
+            except Exception as exc:
+                raise _source_error(f"cannot list namespace {'.'.join(namespace)!r}", exc) from exc
+            pending.extend(sorted((c for c in children if c != namespace), reverse=True))
+            if not self._wanted(".".join(namespace)):
+                continue
+            for identifier in sorted(tables):
+                page.append(DatasetRef(namespace=self.namespace, name=".".join(identifier)))
+                if len(page) >= size:
+                    yield ListingPage(refs=page)
+                    page = []
+        if page:
+            yield ListingPage(refs=page)
+
+    # ------------------------------------------------------------------------------- loading
+
+    def _properties_of(self, namespace: tuple[str, ...]) -> dict[str, str]:
+        if namespace not in self._namespace_properties:
+            try:
+                props = self.catalog.load_namespace_properties(namespace)
+            except Exception:  # properties are a nicety; a table must not fail over them
+                props = {}
+            self._namespace_properties[namespace] = {k: str(v) for k, v in props.items() if k != "exists"}
+        return self._namespace_properties[namespace]
+
+    def load(self, ref: DatasetRef) -> LoadedDataset:
+        """Load one table's metadata (no data files are read)."""
+        identifier = tuple(ref.name.split("."))
+        try:
+            table = self.catalog.load_table(identifier)
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            raise _source_error(f"cannot load Iceberg table {ref.name!r}", exc) from exc
+        return LoadedDataset(snapshot=self.snapshot_of(ref, table), version=table.metadata_location)
+
+    def snapshot_of(self, ref: DatasetRef, table: Table) -> DatasetSnapshot:
+        """What Headwater keeps of one Iceberg table."""
+        metadata = table.metadata
+        schema = table.schema()
+        spec = table.spec()
+        partitioning: list[dict[str, Any]] = [
+            {
+                "column": schema.find_column_name(item.source_id) or f"#{item.source_id}",
+                "transform": str(item.transform),
+                "name": item.name,
+                "field_id": item.field_id,
+            }
+            for item in spec.fields
+        ]
+        properties: dict[str, str] = {
+            f"namespace.{key}": value for key, value in self._properties_of(tuple(ref.name.split(".")[:-1])).items()
+        }
+        properties.update({key: str(value) for key, value in metadata.properties.items()})
+        properties["iceberg.format_version"] = str(metadata.format_version)
+        properties["iceberg.table_uuid"] = str(metadata.table_uuid)
+        properties["iceberg.partition_spec_id"] = str(spec.spec_id)
+        sort_order = _sort_order_text(table)
+        if sort_order:
+            properties["iceberg.sort_order"] = sort_order
+        current = table.current_snapshot()
+        if current is not None:
+            properties["iceberg.snapshot.id"] = str(current.snapshot_id)
+            properties["iceberg.snapshot.timestamp"] = _timestamp(current.timestamp_ms)
+            summary = current.summary
+            if summary is not None:
+                properties["iceberg.snapshot.operation"] = str(summary.operation.value)
+                for key in ("added-records", "added-data-files", "total-records", "total-data-files"):
+                    if summary.get(key) is not None:
+                        properties[f"iceberg.snapshot.{key}"] = str(summary[key])
+        history = [
+            HistoricalSchema(fields=flatten_schema(old), source_schema_id=str(old.schema_id))
+            for old in sorted(metadata.schemas, key=lambda s: s.schema_id)
+            if old.schema_id != schema.schema_id
+        ]
+        return DatasetSnapshot(
+            namespace=ref.namespace,
+            name=ref.name,
+            kind=DatasetKind.TABLE,
+            fields=flatten_schema(schema),
+            format="iceberg",
+            location=table.location(),
+            partitioning=partitioning,
+            description=metadata.properties.get("comment"),
+            properties=properties,
+            source_schema_id=str(schema.schema_id),
+            schema_history=history,
+        )

@@ -1,0 +1,232 @@
+"""The sync engine against a real Hive Metastore filled by Spark, on both databases: managed, external,
+partitioned, CTAS and datasource tables and a view; paging and capped partition counts; a table
+dropped, a column renamed and one retyped through Thrift alter_table; the metastore killed mid-sync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from headwater.catalog import service, sources, sync
+from headwater.catalog.connectors.hive_types import flatten_columns, parse_hive_type, parse_spark_schema
+from headwater.catalog.models import SourceKind, SourceStatus
+from headwater.catalog.schemas import DatasetUpdate, SourceCreate
+from headwater.db import session_scope
+
+SPARK_TABLES = {
+    "sales.customers",
+    "sales.orders",
+    "sales.raw_events",
+    "sales.big_orders",
+    "sales.order_totals",
+    "sales.events_ds",
+    "web.wide_ds",
+    "web.clicks_json",
+}
+
+
+def _add_source(factory: sessionmaker[Session], metastore: Any, **config: Any) -> str:
+    config.setdefault("databases", ["sales", "web"])
+    with session_scope(factory) as session:
+        sources.create_source(
+            session,
+            data=SourceCreate(
+                name="metastore", kind=SourceKind.HIVE, namespace="hive://warehouse", config=metastore.config(**config)
+            ),
+        )
+    return f"hive://127.0.0.1:{metastore.port}"
+
+
+def _get(factory: sessionmaker[Session], namespace: str, name: str, **kw: Any) -> service.Dataset:
+    with session_scope(factory) as session:
+        return service.get_dataset_by_name(session, namespace=namespace, name=name, **kw)
+
+
+def _fields(dataset: service.Dataset) -> list[tuple[str, str]]:
+    return [(f.path, f.type) for f in dataset.fields]
+
+
+def test_spark_tables_views_and_storage_are_read(sync_factory: sessionmaker[Session], hive_metastore: Any) -> None:
+    namespace = _add_source(sync_factory, hive_metastore)
+    run = sync.run_sync(sync_factory, source_name="metastore")
+    assert (run.status, run.added, run.failed) == ("succeeded", len(SPARK_TABLES), 0)
+    with session_scope(sync_factory) as session:
+        page = service.list_datasets(session, filters=service.DatasetFilters(source="metastore"), limit=100)
+        assert {d.name for d in page.items} == SPARK_TABLES
+        assert {d.namespace for d in page.items} == {namespace}
+
+    customers = _get(sync_factory, namespace, "sales.customers")
+    assert _fields(customers) == [
+        ("id", "bigint"), ("email", "string"), ("tags", "array<string>"), ("tags.element", "string"),
+        ("address", "struct"), ("address.city", "string"), ("address.zip", "string"),
+        ("prefs", "map<string,int>"), ("prefs.key", "string"), ("prefs.value", "int"),
+    ]  # fmt: skip
+    assert [f.source_description for f in customers.fields[:2]] == ["customer id", "contact address"]
+    assert customers.source_description == "people who buy" and customers.format == "parquet"
+    assert customers.location and customers.location.endswith("/sales.db/customers")
+    props = customers.source_properties
+    assert props["database.owner_team"] == "commerce" and props["database.tier"] == "gold"
+    assert props["database.description"] == "orders and customers"
+    assert props["hive.table_type"] == "MANAGED_TABLE" and props["hive.serde"].endswith("ParquetHiveSerDe")
+    assert "transient_lastDdlTime" in props and not any(k.startswith("spark.sql.sources.schema") for k in props)
+
+    orders = _get(sync_factory, namespace, "sales.orders")
+    assert orders.format == "orc" and orders.partitioning == [
+        {"column": "dt", "transform": "identity", "type": "string"}
+    ]
+    assert orders.source_properties["hive.partition_count"] == "3"
+    assert _fields(orders)[-1] == ("dt", "string")
+
+    external = _get(sync_factory, namespace, "sales.raw_events")
+    ext_props = external.source_properties
+    assert ext_props["hive.table_type"] == "EXTERNAL_TABLE" and ext_props["EXTERNAL"] == "TRUE"
+    assert external.format == "textfile" and external.location and external.location.endswith("/external/raw_events")
+    assert ext_props["hive.serde"].endswith("LazySimpleSerDe") and ext_props["hive.serde.field.delim"] == ","
+
+    view = _get(sync_factory, namespace, "sales.big_orders")
+    assert view.kind == "view" and view.location is None
+    assert view.source_properties["view_definition"] == "SELECT id, total FROM sales.orders WHERE total > 15"
+    assert _fields(view) == [("id", "bigint"), ("total", "decimal(10,2)")]
+
+    ctas = _get(sync_factory, namespace, "sales.order_totals")
+    assert _fields(ctas) == [("customer_id", "bigint"), ("total", "decimal(20,2)")]
+
+    datasource = _get(sync_factory, namespace, "sales.events_ds")
+    assert datasource.format == "parquet" and datasource.source_properties["spark.sql.sources.provider"] == "parquet"
+    assert _fields(datasource) == [
+        ("payload", "struct"), ("payload.kind", "string"), ("payload.n", "int"),
+        ("weights", "map<string,double>"), ("weights.key", "string"), ("weights.value", "double"), ("day", "date"),
+    ]  # fmt: skip
+    assert datasource.partitioning == [{"column": "day", "transform": "identity", "type": "date"}]
+
+    with hive_metastore.client() as client:
+        wide_params = client.get_table("web", "wide_ds").parameters
+        json_cols = [(c.name, c.type) for c in client.get_table("web", "clicks_json").sd.cols]
+    # Spark split this schema into parts, and kept only a placeholder column in Hive for the JSON table.
+    assert int(wide_params["spark.sql.sources.schema.numParts"]) > 1
+    wide = _get(sync_factory, namespace, "web.wide_ds")
+    assert len(wide.fields) == 150 and wide.fields[149].path == "attribute_with_a_rather_long_name_149"
+    assert json_cols == [("col", "array<string>")]
+    clicks = _get(sync_factory, namespace, "web.clicks_json")
+    assert clicks.format == "json"
+    assert _fields(clicks) == [
+        ("user", "string"),
+        ("at", "timestamp"),
+        ("ids", "array<bigint>"),
+        ("ids.element", "bigint"),
+    ]
+
+    again = sync.run_sync(sync_factory, source_name="metastore")
+    assert (again.status, again.unchanged, again.changed, again.added) == ("succeeded", len(SPARK_TABLES), 0, 0)
+
+
+def test_tables_are_read_in_pages_and_partitions_counted_with_a_cap(
+    sync_factory: sessionmaker[Session], hive_metastore: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hive_metastore import ThriftHiveMetastore
+
+    calls: list[tuple[str, Any]] = []
+    for method in ("get_table_objects_by_name", "get_partition_names", "get_partitions", "get_table"):
+        real = getattr(ThriftHiveMetastore.Client, method)
+
+        def spy(self: Any, *args: Any, _real: Any = real, _name: str = method) -> Any:
+            calls.append((_name, args))
+            return _real(self, *args)
+
+        monkeypatch.setattr(ThriftHiveMetastore.Client, method, spy)
+    namespace = _add_source(sync_factory, hive_metastore, databases=["sales"], page_size=4, max_partition_count=2)
+    run = sync.run_sync(sync_factory, source_name="metastore")
+    assert (run.status, run.added) == ("succeeded", 6)
+    chunks = [args[1] for name, args in calls if name == "get_table_objects_by_name"]
+    assert [len(chunk) for chunk in chunks] == [4, 2]
+    assert [args for name, args in calls if name == "get_partition_names"] == [
+        ("sales", "events_ds", 2),
+        ("sales", "orders", 2),
+    ]
+    assert not [name for name, _ in calls if name in ("get_partitions", "get_table")]
+    orders = _get(sync_factory, namespace, "sales.orders")
+    assert orders.source_properties["hive.partition_count"] == "2"
+    assert orders.source_properties["hive.partition_count_capped"] == "true"
+
+
+def test_a_dropped_table_and_a_renamed_and_a_retyped_column(
+    sync_factory: sessionmaker[Session], scratch_metastore: Any
+) -> None:
+    from hive_test_server import alter_columns
+
+    namespace = _add_source(sync_factory, scratch_metastore)
+    sync.run_sync(sync_factory, source_name="metastore")
+    orders = _get(sync_factory, namespace, "sales.orders")
+    with session_scope(sync_factory) as session:
+        service.update_dataset_metadata(
+            session, dataset_id=orders.id, data=DatasetUpdate(description="every order"), expected_revision=None
+        )
+    with scratch_metastore.client() as client:
+        client.drop_table("sales", "raw_events", False)
+        # Hive's ALTER TABLE orders CHANGE customer_id buyer_id bigint; CHANGE total total decimal(12,2)
+        alter_columns(client, "sales", "orders", [("id", "bigint"), ("buyer_id", "bigint"), ("total", "decimal(12,2)")])
+    run = sync.run_sync(sync_factory, source_name="metastore")
+    assert (run.status, run.changed, run.deleted, run.unchanged) == ("succeeded", 1, 1, len(SPARK_TABLES) - 2)
+    gone = _get(sync_factory, namespace, "sales.raw_events", include_deleted=True)
+    assert gone.deleted_at is not None
+    after = _get(sync_factory, namespace, "sales.orders")
+    assert after.user_description == "every order" and after.current_schema_version == 2
+    assert _fields(after) == [("id", "bigint"), ("buyer_id", "bigint"), ("total", "decimal(12,2)"), ("dt", "string")]
+    with session_scope(sync_factory) as session:
+        diff = service.get_schema_version(session, dataset_id=after.id, version=2).diff
+    # Hive keeps no column ids, so a rename is seen as one column removed and another added.
+    assert (diff["added"], diff["removed"], diff["renamed"]) == (["buyer_id"], ["customer_id"], [])
+    assert [(r["path"], r["old_type"], r["new_type"]) for r in diff["retyped"]] == [
+        ("total", "decimal(10,2)", "decimal(12,2)")
+    ]
+
+
+def test_the_metastore_killed_mid_sync_deletes_nothing(
+    sync_factory: sessionmaker[Session], scratch_metastore: Any
+) -> None:
+    _add_source(sync_factory, scratch_metastore, page_size=1)
+    sync.run_sync(sync_factory, source_name="metastore")
+
+    def crash_after_first_page(run: Any) -> None:
+        if run.listed == 1:
+            scratch_metastore.kill()
+
+    run = sync.run_sync(sync_factory, source_name="metastore", progress=crash_after_first_page)
+    assert (run.status, run.complete, run.deleted, run.listed) == ("failed", False, 0, 1)
+    assert run.message and "nothing was deleted" in run.message and "Hive Metastore" in run.message
+    with session_scope(sync_factory) as session:
+        source = sources.get_source(session, name="metastore")
+        assert source.status == SourceStatus.UNHEALTHY.value
+        live = service.list_datasets(session, filters=service.DatasetFilters(source="metastore"), limit=100)
+        assert live.total == len(SPARK_TABLES)
+
+    down = sync.run_sync(sync_factory, source_name="metastore")  # still down: fails at once, deletes nothing
+    assert (down.status, down.listed, down.deleted) == ("failed", 0, 0)
+    assert "cannot connect" in (down.message or "")
+
+
+def test_hive_type_strings_and_spark_schemas_parse_into_nested_fields() -> None:
+    kind = parse_hive_type("struct<`a b`:int COMMENT 'the a',c:uniontype<int,string>,d:decimal( 10 , 2 )>")
+    fields = flatten_columns(parse_spark_schema('{"type":"struct","fields":[]}'))
+    assert fields == []
+    assert kind.spelling() == "struct"
+    assert [(name, member.spelling(), comment) for name, member, _, comment in kind.members] == [
+        ("a b", "int", "the a"),
+        ("c", "uniontype<int,string>", None),
+        ("d", "decimal(10,2)", None),
+    ]
+    spark = parse_spark_schema(
+        '{"type":"struct","fields":[{"name":"v","type":"string","nullable":false,'
+        '"metadata":{"__CHAR_VARCHAR_TYPE_STRING":"varchar(8)","comment":"code"}},'
+        '{"name":"xs","type":{"type":"array","elementType":"short","containsNull":false},"nullable":true,"metadata":{}}]}'
+    )
+    assert [(f.path, f.type, f.nullable, f.description) for f in flatten_columns(spark)] == [
+        ("v", "varchar(8)", False, "code"),
+        ("xs", "array<smallint>", True, None),
+        ("xs.element", "smallint", False, None),
+    ]
+    for bad in ("struct<a:int", "map<string>", "array<int>>", "decimal(10"):
+        with pytest.raises(ValueError, match="cannot parse Hive type"):
+            parse_hive_type(bad)
