@@ -628,4 +628,7 @@ def load_demo(session: Session, *, progress: Callable[[str], None] | None = None
     for item in DEMO_DATASETS:
         _ensure_dataset(session, item, namespaces[item.create.source], report, say)
     session.flush()
+    from headwater.demo.lineage import load_demo_lineage  # imported here: it builds on this module's constants
+
+    load_demo_lineage(session, progress=say)
     return report

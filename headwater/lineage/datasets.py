@@ -1,0 +1,372 @@
+"""Matching the datasets named in lineage to catalog datasets, and creating the unknown ones.
+
+A dataset named in an event is the catalog dataset with the same ``(namespace, name)``, or the one an
+alias or a ``symlinks`` identifier names. An unknown one is created through the catalog service in the
+lineage-owned ``manual`` source (so it gets schema versions and change events like any other dataset),
+under its first symlink when it has one: a Spark file path whose symlink is a Hive table becomes the
+table. Only datasets of the lineage source take their schema from events; a federated dataset's schema
+belongs to its source, and a column the source does not know is reported, not invented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session, selectinload
+
+from headwater.catalog.fields import FlatField
+from headwater.catalog.models import Dataset, DatasetKind, Field, Source, SourceKind
+from headwater.catalog.schemas import SourceCreate
+from headwater.catalog.service import DatasetSnapshot, apply_snapshot
+from headwater.catalog.sources import create_source
+from headwater.lineage.models import DatasetAlias
+from headwater.lineage.schemas import DatasetIn, SchemaFacet, SchemaField, SymlinksFacet, parse_facet
+from headwater.lineage.upsert import CHUNK, insert_ignore
+
+__all__ = ["LINEAGE_SOURCE", "DatasetResolver", "ResolvedDataset", "WantedDataset"]
+
+LINEAGE_SOURCE = "lineage"
+LINEAGE_NAMESPACE = "lineage"
+UNKNOWN_TYPE = "unknown"
+
+
+@dataclass
+class ResolvedDataset:
+    """A catalog dataset and the ids of its fields by path."""
+
+    id: int
+    namespace: str
+    name: str
+    lineage_owned: bool
+    fields: dict[str, int]
+    types: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False
+
+
+@dataclass
+class WantedDataset:
+    """What one event says about a dataset: its identities, schema, and the columns lineage names."""
+
+    namespace: str
+    name: str
+    symlinks: list[tuple[str, str]] = field(default_factory=list)
+    schema: list[FlatField] | None = None
+    columns: list[str] = field(default_factory=list)
+
+    def add_columns(self, paths: Iterable[str]) -> None:
+        """Remember columns the event's lineage refers to."""
+        known = set(self.columns)
+        for path in paths:
+            if path not in known:
+                self.columns.append(path)
+                known.add(path)
+
+
+def flat_schema(fields: Sequence[SchemaField], parent: str | None = None) -> list[FlatField]:
+    """The schema facet's (possibly nested) fields as catalog flat fields."""
+    flat: list[FlatField] = []
+    for item in fields:
+        path = f"{parent}.{item.name}" if parent else item.name
+        flat.append(
+            FlatField(
+                path=path,
+                name=item.name,
+                type=(item.type or UNKNOWN_TYPE)[:4096],
+                parent_path=parent,
+                description=item.description,
+            )
+        )
+        flat.extend(flat_schema(item.fields, path))
+    return flat
+
+
+def wanted_from(dataset: DatasetIn, *, where: str) -> WantedDataset:
+    """Read the identity, symlinks and schema facets of one event dataset."""
+    wanted = WantedDataset(dataset.namespace, dataset.name)
+    facets = dataset.facets
+    if facets.get("symlinks"):
+        symlinks = parse_facet(SymlinksFacet, facets["symlinks"], where=f"{where}.facets.symlinks")
+        wanted.symlinks = [(i.namespace, i.name) for i in symlinks.identifiers]
+    if facets.get("schema"):
+        wanted.schema = _schema_of(facets["schema"], where=f"{where}.facets.schema")
+    return wanted
+
+
+# Schema facets already read, by their JSON: a job's every run repeats the same facet (bounded; FlatField is frozen).
+_SCHEMAS: dict[bytes, list[FlatField]] = {}
+
+
+def _schema_of(facet: Any, *, where: str) -> list[FlatField]:
+    try:
+        key: bytes | None = orjson.dumps(facet)
+    except TypeError:
+        key = None
+    cached = _SCHEMAS.get(key) if key is not None else None
+    if cached is None:
+        schema = parse_facet(SchemaFacet, facet, where=where)
+        seen: set[str] = set()
+        cached = [f for f in flat_schema(schema.fields) if not (f.path in seen or seen.add(f.path))]  # type: ignore[func-returns-value]
+        if key is not None:
+            if len(_SCHEMAS) >= 1024:
+                _SCHEMAS.clear()
+            _SCHEMAS[key] = cached
+    return list(cached)
+
+
+def _kind_of(namespace: str) -> DatasetKind:
+    return DatasetKind.TOPIC if namespace.startswith("kafka") else DatasetKind.TABLE
+
+
+class DatasetResolver:
+    """Resolves event datasets to catalog datasets; remembers answers for one ingestion call."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._by_identity: dict[tuple[str, str], ResolvedDataset] = {}
+        self._source: Source | None = None
+        self._source_checked = False
+        # Identities known (from prefetch) to name no catalog dataset and no alias.
+        self._absent: set[tuple[str, str]] = set()
+        self.warnings: list[str] = []
+        # Jobs met during the same ingestion call (the ingestion keeps them here to read each one once).
+        self.jobs: dict[tuple[str, str], Any] = {}
+
+    def lineage_source(self) -> Source:
+        """The manual source that datasets discovered by lineage are created in."""
+        if self._source is None:
+            source = self.session.scalar(select(Source).where(Source.name == LINEAGE_SOURCE))
+            if source is None:
+                source = create_source(
+                    self.session,
+                    data=SourceCreate(
+                        name=LINEAGE_SOURCE,
+                        kind=SourceKind.MANUAL,
+                        namespace=LINEAGE_NAMESPACE,
+                        description="Datasets discovered by lineage: named in OpenLineage events or SQL but "
+                        "not (yet) known to any federated source.",
+                    ),
+                )
+            self._source = source
+        return self._source
+
+    def _existing_source(self) -> Source | None:
+        if self._source is None and not self._source_checked:
+            self._source_checked = True
+            self._source = self.session.scalar(select(Source).where(Source.name == LINEAGE_SOURCE))
+        return self._source
+
+    def prefetch(self, identities: Iterable[tuple[str, str]]) -> None:
+        """Read the datasets (by identity or alias) and their fields for many identities at once."""
+        wanted = [i for i in dict.fromkeys(identities) if i not in self._by_identity and i not in self._absent]
+        if not wanted:
+            return
+        # The source's name rather than its id (no query for the lineage source), and the fields joined in:
+        # one query answers for every identity the batch names.
+        owned = select(Source.name).where(Source.id == Dataset.source_id).scalar_subquery() == LINEAGE_SOURCE
+        columns = (Dataset.id, owned, Dataset.namespace, Dataset.name, Dataset.deleted_at)
+        with_fields = (*columns, Field.path, Field.id, Field.type)
+        found: dict[tuple[str, str], tuple[Any, ...]] = {}
+        fields: dict[int, dict[str, int]] = {}
+        types: dict[int, dict[str, str]] = {}
+
+        def collect(identity: tuple[str, str], row: Sequence[Any]) -> None:
+            found[identity] = tuple(row[:5])
+            paths, kinds = fields.setdefault(row[0], {}), types.setdefault(row[0], {})
+            if row[5] is not None:
+                paths[row[5]] = row[6]
+                kinds[row[5]] = row[7]
+
+        for start in range(0, len(wanted), CHUNK):
+            chunk = wanted[start : start + CHUNK]
+            by_name = (
+                select(*with_fields)
+                .outerjoin(Field, Field.dataset_id == Dataset.id)
+                .where(tuple_(Dataset.namespace, Dataset.name).in_(chunk))
+            )
+            for row in self.session.execute(by_name):
+                collect((row[2], row[3]), row)
+            aliased = [i for i in chunk if i not in found]
+            if aliased:
+                by_alias = (
+                    select(DatasetAlias.namespace, DatasetAlias.name, *with_fields)
+                    .join(Dataset, DatasetAlias.dataset_id == Dataset.id)
+                    .outerjoin(Field, Field.dataset_id == Dataset.id)
+                    .where(tuple_(DatasetAlias.namespace, DatasetAlias.name).in_(aliased))
+                )
+                for alias in self.session.execute(by_alias):
+                    collect((alias[0], alias[1]), tuple(alias)[2:])
+        resolved: dict[int, ResolvedDataset] = {}
+        for identity in wanted:
+            hit = found.get(identity)
+            if hit is None:
+                self._absent.add(identity)
+                continue
+            dataset = resolved.get(hit[0])
+            if dataset is None:
+                dataset = resolved[hit[0]] = ResolvedDataset(
+                    hit[0], hit[2], hit[3], bool(hit[1]), fields[hit[0]], types[hit[0]], hit[4] is not None
+                )
+            # Aliases already recorded need no new row: remember them as seen.
+            self._by_identity[identity] = dataset
+
+    def _find(self, namespace: str, name: str) -> ResolvedDataset | None:
+        """A catalog dataset by identity or alias, with its fields' ids and types (no ORM objects loaded)."""
+        if (namespace, name) in self._absent:
+            return None
+        row = self.session.execute(
+            select(Dataset.id, Dataset.source_id, Dataset.namespace, Dataset.name, Dataset.deleted_at).where(
+                Dataset.namespace == namespace, Dataset.name == name
+            )
+        ).first()
+        if row is None:
+            row = self.session.execute(
+                select(Dataset.id, Dataset.source_id, Dataset.namespace, Dataset.name, Dataset.deleted_at)
+                .join(DatasetAlias, DatasetAlias.dataset_id == Dataset.id)
+                .where(DatasetAlias.namespace == namespace, DatasetAlias.name == name)
+            ).first()
+        if row is None:
+            return None
+        owner = self._existing_source()
+        return self._with_fields(row[0], row[2], row[3], owner is not None and row[1] == owner.id, row[4] is not None)
+
+    def _with_fields(
+        self, dataset_id: int, namespace: str, name: str, lineage_owned: bool, deleted: bool
+    ) -> ResolvedDataset:
+        fields: dict[str, int] = {}
+        types: dict[str, str] = {}
+        for path, field_id, type_ in self.session.execute(
+            select(Field.path, Field.id, Field.type).where(Field.dataset_id == dataset_id)
+        ):
+            fields[path] = field_id
+            types[path] = type_
+        return ResolvedDataset(dataset_id, namespace, name, lineage_owned, fields, types, deleted)
+
+    def lookup(self, namespace: str, name: str) -> ResolvedDataset | None:
+        """A catalog dataset by identity or alias, without creating anything."""
+        cached = self._by_identity.get((namespace, name))
+        if cached is not None:
+            return cached
+        found = self._find(namespace, name)
+        if found is not None:
+            self._alias(found, [(namespace, name)])
+        return found
+
+    def resolve(self, wanted: WantedDataset) -> ResolvedDataset:
+        """The catalog dataset ``wanted`` names (created when unknown), with the columns it needs."""
+        identities = [(wanted.namespace, wanted.name), *wanted.symlinks]
+        resolved = next((self._by_identity[i] for i in identities if i in self._by_identity), None)
+        if resolved is None:
+            for namespace, name in identities:
+                resolved = self._find(namespace, name)
+                if resolved is not None:
+                    break
+        if resolved is None:
+            namespace, name = wanted.symlinks[0] if wanted.symlinks else (wanted.namespace, wanted.name)
+            fields = self._merged_fields([], wanted)
+            snapshot = DatasetSnapshot(namespace=namespace, name=name, kind=_kind_of(namespace), fields=fields)
+            created = apply_snapshot(self.session, source=self.lineage_source(), snapshot=snapshot).dataset
+            self.session.flush()
+            resolved = self._with_fields(created.id, created.namespace, created.name, True, False)
+            self._absent.discard((created.namespace, created.name))
+        elif self._needs_update(resolved, wanted):
+            dataset = self.session.scalar(
+                select(Dataset).options(selectinload(Dataset.fields)).where(Dataset.id == resolved.id)
+            )
+            assert dataset is not None
+            current = [_flat_of(row) for row in dataset.fields]
+            fields = self._merged_fields(current, wanted)
+            snapshot = DatasetSnapshot(
+                namespace=dataset.namespace, name=dataset.name, kind=DatasetKind(dataset.kind), fields=fields
+            )
+            apply_snapshot(self.session, source=self.lineage_source(), snapshot=snapshot)
+            self.session.flush()
+            resolved = self._with_fields(dataset.id, dataset.namespace, dataset.name, True, False)
+        self._alias(resolved, identities)
+        missing = [path for path in wanted.columns if path not in resolved.fields]
+        if missing:
+            self.warnings.append(
+                f"dataset {resolved.namespace}/{resolved.name} belongs to a federated source that does not know "
+                f"column(s) {', '.join(missing[:10])}; lineage through them was not recorded"
+            )
+        return resolved
+
+    def _needs_update(self, resolved: ResolvedDataset, wanted: WantedDataset) -> bool:
+        if not resolved.lineage_owned:
+            return False
+        if resolved.deleted or any(path not in resolved.fields for path in wanted.columns):
+            return True
+        return any(
+            resolved.types.get(f.path) != f.type and not (f.type == UNKNOWN_TYPE and f.path in resolved.fields)
+            for f in wanted.schema or []
+        )
+
+    @staticmethod
+    def _merged_fields(current: list[FlatField], wanted: WantedDataset) -> list[FlatField]:
+        """The event's schema first (it is the newest statement), then columns only known before or only named
+        by lineage. Columns are never dropped: events arrive out of order and each names only some columns."""
+        merged: dict[str, FlatField] = {}
+        known = {f.path: f for f in current}
+        for item in wanted.schema or []:
+            old = known.get(item.path)
+            if item.type == UNKNOWN_TYPE and old is not None:
+                item = old
+            merged[item.path] = item
+        for item in current:
+            merged.setdefault(item.path, item)
+        for path in wanted.columns:
+            if path not in merged:
+                parent, _, leaf = path.rpartition(".")
+                if parent and parent not in merged:
+                    merged[parent] = FlatField(path=parent, name=parent.rpartition(".")[2], type="struct")
+                merged[path] = FlatField(path=path, name=leaf, type=UNKNOWN_TYPE, parent_path=parent or None)
+        # Parents before their members, as the catalog keeps them.
+        return sorted(merged.values(), key=lambda f: _order_key(f.path, list(merged)))
+
+    def _alias(self, resolved: ResolvedDataset, identities: list[tuple[str, str]]) -> None:
+        """Remember every identity the dataset went by; record the non-canonical ones as aliases."""
+        for identity in identities:
+            previous = self._by_identity.get(identity)
+            self._by_identity[identity] = resolved
+            if previous is not None or identity == (resolved.namespace, resolved.name):
+                continue
+            canonical = (
+                None
+                if identity in self._absent
+                else self.session.scalar(
+                    select(Dataset.id).where(Dataset.namespace == identity[0], Dataset.name == identity[1])
+                )
+            )
+            if canonical is None:
+                insert_ignore(
+                    self.session,
+                    DatasetAlias,
+                    [{"namespace": identity[0], "name": identity[1], "dataset_id": resolved.id}],
+                    ["namespace", "name"],
+                )
+
+
+def _order_key(path: str, order: list[str]) -> tuple[int, ...]:
+    """Sort key keeping parents before members while preserving declaration order among siblings."""
+    parts = path.split(".")
+    key: list[int] = []
+    for depth in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:depth])
+        key.append(order.index(prefix) if prefix in order else len(order))
+    return tuple(key)
+
+
+def _flat_of(row: Field) -> FlatField:
+    return FlatField(
+        path=row.path,
+        name=row.name,
+        type=row.type,
+        nullable=row.nullable,
+        parent_path=row.parent_path,
+        field_id=row.field_id,
+        description=row.source_description,
+        tags=tuple(row.tags or ()),
+    )

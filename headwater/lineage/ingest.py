@@ -1,0 +1,533 @@
+"""OpenLineage ingestion: each event is appended raw to the event log and applied to the normalised model
+(jobs, runs, catalog datasets and fields, dataset- and column-level edges) in the caller's transaction.
+
+Applying is idempotent and order-tolerant: the same event twice is recognised by its fingerprint and
+changes nothing; a run's state only moves forward (START < RUNNING < COMPLETE | FAIL | ABORT, the newest
+terminal event winning); edge provenance keeps the earliest and latest event times whatever the order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Table, bindparam, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from headwater.db import utcnow
+from headwater.errors import InvalidInput
+from headwater.lineage.batch import JobRow, RunRow, load_jobs, load_runs, write_jobs, write_runs
+from headwater.lineage.datasets import DatasetResolver, WantedDataset, wanted_from
+from headwater.lineage.models import DatasetEdge, EdgeOrigin, JobDataset, LineageEvent, RunState
+from headwater.lineage.schemas import (
+    ColumnLineageFacet,
+    DatasetEventIn,
+    DatasetIn,
+    InputField,
+    JobEventIn,
+    LineageEventIn,
+    ParentRunFacet,
+    RunEventIn,
+    SqlJobFacet,
+    Transformation,
+    parse_event,
+    parse_facet,
+)
+from headwater.lineage.upsert import CHUNK, ColumnEdgeBuffer, json_rows, json_rows_source, upsert_edges
+
+__all__ = ["IngestResult", "MAX_BATCH", "ColumnLineageSet", "apply_column_lineage", "ingest_events"]
+
+MAX_BATCH = 1000
+_RANK = {RunState.START: 1, RunState.RUNNING: 2, RunState.COMPLETE: 3, RunState.FAIL: 3, RunState.ABORT: 3}
+_TERMINAL = {RunState.COMPLETE, RunState.FAIL, RunState.ABORT}
+
+
+@dataclass
+class IngestResult:
+    """What one ingestion call did."""
+
+    received: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    event_ids: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ColumnLineageSet:
+    """Column lineage for one output dataset, from a facet or from SQL."""
+
+    output: WantedDataset
+    facet: ColumnLineageFacet
+
+
+def fingerprint_of(document: Any) -> str:
+    """sha256 of the canonical JSON of an event (key order does not matter)."""
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def ingest_events(session: Session, *, documents: Sequence[Any]) -> IngestResult:
+    """Validate every event first (one bad event refuses the batch), then log and apply them; flushes only.
+
+    The whole batch is applied with a handful of statements: the raw events logged in one multi-row
+    INSERT, jobs, runs and datasets read with one query each, and jobs, runs and edges written once.
+    """
+    if len(documents) > MAX_BATCH:
+        raise InvalidInput(
+            f"a batch holds at most {MAX_BATCH} events, got {len(documents)}", detail={"field": "events"}
+        )
+    single = len(documents) == 1
+    events = [parse_event(doc, label="event" if single else f"events[{i}]") for i, doc in enumerate(documents)]
+    result = IngestResult(received=len(events))
+    fingerprints = [fingerprint_of(document) for document in documents]
+    logged = _log(session, documents, events, fingerprints)
+    todo: list[tuple[str, LineageEventIn, int]] = []
+    for index, (fingerprint, event) in enumerate(zip(fingerprints, events, strict=True)):
+        row_id = logged.pop(fingerprint, None)
+        if row_id is None:  # already in the log, or earlier in this batch
+            result.duplicates += 1
+            continue
+        todo.append(("event" if single else f"events[{index}]", event, row_id))
+    if not todo:
+        return result
+    batch = _Batch.open(session, todo)
+    warned: list[dict[str, Any]] = []
+    for label, event, row_id in todo:
+        batch.resolver.warnings = []
+        _apply(batch, event, label)
+        if batch.resolver.warnings:
+            warned.append({"b_id": row_id, "b_warnings": list(batch.resolver.warnings)})
+            result.warnings.extend(f"{label}: {w}" for w in batch.resolver.warnings)
+        result.applied += 1
+        result.event_ids.append(row_id)
+    batch.close()
+    if warned:
+        session.connection().execute(_warnings_statement(), warned)
+    session.flush()
+    return result
+
+
+def _log(
+    session: Session, documents: Sequence[Any], events: Sequence[LineageEventIn], fingerprints: Sequence[str]
+) -> dict[str, int]:
+    """Append the raw events not already in the log; their ids by fingerprint."""
+    now = utcnow()
+    rows: dict[str, dict[str, Any]] = {}
+    for document, event, fingerprint in zip(documents, events, fingerprints, strict=True):
+        if fingerprint in rows:
+            continue
+        run_uuid = str(event.run.runId) if isinstance(event, RunEventIn) else None
+        job = None if isinstance(event, DatasetEventIn) else event.job
+        rows[fingerprint] = {
+            "fingerprint": fingerprint,
+            "kind": {RunEventIn: "run", JobEventIn: "job", DatasetEventIn: "dataset"}[type(event)],
+            "event_type": event.eventType if isinstance(event, RunEventIn) else None,
+            "event_time": event.eventTime,
+            "producer": event.producer,
+            "run_uuid": run_uuid,
+            "job_namespace": job.namespace if job else None,
+            "job_name": job.name if job else None,
+            "payload": document,
+            "warnings": [],
+            "received_at": now,
+        }
+    dialect = session.get_bind().dialect.name
+    values = list(rows.values())
+    connection = session.connection()
+    logged: dict[str, int] = {}
+    for start in range(0, len(values), CHUNK):
+        chunk = values[start : start + CHUNK]
+        if dialect == "postgresql":
+            found = connection.execute(_log_statement(dialect), {"rows": json_rows(chunk, _LOG_COLUMNS)})
+        else:
+            found = connection.execute(_log_statement(dialect), chunk)
+        logged.update((fingerprint, row_id) for row_id, fingerprint in found)
+    return logged
+
+
+_LOG_COLUMNS = (
+    "fingerprint",
+    "kind",
+    "event_type",
+    "event_time",
+    "producer",
+    "run_uuid",
+    "job_namespace",
+    "job_name",
+    "payload",
+    "warnings",
+    "received_at",
+)
+
+
+@functools.cache
+def _log_statement(dialect: str) -> Any:
+    table = cast(Table, LineageEvent.__table__)
+    if dialect == "postgresql":
+        insert: Any = postgresql.insert(table).from_select(list(_LOG_COLUMNS), json_rows_source(table, _LOG_COLUMNS))
+    else:
+        insert = sqlite.insert(table)
+    return insert.on_conflict_do_nothing(index_elements=["fingerprint"]).returning(table.c.id, table.c.fingerprint)
+
+
+@functools.cache
+def _warnings_statement() -> Any:
+    table = cast(Table, LineageEvent.__table__)
+    return update(table).where(table.c.id == bindparam("b_id")).values(warnings=bindparam("b_warnings"))
+
+
+# ------------------------------------------------------------------------------------ applying
+
+
+@dataclass
+class _Batch:
+    """What one ingestion call reads once and writes once: jobs, runs, datasets and edges."""
+
+    session: Session
+    resolver: DatasetResolver
+    jobs: dict[tuple[str, str], JobRow]
+    runs: dict[str, RunRow]
+    column_edges: ColumnEdgeBuffer = field(default_factory=ColumnEdgeBuffer)
+    job_datasets: list[dict[str, Any]] = field(default_factory=list)
+    dataset_edges: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, session: Session, todo: Sequence[tuple[str, LineageEventIn, int]]) -> _Batch:
+        """Read (and create) every job and run the events name, and the datasets they name."""
+        job_keys: list[tuple[str, str]] = []
+        parents: list[tuple[str, ParentRunFacet] | None] = []
+        for label, event, _ in todo:
+            parent = None
+            if not isinstance(event, DatasetEventIn):
+                job_keys.append((event.job.namespace, event.job.name))
+            if isinstance(event, RunEventIn) and event.run.facets.get("parent"):
+                facet = parse_facet(ParentRunFacet, event.run.facets["parent"], where=f"{label}.run.facets.parent")
+                job_keys.append((facet.job.namespace, facet.job.name))
+                parent = (str(event.run.runId), facet)
+            parents.append(parent)
+        jobs = load_jobs(session, job_keys)
+        wanted_runs: dict[str, int] = {}
+        for (_, event, _), parent in zip(todo, parents, strict=True):
+            if isinstance(event, RunEventIn):
+                wanted_runs.setdefault(str(event.run.runId), jobs[(event.job.namespace, event.job.name)].id)
+            if parent is not None and str(parent[1].run.runId) != parent[0]:
+                parent_job = jobs[(parent[1].job.namespace, parent[1].job.name)]
+                wanted_runs.setdefault(str(parent[1].run.runId), parent_job.id)
+        runs = load_runs(session, wanted_runs)
+        resolver = DatasetResolver(session)
+        resolver.prefetch(identity for _, event, _ in todo for identity in _identities(event))
+        return cls(session, resolver, jobs, runs)
+
+    def close(self) -> None:
+        """Write what the batch changed: jobs, runs, then the edges."""
+        write_jobs(self.session, self.jobs.values())
+        write_runs(self.session, self.runs.values())
+        upsert_edges(
+            self.session, JobDataset, self.job_datasets, ["job_id", "dataset_id", "direction"], newest_wins=("origin",)
+        )
+        upsert_edges(
+            self.session, DatasetEdge, self.dataset_edges, ["source_id", "target_id", "job_id"], newest_wins=("origin",)
+        )
+        self.column_edges.flush(self.session)
+
+
+def _identities(event: LineageEventIn) -> list[tuple[str, str]]:
+    """Every dataset identity an event names (read from the raw facets: this is only a prefetch)."""
+    datasets = [event.dataset] if isinstance(event, DatasetEventIn) else [*event.inputs, *event.outputs]
+    found: list[tuple[str, str]] = []
+    for dataset in datasets:
+        found.append((dataset.namespace, dataset.name))
+        symlinks = dataset.facets.get("symlinks")
+        if isinstance(symlinks, dict) and isinstance(symlinks.get("identifiers"), list):
+            found.extend(
+                (i["namespace"], i["name"])
+                for i in symlinks["identifiers"]
+                if isinstance(i, dict) and isinstance(i.get("namespace"), str) and isinstance(i.get("name"), str)
+            )
+        lineage = dataset.facets.get("columnLineage")
+        if isinstance(lineage, dict):
+            sources = list(lineage.get("dataset") or []) if isinstance(lineage.get("dataset"), list) else []
+            fields = lineage.get("fields")
+            if isinstance(fields, dict):
+                for out in fields.values():
+                    if isinstance(out, dict) and isinstance(out.get("inputFields"), list):
+                        sources.extend(out["inputFields"])
+            found.extend(
+                (s["namespace"], s["name"])
+                for s in sources
+                if isinstance(s, dict) and isinstance(s.get("namespace"), str) and isinstance(s.get("name"), str)
+            )
+    return list(dict.fromkeys(found))
+
+
+def _apply(batch: _Batch, event: LineageEventIn, label: str) -> None:
+    session, resolver = batch.session, batch.resolver
+    if isinstance(event, DatasetEventIn):
+        wanted = wanted_from(event.dataset, where=f"{label}.dataset")
+        resolver.resolve(wanted)
+        if event.dataset.facets.get("columnLineage"):
+            resolver.warnings.append(
+                "a DatasetEvent's columnLineage names no job, so it was not recorded; send it in a RunEvent or JobEvent"
+            )
+        return
+    job = _job(event, label, batch.jobs[(event.job.namespace, event.job.name)])
+    run: RunRow | None = None
+    origin = EdgeOrigin.JOB
+    if isinstance(event, RunEventIn):
+        run = _run(batch, event, job, label)
+        origin = EdgeOrigin.OPENLINEAGE
+    inputs = [wanted_from(d, where=f"{label}.inputs[{i}]") for i, d in enumerate(event.inputs)]
+    outputs = [wanted_from(d, where=f"{label}.outputs[{i}]") for i, d in enumerate(event.outputs)]
+    lineage_sets = _column_lineage_sets(event.outputs, outputs, label)
+    is_sql = False
+    if not lineage_sets and job.sql and (outputs or isinstance(event, JobEventIn)):
+        lineage_sets = _sql_lineage_sets(session, event, resolver, inputs, outputs)
+        is_sql = bool(lineage_sets)
+    extra: dict[tuple[str, str], WantedDataset] = {}
+    by_identity = {(w.namespace, w.name): w for w in [*inputs, *outputs]}
+    for item in lineage_sets:
+        item.output.add_columns(item.facet.fields)
+        for source in _all_input_fields(item.facet):
+            found = by_identity.get((source.namespace, source.name))
+            wanted = (
+                found
+                if found is not None
+                else extra.setdefault((source.namespace, source.name), WantedDataset(source.namespace, source.name))
+            )
+            wanted.add_columns([source.field])
+    resolved_in = [resolver.resolve(w) for w in inputs]
+    resolved_out = [resolver.resolve(w) for w in outputs]
+    for wanted in extra.values():
+        resolver.resolve(wanted)
+    when = event.eventTime
+    provenance = {
+        "origin": origin.value,
+        "producer": event.producer[:1024],
+        "first_seen": when,
+        "last_seen": when,
+        "last_run_id": run.id if run else None,
+    }
+    batch.job_datasets.extend(
+        [{"job_id": job.id, "dataset_id": d.id, "direction": "in", **provenance} for d in resolved_in]
+        + [{"job_id": job.id, "dataset_id": d.id, "direction": "out", **provenance} for d in resolved_out]
+    )
+    batch.dataset_edges.extend(
+        {"source_id": i.id, "target_id": o.id, "job_id": job.id, **provenance}
+        for i in resolved_in
+        for o in resolved_out
+    )
+    sql_provenance = {**provenance, "origin": EdgeOrigin.SQL.value} if is_sql else provenance
+    complete = isinstance(event, JobEventIn) or event.eventType == RunState.COMPLETE
+    for item in lineage_sets:
+        apply_column_lineage(
+            session,
+            resolver=resolver,
+            job_id=job.id,
+            output=item.output,
+            facet=item.facet,
+            provenance=sql_provenance,
+            retire=complete,
+            buffer=batch.column_edges,
+        )
+
+
+def _job(event: RunEventIn | JobEventIn, label: str, job: JobRow) -> JobRow:
+    facets = event.job.facets
+    if job.described_at is not None and event.eventTime < job.described_at:
+        return job  # an older description never replaces a newer one
+    merged = {**job.facets, **facets}
+    if merged == job.facets and job.described_at is not None:
+        return job  # nothing new: no write (the common case of a job's every run)
+    job.dirty = True
+    job.described_at = event.eventTime
+    job.facets = merged
+    if facets.get("sql"):
+        job.sql = parse_facet(SqlJobFacet, facets["sql"], where=f"{label}.job.facets.sql").query
+    job_type = facets.get("jobType")
+    if isinstance(job_type, dict) and isinstance(job_type.get("jobType"), str):
+        job.job_type = job_type["jobType"][:64]
+    documentation = facets.get("documentation")
+    if isinstance(documentation, dict) and isinstance(documentation.get("description"), str):
+        job.description = documentation["description"]
+    return job
+
+
+def _run(batch: _Batch, event: RunEventIn, job: JobRow, label: str) -> RunRow:
+    run = batch.runs[str(event.run.runId)]
+    run.dirty = True
+    # A run first known as someone's parent may have been filed under the parent facet's job name.
+    run.job_id = job.id
+    run.event_count += 1
+    facets = event.run.facets
+    if facets:
+        run.facets = {**run.facets, **facets}
+    if facets.get("parent"):
+        parent = parse_facet(ParentRunFacet, facets["parent"], where=f"{label}.run.facets.parent")
+        parent_job = batch.jobs[(parent.job.namespace, parent.job.name)]
+        if str(parent.run.runId) != run.run_uuid:
+            run.parent_run_id = batch.runs[str(parent.run.runId)].id
+            if parent_job.id != job.id and job.parent_job_id != parent_job.id:
+                job.parent_job_id = parent_job.id
+                job.dirty = True
+    _advance_state(run, event)
+    return run
+
+
+def _advance_state(run: RunRow, event: RunEventIn) -> None:
+    """Move the run's state forward only: late START/RUNNING events never undo an end, the newest end wins."""
+    if event.eventType is None or event.eventType == "OTHER":
+        return
+    new = RunState(event.eventType)
+    when = event.eventTime
+    current = RunState(run.state) if run.state else None
+    rank, current_rank = _RANK[new], _RANK[current] if current else 0
+    if new in (RunState.START, RunState.RUNNING) and (run.started_at is None or when < run.started_at):
+        run.started_at = when
+    if rank > current_rank or (rank == current_rank and (run.state_time is None or when > run.state_time)):
+        run.state = new.value
+        run.state_time = when
+        if new in _TERMINAL:
+            run.ended_at = when
+
+
+# --------------------------------------------------------------------------------- column lineage
+
+
+def _column_lineage_sets(
+    datasets: Sequence[DatasetIn], wanted: Sequence[WantedDataset], label: str
+) -> list[ColumnLineageSet]:
+    sets: list[ColumnLineageSet] = []
+    for index, (dataset, item) in enumerate(zip(datasets, wanted, strict=True)):
+        raw = dataset.facets.get("columnLineage")
+        if raw:
+            facet = parse_facet(ColumnLineageFacet, raw, where=f"{label}.outputs[{index}].facets.columnLineage")
+            sets.append(ColumnLineageSet(item, facet))
+    return sets
+
+
+def _all_input_fields(facet: ColumnLineageFacet) -> list[InputField]:
+    return [*(f for out in facet.fields.values() for f in out.inputFields), *facet.dataset]
+
+
+def _transformations(source: InputField, legacy_type: str | None, description: str | None) -> list[Transformation]:
+    if source.transformations:
+        return source.transformations
+    # Column lineage 1.0 put one transformationType on the output field: IDENTITY, or anything else.
+    subtype = "IDENTITY" if (legacy_type or "").upper() == "IDENTITY" else "TRANSFORMATION"
+    return [Transformation(type="DIRECT", subtype=subtype, description=description)]
+
+
+def apply_column_lineage(
+    session: Session,
+    *,
+    resolver: DatasetResolver,
+    job_id: int,
+    output: WantedDataset,
+    facet: ColumnLineageFacet,
+    provenance: dict[str, Any],
+    retire: bool,
+    buffer: ColumnEdgeBuffer | None = None,
+) -> int:
+    """Upsert the column edges one facet states for one output dataset; returns how many it names.
+
+    With ``retire``, edges of the same job into the same dataset that this (newer) statement no longer
+    names are marked retired at its event time. With ``buffer`` the writes wait for the buffer's flush
+    (one per ingestion batch); without, they are written now.
+    """
+    target = resolver.resolve(output)
+    rows: list[dict[str, Any]] = []
+    missing: set[str] = set()
+
+    def add(source: InputField, target_path: str, transformation: Transformation, dataset_level: bool) -> None:
+        source_ds = resolver.lookup(source.namespace, source.name)
+        source_field = source_ds.fields.get(source.field) if source_ds else None
+        target_field = target.fields.get(target_path)
+        if source_ds is None or source_field is None or target_field is None:
+            missing.add(f"{source.namespace}/{source.name}.{source.field} -> {target_path}")
+            return
+        rows.append(
+            {
+                "source_field_id": source_field,
+                "target_field_id": target_field,
+                "source_dataset_id": source_ds.id,
+                "target_dataset_id": target.id,
+                "job_id": job_id,
+                "transformation_type": transformation.type,
+                "subtype": (transformation.subtype or "").upper()[:32],
+                "description": transformation.description,
+                "masking": bool(transformation.masking),
+                "dataset_level": dataset_level,
+                **provenance,
+            }
+        )
+
+    for target_path, out in facet.fields.items():
+        for source in out.inputFields:
+            for transformation in _transformations(source, out.transformationType, out.transformationDescription):
+                add(source, target_path, transformation, False)
+    if facet.dataset:
+        # Dataset-wide inputs (filters, joins, grouping) affect every column of the output.
+        schema_paths = [f.path for f in output.schema or []]
+        all_targets: list[str] = list(dict.fromkeys([*facet.fields, *schema_paths]))
+        for source in facet.dataset:
+            transformations = source.transformations or [Transformation(type="INDIRECT")]
+            for target_path in all_targets or list(target.fields):
+                for transformation in transformations:
+                    add(source, target_path, transformation, True)
+    edges = buffer if buffer is not None else ColumnEdgeBuffer()
+    edges.add(
+        job_id=job_id, target_dataset_id=target.id, rows=rows, retire_at=provenance["last_seen"] if retire else None
+    )
+    if buffer is None:
+        edges.flush(session)
+    if missing:
+        resolver.warnings.append(
+            f"{len(missing)} column edge(s) into {target.namespace}/{target.name} name unknown columns, e.g. "
+            f"{sorted(missing)[0]}"
+        )
+    return len(rows)
+
+
+def _sql_lineage_sets(
+    session: Session,
+    event: RunEventIn | JobEventIn,
+    resolver: DatasetResolver,
+    inputs: Sequence[WantedDataset],
+    outputs: Sequence[WantedDataset],
+) -> list[ColumnLineageSet]:
+    """Column lineage derived from the job's ``sql`` facet when the event carries no columnLineage facet."""
+    from headwater.lineage.sql import SqlLineageError, dialect_of, lineage_of_sql
+
+    facet = SqlJobFacet.model_validate(event.job.facets["sql"])
+    known = [(w.namespace, w.name) for w in [*inputs, *outputs]]
+    try:
+        statements = lineage_of_sql(session, sql=facet.query, dialect=dialect_of(facet.dialect), known_datasets=known)
+    except SqlLineageError as exc:
+        resolver.warnings.append(f"the job's sql facet could not be used for column lineage: {exc.message}")
+        return []
+    by_identity = {(w.namespace, w.name): w for w in outputs}
+    sets: list[ColumnLineageSet] = []
+    for statement in statements:
+        resolver.warnings.extend(statement.warnings)
+        if statement.target is None or not statement.columns:
+            continue
+        output = by_identity.get(statement.target) or WantedDataset(*statement.target)
+        sets.append(ColumnLineageSet(output, statement.as_facet()))
+    return sets
+
+
+def parse_time(value: str, *, field_name: str) -> dt.datetime:
+    """An ISO 8601 instant from a query parameter; naive times are read as UTC."""
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{field_name} {value!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)", detail={"field": field_name}
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

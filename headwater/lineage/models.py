@@ -1,0 +1,212 @@
+"""The lineage tables: the raw OpenLineage event log, jobs, runs, and the dataset- and column-level edges.
+
+Edges point at catalog rows (``datasets.id``, ``fields.id``), never at names: a column renamed at its
+source keeps its ``fields`` row (matched by Iceberg field id), so it keeps its lineage. Every edge says how
+it is known (``origin`` + ``producer``), when it was first and last seen (event time), the run that last
+confirmed it, and when a later declaration of the same job stopped mentioning it (``retired_at``): the
+graph can be read as of any point in time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from headwater.db import Base, BigInt, JSONType, UTCDateTime, utcnow
+
+__all__ = [
+    "ColumnEdge",
+    "DatasetAlias",
+    "DatasetEdge",
+    "EdgeOrigin",
+    "JobDataset",
+    "LineageEvent",
+    "LineageJob",
+    "LineageRun",
+    "RunState",
+]
+
+
+class RunState(enum.StrEnum):
+    """Where a run is in its life (OpenLineage eventType, OTHER excluded: it changes no state)."""
+
+    START = "START"
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    FAIL = "FAIL"
+    ABORT = "ABORT"
+
+
+class EdgeOrigin(enum.StrEnum):
+    """How an edge is known."""
+
+    OPENLINEAGE = "openlineage"
+    SQL = "sql"
+    JOB = "job"
+    MANUAL = "manual"
+
+
+def _values(enum_cls: type[enum.StrEnum]) -> str:
+    return ", ".join(f"'{member.value}'" for member in enum_cls)
+
+
+class LineageEvent(Base):
+    """One OpenLineage event exactly as received (the append-only event log); duplicates are stored once."""
+
+    __tablename__ = "lineage_events"
+    __table_args__ = (
+        Index("ix_lineage_events_run_uuid", "run_uuid"),
+        Index("ix_lineage_events_job", "job_namespace", "job_name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    # sha256 of the canonical JSON: the same event sent twice is recognised and changes nothing.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # run, dataset, job
+    event_type: Mapped[str | None] = mapped_column(String(16))
+    event_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    producer: Mapped[str] = mapped_column(String(1024))
+    run_uuid: Mapped[str | None] = mapped_column(String(64))
+    job_namespace: Mapped[str | None] = mapped_column(String(512))
+    job_name: Mapped[str | None] = mapped_column(String(1024))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # What could not be applied (an unknown column of a federated dataset, SQL that did not parse, ...).
+    warnings: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LineageJob(Base):
+    """A job as OpenLineage names it: ``(namespace, name)``; a Spark action is a child of its application."""
+
+    __tablename__ = "lineage_jobs"
+    __table_args__ = (UniqueConstraint("namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(512))
+    name: Mapped[str] = mapped_column(String(1024))
+    parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("lineage_jobs.id", ondelete="SET NULL"))
+    job_type: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    sql: Mapped[str | None] = mapped_column(Text)
+    facets: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Event time of the newest event that described the job (facets from older events never win).
+    described_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LineageRun(Base):
+    """One run of a job; its state follows START -> RUNNING -> COMPLETE | FAIL | ABORT whatever the arrival order."""
+
+    __tablename__ = "lineage_runs"
+    __table_args__ = (
+        CheckConstraint(f"state IS NULL OR state IN ({_values(RunState)})", name="state"),
+        Index("ix_lineage_runs_job_id", "job_id"),
+        Index("ix_lineage_runs_parent_run_id", "parent_run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    run_uuid: Mapped[str] = mapped_column(String(64), unique=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("lineage_jobs.id", ondelete="CASCADE"))
+    parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("lineage_runs.id", ondelete="SET NULL"))
+    # None for a run known only as some other run's parent (its own events have not arrived yet).
+    state: Mapped[str | None] = mapped_column(String(16))
+    state_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    facets: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DatasetAlias(Base):
+    """Another OpenLineage identity of a catalog dataset (a Spark file path whose symlink is a Hive table)."""
+
+    __tablename__ = "lineage_dataset_aliases"
+    __table_args__ = (UniqueConstraint("namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(512))
+    name: Mapped[str] = mapped_column(String(1024))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+
+
+class _Provenance:
+    """Columns every edge carries: how it is known, when, and by which run."""
+
+    origin: Mapped[str] = mapped_column(String(16))
+    producer: Mapped[str | None] = mapped_column(String(1024))
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("lineage_runs.id", ondelete="SET NULL"))
+
+
+class JobDataset(_Provenance, Base):
+    """A job reads (``in``) or writes (``out``) a dataset."""
+
+    __tablename__ = "lineage_job_datasets"
+    __table_args__ = (
+        UniqueConstraint("job_id", "dataset_id", "direction"),
+        CheckConstraint("direction IN ('in', 'out')", name="direction"),
+        CheckConstraint(f"origin IN ({_values(EdgeOrigin)})", name="origin"),
+        Index("ix_lineage_job_datasets_dataset_id", "dataset_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("lineage_jobs.id", ondelete="CASCADE"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(3))
+
+
+class DatasetEdge(_Provenance, Base):
+    """Dataset-level lineage: ``source`` flows into ``target`` through ``job`` (input -> run -> output)."""
+
+    __tablename__ = "lineage_dataset_edges"
+    __table_args__ = (
+        UniqueConstraint("source_id", "target_id", "job_id"),
+        CheckConstraint(f"origin IN ({_values(EdgeOrigin)})", name="origin"),
+        Index("ix_lineage_dataset_edges_target_id", "target_id", "source_id"),
+        Index("ix_lineage_dataset_edges_job_id", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    target_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("lineage_jobs.id", ondelete="CASCADE"))
+
+
+class ColumnEdge(_Provenance, Base):
+    """Column-level lineage between two catalog fields, with the OpenLineage transformation type and subtype.
+
+    ``dataset_level`` marks an edge expanded from the facet's dataset-wide list (a filter or join column
+    that affects every output column). ``source_dataset_id`` / ``target_dataset_id`` are kept beside the
+    field ids so walks can report datasets without a join per step.
+    """
+
+    __tablename__ = "lineage_column_edges"
+    __table_args__ = (
+        UniqueConstraint("source_field_id", "target_field_id", "job_id", "transformation_type", "subtype"),
+        CheckConstraint("transformation_type IN ('DIRECT', 'INDIRECT')", name="transformation_type"),
+        CheckConstraint(f"origin IN ({_values(EdgeOrigin)})", name="origin"),
+        Index("ix_lineage_column_edges_target", "target_field_id", "source_field_id"),
+        Index("ix_lineage_column_edges_job_target_dataset", "job_id", "target_dataset_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    source_field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"))
+    target_field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"))
+    source_dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    target_dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("lineage_jobs.id", ondelete="CASCADE"))
+    transformation_type: Mapped[str] = mapped_column(String(8))
+    # '' rather than NULL so the unique key holds (NULLs never collide in a unique constraint).
+    subtype: Mapped[str] = mapped_column(String(32), default="")
+    description: Mapped[str | None] = mapped_column(Text)
+    masking: Mapped[bool] = mapped_column(Boolean, default=False)
+    dataset_level: Mapped[bool] = mapped_column(Boolean, default=False)

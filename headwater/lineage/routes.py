@@ -1,0 +1,250 @@
+"""The lineage REST routes under ``/api/v1/lineage``: OpenLineage ingestion (Marquez-compatible), SQL
+lineage, and graph, impact and path queries. Routes validate, call one domain function and shape the answer.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from headwater.api import SessionDep
+from headwater.catalog.routes import json_response
+from headwater.errors import InvalidInput
+from headwater.lineage import graph, service
+from headwater.lineage.ingest import MAX_BATCH, ingest_events, parse_time
+from headwater.lineage.schemas import GraphOut, ImpactOut, IngestOut, PathOut, RunOut, SqlLineageIn, SqlLineageOut
+
+__all__ = ["lineage_router"]
+
+lineage_router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
+
+MAX_ID = 2**63 - 1
+Id = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+Text = Annotated[str | None, Query(min_length=1, max_length=1024)]
+AsOf = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="ISO 8601 time: the graph as it was known then (first seen by then, not yet retired).",
+    ),
+]
+Types = Annotated[
+    list[Literal["DIRECT", "INDIRECT"]] | None, Query(description="Follow only these transformation types.")
+]
+Origins = Annotated[
+    list[Literal["openlineage", "sql", "job", "manual"]] | None, Query(description="Follow only edges known this way.")
+]
+
+
+async def _documents(request: Request, *, batch: bool) -> list[Any]:
+    raw = await request.body()
+    encoding = request.headers.get("content-encoding", "").lower()
+    if encoding in ("gzip", "deflate"):
+        try:
+            raw = gzip.decompress(raw) if encoding == "gzip" else zlib.decompress(raw)
+        except (OSError, zlib.error, EOFError) as exc:
+            raise InvalidInput(f"the body is not valid {encoding} data: {exc}", detail={"field": "body"}) from None
+        limit = request.app.state.settings.max_body_bytes
+        if len(raw) > limit:
+            raise InvalidInput(f"the decompressed body is larger than {limit} bytes", detail={"field": "body"})
+    if not raw.strip():
+        raise InvalidInput("the body is empty; send an OpenLineage event as JSON", detail={"field": "body"})
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}", detail={"field": "body"}) from None
+    if isinstance(document, list):
+        return document
+    if batch and isinstance(document, dict) and isinstance(document.get("events"), list):
+        return list(document["events"])
+    if batch:
+        raise InvalidInput('a batch is a JSON array of events, or {"events": [...]}', detail={"field": "events"})
+    return [document]
+
+
+async def _ingest(request: Request, session: SessionDep, *, batch: bool) -> Response:
+    documents = await _documents(request, batch=batch)
+    if not documents:
+        raise InvalidInput("the batch holds no events", detail={"field": "events"})
+    result = await run_in_threadpool(lambda: ingest_events(session, documents=documents))
+    body = IngestOut(
+        received=result.received,
+        applied=result.applied,
+        duplicates=result.duplicates,
+        event_ids=result.event_ids,
+        warnings=result.warnings[:100],
+    )
+    return json_response(body, status_code=status.HTTP_201_CREATED)
+
+
+_INGEST_DOC = {
+    201: {"model": IngestOut, "description": "Logged and applied (duplicates are counted, not applied twice)"},
+    400: {"description": "Not JSON, or not an OpenLineage event"},
+    422: {"description": "An event or facet that does not validate; the message names the field"},
+}
+
+
+@lineage_router.post("", status_code=status.HTTP_201_CREATED, responses=_INGEST_DOC)  # type: ignore[arg-type]
+async def post_lineage(request: Request, session: SessionDep) -> Response:
+    """Ingest one OpenLineage RunEvent, JobEvent or DatasetEvent (or a JSON array of them), as Marquez does."""
+    return await _ingest(request, session, batch=False)
+
+
+@lineage_router.post("/batch", status_code=status.HTTP_201_CREATED, responses=_INGEST_DOC)  # type: ignore[arg-type]
+async def post_lineage_batch(request: Request, session: SessionDep) -> Response:
+    """Ingest up to MAX_BATCH events in one transaction: a JSON array, or ``{"events": [...]}``."""
+    return await _ingest(request, session, batch=True)
+
+
+post_lineage_batch.__doc__ = (post_lineage_batch.__doc__ or "").replace("MAX_BATCH", str(MAX_BATCH))
+
+
+@lineage_router.get("/events")
+def get_events(
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """The raw event log, oldest first; pass the last id back as ``after``."""
+    rows = service.list_events(session, after=after, limit=limit)
+    items = [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "event_type": r.event_type,
+            "event_time": r.event_time.isoformat(),
+            "producer": r.producer,
+            "run_id": r.run_uuid,
+            "job": {"namespace": r.job_namespace, "name": r.job_name} if r.job_name else None,
+            "warnings": r.warnings,
+            "event": r.payload,
+        }
+        for r in rows
+    ]
+    return Response(
+        orjson.dumps({"items": items, "next_after": rows[-1].id if rows else after}), media_type="application/json"
+    )
+
+
+@lineage_router.get("/runs/{run_id}", response_model=RunOut)
+def get_run(run_id: Annotated[str, Path(max_length=64)], session: SessionDep) -> Response:
+    """A run's state, times, parent and children."""
+    return json_response(service.get_run(session, run_id=run_id))
+
+
+@lineage_router.post("/sql", response_model=SqlLineageOut)
+def post_sql(data: SqlLineageIn, session: SessionDep) -> Response:
+    """Column lineage of SQL (spark, hive, flink, trino, postgres) against the catalog; ``apply`` records it."""
+    return json_response(service.analyse_sql(session, data=data))
+
+
+# ------------------------------------------------------------------------------------- queries
+
+
+def _filters(
+    as_of: str | None, include_retired: bool, types: Sequence[str] | None, origins: Sequence[str] | None
+) -> graph.WalkFilters:
+    return graph.WalkFilters(
+        as_of=parse_time(as_of, field_name="as_of") if as_of else None,
+        include_retired=include_retired,
+        transformation_types=tuple(types or ()),
+        origins=tuple(origins or ()),
+    )
+
+
+@lineage_router.get("/graph", response_model=GraphOut)
+def get_graph(
+    session: SessionDep,
+    dataset_id: Id = None,
+    field_id: Id = None,
+    namespace: Text = None,
+    name: Text = None,
+    field: Text = None,
+    direction: Literal["upstream", "downstream", "both"] = "both",
+    depth: Annotated[int, Query(ge=1, le=graph.MAX_DEPTH)] = 5,
+    max_nodes: Annotated[int, Query(ge=1, le=graph.MAX_BUDGET)] = 2_000,
+    as_of: AsOf = None,
+    include_retired: bool = False,
+    transformation_type: Types = None,
+    origin: Origins = None,
+) -> Response:
+    """Upstream and/or downstream of a dataset or a column, with each edge's provenance."""
+    node = graph.resolve_node(
+        session, dataset_id=dataset_id, field_id=field_id, namespace=namespace, name=name, field_path=field
+    )
+    filters = _filters(as_of, include_retired, transformation_type, origin)
+    return json_response(
+        graph.graph_around(session, node=node, direction=direction, depth=depth, budget=max_nodes, filters=filters)
+    )
+
+
+@lineage_router.get("/impact", response_model=ImpactOut)
+def get_impact(
+    session: SessionDep,
+    dataset_id: Id = None,
+    field_id: Id = None,
+    namespace: Text = None,
+    name: Text = None,
+    field: Text = None,
+    depth: Annotated[int, Query(ge=1, le=graph.MAX_DEPTH)] = 20,
+    max_nodes: Annotated[int, Query(ge=1, le=graph.MAX_BUDGET)] = 10_000,
+    timeout_ms: Annotated[int, Query(ge=10, le=60_000)] = 5_000,
+    as_of: AsOf = None,
+    include_retired: bool = False,
+    transformation_type: Types = None,
+    origin: Origins = None,
+) -> Response:
+    """What breaks if a column or dataset changes: every downstream column, dataset, job and owner."""
+    node = graph.resolve_node(
+        session, dataset_id=dataset_id, field_id=field_id, namespace=namespace, name=name, field_path=field
+    )
+    filters = _filters(as_of, include_retired, transformation_type, origin)
+    return json_response(
+        graph.impact(session, node=node, depth=depth, budget=max_nodes, timeout_ms=timeout_ms, filters=filters)
+    )
+
+
+@lineage_router.get("/path", response_model=PathOut)
+def get_path(
+    session: SessionDep,
+    from_dataset_id: Id = None,
+    from_field_id: Id = None,
+    from_namespace: Text = None,
+    from_name: Text = None,
+    from_field: Text = None,
+    to_dataset_id: Id = None,
+    to_field_id: Id = None,
+    to_namespace: Text = None,
+    to_name: Text = None,
+    to_field: Text = None,
+    depth: Annotated[int, Query(ge=1, le=graph.MAX_DEPTH)] = 20,
+    as_of: AsOf = None,
+    include_retired: bool = False,
+) -> Response:
+    """One shortest downstream path between two columns or two datasets."""
+    source = graph.resolve_node(
+        session,
+        dataset_id=from_dataset_id,
+        field_id=from_field_id,
+        namespace=from_namespace,
+        name=from_name,
+        field_path=from_field,
+        label="from",
+    )
+    target = graph.resolve_node(
+        session,
+        dataset_id=to_dataset_id,
+        field_id=to_field_id,
+        namespace=to_namespace,
+        name=to_name,
+        field_path=to_field,
+        label="to",
+    )
+    filters = _filters(as_of, include_retired, None, None)
+    return json_response(graph.path_between(session, source=source, target=target, depth=depth, filters=filters))
