@@ -61,7 +61,9 @@ def test_autogenerate_finds_no_difference_from_the_models(empty_url: str) -> Non
     engine = create_db_engine(empty_url)
     try:
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "include_object": migrations.include_object}
+            )
             diff = compare_metadata(context, Base.metadata)
     finally:
         engine.dispose()

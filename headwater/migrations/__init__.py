@@ -4,6 +4,7 @@ CLI and the server use to upgrade and to check the schema revision."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -11,7 +12,15 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-__all__ = ["alembic_config", "current_revision", "downgrade", "head_revision", "is_up_to_date", "upgrade"]
+__all__ = [
+    "alembic_config",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "include_object",
+    "is_up_to_date",
+    "upgrade",
+]
 
 _HERE = Path(__file__).parent
 
@@ -52,3 +61,12 @@ def current_revision(engine: Engine) -> str | None:
 def is_up_to_date(engine: Engine) -> bool:
     """True when the database is at the code's head revision."""
     return current_revision(engine) == head_revision()
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic filter: leave out dialect-specific objects the ORM does not model (full-text indexes and
+    their shadow tables), named with a prefix registered in ``Base.metadata.info["unmanaged_prefixes"]``."""
+    from headwater.db import Base
+
+    prefixes = tuple(Base.metadata.info.get("unmanaged_prefixes", ()))
+    return not (reflected and compare_to is None and name is not None and name.startswith(prefixes))

@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, pool
 
 import headwater.models  # noqa: F401  (registers every table on Base.metadata)
 from headwater.db import Base, BigInt, JSONType, UTCDateTime
+from headwater.migrations import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -60,6 +61,7 @@ def _run(connection: object) -> None:
         render_as_batch=True,
         compare_type=True,
         render_item=render_item,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

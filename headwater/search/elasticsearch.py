@@ -1,0 +1,518 @@
+"""The ``elasticsearch`` search backend, for catalogs too big or too busy for the database's full-text index.
+
+* An index template with explicit mappings (``dynamic: strict``) and analyzers: names split into words
+  on punctuation, underscores and camelCase; an edge n-gram subfield for search-as-you-type; a completion
+  field for suggestions.
+* Searches and incremental writes go through an alias. ``headwater search reindex`` builds a new
+  versioned index (``<alias>-v<timestamp>``) beside the live one, then moves the alias in one atomic
+  ``_aliases`` call and deletes the old index: readers never see an empty or half-built index.
+* Tiers (see :mod:`headwater.search.base`) are ``constant_score`` clauses whose boosts differ by 10x, so
+  the sum of the clauses a document meets orders it by tier; one scored ``multi_match`` orders inside a tier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from headwater.errors import InvalidInput
+from headwater.pagination import decode_cursor, encode_cursor
+from headwater.search.base import (
+    FACETS,
+    DocumentType,
+    MatchTier,
+    Rebuild,
+    SearchBackend,
+    SearchDocument,
+    SearchHit,
+    SearchPage,
+    SearchQuery,
+    SearchUnavailable,
+    Suggestion,
+    describe,
+    facet_list,
+)
+from headwater.search.text import MARK_END, MARK_START, parse_query, split_words
+
+__all__ = ["ElasticsearchBackend", "index_template"]
+
+log = logging.getLogger("headwater.search.elasticsearch")
+
+_FACET_FIELDS = {
+    "source": "source",
+    "kind": "kind",
+    "namespace": "namespace",
+    "format": "format",
+    "tag": "tags",
+    "owner": "owners",
+}
+_TIER_BOOSTS = [1_000_000.0, 100_000.0, 10_000.0, 1_000.0, 100.0]
+_SORTS: dict[str, list[dict[str, str]]] = {
+    "relevance": [{"_score": "desc"}, {"key": "asc"}],
+    "name": [{"name_key": "asc"}, {"key": "asc"}],
+    "-name": [{"name_key": "desc"}, {"key": "desc"}],
+    "updated_at": [{"updated_at": "asc"}, {"key": "asc"}],
+    "-updated_at": [{"updated_at": "desc"}, {"key": "desc"}],
+}
+_WORDS = {"type": "text", "analyzer": "hw_words"}
+
+
+def index_template(alias: str) -> dict[str, Any]:
+    """The index template every versioned index behind ``alias`` is created from."""
+    keyword = {"type": "keyword"}
+    return {
+        "index_patterns": [f"{alias}-v*"],
+        "priority": 200,
+        "template": {
+            "settings": {
+                "number_of_shards": 1,
+                "analysis": {
+                    "tokenizer": {
+                        # Words: runs of letters/digits; camelCase boundaries split too.
+                        "hw_words": {"type": "pattern", "pattern": "[^\\p{L}\\p{N}]+|(?<=\\p{Ll})(?=\\p{Lu})"},
+                        "hw_edge": {
+                            "type": "edge_ngram",
+                            "min_gram": 1,
+                            "max_gram": 20,
+                            "token_chars": ["letter", "digit"],
+                        },
+                    },
+                    "analyzer": {
+                        "hw_words": {
+                            "type": "custom",
+                            "tokenizer": "hw_words",
+                            "filter": ["lowercase", "asciifolding"],
+                        },
+                        "hw_edge": {"type": "custom", "tokenizer": "hw_edge", "filter": ["lowercase", "asciifolding"]},
+                    },
+                },
+            },
+            "mappings": {
+                "dynamic": "strict",
+                "properties": {
+                    "key": keyword,
+                    "type": keyword,
+                    "dataset_id": {"type": "long"},
+                    "name": {
+                        "type": "keyword",
+                        "fields": {
+                            "words": _WORDS,
+                            "edge": {"type": "text", "analyzer": "hw_edge", "search_analyzer": "hw_words"},
+                        },
+                    },
+                    "name_key": keyword,
+                    "short_key": keyword,
+                    "dataset_name": keyword,
+                    "namespace": keyword,
+                    "source": keyword,
+                    "kind": keyword,
+                    "format": keyword,
+                    "description": _WORDS,
+                    "columns": _WORDS,  # field paths, descriptions and tags (or a column's dataset name)
+                    "column_paths": {"type": "keyword", "index": False},
+                    "other": _WORDS,
+                    "tags": keyword,
+                    "owners": keyword,
+                    "field_type": {"type": "keyword", "index": False},
+                    "lineage_degree": {"type": "integer"},
+                    "job_usage": {"type": "integer"},
+                    "updated_at": {"type": "date"},
+                    "suggest": {"type": "completion", "analyzer": "simple"},
+                },
+            },
+        },
+    }
+
+
+def _source(doc: SearchDocument) -> dict[str, Any]:
+    words = split_words(doc.name)
+    inputs = list(
+        dict.fromkeys([doc.name, doc.short_key, " ".join(words), *[" ".join(words[i:]) for i in range(1, len(words))]])
+    )
+    return {
+        "key": doc.key,
+        "type": doc.type.value,
+        "dataset_id": doc.dataset_id,
+        "name": doc.name,
+        "name_key": doc.name.lower(),
+        "short_key": doc.short_key,
+        "dataset_name": doc.dataset_name,
+        "namespace": doc.namespace,
+        "source": doc.source,
+        "kind": doc.kind,
+        "format": doc.format,
+        "description": " ".join(
+            filter(
+                None, [doc.description, doc.source_description if doc.source_description != doc.description else None]
+            )
+        ),
+        "columns": doc.columns_text,
+        "column_paths": [c.path for c in doc.columns],
+        "other": doc.other_text,
+        "tags": doc.tags,
+        "owners": doc.owners,
+        "field_type": doc.field_type,
+        "lineage_degree": doc.lineage_degree,
+        "job_usage": doc.job_usage,
+        "updated_at": doc.updated_at.isoformat(),
+        "suggest": {"input": inputs[:10]},
+    }
+
+
+def _tier(score: float) -> MatchTier:
+    for tier, boost in enumerate(_TIER_BOOSTS):
+        if score >= boost:
+            return MatchTier(tier)
+    return MatchTier.OTHER
+
+
+class ElasticsearchBackend(SearchBackend):
+    """Search documents in Elasticsearch (8.x), behind an alias."""
+
+    name = "elasticsearch"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        alias: str = "headwater",
+        api_key: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        timeout: float = 10.0,
+        refresh: bool = False,
+    ) -> None:
+        try:
+            from elasticsearch import Elasticsearch
+        except ImportError as exc:  # pragma: no cover - the extra is part of dev
+            raise SearchUnavailable(
+                "HEADWATER_SEARCH_BACKEND=elasticsearch needs the client: pip install 'headwater[elasticsearch]'"
+            ) from exc
+        self.alias = alias
+        self.url = url
+        # refresh=True makes every write visible to the next search at once (tests); off, Elasticsearch
+        # refreshes on its own within a second.
+        self.refresh = refresh
+        self._ready = False
+        self.client = Elasticsearch(
+            [u.strip() for u in url.split(",") if u.strip()],
+            api_key=api_key,
+            basic_auth=basic_auth,
+            request_timeout=timeout,
+            max_retries=1,
+            retry_on_timeout=False,
+        )
+
+    @property
+    def position_key(self) -> str:
+        """Positions are per alias: two Headwaters sharing a cluster keep their own."""
+        return f"elasticsearch:{self.alias}"
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from elasticsearch import ApiError, TransportError
+
+        try:
+            return fn(*args, **kwargs)
+        except (TransportError, ApiError) as exc:
+            raise SearchUnavailable(f"Elasticsearch at {self.url}: {what} failed: {describe(exc)}") from exc
+
+    # -- indices ----------------------------------------------------------------------------------
+
+    def _new_index_name(self) -> str:
+        return f"{self.alias}-v{dt.datetime.now(dt.UTC).strftime('%Y%m%d%H%M%S%f')}"
+
+    def live_indices(self) -> list[str]:
+        """The indices the alias points at (one, except during a botched manual change)."""
+        from elasticsearch import NotFoundError
+
+        try:
+            return sorted(self.client.indices.get_alias(name=self.alias).body)
+        except NotFoundError:
+            return []
+        except Exception as exc:  # noqa: BLE001 - any transport failure means "unavailable"
+            raise SearchUnavailable(f"Elasticsearch at {self.url} is unavailable: {describe(exc)}") from exc
+
+    def ensure_ready(self) -> None:
+        """Install the template; create the first index and the alias when there is none."""
+        self._call(
+            "installing the index template",
+            self.client.indices.put_index_template,
+            name=f"{self.alias}-template",
+            **index_template(self.alias),
+        )
+        if not self.live_indices():
+            index = self._new_index_name()
+            self._call("creating an index", self.client.indices.create, index=index)
+            self._call(
+                "creating the alias",
+                self.client.indices.update_aliases,
+                actions=[{"add": {"index": index, "alias": self.alias}}],
+            )
+        self._ready = True
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _write(
+        self, index: str, dataset_ids: Sequence[int], documents: Sequence[SearchDocument], *, refresh: bool
+    ) -> None:
+        from elasticsearch import helpers
+
+        def actions() -> Iterator[dict[str, Any]]:
+            for doc in documents:
+                yield {"_op_type": "index", "_index": index, "_id": doc.key, "_source": _source(doc)}
+
+        if documents:
+            try:
+                helpers.bulk(self.client, actions(), chunk_size=1000, refresh=refresh)
+            except helpers.BulkIndexError as exc:
+                raise SearchUnavailable(
+                    f"Elasticsearch refused {len(exc.errors)} document(s): {exc.errors[:1]}"
+                ) from exc
+            except Exception as exc:  # noqa: BLE001
+                raise SearchUnavailable(f"Elasticsearch at {self.url}: bulk indexing failed: {describe(exc)}") from exc
+        if dataset_ids:
+            keys = [doc.key for doc in documents]
+            self._call(
+                "deleting stale documents",
+                self.client.delete_by_query,
+                index=index,
+                query={
+                    "bool": {
+                        "filter": [{"terms": {"dataset_id": list(dataset_ids)}}],
+                        "must_not": [{"terms": {"key": keys}}],
+                    }
+                },
+                refresh=refresh,
+                conflicts="proceed",
+            )
+
+    def replace(self, dataset_ids: Sequence[int], documents: Sequence[SearchDocument]) -> None:
+        """Index ``documents`` and delete the other documents of ``dataset_ids`` (through the alias)."""
+        if not self._ready:
+            self.ensure_ready()
+        self._write(self.alias, dataset_ids, documents, refresh=self.refresh)
+
+    def begin_rebuild(self) -> Rebuild:
+        """Build a new versioned index beside the live one; :meth:`Rebuild.finish` swaps the alias."""
+        self._call(
+            "installing the index template",
+            self.client.indices.put_index_template,
+            name=f"{self.alias}-template",
+            **index_template(self.alias),
+        )
+        index = self._new_index_name()
+        self._call("creating an index", self.client.indices.create, index=index)
+        return _EsRebuild(self, index)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def count_documents(self) -> dict[str, int]:
+        """Documents per type, through the alias."""
+        response = self._call(
+            "counting", self.client.search, index=self.alias, size=0, aggs={"types": {"terms": {"field": "type"}}}
+        )
+        counts = {t.value: 0 for t in DocumentType}
+        counts.update({b["key"]: b["doc_count"] for b in response["aggregations"]["types"]["buckets"]})
+        return counts
+
+    def _query(self, query: SearchQuery) -> tuple[dict[str, Any], bool]:
+        parsed = parse_query(query.q)
+        filters: list[dict[str, Any]] = [{"terms": {"type": [t.value for t in query.types]}}]
+        for facet, values in query.filters.items():
+            filters.append({"terms": {_FACET_FIELDS[facet]: values}})
+        if parsed.empty:
+            return {"bool": {"must": [{"match_all": {}}], "filter": filters}}, False
+        words = " ".join(parsed.terms)
+        exact = parsed.exact
+
+        def tier(clause: dict[str, Any], boost: float) -> dict[str, Any]:
+            return {"constant_score": {"filter": clause, "boost": boost}}
+
+        def words_in(fields: list[str]) -> dict[str, Any]:
+            return {
+                "bool": {
+                    "should": [
+                        {"multi_match": {"query": words, "fields": fields, "type": "cross_fields", "operator": "and"}},
+                        {
+                            "multi_match": {
+                                "query": words,
+                                "fields": [f"{f}" for f in fields],
+                                "operator": "and",
+                                "fuzziness": "AUTO",
+                                "prefix_length": 1,
+                            }
+                        },
+                        {"match": {"name.edge": {"query": words, "operator": "and"}}}
+                        if fields == ["name.words"]
+                        else {"match_none": {}},
+                    ]
+                }
+            }
+
+        should = [
+            tier(
+                {"bool": {"should": [{"term": {"name_key": exact}}, {"term": {"short_key": exact}}]}}, _TIER_BOOSTS[0]
+            ),
+            tier(
+                {"bool": {"should": [{"prefix": {"name_key": exact}}, {"prefix": {"short_key": exact}}]}},
+                _TIER_BOOSTS[1],
+            ),
+            tier(words_in(["name.words"]), _TIER_BOOSTS[2]),
+            # Inside the name tier, the words in the query's order (a phrase) are the closer match.
+            tier({"match_phrase": {"name.words": words}}, _TIER_BOOSTS[2] / 2),
+            tier(words_in(["name.words", "description"]), _TIER_BOOSTS[3]),
+            tier(words_in(["name.words", "description", "columns"]), _TIER_BOOSTS[4]),
+            # Every word somewhere (typos allowed): the same AND semantics as the sql backend; its score
+            # orders hits inside a tier.
+            {
+                "bool": {
+                    "must": [
+                        {
+                            "multi_match": {
+                                "query": word,
+                                "fields": ["name.words^10", "name.edge^3", "description^4", "columns", "other^2"],
+                                "fuzziness": "AUTO",
+                                "prefix_length": 1,
+                            }
+                        }
+                        for word in parsed.terms
+                    ]
+                }
+            },
+        ]
+        must_not = [
+            {"multi_match": {"query": w, "fields": ["name.words", "description", "columns", "other"]}}
+            for w in parsed.excluded
+        ]
+        return {"bool": {"should": should, "minimum_should_match": 1, "filter": filters, "must_not": must_not}}, True
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """Answer a validated query."""
+        es_query, scored = self._query(query)
+        sort = query.effective_sort if scored else ("name" if query.sort == "relevance" else query.sort)
+        body: dict[str, Any] = {
+            "query": es_query,
+            "sort": _SORTS[sort],
+            "size": query.limit + 1,
+            "track_total_hits": True,
+            "track_scores": True,
+            "_source": {"excludes": ["suggest", "columns", "other"]},
+        }
+        if query.cursor:
+            values = decode_cursor(query.cursor, f"search:{sort}")
+            if len(values) != 2:
+                raise InvalidInput("cursor is malformed", detail={"field": "cursor"})
+            body["search_after"] = values
+        if query.facets:
+            body["aggs"] = {facet: {"terms": {"field": _FACET_FIELDS[facet], "size": 20}} for facet in FACETS}
+        if query.highlight and scored:
+            body["highlight"] = {
+                "pre_tags": [MARK_START],
+                "post_tags": [MARK_END],
+                "fields": {"name.words": {"number_of_fragments": 0}, "description": {}, "columns": {}},
+            }
+        response = self._call("searching", self.client.search, index=self.alias, **body)
+        hits = response["hits"]["hits"]
+        next_cursor = None
+        if len(hits) > query.limit:
+            hits = hits[: query.limit]
+            next_cursor = encode_cursor(f"search:{sort}", list(hits[-1]["sort"]))
+        items = [self._hit(h, scored) for h in hits]
+        facets: dict[str, dict[str, int]] = {}
+        for facet in FACETS if query.facets else ():
+            facets[facet] = {str(b["key"]): int(b["doc_count"]) for b in response["aggregations"][facet]["buckets"]}
+        total = response["hits"]["total"]
+        return SearchPage(
+            items=items,
+            next_cursor=next_cursor,
+            total=int(total["value"] if isinstance(total, dict) else total),
+            facets=facet_list(facets) if query.facets else {},
+        )
+
+    def _hit(self, hit: dict[str, Any], scored: bool) -> SearchHit:
+        src = hit["_source"]
+        score = float(hit["_score"]) if scored and hit.get("_score") is not None else None
+        highlights: dict[str, list[str]] = {}
+        for field, label in (("name.words", "name"), ("description", "description"), ("columns", "columns")):
+            if field in hit.get("highlight", {}):
+                highlights[label] = list(hit["highlight"][field])[:5]
+        return SearchHit(
+            key=src["key"],
+            type=DocumentType(src["type"]),
+            dataset_id=int(src["dataset_id"]),
+            name=src["name"],
+            dataset_name=src["dataset_name"],
+            namespace=src["namespace"],
+            source=src["source"],
+            kind=src["kind"],
+            format=src.get("format"),
+            description=src.get("description") or None,
+            tags=list(src.get("tags") or []),
+            owners=list(src.get("owners") or []),
+            updated_at=dt.datetime.fromisoformat(src["updated_at"]),
+            match=_tier(score) if score is not None else None,
+            score=score,
+            highlights=highlights,
+        )
+
+    def suggest(self, prefix: str, *, limit: int, types: Sequence[DocumentType]) -> list[Suggestion]:
+        """Completion suggestions on names, their last segment and their word suffixes."""
+        response = self._call(
+            "suggesting",
+            self.client.search,
+            index=self.alias,
+            suggest={
+                "names": {
+                    "prefix": prefix.strip().lower(),
+                    "completion": {"field": "suggest", "size": limit * 3, "skip_duplicates": True},
+                }
+            },
+            source_includes=["name", "type", "dataset_id", "namespace", "kind"],
+        )
+        wanted = {t.value for t in types}
+        found: list[Suggestion] = []
+        seen: set[str] = set()
+        for option in response["suggest"]["names"][0]["options"]:
+            src = option["_source"]
+            if src["type"] not in wanted or option["_id"] in seen:
+                continue
+            seen.add(option["_id"])
+            found.append(
+                Suggestion(
+                    src["name"], DocumentType(src["type"]), int(src["dataset_id"]), src["namespace"], src["kind"]
+                )
+            )
+        # Whole-name prefixes first, then shorter names: the same order as the sql backend.
+        key = prefix.strip().lower()
+        found.sort(key=lambda s: (not s.text.lower().startswith(key), len(s.text), s.text.lower()))
+        return found[:limit]
+
+
+class _EsRebuild(Rebuild):
+    def __init__(self, backend: ElasticsearchBackend, index: str) -> None:
+        self.backend = backend
+        self.index = index
+
+    def add(self, dataset_ids: Sequence[int], documents: Sequence[SearchDocument]) -> None:
+        self.backend._write(self.index, [], documents, refresh=False)
+
+    def finish(self) -> None:
+        client = self.backend.client
+        old = self.backend.live_indices()
+        self.backend._call("refreshing the new index", client.indices.refresh, index=self.index)
+        actions: list[dict[str, Any]] = [{"remove": {"index": name, "alias": self.backend.alias}} for name in old]
+        actions.append({"add": {"index": self.index, "alias": self.backend.alias}})
+        self.backend._call("swapping the alias", client.indices.update_aliases, actions=actions)
+        for name in old:
+            self.backend._call("deleting the old index", client.indices.delete, index=name)
+
+    def abort(self) -> None:
+        try:
+            self.backend.client.indices.delete(index=self.index)
+        except Exception as exc:  # noqa: BLE001 - best effort; the live index is untouched either way
+            log.warning("could not delete the abandoned index %s: %s", self.index, exc)

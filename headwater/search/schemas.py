@@ -1,0 +1,88 @@
+"""Pydantic response models of the search API."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict
+
+from headwater.search.base import DocumentType, MatchTier
+
+__all__ = ["FacetCountOut", "SearchHitOut", "SearchResponse", "SearchStatusOut", "SuggestResponse", "SuggestionOut"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class SearchHitOut(_Out):
+    """One hit: a dataset or a column, why it matched (``match``) and what matched (``highlights``)."""
+
+    key: str
+    type: DocumentType
+    dataset_id: int
+    name: str
+    dataset_name: str
+    namespace: str
+    source: str
+    kind: str
+    format: str | None
+    description: str | None
+    tags: list[str]
+    owners: list[str]
+    updated_at: dt.datetime
+    match: MatchTier | None
+    score: float | None
+    highlights: dict[str, list[str]]
+
+
+class FacetCountOut(_Out):
+    """How many hits carry one facet value."""
+
+    value: str
+    count: int
+
+
+class SearchResponse(_Out):
+    """A page of hits; ``corrections`` lists the typos the query was widened for."""
+
+    items: list[SearchHitOut]
+    next_cursor: str | None
+    total: int
+    facets: dict[str, list[FacetCountOut]]
+    corrections: dict[str, list[str]]
+
+
+class SuggestionOut(_Out):
+    """One autocomplete answer."""
+
+    text: str
+    type: DocumentType
+    dataset_id: int
+    namespace: str
+    kind: str
+
+
+class SuggestResponse(_Out):
+    """Autocomplete answers, best first."""
+
+    items: list[SuggestionOut]
+
+
+class SearchStatusOut(_Out):
+    """Whether the index is in step with the catalog."""
+
+    backend: str
+    index: str
+    available: bool
+    position: int
+    latest_event: int
+    lag: int
+    documents: dict[str, int] | None
+    catalog: dict[str, int]
+    in_sync: bool
+    indexes_columns: bool
+    last_success_at: dt.datetime | None
+    last_error: str | None
+    last_error_at: dt.datetime | None
+    lease_owner: str | None
