@@ -22,8 +22,13 @@ from headwater import __version__, migrations
 from headwater.api import BodySizeLimit, error_body, install_error_handlers
 from headwater.catalog.cache import DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
+from headwater.catalog.sync import SyncScheduler
+from headwater.catalog.sync_routes import sync_router
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.errors import DatabaseNotReady
+from headwater.lineage.routes import lineage_router
+from headwater.search import IndexerThread, make_backend, make_indexer
+from headwater.search.routes import search_router
 from headwater.settings import Settings, get_settings
 
 __all__ = ["create_app", "prepare_database"]
@@ -76,14 +81,28 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         session.info.pop("changed_entities", None)
 
     poller = OutboxPoller(engine=engine, cache=cache, interval=settings.cache_poll_interval)
+    scheduler = SyncScheduler(
+        factory, poll_seconds=settings.sync_poll_interval, lease_seconds=settings.sync_lease_seconds
+    )
+    search_backend = make_backend(settings, engine)
+    search_indexer = make_indexer(settings, engine, search_backend)
+    indexer_thread = IndexerThread(search_indexer, interval=settings.search_index_interval)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.cache_enabled:
             poller.start()
+        if settings.sync_scheduler_enabled:
+            scheduler.start()
+        if settings.search_indexer_enabled:
+            indexer_thread.start()
         try:
             yield
         finally:
+            if settings.search_indexer_enabled:
+                indexer_thread.stop()
+            search_backend.close()
+            scheduler.stop()
             poller.stop()
             engine.dispose()
 
@@ -98,10 +117,16 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.sessionmaker = factory
     app.state.dataset_cache = cache
     app.state.cache_poller = poller
+    app.state.sync_scheduler = scheduler
+    app.state.search_backend = search_backend
+    app.state.search_indexer = search_indexer
+    app.state.search_indexer_thread = indexer_thread
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (sources_router, datasets_router, changes_router):
+    for router in (sources_router, sync_router, datasets_router, changes_router):
         app.include_router(router)
+    app.include_router(lineage_router)
+    app.include_router(search_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -265,5 +265,22 @@ def datasets_show(
     console.print(table)
 
 
+def _add_domain_commands() -> None:
+    """Sub-apps defined in domain packages; imported last because they use the helpers above."""
+    from headwater.catalog.sync_cli import sources_app
+    from headwater.lineage.cli import lineage_app
+    from headwater.search.cli import search_app
+
+    app.add_typer(sources_app, name="sources")
+    app.add_typer(search_app, name="search")
+    app.add_typer(lineage_app, name="lineage")
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    # Run the importable module's app: domain sub-apps import `headwater.cli` for its helpers, and a second
+    # copy of this file running as __main__ would import them half-initialised.
+    from headwater.cli import app as _importable_app
+
+    _importable_app()
+else:
+    _add_domain_commands()

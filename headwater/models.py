@@ -3,5 +3,8 @@
 from __future__ import annotations
 
 from headwater.catalog import models as catalog_models
+from headwater.catalog import sync_models as catalog_sync_models
+from headwater.lineage import models as lineage_models
+from headwater.search import models as search_models
 
-__all__ = ["catalog_models"]
+__all__ = ["catalog_models", "catalog_sync_models", "lineage_models", "search_models"]

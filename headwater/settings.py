@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -47,6 +47,46 @@ class Settings(BaseSettings):
     cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0, description="Memory bound of that cache.")
     cache_poll_interval: float = Field(
         default=0.25, gt=0, le=60, description="Seconds between reads of the change feed for other writers' changes."
+    )
+    search_backend: Literal["sql", "elasticsearch"] = Field(
+        default="sql",
+        description="Where search documents live: the catalog database's full-text index, or Elasticsearch.",
+    )
+    search_indexer_enabled: bool = Field(
+        default=True, description="Run the search indexer (fed by the change outbox) inside the server."
+    )
+    search_index_interval: float = Field(
+        default=1.0, gt=0, le=3600, description="Seconds between the indexer's reads of the change outbox."
+    )
+    search_index_columns: bool = Field(
+        default=True, description="Index every column as a searchable document of its own (type=column)."
+    )
+    search_batch_size: int = Field(default=200, ge=1, le=1000, description="Change events (or datasets) per batch.")
+    elasticsearch_url: str = Field(
+        default="http://127.0.0.1:9200", description="Elasticsearch endpoint(s), comma-separated."
+    )
+    elasticsearch_index: str = Field(
+        default="headwater",
+        pattern=r"^[a-z0-9][a-z0-9_\-]{0,80}$",
+        description="Alias searched; versioned indices are named <alias>-v<timestamp> behind it.",
+    )
+    elasticsearch_api_key: SecretStr | None = Field(default=None, description="Elasticsearch API key.")
+    elasticsearch_username: str | None = Field(default=None, description="Elasticsearch basic-auth user.")
+    elasticsearch_password: SecretStr | None = Field(default=None, description="Elasticsearch basic-auth password.")
+    elasticsearch_timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds per Elasticsearch request.")
+
+    sync_scheduler_enabled: bool = Field(
+        default=True,
+        description="Run periodic syncs of sources whose config sets sync_interval_seconds, inside the server.",
+    )
+    sync_poll_interval: float = Field(
+        default=15.0, gt=0, le=3600, description="Seconds between the server's checks for sources due a sync."
+    )
+    sync_lease_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=86_400,
+        description="How long a sync's claim on its source lasts without renewal (renewed every page).",
     )
 
     @field_validator("log_level", mode="before")

@@ -150,7 +150,12 @@ def session(engine: Engine) -> Iterator[Session]:
 @pytest.fixture(scope="session")
 def app_settings(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings pointing the app at the suite's database."""
-    return Settings(database_url=db_url, data_dir=tmp_path_factory.mktemp("data"), max_body_bytes=64 * 1024)
+    return Settings(
+        database_url=db_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        max_body_bytes=64 * 1024,
+        search_indexer_enabled=False,  # tests run the search indexer themselves
+    )
 
 
 @pytest.fixture(scope="session")
