@@ -138,6 +138,15 @@ def test_cache_refuses_an_entry_read_before_an_invalidation() -> None:
     assert cache.get(7) == ('"7.2"', b"new")
 
 
+def test_any_dataset_change_drops_every_cached_list_page() -> None:
+    cache = DatasetCache(max_bytes=1 << 20)
+    cache.put("list?limit=100&sort=name", cache.generation(), "", b"[page]")
+    cache.put(3, cache.generation(), '"3.1"', b"{three}")
+    cache.invalidate({9})
+    assert cache.get("list?limit=100&sort=name") is None
+    assert cache.get(3) == ('"3.1"', b"{three}")
+
+
 def test_cache_stays_within_its_byte_bound() -> None:
     cache = DatasetCache(max_bytes=1000)
     for i in range(20):

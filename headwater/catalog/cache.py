@@ -1,8 +1,10 @@
-"""An in-process cache of serialised datasets, kept exact by the change-event outbox.
+"""An in-process cache of serialised dataset answers (one dataset, or one page of a dataset list), kept
+exact by the change-event outbox.
 
-Reading one dataset means loading up to thousands of field rows and serialising them; most reads are
-of datasets that have not changed. Every change to a dataset appends a ChangeEvent in the same
-transaction, so the outbox tells exactly which entries went stale:
+Reading one dataset means loading up to thousands of field rows and serialising them; a list page means
+a hundred datasets with their tags and owners. Most reads are of data that has not changed. Every
+change to a dataset appends a ChangeEvent in the same transaction, so the outbox tells exactly which
+entries went stale (a changed dataset makes every list page stale, since any page may show it):
 
 * writes made by this process invalidate their datasets as soon as their transaction commits;
 * writes made by other processes (CLI, workers, other server replicas) are found by a poller that
@@ -30,13 +32,16 @@ __all__ = ["DatasetCache", "OutboxPoller"]
 log = logging.getLogger("headwater.cache")
 
 
+CacheKey = int | str  # a dataset id, or the normalised query string of a list page
+
+
 class DatasetCache:
-    """LRU of ``dataset id -> (etag, JSON bytes)``, bounded in bytes; thread-safe."""
+    """LRU of ``dataset id | list query -> (etag, JSON bytes)``, bounded in bytes; thread-safe."""
 
     def __init__(self, *, max_bytes: int, enabled: bool = True) -> None:
         self.max_bytes = max_bytes
         self.enabled = enabled
-        self._entries: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, tuple[str, bytes]] = OrderedDict()
         self._size = 0
         self._generation = 0
         self._healthy = True
@@ -48,20 +53,20 @@ class DatasetCache:
         """A token to take before reading the database for an entry; pass it back to :meth:`put`."""
         return self._generation
 
-    def get(self, dataset_id: int) -> tuple[str, bytes] | None:
-        """The cached ``(etag, body)`` of a dataset, or None."""
+    def get(self, key: CacheKey) -> tuple[str, bytes] | None:
+        """The cached ``(etag, body)`` of a dataset or a list page, or None."""
         if not (self.enabled and self._healthy):
             return None
         with self._lock:
-            entry = self._entries.get(dataset_id)
+            entry = self._entries.get(key)
             if entry is None:
                 self.misses += 1
                 return None
-            self._entries.move_to_end(dataset_id)
+            self._entries.move_to_end(key)
             self.hits += 1
             return entry
 
-    def put(self, dataset_id: int, generation: int, etag: str, body: bytes) -> tuple[str, bytes]:
+    def put(self, key: CacheKey, generation: int, etag: str, body: bytes) -> tuple[str, bytes]:
         """Store an entry unless an invalidation happened since ``generation`` was taken."""
         entry = (etag, body)
         if not (self.enabled and self._healthy) or len(body) > self.max_bytes // 4:
@@ -69,10 +74,10 @@ class DatasetCache:
         with self._lock:
             if generation != self._generation:
                 return entry
-            old = self._entries.pop(dataset_id, None)
+            old = self._entries.pop(key, None)
             if old is not None:
                 self._size -= len(old[1])
-            self._entries[dataset_id] = entry
+            self._entries[key] = entry
             self._size += len(body)
             while self._size > self.max_bytes and self._entries:
                 _, (_, evicted) = self._entries.popitem(last=False)
@@ -80,13 +85,15 @@ class DatasetCache:
         return entry
 
     def invalidate(self, dataset_ids: set[int] | list[int]) -> None:
-        """Forget these datasets."""
+        """Forget these datasets and every list page (any page may show them)."""
         if not dataset_ids:
             return
         with self._lock:
             self._generation += 1
-            for dataset_id in dataset_ids:
-                old = self._entries.pop(dataset_id, None)
+            stale: list[CacheKey] = [key for key in self._entries if isinstance(key, str)]
+            stale.extend(dataset_ids)
+            for key in stale:
+                old = self._entries.pop(key, None)
                 if old is not None:
                     self._size -= len(old[1])
 

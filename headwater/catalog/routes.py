@@ -6,13 +6,17 @@ transaction. Answers are serialised once by pydantic-core (``model_dump_json``) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from headwater.api import SessionDep, parse_if_match
 from headwater.catalog import events, service, sources
+from headwater.catalog.cache import CacheKey, DatasetCache
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind
 from headwater.catalog.schemas import (
     ChangeEventOut,
@@ -28,6 +32,7 @@ from headwater.catalog.schemas import (
     SourceOut,
     SourceUpdate,
 )
+from headwater.db import session_scope
 from headwater.pagination import MAX_PAGE_SIZE
 
 __all__ = ["changes_router", "datasets_router", "sources_router"]
@@ -45,6 +50,28 @@ changes_router = APIRouter(prefix="/api/v1/change-events", tags=["change events"
 def json_response(model: BaseModel, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """Serialise ``model`` once, in Rust, straight to the response body."""
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json", headers=headers)
+
+
+async def cached_read(
+    request: Request, key: CacheKey | None, load: Callable[[Session], tuple[str, bytes]]
+) -> tuple[str, bytes]:
+    """A cached ``(etag, body)``, or ``load`` run in a worker thread in its own transaction and cached.
+
+    Hits never leave the event loop (no thread hop, no session); that is most reads of a catalog.
+    """
+    cache: DatasetCache = request.app.state.dataset_cache
+    if key is not None:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+
+    def miss() -> tuple[str, bytes]:
+        generation = cache.generation()
+        with session_scope(request.app.state.sessionmaker) as session:
+            etag, body = load(session)
+        return cache.put(key, generation, etag, body) if key is not None else (etag, body)
+
+    return await run_in_threadpool(miss)
 
 
 def _dataset_response(dataset: service.Dataset, *, status_code: int = 200, location: bool = False) -> Response:
@@ -113,8 +140,8 @@ def register_dataset(body: DatasetCreate, session: SessionDep) -> Response:
 
 
 @datasets_router.get("", response_model=Page[DatasetSummary])
-def list_datasets(
-    session: SessionDep,
+async def list_datasets(
+    request: Request,
     source: Annotated[str | None, Query(max_length=128, description="Source name.")] = None,
     namespace: Annotated[str | None, Query(max_length=512)] = None,
     kind: DatasetKind | None = None,
@@ -126,7 +153,7 @@ def list_datasets(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Response:
-    """Datasets matching every filter given, one page at a time."""
+    """Datasets matching every filter given, one page at a time (served from the cache while nothing changed)."""
     filters = service.DatasetFilters(
         source=source,
         namespace=namespace,
@@ -136,12 +163,21 @@ def list_datasets(
         name_prefix=name_prefix,
         include_deleted=include_deleted,
     )
-    page = service.list_datasets(session, filters=filters, sort=sort, cursor=cursor, limit=limit)
-    return json_response(
-        Page[DatasetSummary](
+    key = "list?" + "&".join(
+        f"{name}={value}"
+        for name, value in sorted(vars(filters).items()) + [("cursor", cursor), ("limit", limit), ("sort", sort)]
+        if value is not None
+    )
+
+    def load(session: Session) -> tuple[str, bytes]:
+        page = service.list_datasets(session, filters=filters, sort=sort, cursor=cursor, limit=limit)
+        body = Page[DatasetSummary](
             items=[DatasetSummary.summary_of(d) for d in page.items], next_cursor=page.next_cursor, total=page.total
         )
-    )
+        return "", body.model_dump_json().encode()
+
+    _, body = await cached_read(request, key, load)
+    return Response(body, media_type="application/json")
 
 
 @datasets_router.get("/by-name", response_model=DatasetOut)
@@ -157,21 +193,15 @@ def get_dataset_by_name(
 
 
 @datasets_router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(
-    dataset_id: DatasetId,
-    request: Request,
-    session: SessionDep,
-    include_deleted: bool = False,
-) -> Response:
+async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: bool = False) -> Response:
     """One dataset with its fields; answers 304 when If-None-Match still matches."""
-    cache = request.app.state.dataset_cache
-    cached = cache.get(dataset_id) if not include_deleted else None
-    if cached is None:
-        generation = cache.generation()
+
+    def load(session: Session) -> tuple[str, bytes]:
         dataset = service.get_dataset(session, dataset_id=dataset_id, include_deleted=include_deleted)
-        body = DatasetOut.of(dataset).model_dump_json().encode()
-        cached = cache.put(dataset.id, generation, service.etag_of(dataset), body)
-    etag, body = cached
+        return service.etag_of(dataset), DatasetOut.of(dataset).model_dump_json().encode()
+
+    # Deleted datasets are rare reads and must not be cached under the live dataset's key.
+    etag, body = await cached_read(request, dataset_id if not include_deleted else None, load)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
     return Response(body, media_type="application/json", headers={"ETag": etag})

@@ -105,6 +105,19 @@ async def test_get_reflects_a_write_immediately_despite_the_cache(client: httpx.
     assert (await client.get(url)).json()["description"] == "changed"
 
 
+async def test_cached_list_pages_reflect_writes(client: httpx.AsyncClient) -> None:
+    created = await register(client)
+    first = (await client.get("/api/v1/datasets", params={"limit": 10})).json()
+    assert first["items"][0]["description"] is None
+    await client.patch(
+        f"/api/v1/datasets/{created['id']}", json={"description": "now described"}, headers={"If-Match": "*"}
+    )
+    again = (await client.get("/api/v1/datasets", params={"limit": 10})).json()
+    assert again["items"][0]["description"] == "now described"
+    await register(client, {**PLAY, "name": "playback.more"})
+    assert (await client.get("/api/v1/datasets", params={"limit": 10})).json()["total"] == 2
+
+
 async def test_schema_history_records_the_diff(client: httpx.AsyncClient) -> None:
     created = await register(client)
     url = f"/api/v1/datasets/{created['id']}"
