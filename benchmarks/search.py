@@ -4,6 +4,7 @@ run: ``name ILIKE '%term%'`` over dataset names, on the same data.
 
     .venv/bin/python benchmarks/search.py                      # 100,000 datasets x 20 fields, both databases
     .venv/bin/python benchmarks/search.py --datasets 10000 --databases sqlite
+    .venv/bin/python benchmarks/search.py --reuse   # keep the loaded databases; later runs skip load + index
 
 The catalog is written with bulk inserts (this measures search, not registration); the index is then built
 with ``SearchIndexer.rebuild`` exactly as ``headwater search reindex`` does. Column documents (one per field)
@@ -304,21 +305,36 @@ def mrr(ranked: Callable[[str], list[int]], known: list[tuple[str, int, str]]) -
     return statistics.mean(flat), {k: statistics.mean(v) for k, v in by_kind.items()}
 
 
-def run(database: str, url: str, n: int, fields: int, columns: bool) -> dict[str, object]:
-    """Build, index and query one database; the figures."""
-    migrations.upgrade(url)
+def _loaded(engine: Engine, n: int) -> bool:
+    """True when a reused database already holds the catalog and its index."""
+    with engine.connect() as conn:
+        try:
+            datasets = conn.scalar(text("SELECT count(*) FROM datasets"))
+            documents = conn.scalar(text("SELECT count(*) FROM search_documents WHERE type = 'dataset'"))
+        except Exception:  # noqa: BLE001  (no tables yet)
+            return False
+    return datasets == n and documents == n
+
+
+def run(database: str, url: str, n: int, fields: int, columns: bool, *, reuse: bool = False) -> dict[str, object]:
+    """Build, index and query one database (or, with ``reuse``, query one built before); the figures."""
     engine = create_db_engine(url)
     rows = generate(n, fields)
     catalog = rows[4]
-    started = time.perf_counter()
-    load(engine, rows[:4])
-    load_seconds = time.perf_counter() - started
     backend = SqlSearchBackend(engine)
-    indexer = SearchIndexer(factory=make_sessionmaker(engine), backend=backend, include_columns=columns, batch_size=500)
-    report = indexer.rebuild()
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("ANALYZE"))
+    load_seconds = index_seconds = float("nan")
+    if not (reuse and _loaded(engine, n)):
+        migrations.upgrade(url)
+        started = time.perf_counter()
+        load(engine, rows[:4])
+        load_seconds = time.perf_counter() - started
+        indexer = SearchIndexer(
+            factory=make_sessionmaker(engine), backend=backend, include_columns=columns, batch_size=500
+        )
+        index_seconds = indexer.rebuild().seconds
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
     documents = backend.count_documents()
 
     def search_ids(query: str, facets: bool = True) -> list[int]:
@@ -353,7 +369,7 @@ def run(database: str, url: str, n: int, fields: int, columns: bool) -> dict[str
         "fields": n * fields,
         "documents": documents,
         "load_s": load_seconds,
-        "index_s": report.seconds,
+        "index_s": index_seconds,
         "p50": percentile(latencies, 50),
         "p95": percentile(latencies, 95),
         "p50_nofacets": percentile(no_facets, 50),
@@ -375,9 +391,22 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--columns", action="store_true", help="Also index one document per column.")
     parser.add_argument("--postgres-admin", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Keep the loaded databases (SQLite file under --data-dir, PostgreSQL database named by size) and "
+        "reuse them on later runs, skipping load and index build.",
+    )
+    parser.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "headwater-bench-search"))
     args = parser.parse_args()
     results = []
+    size = f"{args.datasets}x{args.fields}{'c' if args.columns else ''}"
     for database in args.databases.split(","):
+        if database == "sqlite" and args.reuse:
+            Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{Path(args.data_dir) / f'search-{size}.db'}"
+            results.append(run("SQLite", url, args.datasets, args.fields, args.columns, reuse=True))
+            continue
         if database == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
                 results.append(
@@ -385,6 +414,15 @@ def main() -> None:
                 )
             continue
         admin = create_engine(args.postgres_admin, isolation_level="AUTOCOMMIT")
+        if args.reuse:
+            name = f"headwater_bench_search_keep_{size}"
+            with admin.connect() as conn:
+                if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+            url = admin.url.set(database=name).render_as_string(hide_password=False)
+            results.append(run("PostgreSQL", url, args.datasets, args.fields, args.columns, reuse=True))
+            admin.dispose()
+            continue
         name = f"headwater_bench_search_{uuid.uuid4().hex[:8]}"
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))

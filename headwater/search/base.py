@@ -228,6 +228,9 @@ class SearchPage:
     total: int
     facets: dict[str, list[FacetCount]] = field(default_factory=dict)
     corrections: dict[str, list[str]] = field(default_factory=dict)
+    # True when ``total`` / the facet counts cover a capped candidate set, not every match (sql backend).
+    total_approximate: bool = False
+    facets_approximate: bool = False
 
 
 @dataclass

@@ -44,13 +44,19 @@ class FacetCountOut(_Out):
 
 
 class SearchResponse(_Out):
-    """A page of hits; ``corrections`` lists the typos the query was widened for."""
+    """A page of hits; ``corrections`` lists the typos the query was widened for.
+
+    ``total_approximate`` / ``facets_approximate`` are true when a broad query was ranked over a capped
+    candidate set: ``total`` and the facet counts then count that set (a lower bound), not every match.
+    """
 
     items: list[SearchHitOut]
     next_cursor: str | None
     total: int
     facets: dict[str, list[FacetCountOut]]
     corrections: dict[str, list[str]]
+    total_approximate: bool = False
+    facets_approximate: bool = False
 
 
 class SuggestionOut(_Out):

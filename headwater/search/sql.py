@@ -40,6 +40,7 @@ from headwater.search.base import (
     facet_list,
 )
 from headwater.search.models import SearchDocumentRow, SearchFacet, SearchTerm, SearchTermTrigram
+from headwater.search.sql_capped import CANDIDATE_CAP, candidate_sql, excluded_condition, ranked_tier_sql
 from headwater.search.text import (
     ParsedQuery,
     allowed_typos,
@@ -324,6 +325,114 @@ class SqlSearchBackend(SearchBackend):
             raise SearchUnavailable(f"search failed: {describe(exc)}") from exc
 
     def _search(self, conn: Connection, query: SearchQuery, parsed: ParsedQuery) -> SearchPage:
+        if query.sort == "relevance" and not parsed.empty:
+            page = self._search_capped(conn, query, parsed)
+            if page is not None:
+                return page
+        return self._search_all(conn, query, parsed)
+
+    def _candidates(self, conn: Connection, query: SearchQuery, parsed: ParsedQuery) -> tuple[str, bool]:
+        """The capped candidate set as JSON ``[[id, score], ...]``, and whether a step hit its cap."""
+        sql = _Sql(self.dialect)
+        exact = sql.bind(parsed.exact)
+        statement = candidate_sql(
+            self.dialect,
+            types=sql.bind([t.value for t in query.types], expanding=True),
+            exact=exact,
+            prefix_bounds=(sql.bind(parsed.exact), sql.bind(parsed.exact + "\U0010ffff")),
+            like_prefix=sql.bind(_like_prefix(parsed.exact)),
+            all_match=sql.bind(sql._fts5(parsed, None) if self.dialect == "sqlite" else sql._tsquery(parsed, "")),
+            name_match=sql.bind(
+                sql._fts5(parsed, "name_text") if self.dialect == "sqlite" else sql._tsquery(parsed, "A")
+            ),
+            cap=sql.bind(CANDIDATE_CAP),
+        )
+        rows = conn.execute(sql.statement(statement)).all()
+        capped = any(row[2] for row in rows)
+        return json.dumps([[row[0], row[1]] for row in rows]), capped
+
+    def _candidate_source(self, sql: _Sql, candidates: str) -> str:
+        """FROM clause of the candidate documents ``d`` with their full-text ``score``."""
+        values = sql.bind(candidates)
+        if self.dialect == "sqlite":
+            return (
+                "(SELECT CAST(json_extract(value, '$[0]') AS INTEGER) AS cid, json_extract(value, '$[1]') AS score "
+                f"FROM json_each({values})) c CROSS JOIN search_documents d ON d.id = c.cid"
+            )
+        return (
+            "(SELECT (e->>0)::bigint AS cid, (e->>1)::float8 AS score "
+            f"FROM jsonb_array_elements(CAST({values} AS jsonb)) e) c JOIN search_documents d ON d.id = c.cid"
+        )
+
+    def _search_capped(self, conn: Connection, query: SearchQuery, parsed: ParsedQuery) -> SearchPage | None:
+        """Rank the capped candidate set; None when that set may be missing hits a full page needs."""
+        candidates, capped = self._candidates(conn, query, parsed)
+        order, key_columns = _SORTS["relevance"]
+        sql = _Sql(self.dialect)
+        source = self._candidate_source(sql, candidates)
+        exact = sql.bind(parsed.exact)
+        if self.dialect == "sqlite":
+            low, high = sql.bind(parsed.exact), sql.bind(parsed.exact + "\U0010ffff")
+            prefix = (
+                f"((d.name_key >= {low} AND d.name_key < {high}) OR (d.short_key >= {low} AND d.short_key < {high}))"
+            )
+        else:
+            like = sql.bind(_like_prefix(parsed.exact))
+            prefix = f"(d.name_key LIKE {like} ESCAPE '\\' OR d.short_key LIKE {like} ESCAPE '\\')"
+        tier, phrase = ranked_tier_sql(parsed, sql.bind, exact, prefix)
+        where = sql.filters(query)
+        if parsed.excluded:
+            where += " AND " + excluded_condition(parsed.excluded, sql.bind)
+        ranked = (
+            f"SELECT d.id, d.name_key, d.source, d.kind, d.namespace, d.format, COALESCE(c.score, 0.0) AS score, "
+            f"{tier} AS tier, {phrase} AS phrase FROM {source} WHERE {where}"
+        )
+        keyset = ""
+        if query.cursor:
+            keyset = "WHERE " + self._keyset(
+                sql, "relevance", key_columns, decode_cursor(query.cursor, "search:relevance")
+            )
+        page = (
+            "SELECT * FROM (SELECT r.*, "
+            "CASE WHEN r.tier <= 2 THEN (1 - r.phrase) * 100000 + length(r.name_key) ELSE 0 END AS closeness, "
+            f"count(*) OVER () AS total FROM hits r) page {keyset} "
+            f"ORDER BY {order} LIMIT {sql.bind(query.limit + 1)}"
+        )
+        outer_order = ", ".join(f"p.{part.strip()}" for part in order.split(","))
+        statement = (
+            f"WITH hits AS MATERIALIZED ({ranked}) "
+            f"SELECT {_HIT_COLUMNS}, p.score, p.tier, p.closeness, p.total FROM ({page}) p "
+            f"JOIN search_documents d ON d.id = p.id ORDER BY {outer_order}"
+        )
+        rows = conn.execute(sql.statement(statement, typed=True)).mappings().all()
+        if capped and not query.cursor and len(rows) <= query.limit:
+            return None  # filters left too few candidates: rank every match instead
+        total = rows[0]["total"] if rows else 0
+        if query.cursor and not rows:
+            total = self._capped_total(conn, sql, ranked)
+        next_cursor = None
+        if len(rows) > query.limit:
+            rows = rows[: query.limit]
+            last = rows[-1]
+            next_cursor = encode_cursor("search:relevance", [last[c] for c in key_columns])
+        hits = [self._hit(row, parsed, query, scored=True) for row in rows]
+        facets = {}
+        if query.facets:
+            facets = facet_list(self._facet_counts(conn, sql, f"WITH hits AS MATERIALIZED ({ranked}) "))
+        return SearchPage(
+            items=hits,
+            next_cursor=next_cursor,
+            total=total,
+            facets=facets,
+            corrections=parsed.corrections,
+            total_approximate=capped,
+            facets_approximate=capped and query.facets,
+        )
+
+    def _capped_total(self, conn: Connection, sql: _Sql, ranked: str) -> int:
+        return int(conn.execute(sql.statement(f"SELECT count(*) FROM ({ranked}) r")).scalar_one())
+
+    def _search_all(self, conn: Connection, query: SearchQuery, parsed: ParsedQuery) -> SearchPage:
         sort = query.effective_sort if not parsed.empty else ("name" if query.sort == "relevance" else query.sort)
         order, key_columns = _SORTS[sort]
         sql = _Sql(self.dialect)
@@ -402,10 +511,16 @@ class SqlSearchBackend(SearchBackend):
     def _facets(self, conn: Connection, query: SearchQuery, parsed: ParsedQuery) -> dict[str, dict[str, int]]:
         sql = _Sql(self.dialect)
         source = "search_documents d" if parsed.empty else sql.matched(parsed)[0]
-        statement = (
+        hits = (
             f"WITH hits AS MATERIALIZED (SELECT d.id, d.source, d.kind, d.namespace, d.format FROM {source} "
             f"WHERE {sql.filters(query)}) "
-            "SELECT 'source' AS facet, source AS value, count(*) AS n FROM hits GROUP BY source "
+        )
+        return self._facet_counts(conn, sql, hits)
+
+    def _facet_counts(self, conn: Connection, sql: _Sql, hits: str) -> dict[str, dict[str, int]]:
+        """Counts per facet value over the ``hits`` CTE (id, source, kind, namespace, format)."""
+        statement = (
+            hits + "SELECT 'source' AS facet, source AS value, count(*) AS n FROM hits GROUP BY source "
             "UNION ALL SELECT 'kind', kind, count(*) FROM hits GROUP BY kind "
             "UNION ALL SELECT 'namespace', namespace, count(*) FROM hits GROUP BY namespace "
             "UNION ALL SELECT 'format', format, count(*) FROM hits WHERE format IS NOT NULL GROUP BY format "
