@@ -34,8 +34,9 @@ datasets_app = typer.Typer(help="Browse the catalog's datasets.", no_args_is_hel
 app.add_typer(db_app, name="db")
 app.add_typer(datasets_app, name="datasets")
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: messages are not broken at the terminal width, so they stay greppable when piped
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -157,12 +158,22 @@ def demo() -> None:
     from headwater.demo import load_demo
 
     settings = _settings()
+    warehouse = settings.data_dir / "demo-warehouse"
     with console.status("Loading the demo platform…") as status, _session(settings) as session:
-        report = load_demo(session, progress=lambda message: status.update(message))
+        report = load_demo(session, progress=lambda message: status.update(message), warehouse_dir=warehouse)
     console.print(
         f"Demo platform: {report.sources_created} source(s) and {report.datasets_created} dataset(s) created, "
         f"{report.datasets_existing} already there, {report.schema_changes} schema change(s) recorded."
     )
+    if report.iceberg_live:
+        console.print(
+            f"Iceberg lake: live warehouse in {warehouse} ({report.tables_built} table(s) built); sync "
+            f"{report.sync_status}: {report.synced_added} added, {report.synced_changed} changed, "
+            f"{report.synced_unchanged} unchanged."
+        )
+    else:
+        console.print(f"Iceberg lake: registered by hand ({report.iceberg_note}).")
+    console.print("Kafka topics and Hive tables: registered by hand (the demo runs no broker or metastore).")
 
 
 # --------------------------------------------------------------------------------------- datasets

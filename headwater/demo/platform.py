@@ -2,9 +2,14 @@
 device events, an Iceberg lake of raw and curated tables, Hive analytics tables), and the loader that
 registers it through the catalog's service functions.
 
-Everything is declared here as module-level data so later work (a live Iceberg warehouse, lineage,
-jobs) has one place to extend. No Kafka broker, Iceberg catalog or Hive metastore runs for the demo,
-so its sources are ``manual`` and each says so in its description.
+Everything is declared here as module-level data so later work (lineage, jobs) has one place to extend.
+
+Given a warehouse directory and pyiceberg (``headwater[iceberg]``), the lake is live: the demo builds a
+real Iceberg warehouse holding the raw and curated tables with some rows (headwater/demo/warehouse.py),
+registers it as an ``iceberg`` source, syncs it with the sync engine, then applies what people say about
+the tables (owners, tags, descriptions, pii field tags) through the catalog service. Without pyiceberg,
+the lake is registered by hand as before and the report says so. No Kafka broker or Hive metastore runs
+for the demo, so those sources stay ``manual`` and each says so in its description.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
@@ -22,7 +28,7 @@ from headwater.catalog.service import get_dataset_by_name, register_dataset, rep
 from headwater.catalog.sources import create_source, get_source
 from headwater.errors import Conflict, NotFound
 
-__all__ = ["DEMO_DATASETS", "DEMO_SOURCES", "DemoDataset", "DemoReport", "load_demo"]
+__all__ = ["DEMO_DATASETS", "DEMO_SOURCES", "LAKE_TABLES", "DemoDataset", "DemoReport", "load_demo"]
 
 KAFKA_NAMESPACE = "kafka://kafka.streaming.internal:9092"
 ICEBERG_NAMESPACE = "iceberg://warehouse"
@@ -44,8 +50,8 @@ DEMO_SOURCES = (
         kind=SourceKind.MANUAL,
         namespace=ICEBERG_NAMESPACE,
         description=(
-            "The demo lakehouse: raw and curated Iceberg tables. Registered by hand: the demo runs no Iceberg "
-            "catalog; this becomes a live iceberg source once the demo ships a real warehouse."
+            "The demo lakehouse: raw and curated Iceberg tables. Registered by hand: pyiceberg is not "
+            "installed, so the demo runs no Iceberg warehouse (pip install 'headwater[iceberg]' makes it live)."
         ),
     ),
     SourceCreate(
@@ -76,6 +82,14 @@ class DemoReport:
     datasets_created: int
     datasets_existing: int
     schema_changes: int
+    iceberg_live: bool = False
+    iceberg_note: str | None = None
+    tables_built: int = 0
+    synced_added: int = 0
+    synced_changed: int = 0
+    synced_unchanged: int = 0
+    sync_status: str | None = None
+    metadata_applied: int = 0
 
 
 # --------------------------------------------------------------------------------- building blocks
@@ -384,7 +398,7 @@ _PLAYBACK_EVENTS_V2 = [
     _network(ICEBERG),
 ]
 
-_LAKE_TABLES = [
+LAKE_TABLES = [
     _lake_table(
         "raw.playback_events",
         _PLAYBACK_EVENTS_V1,
@@ -571,7 +585,7 @@ _ANALYTICS_TABLES = [
     ),
 ]
 
-DEMO_DATASETS: tuple[DemoDataset, ...] = (*_TOPICS, *_LAKE_TABLES, *_ANALYTICS_TABLES)
+DEMO_DATASETS: tuple[DemoDataset, ...] = (*_TOPICS, *LAKE_TABLES, *_ANALYTICS_TABLES)
 
 # ---------------------------------------------------------------------------------------- loading
 
@@ -620,14 +634,51 @@ def _ensure_dataset(
             say(f"{namespace}/{name}: schema version {dataset.current_schema_version}")
 
 
-def load_demo(session: Session, *, progress: Callable[[str], None] | None = None) -> DemoReport:
-    """Load the demo platform; flushes only — the caller (CLI) commits."""
+def load_demo(
+    session: Session, *, progress: Callable[[str], None] | None = None, warehouse_dir: Path | None = None
+) -> DemoReport:
+    """Load the demo platform; flushes only — the caller (CLI) commits.
+
+    With ``warehouse_dir`` and pyiceberg installed, the lake is a live Iceberg warehouse built there and
+    synced; otherwise its tables are registered by hand (``report.iceberg_note`` says why).
+    """
+    # Imported here: they build on this module's declarations.
+    from headwater.demo.live import (
+        LIVE_ICEBERG_SOURCE,
+        apply_lake_metadata,
+        ensure_live_source,
+        lake_tables,
+        sync_lake,
+    )
+    from headwater.demo.warehouse import build_demo_warehouse, iceberg_available
+
     say: Callable[[str], None] = progress or (lambda _message: None)
     report = DemoReport(sources_created=0, datasets_created=0, datasets_existing=0, schema_changes=0)
-    namespaces = {data.name: _ensure_source(session, data, report, say).namespace for data in DEMO_SOURCES}
+    live = False
+    if warehouse_dir is None:
+        report.iceberg_note = "no warehouse directory given, so the lake is registered by hand"
+    elif not iceberg_available():
+        report.iceberg_note = (
+            "pyiceberg is not installed, so the lake is registered by hand (pip install 'headwater[iceberg]')"
+        )
+    else:
+        warehouse = build_demo_warehouse(warehouse_dir, lake_tables(), progress=say)
+        report.tables_built = warehouse.tables_created
+        live = ensure_live_source(session, warehouse, report, say)
+    report.iceberg_live = live
+    namespaces: dict[str, str] = {}
+    for data in DEMO_SOURCES:
+        if live and data.name == LIVE_ICEBERG_SOURCE:
+            continue
+        namespaces[data.name] = _ensure_source(session, data, report, say).namespace
     for item in DEMO_DATASETS:
-        _ensure_dataset(session, item, namespaces[item.create.source], report, say)
+        if item.create.source in namespaces:
+            _ensure_dataset(session, item, namespaces[item.create.source], report, say)
     session.flush()
+    if live:
+        sync_lake(session, report, say)
+        apply_lake_metadata(session, report, say)
+        session.flush()
     from headwater.demo.lineage import load_demo_lineage  # imported here: it builds on this module's constants
 
     load_demo_lineage(session, progress=say)

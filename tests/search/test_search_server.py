@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -66,11 +67,12 @@ async def test_catalog_writes_succeed_while_elasticsearch_is_unreachable(
         assert status["available"] is False and status["lag"] == 3 and status["catalog"]["datasets"] == 3
 
 
-def test_cli_reindex_and_status(fresh_database: MakeDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_reindex_and_status(fresh_database: MakeDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from headwater.settings import get_settings
 
     url = fresh_database("sqlite", "cli")
     monkeypatch.setenv("HEADWATER_DATABASE_URL", url)
+    monkeypatch.setenv("HEADWATER_DATA_DIR", str(tmp_path / "data"))  # the demo builds its warehouse there
     get_settings.cache_clear()
     try:
         runner = CliRunner()
