@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from headwater import __version__, migrations
 from headwater.api import BodySizeLimit, error_body, install_error_handlers
-from headwater.catalog.cache import DatasetCache, OutboxPoller
+from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync import SyncScheduler
 from headwater.catalog.sync_routes import sync_router
@@ -122,6 +122,8 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.search_indexer = search_indexer
     app.state.search_indexer_thread = indexer_thread
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so it runs first: cache hits never reach routing.
+    app.add_middleware(CachedReads, cache=cache)
     install_error_handlers(app)
     for router in (sources_router, sync_router, datasets_router, changes_router):
         app.include_router(router)

@@ -18,21 +18,28 @@ Writes guarded by If-Match always check the database, never this cache.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from headwater.catalog.models import ChangeEvent
 
-__all__ = ["DatasetCache", "OutboxPoller"]
+__all__ = ["CachedReads", "DatasetCache", "OutboxPoller", "list_cache_key"]
 
 log = logging.getLogger("headwater.cache")
 
 
-CacheKey = int | str  # a dataset id, or the normalised query string of a list page
+CacheKey = int | str  # a dataset id, or "list?" + the raw query string of a list page
+
+
+def list_cache_key(query_string: str) -> str:
+    """The cache key of a dataset list page."""
+    return "list?" + query_string
 
 
 class DatasetCache:
@@ -167,3 +174,51 @@ class OutboxPoller:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.poll_once()
+
+
+_DATASET_PATH = re.compile(r"^/api/v1/datasets/([1-9][0-9]{0,17})$")
+
+
+class CachedReads:
+    """Read-through HTTP cache in front of the app: answers ``GET /api/v1/datasets/{id}`` and dataset list
+    pages straight from :class:`DatasetCache` when the entry is there, without routing, validation or a
+    thread hop.
+
+    Only the routes put entries in the cache, after validating the request and building the answer, and
+    the same keys are used here, so a hit is byte-for-byte what the route would have answered; anything
+    else (a miss, another path, a dataset request with a query string) goes to the app unchanged.
+    Anything that must see every request (authentication, audit) has to be added outside this middleware.
+    """
+
+    def __init__(self, app: ASGIApp, cache: DatasetCache) -> None:
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            entry = self._lookup(scope["path"], scope.get("query_string", b""))
+            if entry is not None:
+                await self._answer(scope, send, *entry)
+                return
+        await self.app(scope, receive, send)
+
+    def _lookup(self, path: str, query: bytes) -> tuple[str, bytes] | None:
+        if path == "/api/v1/datasets":
+            return self.cache.get(list_cache_key(query.decode("latin-1")))
+        match = _DATASET_PATH.match(path)
+        if match is None or query:
+            return None
+        return self.cache.get(int(match.group(1)))
+
+    async def _answer(self, scope: Scope, send: Send, etag: str, body: bytes) -> None:
+        headers = [(b"content-type", b"application/json")]
+        if etag:
+            headers.append((b"etag", etag.encode()))
+            for name, value in scope["headers"]:
+                if name == b"if-none-match" and value.decode("latin-1") == etag:
+                    await send({"type": "http.response.start", "status": 304, "headers": headers[1:]})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from headwater.api import SessionDep, parse_if_match
 from headwater.catalog import events, service, sources
-from headwater.catalog.cache import CacheKey, DatasetCache
+from headwater.catalog.cache import CacheKey, DatasetCache, list_cache_key
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind
 from headwater.catalog.schemas import (
     ChangeEventOut,
@@ -163,11 +163,8 @@ async def list_datasets(
         name_prefix=name_prefix,
         include_deleted=include_deleted,
     )
-    key = "list?" + "&".join(
-        f"{name}={value}"
-        for name, value in sorted(vars(filters).items()) + [("cursor", cursor), ("limit", limit), ("sort", sort)]
-        if value is not None
-    )
+    # Keyed by the raw query string, so the read-through middleware can answer the same request unparsed.
+    key = list_cache_key(request.scope.get("query_string", b"").decode("latin-1"))
 
     def load(session: Session) -> tuple[str, bytes]:
         page = service.list_datasets(session, filters=filters, sort=sort, cursor=cursor, limit=limit)

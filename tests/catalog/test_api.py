@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 pytestmark = pytest.mark.anyio
 
@@ -103,6 +104,23 @@ async def test_get_reflects_a_write_immediately_despite_the_cache(client: httpx.
     await client.get(url)  # cached now
     await client.patch(url, json={"description": "changed"}, headers={"If-Match": "*"})
     assert (await client.get(url)).json()["description"] == "changed"
+
+
+async def test_repeated_reads_are_answered_from_the_cache_byte_for_byte(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    created = await register(client)
+    cache = app.state.dataset_cache
+    url = f"/api/v1/datasets/{created['id']}"
+    first, first_list = await client.get(url), await client.get("/api/v1/datasets", params={"limit": 5})
+    hits = cache.hits
+    second, second_list = await client.get(url), await client.get("/api/v1/datasets", params={"limit": 5})
+    assert cache.hits == hits + 2
+    assert second.content == first.content and second.headers["etag"] == first.headers["etag"]
+    assert second_list.content == first_list.content
+    assert second.headers["content-type"] == "application/json"
+    other = await client.get("/api/v1/datasets", params={"limit": 5, "tag": "nope"})
+    assert other.json()["total"] == 0, "another query string is another cache entry"
 
 
 async def test_cached_list_pages_reflect_writes(client: httpx.AsyncClient) -> None:
