@@ -26,6 +26,8 @@ from headwater.catalog.sync import SyncScheduler
 from headwater.catalog.sync_routes import sync_router
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.errors import DatabaseNotReady
+from headwater.jobs.routes import clusters_router, commands_router, jobs_router
+from headwater.jobs.worker import JobWorker, WorkerThread
 from headwater.lineage.routes import lineage_router
 from headwater.search import IndexerThread, make_backend, make_indexer
 from headwater.search.routes import search_router
@@ -87,6 +89,15 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     search_backend = make_backend(settings, engine)
     search_indexer = make_indexer(settings, engine, search_backend)
     indexer_thread = IndexerThread(search_indexer, interval=settings.search_index_interval)
+    job_worker = JobWorker(
+        factory,
+        data_dir=settings.data_dir,
+        slots=settings.jobs_worker_slots,
+        heartbeat_interval=settings.jobs_heartbeat_interval,
+        heartbeat_timeout=settings.jobs_heartbeat_timeout,
+        kill_grace=settings.jobs_kill_grace,
+    )
+    job_thread = WorkerThread(job_worker, interval=settings.jobs_poll_interval)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -96,9 +107,13 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
             scheduler.start()
         if settings.search_indexer_enabled:
             indexer_thread.start()
+        if settings.should_run_job_worker:
+            job_thread.start()
         try:
             yield
         finally:
+            if settings.should_run_job_worker:
+                job_thread.stop()
             if settings.search_indexer_enabled:
                 indexer_thread.stop()
             search_backend.close()
@@ -121,6 +136,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.search_backend = search_backend
     app.state.search_indexer = search_indexer
     app.state.search_indexer_thread = indexer_thread
+    app.state.job_worker = job_worker
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so it runs first: cache hits never reach routing.
     app.add_middleware(CachedReads, cache=cache)
@@ -129,6 +145,8 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         app.include_router(router)
     app.include_router(lineage_router)
     app.include_router(search_router)
+    for router in (clusters_router, commands_router, jobs_router):
+        app.include_router(router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

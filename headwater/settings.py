@@ -89,6 +89,22 @@ class Settings(BaseSettings):
         description="How long a sync's claim on its source lasts without renewal (renewed every page).",
     )
 
+    jobs_worker_enabled: bool | None = Field(
+        default=None,
+        description="Run a job worker inside the server. Default: only for the embedded SQLite database.",
+    )
+    jobs_worker_slots: int = Field(default=4, ge=1, le=256, description="Jobs one worker runs at a time.")
+    jobs_poll_interval: float = Field(default=0.5, gt=0, le=60, description="Seconds between a worker's loops.")
+    jobs_heartbeat_interval: float = Field(
+        default=5.0, gt=0, le=600, description="Seconds between a worker's heartbeats on its running jobs."
+    )
+    jobs_heartbeat_timeout: float = Field(
+        default=60.0, gt=0, le=86_400, description='Seconds without a heartbeat before a job is FAILED "worker lost".'
+    )
+    jobs_kill_grace: float = Field(
+        default=5.0, ge=0, le=600, description="Seconds between SIGTERM and SIGKILL when a job is killed."
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
@@ -120,6 +136,13 @@ class Settings(BaseSettings):
     def is_embedded_database(self) -> bool:
         """True when Headwater runs on its own SQLite file rather than a configured server."""
         return self.database_url is None
+
+    @property
+    def should_run_job_worker(self) -> bool:
+        """Whether the server runs an in-process job worker."""
+        if self.jobs_worker_enabled is not None:
+            return self.jobs_worker_enabled
+        return self.is_embedded_database
 
     @property
     def should_auto_migrate(self) -> bool:

@@ -33,6 +33,30 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = [b.strip() for b in os.environ.get("HEADWATER_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the suite's own markers."""
+    config.addinivalue_line(
+        "markers", "single_backend(name): run a database test on that backend only (the others are deselected)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the other backends' copies of tests marked ``single_backend``."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        marker = item.get_closest_marker("single_backend")
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("db_url") if callspec else None
+        if marker is not None and backend is not None and backend != marker.args[0]:
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     """asyncio only: Headwater runs on uvicorn's asyncio loop (async test modules set ``pytestmark = anyio``)."""

@@ -1,0 +1,180 @@
+"""The job-execution tables (Genie's model): clusters, commands, jobs, their tags and every status transition.
+
+A job has a short integer primary key (``pk``, for keyset pagination and foreign keys) and the public id
+clients see (``id``: a UUID, or the client's own id), which is also its OpenLineage run id when it is a UUID.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from headwater.db import Base, BigInt, JSONType, UTCDateTime, utcnow
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "FINAL_STATUSES",
+    "Cluster",
+    "ClusterStatus",
+    "ClusterType",
+    "Command",
+    "CommandStatus",
+    "Job",
+    "JobStatus",
+    "JobTag",
+    "JobTransition",
+]
+
+
+class ClusterType(enum.StrEnum):
+    """Which engine runs the cluster's jobs."""
+
+    SPARK = "spark"
+    FLINK = "flink"
+    SHELL = "shell"
+
+
+class ClusterStatus(enum.StrEnum):
+    """Only UP clusters take new jobs."""
+
+    UP = "UP"
+    OUT_OF_SERVICE = "OUT_OF_SERVICE"
+    TERMINATED = "TERMINATED"
+
+
+class CommandStatus(enum.StrEnum):
+    """Only ACTIVE commands are chosen for new jobs."""
+
+    ACTIVE = "ACTIVE"
+    DEPRECATED = "DEPRECATED"
+    INACTIVE = "INACTIVE"
+
+
+class JobStatus(enum.StrEnum):
+    """ACCEPTED -> RESOLVED -> CLAIMED -> INIT -> RUNNING -> SUCCEEDED | FAILED | KILLED, or INVALID."""
+
+    ACCEPTED = "ACCEPTED"
+    RESOLVED = "RESOLVED"
+    CLAIMED = "CLAIMED"
+    INIT = "INIT"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+    INVALID = "INVALID"
+
+
+FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.KILLED, JobStatus.INVALID})
+# Held by a worker: these count against the cluster's concurrency limit and need heartbeats.
+ACTIVE_STATUSES = frozenset({JobStatus.CLAIMED, JobStatus.INIT, JobStatus.RUNNING})
+
+
+def _values(enum_cls: type[enum.StrEnum]) -> str:
+    return ", ".join(f"'{member.value}'" for member in enum_cls)
+
+
+class Cluster(Base):
+    """Where jobs run: an engine type, its connection config, tags jobs select it by, a concurrency limit."""
+
+    __tablename__ = "job_clusters"
+    __table_args__ = (
+        CheckConstraint(f"type IN ({_values(ClusterType)})", name="type"),
+        CheckConstraint(f"status IN ({_values(ClusterStatus)})", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    max_concurrent_jobs: Mapped[int] = mapped_column(Integer, default=8)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Command(Base):
+    """What runs: an executable with default arguments, tags jobs select it by, and the clusters it runs on."""
+
+    __tablename__ = "job_commands"
+    __table_args__ = (CheckConstraint(f"status IN ({_values(CommandStatus)})", name="status"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    # The executable followed by its default arguments, as an argv list (never a shell string).
+    executable: Mapped[list[str]] = mapped_column(JSONType)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # Ordered tag sets; a cluster must match one of them (empty: any cluster).
+    cluster_criteria: Mapped[list[list[str]]] = mapped_column(JSONType, default=list)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Job(Base):
+    """One submitted job: the request as sent, what it resolved to, and where and how it ran."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(JobStatus)})", name="status"),
+        Index("ix_jobs_status_pk", "status", "pk"),
+        Index("ix_jobs_user_name", "user_name", "pk"),
+        Index("ix_jobs_cluster_status", "cluster_id", "status"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[str] = mapped_column(String(255), unique=True)
+    run_uuid: Mapped[str] = mapped_column(String(36))
+    name: Mapped[str] = mapped_column(String(255))
+    user_name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    status_message: Mapped[str | None] = mapped_column(Text)
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("job_clusters.id", ondelete="SET NULL"))
+    command_id: Mapped[int | None] = mapped_column(ForeignKey("job_commands.id", ondelete="SET NULL"))
+    cluster_name: Mapped[str | None] = mapped_column(String(255))
+    command_name: Mapped[str | None] = mapped_column(String(255))
+    timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    kill_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    work_dir: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobTag(Base):
+    """One tag of a job (a row per tag, so jobs can be filtered by tag on both databases)."""
+
+    __tablename__ = "job_tags"
+    __table_args__ = (UniqueConstraint("job_pk", "tag"), Index("ix_job_tags_tag", "tag", "job_pk"))
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String(255))
+
+
+class JobTransition(Base):
+    """One status change of a job, with its time and reason (the job's history)."""
+
+    __tablename__ = "job_transitions"
+    __table_args__ = (Index("ix_job_transitions_job_pk", "job_pk", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk", ondelete="CASCADE"))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,506 @@
+"""Job-execution logic: cluster and command CRUD, submission and resolution, the queue (claim, heartbeat,
+reap, finish) and reading a job's output directory. Functions take ``session`` keyword-only and flush only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from headwater.db import utcnow
+from headwater.errors import Conflict, InvalidInput, NotFound
+from headwater.jobs.models import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    Cluster,
+    ClusterStatus,
+    Command,
+    CommandStatus,
+    Job,
+    JobStatus,
+    JobTag,
+    JobTransition,
+)
+from headwater.jobs.schemas import (
+    ClusterCreate,
+    ClusterUpdate,
+    CommandCreate,
+    CommandUpdate,
+    JobOut,
+    JobSubmit,
+    OutputEntry,
+)
+from headwater.pagination import PageResult, SortKey, paginate
+
+__all__ = [
+    "JobFilters",
+    "claim_jobs",
+    "create_cluster",
+    "create_command",
+    "delete_cluster",
+    "delete_command",
+    "get_cluster",
+    "get_command",
+    "get_job",
+    "heartbeat",
+    "job_out",
+    "list_clusters",
+    "list_commands",
+    "list_jobs",
+    "list_output",
+    "output_file",
+    "reap_lost_jobs",
+    "request_kill",
+    "submit_job",
+    "transition",
+    "transitions_of",
+    "update_cluster",
+    "update_command",
+]
+
+# Resolution reads every UP cluster and ACTIVE command; installations have tens, this bounds the read.
+MAX_CANDIDATES = 1000
+MAX_OUTPUT_ENTRIES = 1000
+RUN_ID_NAMESPACE = uuid.UUID("6f1f6a52-3d0e-4a53-9f0e-6b5c1d2e7a10")
+
+CLUSTER_SORTS = {"name": SortKey(Cluster.name, Cluster.id), "id": SortKey(Cluster.id, Cluster.id, kind="int")}
+COMMAND_SORTS = {"name": SortKey(Command.name, Command.id), "id": SortKey(Command.id, Command.id, kind="int")}
+JOB_SORTS = {
+    "created": SortKey(Job.created_at, Job.pk, kind="datetime"),
+    "name": SortKey(Job.name, Job.pk),
+}
+
+
+# ------------------------------------------------------------------------------ clusters, commands
+
+
+def create_cluster(session: Session, *, data: ClusterCreate) -> Cluster:
+    """Register a cluster; a taken name is a Conflict."""
+    if session.scalar(select(Cluster.id).where(Cluster.name == data.name)) is not None:
+        raise Conflict(f"a cluster named {data.name!r} already exists", detail={"field": "name"})
+    cluster = Cluster(**data.model_dump(mode="json"))
+    session.add(cluster)
+    _flush_unique(session, f"a cluster named {data.name!r} already exists")
+    return cluster
+
+
+def get_cluster(session: Session, *, name: str) -> Cluster:
+    """The cluster called ``name``."""
+    cluster = session.scalar(select(Cluster).where(Cluster.name == name))
+    if cluster is None:
+        raise NotFound(f"no cluster named {name!r}", detail={"field": "name"})
+    return cluster
+
+
+def update_cluster(session: Session, *, name: str, data: ClusterUpdate) -> Cluster:
+    """Change the given fields of a cluster."""
+    cluster = get_cluster(session, name=name)
+    for key, value in data.model_dump(mode="json", exclude_unset=True).items():
+        setattr(cluster, key, value)
+    cluster.updated_at = utcnow()
+    session.flush()
+    return cluster
+
+
+def delete_cluster(session: Session, *, name: str) -> None:
+    """Remove a cluster; refused while jobs run on it."""
+    cluster = get_cluster(session, name=name)
+    _refuse_if_busy(session, Job.cluster_id == cluster.id, f"cluster {name!r}")
+    session.delete(cluster)
+    session.flush()
+
+
+def list_clusters(session: Session, *, sort: str, cursor: str | None, limit: int) -> PageResult[Cluster]:
+    """One page of clusters."""
+    return paginate(session, select(Cluster), sorts=CLUSTER_SORTS, sort=sort, cursor=cursor, limit=limit)
+
+
+def create_command(session: Session, *, data: CommandCreate) -> Command:
+    """Register a command; a taken name is a Conflict."""
+    if session.scalar(select(Command.id).where(Command.name == data.name)) is not None:
+        raise Conflict(f"a command named {data.name!r} already exists", detail={"field": "name"})
+    command = Command(**data.model_dump(mode="json"))
+    session.add(command)
+    _flush_unique(session, f"a command named {data.name!r} already exists")
+    return command
+
+
+def get_command(session: Session, *, name: str) -> Command:
+    """The command called ``name``."""
+    command = session.scalar(select(Command).where(Command.name == name))
+    if command is None:
+        raise NotFound(f"no command named {name!r}", detail={"field": "name"})
+    return command
+
+
+def update_command(session: Session, *, name: str, data: CommandUpdate) -> Command:
+    """Change the given fields of a command."""
+    command = get_command(session, name=name)
+    for key, value in data.model_dump(mode="json", exclude_unset=True).items():
+        setattr(command, key, value)
+    command.updated_at = utcnow()
+    session.flush()
+    return command
+
+
+def delete_command(session: Session, *, name: str) -> None:
+    """Remove a command; refused while jobs run it."""
+    command = get_command(session, name=name)
+    _refuse_if_busy(session, Job.command_id == command.id, f"command {name!r}")
+    session.delete(command)
+    session.flush()
+
+
+def list_commands(session: Session, *, sort: str, cursor: str | None, limit: int) -> PageResult[Command]:
+    """One page of commands."""
+    return paginate(session, select(Command), sorts=COMMAND_SORTS, sort=sort, cursor=cursor, limit=limit)
+
+
+def _refuse_if_busy(session: Session, condition: Any, what: str) -> None:
+    busy = session.scalar(
+        select(func.count()).select_from(Job).where(condition, Job.status.in_([s.value for s in ACTIVE_STATUSES]))
+    )
+    if busy:
+        raise Conflict(f"{what} has {busy} job(s) running; wait for them or kill them first")
+
+
+def _flush_unique(session: Session, message: str) -> None:
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(message) from exc
+
+
+# ------------------------------------------------------------------------------ submission
+
+
+def transition(
+    job: Job, to: JobStatus, reason: str | None, *, session: Session, now: dt.datetime | None = None
+) -> None:
+    """Move ``job`` to ``to`` and record the change with its time and reason."""
+    now = now or utcnow()
+    session.add(JobTransition(job_pk=job.pk, from_status=job.status, to_status=to.value, reason=reason, at=now))
+    job.status = to.value
+    job.status_message = reason
+    job.updated_at = now
+    if to in FINAL_STATUSES:
+        job.finished_at = now
+
+
+def _run_uuid(job_id: str) -> str:
+    try:
+        return str(uuid.UUID(job_id))
+    except ValueError:
+        return str(uuid.uuid5(RUN_ID_NAMESPACE, job_id))
+
+
+def submit_job(session: Session, *, data: JobSubmit) -> Job:
+    """Accept a job and resolve it to a cluster and command at once (RESOLVED, or INVALID saying why)."""
+    job_id = data.id or str(uuid.uuid4())
+    if session.scalar(select(Job.pk).where(Job.id == job_id)) is not None:
+        raise Conflict(f"a job with id {job_id!r} already exists", detail={"field": "id"})
+    now = utcnow()
+    job = Job(
+        id=job_id,
+        run_uuid=_run_uuid(job_id),
+        name=data.name,
+        user_name=data.user,
+        version=data.version,
+        status=JobStatus.ACCEPTED.value,
+        request=data.model_dump(mode="json"),
+        timeout_seconds=data.timeout,
+        kill_requested=False,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(job)
+    _flush_unique(session, f"a job with id {job_id!r} already exists")
+    session.add_all(JobTag(job_pk=job.pk, tag=tag) for tag in dict.fromkeys(data.tags))
+    session.add(
+        JobTransition(job_pk=job.pk, from_status=None, to_status=JobStatus.ACCEPTED.value, reason="submitted", at=now)
+    )
+    chosen, why = _resolve(session, data)
+    if chosen is None:
+        transition(job, JobStatus.INVALID, why, session=session, now=now)
+    else:
+        cluster, command = chosen
+        job.cluster_id, job.cluster_name = cluster.id, cluster.name
+        job.command_id, job.command_name = command.id, command.name
+        transition(job, JobStatus.RESOLVED, why, session=session, now=now)
+    session.flush()
+    return job
+
+
+def _resolve(session: Session, data: JobSubmit) -> tuple[tuple[Cluster, Command] | None, str]:
+    """Genie's rule: the first cluster criterion matching an UP cluster with an ACTIVE command wins."""
+    wanted_command = set(data.command_criteria)
+    commands = [
+        c
+        for c in session.scalars(
+            select(Command)
+            .where(Command.status == CommandStatus.ACTIVE.value)
+            .order_by(Command.id)
+            .limit(MAX_CANDIDATES)
+        )
+        if wanted_command <= set(c.tags)
+    ]
+    if not commands:
+        return None, f"no ACTIVE command has all of the command criteria tags {sorted(wanted_command)}"
+    clusters = list(
+        session.scalars(
+            select(Cluster).where(Cluster.status == ClusterStatus.UP.value).order_by(Cluster.id).limit(MAX_CANDIDATES)
+        )
+    )
+    misses: list[str] = []
+    for index, criterion in enumerate(data.cluster_criteria):
+        tags = set(criterion)
+        matching = [c for c in clusters if tags <= set(c.tags)]
+        if not matching:
+            misses.append(f"cluster_criteria[{index}] {sorted(tags)} matched no UP cluster")
+            continue
+        for cluster in matching:
+            for command in commands:
+                if _command_runs_on(command, cluster):
+                    return (cluster, command), (
+                        f"cluster_criteria[{index}] {sorted(tags)} chose cluster {cluster.name!r} "
+                        f"and command {command.name!r}"
+                    )
+        misses.append(
+            f"cluster_criteria[{index}] {sorted(tags)} matched UP cluster(s) "
+            f"{[c.name for c in matching]} but no ACTIVE command with tags {sorted(wanted_command)} runs on them"
+        )
+    return None, "no cluster criterion matched: " + "; ".join(misses)
+
+
+def _command_runs_on(command: Command, cluster: Cluster) -> bool:
+    if not command.cluster_criteria:
+        return True
+    return any(set(criterion) <= set(cluster.tags) for criterion in command.cluster_criteria)
+
+
+# ------------------------------------------------------------------------------ reading jobs
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """Filters of the job list."""
+
+    user: str | None = None
+    status: JobStatus | None = None
+    tag: str | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+
+
+def get_job(session: Session, *, job_id: str) -> Job:
+    """The job with public id ``job_id``."""
+    job = session.scalar(select(Job).where(Job.id == job_id))
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}", detail={"field": "id"})
+    return job
+
+
+def list_jobs(session: Session, *, filters: JobFilters, sort: str, cursor: str | None, limit: int) -> PageResult[Job]:
+    """One page of jobs matching ``filters``."""
+    stmt = select(Job)
+    if filters.user:
+        stmt = stmt.where(Job.user_name == filters.user)
+    if filters.status:
+        stmt = stmt.where(Job.status == filters.status.value)
+    if filters.tag:
+        stmt = stmt.where(Job.pk.in_(select(JobTag.job_pk).where(JobTag.tag == filters.tag)))
+    if filters.created_after:
+        stmt = stmt.where(Job.created_at >= filters.created_after)
+    if filters.created_before:
+        stmt = stmt.where(Job.created_at < filters.created_before)
+    return paginate(session, stmt, sorts=JOB_SORTS, sort=sort, cursor=cursor, limit=limit)
+
+
+def job_out(session: Session, jobs: list[Job]) -> list[JobOut]:
+    """Response models of ``jobs`` (their tags read with one query)."""
+    tags: dict[int, list[str]] = {job.pk: [] for job in jobs}
+    if jobs:
+        for pk, tag in session.execute(
+            select(JobTag.job_pk, JobTag.tag).where(JobTag.job_pk.in_(list(tags))).order_by(JobTag.id)
+        ):
+            tags[pk].append(tag)
+    return [
+        JobOut(
+            id=job.id,
+            run_id=job.run_uuid,
+            name=job.name,
+            user=job.user_name,
+            version=job.version,
+            tags=tags[job.pk],
+            status=JobStatus(job.status),
+            status_message=job.status_message,
+            cluster=job.cluster_name,
+            command=job.command_name,
+            exit_code=job.exit_code,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+        for job in jobs
+    ]
+
+
+def transitions_of(session: Session, *, job: Job) -> list[JobTransition]:
+    """The job's history, oldest first (a job has at most a handful of transitions)."""
+    return list(
+        session.scalars(
+            select(JobTransition).where(JobTransition.job_pk == job.pk).order_by(JobTransition.id).limit(100)
+        )
+    )
+
+
+def request_kill(session: Session, *, job_id: str) -> Job:
+    """Kill a job: at once when no process runs yet, else flag it for its worker to kill the process group."""
+    job = get_job(session, job_id=job_id)
+    status = JobStatus(job.status)
+    if status in FINAL_STATUSES:
+        return job
+    if status in (JobStatus.ACCEPTED, JobStatus.RESOLVED):
+        transition(job, JobStatus.KILLED, "killed by request before it started", session=session)
+    else:
+        job.kill_requested = True
+        job.updated_at = utcnow()
+    session.flush()
+    return job
+
+
+def _job_dir(job: Job) -> Path:
+    if not job.work_dir:
+        raise NotFound(f"job {job.id!r} has no working directory yet (status {job.status})")
+    return Path(job.work_dir).resolve()
+
+
+def list_output(session: Session, *, job_id: str) -> list[OutputEntry]:
+    """Files and directories under the job's working directory (at most MAX_OUTPUT_ENTRIES)."""
+    root = _job_dir(get_job(session, job_id=job_id))
+    entries: list[OutputEntry] = []
+    if not root.is_dir():
+        return entries
+    for path in sorted(root.rglob("*")):
+        if len(entries) >= MAX_OUTPUT_ENTRIES:
+            break
+        relative = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            continue  # a job's symlinks may point anywhere; they are not served
+        if path.is_dir():
+            entries.append(OutputEntry(path=relative, type="directory", size=None))
+        elif path.is_file():
+            entries.append(OutputEntry(path=relative, type="file", size=path.stat().st_size))
+    return entries
+
+
+def output_file(session: Session, *, job_id: str, path: str) -> Path:
+    """The file ``path`` inside the job's working directory; anything that would leave it is refused."""
+    root = _job_dir(get_job(session, job_id=job_id))
+    if not path or path.startswith("/") or "\x00" in path or ".." in Path(path).parts or "\\" in path:
+        raise InvalidInput(
+            f"path {path!r} must be relative to the job directory, without '..'", detail={"field": "path"}
+        )
+    target = (root / path).resolve()
+    if not target.is_relative_to(root):
+        raise InvalidInput(f"path {path!r} leaves the job directory", detail={"field": "path"})
+    if not target.is_file():
+        raise NotFound(f"job {job_id!r} has no file {path!r}", detail={"field": "path"})
+    return target
+
+
+# ------------------------------------------------------------------------------ the queue
+
+
+def claim_jobs(session: Session, *, worker_id: str, slots: int, now: dt.datetime | None = None) -> list[Job]:
+    """Claim up to ``slots`` RESOLVED jobs for ``worker_id``, oldest first, within each cluster's limit.
+
+    On PostgreSQL candidates are locked with ``FOR UPDATE SKIP LOCKED`` and the cluster row is locked while
+    its running jobs are counted; on SQLite the transaction already holds the write lock (BEGIN IMMEDIATE).
+    Either way the claim itself is a conditional UPDATE, so a job is never claimed twice.
+    """
+    if slots <= 0:
+        return []
+    now = now or utcnow()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    stmt = select(Job).where(Job.status == JobStatus.RESOLVED.value).order_by(Job.pk).limit(slots * 4)
+    if postgres:
+        stmt = stmt.with_for_update(skip_locked=True)
+    claimed: list[Job] = []
+    for job in session.scalars(stmt).all():
+        if len(claimed) >= slots:
+            break
+        if job.cluster_id is None:
+            transition(job, JobStatus.FAILED, "its cluster was deleted before it started", session=session, now=now)
+            continue
+        cluster_stmt = select(Cluster).where(Cluster.id == job.cluster_id)
+        cluster = session.scalar(cluster_stmt.with_for_update() if postgres else cluster_stmt)
+        if cluster is None:
+            continue
+        running = session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.cluster_id == cluster.id, Job.status.in_([s.value for s in ACTIVE_STATUSES]))
+        )
+        if (running or 0) >= cluster.max_concurrent_jobs:
+            continue
+        result = session.execute(
+            update(Job)
+            .where(Job.pk == job.pk, Job.status == JobStatus.RESOLVED.value)
+            .values(status=JobStatus.CLAIMED.value, worker_id=worker_id, heartbeat_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        session.add(
+            JobTransition(
+                job_pk=job.pk,
+                from_status=JobStatus.RESOLVED.value,
+                to_status=JobStatus.CLAIMED.value,
+                reason=f"claimed by worker {worker_id}",
+                at=now,
+            )
+        )
+        session.flush()
+        session.refresh(job)
+        claimed.append(job)
+    session.flush()
+    return claimed
+
+
+def heartbeat(session: Session, *, worker_id: str, job_pks: list[int], now: dt.datetime | None = None) -> None:
+    """Record that ``worker_id`` still holds these jobs."""
+    if job_pks:
+        session.execute(
+            update(Job)
+            .where(Job.pk.in_(job_pks), Job.worker_id == worker_id)
+            .values(heartbeat_at=now or utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+def reap_lost_jobs(session: Session, *, timeout_seconds: float, now: dt.datetime | None = None) -> list[str]:
+    """Fail the held jobs whose worker has not heartbeated for ``timeout_seconds``: "worker lost"."""
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(seconds=timeout_seconds)
+    stmt = (
+        select(Job)
+        .where(Job.status.in_([s.value for s in ACTIVE_STATUSES]), Job.heartbeat_at < cutoff)
+        .order_by(Job.pk)
+        .limit(100)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    lost = list(session.scalars(stmt))
+    for job in lost:
+        transition(job, JobStatus.FAILED, "worker lost", session=session, now=now)
+    session.flush()
+    return [job.id for job in lost]

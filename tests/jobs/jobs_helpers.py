@@ -1,0 +1,59 @@
+"""Helpers of the jobs tests: a worker on the app's database, a shell cluster and command, job bodies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from headwater.jobs.worker import JobWorker
+
+
+def make_worker(app: FastAPI, data_dir: Path, **options: Any) -> JobWorker:
+    """A worker on the app's database, with short intervals for tests."""
+    settings: dict[str, Any] = {"slots": 4, "heartbeat_interval": 0.2, "heartbeat_timeout": 30.0, "kill_grace": 2.0}
+    settings.update(options)
+    return JobWorker(app.state.sessionmaker, data_dir=data_dir, **settings)
+
+
+async def shell_setup(client: httpx.AsyncClient, *, max_concurrent: int = 8) -> None:
+    """A shell cluster tagged sched:test and an sh command tagged type:sh."""
+    r = await client.post(
+        "/api/v1/clusters",
+        json={
+            "name": "local",
+            "type": "shell",
+            "tags": ["sched:test", "env:dev"],
+            "max_concurrent_jobs": max_concurrent,
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post("/api/v1/commands", json={"name": "sh", "executable": ["/bin/sh", "-c"], "tags": ["type:sh"]})
+    assert r.status_code == 201, r.text
+
+
+def job_body(script: str, **extra: Any) -> dict[str, Any]:
+    """A job request running ``script`` with /bin/sh -c."""
+    return {
+        "name": "test-job",
+        "user": "alice",
+        "command_args": [script],
+        "cluster_criteria": [["sched:test"]],
+        "command_criteria": ["type:sh"],
+        **extra,
+    }
+
+
+def wait_until(condition: Callable[[], bool], worker: JobWorker, timeout: float = 20.0) -> None:
+    """Run the worker's loop until ``condition`` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.run_once()
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
