@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -96,10 +97,18 @@ def _begin_sqlite_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _dump_json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# JSON columns (field tags, properties, payloads) are read on every request; orjson parses them ~5x faster.
+_JSON_CODEC: dict[str, Any] = {"json_serializer": _dump_json, "json_deserializer": orjson.loads}
+
+
 def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     """An engine for ``url`` set up for Headwater: SQLite pragmas, or a sized psycopg 3 pool."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}, **_JSON_CODEC)
         event.listen(engine, "connect", _configure_sqlite)
 
         @event.listens_for(engine, "connect")
@@ -115,6 +124,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        **_JSON_CODEC,
     )
 
 

@@ -194,8 +194,8 @@ async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: 
     """One dataset with its fields; answers 304 when If-None-Match still matches."""
 
     def load(session: Session) -> tuple[str, bytes]:
-        dataset = service.get_dataset(session, dataset_id=dataset_id, include_deleted=include_deleted)
-        return service.etag_of(dataset), DatasetOut.of(dataset).model_dump_json().encode()
+        dataset, field_rows = service.read_dataset(session, dataset_id=dataset_id, include_deleted=include_deleted)
+        return service.etag_of(dataset), DatasetOut.of(dataset, field_rows).model_dump_json().encode()
 
     # Deleted datasets are rare reads and must not be cached under the live dataset's key.
     etag, body = await cached_read(request, dataset_id if not include_deleted else None, load)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind, SourceStatus
 
@@ -253,17 +254,24 @@ class DatasetOut(DatasetSummary):
     fields: list[FieldOut]
 
     @classmethod
-    def of(cls, dataset: Any) -> DatasetOut:
-        """The whole form of an ORM dataset (fields, tags and owners loaded)."""
+    def of(cls, dataset: Any, field_rows: Sequence[Mapping[Any, Any]] | None = None) -> DatasetOut:
+        """The whole form of an ORM dataset: its loaded ``fields``, or ``field_rows`` read as plain rows."""
         data = _summary_dict(dataset)
         data.update(
             partitioning=dataset.partitioning,
             source_properties=dataset.source_properties,
             properties=dataset.user_properties,
             revision=dataset.revision,
-            fields=[FieldOut.model_validate(row, from_attributes=True) for row in dataset.fields],
+            fields=(
+                _FIELD_ROWS.validate_python(field_rows)
+                if field_rows is not None
+                else [FieldOut.model_validate(row, from_attributes=True) for row in dataset.fields]
+            ),
         )
         return cls.model_validate(data)
+
+
+_FIELD_ROWS = TypeAdapter(list[FieldOut])
 
 
 def _summary_dict(dataset: Any) -> dict[str, Any]:

@@ -43,6 +43,7 @@ __all__ = [
     "get_schema_version",
     "list_datasets",
     "list_schema_versions",
+    "read_dataset",
     "register_dataset",
     "replace_manual_schema",
     "update_dataset_metadata",
@@ -134,6 +135,38 @@ def get_dataset(
     if for_update:
         stmt = stmt.with_for_update(of=Dataset)
     return _not_found_or_deleted(session.scalar(stmt), f"with id {dataset_id}", include_deleted)
+
+
+FIELD_VIEW_COLUMNS = (
+    Field.path,
+    Field.name,
+    Field.parent_path,
+    Field.position,
+    Field.type,
+    Field.normalized_type,
+    Field.nullable,
+    Field.field_id,
+    Field.source_description,
+    Field.user_description,
+    Field.tags,
+)
+
+
+def read_dataset(
+    session: Session, *, dataset_id: int, include_deleted: bool = False
+) -> tuple[Dataset, list[dict[str, Any]]]:
+    """The read path: a dataset with tags and owners, and its field rows as plain dicts.
+
+    Reading thousands of fields as rows rather than ORM objects (identity map, collections) is what
+    makes an uncached GET affordable; writes use :func:`get_dataset`.
+    """
+    stmt = select(Dataset).options(selectinload(Dataset.tags), selectinload(Dataset.owners))
+    dataset = _not_found_or_deleted(
+        session.scalar(stmt.where(Dataset.id == dataset_id)), f"with id {dataset_id}", include_deleted
+    )
+    result = session.execute(select(*FIELD_VIEW_COLUMNS).where(Field.dataset_id == dataset_id).order_by(Field.position))
+    keys = [column.key for column in FIELD_VIEW_COLUMNS]
+    return dataset, [dict(zip(keys, row, strict=True)) for row in result]
 
 
 def get_dataset_by_name(session: Session, *, namespace: str, name: str, include_deleted: bool = False) -> Dataset:
