@@ -8,7 +8,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -70,6 +70,8 @@ MAX_CANDIDATES = 1000
 MAX_OUTPUT_ENTRIES = 1000
 RUN_ID_NAMESPACE = uuid.UUID("6f1f6a52-3d0e-4a53-9f0e-6b5c1d2e7a10")
 
+Named = TypeVar("Named", Cluster, Command)  # the two resources addressed by a unique name
+
 CLUSTER_SORTS = {"name": SortKey(Cluster.name, Cluster.id), "id": SortKey(Cluster.id, Cluster.id, kind="int")}
 COMMAND_SORTS = {"name": SortKey(Command.name, Command.id), "id": SortKey(Command.id, Command.id, kind="int")}
 JOB_SORTS = {
@@ -81,32 +83,46 @@ JOB_SORTS = {
 # ------------------------------------------------------------------------------ clusters, commands
 
 
+def _create_named(session: Session, model: type[Named], data: ClusterCreate | CommandCreate, label: str) -> Named:
+    if session.scalar(select(model.id).where(model.name == data.name)) is not None:
+        raise Conflict(f"a {label} named {data.name!r} already exists", detail={"field": "name"})
+    row = model(**data.model_dump(mode="json"))
+    session.add(row)
+    _flush_unique(session, f"a {label} named {data.name!r} already exists")
+    return row
+
+
+def _get_named(session: Session, model: type[Named], name: str, label: str) -> Named:
+    row = session.scalar(select(model).where(model.name == name))
+    if row is None:
+        raise NotFound(f"no {label} named {name!r}", detail={"field": "name"})
+    return row
+
+
+def _update_named(
+    session: Session, model: type[Named], name: str, data: ClusterUpdate | CommandUpdate, label: str
+) -> Named:
+    row = _get_named(session, model, name, label)
+    for key, value in data.model_dump(mode="json", exclude_unset=True).items():
+        setattr(row, key, value)
+    row.updated_at = utcnow()
+    session.flush()
+    return row
+
+
 def create_cluster(session: Session, *, data: ClusterCreate) -> Cluster:
     """Register a cluster; a taken name is a Conflict."""
-    if session.scalar(select(Cluster.id).where(Cluster.name == data.name)) is not None:
-        raise Conflict(f"a cluster named {data.name!r} already exists", detail={"field": "name"})
-    cluster = Cluster(**data.model_dump(mode="json"))
-    session.add(cluster)
-    _flush_unique(session, f"a cluster named {data.name!r} already exists")
-    return cluster
+    return _create_named(session, Cluster, data, "cluster")
 
 
 def get_cluster(session: Session, *, name: str) -> Cluster:
     """The cluster called ``name``."""
-    cluster = session.scalar(select(Cluster).where(Cluster.name == name))
-    if cluster is None:
-        raise NotFound(f"no cluster named {name!r}", detail={"field": "name"})
-    return cluster
+    return _get_named(session, Cluster, name, "cluster")
 
 
 def update_cluster(session: Session, *, name: str, data: ClusterUpdate) -> Cluster:
     """Change the given fields of a cluster."""
-    cluster = get_cluster(session, name=name)
-    for key, value in data.model_dump(mode="json", exclude_unset=True).items():
-        setattr(cluster, key, value)
-    cluster.updated_at = utcnow()
-    session.flush()
-    return cluster
+    return _update_named(session, Cluster, name, data, "cluster")
 
 
 def delete_cluster(session: Session, *, name: str) -> None:
@@ -124,30 +140,17 @@ def list_clusters(session: Session, *, sort: str, cursor: str | None, limit: int
 
 def create_command(session: Session, *, data: CommandCreate) -> Command:
     """Register a command; a taken name is a Conflict."""
-    if session.scalar(select(Command.id).where(Command.name == data.name)) is not None:
-        raise Conflict(f"a command named {data.name!r} already exists", detail={"field": "name"})
-    command = Command(**data.model_dump(mode="json"))
-    session.add(command)
-    _flush_unique(session, f"a command named {data.name!r} already exists")
-    return command
+    return _create_named(session, Command, data, "command")
 
 
 def get_command(session: Session, *, name: str) -> Command:
     """The command called ``name``."""
-    command = session.scalar(select(Command).where(Command.name == name))
-    if command is None:
-        raise NotFound(f"no command named {name!r}", detail={"field": "name"})
-    return command
+    return _get_named(session, Command, name, "command")
 
 
 def update_command(session: Session, *, name: str, data: CommandUpdate) -> Command:
     """Change the given fields of a command."""
-    command = get_command(session, name=name)
-    for key, value in data.model_dump(mode="json", exclude_unset=True).items():
-        setattr(command, key, value)
-    command.updated_at = utcnow()
-    session.flush()
-    return command
+    return _update_named(session, Command, name, data, "command")
 
 
 def delete_command(session: Session, *, name: str) -> None:
