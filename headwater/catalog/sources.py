@@ -8,7 +8,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from headwater.catalog.models import Dataset, Source, SourceKind
+from headwater.catalog.events import record_change
+from headwater.catalog.models import ChangeKind, Dataset, Source, SourceKind
 from headwater.catalog.schemas import SourceCreate, SourceUpdate
 from headwater.db import utcnow
 from headwater.errors import Conflict, NotFound
@@ -109,10 +110,24 @@ def delete_source(session: Session, *, name: str) -> None:
             f"source {name!r} still has {live} dataset(s); delete them first",
             detail={"field": "name", "datasets": live},
         )
-    # Soft-deleted datasets go with their source; the change feed keeps the record of them.
+    # Soft-deleted datasets go with their source. Each purge is a change event, so that caches, the search
+    # index and other consumers of the feed drop them too (list pages with include_deleted showed them).
+    purged = session.execute(
+        select(Dataset.id, Dataset.namespace, Dataset.name).where(Dataset.source_id == source.id)
+    ).all()
     session.execute(delete(Dataset).where(Dataset.source_id == source.id))
     session.delete(source)
     session.flush()
+    for dataset_id, namespace, dataset_name in purged:
+        record_change(
+            session,
+            kind=ChangeKind.DELETED,
+            entity_type="dataset",
+            entity_id=dataset_id,
+            namespace=namespace,
+            name=dataset_name,
+            payload={"purged": True, "source": name, "by": "user"},
+        )
 
 
 def ensure_manual_source(session: Session) -> Source:

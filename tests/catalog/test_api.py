@@ -136,6 +136,21 @@ async def test_cached_list_pages_reflect_writes(client: httpx.AsyncClient) -> No
     assert (await client.get("/api/v1/datasets", params={"limit": 10})).json()["total"] == 2
 
 
+async def test_removing_a_source_purges_its_deleted_datasets_from_cached_pages(client: httpx.AsyncClient) -> None:
+    assert (
+        await client.post("/api/v1/sources", json={"name": "s1", "kind": "manual", "namespace": "s1"})
+    ).status_code == 201
+    created = await register(client, {**PLAY, "source": "s1"})
+    await client.delete(f"/api/v1/datasets/{created['id']}", params={"reason": "gone"})
+    params = {"source": "s1", "include_deleted": True}
+    assert (await client.get("/api/v1/datasets", params=params)).json()["total"] == 1  # now cached
+    assert (await client.delete("/api/v1/sources/s1")).status_code == 204
+    after = await client.get("/api/v1/datasets", params=params)
+    assert after.status_code == 404 and "s1" in after.json()["error"]["message"]
+    feed = (await client.get("/api/v1/change-events", params={"kind": "deleted"})).json()["items"]
+    assert [e["payload"].get("purged") for e in feed] == [None, True]
+
+
 async def test_schema_history_records_the_diff(client: httpx.AsyncClient) -> None:
     created = await register(client)
     url = f"/api/v1/datasets/{created['id']}"
