@@ -43,6 +43,7 @@ __all__ = [
     "get_schema_version",
     "list_datasets",
     "list_schema_versions",
+    "mark_deleted",
     "read_dataset",
     "register_dataset",
     "replace_manual_schema",
@@ -594,10 +595,18 @@ def delete_dataset(session: Session, *, dataset_id: int, reason: str, expected_r
     """Soft-delete a dataset with a reason; it stays readable with include_deleted and can come back."""
     dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
     _check_revision(dataset, expected_revision)
-    dataset.deleted_at = utcnow()
-    dataset.delete_reason = reason
-    dataset.updated_at = dataset.deleted_at
-    dataset.revision += 1
-    session.flush()
-    _record(session, dataset, ChangeKind.DELETED, {"reason": reason, "by": "user"})
+    mark_deleted(session, [dataset], reason=reason, payload={"by": "user"})
     return dataset
+
+
+def mark_deleted(session: Session, datasets: Sequence[Dataset], *, reason: str, payload: dict[str, Any]) -> None:
+    """Soft-delete locked, live datasets and append a ``deleted`` event for each (``reason`` joins ``payload``)."""
+    now = utcnow()
+    for dataset in datasets:
+        dataset.deleted_at = now
+        dataset.delete_reason = reason
+        dataset.updated_at = now
+        dataset.revision += 1
+    session.flush()
+    for dataset in datasets:
+        _record(session, dataset, ChangeKind.DELETED, {"reason": reason, **payload})

@@ -45,9 +45,8 @@ from headwater.catalog.connectors import (
     open_connector,
     validate_config,
 )
-from headwater.catalog.events import record_change
-from headwater.catalog.models import ChangeKind, Dataset, Source, SourceKind, SourceStatus
-from headwater.catalog.service import apply_snapshot
+from headwater.catalog.models import Dataset, Source, SourceKind, SourceStatus
+from headwater.catalog.service import apply_snapshot, mark_deleted
 from headwater.catalog.sources import get_source
 from headwater.catalog.sync_models import DatasetSyncState, SyncLease, SyncMode, SyncRun, SyncStatus, SyncTrigger
 from headwater.db import session_scope, utcnow
@@ -343,23 +342,12 @@ def _delete_missing(factory: sessionmaker[Session], handle: _Handle) -> None:
                     .with_for_update(of=Dataset)
                 )
             )
-            now = utcnow()
-            for dataset in missing:
-                dataset.deleted_at = now
-                dataset.delete_reason = reason
-                dataset.updated_at = now
-                dataset.revision += 1
-            session.flush()
-            for dataset in missing:
-                record_change(
-                    session,
-                    kind=ChangeKind.DELETED,
-                    entity_type="dataset",
-                    entity_id=dataset.id,
-                    namespace=dataset.namespace,
-                    name=dataset.name,
-                    payload={"reason": reason, "by": "sync", "source": handle.source_name, "run": handle.run.id},
-                )
+            mark_deleted(
+                session,
+                missing,
+                reason=reason,
+                payload={"by": "sync", "source": handle.source_name, "run": handle.run.id},
+            )
             handle.run.deleted += len(missing)
         if len(missing) < DELETE_BATCH:
             return
@@ -505,23 +493,7 @@ def purge_source_datasets(session: Session, *, source_name: str, reason: str) ->
             select(Dataset).where(Dataset.source_id == source.id, Dataset.deleted_at.is_(None)).with_for_update()
         )
     )
-    now = utcnow()
-    for dataset in datasets:
-        dataset.deleted_at = now
-        dataset.delete_reason = reason
-        dataset.updated_at = now
-        dataset.revision += 1
-    session.flush()
-    for dataset in datasets:
-        record_change(
-            session,
-            kind=ChangeKind.DELETED,
-            entity_type="dataset",
-            entity_id=dataset.id,
-            namespace=dataset.namespace,
-            name=dataset.name,
-            payload={"reason": reason, "by": "user", "source": source_name},
-        )
+    mark_deleted(session, datasets, reason=reason, payload={"by": "user", "source": source_name})
     return len(datasets)
 
 
