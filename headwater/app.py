@@ -26,7 +26,7 @@ from headwater.catalog.sync import SyncScheduler
 from headwater.catalog.sync_routes import sync_router
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.errors import DatabaseNotReady
-from headwater.jobs.routes import clusters_router, commands_router, jobs_router
+from headwater.jobs.routes import applications_router, clusters_router, commands_router, jobs_router
 from headwater.jobs.worker import JobWorker, WorkerThread
 from headwater.lineage.routes import lineage_router
 from headwater.search import IndexerThread, make_backend, make_indexer
@@ -89,14 +89,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     search_backend = make_backend(settings, engine)
     search_indexer = make_indexer(settings, engine, search_backend)
     indexer_thread = IndexerThread(search_indexer, interval=settings.search_index_interval)
-    job_worker = JobWorker(
-        factory,
-        data_dir=settings.data_dir,
-        slots=settings.jobs_worker_slots,
-        heartbeat_interval=settings.jobs_heartbeat_interval,
-        heartbeat_timeout=settings.jobs_heartbeat_timeout,
-        kill_grace=settings.jobs_kill_grace,
-    )
+    job_worker = JobWorker.from_settings(factory, settings)
     job_thread = WorkerThread(job_worker, interval=settings.jobs_poll_interval)
 
     @asynccontextmanager
@@ -145,7 +138,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         app.include_router(router)
     app.include_router(lineage_router)
     app.include_router(search_router)
-    for router in (clusters_router, commands_router, jobs_router):
+    for router in (applications_router, clusters_router, commands_router, jobs_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"])

@@ -104,6 +104,24 @@ class Settings(BaseSettings):
     jobs_kill_grace: float = Field(
         default=5.0, ge=0, le=600, description="Seconds between SIGTERM and SIGKILL when a job is killed."
     )
+    jobs_retention_days: float = Field(
+        default=7.0, ge=0, le=3650, description="Days a finished job's directory is kept; 0 keeps them forever."
+    )
+    jobs_retention_interval: float = Field(
+        default=300.0, gt=0, le=86_400, description="Seconds between a worker's passes removing expired job dirs."
+    )
+    jobs_archive_dir: Path | None = Field(
+        default=None,
+        description="Where logs of jobs that asked for archiving go as <id>.tar.gz. Default: <data_dir>/jobs-archive.",
+    )
+    jobs_attachments_max_count: int = Field(
+        default=20, ge=0, le=1000, description="Most files one job submission may attach."
+    )
+    jobs_attachments_max_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=0,
+        description="Most bytes of attachments per job (the body must also fit HEADWATER_MAX_BODY_BYTES).",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -136,6 +154,11 @@ class Settings(BaseSettings):
     def is_embedded_database(self) -> bool:
         """True when Headwater runs on its own SQLite file rather than a configured server."""
         return self.database_url is None
+
+    @property
+    def resolved_jobs_archive_dir(self) -> Path:
+        """Where archived job logs go."""
+        return self.jobs_archive_dir or self.data_dir / "jobs-archive"
 
     @property
     def should_run_job_worker(self) -> bool:

@@ -29,14 +29,7 @@ def worker(
     settings = _settings()
     prepare_database(settings)
     engine = create_db_engine(settings.resolved_database_url)
-    job_worker = JobWorker(
-        make_sessionmaker(engine),
-        data_dir=settings.data_dir,
-        slots=slots or settings.jobs_worker_slots,
-        heartbeat_interval=settings.jobs_heartbeat_interval,
-        heartbeat_timeout=settings.jobs_heartbeat_timeout,
-        kill_grace=settings.jobs_kill_grace,
-    )
+    job_worker = JobWorker.from_settings(make_sessionmaker(engine), settings, slots=slots)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -51,9 +44,7 @@ def worker(
         if once:
             job_worker.drain(timeout=7 * 24 * 3600, interval=settings.jobs_poll_interval)
             return
-        while not stop.is_set():
-            job_worker.run_once()
-            stop.wait(settings.jobs_poll_interval)
+        job_worker.serve(stop)
     finally:
         job_worker.shutdown()
         engine.dispose()

@@ -10,20 +10,25 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from headwater.db import Base, BigInt, JSONType, UTCDateTime, utcnow
 
 __all__ = [
     "ACTIVE_STATUSES",
     "FINAL_STATUSES",
+    "Application",
+    "ApplicationStatus",
     "Cluster",
     "ClusterStatus",
     "ClusterType",
     "Command",
+    "CommandApplication",
     "CommandStatus",
     "Job",
+    "JobAttachment",
+    "JobAttempt",
     "JobStatus",
     "JobTag",
     "JobTransition",
@@ -48,6 +53,14 @@ class ClusterStatus(enum.StrEnum):
 
 class CommandStatus(enum.StrEnum):
     """Only ACTIVE commands are chosen for new jobs."""
+
+    ACTIVE = "ACTIVE"
+    DEPRECATED = "DEPRECATED"
+    INACTIVE = "INACTIVE"
+
+
+class ApplicationStatus(enum.StrEnum):
+    """Genie's application statuses; a job whose command needs an INACTIVE application does not start."""
 
     ACTIVE = "ACTIVE"
     DEPRECATED = "DEPRECATED"
@@ -115,6 +128,49 @@ class Command(Base):
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Read side of the ordered links (written as CommandApplication rows); "selectin" batches list pages.
+    applications: Mapped[list[Application]] = relationship(
+        secondary="job_command_applications",
+        order_by="CommandApplication.position",
+        viewonly=True,
+        lazy="selectin",
+    )
+
+
+class Application(Base):
+    """Files and configuration a command needs (Genie's Application): placed in each job's directory."""
+
+    __tablename__ = "job_applications"
+    __table_args__ = (CheckConstraint(f"status IN ({_values(ApplicationStatus)})", name="status"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    version: Mapped[str | None] = mapped_column(String(255))
+    type: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # Absolute paths (or file:// URIs) of files or directories copied into the job's directory.
+    dependencies: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    configs: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # Environment set up for the job's process; "{app_dir}" in a value becomes the application's directory.
+    environment: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CommandApplication(Base):
+    """The ordered list of applications a command needs (an application in use cannot be deleted)."""
+
+    __tablename__ = "job_command_applications"
+    __table_args__ = (
+        UniqueConstraint("command_id", "application_id"),
+        Index("ix_job_command_applications_application_id", "application_id"),
+    )
+
+    command_id: Mapped[int] = mapped_column(ForeignKey("job_commands.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("job_applications.id", ondelete="RESTRICT"))
 
 
 class Job(Base):
@@ -126,6 +182,7 @@ class Job(Base):
         Index("ix_jobs_status_pk", "status", "pk"),
         Index("ix_jobs_user_name", "user_name", "pk"),
         Index("ix_jobs_cluster_status", "cluster_id", "status"),
+        Index("ix_jobs_retention", "host", "finished_at"),
     )
 
     pk: Mapped[int] = mapped_column(BigInt, primary_key=True)
@@ -148,6 +205,13 @@ class Job(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     work_dir: Mapped[str | None] = mapped_column(Text)
+    # Attempts: a job whose worker is lost runs again while attempt < max_attempts.
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    archive_logs: Mapped[bool] = mapped_column(Boolean, default=False)
+    archive_path: Mapped[str | None] = mapped_column(Text)
+    # When retention removed the job's directory.
+    cleaned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -178,3 +242,38 @@ class JobTransition(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobAttempt(Base):
+    """One run of a job's process: where it ran and how it ended (a retried job has several)."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (UniqueConstraint("job_pk", "attempt"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobAttachment(Base):
+    """A file sent with the job's submission, written into its working directory before it starts.
+
+    Kept in the database so a worker on any host can place it; submissions cap their count and size.
+    """
+
+    __tablename__ = "job_attachments"
+    __table_args__ = (UniqueConstraint("job_pk", "name"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInt)
+    content: Mapped[bytes] = mapped_column(LargeBinary)

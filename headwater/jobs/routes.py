@@ -1,18 +1,29 @@
-"""The jobs REST routes under ``/api/v1``: clusters, commands and jobs (shaped after Genie's /api/v3)."""
+"""The jobs REST routes under ``/api/v1``: applications, clusters, commands and jobs (shaped after Genie's
+/api/v3): submission as JSON or multipart with attachments, status, output, live log tails, kill."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from headwater.api import SessionDep
 from headwater.catalog.schemas import Page
-from headwater.jobs import service
+from headwater.errors import InvalidInput
+from headwater.jobs import applications, service, workspace
 from headwater.jobs.models import JobStatus
 from headwater.jobs.schemas import (
+    ApplicationCreate,
+    ApplicationOut,
+    ApplicationUpdate,
+    AttemptOut,
     ClusterCreate,
     ClusterOut,
     ClusterUpdate,
@@ -28,8 +39,9 @@ from headwater.jobs.schemas import (
 )
 from headwater.pagination import MAX_PAGE_SIZE
 
-__all__ = ["clusters_router", "commands_router", "jobs_router"]
+__all__ = ["applications_router", "clusters_router", "commands_router", "jobs_router"]
 
+applications_router = APIRouter(prefix="/api/v1/applications", tags=["jobs"])
 clusters_router = APIRouter(prefix="/api/v1/clusters", tags=["jobs"])
 commands_router = APIRouter(prefix="/api/v1/commands", tags=["jobs"])
 jobs_router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -38,6 +50,49 @@ Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor`
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
 NamePath = Annotated[str, Path(min_length=1, max_length=255)]
 JobId = Annotated[str, Path(min_length=1, max_length=255)]
+
+
+# --------------------------------------------------------------------------------- applications
+
+
+@applications_router.post("", status_code=201, response_model=ApplicationOut)
+def create_application(body: ApplicationCreate, session: SessionDep, response: Response) -> ApplicationOut:
+    """Register an application (409 when the name is taken)."""
+    application = applications.create_application(session, data=body)
+    response.headers["Location"] = f"/api/v1/applications/{application.name}"
+    return ApplicationOut.model_validate(application)
+
+
+@applications_router.get("", response_model=Page[ApplicationOut])
+def list_applications(
+    session: SessionDep,
+    sort: Annotated[str, Query(max_length=32)] = "name",
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[ApplicationOut]:
+    """Applications, one page at a time."""
+    page = applications.list_applications(session, sort=sort, cursor=cursor, limit=limit)
+    items = [ApplicationOut.model_validate(a) for a in page.items]
+    return Page[ApplicationOut](items=items, next_cursor=page.next_cursor, total=page.total)
+
+
+@applications_router.get("/{name}", response_model=ApplicationOut)
+def get_application(name: NamePath, session: SessionDep) -> ApplicationOut:
+    """One application."""
+    return ApplicationOut.model_validate(applications.get_application(session, name=name))
+
+
+@applications_router.patch("/{name}", response_model=ApplicationOut)
+def update_application(name: NamePath, body: ApplicationUpdate, session: SessionDep) -> ApplicationOut:
+    """Change an application's files, environment, status, tags, version or description."""
+    return ApplicationOut.model_validate(applications.update_application(session, name=name, data=body))
+
+
+@applications_router.delete("/{name}", status_code=204)
+def delete_application(name: NamePath, session: SessionDep) -> Response:
+    """Remove an application (409 while a command needs it)."""
+    applications.delete_application(session, name=name)
+    return Response(status_code=204)
 
 
 # ------------------------------------------------------------------------------------- clusters
@@ -129,10 +184,100 @@ def delete_command(name: NamePath, session: SessionDep) -> Response:
 # ----------------------------------------------------------------------------------------- jobs
 
 
-@jobs_router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
-def submit_job(body: JobSubmit, session: SessionDep, response: Response) -> JobOut:
-    """Submit a job; it is resolved at once (RESOLVED, or INVALID with the reason) and queued."""
-    job = service.submit_job(session, data=body)
+@dataclass
+class Submission:
+    """A parsed job submission: the request and its attachments (name, content)."""
+
+    request: JobSubmit
+    attachments: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def _parse_request(raw: str | bytes) -> JobSubmit:
+    try:
+        return JobSubmit.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+async def parse_submission(request: Request) -> Submission:
+    """A JSON job request, or (as Genie takes it) multipart: a ``request`` JSON part and ``attachment`` files."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("", "application/json"):
+        return Submission(request=_parse_request(await request.body()))
+    if content_type != "multipart/form-data":
+        raise StarletteHTTPException(
+            415, detail=f"Content-Type {content_type!r}: send application/json, or multipart/form-data"
+        )
+    settings = request.app.state.settings
+    max_count, max_bytes = settings.jobs_attachments_max_count, settings.jobs_attachments_max_bytes
+    form = await request.form(max_files=max(max_count, 1) * 2, max_fields=10)
+    unknown = sorted(set(form.keys()) - {"request", "attachment"})
+    if unknown:
+        raise InvalidInput(
+            f"multipart part(s) {unknown} are not known: send a 'request' JSON part and 'attachment' files",
+            detail={"field": unknown[0]},
+        )
+    parts = form.getlist("request")
+    if len(parts) != 1:
+        raise InvalidInput(
+            "send exactly one 'request' part holding the job request as JSON", detail={"field": "request"}
+        )
+    raw = await parts[0].read() if isinstance(parts[0], UploadFile) else parts[0]
+    files = form.getlist("attachment")
+    if len(files) > max_count:
+        raise InvalidInput(
+            f"{len(files)} attachments sent; at most {max_count} are accepted (HEADWATER_JOBS_ATTACHMENTS_MAX_COUNT)",
+            detail={"field": "attachment"},
+        )
+    attachments: list[tuple[str, bytes]] = []
+    total = 0
+    for item in files:
+        if not isinstance(item, UploadFile):
+            raise InvalidInput(
+                "each 'attachment' part must be a file (with a filename)", detail={"field": "attachment"}
+            )
+        content = await item.read(max_bytes - total + 1)
+        total += len(content)
+        if total > max_bytes:
+            raise InvalidInput(
+                f"attachments exceed {max_bytes} bytes in total (HEADWATER_JOBS_ATTACHMENTS_MAX_BYTES)",
+                detail={"field": "attachment"},
+            )
+        attachments.append((item.filename or "", content))
+    return Submission(request=_parse_request(raw), attachments=attachments)
+
+
+_SUBMIT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/JobSubmit"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["request"],
+                    "properties": {
+                        "request": {"type": "string", "description": "The job request (JobSubmit) as JSON."},
+                        "attachment": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Files placed in the job's working directory.",
+                        },
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@jobs_router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, openapi_extra=_SUBMIT_BODY)
+def submit_job(
+    submission: Annotated[Submission, Depends(parse_submission)], session: SessionDep, response: Response
+) -> JobOut:
+    """Submit a job (JSON, or multipart with attachments); it is resolved at once (RESOLVED, or INVALID with
+    the reason) and queued."""
+    job = service.submit_job(session, data=submission.request, attachments=submission.attachments)
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return service.job_out(session, [job])[0]
 
@@ -184,8 +329,11 @@ def get_job_request(job_id: JobId, session: SessionDep) -> JobSubmit:
 def get_job_execution(job_id: JobId, session: SessionDep) -> JobExecutionOut:
     """Where and how the job ran: host, pid, exit code."""
     job = service.get_job(session, job_id=job_id)
+    attempts = [AttemptOut.model_validate(a) for a in service.attempts_of(session, job=job)]
     return JobExecutionOut(
         id=job.id,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
         host=job.host,
         pid=job.pid,
         worker_id=job.worker_id,
@@ -194,20 +342,64 @@ def get_job_execution(job_id: JobId, session: SessionDep) -> JobExecutionOut:
         started_at=job.started_at,
         finished_at=job.finished_at,
         heartbeat_at=job.heartbeat_at,
+        cleaned_at=job.cleaned_at,
+        archive_path=job.archive_path,
+        attempts=attempts,
     )
 
 
 @jobs_router.get("/{job_id}/output", response_model=list[OutputEntry])
 def list_job_output(job_id: JobId, session: SessionDep) -> list[OutputEntry]:
     """The files and directories of the job's working directory."""
-    return service.list_output(session, job_id=job_id)
+    return workspace.list_output(session, job_id=job_id)
 
 
 @jobs_router.get("/{job_id}/output/{path:path}")
 def get_job_output_file(job_id: JobId, path: str, session: SessionDep) -> FileResponse:
     """Download one file of the job's working directory (HTTP Range supported)."""
-    target = service.output_file(session, job_id=job_id, path=path)
+    target = workspace.output_file(session, job_id=job_id, path=path)
     return FileResponse(target, media_type="application/octet-stream", filename=target.name)
+
+
+@jobs_router.get(
+    "/{job_id}/logs/{stream}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "Log bytes from `offset`."}},
+)
+def get_job_log(
+    job_id: JobId,
+    stream: Annotated[str, Path(max_length=16, description="stdout or stderr")],
+    request: Request,
+    session: SessionDep,
+    offset: Annotated[
+        int, Query(ge=0, description="Byte offset to read from (X-Log-Next-Offset of the last read).")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=workspace.MAX_LOG_CHUNK, description="Most bytes to return.")] = 65_536,
+    follow: Annotated[bool, Query(description="Stream the log as it grows until the job ends.")] = False,
+) -> Response:
+    """The live tail of a job's stdout or stderr: bytes from ``offset``, with ``X-Log-Next-Offset`` to poll
+    from next and ``X-Job-Finished: true`` once nothing more will be written; ``follow=true`` streams instead."""
+    chunk = workspace.read_log(session, job_id=job_id, stream=stream, offset=offset, limit=limit)
+    headers = {
+        "X-Log-Offset": str(chunk.offset),
+        "X-Log-Next-Offset": str(chunk.next_offset),
+        "X-Log-Size": str(chunk.size),
+        "X-Job-Status": chunk.status.value,
+        "X-Job-Finished": "true" if chunk.finished else "false",
+        "Cache-Control": "no-store",
+    }
+    if follow:
+        body = workspace.follow_log(request.app.state.sessionmaker, job_id=job_id, stream=stream, offset=offset)
+        streamed = {"X-Log-Offset": str(offset), "Cache-Control": "no-store"}
+        return StreamingResponse(body, media_type="application/octet-stream", headers=streamed)
+    return Response(chunk.data, media_type="application/octet-stream", headers=headers)
+
+
+@jobs_router.get("/{job_id}/logs-archive")
+def get_job_log_archive(job_id: JobId, session: SessionDep) -> FileResponse:
+    """The gzip tarball of a job's logs, made when retention removed a job that asked for archiving."""
+    target = workspace.archive_file(session, job_id=job_id)
+    return FileResponse(target, media_type="application/gzip", filename=target.name)
 
 
 @jobs_router.delete("/{job_id}", status_code=202, response_model=JobOut)

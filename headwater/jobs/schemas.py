@@ -5,12 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from headwater.jobs.models import ClusterStatus, ClusterType, CommandStatus, JobStatus
+from headwater.jobs.models import ApplicationStatus, ClusterStatus, ClusterType, CommandStatus, JobStatus
 
 __all__ = [
     "MAX_ARGS_CHARS",
+    "ApplicationCreate",
+    "ApplicationOut",
+    "ApplicationUpdate",
+    "AttemptOut",
     "ClusterCreate",
     "ClusterOut",
     "ClusterUpdate",
@@ -34,8 +38,87 @@ Tag = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_white
 TagSet = Annotated[list[Tag], Field(min_length=1, max_length=50)]
 
 
+EnvName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Environment = Annotated[dict[EnvName, Annotated[str, StringConstraints(max_length=65_536)]], Field(max_length=200)]
+
+
+def _local_file(value: str) -> str:
+    path = value.removeprefix("file://")
+    if not path.startswith("/") or "\x00" in path:
+        raise ValueError(f"{value!r} must be an absolute local path or a file:// URI")
+    if ".." in path.split("/"):
+        raise ValueError(f"{value!r} must not contain '..'")
+    return value
+
+
+FileRef = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_local_file)]
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class ApplicationCreate(_In):
+    """A new application: files copied into each job's directory and environment set for its process."""
+
+    name: Name
+    version: str | None = Field(default=None, max_length=255)
+    type: str | None = Field(default=None, max_length=255, description="What it is, e.g. spark or hadoop.")
+    status: ApplicationStatus = ApplicationStatus.ACTIVE
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    dependencies: list[FileRef] = Field(default_factory=list, max_length=100)
+    configs: list[FileRef] = Field(default_factory=list, max_length=100)
+    environment: Environment = Field(
+        default_factory=dict, description="Set for the job's process; \"{app_dir}\" becomes the application's dir."
+    )
+    description: str | None = Field(default=None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _distinct_file_names(self) -> ApplicationCreate:
+        _check_distinct_names([*self.dependencies, *self.configs])
+        return self
+
+
+def _check_distinct_names(files: list[str]) -> None:
+    # Files land side by side in the application's directory, so two with one base name would collide.
+    seen: set[str] = set()
+    for ref in files:
+        base = ref.rstrip("/").rsplit("/", 1)[-1]
+        if not base or base in seen:
+            raise ValueError(f"file {ref!r}: its name {base!r} is empty or used by another file of the application")
+        seen.add(base)
+
+
+class ApplicationUpdate(_In):
+    """Fields of an application to change (absent fields stay as they are)."""
+
+    version: str | None = Field(default=None, max_length=255)
+    type: str | None = Field(default=None, max_length=255)
+    status: ApplicationStatus | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+    dependencies: list[FileRef] | None = Field(default=None, max_length=100)
+    configs: list[FileRef] | None = Field(default=None, max_length=100)
+    environment: Environment | None = None
+    description: str | None = Field(default=None, max_length=10_000)
+
+
+class ApplicationOut(BaseModel):
+    """An application as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    version: str | None
+    type: str | None
+    status: ApplicationStatus
+    tags: list[str]
+    dependencies: list[str]
+    configs: list[str]
+    environment: dict[str, str]
+    description: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
 
 
 class ClusterCreate(_In):
@@ -85,7 +168,17 @@ class CommandCreate(_In):
     status: CommandStatus = CommandStatus.ACTIVE
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     cluster_criteria: list[TagSet] = Field(default_factory=list, max_length=20)
+    applications: list[Name] = Field(
+        default_factory=list, max_length=50, description="Names of the applications it needs, in order."
+    )
     description: str | None = Field(default=None, max_length=10_000)
+
+    @field_validator("applications")
+    @classmethod
+    def _distinct_applications(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("an application is listed twice")
+        return value
 
     @field_validator("executable")
     @classmethod
@@ -104,7 +197,15 @@ class CommandUpdate(_In):
     status: CommandStatus | None = None
     tags: list[Tag] | None = Field(default=None, max_length=50)
     cluster_criteria: list[TagSet] | None = Field(default=None, max_length=20)
+    applications: list[Name] | None = Field(default=None, max_length=50)
     description: str | None = Field(default=None, max_length=10_000)
+
+    @field_validator("applications")
+    @classmethod
+    def _distinct_applications(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("an application is listed twice")
+        return value
 
 
 class CommandOut(BaseModel):
@@ -118,9 +219,15 @@ class CommandOut(BaseModel):
     status: CommandStatus
     tags: list[str]
     cluster_criteria: list[list[str]]
+    applications: list[str]
     description: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+
+    @field_validator("applications", mode="before")
+    @classmethod
+    def _application_names(cls, value: Any) -> Any:
+        return [getattr(item, "name", item) for item in value]
 
 
 class DatasetRef(_In):
@@ -144,10 +251,14 @@ class JobSubmit(_In):
     command_args: list[str] = Field(default_factory=list, max_length=5_000)
     cluster_criteria: list[TagSet] = Field(min_length=1, max_length=20)
     command_criteria: TagSet
-    environment: dict[
-        Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str
-    ] = Field(default_factory=dict, max_length=200)
+    environment: Environment = Field(default_factory=dict)
     timeout: int | None = Field(default=None, ge=1, le=7 * 24 * 3600, description="Seconds before the job is killed.")
+    max_attempts: int = Field(
+        default=1, ge=1, le=10, description="Runs allowed: a job whose worker is lost is re-queued until then."
+    )
+    archive_logs: bool = Field(
+        default=False, description="Keep stdout and stderr in a tarball when retention removes the job directory."
+    )
     inputs: list[DatasetRef] = Field(default_factory=list, max_length=200)
     outputs: list[DatasetRef] = Field(default_factory=list, max_length=200)
 
@@ -181,10 +292,28 @@ class JobStatusOut(BaseModel):
     transitions: list[TransitionOut]
 
 
+class AttemptOut(BaseModel):
+    """One run of the job's process."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    attempt: int
+    worker_id: str | None
+    host: str | None
+    pid: int | None
+    exit_code: int | None
+    outcome: JobStatus | None
+    reason: str | None
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+
+
 class JobExecutionOut(BaseModel):
     """Where and how a job ran."""
 
     id: str
+    attempt: int
+    max_attempts: int
     host: str | None
     pid: int | None
     worker_id: str | None
@@ -193,6 +322,9 @@ class JobExecutionOut(BaseModel):
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     heartbeat_at: dt.datetime | None
+    cleaned_at: dt.datetime | None = Field(description="When retention removed the job directory.")
+    archive_path: str | None = Field(description="The tarball its logs were archived to, if it asked for that.")
+    attempts: list[AttemptOut]
 
 
 class JobOut(BaseModel):
@@ -209,6 +341,8 @@ class JobOut(BaseModel):
     cluster: str | None
     command: str | None
     exit_code: int | None
+    attempt: int
+    max_attempts: int
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None

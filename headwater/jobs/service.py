@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from headwater.db import utcnow
 from headwater.errors import Conflict, InvalidInput, NotFound
+from headwater.jobs import applications
 from headwater.jobs.models import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -24,6 +25,8 @@ from headwater.jobs.models import (
     Command,
     CommandStatus,
     Job,
+    JobAttachment,
+    JobAttempt,
     JobStatus,
     JobTag,
     JobTransition,
@@ -35,12 +38,14 @@ from headwater.jobs.schemas import (
     CommandUpdate,
     JobOut,
     JobSubmit,
-    OutputEntry,
 )
 from headwater.pagination import PageResult, SortKey, paginate
 
 __all__ = [
+    "JOBS_CHANNEL",
     "JobFilters",
+    "LostJob",
+    "attempts_of",
     "claim_jobs",
     "create_cluster",
     "create_command",
@@ -54,8 +59,6 @@ __all__ = [
     "list_clusters",
     "list_commands",
     "list_jobs",
-    "list_output",
-    "output_file",
     "reap_lost_jobs",
     "request_kill",
     "submit_job",
@@ -67,8 +70,9 @@ __all__ = [
 
 # Resolution reads every UP cluster and ACTIVE command; installations have tens, this bounds the read.
 MAX_CANDIDATES = 1000
-MAX_OUTPUT_ENTRIES = 1000
 RUN_ID_NAMESPACE = uuid.UUID("6f1f6a52-3d0e-4a53-9f0e-6b5c1d2e7a10")
+# PostgreSQL LISTEN/NOTIFY channel: a queued job or a freed slot wakes idle workers at once.
+JOBS_CHANNEL = "headwater_jobs"
 
 Named = TypeVar("Named", Cluster, Command)  # the two resources addressed by a unique name
 
@@ -86,7 +90,8 @@ JOB_SORTS = {
 def _create_named(session: Session, model: type[Named], data: ClusterCreate | CommandCreate, label: str) -> Named:
     if session.scalar(select(model.id).where(model.name == data.name)) is not None:
         raise Conflict(f"a {label} named {data.name!r} already exists", detail={"field": "name"})
-    row = model(**data.model_dump(mode="json"))
+    now = utcnow()
+    row = model(**data.model_dump(mode="json", exclude={"applications"}), created_at=now, updated_at=now)
     session.add(row)
     _flush_unique(session, f"a {label} named {data.name!r} already exists")
     return row
@@ -103,7 +108,7 @@ def _update_named(
     session: Session, model: type[Named], name: str, data: ClusterUpdate | CommandUpdate, label: str
 ) -> Named:
     row = _get_named(session, model, name, label)
-    for key, value in data.model_dump(mode="json", exclude_unset=True).items():
+    for key, value in data.model_dump(mode="json", exclude_unset=True, exclude={"applications"}).items():
         setattr(row, key, value)
     row.updated_at = utcnow()
     session.flush()
@@ -139,8 +144,10 @@ def list_clusters(session: Session, *, sort: str, cursor: str | None, limit: int
 
 
 def create_command(session: Session, *, data: CommandCreate) -> Command:
-    """Register a command; a taken name is a Conflict."""
-    return _create_named(session, Command, data, "command")
+    """Register a command and the applications it needs; a taken name is a Conflict."""
+    command = _create_named(session, Command, data, "command")
+    applications.set_command_applications(session, command=command, names=data.applications)
+    return command
 
 
 def get_command(session: Session, *, name: str) -> Command:
@@ -149,8 +156,11 @@ def get_command(session: Session, *, name: str) -> Command:
 
 
 def update_command(session: Session, *, name: str, data: CommandUpdate) -> Command:
-    """Change the given fields of a command."""
-    return _update_named(session, Command, name, data, "command")
+    """Change the given fields of a command (``applications`` replaces its whole ordered list)."""
+    command = _update_named(session, Command, name, data, "command")
+    if data.applications is not None:
+        applications.set_command_applications(session, command=command, names=data.applications)
+    return command
 
 
 def delete_command(session: Session, *, name: str) -> None:
@@ -205,8 +215,12 @@ def _run_uuid(job_id: str) -> str:
         return str(uuid.uuid5(RUN_ID_NAMESPACE, job_id))
 
 
-def submit_job(session: Session, *, data: JobSubmit) -> Job:
-    """Accept a job and resolve it to a cluster and command at once (RESOLVED, or INVALID saying why)."""
+def submit_job(session: Session, *, data: JobSubmit, attachments: Sequence[tuple[str, bytes]] = ()) -> Job:
+    """Accept a job and resolve it to a cluster and command at once (RESOLVED, or INVALID saying why).
+
+    ``attachments`` (name, content) are stored with it and written into its working directory before it runs.
+    """
+    _check_attachment_names([name for name, _ in attachments])
     job_id = data.id or str(uuid.uuid4())
     if session.scalar(select(Job.pk).where(Job.id == job_id)) is not None:
         raise Conflict(f"a job with id {job_id!r} already exists", detail={"field": "id"})
@@ -221,12 +235,18 @@ def submit_job(session: Session, *, data: JobSubmit) -> Job:
         request=data.model_dump(mode="json"),
         timeout_seconds=data.timeout,
         kill_requested=False,
+        attempt=1,
+        max_attempts=data.max_attempts,
+        archive_logs=data.archive_logs,
         created_at=now,
         updated_at=now,
     )
     session.add(job)
     _flush_unique(session, f"a job with id {job_id!r} already exists")
     session.add_all(JobTag(job_pk=job.pk, tag=tag) for tag in dict.fromkeys(data.tags))
+    session.add_all(
+        JobAttachment(job_pk=job.pk, name=name, size=len(content), content=content) for name, content in attachments
+    )
     session.add(
         JobTransition(job_pk=job.pk, from_status=None, to_status=JobStatus.ACCEPTED.value, reason="submitted", at=now)
     )
@@ -238,8 +258,44 @@ def submit_job(session: Session, *, data: JobSubmit) -> Job:
         job.cluster_id, job.cluster_name = cluster.id, cluster.name
         job.command_id, job.command_name = command.id, command.name
         transition(job, JobStatus.RESOLVED, why, session=session, now=now)
+        notify_workers(session)
     session.flush()
     return job
+
+
+# Names a job's own files use in its directory; an attachment may not take them.
+RESERVED_NAMES = frozenset({"stdout", "stderr", "applications", "attempts"})
+
+
+def _check_attachment_names(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if (
+            not name
+            or len(name) > 255
+            or name in {".", ".."}
+            or name.startswith(".")
+            or any(ch in name for ch in "/\\\x00")
+            or any(ord(ch) < 32 for ch in name)
+        ):
+            raise InvalidInput(
+                f"attachment file name {name!r} must be a plain file name (no path, no leading '.')",
+                detail={"field": "attachment"},
+            )
+        if name in RESERVED_NAMES:
+            raise InvalidInput(
+                f"attachment file name {name!r} is reserved for the job's own files; rename it",
+                detail={"field": "attachment"},
+            )
+        if name in seen:
+            raise InvalidInput(f"two attachments are named {name!r}", detail={"field": "attachment"})
+        seen.add(name)
+
+
+def notify_workers(session: Session) -> None:
+    """Wake idle workers (PostgreSQL NOTIFY, delivered at commit; elsewhere workers poll)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {JOBS_CHANNEL}"))
 
 
 def _resolve(session: Session, data: JobSubmit) -> tuple[tuple[Cluster, Command] | None, str]:
@@ -348,6 +404,8 @@ def job_out(session: Session, jobs: list[Job]) -> list[JobOut]:
             cluster=job.cluster_name,
             command=job.command_name,
             exit_code=job.exit_code,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
@@ -365,6 +423,13 @@ def transitions_of(session: Session, *, job: Job) -> list[JobTransition]:
     )
 
 
+def attempts_of(session: Session, *, job: Job) -> list[JobAttempt]:
+    """The job's runs, first first (at most max_attempts, itself at most 10)."""
+    return list(
+        session.scalars(select(JobAttempt).where(JobAttempt.job_pk == job.pk).order_by(JobAttempt.attempt).limit(100))
+    )
+
+
 def request_kill(session: Session, *, job_id: str) -> Job:
     """Kill a job: at once when no process runs yet, else flag it for its worker to kill the process group."""
     job = get_job(session, job_id=job_id)
@@ -378,46 +443,6 @@ def request_kill(session: Session, *, job_id: str) -> Job:
         job.updated_at = utcnow()
     session.flush()
     return job
-
-
-def _job_dir(job: Job) -> Path:
-    if not job.work_dir:
-        raise NotFound(f"job {job.id!r} has no working directory yet (status {job.status})")
-    return Path(job.work_dir).resolve()
-
-
-def list_output(session: Session, *, job_id: str) -> list[OutputEntry]:
-    """Files and directories under the job's working directory (at most MAX_OUTPUT_ENTRIES)."""
-    root = _job_dir(get_job(session, job_id=job_id))
-    entries: list[OutputEntry] = []
-    if not root.is_dir():
-        return entries
-    for path in sorted(root.rglob("*")):
-        if len(entries) >= MAX_OUTPUT_ENTRIES:
-            break
-        relative = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            continue  # a job's symlinks may point anywhere; they are not served
-        if path.is_dir():
-            entries.append(OutputEntry(path=relative, type="directory", size=None))
-        elif path.is_file():
-            entries.append(OutputEntry(path=relative, type="file", size=path.stat().st_size))
-    return entries
-
-
-def output_file(session: Session, *, job_id: str, path: str) -> Path:
-    """The file ``path`` inside the job's working directory; anything that would leave it is refused."""
-    root = _job_dir(get_job(session, job_id=job_id))
-    if not path or path.startswith("/") or "\x00" in path or ".." in Path(path).parts or "\\" in path:
-        raise InvalidInput(
-            f"path {path!r} must be relative to the job directory, without '..'", detail={"field": "path"}
-        )
-    target = (root / path).resolve()
-    if not target.is_relative_to(root):
-        raise InvalidInput(f"path {path!r} leaves the job directory", detail={"field": "path"})
-    if not target.is_file():
-        raise NotFound(f"job {job_id!r} has no file {path!r}", detail={"field": "path"})
-    return target
 
 
 # ------------------------------------------------------------------------------ the queue
@@ -490,8 +515,34 @@ def heartbeat(session: Session, *, worker_id: str, job_pks: list[int], now: dt.d
         )
 
 
-def reap_lost_jobs(session: Session, *, timeout_seconds: float, now: dt.datetime | None = None) -> list[str]:
-    """Fail the held jobs whose worker has not heartbeated for ``timeout_seconds``: "worker lost"."""
+@dataclass(frozen=True)
+class LostJob:
+    """A job whose worker stopped heartbeating: what became of it, and where its process may still run."""
+
+    id: str
+    host: str | None
+    pid: int | None
+    requeued: bool
+
+
+def end_attempt(
+    session: Session, *, job: Job, outcome: JobStatus, reason: str | None, now: dt.datetime | None = None
+) -> None:
+    """Record how the job's current attempt ended."""
+    session.execute(
+        update(JobAttempt)
+        .where(JobAttempt.job_pk == job.pk, JobAttempt.attempt == job.attempt, JobAttempt.ended_at.is_(None))
+        .values(outcome=outcome.value, reason=reason, exit_code=job.exit_code, ended_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def reap_lost_jobs(session: Session, *, timeout_seconds: float, now: dt.datetime | None = None) -> list[LostJob]:
+    """Deal with held jobs whose worker has not heartbeated for ``timeout_seconds``.
+
+    A job with attempts left is re-queued (RESOLVED, attempt + 1); any other is FAILED "worker lost"
+    (KILLED when a kill was already asked for).
+    """
     now = now or utcnow()
     cutoff = now - dt.timedelta(seconds=timeout_seconds)
     stmt = (
@@ -502,8 +553,23 @@ def reap_lost_jobs(session: Session, *, timeout_seconds: float, now: dt.datetime
     )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    lost = list(session.scalars(stmt))
-    for job in lost:
-        transition(job, JobStatus.FAILED, "worker lost", session=session, now=now)
+    lost: list[LostJob] = []
+    for job in session.scalars(stmt):
+        lost.append(LostJob(id=job.id, host=job.host, pid=job.pid, requeued=False))
+        if job.kill_requested:
+            end_attempt(session, job=job, outcome=JobStatus.KILLED, reason="worker lost", now=now)
+            transition(job, JobStatus.KILLED, "worker lost while the job was being killed", session=session, now=now)
+        elif job.attempt < job.max_attempts:
+            end_attempt(session, job=job, outcome=JobStatus.FAILED, reason="worker lost", now=now)
+            job.attempt += 1
+            job.worker_id = job.pid = job.heartbeat_at = job.exit_code = None
+            reason = f"worker lost; re-queued for attempt {job.attempt} of {job.max_attempts}"
+            transition(job, JobStatus.RESOLVED, reason, session=session, now=now)
+            lost[-1] = LostJob(id=job.id, host=job.host, pid=lost[-1].pid, requeued=True)
+        else:
+            end_attempt(session, job=job, outcome=JobStatus.FAILED, reason="worker lost", now=now)
+            transition(job, JobStatus.FAILED, "worker lost", session=session, now=now)
+    if any(job.requeued for job in lost):
+        notify_workers(session)
     session.flush()
-    return [job.id for job in lost]
+    return lost

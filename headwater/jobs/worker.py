@@ -2,12 +2,14 @@
 directory, heartbeats, enforces timeouts and kill requests on the whole group, records how each job ended,
 and fails jobs whose worker stopped heartbeating ("worker lost").
 
-One loop iteration is :meth:`JobWorker.run_once`; each step opens its own short transaction.
+One loop iteration is :meth:`JobWorker.run_once`; each step opens its own short transaction, and jobs
+claimed or ended together share one. Between iterations the worker waits for work (:mod:`wakeup`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import signal
@@ -20,14 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
 from headwater.errors import HeadwaterError
-from headwater.jobs import service
+from headwater.jobs import applications, service, workspace
+from headwater.jobs.applications import AppSetup
 from headwater.jobs.engines import EngineError, JobContext, engine_for
-from headwater.jobs.models import Cluster, Command, Job, JobStatus
+from headwater.jobs.models import Cluster, Command, Job, JobAttempt, JobStatus
+from headwater.jobs.wakeup import Wakeup, open_pidfd
+from headwater.settings import Settings
 
 __all__ = ["JobWorker", "WorkerThread"]
 
@@ -40,17 +45,43 @@ PRODUCER = "https://github.com/headwater/headwater/jobs"
 class _Running:
     pk: int
     job_id: str
+    attempt: int
     process: subprocess.Popen[bytes]
     files: list[IO[bytes]]
     deadline: float | None
+    pidfd: int | None = None
     kill_reason: str | None = None
     kill_sent_at: float | None = None
+
+
+@dataclass
+class _Prepared:
+    pk: int
+    job_id: str
+    attempt: int
+    argv: list[str]
+    env: dict[str, str]
+    work_dir: Path
+    timeout: int | None
+    job_env: dict[str, str]
+    attachments: list[tuple[str, bytes]]
+    applications: list[AppSetup]
 
 
 def kill_group(pgid: int, sig: int) -> None:
     """Signal a whole process group; a group already gone is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _runs_job(pid: int, job_id: str) -> bool:
+    """Whether process ``pid`` is still the leader of job ``job_id`` (its environment names the job), so a
+    reused pid is never killed."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"HEADWATER_JOB_ID={job_id}".encode() in environ.split(b"\x00")
 
 
 class JobWorker:
@@ -66,6 +97,10 @@ class JobWorker:
         heartbeat_interval: float = 5.0,
         heartbeat_timeout: float = 60.0,
         kill_grace: float = 5.0,
+        poll_interval: float = 0.5,
+        retention: dt.timedelta | None = None,
+        retention_interval: float = 300.0,
+        archive_dir: Path | None = None,
     ) -> None:
         self.factory = factory
         self.jobs_dir = (data_dir / "jobs").resolve()
@@ -75,17 +110,50 @@ class JobWorker:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.kill_grace = kill_grace
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self.retention_interval = retention_interval
+        self.archive_dir = (archive_dir or data_dir / "jobs-archive").resolve()
         self.running: dict[int, _Running] = {}
         self._last_heartbeat = 0.0
+        self._last_reap = 0.0
+        self._last_kill_check = 0.0
+        self._last_cleanup = 0.0
+        bind = factory.kw.get("bind")
+        self._wakeup = Wakeup(bind if isinstance(bind, Engine) else None)
+
+    @classmethod
+    def from_settings(
+        cls, factory: sessionmaker[Session], settings: Settings, *, slots: int | None = None
+    ) -> JobWorker:
+        """A worker configured by the ``HEADWATER_JOBS_*`` settings."""
+        days = settings.jobs_retention_days
+        return cls(
+            factory,
+            data_dir=settings.data_dir,
+            slots=slots or settings.jobs_worker_slots,
+            heartbeat_interval=settings.jobs_heartbeat_interval,
+            heartbeat_timeout=settings.jobs_heartbeat_timeout,
+            kill_grace=settings.jobs_kill_grace,
+            poll_interval=settings.jobs_poll_interval,
+            retention=dt.timedelta(days=days) if days > 0 else None,
+            retention_interval=settings.jobs_retention_interval,
+            archive_dir=settings.resolved_jobs_archive_dir,
+        )
 
     # -------------------------------------------------------------------------------- the loop
 
     def run_once(self) -> None:
-        """One iteration: reap lost jobs, finish exited ones, act on kills and timeouts, heartbeat, claim."""
-        with session_scope(self.factory) as session:
-            lost = service.reap_lost_jobs(session, timeout_seconds=self.heartbeat_timeout)
-        if lost:
-            log.warning("jobs whose worker was lost, now FAILED: %s", ", ".join(lost))
+        """One iteration: reap lost jobs, finish exited ones, act on kills and timeouts, heartbeat, claim,
+        and now and then remove expired job directories."""
+        now = time.monotonic()
+        # Reaping scans for stale heartbeats, which cannot appear faster than the heartbeat interval.
+        if now - self._last_reap >= min(self.heartbeat_interval, self.heartbeat_timeout / 4):
+            self._last_reap = now
+            with session_scope(self.factory) as session:
+                lost = service.reap_lost_jobs(session, timeout_seconds=self.heartbeat_timeout)
+            if lost:
+                self._kill_orphans(lost)
         self._finish_exited()
         self._enforce_kills()
         self._heartbeat()
@@ -93,8 +161,38 @@ class JobWorker:
         if free > 0:
             with session_scope(self.factory) as session:
                 claimed = [job.pk for job in service.claim_jobs(session, worker_id=self.worker_id, slots=free)]
-            for pk in claimed:
-                self._start(pk)
+            if claimed:
+                self._start(claimed)
+        if self.retention is not None and now - self._last_cleanup >= self.retention_interval:
+            self._last_cleanup = now
+            self.clean_expired()
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Sleep until a job is queued (PostgreSQL), one of this worker's processes exits, or ``timeout``."""
+        self._wakeup.wait(timeout, [run.pidfd for run in self.running.values() if run.pidfd is not None])
+
+    def serve(self, stop: threading.Event) -> None:
+        """Loop until ``stop`` is set (the CLI worker and the server's in-process worker)."""
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # one bad iteration (a database blip) must not end the worker
+                log.exception("job worker iteration failed")
+                stop.wait(self.poll_interval)
+                continue
+            self.wait_for_work(self.poll_interval)
+
+    def clean_expired(self) -> list[str]:
+        """Remove this worker's job directories older than the retention period (archiving logs if asked)."""
+        if self.retention is None:
+            return []
+        with session_scope(self.factory) as session:
+            cleaned = workspace.clean_expired_jobs(
+                session, host=self.host, jobs_dir=self.jobs_dir, retention=self.retention, archive_dir=self.archive_dir
+            )
+        if cleaned:
+            log.info("removed %d expired job director(ies)", len(cleaned))
+        return cleaned
 
     def drain(self, timeout: float = 60.0, interval: float = 0.1) -> None:
         """Run the loop until no job is running or queued for this worker (tests, and the CLI's --once)."""
@@ -114,26 +212,86 @@ class JobWorker:
         for run in list(self.running.values()):
             run.process.wait()
         self._finish_exited()
+        self._wakeup.close()
 
     def _queued(self) -> bool:
         with session_scope(self.factory) as session:
             return session.scalar(select(Job.pk).where(Job.status == JobStatus.RESOLVED.value).limit(1)) is not None
 
+    def _kill_orphans(self, lost: list[service.LostJob]) -> None:
+        # A worker killed with SIGKILL leaves its jobs' process groups running; on this host, end them so a
+        # re-queued job never runs twice at once.
+        for job in lost:
+            log.warning("job %s lost its worker; %s", job.id, "re-queued" if job.requeued else "now final")
+            owned = any(run.job_id == job.id for run in self.running.values())
+            if job.host == self.host and job.pid and not owned and _runs_job(job.pid, job.id):
+                kill_group(job.pid, signal.SIGKILL)
+
     # -------------------------------------------------------------------------------- starting
 
-    def _start(self, pk: int) -> None:
-        try:
-            with session_scope(self.factory) as session:
-                job = session.get(Job, pk)
+    def _start(self, pks: list[int]) -> None:
+        """Start claimed jobs: one transaction moves them all to INIT, one records them all RUNNING."""
+        prepared: list[_Prepared] = []
+        with session_scope(self.factory) as session:
+            for pk in pks:
+                item = self._prepare(session, pk)
+                if item is not None:
+                    prepared.append(item)
+        started: list[tuple[_Running, str]] = []
+        failed: list[tuple[int, str]] = []
+        for item in prepared:
+            outcome = self._launch(item)
+            if isinstance(outcome, str):
+                failed.append((item.pk, outcome))
+            else:
+                started.append((outcome, " ".join(item.argv)[:200]))
+        if not started and not failed:
+            return
+        with session_scope(self.factory) as session:
+            now = utcnow()
+            for run, _ in started:
+                job = session.get(Job, run.pk)
                 assert job is not None
+                if job.worker_id != self.worker_id or job.status != JobStatus.INIT.value:
+                    run.kill_reason = "claimed by another worker meanwhile"
+                    continue
+                job.pid = run.process.pid
+                job.started_at = now
+                job.heartbeat_at = now
+                session.add(
+                    JobAttempt(
+                        job_pk=job.pk,
+                        attempt=run.attempt,
+                        worker_id=self.worker_id,
+                        host=self.host,
+                        pid=run.process.pid,
+                        started_at=now,
+                    )
+                )
+                reason = f"pid {run.process.pid} on {self.host}"
+                if job.max_attempts > 1:
+                    reason += f" (attempt {run.attempt} of {job.max_attempts})"
+                service.transition(job, JobStatus.RUNNING, reason, session=session, now=now)
+                if job.kill_requested:
+                    run.kill_reason = "killed by request"
+            for pk, reason in failed:
+                self._fail(session, pk, reason)
+        for run, argv in started:
+            log.info("job %s started: pid %s: %s", run.job_id, run.process.pid, argv)
+
+    def _prepare(self, session: Session, pk: int) -> _Prepared | None:
+        job = session.get(Job, pk)
+        assert job is not None
+        try:
+            with session.begin_nested():
                 cluster = session.get(Cluster, job.cluster_id) if job.cluster_id else None
                 command = session.get(Command, job.command_id) if job.command_id else None
                 if cluster is None or command is None:
                     raise EngineError("its cluster or command was deleted before it started")
+                setups = applications.setup_of_command(session, command_id=command.id)
                 work_dir = self.jobs_dir / _safe_dir_name(job.id)
                 job.work_dir = str(work_dir)
                 job.host = self.host
-                service.transition(job, JobStatus.INIT, f"preparing {work_dir}", session=session)
                 context = JobContext(
                     job_id=job.id,
                     job_name=job.name,
@@ -143,26 +301,46 @@ class JobWorker:
                     cluster_config=dict(cluster.config or {}),
                 )
                 launch = engine_for(cluster.type).launch(context)
-                environment = {str(k): str(v) for k, v in (job.request.get("environment") or {}).items()}
-                timeout = job.timeout_seconds
-                job_id = job.id
+                attachments = workspace.attachments_of(session, job_pk=job.pk)
         except (EngineError, HeadwaterError, OSError) as exc:
-            self._fail_start(pk, f"could not prepare the job: {exc}")
-            return
-        work_dir.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            **launch.env,
-            **environment,
-            "HEADWATER_JOB_ID": job_id,
-            "HEADWATER_JOB_DIR": str(work_dir),
-        }
-        stdout = (work_dir / "stdout").open("wb")
-        stderr = (work_dir / "stderr").open("wb")
+            self._fail(session, pk, f"could not prepare the job: {getattr(exc, 'message', exc)}")
+            return None
+        service.transition(job, JobStatus.INIT, f"preparing {work_dir}", session=session)
+        return _Prepared(
+            pk=pk,
+            job_id=job.id,
+            attempt=job.attempt,
+            argv=launch.argv,
+            env={
+                **launch.env,
+                "HEADWATER_JOB_ID": job.id,
+                "HEADWATER_JOB_DIR": str(work_dir),
+                "HEADWATER_JOB_ATTEMPT": str(job.attempt),
+            },
+            work_dir=work_dir,
+            timeout=job.timeout_seconds,
+            job_env={str(k): str(v) for k, v in (job.request.get("environment") or {}).items()},
+            attachments=attachments,
+            applications=setups,
+        )
+
+    def _launch(self, item: _Prepared) -> _Running | str:
+        """Prepare the directory and start the process group; a string says why it could not start."""
+        try:
+            prepared = workspace.prepare_workspace(
+                item.work_dir, attempt=item.attempt, attachments=item.attachments, applications=item.applications
+            )
+        except workspace.WorkspaceError as exc:
+            return f"could not prepare the job: {exc}"
+        # The job's own environment wins over its applications', which win over the engine's.
+        env = {**os.environ, **item.env, **prepared.environment, **item.job_env}
+        env.update({k: v for k, v in item.env.items() if k.startswith("HEADWATER_JOB_")})
+        stdout = (item.work_dir / "stdout").open("wb")
+        stderr = (item.work_dir / "stderr").open("wb")
         try:
             process = subprocess.Popen(
-                launch.argv,
-                cwd=work_dir,
+                item.argv,
+                cwd=item.work_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
@@ -172,37 +350,39 @@ class JobWorker:
         except OSError as exc:
             stdout.close()
             stderr.close()
-            self._fail_start(pk, f"could not start {launch.argv[0]!r}: {exc}")
-            return
-        deadline = time.monotonic() + timeout if timeout else None
-        self.running[pk] = _Running(pk=pk, job_id=job_id, process=process, files=[stdout, stderr], deadline=deadline)
-        with session_scope(self.factory) as session:
-            job = session.get(Job, pk)
-            assert job is not None
-            job.pid = process.pid
-            job.started_at = utcnow()
-            job.heartbeat_at = job.started_at
-            service.transition(job, JobStatus.RUNNING, f"pid {process.pid} on {self.host}", session=session)
-            if job.kill_requested:
-                self.running[pk].kill_reason = "killed by request"
-        log.info("job %s started: pid %s", job_id, process.pid)
+            return f"could not start {item.argv[0]!r}: {exc}"
+        deadline = time.monotonic() + item.timeout if item.timeout else None
+        run = _Running(
+            pk=item.pk,
+            job_id=item.job_id,
+            attempt=item.attempt,
+            process=process,
+            files=[stdout, stderr],
+            deadline=deadline,
+            pidfd=open_pidfd(process.pid),
+        )
+        self.running[item.pk] = run
+        return run
 
-    def _fail_start(self, pk: int, reason: str) -> None:
-        with session_scope(self.factory) as session:
-            job = session.get(Job, pk)
-            if job is not None and job.status not in {s.value for s in service.FINAL_STATUSES}:
-                service.transition(job, JobStatus.FAILED, reason, session=session)
+    def _fail(self, session: Session, pk: int, reason: str) -> None:
+        job = session.get(Job, pk)
+        if job is not None and job.status not in {s.value for s in service.FINAL_STATUSES}:
+            service.transition(job, JobStatus.FAILED, reason, session=session)
 
     # -------------------------------------------------------------------------------- running
 
     def _enforce_kills(self) -> None:
         if not self.running:
             return
-        with session_scope(self.factory) as session:
-            flagged = set(
-                session.scalars(select(Job.pk).where(Job.pk.in_(list(self.running)), Job.kill_requested.is_(True)))
-            )
         now = time.monotonic()
+        flagged: set[int] = set()
+        # Kill requests come from the database; reading them every poll interval bounds how late they act.
+        if now - self._last_kill_check >= self.poll_interval:
+            self._last_kill_check = now
+            with session_scope(self.factory) as session:
+                flagged = set(
+                    session.scalars(select(Job.pk).where(Job.pk.in_(list(self.running)), Job.kill_requested.is_(True)))
+                )
         for pk, run in self.running.items():
             if run.kill_reason is None and pk in flagged:
                 run.kill_reason = "killed by request"
@@ -225,6 +405,7 @@ class JobWorker:
         self._last_heartbeat = now
 
     def _finish_exited(self) -> None:
+        ended: list[tuple[_Running, int]] = []
         for pk, run in list(self.running.items()):
             code = run.process.poll()
             if code is None:
@@ -234,26 +415,46 @@ class JobWorker:
                 kill_group(run.process.pid, signal.SIGKILL)
             for handle in run.files:
                 handle.close()
+            if run.pidfd is not None:
+                os.close(run.pidfd)
             del self.running[pk]
-            self._record_end(pk, run, code)
-
-    def _record_end(self, pk: int, run: _Running, code: int) -> None:
+            ended.append((run, code))
+        if not ended:
+            return
+        # One transaction records every job that ended since the last loop.
         with session_scope(self.factory) as session:
-            job = session.get(Job, pk)
-            if job is None or job.status in {s.value for s in service.FINAL_STATUSES}:
-                return  # reaped meanwhile (this worker was presumed lost)
-            job.exit_code = code
-            if run.kill_reason == "timed out":
-                status, reason = JobStatus.KILLED, f"timed out after {job.timeout_seconds} s"
-            elif run.kill_reason is not None:
-                status, reason = JobStatus.KILLED, run.kill_reason
-            elif code == 0:
-                status, reason = JobStatus.SUCCEEDED, "exit code 0"
-            else:
-                status, reason = JobStatus.FAILED, f"exit code {code}"
-            if status is JobStatus.SUCCEEDED:
-                reason = _record_lineage(session, job) or reason
-            service.transition(job, status, reason, session=session)
+            for run, code in ended:
+                self._record_end(session, run, code)
+            service.notify_workers(session)  # a cluster slot is free
+
+    def _record_end(self, session: Session, run: _Running, code: int) -> None:
+        job = session.get(Job, run.pk)
+        if (
+            job is None
+            or job.status in {s.value for s in service.FINAL_STATUSES}
+            or job.worker_id != self.worker_id
+            or job.attempt != run.attempt
+        ):
+            return  # reaped meanwhile (this worker was presumed lost), perhaps re-queued and run elsewhere
+        job.exit_code = code
+        if run.kill_reason == "timed out":
+            status, reason = JobStatus.KILLED, f"timed out after {job.timeout_seconds} s"
+        elif run.kill_reason is not None:
+            status, reason = JobStatus.KILLED, run.kill_reason
+        elif code == 0:
+            status, reason = JobStatus.SUCCEEDED, "exit code 0"
+        else:
+            status, reason = JobStatus.FAILED, f"exit code {code}"
+        if status is JobStatus.SUCCEEDED:
+            try:
+                with session.begin_nested():
+                    reason = _record_lineage(session, job) or reason
+            except Exception as exc:  # several jobs end in one transaction: one's lineage must not undo the rest
+                log.exception("job %s: recording its lineage failed", run.job_id)
+                reason = f"exit code 0; lineage not recorded: {exc}"
+        now = utcnow()
+        service.end_attempt(session, job=job, outcome=status, reason=reason, now=now)
+        service.transition(job, status, reason, session=session, now=now)
         log.info("job %s ended %s (exit code %s)", run.job_id, status.value, code)
 
 
@@ -312,9 +513,5 @@ class WorkerThread:
         self.worker.shutdown()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.worker.run_once()
-            except Exception:  # one bad iteration must not end the worker
-                log.exception("job worker iteration failed")
-            self._stop.wait(self.interval)
+        self.worker.poll_interval = self.interval
+        self.worker.serve(self._stop)

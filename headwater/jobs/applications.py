@@ -1,0 +1,147 @@
+"""Applications (Genie's): the files and environment a command needs, CRUD and the ordered command links.
+
+Functions take ``session`` keyword-only and flush only; the edge commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from headwater.db import utcnow
+from headwater.errors import Conflict, InvalidInput, NotFound
+from headwater.jobs.models import Application, ApplicationStatus, Command, CommandApplication
+from headwater.jobs.schemas import ApplicationCreate, ApplicationUpdate
+from headwater.pagination import PageResult, SortKey, paginate
+
+__all__ = [
+    "AppSetup",
+    "create_application",
+    "delete_application",
+    "get_application",
+    "list_applications",
+    "set_command_applications",
+    "setup_of_command",
+    "update_application",
+]
+
+APPLICATION_SORTS = {
+    "name": SortKey(Application.name, Application.id),
+    "id": SortKey(Application.id, Application.id, kind="int"),
+}
+
+
+@dataclass(frozen=True)
+class AppSetup:
+    """What a job needs of one application: where its files come from and the environment it sets."""
+
+    name: str
+    files: list[str]
+    environment: dict[str, str]
+
+
+def create_application(session: Session, *, data: ApplicationCreate) -> Application:
+    """Register an application; a taken name is a Conflict."""
+    if session.scalar(select(Application.id).where(Application.name == data.name)) is not None:
+        raise Conflict(f"an application named {data.name!r} already exists", detail={"field": "name"})
+    now = utcnow()
+    application = Application(**data.model_dump(mode="json"), created_at=now, updated_at=now)
+    session.add(application)
+    session.flush()
+    return application
+
+
+def get_application(session: Session, *, name: str) -> Application:
+    """The application called ``name``."""
+    application = session.scalar(select(Application).where(Application.name == name))
+    if application is None:
+        raise NotFound(f"no application named {name!r}", detail={"field": "name"})
+    return application
+
+
+def update_application(session: Session, *, name: str, data: ApplicationUpdate) -> Application:
+    """Change the given fields of an application."""
+    application = get_application(session, name=name)
+    changes = data.model_dump(mode="json", exclude_unset=True)
+    if "dependencies" in changes or "configs" in changes:
+        # Re-check distinct file names on the merged result, as creation does.
+        ApplicationCreate.model_validate(
+            {
+                "name": application.name,
+                "dependencies": changes.get("dependencies", application.dependencies),
+                "configs": changes.get("configs", application.configs),
+            }
+        )
+    for key, value in changes.items():
+        setattr(application, key, value)
+    application.updated_at = utcnow()
+    session.flush()
+    return application
+
+
+def delete_application(session: Session, *, name: str) -> None:
+    """Remove an application; refused while a command needs it."""
+    application = get_application(session, name=name)
+    users = list(
+        session.scalars(
+            select(Command.name)
+            .join(CommandApplication, CommandApplication.command_id == Command.id)
+            .where(CommandApplication.application_id == application.id)
+            .order_by(Command.name)
+            .limit(10)
+        )
+    )
+    if users:
+        raise Conflict(
+            f"application {name!r} is needed by command(s) {users}; remove it from them first",
+            detail={"field": "name"},
+        )
+    session.delete(application)
+    session.flush()
+
+
+def list_applications(session: Session, *, sort: str, cursor: str | None, limit: int) -> PageResult[Application]:
+    """One page of applications."""
+    return paginate(session, select(Application), sorts=APPLICATION_SORTS, sort=sort, cursor=cursor, limit=limit)
+
+
+def set_command_applications(session: Session, *, command: Command, names: list[str]) -> None:
+    """Make ``names`` (in order) the applications ``command`` needs; unknown names are refused."""
+    found = {
+        name: app_id
+        for app_id, name in session.execute(select(Application.id, Application.name).where(Application.name.in_(names)))
+    }
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise InvalidInput(f"no application named {missing[0]!r}", detail={"field": "applications"})
+    session.execute(delete(CommandApplication).where(CommandApplication.command_id == command.id))
+    session.add_all(
+        CommandApplication(command_id=command.id, position=index, application_id=found[name])
+        for index, name in enumerate(names)
+    )
+    session.flush()
+    session.expire(command, ["applications"])
+
+
+def setup_of_command(session: Session, *, command_id: int) -> list[AppSetup]:
+    """The applications a command needs, in order; an INACTIVE one is an InvalidInput naming it."""
+    rows = session.scalars(
+        select(Application)
+        .join(CommandApplication, CommandApplication.application_id == Application.id)
+        .where(CommandApplication.command_id == command_id)
+        .order_by(CommandApplication.position)
+        .limit(50)
+    ).all()
+    for application in rows:
+        if application.status == ApplicationStatus.INACTIVE.value:
+            raise InvalidInput(f"its command needs application {application.name!r}, which is INACTIVE")
+    return [
+        AppSetup(
+            name=a.name,
+            files=[*a.dependencies, *a.configs],
+            environment={str(k): str(v) for k, v in a.environment.items()},
+        )
+        for a in rows
+    ]

@@ -1,0 +1,320 @@
+"""A job's working directory: preparing it (attachments, application files), reading it (output listing,
+downloads, live log tails) and removing it after the retention period (archiving its logs when asked).
+
+Database functions take ``session`` keyword-only and flush only; the file-system steps are idempotent so a
+pass interrupted half-way is finished by the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import shutil
+import tarfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from headwater.db import session_scope, utcnow
+from headwater.errors import InvalidInput, NotFound
+from headwater.jobs.applications import AppSetup
+from headwater.jobs.models import FINAL_STATUSES, Job, JobAttachment, JobStatus
+from headwater.jobs.schemas import OutputEntry
+from headwater.jobs.service import get_job
+
+__all__ = [
+    "LOG_STREAMS",
+    "archive_file",
+    "follow_log",
+    "LogChunk",
+    "PreparedWorkspace",
+    "WorkspaceError",
+    "attachments_of",
+    "clean_expired_jobs",
+    "list_output",
+    "output_file",
+    "prepare_workspace",
+    "read_log",
+]
+
+log = logging.getLogger("headwater.jobs.workspace")
+
+MAX_OUTPUT_ENTRIES = 1000
+LOG_STREAMS = ("stdout", "stderr")
+MAX_LOG_CHUNK = 1024 * 1024
+
+
+class WorkspaceError(Exception):
+    """The job directory could not be prepared (an application file missing, a disk error)."""
+
+
+# ------------------------------------------------------------------------------------- reading
+
+
+def _job_dir(job: Job) -> Path:
+    if job.cleaned_at is not None:
+        archived = f"; its logs were archived to {job.archive_path}" if job.archive_path else ""
+        raise NotFound(f"job {job.id!r}'s directory was removed after the retention period{archived}")
+    if not job.work_dir:
+        raise NotFound(f"job {job.id!r} has no working directory yet (status {job.status})")
+    return Path(job.work_dir).resolve()
+
+
+def list_output(session: Session, *, job_id: str) -> list[OutputEntry]:
+    """Files and directories under the job's working directory (at most MAX_OUTPUT_ENTRIES)."""
+    root = _job_dir(get_job(session, job_id=job_id))
+    entries: list[OutputEntry] = []
+    if not root.is_dir():
+        return entries
+    for path in sorted(root.rglob("*")):
+        if len(entries) >= MAX_OUTPUT_ENTRIES:
+            break
+        relative = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            continue  # a job's symlinks may point anywhere; they are not served
+        if path.is_dir():
+            entries.append(OutputEntry(path=relative, type="directory", size=None))
+        elif path.is_file():
+            entries.append(OutputEntry(path=relative, type="file", size=path.stat().st_size))
+    return entries
+
+
+def output_file(session: Session, *, job_id: str, path: str) -> Path:
+    """The file ``path`` inside the job's working directory; anything that would leave it is refused."""
+    root = _job_dir(get_job(session, job_id=job_id))
+    if not path or path.startswith("/") or "\x00" in path or ".." in Path(path).parts or "\\" in path:
+        raise InvalidInput(
+            f"path {path!r} must be relative to the job directory, without '..'", detail={"field": "path"}
+        )
+    target = (root / path).resolve()
+    if not target.is_relative_to(root):
+        raise InvalidInput(f"path {path!r} leaves the job directory", detail={"field": "path"})
+    if not target.is_file():
+        raise NotFound(f"job {job_id!r} has no file {path!r}", detail={"field": "path"})
+    return target
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """Bytes of a job's log from an offset, where to continue, and whether more can ever come."""
+
+    data: bytes
+    offset: int
+    next_offset: int
+    size: int
+    status: JobStatus
+    finished: bool
+
+
+def read_log(session: Session, *, job_id: str, stream: str, offset: int, limit: int = MAX_LOG_CHUNK) -> LogChunk:
+    """Up to ``limit`` bytes of the job's ``stream`` from ``offset``: the live tail while it runs.
+
+    ``finished`` is true once the job is final: its worker closed the file before recording the end, so
+    nothing is written after that and a client that reached ``size`` has everything.
+    """
+    if stream not in LOG_STREAMS:
+        raise NotFound(f"no log {stream!r}; the logs are {', '.join(LOG_STREAMS)}", detail={"field": "stream"})
+    if offset < 0:
+        raise InvalidInput(f"offset {offset} must be 0 or more", detail={"field": "offset"})
+    job = get_job(session, job_id=job_id)
+    status = JobStatus(job.status)
+    finished = status in FINAL_STATUSES
+    if job.work_dir is None and job.cleaned_at is None:
+        return LogChunk(data=b"", offset=offset, next_offset=offset, size=0, status=status, finished=finished)
+    path = _job_dir(job) / stream
+    data, size = b"", 0
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        handle.seek(min(offset, size))
+        data = handle.read(max(0, min(limit, MAX_LOG_CHUNK, size - offset)))
+    if offset > size:
+        raise InvalidInput(f"offset {offset} is past the end of {stream} ({size} bytes)", detail={"field": "offset"})
+    return LogChunk(
+        data=data, offset=offset, next_offset=offset + len(data), size=size, status=status, finished=finished
+    )
+
+
+async def follow_log(
+    factory: sessionmaker[Session],
+    *,
+    job_id: str,
+    stream: str,
+    offset: int,
+    poll_seconds: float = 0.25,
+    max_seconds: float = 3600.0,
+) -> AsyncIterator[bytes]:
+    """The log's bytes from ``offset`` as they are written, until the job is final (or ``max_seconds``
+    pass: the client then continues from the offset it reached). Reads run in worker threads."""
+    deadline = time.monotonic() + max_seconds
+
+    def read(at: int) -> LogChunk:
+        with session_scope(factory) as session:
+            return read_log(session, job_id=job_id, stream=stream, offset=at)
+
+    while True:
+        chunk = await anyio.to_thread.run_sync(read, offset)
+        if chunk.data:
+            offset = chunk.next_offset
+            yield chunk.data
+            continue  # drain what is there before sleeping
+        if chunk.finished or time.monotonic() >= deadline:
+            return
+        await anyio.sleep(poll_seconds)
+
+
+def archive_file(session: Session, *, job_id: str) -> Path:
+    """The tarball a job's logs were archived to."""
+    job = get_job(session, job_id=job_id)
+    if job.archive_path is None or not Path(job.archive_path).is_file():
+        raise NotFound(
+            f"job {job_id!r} has no log archive: it is made when retention removes the directory of a job "
+            "submitted with archive_logs=true"
+        )
+    return Path(job.archive_path)
+
+
+# ------------------------------------------------------------------------------------ preparing
+
+
+def attachments_of(session: Session, *, job_pk: int) -> list[tuple[str, bytes]]:
+    """The files submitted with the job (bounded by the submission limits)."""
+    rows = session.execute(
+        select(JobAttachment.name, JobAttachment.content)
+        .where(JobAttachment.job_pk == job_pk)
+        .order_by(JobAttachment.id)
+        .limit(1000)
+    )
+    return [(name, bytes(content)) for name, content in rows]
+
+
+@dataclass(frozen=True)
+class PreparedWorkspace:
+    """The directory made ready for one attempt, and the environment its applications set."""
+
+    path: Path
+    environment: dict[str, str]
+
+
+def prepare_workspace(
+    work_dir: Path, *, attempt: int, attachments: Sequence[tuple[str, bytes]], applications: Sequence[AppSetup]
+) -> PreparedWorkspace:
+    """Create the job directory: earlier attempts' logs moved aside, attachments written, application
+    files copied to ``applications/<name>/`` and their environment resolved (``{app_dir}`` substituted).
+    """
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        if attempt > 1:
+            _keep_previous_logs(work_dir, attempt - 1)
+        for name, content in attachments:
+            target = work_dir / name
+            target.unlink(missing_ok=True)  # never write through a link an earlier attempt left there
+            target.write_bytes(content)
+        environment: dict[str, str] = {}
+        if applications:
+            environment["HEADWATER_APPLICATIONS_DIR"] = str(work_dir / "applications")
+        for app in applications:
+            app_dir = work_dir / "applications" / app.name
+            app_dir.mkdir(parents=True, exist_ok=True)
+            for ref in app.files:
+                _copy_in(Path(ref.removeprefix("file://")), app_dir, app.name)
+            for key, value in app.environment.items():
+                environment[key] = value.replace("{app_dir}", str(app_dir))
+    except OSError as exc:
+        raise WorkspaceError(f"could not prepare {work_dir}: {exc}") from exc
+    return PreparedWorkspace(path=work_dir, environment=environment)
+
+
+def _keep_previous_logs(work_dir: Path, previous: int) -> None:
+    # The same host ran the earlier attempt: keep its logs beside the new ones rather than overwrite them.
+    present = [work_dir / stream for stream in LOG_STREAMS if (work_dir / stream).exists()]
+    if not present:
+        return
+    target = work_dir / "attempts" / str(previous)
+    target.mkdir(parents=True, exist_ok=True)
+    for path in present:
+        path.replace(target / path.name)
+
+
+def _copy_in(source: Path, app_dir: Path, app_name: str) -> None:
+    target = app_dir / source.name
+    if target.exists():
+        return  # a retry on the same host already copied it
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=True)
+    elif source.is_file():
+        shutil.copy2(source, target)
+    else:
+        raise WorkspaceError(f"application {app_name!r} needs {str(source)!r}, which does not exist on this host")
+
+
+# ------------------------------------------------------------------------------------ retention
+
+
+def clean_expired_jobs(
+    session: Session,
+    *,
+    host: str,
+    jobs_dir: Path,
+    retention: dt.timedelta,
+    archive_dir: Path,
+    now: dt.datetime | None = None,
+    limit: int = 100,
+) -> list[str]:
+    """Remove the directories of finished jobs older than ``retention`` that ran on this host under
+    ``jobs_dir``, archiving their logs first when the job asked for it; the ids of the jobs cleaned.
+    """
+    now = now or utcnow()
+    stmt = (
+        select(Job)
+        .where(
+            Job.host == host,
+            Job.finished_at < now - retention,
+            Job.cleaned_at.is_(None),
+            Job.work_dir.is_not(None),
+            Job.status.in_([s.value for s in FINAL_STATUSES]),
+        )
+        .order_by(Job.finished_at, Job.pk)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    root = jobs_dir.resolve()
+    cleaned: list[str] = []
+    for job in session.scalars(stmt):
+        assert job.work_dir is not None
+        work_dir = Path(job.work_dir).resolve()
+        if not work_dir.is_relative_to(root) or work_dir == root:
+            continue  # another worker's directory on this host: that worker cleans it
+        if job.archive_logs and work_dir.is_dir():
+            job.archive_path = str(_archive_logs(job.id, work_dir, archive_dir))
+        shutil.rmtree(work_dir, ignore_errors=True)
+        job.cleaned_at = now
+        cleaned.append(job.id)
+    session.flush()
+    return cleaned
+
+
+def _archive_logs(job_id: str, work_dir: Path, archive_dir: Path) -> Path:
+    """stdout, stderr and earlier attempts' logs as ``<archive_dir>/<job id>.tar.gz`` (written atomically)."""
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    target = archive_dir / f"{job_id}.tar.gz"
+    partial = target.with_name(target.name + ".partial")
+    with tarfile.open(partial, "w:gz") as tar:
+        for name in LOG_STREAMS:
+            if (work_dir / name).is_file():
+                tar.add(work_dir / name, arcname=f"{job_id}/{name}")
+        attempts = work_dir / "attempts"
+        if attempts.is_dir() and not attempts.is_symlink():
+            for path in sorted(attempts.glob("*/*")):
+                if path.is_file() and not path.is_symlink() and path.name in LOG_STREAMS:
+                    tar.add(path, arcname=f"{job_id}/attempts/{path.relative_to(attempts).as_posix()}")
+    partial.replace(target)
+    return target
