@@ -10,18 +10,60 @@ single writer, so there is nothing to do there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from headwater.catalog.models import ChangeEvent, ChangeKind
+from headwater.db import bulk_insert, utcnow
 from headwater.errors import InvalidInput
 
-__all__ = ["OUTBOX_LOCK_KEY", "list_changes", "record_change"]
+__all__ = ["OUTBOX_LOCK_KEY", "Change", "list_changes", "record_change", "record_changes"]
 
 # An arbitrary, fixed 64-bit key naming "the change outbox" among advisory locks.
 OUTBOX_LOCK_KEY = 0x4857_4F55_5442_4F58  # "HWOUTBOX"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to append to the outbox."""
+
+    kind: ChangeKind
+    entity_type: str
+    entity_id: int
+    namespace: str | None = None
+    name: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def record_changes(session: Session, changes: Sequence[Change]) -> None:
+    """Append change events to the outbox in one statement (the caller's transaction commits them)."""
+    if not changes:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+    now = utcnow()
+    bulk_insert(
+        session,
+        ChangeEvent,
+        [
+            {
+                "kind": change.kind.value,
+                "entity_type": change.entity_type,
+                "entity_id": change.entity_id,
+                "namespace": change.namespace,
+                "name": change.name,
+                "payload": change.payload,
+                "created_at": now,
+            }
+            for change in changes
+        ],
+    )
+    # Read by the after-commit hook that keeps this process's dataset cache exact.
+    session.info.setdefault("changed_entities", set()).update((c.entity_type, c.entity_id) for c in changes)
 
 
 def record_change(
@@ -33,23 +75,9 @@ def record_change(
     namespace: str | None = None,
     name: str | None = None,
     payload: dict[str, Any] | None = None,
-) -> ChangeEvent:
-    """Append one change event to the outbox (flushes; the caller's transaction commits it)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
-    change = ChangeEvent(
-        kind=kind.value,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        namespace=namespace,
-        name=name,
-        payload=payload or {},
-    )
-    session.add(change)
-    session.flush()
-    # Read by the after-commit hook that keeps this process's dataset cache exact.
-    session.info.setdefault("changed_entities", set()).add((entity_type, entity_id))
-    return change
+) -> None:
+    """Append one change event to the outbox."""
+    record_changes(session, [Change(kind, entity_type, entity_id, namespace, name, payload or {})])
 
 
 def list_changes(

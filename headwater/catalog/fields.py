@@ -7,10 +7,11 @@ Nested paths follow Iceberg's naming: struct members are ``parent.child``; a lis
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -40,10 +41,16 @@ class FlatField:
 
     def as_version_dict(self) -> dict[str, Any]:
         """The form kept in an immutable schema version (user tags are not part of a schema)."""
-        data = asdict(self)
-        data.pop("tags")
-        data["normalized_type"] = self.normalized_type
-        return data
+        return {
+            "path": self.path,
+            "name": self.name,
+            "type": self.type,
+            "nullable": self.nullable,
+            "parent_path": self.parent_path,
+            "field_id": self.field_id,
+            "description": self.description,
+            "normalized_type": self.normalized_type,
+        }
 
 
 def flatten(fields: Iterable[FieldIn], parent: str | None = None) -> list[FlatField]:
@@ -115,6 +122,7 @@ _COMPLEX_PREFIXES = (
 _PARAMS_RE = re.compile(r"\s*[(<].*$", re.DOTALL)
 
 
+@functools.lru_cache(maxsize=4096)  # a source repeats a handful of type spellings
 def normalize_type(raw: str) -> str:
     """Map a source's type spelling (Iceberg, Hive/Spark, Avro, PostgreSQL, JSON Schema) to one vocabulary."""
     text = raw.strip().lower()

@@ -12,8 +12,9 @@ from typing import Any, Literal
 from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session, selectinload
 
-from headwater.catalog.events import record_change
-from headwater.catalog.fields import FlatField, check_unique_paths, diff_schemas, fingerprint, flatten
+from headwater.catalog.bulk import validate_fields
+from headwater.catalog.events import Change, record_change, record_changes
+from headwater.catalog.fields import FlatField, diff_schemas, fingerprint, flatten
 from headwater.catalog.models import (
     ChangeKind,
     Dataset,
@@ -290,15 +291,6 @@ def _write_field_rows(session: Session, dataset: Dataset, fields: Sequence[FlatF
     dataset.field_count = len(rows)
 
 
-def _validate_fields(fields: Sequence[FlatField]) -> None:
-    dupes = check_unique_paths(fields)
-    if dupes:
-        raise InvalidInput(f"field path {dupes[0]!r} is declared more than once", detail={"field": "fields"})
-    ids = [f.field_id for f in fields if f.field_id is not None]
-    if len(ids) != len(set(ids)):
-        raise InvalidInput("two fields share one field_id; field ids must be unique", detail={"field": "fields"})
-
-
 def _add_schema_version(
     session: Session, dataset: Dataset, fields: Sequence[FlatField], source_schema_id: str | None
 ) -> SchemaVersion | None:
@@ -349,7 +341,7 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
 
     A changed schema becomes a new SchemaVersion with its diff; every change appends a ChangeEvent.
     """
-    _validate_fields(snapshot.fields)
+    validate_fields(snapshot.fields)
     dataset = session.scalar(
         _dataset_query()
         .where(Dataset.namespace == snapshot.namespace, Dataset.name == snapshot.name)
@@ -608,5 +600,17 @@ def mark_deleted(session: Session, datasets: Sequence[Dataset], *, reason: str, 
         dataset.updated_at = now
         dataset.revision += 1
     session.flush()
-    for dataset in datasets:
-        _record(session, dataset, ChangeKind.DELETED, {"reason": reason, **payload})
+    record_changes(
+        session,
+        [
+            Change(
+                ChangeKind.DELETED,
+                "dataset",
+                dataset.id,
+                dataset.namespace,
+                dataset.name,
+                {"reason": reason, **payload},
+            )
+            for dataset in datasets
+        ],
+    )

@@ -24,11 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from headwater.catalog.bulk import create_datasets, validate_fields
 from headwater.catalog.connectors import (
     Connector,
     ConnectorError,
@@ -49,7 +51,7 @@ from headwater.catalog.models import Dataset, Source, SourceKind, SourceStatus
 from headwater.catalog.service import apply_snapshot, mark_deleted
 from headwater.catalog.sources import get_source
 from headwater.catalog.sync_models import DatasetSyncState, SyncLease, SyncMode, SyncRun, SyncStatus, SyncTrigger
-from headwater.db import session_scope, utcnow
+from headwater.db import bulk_insert, session_scope, utcnow
 from headwater.errors import Conflict, HeadwaterError, NotFound
 from headwater.pagination import PageResult, SortKey, paginate
 
@@ -259,60 +261,125 @@ _OUTCOME_COUNTER = {
 }
 
 
-def _sync_page(factory: sessionmaker[Session], connector: Connector, handle: _Handle, refs: list[DatasetRef]) -> None:
-    run = handle.run
-    run.listed += len(refs)
+@dataclass
+class _LoadedPage:
+    """One listing page, read from the source: what the writer applies in one transaction."""
+
+    refs: list[DatasetRef]
+    known: dict[tuple[str, str], tuple[Any, ...]]
+    unchanged_ids: list[int]
+    loaded: list[tuple[DatasetRef, LoadedDataset | ConnectorError]]
+
+
+def _read_page(
+    factory: sessionmaker[Session], connector: Connector, handle: _Handle, refs: list[DatasetRef]
+) -> _LoadedPage:
+    """Decide which of a page's datasets need loading (by their version tokens) and load them."""
     with session_scope(factory) as session:
         known = _known(session, handle.source_id, refs)
-        unchanged_ids: list[int] = []
-        to_load: list[DatasetRef] = []
-        for ref in refs:
-            row = known.get((ref.namespace, ref.name))
-            if (
-                not handle.full
-                and row is not None
-                and row[1] == handle.source_id
-                and row[2] is None
-                and ref.version is not None
-                and row[3] == ref.version
-            ):
-                unchanged_ids.append(row[0])
-            else:
-                to_load.append(ref)
-        _mark_seen(session, handle, unchanged_ids)
-        run.unchanged += len(unchanged_ids)
-    if not to_load:
-        return
+    unchanged_ids: list[int] = []
+    to_load: list[DatasetRef] = []
+    for ref in refs:
+        row = known.get((ref.namespace, ref.name))
+        if (
+            not handle.full
+            and row is not None
+            and row[1] == handle.source_id
+            and row[2] is None
+            and ref.version is not None
+            and row[3] == ref.version
+        ):
+            unchanged_ids.append(row[0])
+        else:
+            to_load.append(ref)
     # Read from the source outside any transaction of ours.
-    loaded: list[tuple[DatasetRef, LoadedDataset | ConnectorError]] = list(connector.load_many(to_load))
+    loaded = list(connector.load_many(to_load)) if to_load else []
+    return _LoadedPage(refs=refs, known=known, unchanged_ids=unchanged_ids, loaded=loaded)
+
+
+def _create_new(session: Session, handle: _Handle, source: Source, new: list[tuple[DatasetRef, LoadedDataset]]) -> bool:
+    """Write a page's new datasets in a few multi-row statements; False when one appeared meanwhile."""
+    try:
+        with session.begin_nested():
+            created = create_datasets(session, source=source, snapshots=[item.snapshot for _, item in new])
+            now = utcnow()
+            bulk_insert(
+                session,
+                DatasetSyncState,
+                [
+                    {
+                        "dataset_id": dataset.id,
+                        "source_id": handle.source_id,
+                        "version": item.version or ref.version,
+                        "last_seen_run_id": handle.run.id,
+                        "synced_at": now,
+                    }
+                    for dataset, (ref, item) in zip(created, new, strict=True)
+                ],
+            )
+    except IntegrityError:  # created concurrently (e.g. by a lineage event): take the careful path
+        return False
+    handle.run.added += len(created)
+    return True
+
+
+def _apply_one(
+    session: Session, handle: _Handle, source: Source, ref: DatasetRef, item: LoadedDataset, row: tuple[Any, ...] | None
+) -> int | None:
+    """Apply one loaded dataset in its own savepoint; the id of a known dataset that failed, to keep it."""
+    run = handle.run
+    try:
+        with session.begin_nested():
+            applied = apply_snapshot(session, source=source, snapshot=item.snapshot)
+            _store_state(session, handle, applied.dataset.id, item.version or ref.version)
+            session.flush()
+    except HeadwaterError as exc:
+        run.failed += 1
+        _add_error(run, ref.name, exc.message)
+        return row[0] if row is not None and row[1] == handle.source_id else None
+    counter = _OUTCOME_COUNTER[applied.outcome]
+    setattr(run, counter, getattr(run, counter) + 1)
+    return None
+
+
+def _write_page(factory: sessionmaker[Session], handle: _Handle, page: _LoadedPage) -> None:
+    """Apply one loaded page in one transaction: new datasets in bulk, the rest one by one."""
+    run = handle.run
+    run.listed += len(page.refs)
+    run.unchanged += len(page.unchanged_ids)
     with session_scope(factory) as session:
         _renew_lease(session, source_id=handle.source_id, holder=handle.holder, seconds=handle.lease_seconds)
         source = session.get(Source, handle.source_id)
         if source is None:
             raise NotFound(f"source {handle.source_name!r} was removed during its sync")
-        failed_seen: list[int] = []
-        for ref, result in loaded:
-            row = known.get((ref.namespace, ref.name))
+        keep_ids = list(page.unchanged_ids)  # listed, so they exist: stamp them seen
+        new: list[tuple[DatasetRef, LoadedDataset]] = []
+        rest: list[tuple[DatasetRef, LoadedDataset]] = []
+        for ref, result in page.loaded:
+            row = page.known.get((ref.namespace, ref.name))
             if isinstance(result, ConnectorError):
                 run.failed += 1
                 _add_error(run, ref.name, result.message)
                 if row is not None and row[1] == handle.source_id:
-                    failed_seen.append(row[0])  # listed, so it exists: keep it and its last known metadata
+                    keep_ids.append(row[0])  # keep it and its last known metadata
                 continue
-            try:
-                with session.begin_nested():
-                    applied = apply_snapshot(session, source=source, snapshot=result.snapshot)
-                    _store_state(session, handle, applied.dataset.id, result.version or ref.version)
-                    session.flush()
-            except HeadwaterError as exc:
-                run.failed += 1
-                _add_error(run, ref.name, exc.message)
-                if row is not None and row[1] == handle.source_id:
-                    failed_seen.append(row[0])
-                continue
-            counter = _OUTCOME_COUNTER[applied.outcome]
-            setattr(run, counter, getattr(run, counter) + 1)
-        _mark_seen(session, handle, failed_seen)
+            if row is None:
+                try:
+                    validate_fields(result.snapshot.fields)
+                except HeadwaterError as exc:
+                    run.failed += 1
+                    _add_error(run, ref.name, exc.message)
+                    continue
+                new.append((ref, result))
+            else:
+                rest.append((ref, result))
+        if new and not _create_new(session, handle, source, new):
+            rest = new + rest
+        for ref, result in rest:
+            failed_id = _apply_one(session, handle, source, ref, result, page.known.get((ref.namespace, ref.name)))
+            if failed_id is not None:
+                keep_ids.append(failed_id)
+        _mark_seen(session, handle, keep_ids)
         session.merge(run)  # the report so far, so GET .../syncs/{id} shows a running sync's progress
 
 
@@ -351,6 +418,58 @@ def _delete_missing(factory: sessionmaker[Session], handle: _Handle) -> None:
             handle.run.deleted += len(missing)
         if len(missing) < DELETE_BATCH:
             return
+
+
+# ------------------------------------------------------------------------------------- read-ahead
+
+_END = object()
+
+
+def _read_ahead(
+    factory: sessionmaker[Session], connector: Connector, handle: _Handle, unlisted: list[str]
+) -> Iterator[_LoadedPage]:
+    """The source's pages, listed and loaded one page ahead of the writer, in a thread of their own.
+
+    Reading a page from the source and writing the previous one into the catalog overlap, so a sync
+    costs about the larger of the two rather than their sum. Only this thread touches the connector
+    (Thrift and other clients are not thread-safe); at most two pages are held, so memory stays flat
+    however large the source. ``unlisted`` collects the parts the listing could not read.
+    """
+    pages: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                pages.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for listing in connector.list_pages():
+                unlisted.extend(listing.unlisted)
+                if not put(_read_page(factory, connector, handle, listing.refs)):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the writer, which raises it where the sync can report it
+            put(exc)
+
+    thread = threading.Thread(target=produce, name=f"sync-read-{handle.source_name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = pages.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 # -------------------------------------------------------------------------------------- the run
@@ -405,9 +524,8 @@ def execute_sync(factory: sessionmaker[Session], handle: _Handle, *, progress: P
         ) as connector:
             connector.check()
             unlisted: list[str] = []
-            for page in connector.list_pages():
-                unlisted.extend(page.unlisted)
-                _sync_page(factory, connector, handle, page.refs)
+            for page in _read_ahead(factory, connector, handle, unlisted):
+                _write_page(factory, handle, page)
                 if progress is not None:
                     progress(run)
             for part in unlisted:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,6 +188,31 @@ def scratch_postgres(postgres_server: Any) -> Iterator[ScratchPostgres]:
     scratch.execute(SCRATCH_SQL)
     yield scratch
     engine.dispose()
+
+
+FaultAfterFirstPage = Callable[[type[Any], Callable[[], None]], None]
+
+
+@pytest.fixture
+def fault_after_first_page(monkeypatch: pytest.MonkeyPatch) -> FaultAfterFirstPage:
+    """Install a real fault (a server killed, a catalog wiped) right after a connector hands out its first page.
+
+    The sync reads one page ahead of what it writes, so a fault injected from the writer's progress callback
+    lands at a timing-dependent page; hooking the listing makes "down after the first page" exact.
+    """
+
+    def install(connector_class: type[Any], fault: Callable[[], None]) -> None:
+        original = connector_class.list_pages
+
+        def list_pages(self: Any) -> Iterator[Any]:
+            for number, page in enumerate(original(self)):
+                yield page
+                if number == 0:
+                    fault()
+
+        monkeypatch.setattr(connector_class, "list_pages", list_pages)
+
+    return install
 
 
 @pytest.fixture

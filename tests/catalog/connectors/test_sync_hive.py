@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.catalog import service, sources, sync
+from headwater.catalog.connectors.hive import HiveConnector
 from headwater.catalog.connectors.hive_types import flatten_columns, parse_hive_type, parse_spark_schema
 from headwater.catalog.models import SourceKind, SourceStatus
 from headwater.catalog.schemas import DatasetUpdate, SourceCreate
@@ -184,16 +185,13 @@ def test_a_dropped_table_and_a_renamed_and_a_retyped_column(
 
 
 def test_the_metastore_killed_mid_sync_deletes_nothing(
-    sync_factory: sessionmaker[Session], scratch_metastore: Any
+    sync_factory: sessionmaker[Session], scratch_metastore: Any, fault_after_first_page: Any
 ) -> None:
     _add_source(sync_factory, scratch_metastore, page_size=1)
     sync.run_sync(sync_factory, source_name="metastore")
 
-    def crash_after_first_page(run: Any) -> None:
-        if run.listed == 1:
-            scratch_metastore.kill()
-
-    run = sync.run_sync(sync_factory, source_name="metastore", progress=crash_after_first_page)
+    fault_after_first_page(HiveConnector, scratch_metastore.kill)
+    run = sync.run_sync(sync_factory, source_name="metastore")
     assert (run.status, run.complete, run.deleted, run.listed) == ("failed", False, 0, 1)
     assert run.message and "nothing was deleted" in run.message and "Hive Metastore" in run.message
     with session_scope(sync_factory) as session:

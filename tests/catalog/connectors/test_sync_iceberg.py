@@ -155,21 +155,15 @@ def test_a_table_dropped_at_the_source_is_soft_deleted_after_a_complete_listing(
 
 
 def test_a_source_down_mid_sync_deletes_nothing_and_marks_the_source_unhealthy(
-    sync_factory: sessionmaker[Session], warehouse: Any
+    sync_factory: sessionmaker[Session], warehouse: Any, fault_after_first_page: Any
 ) -> None:
     _add_source(sync_factory, warehouse.config(page_size=1))
     sync.run_sync(sync_factory, source_name="lake")
     warehouse.catalog.drop_table("raw.clicks")  # would be deleted by a complete listing
     warehouse.add_column("analytics.title_views", "genre")
 
-    pages: list[int] = []
-
-    def wipe_after_first_page(run: SyncRun) -> None:
-        pages.append(run.listed)
-        if len(pages) == 1:
-            warehouse.wipe()
-
-    run = sync.run_sync(sync_factory, source_name="lake", progress=wipe_after_first_page)
+    fault_after_first_page(IcebergConnector, warehouse.wipe)
+    run = sync.run_sync(sync_factory, source_name="lake")
     assert run.status == SyncStatus.FAILED.value and run.complete is False
     assert run.deleted == 0 and run.listed == 1
     assert run.message and "nothing was deleted" in run.message

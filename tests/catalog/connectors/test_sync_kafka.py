@@ -14,6 +14,7 @@ from kafka_fixtures_data import CLICK_V1, ORDER_KEY, ORDER_V1, ORDER_V2, USER_PR
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.catalog import service, sources, sync
+from headwater.catalog.connectors.kafka import KafkaConnector
 from headwater.catalog.models import SourceKind, SourceStatus
 from headwater.catalog.schemas import DatasetUpdate, FieldMetadataUpdate, SourceCreate
 from headwater.db import session_scope
@@ -159,17 +160,14 @@ def test_a_deleted_topic_is_soft_deleted(
 
 
 def test_the_broker_down_mid_sync_deletes_nothing(
-    sync_factory: sessionmaker[Session], cluster: Any, schema_registry_standin: Any
+    sync_factory: sessionmaker[Session], cluster: Any, schema_registry_standin: Any, fault_after_first_page: Any
 ) -> None:
     broker, _ = cluster
     _add_source(sync_factory, broker, schema_registry_standin.url, page_size=1, timeout_seconds=2)
     sync.run_sync(sync_factory, source_name="events")
 
-    def broker_dies(run: Any) -> None:
-        if run.listed == 1:
-            broker.kill()
-
-    run = sync.run_sync(sync_factory, source_name="events", progress=broker_dies)
+    fault_after_first_page(KafkaConnector, broker.kill)
+    run = sync.run_sync(sync_factory, source_name="events")
     assert (run.status, run.complete, run.deleted, run.listed) == ("failed", False, 0, 1)
     assert run.message and "nothing was deleted" in run.message
     down = sync.run_sync(sync_factory, source_name="events")

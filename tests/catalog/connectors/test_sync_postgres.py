@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.catalog import service, sources, sync
 from headwater.catalog.connectors import ConnectorError, resolve_secrets
+from headwater.catalog.connectors.postgres import PostgresConnector
 from headwater.catalog.models import SourceKind, SourceStatus
 from headwater.catalog.schemas import SourceCreate, SourceUpdate
 from headwater.db import session_scope
@@ -114,7 +115,7 @@ def test_wrong_credentials_fail_the_sync_and_keep_what_is_known(
 
 
 def test_a_connection_killed_mid_sync_deletes_nothing(
-    sync_factory: sessionmaker[Session], scratch_postgres: Any
+    sync_factory: sessionmaker[Session], scratch_postgres: Any, fault_after_first_page: Any
 ) -> None:
     from sqlalchemy import text
 
@@ -123,16 +124,17 @@ def test_a_connection_killed_mid_sync_deletes_nothing(
     scratch_postgres.execute("DROP TABLE public.audit_log")
     db = scratch_postgres.database
 
-    def server_goes_away(run: Any) -> None:
-        if run.listed == 1:
-            with scratch_postgres.admin.connect() as admin:
-                admin.execute(text(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false'))
-                admin.execute(
-                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"), {"db": db}
-                )
+    def server_goes_away() -> None:
+        with scratch_postgres.admin.connect() as admin:
+            admin.execute(text(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false'))
+            admin.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"), {"db": db}
+            )
+
+    fault_after_first_page(PostgresConnector, server_goes_away)
 
     try:
-        run = sync.run_sync(sync_factory, source_name="shop", progress=server_goes_away)
+        run = sync.run_sync(sync_factory, source_name="shop")
     finally:
         with scratch_postgres.admin.connect() as admin:
             admin.execute(text(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true'))
