@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export HEADWATER_DATA_DIR ?= $(CURDIR)/.headwater
 
-.PHONY: run test setup lint typecheck pytest demo serve clean
+.PHONY: run test setup flink lint typecheck pytest demo serve clean
 
 ## run: set up, migrate, load the demo platform and serve on http://127.0.0.1:8000
 run: setup
@@ -13,7 +13,7 @@ run: setup
 	$(BIN)/headwater serve
 
 ## test: set up, make sure PostgreSQL is up, lint, type-check and run the suite on SQLite and PostgreSQL
-test: setup
+test: setup flink
 	scripts/ensure-postgres.sh
 	$(BIN)/ruff check headwater tests benchmarks
 	$(BIN)/ruff format --check headwater tests benchmarks
@@ -30,6 +30,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
 	touch $(STAMP)
 
+# Flink (PyFlink, which carries a whole Flink distribution) lives in its own virtualenv: apache-flink pins
+# pyarrow<21 and pandas<2.3, which Headwater's own environment has outgrown. Jobs drive it through its CLI with
+# FLINK_HOME=$(FLINK_VENV)/lib/python3.X/site-packages/pyflink, as a Flink installation is used.
+FLINK_VENV    ?= .venv-flink
+FLINK_VERSION := 2.3.0
+FLINK_STAMP   := $(FLINK_VENV)/.installed-$(FLINK_VERSION)
+
+## flink: install Flink $(FLINK_VERSION) as a job engine in $(FLINK_VENV) (the test suite runs real Flink jobs)
+flink: $(FLINK_STAMP)
+
+$(FLINK_STAMP):
+	test -x $(FLINK_VENV)/bin/python || $(PYTHON) -m venv $(FLINK_VENV)
+	$(FLINK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLINK_VENV)/bin/python -m pip install --quiet 'apache-flink==$(FLINK_VERSION)'
+	touch $@
+
 demo: setup
 	$(BIN)/headwater demo
 
@@ -37,4 +53,4 @@ serve: setup
 	$(BIN)/headwater serve
 
 clean:
-	rm -rf $(VENV) .headwater .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(FLINK_VENV) .headwater .mypy_cache .ruff_cache build *.egg-info

@@ -1,12 +1,34 @@
 """Job engines: each turns a resolved job (cluster + command + request) into an argv and environment.
 
 Arguments are always an argv list handed to the operating system, never a shell string.
+
+A command's first element names the engine's front-end; the engine swaps it for the cluster's installation:
+
+* Spark clusters: ``spark-submit`` or ``spark-sql`` (``-e <sql>`` / ``-f <file>``) from ``spark_home``, else
+  from the installed pyspark. Config: ``spark_home``, ``master`` (default ``local[2]``), ``conf`` (``--conf``s),
+  ``local_ip``.
+* Flink clusters: ``flink`` (``flink run``: ``-py job.py ...`` for PyFlink, ``[-c Main] app.jar ...`` for jars)
+  or ``flink-sql`` (Headwater's SQL-script runner, ``-f <file>`` / ``-e <sql>``, run by ``flink run -py``; pip's
+  PyFlink carries no SQL gateway jars, so its ``sql-client.sh`` cannot start). Config: ``flink_home`` (else
+  ``$FLINK_HOME``), ``jobmanager`` (``host:port`` of a session cluster's REST endpoint: ``flink run -m``; without it
+  the job runs on a local mini-cluster, ``flink run -t local``), ``conf_dir`` (``FLINK_CONF_DIR``; see
+  :func:`write_local_flink_conf`), ``python`` (the interpreter with pyflink, for ``-py`` jobs; found beside a pip
+  installed ``flink_home`` when absent), ``conf`` (``-D`` options), ``openlineage_url``.
+
+Lineage: a job's run id is its OpenLineage run id. Spark gets ``spark.openlineage.parentJobNamespace`` /
+``parentJobName`` / ``parentRunId``, so events of the OpenLineage Spark listener attach to the job's run. Flink's
+OpenLineage listener (Flink 2's ``execution.job-status-changed-listeners``) cannot be given a parent run or a run
+id, so Flink gets what it can use: ``openlineage.job.namespace`` / ``openlineage.job.name`` (its events land on the
+job Headwater records) and ``openlineage.run.tags`` holding ``headwater_run_id:<run id>``; with the cluster's
+``openlineage_url``, ``openlineage.transport.*`` points its HTTP transport at Headwater's ``/api/v1/lineage``.
+The listener itself (the openlineage-flink jar) is the installation's business: list its factory in ``conf``.
 """
 
 from __future__ import annotations
 
 import abc
 import importlib.util
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +37,22 @@ from typing import Any
 from headwater.jobs.models import ClusterType
 
 __all__ = [
+    "FLINK_SQL_RUNNER",
     "EngineError",
+    "FlinkEngine",
     "JobContext",
     "JobEngine",
     "Launch",
     "ShellEngine",
     "SparkEngine",
     "engine_for",
+    "find_flink_home",
     "find_spark_submit",
+    "write_local_flink_conf",
 ]
 
 LINEAGE_NAMESPACE = "headwater"
+SPARK_PROGRAMS = ("spark-submit", "spark-sql")
 
 
 class EngineError(Exception):
@@ -68,23 +95,23 @@ class ShellEngine(JobEngine):
         return Launch(argv=[*job.command, *job.args])
 
 
-def find_spark_submit(config: dict[str, Any]) -> Path:
-    """``spark-submit`` of the cluster's ``spark_home``, else of the installed pyspark, else on PATH."""
+def find_spark_submit(config: dict[str, Any], program: str = "spark-submit") -> Path:
+    """``program`` (spark-submit, spark-sql) of the cluster's ``spark_home``, else of the installed pyspark, else on PATH."""
     home = config.get("spark_home")
     if isinstance(home, str) and home:
-        candidate = Path(home) / "bin" / "spark-submit"
+        candidate = Path(home) / "bin" / program
         if candidate.is_file():
             return candidate
-        raise EngineError(f"cluster config spark_home={home!r} holds no bin/spark-submit")
+        raise EngineError(f"cluster config spark_home={home!r} holds no bin/{program}")
     spec = importlib.util.find_spec("pyspark")
     if spec is not None and spec.submodule_search_locations:
-        candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / "spark-submit"
+        candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / program
         if candidate.is_file():
             return candidate
-    found = shutil.which("spark-submit")
+    found = shutil.which(program)
     if found:
         return Path(found)
-    raise EngineError("no spark-submit found: set the cluster's config spark_home, or install pyspark")
+    raise EngineError(f"no {program} found: set the cluster's config spark_home, or install pyspark")
 
 
 class SparkEngine(JobEngine):
@@ -93,7 +120,11 @@ class SparkEngine(JobEngine):
     def launch(self, job: JobContext) -> Launch:
         """spark-submit --master <master> --conf ... <command args> <job args>."""
         config = job.cluster_config
-        argv = [str(find_spark_submit(config)), "--master", str(config.get("master", "local[2]"))]
+        # A Spark command reads ["spark-submit" | "spark-sql", default args...]: the program is this cluster's.
+        program = Path(job.command[0]).name
+        front_end = program if program in SPARK_PROGRAMS else "spark-submit"
+        command = job.command[1:] if program in SPARK_PROGRAMS else job.command
+        argv = [str(find_spark_submit(config, front_end)), "--master", str(config.get("master", "local[2]"))]
         confs: dict[str, str] = {"spark.ui.enabled": "false"}
         confs.update({str(k): str(v) for k, v in (config.get("conf") or {}).items()})
         confs.update(
@@ -105,10 +136,125 @@ class SparkEngine(JobEngine):
         )
         for key, value in confs.items():
             argv += ["--conf", f"{key}={value}"]
-        # A Spark command reads ["spark-submit", default args...]: the program is this cluster's spark-submit.
-        command = job.command[1:] if Path(job.command[0]).name == "spark-submit" else job.command
         env = {"SPARK_LOCAL_IP": str(config.get("local_ip", "127.0.0.1"))}
         return Launch(argv=[*argv, *command, *job.args], env=env)
+
+
+# ------------------------------------------------------------------------------------------------- Flink
+
+FLINK_PROGRAMS = ("flink", "flink-sql")
+# Headwater's runner of Flink SQL scripts (plain PyFlink, run by the cluster's own Python): shipped as package data.
+FLINK_SQL_RUNNER = Path(__file__).with_name("runners") / "flink_sql.py"
+# Every address a local Flink binds or advertises, as config.yaml nests them.
+_LOOPBACK_KEYS = (
+    ("jobmanager", "bind-host"),
+    ("jobmanager", "rpc", "address"),
+    ("taskmanager", "bind-host"),
+    ("taskmanager", "host"),
+    ("rest", "address"),
+    ("rest", "bind-address"),
+)
+
+
+def find_flink_home(config: dict[str, Any] | None = None) -> Path:
+    """The cluster's ``flink_home``, else ``$FLINK_HOME``; it must hold ``bin/flink``."""
+    home = (config or {}).get("flink_home") or os.environ.get("FLINK_HOME")
+    if not isinstance(home, str) or not home:
+        raise EngineError("no Flink installation: set the cluster's config flink_home (or FLINK_HOME for the worker)")
+    path = Path(home)
+    if not (path / "bin" / "flink").is_file():
+        raise EngineError(f"flink_home={home!r} holds no bin/flink")
+    return path
+
+
+def _flink_python(config: dict[str, Any], home: Path) -> str | None:
+    """The interpreter that has pyflink: the config's ``python``, else the one of the venv a pip install lives in."""
+    python = config.get("python")
+    if isinstance(python, str) and python:
+        return python
+    # pip puts Flink at <venv>/lib/pythonX.Y/site-packages/pyflink; that venv's python can run PyFlink jobs.
+    if home.name == "pyflink" and home.parent.name == "site-packages":
+        candidate = home.parents[3] / "bin" / "python"
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+def write_local_flink_conf(flink_home: Path, target: Path) -> Path:
+    """A copy of ``flink_home``'s conf directory in ``target`` with every bind and advertised address on 127.0.0.1.
+
+    Point a cluster's ``conf_dir`` (``FLINK_CONF_DIR``) at it so a local Flink listens on loopback only.
+    """
+    import yaml  # type: ignore[import-untyped]  # Flink 2 reads a nested config.yaml
+
+    source = flink_home / "conf"
+    if not (source / "config.yaml").is_file():
+        raise EngineError(f"{source} holds no config.yaml (Flink 2 or newer is needed)")
+    target.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.is_file():
+            shutil.copy2(item, target / item.name)
+    config = yaml.safe_load((source / "config.yaml").read_text()) or {}
+    for keys in _LOOPBACK_KEYS:
+        node = config
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = "127.0.0.1"
+    (target / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return target
+
+
+class FlinkEngine(JobEngine):
+    """``flink run`` on the cluster's JobManager (``-m``) or a local mini-cluster (``-t local``)."""
+
+    def launch(self, job: JobContext) -> Launch:
+        """flink run <target> -D ... [-pyclientexec/-pyexec] <command args> <job args>."""
+        config = job.cluster_config
+        home = find_flink_home(config)
+        program = Path(job.command[0]).name
+        command = job.command[1:] if program in FLINK_PROGRAMS else job.command
+        jobmanager = config.get("jobmanager")
+        argv = [str(home / "bin" / "flink"), "run"]
+        argv += ["-m", str(jobmanager)] if jobmanager else ["-t", "local"]
+        for key, value in self._options(job).items():
+            argv += ["-D", f"{key}={value}"]
+        tail = [*command, *job.args]
+        if program == "flink-sql":
+            # "--" ends flink's own options: its CLI would otherwise take the runner's -e as its --executor.
+            tail = ["-py", str(FLINK_SQL_RUNNER), "--", *tail]
+        python = _flink_python(config, home)
+        if python and any(arg in {"-py", "--python", "-pym", "--pyModule"} for arg in tail):
+            argv += ["-pyclientexec", python, "-pyexec", python]
+        env = {"FLINK_HOME": str(home)}
+        if config.get("conf_dir"):
+            env["FLINK_CONF_DIR"] = str(config["conf_dir"])
+        if not jobmanager:
+            # In a local deployment PyFlink otherwise starts its "loopback" gRPC worker pool, which listens on
+            # every interface ([::]); "process" mode runs Python functions in child processes and binds nothing.
+            env["_python_worker_execution_mode"] = "process"
+        return Launch(argv=[*argv, *tail], env=env)
+
+    @staticmethod
+    def _options(job: JobContext) -> dict[str, str]:
+        config = job.cluster_config
+        options = {str(k): str(v) for k, v in (config.get("conf") or {}).items()}
+        options.update(
+            {
+                "openlineage.job.namespace": LINEAGE_NAMESPACE,
+                "openlineage.job.name": job.job_name,
+                "openlineage.run.tags": f"headwater_run_id:{job.run_uuid};headwater_job_id:{job.job_id}",
+            }
+        )
+        url = config.get("openlineage_url")
+        if url:
+            options.update(
+                {
+                    "openlineage.transport.type": "http",
+                    "openlineage.transport.url": str(url).rstrip("/"),
+                    "openlineage.transport.endpoint": "/api/v1/lineage",
+                }
+            )
+        return options
 
 
 def engine_for(cluster_type: str) -> JobEngine:
@@ -117,4 +263,6 @@ def engine_for(cluster_type: str) -> JobEngine:
         return ShellEngine()
     if cluster_type == ClusterType.SPARK.value:
         return SparkEngine()
-    raise EngineError(f"no engine for cluster type {cluster_type!r} yet (Flink is not implemented)")
+    if cluster_type == ClusterType.FLINK.value:
+        return FlinkEngine()
+    raise EngineError(f"no engine for cluster type {cluster_type!r}")

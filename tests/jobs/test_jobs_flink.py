@@ -1,0 +1,173 @@
+"""Real Flink jobs end to end through the API: ``flink run`` of the Flink that ``make flink`` installs in its own
+virtualenv, on a local mini-cluster whose configuration binds 127.0.0.1, with output files checked."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from engine_helpers import flink_setup, read_csv_parts, require_flink_home, run_job
+
+from headwater.jobs.engines import FlinkEngine, JobContext, write_local_flink_conf
+from headwater.jobs.worker import JobWorker
+
+pytestmark = pytest.mark.anyio
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    source, sink = sys.argv[1], sys.argv[2]
+    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    print("TAGS", env.get_config().get("openlineage.run.tags", "none"))
+    env.execute_sql(
+        f"CREATE TABLE events (k STRING, v INT) WITH ('connector'='filesystem','path'='{source}','format'='csv')"
+    )
+    env.execute_sql(
+        f"CREATE TABLE totals (k STRING, total INT) WITH ('connector'='filesystem','path'='{sink}','format'='csv')"
+    )
+    env.execute_sql("INSERT INTO totals SELECT k, SUM(v) FROM events GROUP BY k").wait()
+    """
+)
+
+
+def _context(config: dict[str, object], command: list[str], args: list[str]) -> JobContext:
+    return JobContext(
+        job_id="j1", job_name="agg", run_uuid="r-1", args=args, command=command, cluster_config=dict(config)
+    )
+
+
+def test_flink_launch_local_and_on_a_jobmanager(tmp_path: Path) -> None:
+    home = require_flink_home()
+    local = FlinkEngine().launch(_context({"flink_home": str(home)}, ["flink"], ["-py", "job.py", "x"]))
+    assert local.argv[:4] == [str(home / "bin" / "flink"), "run", "-t", "local"]
+    assert local.argv[-3:] == ["-py", "job.py", "x"]
+    assert "-pyclientexec" in local.argv  # the venv of a pip-installed Flink runs PyFlink scripts
+    assert local.env["_python_worker_execution_mode"] == "process"  # no loopback server on [::]
+    assert "openlineage.run.tags=headwater_run_id:r-1;headwater_job_id:j1" in local.argv
+    remote = FlinkEngine().launch(
+        _context(
+            {"flink_home": str(home), "jobmanager": "127.0.0.1:8081", "openlineage_url": "http://127.0.0.1:8000/"},
+            ["flink", "-c", "Main"],
+            ["app.jar"],
+        )
+    )
+    assert remote.argv[2:4] == ["-m", "127.0.0.1:8081"] and remote.argv[-3:] == ["-c", "Main", "app.jar"]
+    assert "-pyclientexec" not in remote.argv and "_python_worker_execution_mode" not in remote.env
+    assert "openlineage.transport.url=http://127.0.0.1:8000" in remote.argv
+    conf = write_local_flink_conf(home, tmp_path / "conf")
+    text = (conf / "config.yaml").read_text()
+    assert "localhost" not in text and text.count("127.0.0.1") >= 6
+    assert (conf / "log4j-cli.properties").is_file()
+
+
+@pytest.mark.integration
+@pytest.mark.single_backend("postgres")  # one real Flink run per case (~15 s): the engine path is database-blind
+async def test_pyflink_job_end_to_end(client: httpx.AsyncClient, worker: JobWorker, tmp_path: Path) -> None:
+    await flink_setup(client, tmp_path / "flink-conf")
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT)
+    source = tmp_path / "events.csv"
+    source.write_text("a,1\nb,2\na,3\nc,5\n")  # Flink's CSV format reads no header row
+    sink = tmp_path / "totals"
+    started = time.monotonic()
+    job = await run_job(
+        client,
+        worker,
+        {
+            "name": "flink-aggregate",
+            "user": "alice",
+            "command_args": ["-py", str(script), source.as_uri(), sink.as_uri()],
+            "cluster_criteria": [["sched:flink"]],
+            "command_criteria": ["type:flink"],
+            "timeout": 240,
+        },
+    )
+    elapsed = time.monotonic() - started
+    assert job["status"] == "SUCCEEDED", (job["status_message"], job["stderr"][-3000:])
+    assert job["seen"][-2:] == ["RUNNING", "SUCCEEDED"] and job["exit_code"] == 0
+    assert read_csv_parts(sink) == [["a", "4"], ["b", "2"], ["c", "5"]]
+    assert f"TAGS headwater_run_id:{job['run_id']};headwater_job_id:{job['id']}" in job["stdout"]
+    print(f"flink job end to end: {elapsed:.1f} s")
+
+
+@pytest.mark.integration
+@pytest.mark.single_backend("postgres")
+async def test_flink_job_that_fails_ends_failed_with_its_exit_code(
+    client: httpx.AsyncClient, worker: JobWorker, tmp_path: Path
+) -> None:
+    await flink_setup(client, tmp_path / "flink-conf")
+    job = await run_job(
+        client,
+        worker,
+        {
+            "name": "flink-broken",
+            "user": "alice",
+            # Planning fails: the query names a column the table does not have.
+            "command_args": [
+                "-e",
+                "CREATE TABLE t (k STRING) WITH ('connector'='datagen', 'number-of-rows'='1');"
+                "SELECT missing_column FROM t",
+            ],
+            "cluster_criteria": [["sched:flink"]],
+            "command_criteria": ["type:flink-sql"],
+            "timeout": 240,
+        },
+    )
+    assert job["status"] == "FAILED" and job["exit_code"] not in (None, 0), job
+    assert job["status_message"] == f"exit code {job['exit_code']}"
+    assert "missing_column" in job["stderr"] + job["stdout"]
+
+
+FLINK_SQL = """
+-- a batch job: daily totals per key, from a CSV without header into CSV
+CREATE TABLE events (k STRING, v INT, note STRING) WITH ('connector'='filesystem', 'path'='{source}', 'format'='csv');
+CREATE TABLE key_totals (k STRING, total INT) WITH ('connector'='filesystem', 'path'='{sink}', 'format'='csv');
+INSERT INTO key_totals SELECT k, SUM(v) AS total FROM events WHERE note <> 'skip;me' GROUP BY k;
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.single_backend("postgres")
+async def test_flink_sql_job_records_its_column_lineage(
+    client: httpx.AsyncClient, worker: JobWorker, tmp_path: Path
+) -> None:
+    await flink_setup(client, tmp_path / "flink-conf", lineage_namespace="flink://local")
+    source = tmp_path / "events.csv"
+    source.write_text("a,1,x\nb,2,x\na,3,x\nb,9,skip;me\n")
+    sink = tmp_path / "key_totals"
+    script = tmp_path / "totals.sql"
+    script.write_text(FLINK_SQL.format(source=source.as_uri(), sink=sink.as_uri()))
+    job = await run_job(
+        client,
+        worker,
+        {
+            "name": "flink-sql-totals",
+            "user": "alice",
+            "command_args": ["-f", str(script)],
+            "cluster_criteria": [["sched:flink"]],
+            "command_criteria": ["type:flink-sql"],
+            "timeout": 240,
+        },
+    )
+    assert job["status"] == "SUCCEEDED", (job["status_message"], job["stderr"][-3000:])
+    assert read_csv_parts(sink) == [["a", "4"], ["b", "2"]]
+    graph = (
+        await client.get(
+            "/api/v1/lineage/graph",
+            params={"namespace": "flink://local", "name": "key_totals", "field": "total", "direction": "upstream"},
+        )
+    ).json()
+    edges = {(e["source"], e["transformation_type"], e["subtype"], e["origin"]) for e in graph["edges"]}
+    assert edges == {
+        ("flink://local/events#v", "DIRECT", "AGGREGATION", "sql"),
+        ("flink://local/events#k", "INDIRECT", "GROUP_BY", "sql"),
+        ("flink://local/events#note", "INDIRECT", "FILTER", "sql"),
+    }
+    assert {e["last_run_id"] for e in graph["edges"]} == {job["run_id"]}  # one id: status, logs and lineage
+    run = (await client.get(f"/api/v1/lineage/runs/{job['run_id']}")).json()
+    assert run["state"] == "COMPLETE", run
