@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
@@ -162,18 +163,24 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     if session.get_bind().dialect.name != "postgresql":
         session.execute(table.insert(), list(rows))
         return
+    import psycopg  # only PostgreSQL gets here, and psycopg is its driver
+
     columns = list(rows[0])
     json_at = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
     session.flush()
     raw: Any = session.connection().connection.driver_connection
     column_list = ", ".join(f'"{name}"' for name in columns)
-    with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:
-        for row in rows:  # every row was built by one dict display, so its values come in ``columns`` order
-            values = list(row.values())
-            for i in json_at:
-                if values[i] is not None:
-                    values[i] = _dump_json(values[i])
-            copy.write_row(values)
+    statement = f'COPY "{table.name}" ({column_list}) FROM STDIN'
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:  # every row was built by one dict display, so its values come in ``columns`` order
+                values = list(row.values())
+                for i in json_at:
+                    if values[i] is not None:
+                        values[i] = _dump_json(values[i])
+                copy.write_row(values)
+    except psycopg.Error as exc:  # the driver's own error, seen by callers as SQLAlchemy's (IntegrityError...)
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
 def bulk_insert_returning_ids(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> list[int]:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from headwater.catalog import events, service, sources, sync
 from headwater.catalog.connectors.iceberg import IcebergConnector
 from headwater.catalog.models import SourceKind, SourceStatus
-from headwater.catalog.schemas import DatasetUpdate, FieldMetadataUpdate, Owner, SourceCreate
+from headwater.catalog.schemas import DatasetCreate, DatasetUpdate, FieldMetadataUpdate, Owner, SourceCreate
 from headwater.catalog.sync_models import SyncLease, SyncMode, SyncRun, SyncStatus, SyncTrigger
 from headwater.db import session_scope, utcnow
 
@@ -177,6 +177,27 @@ def test_a_source_down_mid_sync_deletes_nothing_and_marks_the_source_unhealthy(
         assert source.status == SourceStatus.UNHEALTHY.value
         assert source.status_message and "cannot list" in source.status_message
         assert session.get(SyncLease, source.id).holder is None  # type: ignore[union-attr]
+
+
+def test_a_dataset_registered_while_its_page_loads_fails_alone_and_the_rest_is_created(
+    sync_factory: sessionmaker[Session], warehouse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New datasets are written in bulk; one that appears between the listing and the write (here a
+    manual registration) sends the page down the one-at-a-time path instead of failing it."""
+    _add_source(sync_factory, warehouse.config())
+    original = IcebergConnector.load_many
+
+    def load_many_while_someone_registers(self: Any, refs: Any) -> Any:
+        with session_scope(sync_factory) as session:
+            service.register_dataset(session, data=DatasetCreate(namespace=NS, name="raw.clicks"))
+        return original(self, refs)
+
+    monkeypatch.setattr(IcebergConnector, "load_many", load_many_while_someone_registers)
+    run = sync.run_sync(sync_factory, source_name="lake")
+    assert (run.status, run.added, run.failed) == ("partial", 2, 1)
+    assert run.errors[0]["dataset"] == "raw.clicks" and "belongs to source 'manual'" in run.errors[0]["error"]
+    assert _dataset(sync_factory, "raw.clicks").source.name == "manual"
+    assert _dataset(sync_factory, "analytics.titles").current_schema_version == 1
 
 
 def test_a_catalog_that_is_gone_fails_the_sync_without_deleting(
