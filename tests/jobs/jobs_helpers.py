@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 from fastapi import FastAPI
 
-from headwater.jobs.worker import JobWorker
+from headwater.jobs.worker import JobWorker, WorkerThread
 
 
 def make_worker(app: FastAPI, data_dir: Path, **options: Any) -> JobWorker:
@@ -57,3 +59,29 @@ def wait_until(condition: Callable[[], bool], worker: JobWorker, timeout: float 
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+@contextmanager
+def worker_thread(app: FastAPI, data_dir: Path, *, interval: float = 0.05, **options: Any) -> Iterator[JobWorker]:
+    """A worker looping in a background thread (as the server runs it) until the block ends."""
+    job_worker = make_worker(app, data_dir, poll_interval=interval, **options)
+    thread = WorkerThread(job_worker, interval=interval)
+    thread.start()
+    try:
+        yield job_worker
+    finally:
+        thread.stop()
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, job_id: str, statuses: set[str], timeout: float = 30.0
+) -> dict[str, Any]:
+    """Poll the API until the job reaches one of ``statuses``; its JSON."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = (await client.get(f"/api/v1/jobs/{job_id}")).json()
+        if job["status"] in statuses:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} is {job['status']}, not in {sorted(statuses)}, after {timeout} s")
+        await anyio.sleep(0.05)
