@@ -153,7 +153,11 @@ def db_current() -> None:
 
 @app.command()
 @friendly_errors
-def demo() -> None:
+def demo(
+    jobs: Annotated[
+        bool, typer.Option("--jobs/--no-jobs", help="Register local Spark/Flink clusters and run the demo's Spark job.")
+    ] = True,
+) -> None:
     """Load the demo streaming platform (idempotent: running it again adds nothing)."""
     from headwater.demo import load_demo
 
@@ -174,6 +178,10 @@ def demo() -> None:
     else:
         console.print(f"Iceberg lake: registered by hand ({report.iceberg_note}).")
     console.print("Kafka topics and Hive tables: registered by hand (the demo runs no broker or metastore).")
+    if jobs:
+        from headwater.demo.jobs import run_demo_jobs_cli
+
+        run_demo_jobs_cli(settings, warehouse_root=warehouse if report.iceberg_live else None, say=console.print)
 
 
 # --------------------------------------------------------------------------------------- datasets
