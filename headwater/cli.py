@@ -287,13 +287,14 @@ def datasets_show(
 def _add_domain_commands() -> None:
     """Sub-apps defined in domain packages; imported last because they use the helpers above."""
     from headwater.catalog.sync_cli import sources_app
-    from headwater.jobs.cli import worker
+    from headwater.jobs.cli import jobs_app, worker
     from headwater.lineage.cli import lineage_app
     from headwater.search.cli import search_app
 
     app.add_typer(sources_app, name="sources")
     app.add_typer(search_app, name="search")
     app.add_typer(lineage_app, name="lineage")
+    app.add_typer(jobs_app, name="jobs")
     app.command("worker")(worker)
 
 

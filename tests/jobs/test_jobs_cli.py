@@ -1,0 +1,94 @@
+"""``headwater jobs submit|list|show|kill|logs`` against the suite's databases, with a real worker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from jobs_helpers import shell_setup, worker_thread
+from typer.testing import CliRunner
+
+from headwater.cli import app as cli
+from headwater.jobs.worker import JobWorker
+from headwater.settings import get_settings
+
+pytestmark = pytest.mark.anyio
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(app: FastAPI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """The CLI pointed at the suite's database."""
+    monkeypatch.setenv("HEADWATER_DATABASE_URL", app.state.settings.database_url)
+    monkeypatch.setenv("HEADWATER_DATA_DIR", str(tmp_path / "cli-data"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def _submit(*extra: str) -> dict[str, object]:
+    base = ["jobs", "submit", "--name", "cli-job", "--user", "carol", "--command-tags", "type:sh"]
+    result = runner.invoke(cli, [*base, "--cluster-tags", "nope", "--cluster-tags", "sched:test", *extra])
+    assert result.exit_code == 0, result.output
+    submitted: dict[str, object] = json.loads(result.stdout)
+    return submitted
+
+
+async def test_jobs_cli_round_trip(
+    client: httpx.AsyncClient, app: FastAPI, worker: JobWorker, cli_env: None, tmp_path: Path
+) -> None:
+    await shell_setup(client)
+    data = tmp_path / "input.txt"
+    data.write_text("attached\n")
+    job = _submit(
+        "--tag", "cli", "--env", "WHO=cli", "--attach", str(data), "--json", "--", 'cat input.txt; echo "$WHO"'
+    )
+    assert job["status"] == "RESOLVED" and job["user"] == "carol" and job["tags"] == ["cli"]
+    worker.drain(timeout=20)
+
+    logs = runner.invoke(cli, ["jobs", "logs", str(job["id"])])
+    assert logs.exit_code == 0 and logs.stdout == "attached\ncli\n"
+    tail = runner.invoke(cli, ["jobs", "logs", str(job["id"]), "--offset", "9", "--follow"])
+    assert tail.stdout == "cli\n"
+    shown = json.loads(runner.invoke(cli, ["jobs", "show", str(job["id"]), "--json"]).stdout)
+    assert shown["status"] == "SUCCEEDED" and [t["to"] for t in shown["transitions"]][-1] == "SUCCEEDED"
+    listed = json.loads(runner.invoke(cli, ["jobs", "list", "--user", "carol", "--json"]).stdout)
+    assert [item["id"] for item in listed["items"]] == [job["id"]]
+    table = runner.invoke(cli, ["jobs", "list", "--status", "SUCCEEDED"])
+    assert table.exit_code == 0 and "cli-job" in table.stdout
+
+    queued = _submit("--json", "--", "sleep 30")
+    killed = runner.invoke(cli, ["jobs", "kill", str(queued["id"])])
+    assert killed.exit_code == 0 and "KILLED" in killed.stdout
+    with worker_thread(app, tmp_path / "looping"):
+        waited = runner.invoke(cli, ["jobs", "submit", "--name", "w", "--command-tags", "type:sh", "--cluster-tags",
+                                     "sched:test", "--wait", "--json", "--", "exit 4"])  # fmt: skip
+    assert waited.exit_code == 1, waited.output  # it waited for the end, and the end was a failure
+    assert json.loads(waited.stdout)["status"] == "FAILED" and json.loads(waited.stdout)["exit_code"] == 4
+
+
+async def test_jobs_cli_errors_are_one_line(client: httpx.AsyncClient, cli_env: None, tmp_path: Path) -> None:
+    await shell_setup(client)
+    missing = runner.invoke(cli, ["jobs", "show", "nope"])
+    assert missing.exit_code == 1 and "no job with id 'nope'" in missing.output
+    bad_env = runner.invoke(
+        cli, ["jobs", "submit", "--name", "x", "--command-tags", "t", "--cluster-tags", "c", "--env", "NOEQUALS"]
+    )
+    assert bad_env.exit_code == 1 and "NAME=value" in bad_env.output
+    too_long = runner.invoke(
+        cli, ["jobs", "submit", "--name", "x", "--command-tags", "t", "--cluster-tags", "c", "--", "a" * 10_001]
+    )
+    assert too_long.exit_code == 1 and "10001 characters" in too_long.output
+    sneaky = tmp_path / "stdout"
+    sneaky.write_text("x")
+    reserved = runner.invoke(
+        cli,
+        ["jobs", "submit", "--name", "x", "--command-tags", "type:sh", "--cluster-tags", "sched:test",
+         "--attach", str(sneaky)],
+    )  # fmt: skip
+    assert reserved.exit_code == 1 and "reserved" in reserved.output
+    assert runner.invoke(cli, ["jobs", "logs", "nope"]).exit_code == 1
