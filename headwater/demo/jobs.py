@@ -143,7 +143,12 @@ def register_demo_engines(
     """Register the local clusters and commands of the engines found; flushes only."""
     clusters: list[tuple[str, ClusterType, dict[str, Any]]] = []
     if engines.spark:
-        conf = {"spark.sql.session.timeZone": "UTC", "spark.sql.shuffle.partitions": "2"}
+        conf = {
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.shuffle.partitions": "2",
+            # The demo's tables live in the job's script: no Hive metastore (Derby) to start for each run.
+            "spark.sql.catalogImplementation": "in-memory",
+        }
         clusters.append((SPARK_CLUSTER, ClusterType.SPARK, {"master": "local[2]", "conf": conf}))
     else:
         report.notes.append(f"no Spark cluster: {engines.spark_note}")

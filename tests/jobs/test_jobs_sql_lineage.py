@@ -56,7 +56,12 @@ async def test_spark_sql_job_records_its_column_lineage(
             "name": "spark-local",
             "type": "spark",
             "tags": ["sched:spark"],
-            "config": {"master": "local[1]", "lineage_namespace": "spark://local"},
+            "config": {
+                "master": "local[1]",
+                "lineage_namespace": "spark://local",
+                # No Hive metastore to start (Derby in the job directory): twice as fast, same SQL.
+                "conf": {"spark.sql.catalogImplementation": "in-memory"},
+            },
         },
     )
     assert r.status_code == 201, r.text
