@@ -21,7 +21,7 @@ from headwater.catalog.schemas import FieldIn, SchemaChangeRename, SchemaChangeR
 __all__ = ["FlatField", "diff_schemas", "fingerprint", "flatten", "normalize_type"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FlatField:
     """One field of a schema, flattened; what connectors produce and schema versions store."""
 

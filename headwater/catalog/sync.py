@@ -22,6 +22,7 @@ it takes a session *factory*, not a session.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import os
 import queue
@@ -30,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -420,6 +422,34 @@ def _delete_missing(factory: sessionmaker[Session], handle: _Handle) -> None:
             return
 
 
+# ------------------------------------------------------------------------------------ collector
+
+_frozen_lock = threading.Lock()
+_frozen_runs = 0
+
+
+@contextmanager
+def _collector_spares_old_objects() -> Iterator[None]:
+    """Keep CPython's full collections from rescanning everything the process held before the sync.
+
+    A sync allocates hundreds of thousands of short-lived objects; each full collection they trigger
+    would walk every object already alive (the imported libraries alone are ~100,000), which cost a
+    fifth of a large first sync. ``gc.freeze`` sets those aside until the last running sync ends.
+    """
+    global _frozen_runs
+    with _frozen_lock:
+        if _frozen_runs == 0:
+            gc.freeze()
+        _frozen_runs += 1
+    try:
+        yield
+    finally:
+        with _frozen_lock:
+            _frozen_runs -= 1
+            if _frozen_runs == 0:
+                gc.unfreeze()
+
+
 # ------------------------------------------------------------------------------------- read-ahead
 
 _END = object()
@@ -524,10 +554,11 @@ def execute_sync(factory: sessionmaker[Session], handle: _Handle, *, progress: P
         ) as connector:
             connector.check()
             unlisted: list[str] = []
-            for page in _read_ahead(factory, connector, handle, unlisted):
-                _write_page(factory, handle, page)
-                if progress is not None:
-                    progress(run)
+            with _collector_spares_old_objects():
+                for page in _read_ahead(factory, connector, handle, unlisted):
+                    _write_page(factory, handle, page)
+                    if progress is not None:
+                        progress(run)
             for part in unlisted:
                 _add_error(run, None, f"not listed: {part}")
             run.complete = not unlisted
