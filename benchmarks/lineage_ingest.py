@@ -9,31 +9,39 @@ What it does, in one run:
 3. ingests them through ``headwater.lineage.ingest.ingest_events`` (event log + jobs, runs, catalog
    datasets and fields, dataset and column edges), one event per transaction (what one POST does), then
    again into a fresh database 100 and 1,000 (the batch limit) events per transaction (what the batch
-   endpoint does with batches of that size);
+   endpoint does with batches of that size); mode ``http`` posts them one per request, over one keep-alive
+   connection, to ``POST /api/v1/lineage`` of a real uvicorn server (one worker) on a fresh database: what
+   the openlineage-python client's HTTP transport does;
 4. in the same run, inserts the very same event JSON into a plain table (``id bigserial, body jsonb``)
    the same ways (one executemany per transaction): the storage floor;
 5. prints events/s over all the events (sustained: the whole stream, dataset creation included), the
    ratio to the floor of the same transaction size, and PASS/FAIL against each goal (>= 300 events/s,
    >= 0.25x the floor).
 
-It measures the service layer in-process (the HTTP layer adds the same cost to both sides).
-
 Run from the repository root::
 
-    .venv/bin/python benchmarks/lineage_ingest.py [--events 20000]
+    .venv/bin/python benchmarks/lineage_ingest.py [--events 20000] [--batches 1,http,100,1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import random
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from sqlalchemy import Engine, make_url, text
 
@@ -120,6 +128,50 @@ def ingest(engine: Engine, events: list[dict[str, Any]], batch: int) -> float:
     return time.perf_counter() - began
 
 
+@contextlib.contextmanager
+def server(url: str) -> Iterator[str]:
+    """A uvicorn process (one worker) serving Headwater on ``url``'s database; its base URL. Stopped by its id."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HEADWATER_")}
+    env.update(HEADWATER_DATABASE_URL=url, HEADWATER_LOG_LEVEL="warning", PYTHONPATH=str(Path.cwd()))
+    command = [sys.executable, "-m", "uvicorn", "headwater.app:create_app", "--factory", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
+    with tempfile.TemporaryDirectory() as work, open(Path(work) / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not start: {(Path(work) / 'server.log').read_text()[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                time.sleep(0.2)
+            yield base
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def post(base: str, events: list[dict[str, Any]]) -> float:
+    """Seconds to POST ``events`` one per request to ``/api/v1/lineage``, as the OpenLineage HTTP transport does."""
+    bodies = [orjson.dumps(e) for e in events]
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client(base_url=base, timeout=60) as client:
+        began = time.perf_counter()
+        for body in bodies:
+            answer = client.post("/api/v1/lineage", content=body, headers=headers)
+            if answer.status_code != 201 or answer.json()["applied"] != 1:
+                raise RuntimeError(f"POST answered {answer.status_code}: {answer.text[:300]}")
+        return time.perf_counter() - began
+
+
 def floor(engine: Engine, events: list[dict[str, Any]], batch: int) -> float:
     """Seconds to insert the same JSON into a plain table, ``batch`` per transaction."""
     with engine.begin() as conn:
@@ -138,27 +190,40 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument(
-        "--batches", default="1,100,1000", help="Events per transaction of each mode, comma-separated (max 1000)."
+        "--batches",
+        default="1,http,100,1000",
+        help="Modes, comma-separated: events per transaction (max 1000), or 'http' (one event per POST).",
     )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     events = events_of(args.events, args.seed)
     print(f"{len(events):,} COMPLETE events, 20 -> 20 columns of column lineage each", flush=True)
     rows: list[tuple[str, float, float]] = []
-    sizes = [int(size) for size in args.batches.split(",")]
-    modes = [("one event per transaction" if b == 1 else f"{b:,} events per transaction", b) for b in sizes]
-    for label, batch in modes:
-        url = fresh(f"headwater_bench_lineage_ingest_{batch}")
+    for mode in args.batches.split(","):
+        http = mode.strip() == "http"
+        batch = 1 if http else int(mode)
+        if http:
+            label = "one event per POST (HTTP)"
+        else:
+            label = "one event per transaction" if batch == 1 else f"{batch:,} events per transaction"
+        url = fresh(f"headwater_bench_lineage_ingest_{mode.strip()}")
         engine = create_db_engine(url)
-        seconds = ingest(engine, events, batch)
+        if http:
+            with server(url) as base:
+                seconds = post(base, events)
+        else:
+            seconds = ingest(engine, events, batch)
         floor_seconds = floor(engine, events, batch)
         with engine.connect() as conn:
             edges = conn.execute(text("SELECT count(*) FROM lineage_column_edges")).scalar_one()
         engine.dispose()
         rows.append((label, len(events) / seconds, len(events) / floor_seconds))
-        print(f"{label}: {len(events) / seconds:,.0f} events/s ({edges:,} distinct column edges)", flush=True)
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"{label}: {len(events) / seconds:,.0f} events/s ({edges:,} distinct column edges; load {load})", flush=True
+        )
     print()
-    print(f"machine: {os.cpu_count()} cpu, Python {sys.version.split()[0]}, PostgreSQL local, in-process service calls")
+    print(f"machine: {os.cpu_count()} cpu, Python {sys.version.split()[0]}, PostgreSQL local")
     print(f"{'mode':32} {'headwater ev/s':>15} {'floor ev/s':>11} {'ratio':>6}  >= 300 ev/s  >= 0.25x floor")
     for label, rate, floor_rate in rows:
         speed = "PASS" if rate >= 300 else "FAIL"

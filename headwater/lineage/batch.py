@@ -1,8 +1,8 @@
 """Jobs and runs of one ingestion batch, read with one query each and written back once.
 
 Ingestion reads every job and run a batch names up front (creating the missing ones), applies the
-events to these in-memory rows in arrival order, and writes back only the rows that changed, with one
-statement per table. Runs are locked (``FOR UPDATE`` on PostgreSQL) so two requests carrying events of the
+events to these in-memory rows in arrival order, and writes back only the rows that changed, as part of
+the call's :class:`~headwater.lineage.upsert.WriteSet`. Runs are locked (``FOR UPDATE`` on PostgreSQL) so two requests carrying events of the
 same run serialise instead of overwriting each other's state.
 """
 
@@ -11,15 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, tuple_, update
+from sqlalchemy import Table, select, tuple_
 from sqlalchemy.orm import Session
 
 from headwater.db import utcnow
 from headwater.lineage.models import LineageJob, LineageRun
-from headwater.lineage.upsert import CHUNK, insert_statement
+from headwater.lineage.upsert import CHUNK, WriteSet, insert_statement
 
 __all__ = ["JobRow", "RunRow", "load_jobs", "load_runs", "write_jobs", "write_runs"]
 
@@ -128,29 +127,22 @@ def load_runs(session: Session, wanted: dict[str, int]) -> dict[str, RunRow]:
     return runs
 
 
-@cache
-def _update_statement(table: Table, columns: tuple[str, ...]) -> Any:
-    return update(table).where(table.c.id == bindparam("b_id")).values({c: bindparam(f"b_{c}") for c in columns})
-
-
-def _write(session: Session, table: Table, rows: Sequence[JobRow | RunRow], columns: Sequence[str]) -> None:
-    changed = [row for row in rows if row.dirty]
-    if not changed:
-        return
+def _changed(rows: Iterable[JobRow | RunRow], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Update rows (``id`` + ``columns`` + ``updated_at``) of the rows that changed, marked clean."""
     now = utcnow()
-    params = [{"b_id": row.id, "b_updated_at": now, **{f"b_{c}": getattr(row, c) for c in columns}} for row in changed]
-    session.connection().execute(_update_statement(table, (*columns, "updated_at")), params)
-    for row in changed:
-        row.dirty = False
+    changed: list[dict[str, Any]] = []
+    for row in rows:
+        if row.dirty:
+            changed.append({"id": row.id, **{c: getattr(row, c) for c in columns}, "updated_at": now})
+            row.dirty = False
+    return changed
 
 
-def write_jobs(session: Session, jobs: Iterable[JobRow]) -> None:
-    """Write back the jobs that changed (one executemany)."""
-    columns = [c for c in _JOB_COLUMNS if c not in ("id", "namespace", "name")]
-    _write(session, _JOBS, list(jobs), columns)
+def write_jobs(writes: WriteSet, jobs: Iterable[JobRow]) -> None:
+    """Add the jobs that changed to ``writes``."""
+    writes.update(LineageJob, _changed(jobs, [c for c in _JOB_COLUMNS if c not in ("id", "namespace", "name")]))
 
 
-def write_runs(session: Session, runs: Iterable[RunRow]) -> None:
-    """Write back the runs that changed (one executemany)."""
-    columns = [c for c in _RUN_COLUMNS if c not in ("id", "run_uuid")]
-    _write(session, _RUNS, list(runs), columns)
+def write_runs(writes: WriteSet, runs: Iterable[RunRow]) -> None:
+    """Add the runs that changed to ``writes``."""
+    writes.update(LineageRun, _changed(runs, [c for c in _RUN_COLUMNS if c not in ("id", "run_uuid")]))

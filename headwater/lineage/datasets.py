@@ -199,8 +199,26 @@ class DatasetResolver:
                 )
                 for alias in self.session.execute(by_alias):
                     collect((alias[0], alias[1]), tuple(alias)[2:])
+        self.accept(
+            wanted,
+            {i: (row[0], bool(row[1]), row[2], row[3], row[4] is not None) for i, row in found.items()},
+            fields,
+            types,
+        )
+
+    def accept(
+        self,
+        identities: Iterable[tuple[str, str]],
+        found: dict[tuple[str, str], tuple[int, bool, str, str, bool]],
+        fields: dict[int, dict[str, int]],
+        types: dict[int, dict[str, str]],
+    ) -> None:
+        """Remember what a prefetch found for ``identities``: (id, lineage owned, namespace, name, deleted)
+        by identity, field ids and types by dataset id; an identity not in ``found`` names nothing."""
         resolved: dict[int, ResolvedDataset] = {}
-        for identity in wanted:
+        for identity in dict.fromkeys(identities):
+            if identity in self._by_identity:
+                continue
             hit = found.get(identity)
             if hit is None:
                 self._absent.add(identity)
@@ -208,7 +226,7 @@ class DatasetResolver:
             dataset = resolved.get(hit[0])
             if dataset is None:
                 dataset = resolved[hit[0]] = ResolvedDataset(
-                    hit[0], hit[2], hit[3], bool(hit[1]), fields[hit[0]], types[hit[0]], hit[4] is not None
+                    hit[0], hit[2], hit[3], hit[1], fields[hit[0]], types[hit[0]], hit[4]
                 )
             # Aliases already recorded need no new row: remember them as seen.
             self._by_identity[identity] = dataset

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from headwater.db import utcnow
 from headwater.errors import InvalidInput
 from headwater.lineage.batch import JobRow, RunRow, load_jobs, load_runs, write_jobs, write_runs
-from headwater.lineage.datasets import DatasetResolver, WantedDataset, wanted_from
+from headwater.lineage.datasets import LINEAGE_SOURCE, DatasetResolver, WantedDataset, wanted_from
 from headwater.lineage.models import DatasetEdge, EdgeOrigin, JobDataset, LineageEvent, RunState
 from headwater.lineage.schemas import (
     ColumnLineageFacet,
@@ -39,7 +39,8 @@ from headwater.lineage.schemas import (
     parse_event,
     parse_facet,
 )
-from headwater.lineage.upsert import CHUNK, ColumnEdgeBuffer, json_rows, json_rows_source, upsert_edges
+from headwater.lineage.snapshot import EdgeGroup, Snapshot, read_snapshot
+from headwater.lineage.upsert import CHUNK, ColumnEdgeBuffer, WriteSet, json_rows
 
 __all__ = ["IngestResult", "MAX_BATCH", "ColumnLineageSet", "apply_column_lineage", "ingest_events"]
 
@@ -76,47 +77,66 @@ def ingest_events(session: Session, *, documents: Sequence[Any]) -> IngestResult
     """Validate every event first (one bad event refuses the batch), then log and apply them; flushes only.
 
     The whole batch is applied with a handful of statements: the raw events logged in one multi-row
-    INSERT, jobs, runs and datasets read with one query each, and jobs, runs and edges written once.
+    INSERT, jobs, runs and datasets read with one query each, and jobs, runs and edges written once. On
+    PostgreSQL the logging and the reads are one statement (:mod:`headwater.lineage.snapshot`) and the writes
+    another (:class:`~headwater.lineage.upsert.WriteSet`): one event costs two statements in the common case.
     """
     if len(documents) > MAX_BATCH:
         raise InvalidInput(
             f"a batch holds at most {MAX_BATCH} events, got {len(documents)}", detail={"field": "events"}
         )
     single = len(documents) == 1
-    events = [parse_event(doc, label="event" if single else f"events[{i}]") for i, doc in enumerate(documents)]
+    labels = ["event" if single else f"events[{i}]" for i in range(len(documents))]
+    events = [parse_event(doc, label=label) for doc, label in zip(documents, labels, strict=True)]
     result = IngestResult(received=len(events))
     fingerprints = [fingerprint_of(document) for document in documents]
-    logged = _log(session, documents, events, fingerprints)
+    log_rows = _log_rows(documents, events, fingerprints)
+    snapshot: Snapshot | None = None
+    if session.get_bind().dialect.name == "postgresql":
+        wants = _wants(list(zip(labels, events, strict=True)))
+        snapshot = read_snapshot(
+            session,
+            log=json_rows(log_rows, _LOG_COLUMNS),
+            jobs=wants.jobs,
+            runs=wants.runs,
+            datasets=wants.datasets,
+            groups=wants.groups,
+            lineage_source=LINEAGE_SOURCE,
+            now=utcnow(),
+        )
+        logged = dict(snapshot.logged)
+    else:
+        logged = _log(session, log_rows)
     todo: list[tuple[str, LineageEventIn, int]] = []
-    for index, (fingerprint, event) in enumerate(zip(fingerprints, events, strict=True)):
+    for label, fingerprint, event in zip(labels, fingerprints, events, strict=True):
         row_id = logged.pop(fingerprint, None)
         if row_id is None:  # already in the log, or earlier in this batch
             result.duplicates += 1
             continue
-        todo.append(("event" if single else f"events[{index}]", event, row_id))
+        todo.append((label, event, row_id))
     if not todo:
         return result
-    batch = _Batch.open(session, todo)
+    batch = _Batch.open(session, todo, snapshot)
     warned: list[dict[str, Any]] = []
     for label, event, row_id in todo:
         batch.resolver.warnings = []
         _apply(batch, event, label)
         if batch.resolver.warnings:
-            warned.append({"b_id": row_id, "b_warnings": list(batch.resolver.warnings)})
+            warned.append({"id": row_id, "warnings": list(batch.resolver.warnings)})
             result.warnings.extend(f"{label}: {w}" for w in batch.resolver.warnings)
         result.applied += 1
         result.event_ids.append(row_id)
-    batch.close()
-    if warned:
-        session.connection().execute(_warnings_statement(), warned)
+    writes = batch.close()
+    writes.update(LineageEvent, warned)
+    writes.execute(session)
     session.flush()
     return result
 
 
-def _log(
-    session: Session, documents: Sequence[Any], events: Sequence[LineageEventIn], fingerprints: Sequence[str]
-) -> dict[str, int]:
-    """Append the raw events not already in the log; their ids by fingerprint."""
+def _log_rows(
+    documents: Sequence[Any], events: Sequence[LineageEventIn], fingerprints: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The event-log rows of a batch, one per distinct fingerprint."""
     now = utcnow()
     rows: dict[str, dict[str, Any]] = {}
     for document, event, fingerprint in zip(documents, events, fingerprints, strict=True):
@@ -137,16 +157,15 @@ def _log(
             "warnings": [],
             "received_at": now,
         }
-    dialect = session.get_bind().dialect.name
-    values = list(rows.values())
+    return list(rows.values())
+
+
+def _log(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Append the raw events not already in the log; their ids by fingerprint (PostgreSQL: read_snapshot)."""
     connection = session.connection()
     logged: dict[str, int] = {}
-    for start in range(0, len(values), CHUNK):
-        chunk = values[start : start + CHUNK]
-        if dialect == "postgresql":
-            found = connection.execute(_log_statement(dialect), {"rows": json_rows(chunk, _LOG_COLUMNS)})
-        else:
-            found = connection.execute(_log_statement(dialect), chunk)
+    for start in range(0, len(rows), CHUNK):
+        found = connection.execute(_log_statement(), list(rows[start : start + CHUNK]))
         logged.update((fingerprint, row_id) for row_id, fingerprint in found)
     return logged
 
@@ -167,19 +186,10 @@ _LOG_COLUMNS = (
 
 
 @functools.cache
-def _log_statement(dialect: str) -> Any:
+def _log_statement() -> Any:
     table = cast(Table, LineageEvent.__table__)
-    if dialect == "postgresql":
-        insert: Any = postgresql.insert(table).from_select(list(_LOG_COLUMNS), json_rows_source(table, _LOG_COLUMNS))
-    else:
-        insert = sqlite.insert(table)
+    insert = sqlite.insert(table)
     return insert.on_conflict_do_nothing(index_elements=["fingerprint"]).returning(table.c.id, table.c.fingerprint)
-
-
-@functools.cache
-def _warnings_statement() -> Any:
-    table = cast(Table, LineageEvent.__table__)
-    return update(table).where(table.c.id == bindparam("b_id")).values(warnings=bindparam("b_warnings"))
 
 
 # ------------------------------------------------------------------------------------ applying
@@ -198,43 +208,78 @@ class _Batch:
     dataset_edges: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def open(cls, session: Session, todo: Sequence[tuple[str, LineageEventIn, int]]) -> _Batch:
-        """Read (and create) every job and run the events name, and the datasets they name."""
-        job_keys: list[tuple[str, str]] = []
-        parents: list[tuple[str, ParentRunFacet] | None] = []
-        for label, event, _ in todo:
-            parent = None
-            if not isinstance(event, DatasetEventIn):
-                job_keys.append((event.job.namespace, event.job.name))
-            if isinstance(event, RunEventIn) and event.run.facets.get("parent"):
-                facet = parse_facet(ParentRunFacet, event.run.facets["parent"], where=f"{label}.run.facets.parent")
-                job_keys.append((facet.job.namespace, facet.job.name))
-                parent = (str(event.run.runId), facet)
-            parents.append(parent)
-        jobs = load_jobs(session, job_keys)
-        wanted_runs: dict[str, int] = {}
-        for (_, event, _), parent in zip(todo, parents, strict=True):
-            if isinstance(event, RunEventIn):
-                wanted_runs.setdefault(str(event.run.runId), jobs[(event.job.namespace, event.job.name)].id)
-            if parent is not None and str(parent[1].run.runId) != parent[0]:
-                parent_job = jobs[(parent[1].job.namespace, parent[1].job.name)]
-                wanted_runs.setdefault(str(parent[1].run.runId), parent_job.id)
-        runs = load_runs(session, wanted_runs)
+    def open(
+        cls, session: Session, todo: Sequence[tuple[str, LineageEventIn, int]], snapshot: Snapshot | None = None
+    ) -> _Batch:
+        """Read (and create) every job and run the events name, and the datasets they name; what
+        ``snapshot`` already read (PostgreSQL) is taken from it."""
+        wants = _wants([(label, event) for label, event, _ in todo])
+        jobs = dict(snapshot.jobs) if snapshot else {}
+        missing_jobs = [key for key in wants.jobs if key not in jobs]
+        if missing_jobs:
+            jobs.update(load_jobs(session, missing_jobs))
+        runs = dict(snapshot.runs) if snapshot else {}
+        missing_runs = {uuid: jobs[key].id for uuid, key in wants.runs.items() if uuid not in runs}
+        if missing_runs:  # runs of new jobs, or runs another transaction was creating at the same moment
+            runs.update(load_runs(session, missing_runs))
         resolver = DatasetResolver(session)
-        resolver.prefetch(identity for _, event, _ in todo for identity in _identities(event))
-        return cls(session, resolver, jobs, runs)
+        if snapshot is not None:
+            resolver.accept(snapshot.asked, snapshot.datasets, snapshot.fields, snapshot.types)
+        resolver.prefetch(wants.datasets)
+        batch = cls(session, resolver, jobs, runs)
+        if snapshot is not None:
+            batch.column_edges.preload(snapshot.edge_groups, snapshot.edges)
+        return batch
 
-    def close(self) -> None:
-        """Write what the batch changed: jobs, runs, then the edges."""
-        write_jobs(self.session, self.jobs.values())
-        write_runs(self.session, self.runs.values())
-        upsert_edges(
-            self.session, JobDataset, self.job_datasets, ["job_id", "dataset_id", "direction"], newest_wins=("origin",)
+    def close(self) -> WriteSet:
+        """What the batch changed (jobs, runs, edges), to be written in one go."""
+        writes = WriteSet()
+        write_jobs(writes, self.jobs.values())
+        write_runs(writes, self.runs.values())
+        writes.upsert(JobDataset, self.job_datasets, ["job_id", "dataset_id", "direction"], newest_wins=("origin",))
+        writes.upsert(DatasetEdge, self.dataset_edges, ["source_id", "target_id", "job_id"], newest_wins=("origin",))
+        self.column_edges.flush(self.session, writes)
+        return writes
+
+
+@dataclass
+class _Wants:
+    """What a batch's events name: jobs, runs (with the job to file a new one under), datasets, and the
+    (job, output dataset) pairs they state column lineage for."""
+
+    jobs: list[tuple[str, str]] = field(default_factory=list)
+    runs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    datasets: list[tuple[str, str]] = field(default_factory=list)
+    groups: list[EdgeGroup] = field(default_factory=list)
+
+
+def _wants(events: Sequence[tuple[str, LineageEventIn]]) -> _Wants:
+    wants = _Wants()
+    for label, event in events:
+        wants.datasets.extend(_identities(event))
+        if isinstance(event, DatasetEventIn):
+            continue
+        job_key = (event.job.namespace, event.job.name)
+        wants.jobs.append(job_key)
+        wants.groups.extend(
+            (*job_key, output.namespace, output.name)
+            for output in event.outputs
+            if isinstance(output.facets.get("columnLineage"), dict)
         )
-        upsert_edges(
-            self.session, DatasetEdge, self.dataset_edges, ["source_id", "target_id", "job_id"], newest_wins=("origin",)
-        )
-        self.column_edges.flush(self.session)
+        if not isinstance(event, RunEventIn):
+            continue
+        run_id = str(event.run.runId)
+        wants.runs.setdefault(run_id, job_key)
+        if event.run.facets.get("parent"):
+            facet = parse_facet(ParentRunFacet, event.run.facets["parent"], where=f"{label}.run.facets.parent")
+            parent_key = (facet.job.namespace, facet.job.name)
+            wants.jobs.append(parent_key)
+            if str(facet.run.runId) != run_id:
+                wants.runs.setdefault(str(facet.run.runId), parent_key)
+    wants.jobs = list(dict.fromkeys(wants.jobs))
+    wants.datasets = list(dict.fromkeys(wants.datasets))
+    wants.groups = list(dict.fromkeys(wants.groups))
+    return wants
 
 
 def _identities(event: LineageEventIn) -> list[tuple[str, str]]:

@@ -14,19 +14,28 @@ current rows of the (job, target dataset) pairs involved, and only the rows that
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, and_, case, literal_column, select, text, tuple_
+from sqlalchemy import Table, and_, bindparam, case, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from headwater.db import Base
 from headwater.lineage.models import ColumnEdge
 
-__all__ = ["CHUNK", "ColumnEdgeBuffer", "insert_ignore", "insert_statement", "merge_provenance_rows", "upsert_edges"]
+__all__ = [
+    "CHUNK",
+    "ColumnEdgeBuffer",
+    "WriteSet",
+    "insert_ignore",
+    "insert_statement",
+    "merge_provenance_rows",
+    "upsert_edges",
+]
 
 # Keys per IN list and rows per statement: well under SQLite's and PostgreSQL's parameter limits.
 CHUNK = 500
@@ -81,11 +90,12 @@ def _upsert_statement(
     newest_wins: tuple[str, ...],
     replace_retired: bool,
     columns: tuple[str, ...],
+    param: str = "rows",
 ) -> Any:
     table = _table(model)
     stmt: Any
     if dialect == "postgresql":
-        stmt = postgresql.insert(table).from_select(list(columns), json_rows_source(table, columns))
+        stmt = postgresql.insert(table).from_select(list(columns), json_rows_source(table, columns, param))
     else:
         stmt = sqlite.insert(table)
     new = stmt.excluded
@@ -110,13 +120,13 @@ def _upsert_statement(
     return statement if dialect == "postgresql" else statement.returning(table.c.id)
 
 
-def json_rows_source(table: Table, columns: Sequence[str]) -> Any:
-    """PostgreSQL: a SELECT of the rows sent as one JSON array in the ``rows`` parameter.
+def json_rows_source(table: Table, columns: Sequence[str], param: str = "rows") -> Any:
+    """PostgreSQL: a SELECT of the rows sent as one JSON array in the ``param`` parameter (``rows``).
 
     One short statement that psycopg parses and PostgreSQL plans once whatever the number of rows, and
     whose one parameter orjson encodes far faster than psycopg adapts thousands of separate values.
     """
-    source = text(f"json_populate_recordset(NULL::{table.name}, CAST(:rows AS json)) AS r")
+    source = text(f"json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r")
     return select(*(literal_column(f"r.{c}") for c in columns)).select_from(source)
 
 
@@ -188,6 +198,15 @@ class ColumnEdgeBuffer:
 
     def __init__(self) -> None:
         self._ops: list[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]] = []
+        # Current (locked) rows of (job, target dataset) pairs read ahead, by the combined read on PostgreSQL.
+        self._preloaded: dict[tuple[int, int], list[dict[str, Any]]] = {}
+
+    def preload(self, groups: Iterable[tuple[int, int]], rows: Iterable[dict[str, Any]]) -> None:
+        """Take the current rows of these (job, target dataset) pairs, already read and locked by the caller."""
+        for group in groups:
+            self._preloaded.setdefault(group, [])
+        for row in rows:
+            self._preloaded[(row["job_id"], row["target_dataset_id"])].append({c: row[c] for c in _COLUMN_EDGE_COLUMNS})
 
     def add(
         self, *, job_id: int, target_dataset_id: int, rows: Sequence[dict[str, Any]], retire_at: dt.datetime | None
@@ -196,8 +215,9 @@ class ColumnEdgeBuffer:
         if rows or retire_at is not None:
             self._ops.append(((job_id, target_dataset_id), list(rows), retire_at))
 
-    def flush(self, session: Session) -> int:
-        """Replay the statements over the current rows and write the edges that changed; returns how many."""
+    def flush(self, session: Session, writes: WriteSet | None = None) -> int:
+        """Replay the statements over the current rows and write the edges that changed (now, or as part of
+        ``writes``); returns how many changed."""
         if not self._ops:
             return 0
         ops, self._ops = self._ops, []
@@ -205,19 +225,26 @@ class ColumnEdgeBuffer:
         groups = list(dict.fromkeys(group for group, _, _ in ops))
         loaded: dict[tuple[Any, ...], dict[str, Any]] = {}
         members: dict[tuple[int, int], list[tuple[Any, ...]]] = {group: [] for group in groups}
+
+        def take(values: dict[str, Any]) -> None:
+            key = tuple(values[k] for k in COLUMN_EDGE_KEYS)
+            loaded[key] = values
+            members[(values["job_id"], values["target_dataset_id"])].append(key)
+
+        for group in groups:
+            for values in self._preloaded.get(group, ()):
+                take(values)
+        unread = [group for group in groups if group not in self._preloaded]
         connection = session.connection()
-        for start in range(0, len(groups), CHUNK):
+        for start in range(0, len(unread), CHUNK):
             statement = (
                 select(*(table.c[c] for c in _COLUMN_EDGE_COLUMNS))
-                .where(tuple_(table.c.job_id, table.c.target_dataset_id).in_(groups[start : start + CHUNK]))
+                .where(tuple_(table.c.job_id, table.c.target_dataset_id).in_(unread[start : start + CHUNK]))
                 .order_by(table.c.id)
                 .with_for_update()
             )
             for found in connection.execute(statement):
-                values = dict(zip(_COLUMN_EDGE_COLUMNS, found, strict=True))
-                key = tuple(values[k] for k in COLUMN_EDGE_KEYS)
-                loaded[key] = values
-                members[(values["job_id"], values["target_dataset_id"])].append(key)
+                take(dict(zip(_COLUMN_EDGE_COLUMNS, found, strict=True)))
         state = {key: dict(values) for key, values in loaded.items()}
         for group, rows, retire_at in ops:
             for row in rows:
@@ -241,5 +268,123 @@ class ColumnEdgeBuffer:
                     if edge["retired_at"] is None and edge["last_seen"] < retire_at:
                         edge["retired_at"] = retire_at
         changed = [edge for key, edge in state.items() if loaded.get(key) != edge]
-        _write_upserts(session, ColumnEdge, changed, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, replace_retired=True)
+        if writes is not None:
+            writes.upsert(ColumnEdge, changed, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, replace_retired=True, merge=False)
+        else:
+            _write_upserts(session, ColumnEdge, changed, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, replace_retired=True)
         return len(changed)
+
+
+# ------------------------------------------------------------------------------------- one write
+
+
+@dataclass(frozen=True)
+class _Upsert:
+    model: type[Base]
+    keys: tuple[str, ...]
+    newest_wins: tuple[str, ...]
+    replace_retired: bool
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Update:
+    model: type[Base]
+    columns: tuple[str, ...]
+
+
+@cache
+def _update_by_id(model: type[Base], columns: tuple[str, ...], param: str | None) -> Any:
+    """``UPDATE table SET columns WHERE id = ...``: from a JSON array on PostgreSQL (``param``), else executemany."""
+    table = _table(model)
+    if param is None:
+        return update(table).where(table.c.id == bindparam("b_id")).values({c: bindparam(f"b_{c}") for c in columns})
+    rows = text(f"json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r")
+    source = select(*(literal_column(f"r.{c}").label(c) for c in ("id", *columns))).select_from(rows).subquery("src")
+    # The ids again as an array: "= ANY(ARRAY(...))" is estimated at a few rows, so the rows are found through
+    # the primary key rather than by hashing a sequential scan of the table (JSON rows are estimated at 100).
+    ids = text(f"ARRAY(SELECT CAST(e->>'id' AS bigint) FROM json_array_elements(CAST(:{param} AS json)) AS e)")
+    return (
+        update(table)
+        .values({c: source.c[c] for c in columns})
+        .where(table.c.id == source.c.id, table.c.id == func.any(ids))
+    )
+
+
+@cache
+def _combined(parts: tuple[_Upsert | _Update, ...]) -> Any:
+    """One PostgreSQL statement running every write as a data-modifying CTE (``rows_<n>`` holds part n's rows)."""
+    ctes = []
+    for index, part in enumerate(parts):
+        param = f"rows_{index}"
+        if isinstance(part, _Upsert):
+            statement = _upsert_statement(
+                "postgresql", part.model, part.keys, part.newest_wins, part.replace_retired, part.columns, param
+            )
+        else:
+            statement = _update_by_id(part.model, part.columns, param)
+        ctes.append(statement.cte(f"write_{index}"))
+    return select(literal_column("1")).add_cte(*ctes)
+
+
+class WriteSet:
+    """The writes of one ingestion call: upserts of edges and updates of rows by id, each table at most once.
+
+    On PostgreSQL they go out as ONE statement, each write a data-modifying CTE: they touch different tables,
+    so sharing one snapshot changes nothing, and one statement instead of six saves five round trips, each of
+    which costs two context switches on a busy machine. Elsewhere (SQLite) each is its own statement.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[_Upsert | _Update, list[dict[str, Any]]]] = []
+        self._tables: set[str] = set()
+
+    def _add(self, part: _Upsert | _Update, rows: list[dict[str, Any]]) -> None:
+        name = _table(part.model).name
+        if name in self._tables:
+            # Two writes of one table in one statement could touch the same row twice: a programming error.
+            raise ValueError(f"table {name} is already written by this write set")
+        self._tables.add(name)
+        self._parts.append((part, rows))
+
+    def upsert(
+        self,
+        model: type[Base],
+        rows: Sequence[dict[str, Any]],
+        keys: Sequence[str],
+        newest_wins: Sequence[str] = (),
+        *,
+        replace_retired: bool = False,
+        merge: bool = True,
+    ) -> None:
+        """Insert edges or merge their provenance into existing ones (``merge``: rows of one key merged first)."""
+        if not rows:
+            return
+        unique = merge_provenance_rows(rows, keys) if merge else list(rows)
+        self._add(_Upsert(model, tuple(keys), tuple(newest_wins), replace_retired, tuple(unique[0])), unique)
+
+    def update(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+        """Set the columns of each row (a dict with ``id`` and the same other keys) on the row with that id."""
+        if rows:
+            self._add(_Update(model, tuple(c for c in rows[0] if c != "id")), list(rows))
+
+    def execute(self, session: Session) -> None:
+        """Run every write; the set is empty afterwards."""
+        parts, self._parts, self._tables = self._parts, [], set()
+        if not parts:
+            return
+        if session.get_bind().dialect.name != "postgresql":
+            for part, rows in parts:
+                if isinstance(part, _Upsert):
+                    _write_upserts(session, part.model, rows, part.keys, part.newest_wins, part.replace_retired)
+                else:
+                    bound = [{f"b_{k}": v for k, v in row.items()} for row in rows]
+                    session.connection().execute(_update_by_id(part.model, part.columns, None), bound)
+            return
+        shapes = tuple(part for part, _ in parts)
+        params = {f"rows_{i}": json_rows(rows, _columns_of(part)) for i, (part, rows) in enumerate(parts)}
+        session.connection().execute(_combined(shapes), params)
+
+
+def _columns_of(part: _Upsert | _Update) -> tuple[str, ...]:
+    return part.columns if isinstance(part, _Upsert) else ("id", *part.columns)
