@@ -128,12 +128,10 @@ class Command(Base):
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # Read side of the ordered links (written as CommandApplication rows); "selectin" batches list pages.
+    # Read side of the ordered links (written as CommandApplication rows); lists load it with selectinload,
+    # job resolution never touches it.
     applications: Mapped[list[Application]] = relationship(
-        secondary="job_command_applications",
-        order_by="CommandApplication.position",
-        viewonly=True,
-        lazy="selectin",
+        secondary="job_command_applications", order_by="CommandApplication.position", viewonly=True
     )
 
 

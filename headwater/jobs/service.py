@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from headwater.db import utcnow
 from headwater.errors import Conflict, InvalidInput, NotFound
@@ -47,6 +47,7 @@ __all__ = [
     "LostJob",
     "attempts_of",
     "claim_jobs",
+    "end_attempts",
     "create_cluster",
     "create_command",
     "delete_cluster",
@@ -173,7 +174,8 @@ def delete_command(session: Session, *, name: str) -> None:
 
 def list_commands(session: Session, *, sort: str, cursor: str | None, limit: int) -> PageResult[Command]:
     """One page of commands."""
-    return paginate(session, select(Command), sorts=COMMAND_SORTS, sort=sort, cursor=cursor, limit=limit)
+    stmt = select(Command).options(selectinload(Command.applications))
+    return paginate(session, stmt, sorts=COMMAND_SORTS, sort=sort, cursor=cursor, limit=limit)
 
 
 def _refuse_if_busy(session: Session, condition: Any, what: str) -> None:
@@ -222,7 +224,7 @@ def submit_job(session: Session, *, data: JobSubmit, attachments: Sequence[tuple
     """
     _check_attachment_names([name for name, _ in attachments])
     job_id = data.id or str(uuid.uuid4())
-    if session.scalar(select(Job.pk).where(Job.id == job_id)) is not None:
+    if data.id is not None and session.scalar(select(Job.pk).where(Job.id == job_id)) is not None:
         raise Conflict(f"a job with id {job_id!r} already exists", detail={"field": "id"})
     now = utcnow()
     job = Job(
@@ -242,7 +244,10 @@ def submit_job(session: Session, *, data: JobSubmit, attachments: Sequence[tuple
         updated_at=now,
     )
     session.add(job)
-    _flush_unique(session, f"a job with id {job_id!r} already exists")
+    try:
+        session.flush()  # a concurrent submission of the same id fails here; the edge rolls back
+    except IntegrityError as exc:
+        raise Conflict(f"a job with id {job_id!r} already exists", detail={"field": "id"}) from exc
     session.add_all(JobTag(job_pk=job.pk, tag=tag) for tag in dict.fromkeys(data.tags))
     session.add_all(
         JobAttachment(job_pk=job.pk, name=name, size=len(content), content=content) for name, content in attachments
@@ -451,57 +456,68 @@ def request_kill(session: Session, *, job_id: str) -> Job:
 def claim_jobs(session: Session, *, worker_id: str, slots: int, now: dt.datetime | None = None) -> list[Job]:
     """Claim up to ``slots`` RESOLVED jobs for ``worker_id``, oldest first, within each cluster's limit.
 
-    On PostgreSQL candidates are locked with ``FOR UPDATE SKIP LOCKED`` and the cluster row is locked while
+    On PostgreSQL candidates are locked with ``FOR UPDATE SKIP LOCKED`` and each cluster row is locked while
     its running jobs are counted; on SQLite the transaction already holds the write lock (BEGIN IMMEDIATE).
-    Either way the claim itself is a conditional UPDATE, so a job is never claimed twice.
+    Either way the claim itself is one conditional UPDATE, so a job is never claimed twice. The statements
+    are per batch and per cluster, not per job: claiming is on every job's path.
     """
     if slots <= 0:
         return []
     now = now or utcnow()
     postgres = session.get_bind().dialect.name == "postgresql"
-    stmt = select(Job).where(Job.status == JobStatus.RESOLVED.value).order_by(Job.pk).limit(slots * 4)
+    stmt = select(Job.pk, Job.cluster_id).where(Job.status == JobStatus.RESOLVED.value).order_by(Job.pk)
+    stmt = stmt.limit(slots * 4)
     if postgres:
         stmt = stmt.with_for_update(skip_locked=True)
-    claimed: list[Job] = []
-    for job in session.scalars(stmt).all():
-        if len(claimed) >= slots:
+    by_cluster: dict[int, list[int]] = {}
+    orphans: list[int] = []
+    for pk, cluster_id in session.execute(stmt):
+        if cluster_id is None:
+            orphans.append(pk)
+        else:
+            by_cluster.setdefault(cluster_id, []).append(pk)
+    chosen: list[int] = []
+    for cluster_id, pks in by_cluster.items():
+        if len(chosen) >= slots:
             break
-        if job.cluster_id is None:
-            transition(job, JobStatus.FAILED, "its cluster was deleted before it started", session=session, now=now)
-            continue
-        cluster_stmt = select(Cluster).where(Cluster.id == job.cluster_id)
-        cluster = session.scalar(cluster_stmt.with_for_update() if postgres else cluster_stmt)
-        if cluster is None:
+        limit_stmt = select(Cluster.max_concurrent_jobs).where(Cluster.id == cluster_id)
+        limit = session.scalar(limit_stmt.with_for_update() if postgres else limit_stmt)
+        if limit is None:
             continue
         running = session.scalar(
             select(func.count())
             .select_from(Job)
-            .where(Job.cluster_id == cluster.id, Job.status.in_([s.value for s in ACTIVE_STATUSES]))
+            .where(Job.cluster_id == cluster_id, Job.status.in_([s.value for s in ACTIVE_STATUSES]))
         )
-        if (running or 0) >= cluster.max_concurrent_jobs:
-            continue
-        result = session.execute(
-            update(Job)
-            .where(Job.pk == job.pk, Job.status == JobStatus.RESOLVED.value)
-            .values(status=JobStatus.CLAIMED.value, worker_id=worker_id, heartbeat_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            continue
-        session.add(
-            JobTransition(
-                job_pk=job.pk,
-                from_status=JobStatus.RESOLVED.value,
-                to_status=JobStatus.CLAIMED.value,
-                reason=f"claimed by worker {worker_id}",
-                at=now,
-            )
-        )
+        room = min(limit - (running or 0), slots - len(chosen))
+        chosen += pks[: max(room, 0)]
+    for job in session.scalars(select(Job).where(Job.pk.in_(orphans))) if orphans else ():
+        transition(job, JobStatus.FAILED, "its cluster was deleted before it started", session=session, now=now)
+    if not chosen:
         session.flush()
-        session.refresh(job)
-        claimed.append(job)
+        return []
+    claimed = list(
+        session.scalars(
+            update(Job)
+            .where(Job.pk.in_(chosen), Job.status == JobStatus.RESOLVED.value)
+            .values(status=JobStatus.CLAIMED.value, worker_id=worker_id, heartbeat_at=now, updated_at=now)
+            .returning(Job.pk),
+            execution_options={"synchronize_session": False},
+        )
+    )
+    reason = f"claimed by worker {worker_id}"
+    session.add_all(
+        JobTransition(job_pk=pk, from_status=JobStatus.RESOLVED.value, to_status=JobStatus.CLAIMED.value,
+                      reason=reason, at=now)
+        for pk in claimed
+    )  # fmt: skip
+    jobs = list(
+        session.scalars(
+            select(Job).where(Job.pk.in_(claimed)).order_by(Job.pk).execution_options(populate_existing=True)
+        )
+    )
     session.flush()
-    return claimed
+    return jobs
 
 
 def heartbeat(session: Session, *, worker_id: str, job_pks: list[int], now: dt.datetime | None = None) -> None:
@@ -525,16 +541,30 @@ class LostJob:
     requeued: bool
 
 
-def end_attempt(
-    session: Session, *, job: Job, outcome: JobStatus, reason: str | None, now: dt.datetime | None = None
+def end_attempts(
+    session: Session, *, ends: Sequence[tuple[Job, JobStatus, str | None]], now: dt.datetime | None = None
 ) -> None:
-    """Record how the job's current attempt ended."""
-    session.execute(
-        update(JobAttempt)
-        .where(JobAttempt.job_pk == job.pk, JobAttempt.attempt == job.attempt, JobAttempt.ended_at.is_(None))
-        .values(outcome=outcome.value, reason=reason, exit_code=job.exit_code, ended_at=now or utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    """Record how each job's current attempt ended (one read for all of them)."""
+    if not ends:
+        return
+    now = now or utcnow()
+    open_attempts = {
+        (a.job_pk, a.attempt): a
+        for a in session.scalars(
+            select(JobAttempt).where(
+                JobAttempt.job_pk.in_([job.pk for job, _, _ in ends]), JobAttempt.ended_at.is_(None)
+            )
+        )
+    }
+    for job, outcome, reason in ends:
+        attempt = open_attempts.get((job.pk, job.attempt))
+        if attempt is not None:
+            attempt.outcome, attempt.reason, attempt.exit_code, attempt.ended_at = (
+                outcome.value,
+                reason,
+                job.exit_code,
+                now,
+            )
 
 
 def reap_lost_jobs(session: Session, *, timeout_seconds: float, now: dt.datetime | None = None) -> list[LostJob]:
@@ -553,21 +583,26 @@ def reap_lost_jobs(session: Session, *, timeout_seconds: float, now: dt.datetime
     )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
+    jobs = list(session.scalars(stmt))
+    if not jobs:
+        return []
+    end_attempts(
+        session,
+        ends=[(job, JobStatus.KILLED if job.kill_requested else JobStatus.FAILED, "worker lost") for job in jobs],
+        now=now,
+    )
     lost: list[LostJob] = []
-    for job in session.scalars(stmt):
+    for job in jobs:
         lost.append(LostJob(id=job.id, host=job.host, pid=job.pid, requeued=False))
         if job.kill_requested:
-            end_attempt(session, job=job, outcome=JobStatus.KILLED, reason="worker lost", now=now)
             transition(job, JobStatus.KILLED, "worker lost while the job was being killed", session=session, now=now)
         elif job.attempt < job.max_attempts:
-            end_attempt(session, job=job, outcome=JobStatus.FAILED, reason="worker lost", now=now)
             job.attempt += 1
             job.worker_id = job.pid = job.heartbeat_at = job.exit_code = None
             reason = f"worker lost; re-queued for attempt {job.attempt} of {job.max_attempts}"
             transition(job, JobStatus.RESOLVED, reason, session=session, now=now)
             lost[-1] = LostJob(id=job.id, host=job.host, pid=lost[-1].pid, requeued=True)
         else:
-            end_attempt(session, job=job, outcome=JobStatus.FAILED, reason="worker lost", now=now)
             transition(job, JobStatus.FAILED, "worker lost", session=session, now=now)
     if any(job.requeued for job in lost):
         notify_workers(session)

@@ -115,6 +115,7 @@ class JobWorker:
         self.retention_interval = retention_interval
         self.archive_dir = (archive_dir or data_dir / "jobs-archive").resolve()
         self.running: dict[int, _Running] = {}
+        self._ended: list[tuple[_Running, int]] = []  # exited, not yet recorded
         self._last_heartbeat = 0.0
         self._last_reap = 0.0
         self._last_kill_check = 0.0
@@ -154,15 +155,22 @@ class JobWorker:
                 lost = service.reap_lost_jobs(session, timeout_seconds=self.heartbeat_timeout)
             if lost:
                 self._kill_orphans(lost)
-        self._finish_exited()
+        self._collect_exited()
         self._enforce_kills()
         self._heartbeat()
         free = self.slots - len(self.running)
-        if free > 0:
+        if self._ended or free > 0:
+            # Recording ended jobs, claiming and INIT share one transaction (a commit is the dearest step of
+            # a short job); the processes start once it has committed.
             with session_scope(self.factory) as session:
-                claimed = [job.pk for job in service.claim_jobs(session, worker_id=self.worker_id, slots=free)]
-            if claimed:
-                self._start(claimed)
+                logged = self._record_ends(session)
+                claimed = service.claim_jobs(session, worker_id=self.worker_id, slots=free) if free > 0 else []
+                prepared = self._start(claimed, session) if claimed else []
+            self._ended.clear()
+            for line in logged:
+                log.info("%s", line)
+            if prepared:
+                self._launch_all(prepared)
         if self.retention is not None and now - self._last_cleanup >= self.retention_interval:
             self._last_cleanup = now
             self.clean_expired()
@@ -229,30 +237,94 @@ class JobWorker:
 
     # -------------------------------------------------------------------------------- starting
 
-    def _start(self, pks: list[int]) -> None:
-        """Start claimed jobs: one transaction moves them all to INIT, one records them all RUNNING."""
+    def _start(self, jobs: list[Job], session: Session) -> list[_Prepared]:
+        """Move jobs claimed in ``session`` to INIT (same transaction); what to launch once it commits."""
+        attachments = workspace.attachments_of_jobs(session, job_pks=[job.pk for job in jobs])
+        # Held here so each job's session.get finds them in the identity map (it only keeps weak references).
+        clusters = list(session.scalars(select(Cluster).where(Cluster.id.in_({j.cluster_id for j in jobs}))))
+        commands = list(session.scalars(select(Command).where(Command.id.in_({j.command_id for j in jobs}))))
+        setups: dict[int, list[AppSetup] | str] = {}
         prepared: list[_Prepared] = []
-        with session_scope(self.factory) as session:
-            for pk in pks:
-                item = self._prepare(session, pk)
-                if item is not None:
-                    prepared.append(item)
-        started: list[tuple[_Running, str]] = []
-        failed: list[tuple[int, str]] = []
+        for job in jobs:
+            item = self._prepare(session, job, setups, attachments.get(job.pk, []))
+            if isinstance(item, str):
+                service.transition(job, JobStatus.FAILED, f"could not prepare the job: {item}", session=session)
+            else:
+                prepared.append(item)
+        del clusters, commands
+        return prepared
+
+    def _prepare(
+        self,
+        session: Session,
+        job: Job,
+        setups: dict[int, list[AppSetup] | str],
+        attachments: list[tuple[str, bytes]],
+    ) -> _Prepared | str:
+        """Everything needed to launch ``job``, or why it cannot be; nothing is written before it is known."""
+        cluster = session.get(Cluster, job.cluster_id) if job.cluster_id else None
+        command = session.get(Command, job.command_id) if job.command_id else None
+        if cluster is None or command is None:
+            return "its cluster or command was deleted before it started"
+        if command.id not in setups:  # one read per command of the batch
+            try:
+                setups[command.id] = applications.setup_of_command(session, command_id=command.id)
+            except HeadwaterError as exc:
+                setups[command.id] = exc.message
+        setup = setups[command.id]
+        if isinstance(setup, str):
+            return setup
+        work_dir = self.jobs_dir / _safe_dir_name(job.id)
+        context = JobContext(
+            job_id=job.id,
+            job_name=job.name,
+            run_uuid=job.run_uuid,
+            args=list(job.request.get("command_args", [])),
+            command=list(command.executable),
+            cluster_config=dict(cluster.config or {}),
+        )
+        try:
+            launch = engine_for(cluster.type).launch(context)
+        except (EngineError, OSError) as exc:
+            return str(exc)
+        job.work_dir = str(work_dir)
+        job.host = self.host
+        service.transition(job, JobStatus.INIT, f"preparing {work_dir}", session=session)
+        return _Prepared(
+            pk=job.pk,
+            job_id=job.id,
+            attempt=job.attempt,
+            argv=launch.argv,
+            env={
+                **launch.env,
+                "HEADWATER_JOB_ID": job.id,
+                "HEADWATER_JOB_DIR": str(work_dir),
+                "HEADWATER_JOB_ATTEMPT": str(job.attempt),
+            },
+            work_dir=work_dir,
+            timeout=job.timeout_seconds,
+            job_env={str(k): str(v) for k, v in (job.request.get("environment") or {}).items()},
+            attachments=attachments,
+            applications=setup,
+        )
+
+    def _launch_all(self, prepared: list[_Prepared]) -> None:
+        """Start the prepared jobs' processes, then record them all RUNNING in one transaction."""
+        started: list[_Running] = []
+        failed: dict[int, str] = {}
         for item in prepared:
             outcome = self._launch(item)
             if isinstance(outcome, str):
-                failed.append((item.pk, outcome))
+                failed[item.pk] = outcome
             else:
-                started.append((outcome, " ".join(item.argv)[:200]))
-        if not started and not failed:
-            return
+                started.append(outcome)
         with session_scope(self.factory) as session:
             now = utcnow()
-            for run, _ in started:
-                job = session.get(Job, run.pk)
-                assert job is not None
-                if job.worker_id != self.worker_id or job.status != JobStatus.INIT.value:
+            pks = [run.pk for run in started] + list(failed)
+            jobs = {job.pk: job for job in session.scalars(select(Job).where(Job.pk.in_(pks)))}
+            for run in started:
+                job = jobs.get(run.pk)
+                if job is None or job.worker_id != self.worker_id or job.status != JobStatus.INIT.value:
                     run.kill_reason = "claimed by another worker meanwhile"
                     continue
                 job.pid = run.process.pid
@@ -274,55 +346,12 @@ class JobWorker:
                 service.transition(job, JobStatus.RUNNING, reason, session=session, now=now)
                 if job.kill_requested:
                     run.kill_reason = "killed by request"
-            for pk, reason in failed:
-                self._fail(session, pk, reason)
-        for run, argv in started:
-            log.info("job %s started: pid %s: %s", run.job_id, run.process.pid, argv)
-
-    def _prepare(self, session: Session, pk: int) -> _Prepared | None:
-        job = session.get(Job, pk)
-        assert job is not None
-        try:
-            with session.begin_nested():
-                cluster = session.get(Cluster, job.cluster_id) if job.cluster_id else None
-                command = session.get(Command, job.command_id) if job.command_id else None
-                if cluster is None or command is None:
-                    raise EngineError("its cluster or command was deleted before it started")
-                setups = applications.setup_of_command(session, command_id=command.id)
-                work_dir = self.jobs_dir / _safe_dir_name(job.id)
-                job.work_dir = str(work_dir)
-                job.host = self.host
-                context = JobContext(
-                    job_id=job.id,
-                    job_name=job.name,
-                    run_uuid=job.run_uuid,
-                    args=list(job.request.get("command_args", [])),
-                    command=list(command.executable),
-                    cluster_config=dict(cluster.config or {}),
-                )
-                launch = engine_for(cluster.type).launch(context)
-                attachments = workspace.attachments_of(session, job_pk=job.pk)
-        except (EngineError, HeadwaterError, OSError) as exc:
-            self._fail(session, pk, f"could not prepare the job: {getattr(exc, 'message', exc)}")
-            return None
-        service.transition(job, JobStatus.INIT, f"preparing {work_dir}", session=session)
-        return _Prepared(
-            pk=pk,
-            job_id=job.id,
-            attempt=job.attempt,
-            argv=launch.argv,
-            env={
-                **launch.env,
-                "HEADWATER_JOB_ID": job.id,
-                "HEADWATER_JOB_DIR": str(work_dir),
-                "HEADWATER_JOB_ATTEMPT": str(job.attempt),
-            },
-            work_dir=work_dir,
-            timeout=job.timeout_seconds,
-            job_env={str(k): str(v) for k, v in (job.request.get("environment") or {}).items()},
-            attachments=attachments,
-            applications=setups,
-        )
+            for pk, reason in failed.items():
+                failed_job = jobs.get(pk)
+                if failed_job is not None and failed_job.status not in {s.value for s in service.FINAL_STATUSES}:
+                    service.transition(failed_job, JobStatus.FAILED, reason, session=session, now=now)
+        for run in started:
+            log.info("job %s started: pid %s", run.job_id, run.process.pid)
 
     def _launch(self, item: _Prepared) -> _Running | str:
         """Prepare the directory and start the process group; a string says why it could not start."""
@@ -364,11 +393,6 @@ class JobWorker:
         self.running[item.pk] = run
         return run
 
-    def _fail(self, session: Session, pk: int, reason: str) -> None:
-        job = session.get(Job, pk)
-        if job is not None and job.status not in {s.value for s in service.FINAL_STATUSES}:
-            service.transition(job, JobStatus.FAILED, reason, session=session)
-
     # -------------------------------------------------------------------------------- running
 
     def _enforce_kills(self) -> None:
@@ -404,8 +428,8 @@ class JobWorker:
             service.heartbeat(session, worker_id=self.worker_id, job_pks=list(self.running))
         self._last_heartbeat = now
 
-    def _finish_exited(self) -> None:
-        ended: list[tuple[_Running, int]] = []
+    def _collect_exited(self) -> None:
+        """Move the processes that exited from ``running`` to the ends still to record."""
         for pk, run in list(self.running.items()):
             code = run.process.poll()
             if code is None:
@@ -418,24 +442,45 @@ class JobWorker:
             if run.pidfd is not None:
                 os.close(run.pidfd)
             del self.running[pk]
-            ended.append((run, code))
-        if not ended:
-            return
-        # One transaction records every job that ended since the last loop.
-        with session_scope(self.factory) as session:
-            for run, code in ended:
-                self._record_end(session, run, code)
-            service.notify_workers(session)  # a cluster slot is free
+            self._ended.append((run, code))
 
-    def _record_end(self, session: Session, run: _Running, code: int) -> None:
-        job = session.get(Job, run.pk)
+    def _finish_exited(self) -> None:
+        """Record the jobs that ended, in a transaction of their own."""
+        self._collect_exited()
+        if self._ended:
+            with session_scope(self.factory) as session:
+                logged = self._record_ends(session)
+            self._ended.clear()
+            for line in logged:
+                log.info("%s", line)
+
+    def _record_ends(self, session: Session) -> list[str]:
+        """Record every job in ``_ended`` (kept until the transaction commits, so a failed one is retried)."""
+        if not self._ended:
+            return []
+        pks = [run.pk for run, _ in self._ended]
+        jobs = {job.pk: job for job in session.scalars(select(Job).where(Job.pk.in_(pks)))}
+        # Held here so lineage recording finds them in the identity map instead of reading each again.
+        clusters = list(session.scalars(select(Cluster).where(Cluster.id.in_({j.cluster_id for j in jobs.values()}))))
+        commands = list(session.scalars(select(Command).where(Command.id.in_({j.command_id for j in jobs.values()}))))
+        now = utcnow()
+        ends = [end for run, code in self._ended if (end := self._end_of(session, jobs.get(run.pk), run, code))]
+        service.end_attempts(session, ends=ends, now=now)
+        for job, status, reason in ends:
+            service.transition(job, status, reason, session=session, now=now)
+        service.notify_workers(session)  # a cluster slot is free
+        del clusters, commands
+        return [f"job {job.id} ended {status.value} (exit code {job.exit_code})" for job, status, _ in ends]
+
+    def _end_of(self, session: Session, job: Job | None, run: _Running, code: int) -> tuple[Job, JobStatus, str] | None:
+        """How the job ended, or None when it is no longer this worker's to record."""
         if (
             job is None
             or job.status in {s.value for s in service.FINAL_STATUSES}
             or job.worker_id != self.worker_id
             or job.attempt != run.attempt
         ):
-            return  # reaped meanwhile (this worker was presumed lost), perhaps re-queued and run elsewhere
+            return None  # reaped meanwhile (this worker was presumed lost), perhaps re-queued and run elsewhere
         job.exit_code = code
         if run.kill_reason == "timed out":
             status, reason = JobStatus.KILLED, f"timed out after {job.timeout_seconds} s"
@@ -447,15 +492,11 @@ class JobWorker:
             status, reason = JobStatus.FAILED, f"exit code {code}"
         if status is JobStatus.SUCCEEDED:
             try:
-                with session.begin_nested():
-                    reason = _record_lineage(session, job) or reason
+                reason = _record_lineage(session, job) or reason
             except Exception as exc:  # several jobs end in one transaction: one's lineage must not undo the rest
                 log.exception("job %s: recording its lineage failed", run.job_id)
                 reason = f"exit code 0; lineage not recorded: {exc}"
-        now = utcnow()
-        service.end_attempt(session, job=job, outcome=status, reason=reason, now=now)
-        service.transition(job, status, reason, session=session, now=now)
-        log.info("job %s ended %s (exit code %s)", run.job_id, status.value, code)
+        return job, status, reason
 
 
 def _record_lineage(session: Session, job: Job) -> str | None:

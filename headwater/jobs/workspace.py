@@ -37,7 +37,7 @@ __all__ = [
     "LogChunk",
     "PreparedWorkspace",
     "WorkspaceError",
-    "attachments_of",
+    "attachments_of_jobs",
     "clean_expired_jobs",
     "list_output",
     "output_file",
@@ -184,15 +184,20 @@ def archive_file(session: Session, *, job_id: str) -> Path:
 # ------------------------------------------------------------------------------------ preparing
 
 
-def attachments_of(session: Session, *, job_pk: int) -> list[tuple[str, bytes]]:
-    """The files submitted with the job (bounded by the submission limits)."""
+def attachments_of_jobs(session: Session, *, job_pks: list[int]) -> dict[int, list[tuple[str, bytes]]]:
+    """The files submitted with each job, by job (one read; bounded by the submission limits)."""
+    found: dict[int, list[tuple[str, bytes]]] = {}
+    if not job_pks:
+        return found
     rows = session.execute(
-        select(JobAttachment.name, JobAttachment.content)
-        .where(JobAttachment.job_pk == job_pk)
+        select(JobAttachment.job_pk, JobAttachment.name, JobAttachment.content)
+        .where(JobAttachment.job_pk.in_(job_pks))
         .order_by(JobAttachment.id)
-        .limit(1000)
+        .limit(len(job_pks) * 1000)
     )
-    return [(name, bytes(content)) for name, content in rows]
+    for pk, name, content in rows:
+        found.setdefault(pk, []).append((name, bytes(content)))
+    return found
 
 
 @dataclass(frozen=True)
