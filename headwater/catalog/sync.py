@@ -39,7 +39,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from headwater.catalog.bulk import create_datasets, validate_fields
+from headwater.catalog.bulk import create_datasets, unchanged_datasets, validate_fields
 from headwater.catalog.connectors import (
     Connector,
     ConnectorError,
@@ -218,19 +218,26 @@ def start_sync(
 
 
 def _known(session: Session, source_id: int, refs: Sequence[DatasetRef]) -> dict[tuple[str, str], tuple[Any, ...]]:
-    """(namespace, name) -> (dataset id, source id, deleted_at, stored version) for the page's refs."""
+    """(namespace, name) -> (dataset id, source id, deleted_at, stored version, has a sync state) for the refs."""
     by_namespace: dict[str, list[str]] = {}
     for ref in refs:
         by_namespace.setdefault(ref.namespace, []).append(ref.name)
     known: dict[tuple[str, str], tuple[Any, ...]] = {}
     for namespace, names in by_namespace.items():
         rows = session.execute(
-            select(Dataset.id, Dataset.source_id, Dataset.deleted_at, DatasetSyncState.version, Dataset.name)
+            select(
+                Dataset.id,
+                Dataset.source_id,
+                Dataset.deleted_at,
+                DatasetSyncState.version,
+                Dataset.name,
+                DatasetSyncState.dataset_id,
+            )
             .outerjoin(DatasetSyncState, DatasetSyncState.dataset_id == Dataset.id)
             .where(Dataset.namespace == namespace, Dataset.name.in_(names))
         ).all()
-        for dataset_id, owner, deleted_at, version, name in rows:
-            known[(namespace, name)] = (dataset_id, owner, deleted_at, version)
+        for dataset_id, owner, deleted_at, version, name, state_id in rows:
+            known[(namespace, name)] = (dataset_id, owner, deleted_at, version, state_id is not None)
     return known
 
 
@@ -344,8 +351,40 @@ def _apply_one(
     return None
 
 
+def _skip_unchanged(
+    session: Session, handle: _Handle, page: _LoadedPage, loaded: list[tuple[DatasetRef, LoadedDataset]]
+) -> list[tuple[DatasetRef, LoadedDataset]]:
+    """Stamp the loaded datasets that did not change as seen (storing their new version tokens) in a few
+    statements; what is left needs applying one by one."""
+    candidates: dict[int, tuple[DatasetRef, LoadedDataset]] = {}
+    for ref, result in loaded:
+        row = page.known.get((ref.namespace, ref.name))
+        if row is not None and row[1] == handle.source_id and row[2] is None and row[4]:
+            candidates[row[0]] = (ref, result)
+    same = unchanged_datasets(session, snapshots={key: item.snapshot for key, (_, item) in candidates.items()})
+    if not same:
+        return loaded
+    now = utcnow()
+    session.execute(  # the ORM's bulk UPDATE by primary key: one executemany
+        update(DatasetSyncState),
+        [
+            {
+                "dataset_id": dataset_id,
+                "version": candidates[dataset_id][1].version or candidates[dataset_id][0].version,
+                "last_seen_run_id": handle.run.id,
+                "synced_at": now,
+            }
+            for dataset_id in sorted(same)
+        ],
+    )
+    handle.run.unchanged += len(same)
+    skipped = {id(candidates[dataset_id][1]) for dataset_id in same}
+    return [(ref, result) for ref, result in loaded if id(result) not in skipped]
+
+
 def _write_page(factory: sessionmaker[Session], handle: _Handle, page: _LoadedPage) -> None:
-    """Apply one loaded page in one transaction: new datasets in bulk, the rest one by one."""
+    """Apply one loaded page in one transaction: new datasets in bulk, unchanged ones skipped in bulk, the
+    rest one by one."""
     run = handle.run
     run.listed += len(page.refs)
     run.unchanged += len(page.unchanged_ids)
@@ -377,6 +416,7 @@ def _write_page(factory: sessionmaker[Session], handle: _Handle, page: _LoadedPa
                 rest.append((ref, result))
         if new and not _create_new(session, handle, source, new):
             rest = new + rest
+        rest = _skip_unchanged(session, handle, page, rest)
         for ref, result in rest:
             failed_id = _apply_one(session, handle, source, ref, result, page.known.get((ref.namespace, ref.name)))
             if failed_id is not None:

@@ -130,6 +130,43 @@ def test_incremental_resync_loads_only_changed_tables_and_keeps_user_metadata(
     assert len(loaded) == 4  # the full sync loaded every table, and found nothing new
 
 
+def test_a_full_resync_skips_unchanged_tables_in_bulk_and_still_sees_every_kind_of_change(
+    sync_factory: sessionmaker[Session], warehouse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyiceberg.types import StringType
+
+    _add_source(sync_factory, warehouse.config())
+    sync.run_sync(sync_factory, source_name="lake")
+    with session_scope(sync_factory) as session:
+        before = events.latest_change_id(session)
+    applied: list[str] = []
+    real_apply = sync.apply_snapshot
+
+    def counting_apply(session: Session, *, source: Any, snapshot: Any) -> Any:
+        applied.append(snapshot.name)
+        return real_apply(session, source=source, snapshot=snapshot)
+
+    monkeypatch.setattr(sync, "apply_snapshot", counting_apply)
+    quiet = sync.run_sync(sync_factory, source_name="lake", mode=SyncMode.FULL)
+    assert (quiet.unchanged, quiet.changed, applied) == (3, 0, [])
+    with session_scope(sync_factory) as session:
+        assert events.latest_change_id(session) == before
+
+    warehouse.add_column("analytics.title_views", "genre")  # a schema change
+    with warehouse.catalog.load_table("analytics.titles").transaction() as tx:  # a property change
+        tx.set_properties({"owner": "team:catalog"})
+    with warehouse.catalog.load_table("raw.clicks").update_schema() as update:  # only a column comment
+        update.update_column("name", StringType(), doc="the click's label")
+    changed = sync.run_sync(sync_factory, source_name="lake", mode=SyncMode.FULL)
+    assert (changed.changed, changed.unchanged) == (3, 0)
+    assert sorted(applied) == ["analytics.title_views", "analytics.titles", "raw.clicks"]
+    assert _event_kinds(sync_factory, "analytics.title_views")[-1] == "schema_changed"
+    assert _event_kinds(sync_factory, "analytics.titles")[-1] == "metadata_updated"
+    assert _dataset(sync_factory, "analytics.titles").source_properties["owner"] == "team:catalog"
+    clicks = _dataset(sync_factory, "raw.clicks")
+    assert next(f for f in clicks.fields if f.path == "name").source_description == "the click's label"
+
+
 def test_a_table_dropped_at_the_source_is_soft_deleted_after_a_complete_listing(
     sync_factory: sessionmaker[Session], warehouse: Any
 ) -> None:
