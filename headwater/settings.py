@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     jobs_kill_grace: float = Field(
         default=5.0, ge=0, le=600, description="Seconds between SIGTERM and SIGKILL when a job is killed."
     )
+    jobs_listen: bool = Field(
+        default=True,
+        description="PostgreSQL: idle workers LISTEN for queued jobs instead of waiting out the poll interval "
+        "(turn off behind a transaction-pooling proxy, where LISTEN does not work).",
+    )
     jobs_retention_days: float = Field(
         default=7.0, ge=0, le=3650, description="Days a finished job's directory is kept; 0 keeps them forever."
     )

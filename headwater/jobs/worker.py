@@ -101,6 +101,7 @@ class JobWorker:
         retention: dt.timedelta | None = None,
         retention_interval: float = 300.0,
         archive_dir: Path | None = None,
+        listen: bool = True,
     ) -> None:
         self.factory = factory
         self.jobs_dir = (data_dir / "jobs").resolve()
@@ -121,7 +122,7 @@ class JobWorker:
         self._last_kill_check = 0.0
         self._last_cleanup = 0.0
         bind = factory.kw.get("bind")
-        self._wakeup = Wakeup(bind if isinstance(bind, Engine) else None)
+        self._wakeup = Wakeup(bind if listen and isinstance(bind, Engine) else None)
 
     @classmethod
     def from_settings(
@@ -140,6 +141,7 @@ class JobWorker:
             retention=dt.timedelta(days=days) if days > 0 else None,
             retention_interval=settings.jobs_retention_interval,
             archive_dir=settings.resolved_jobs_archive_dir,
+            listen=settings.jobs_listen,
         )
 
     # -------------------------------------------------------------------------------- the loop
