@@ -16,9 +16,19 @@ from starlette.concurrency import run_in_threadpool
 from headwater.api import SessionDep
 from headwater.catalog.routes import json_response
 from headwater.errors import InvalidInput
-from headwater.lineage import graph, service
+from headwater.lineage import graph, manual, service
 from headwater.lineage.ingest import MAX_BATCH, ingest_events, parse_time
-from headwater.lineage.schemas import GraphOut, ImpactOut, IngestOut, PathOut, RunOut, SqlLineageIn, SqlLineageOut
+from headwater.lineage.schemas import (
+    GraphOut,
+    ImpactOut,
+    IngestOut,
+    ManualEdgeIn,
+    ManualEdgeOut,
+    PathOut,
+    RunOut,
+    SqlLineageIn,
+    SqlLineageOut,
+)
 
 __all__ = ["lineage_router"]
 
@@ -142,6 +152,28 @@ def get_run(run_id: Annotated[str, Path(max_length=64)], session: SessionDep) ->
 def post_sql(data: SqlLineageIn, session: SessionDep) -> Response:
     """Column lineage of SQL (spark, hive, flink, trino, postgres) against the catalog; ``apply`` records it."""
     return json_response(service.analyse_sql(session, data=data))
+
+
+_EDGE_DOC: dict[int | str, dict[str, Any]] = {
+    404: {"description": "A dataset or column the catalog does not know (the message names it)"},
+    409: {"description": "The same edge is already known from events or SQL"},
+    422: {"description": "A declaration whose parts do not fit (a field on one end only, ...)"},
+}
+
+
+@lineage_router.post("/edges", status_code=status.HTTP_201_CREATED, response_model=ManualEdgeOut, responses=_EDGE_DOC)
+def post_edge(data: ManualEdgeIn, session: SessionDep) -> Response:
+    """Declare a dataset- or column-level edge by hand (origin ``manual``); declaring it again refreshes it."""
+    return json_response(manual.declare_edge(session, data=data), status_code=status.HTTP_201_CREATED)
+
+
+@lineage_router.delete("/edges/{level}/{edge_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {}, 409: {}})
+def delete_edge(
+    level: Literal["column", "dataset"], edge_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep
+) -> Response:
+    """Withdraw an edge declared by hand: it is retired now, and as-of queries before now still show it."""
+    manual.withdraw_edge(session, level=level, edge_id=edge_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # ------------------------------------------------------------------------------------- queries

@@ -25,6 +25,8 @@ __all__ = [
     "JobEventIn",
     "JobIn",
     "LineageEventIn",
+    "ManualEdgeIn",
+    "ManualEdgeOut",
     "RunEventIn",
     "SqlLineageIn",
     "parse_event",
@@ -318,6 +320,37 @@ class SqlLineageIn(BaseModel):
     job_name: OLName | None = Field(default=None, description="Job the edges belong to (default: sql-<hash>).")
 
 
+class EdgeEndIn(BaseModel):
+    """One end of a declared edge: a dataset by its OpenLineage identity, and optionally one of its columns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: OLNamespace
+    name: OLName
+    field: OLName | None = Field(default=None, description="Column path (nested members as a.b.c).")
+
+
+class ManualEdgeIn(BaseModel):
+    """An edge declared by hand: dataset-level (no ``field`` on either end) or column-level (a field on both)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: EdgeEndIn
+    target: EdgeEndIn
+    job_namespace: OLNamespace = Field(default="headwater", description="Job the edge belongs to.")
+    job_name: OLName = Field(default="manual", description="Job the edge belongs to (created when unknown).")
+    transformation_type: Literal["DIRECT", "INDIRECT"] | None = Field(
+        default=None, description="Column edges only (default DIRECT)."
+    )
+    subtype: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = Field(
+        default=None, description="Column edges only: IDENTITY, TRANSFORMATION, AGGREGATION, FILTER, JOIN, ..."
+    )
+    description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    producer: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
+        default="headwater/manual", description="Who or what declares the edge (kept as its provenance)."
+    )
+
+
 class NodeOut(BaseModel):
     """A node of a lineage answer: a dataset, a column or a job."""
 
@@ -345,6 +378,15 @@ class EdgeOut(BaseModel):
     last_seen: dt.datetime
     retired_at: dt.datetime | None = None
     last_run_id: str | None = None
+
+
+class ManualEdgeOut(EdgeOut):
+    """A declared edge: its id and level (for ``DELETE /api/v1/lineage/edges/{level}/{id}``) and whether the
+    declaration created it (false: it was known already and its provenance was refreshed)."""
+
+    id: int
+    level: Literal["column", "dataset"]
+    created: bool
 
 
 class GraphOut(BaseModel):

@@ -265,6 +265,8 @@ class ColumnEdgeBuffer:
             if retire_at is not None:
                 for key in members[group]:
                     edge = state[key]
+                    if edge["origin"] == "manual":
+                        continue  # a declaration by hand stands until it is withdrawn by hand
                     if edge["retired_at"] is None and edge["last_seen"] < retire_at:
                         edge["retired_at"] = retire_at
         changed = [edge for key, edge in state.items() if loaded.get(key) != edge]
