@@ -16,6 +16,7 @@ with the reason and the demo carries on.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -82,8 +83,8 @@ def find_demo_engines() -> DemoEngines:
     spark, spark_note = False, None
     if importlib.util.find_spec("pyspark") is None:
         spark_note = "pyspark is not installed (pip install pyspark)"
-    elif shutil.which("java") is None:
-        spark_note = "no java on PATH (Spark needs Java 17)"
+    elif shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        spark_note = "no java on PATH and no JAVA_HOME (Spark needs Java 17)"
     else:
         try:
             find_spark_submit({}, "spark-sql")
