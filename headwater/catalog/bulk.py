@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from headwater.catalog.events import Change, record_changes
 from headwater.catalog.fields import FlatField, check_unique_paths, diff_schemas, fingerprint
 from headwater.catalog.models import ChangeKind, Dataset, Field, SchemaVersion, Source
+from headwater.catalog.snapshots import SOURCE_FACTS, DatasetSnapshot
 from headwater.db import bulk_insert, bulk_insert_returning_ids, utcnow
 from headwater.errors import InvalidInput
 
@@ -46,7 +47,7 @@ def validate_fields(fields: Sequence[FlatField]) -> None:
         raise InvalidInput("two fields share one field_id; field ids must be unique", detail={"field": "fields"})
 
 
-def _versions(snapshot: Any) -> list[dict[str, Any]]:
+def _versions(snapshot: DatasetSnapshot) -> list[dict[str, Any]]:
     """The schema versions a new dataset starts with: its source's earlier schemas, then the current one.
 
     As in the one-at-a-time path, a schema equal to the one before it adds no version.
@@ -74,10 +75,10 @@ def _versions(snapshot: Any) -> list[dict[str, Any]]:
     return versions
 
 
-def create_datasets(session: Session, *, source: Source, snapshots: Sequence[Any]) -> list[CreatedDataset]:
+def create_datasets(session: Session, *, source: Source, snapshots: Sequence[DatasetSnapshot]) -> list[CreatedDataset]:
     """Create one dataset per snapshot, none of which may exist yet, each with a ``created`` change event.
 
-    ``snapshots`` are :class:`~headwater.catalog.service.DatasetSnapshot` objects whose fields were checked
+    ``snapshots`` are :class:`~headwater.catalog.snapshots.DatasetSnapshot` objects whose fields were checked
     with :func:`validate_fields`. A dataset that appeared meanwhile makes the INSERT fail with an
     IntegrityError; callers run this in a savepoint and fall back to the one-at-a-time path.
     """
@@ -90,12 +91,7 @@ def create_datasets(session: Session, *, source: Source, snapshots: Sequence[Any
             "source_id": source.id,
             "namespace": snapshot.namespace,
             "name": snapshot.name,
-            "kind": snapshot.kind.value,
-            "format": snapshot.format,
-            "location": snapshot.location,
-            "partitioning": snapshot.partitioning,
-            "source_description": snapshot.description,
-            "source_properties": snapshot.properties,
+            **snapshot.facts(),
             "user_description": None,
             "user_properties": {},
             "current_schema_version": len(history) or None,
@@ -155,21 +151,7 @@ def create_datasets(session: Session, *, source: Source, snapshots: Sequence[Any
     return created
 
 
-_FACTS = ("kind", "format", "location", "partitioning", "source_description", "source_properties")
-
-
-def _facts_of(snapshot: Any) -> tuple[Any, ...]:
-    return (
-        snapshot.kind.value,
-        snapshot.format,
-        snapshot.location,
-        snapshot.partitioning,
-        snapshot.description,
-        snapshot.properties,
-    )
-
-
-def unchanged_datasets(session: Session, *, snapshots: Mapping[int, Any]) -> set[int]:
+def unchanged_datasets(session: Session, *, snapshots: Mapping[int, DatasetSnapshot]) -> set[int]:
     """The ids among ``snapshots`` (dataset id -> snapshot of a live dataset) that applying would leave as they are.
 
     Three reads for a whole page (facts, current schema version, field comments) instead of a dozen
@@ -183,7 +165,7 @@ def unchanged_datasets(session: Session, *, snapshots: Mapping[int, Any]) -> set
     rows = session.execute(
         select(
             Dataset.id,
-            *(getattr(Dataset, name) for name in _FACTS),
+            *(getattr(Dataset, name) for name in SOURCE_FACTS),
             SchemaVersion.fingerprint,
             SchemaVersion.source_schema_id,
         )
@@ -196,7 +178,9 @@ def unchanged_datasets(session: Session, *, snapshots: Mapping[int, Any]) -> set
     candidates: set[int] = set()
     for dataset_id, *facts, stored_print, stored_schema_id in rows:
         snapshot = snapshots[dataset_id]
-        if tuple(facts) != _facts_of(snapshot) or stored_print != fingerprint(snapshot.fields):
+        if dict(zip(SOURCE_FACTS, facts, strict=True)) != snapshot.facts():
+            continue
+        if stored_print != fingerprint(snapshot.fields):
             continue
         if snapshot.schema_history and stored_schema_id != snapshot.source_schema_id:
             continue  # earlier schemas may be new to us: the careful path sorts that out

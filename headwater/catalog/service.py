@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Select, exists, select
@@ -27,6 +27,7 @@ from headwater.catalog.models import (
     SourceKind,
 )
 from headwater.catalog.schemas import DatasetCreate, DatasetUpdate, FieldIn, Owner
+from headwater.catalog.snapshots import SOURCE_FACTS, DatasetSnapshot, HistoricalSchema
 from headwater.catalog.sources import DEFAULT_MANUAL_SOURCE, ensure_manual_source, get_source
 from headwater.db import utcnow
 from headwater.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
@@ -58,33 +59,6 @@ DATASET_SORTS = {
     "id": SortKey(Dataset.id, Dataset.id, kind="int"),
 }
 VERSION_SORTS = {"version": SortKey(SchemaVersion.version, SchemaVersion.id, kind="int")}
-
-
-@dataclass(frozen=True)
-class HistoricalSchema:
-    """An earlier schema a source still keeps (e.g. an Iceberg schema id), for schema history."""
-
-    fields: list[FlatField]
-    source_schema_id: str | None = None
-
-
-@dataclass
-class DatasetSnapshot:
-    """Everything a source states about one dataset at one moment; what connectors produce."""
-
-    namespace: str
-    name: str
-    kind: DatasetKind = DatasetKind.TABLE
-    fields: list[FlatField] = field(default_factory=list)
-    format: str | None = None
-    location: str | None = None
-    partitioning: list[dict[str, Any]] = field(default_factory=list)
-    description: str | None = None
-    properties: dict[str, str] = field(default_factory=dict)
-    source_schema_id: str | None = None
-    # Earlier schemas, oldest first: all become versions before the current one when the dataset is first
-    # seen; for a known dataset, those after the one its current version came from.
-    schema_history: list[HistoricalSchema] = field(default_factory=list)
 
 
 @dataclass
@@ -333,9 +307,6 @@ def _add_history(session: Session, dataset: Dataset, history: Sequence[Historica
     return last
 
 
-_SOURCE_FACTS = ("kind", "format", "location", "partitioning", "source_description", "source_properties")
-
-
 def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapshot) -> ApplyResult:
     """Create or update a dataset from what its source says; user-entered metadata is never touched.
 
@@ -353,14 +324,7 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
             f"{dataset.source.name!r}, not {source.name!r}",
             detail={"field": "name", "dataset_id": dataset.id},
         )
-    facts = {
-        "kind": snapshot.kind.value,
-        "format": snapshot.format,
-        "location": snapshot.location,
-        "partitioning": snapshot.partitioning,
-        "source_description": snapshot.description,
-        "source_properties": snapshot.properties,
-    }
+    facts = snapshot.facts()
     now = utcnow()
     if dataset is None:
         dataset = Dataset(source=source, namespace=snapshot.namespace, name=snapshot.name, **facts)
@@ -380,7 +344,7 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
         return ApplyResult(dataset, "created")
 
     restored = dataset.deleted_at is not None
-    changed_facts = sorted(key for key in _SOURCE_FACTS if getattr(dataset, key) != facts[key])
+    changed_facts = sorted(key for key in SOURCE_FACTS if getattr(dataset, key) != facts[key])
     for key in changed_facts:
         setattr(dataset, key, facts[key])
     earlier = _add_history(session, dataset, snapshot.schema_history)

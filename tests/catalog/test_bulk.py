@@ -61,20 +61,7 @@ def _snapshot(name: str) -> DatasetSnapshot:
 def _written(session: Session, dataset_id: int) -> dict[str, Any]:
     dataset = service.get_dataset(session, dataset_id=dataset_id)
     fields = session.execute(
-        select(
-            Field.path,
-            Field.name,
-            Field.parent_path,
-            Field.position,
-            Field.type,
-            Field.normalized_type,
-            Field.nullable,
-            Field.field_id,
-            Field.source_description,
-            Field.tags,
-        )
-        .where(Field.dataset_id == dataset_id)
-        .order_by(Field.position)
+        select(*service.FIELD_VIEW_COLUMNS).where(Field.dataset_id == dataset_id).order_by(Field.position)
     ).all()
     versions = session.execute(
         select(

@@ -7,7 +7,7 @@ A connector reads one source in two steps, so a sync can be incremental:
    rows) that changes whenever the dataset's metadata does. The engine compares it with the version it
    stored at the last sync and loads only what changed.
 2. :meth:`Connector.load` reads one dataset fully into a :class:`LoadedDataset`: the
-   :class:`~headwater.catalog.service.DatasetSnapshot` of its current state, with earlier schemas (oldest
+   :class:`~headwater.catalog.snapshots.DatasetSnapshot` of its current state, with earlier schemas (oldest
    first) in ``snapshot.schema_history`` where the source keeps them.
 
 A listing is *complete* only when ``list_pages`` ran to its end and no page reported a part of the
@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.catalog.models import DatasetKind
-from headwater.catalog.service import DatasetSnapshot
+from headwater.catalog.snapshots import DatasetSnapshot
 from headwater.errors import HeadwaterError
 
 __all__ = [

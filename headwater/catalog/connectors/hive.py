@@ -42,7 +42,7 @@ from headwater.catalog.connectors.base import (
 )
 from headwater.catalog.connectors.hive_types import HiveColumn, flatten_columns, parse_hive_type, parse_spark_schema
 from headwater.catalog.models import DatasetKind
-from headwater.catalog.service import DatasetSnapshot
+from headwater.catalog.snapshots import DatasetSnapshot
 
 __all__ = ["HiveConfig", "HiveConnector", "spark_schema_text"]
 

@@ -28,7 +28,7 @@ from headwater.catalog.connectors.base import (
 )
 from headwater.catalog.fields import FlatField
 from headwater.catalog.models import DatasetKind
-from headwater.catalog.service import DatasetSnapshot, HistoricalSchema
+from headwater.catalog.snapshots import DatasetSnapshot, HistoricalSchema
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog

@@ -47,7 +47,7 @@ from headwater.catalog.connectors.kafka_schemas import (
 )
 from headwater.catalog.fields import FlatField
 from headwater.catalog.models import DatasetKind
-from headwater.catalog.service import DatasetSnapshot, HistoricalSchema
+from headwater.catalog.snapshots import DatasetSnapshot, HistoricalSchema
 
 __all__ = ["KEY_FIELD", "KafkaConfig", "KafkaConnector"]
 

@@ -29,7 +29,7 @@ from headwater.catalog.connectors.base import (
 )
 from headwater.catalog.fields import FlatField
 from headwater.catalog.models import DatasetKind
-from headwater.catalog.service import DatasetSnapshot
+from headwater.catalog.snapshots import DatasetSnapshot
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

@@ -14,57 +14,27 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from standin_server import StandInServer
+
 SEPARATOR = "\x1f"
 
 
-class IcebergRestStandIn:
+class IcebergRestStandIn(StandInServer):
     """The stand-in server on 127.0.0.1, in a thread of the test process."""
+
+    thread_name = "iceberg-rest-standin"
 
     def __init__(self, catalog: Any, *, client_id: str | None = None, client_secret: str | None = None) -> None:
         self.catalog = catalog
         self.client = (client_id, client_secret) if client_id is not None else None
         self.tokens: set[str] = set()
         self.requests: list[str] = []
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep the test output clean
-                pass
-
-            def do_GET(self) -> None:
-                standin.handle(self, "GET")
-
-            def do_HEAD(self) -> None:
-                standin.handle(self, "HEAD")
-
-            def do_POST(self) -> None:
-                standin.handle(self, "POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="iceberg-rest-standin", daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The catalog URI to configure."""
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> IcebergRestStandIn:
-        """Serve in the background."""
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and free the port (again is fine)."""
-        if self.thread.is_alive():
-            self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
 
     # ------------------------------------------------------------------------------ dispatch
 

@@ -13,15 +13,19 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from standin_server import StandInServer
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
-class SchemaRegistryStandIn:
+class SchemaRegistryStandIn(StandInServer):
     """The stand-in server, on 127.0.0.1 in a thread of the test process."""
+
+    thread_name = "schema-registry-standin"
 
     def __init__(self, *, user: str | None = None, password: str | None = None) -> None:
         self.credentials = f"{user}:{password}" if user is not None else None
@@ -29,38 +33,7 @@ class SchemaRegistryStandIn:
         self.schemas: dict[int, dict[str, Any]] = {}  # id -> {"schema", "schemaType", "references"}
         self.subjects: dict[str, list[int]] = {}  # subject -> schema id of each version (version = index + 1)
         self.requests: list[str] = []
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep the test output clean
-                pass
-
-            def do_GET(self) -> None:
-                standin.handle(self, "GET")
-
-            def do_POST(self) -> None:
-                standin.handle(self, "POST")
-
-            def do_DELETE(self) -> None:
-                standin.handle(self, "DELETE")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="schema-registry-standin", daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The base URL clients are configured with."""
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> SchemaRegistryStandIn:
-        """Serve in a background thread."""
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket (what a registry going down looks like)."""
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
 
     # ------------------------------------------------------------------------------ handling
 
