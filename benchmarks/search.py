@@ -14,6 +14,7 @@ are off by default (``--columns`` turns them on): dataset documents already carr
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -31,6 +32,7 @@ from headwater.db import create_db_engine, make_sessionmaker, utcnow
 from headwater.search.base import SearchQuery
 from headwater.search.indexer import SearchIndexer
 from headwater.search.sql import SqlSearchBackend
+from headwater.search.sql_ranking import CANDIDATE_CAP
 
 DOMAINS = ["analytics", "raw", "curated", "finance", "marketing", "ops", "ml", "staging", "lake", "mart", "ads", "crm"]
 ENTITIES = [
@@ -316,15 +318,17 @@ def _loaded(engine: Engine, n: int) -> bool:
     return datasets == n and documents == n
 
 
-def run(database: str, url: str, n: int, fields: int, columns: bool, *, reuse: bool = False) -> dict[str, object]:
+def run(
+    database: str, url: str, n: int, fields: int, columns: bool, *, reuse: bool = False, cap: int = CANDIDATE_CAP
+) -> dict[str, object]:
     """Build, index and query one database (or, with ``reuse``, query one built before); the figures."""
     engine = create_db_engine(url)
     rows = generate(n, fields)
     catalog = rows[4]
-    backend = SqlSearchBackend(engine)
+    backend = SqlSearchBackend(engine, candidate_cap=cap)
     load_seconds = index_seconds = float("nan")
+    migrations.upgrade(url)  # a reused database gets the indexes of newer migrations too
     if not (reuse and _loaded(engine, n)):
-        migrations.upgrade(url)
         started = time.perf_counter()
         load(engine, rows[:4])
         load_seconds = time.perf_counter() - started
@@ -333,8 +337,9 @@ def run(database: str, url: str, n: int, fields: int, columns: bool, *, reuse: b
         )
         index_seconds = indexer.rebuild().seconds
         if engine.dialect.name == "postgresql":
-            with engine.begin() as conn:
-                conn.execute(text("ANALYZE"))
+            # What autovacuum does soon after a bulk load: statistics and the visibility map.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
     documents = backend.count_documents()
 
     def search_ids(query: str, facets: bool = True) -> list[int]:
@@ -397,20 +402,33 @@ def main() -> None:
         help="Keep the loaded databases (SQLite file under --data-dir, PostgreSQL database named by size) and "
         "reuse them on later runs, skipping load and index build.",
     )
+    parser.add_argument(
+        "--candidate-cap", type=int, default=CANDIDATE_CAP, help="Candidates a broad relevance query ranks."
+    )
     parser.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "headwater-bench-search"))
     args = parser.parse_args()
+    load_before = os.getloadavg()
     results = []
     size = f"{args.datasets}x{args.fields}{'c' if args.columns else ''}"
     for database in args.databases.split(","):
         if database == "sqlite" and args.reuse:
             Path(args.data_dir).mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{Path(args.data_dir) / f'search-{size}.db'}"
-            results.append(run("SQLite", url, args.datasets, args.fields, args.columns, reuse=True))
+            results.append(
+                run("SQLite", url, args.datasets, args.fields, args.columns, reuse=True, cap=args.candidate_cap)
+            )
             continue
         if database == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
                 results.append(
-                    run("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", args.datasets, args.fields, args.columns)
+                    run(
+                        "SQLite",
+                        f"sqlite:///{Path(tmp) / 'bench.db'}",
+                        args.datasets,
+                        args.fields,
+                        args.columns,
+                        cap=args.candidate_cap,
+                    )
                 )
             continue
         admin = create_engine(args.postgres_admin, isolation_level="AUTOCOMMIT")
@@ -420,7 +438,9 @@ def main() -> None:
                 if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
                     conn.execute(text(f'CREATE DATABASE "{name}"'))
             url = admin.url.set(database=name).render_as_string(hide_password=False)
-            results.append(run("PostgreSQL", url, args.datasets, args.fields, args.columns, reuse=True))
+            results.append(
+                run("PostgreSQL", url, args.datasets, args.fields, args.columns, reuse=True, cap=args.candidate_cap)
+            )
             admin.dispose()
             continue
         name = f"headwater_bench_search_{uuid.uuid4().hex[:8]}"
@@ -428,7 +448,7 @@ def main() -> None:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         try:
             url = admin.url.set(database=name).render_as_string(hide_password=False)
-            results.append(run("PostgreSQL", url, args.datasets, args.fields, args.columns))
+            results.append(run("PostgreSQL", url, args.datasets, args.fields, args.columns, cap=args.candidate_cap))
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -443,6 +463,9 @@ def main() -> None:
             f"{r['index_s']:.0f} s | {r['p50']:.1f} / {r['p95']:.1f} ms | {r['p50_nofacets']:.1f} / "
             f"{r['p95_nofacets']:.1f} ms | {r['base_p50']:.1f} / {r['base_p95']:.1f} ms | {r['mrr']:.3f} | {r['base_mrr']:.3f} |"
         )
+    print(
+        f"- load average (1/5/15 min) before {load_before}, after {os.getloadavg()}; candidate cap {args.candidate_cap}"
+    )
     for r in results:
         kinds = ", ".join(f"{k} {v:.2f}/{r['base_kinds'][k]:.2f}" for k, v in r["mrr_kinds"].items())  # type: ignore[attr-defined,index]
         print(f"- {r['database']}: MRR by query kind (search/ILIKE): {kinds}; catalog bulk load {r['load_s']:.0f} s")

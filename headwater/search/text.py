@@ -17,6 +17,7 @@ __all__ = [
     "ParsedQuery",
     "edit_distance",
     "highlight",
+    "highlights_for",
     "join_words",
     "parse_query",
     "short_name",
@@ -140,6 +141,23 @@ def highlight(text: str | None, words: Iterable[str], prefix: str | None = None)
         return None
     pieces.append(_escape(text[last:]))
     return "".join(pieces)
+
+
+def highlights_for(
+    parsed: ParsedQuery, *, name: str, description: str | None, columns: list[str], tags: list[str]
+) -> dict[str, list[str]]:
+    """What matched, with <mark> around the matching words (the last query word also as a prefix)."""
+    words = {w for term in parsed.terms for w in parsed.alternatives(term)}
+    prefix = parsed.terms[-1] if parsed.terms else None
+    found: dict[str, list[str]] = {}
+    needles = [*words, prefix] if prefix else list(words)
+    for label, values in (("name", [name]), ("description", [description]), ("columns", columns), ("tags", tags)):
+        # A cheap substring test first: most of a wide table's column names match nothing.
+        candidates = (v for v in values if v and any(n in v.lower() for n in needles))
+        marked = [m for m in (highlight(v, words, prefix) for v in candidates) if m]
+        if marked:
+            found[label] = marked[:5]
+    return found
 
 
 def _escape(text: str) -> str:

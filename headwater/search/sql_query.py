@@ -1,0 +1,199 @@
+"""Statement building for the ``sql`` search backend: bind parameters, the dialect's full-text expressions
+(SQLite FTS5 ``MATCH`` strings, PostgreSQL ``tsquery`` text), filters and keyset conditions.
+
+Everything here only builds SQL text and parameters; :mod:`headwater.search.sql` runs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, text
+
+from headwater.db import UTCDateTime
+from headwater.errors import InvalidInput
+from headwater.search.base import SearchQuery
+from headwater.search.text import ParsedQuery
+
+__all__ = ["HIT_COLUMNS", "SORTS", "SqlBuilder", "json_list", "like_prefix"]
+
+# The wide columns a page's hits are built from (fetched for the page's rows only).
+HIT_COLUMNS = (
+    "d.id, d.key, d.type, d.dataset_id, d.name, d.name_key, d.dataset_name, d.namespace, d.source, d.kind, "
+    "d.format, d.description, d.tags, d.owners, d.columns, d.updated_at"
+)
+SORTS = {
+    # Inside the name tiers the closer match first: the query's words in order (a phrase), then the shorter
+    # name (title_daily_views before title_daily_views_backup).
+    "relevance": ("tier ASC, closeness ASC, score DESC, id ASC", ("tier", "closeness", "score", "id")),
+    "name": ("name_key ASC, id ASC", ("name_key", "id")),
+    "-name": ("name_key DESC, id DESC", ("name_key", "id")),
+    "updated_at": ("updated_at ASC, id ASC", ("updated_at", "id")),
+    "-updated_at": ("updated_at DESC, id DESC", ("updated_at", "id")),
+}
+# FTS5 column weights (name, descriptions, columns, other) and the PostgreSQL ts_rank weights {D, C, B, A}.
+BM25 = "bm25(fts_search_documents, 10.0, 4.0, 1.0, 2.0)"
+TS_WEIGHTS = "'{0.1, 0.2, 0.4, 1.0}'"
+# The PostgreSQL expression indexes of migration 0006: name words alone, and name + description words.
+# A query must spell them exactly like this for the planner to use the index.
+PG_NAME_VECTOR = "to_tsvector('simple'::regconfig, d.name_text)"
+PG_DESCRIBED_VECTOR = "to_tsvector('simple'::regconfig, d.name_text || ' ' || d.description_text)"
+
+
+def like_prefix(value: str) -> str:
+    """A LIKE pattern (escape ``\\``) matching strings that start with ``value``."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def json_list(value: Any) -> list[str]:
+    """A JSON list column's value as a list; text() results are untyped, so SQLite hands back strings."""
+    if isinstance(value, str):
+        return list(orjson.loads(value))
+    return list(value or [])
+
+
+class SqlBuilder:
+    """Builds the parts of a statement that differ between SQLite and PostgreSQL, collecting its parameters."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self.params: dict[str, Any] = {}
+        self.expanding: list[str] = []
+        self.types: dict[str, Any] = {}
+
+    def bind(self, value: Any, *, expanding: bool = False, type_: Any = None) -> str:
+        """A fresh bind parameter holding ``value``; its placeholder."""
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        if expanding:
+            self.expanding.append(name)
+        if type_ is not None:
+            self.types[name] = type_
+        return f":{name}"
+
+    def statement(self, sql: str, *, typed: bool = False) -> Any:
+        """A text() statement with this builder's parameters bound (those ``sql`` uses)."""
+        stmt = text(sql).bindparams(
+            *(
+                bindparam(name, value, expanding=name in self.expanding, type_=self.types.get(name))
+                for name, value in self.params.items()
+                if re.search(rf":{name}\b", sql)
+            )
+        )
+        return stmt.columns(updated_at=UTCDateTime()) if typed else stmt
+
+    # -- full-text expressions ---------------------------------------------------------------------
+
+    def fts5(self, parsed: ParsedQuery, columns: str | None) -> str:
+        """An FTS5 MATCH string: every word (or a correction of it), the last also as a prefix."""
+        groups = []
+        for i, term in enumerate(parsed.terms):
+            alternatives = [f'"{word}"' for word in parsed.alternatives(term)]
+            if i == len(parsed.terms) - 1:
+                alternatives[0] += "*"
+            groups.append("(" + " OR ".join(alternatives) + ")")
+        expression = " AND ".join(groups)
+        if columns:
+            expression = "{" + columns + "} : (" + expression + ")"
+        if parsed.excluded:
+            expression = f"({expression}) NOT (" + " OR ".join(f'"{w}"' for w in parsed.excluded) + ")"
+        return expression
+
+    def tsquery(self, parsed: ParsedQuery, weights: str = "", *, with_excluded: bool = True) -> str:
+        """A to_tsquery string: every word (or a correction of it), the last also as a prefix, and unless
+        ``with_excluded`` is false none of the excluded words."""
+        groups = []
+        for i, term in enumerate(parsed.terms):
+            alternatives = [f"{word}:{weights}" for word in parsed.alternatives(term)]
+            if i == len(parsed.terms) - 1:
+                alternatives[0] = f"{term}:*{weights}"
+            groups.append("(" + " | ".join(alternatives) + ")")
+        expression = " & ".join(groups)
+        for word in parsed.excluded if with_excluded else ():
+            expression += f" & !{word}"
+        return expression
+
+    def matched(self, parsed: ParsedQuery) -> tuple[str, str]:
+        """A FROM clause of every matching document ``d`` with a ``score`` column (higher is better), and
+        the expression of the match tier (used by the non-relevance sorts, which read every match)."""
+        exact = self.bind(parsed.exact)
+        prefix = self.bind(like_prefix(parsed.exact))
+        if self.dialect == "sqlite":
+            match = self.bind(self.fts5(parsed, None))
+            source = (
+                f"(SELECT rowid AS fts_id, -{BM25} AS score "
+                f"FROM fts_search_documents WHERE fts_search_documents MATCH {match}) m "
+                "CROSS JOIN search_documents d ON d.id = m.fts_id"
+            )
+
+            def within(columns: str) -> str:
+                inner = self.bind(self.fts5(parsed, columns))
+                return f"d.id IN (SELECT rowid FROM fts_search_documents WHERE fts_search_documents MATCH {inner})"
+
+            tiers = [
+                within("name_text"),
+                within("name_text description_text"),
+                within("name_text description_text columns_text"),
+            ]
+        else:
+            match = self.bind(self.tsquery(parsed))
+            source = (
+                f"(SELECT d0.*, ts_rank({TS_WEIGHTS}, d0.fts_vector, to_tsquery('simple', {match}))::float8 "
+                f"AS score FROM search_documents d0 WHERE d0.fts_vector @@ to_tsquery('simple', {match})) d"
+            )
+
+            def within(columns: str) -> str:
+                return f"d.fts_vector @@ to_tsquery('simple', {self.bind(self.tsquery(parsed, columns))})"
+
+            tiers = [within("A"), within("AB"), within("ABC")]
+        tier = (
+            f"CASE WHEN d.name_key = {exact} OR d.short_key = {exact} THEN 0 "
+            f"WHEN d.name_key LIKE {prefix} ESCAPE '\\' OR d.short_key LIKE {prefix} ESCAPE '\\' THEN 1 "
+            f"WHEN {tiers[0]} THEN 2 WHEN {tiers[1]} THEN 3 WHEN {tiers[2]} THEN 4 ELSE 5 END"
+        )
+        return source, tier
+
+    def phrase(self, parsed: ParsedQuery) -> str:
+        """1 when the query's words appear in the name in the query's order (the closer name match)."""
+        if len(parsed.terms) < 2:
+            return "1"
+        words = [parsed.corrections[t][0] if t in parsed.corrections else t for t in parsed.terms]
+        pattern = self.bind("% " + " ".join(words) + "%")
+        return f"CASE WHEN (' ' || d.name_text || ' ') LIKE {pattern} THEN 1 ELSE 0 END"
+
+    def filters(self, query: SearchQuery, *, type_index: bool = True) -> str:
+        """The WHERE conditions of the type and facet filters on ``d``; ``type_index=False`` keeps SQLite
+        from reading the type index (where another index is far more selective)."""
+        column = "+d.type" if self.dialect == "sqlite" and not type_index else "d.type"
+        conditions = [f"{column} IN {self.bind([t.value for t in query.types], expanding=True)}"]
+        for facet, values in query.filters.items():
+            if facet in ("tag", "owner"):
+                conditions.append(
+                    "EXISTS (SELECT 1 FROM search_facets sf WHERE sf.document_id = d.id "
+                    f"AND sf.facet = {self.bind(facet)} AND sf.value IN {self.bind(values, expanding=True)})"
+                )
+            else:
+                conditions.append(f"d.{facet} IN {self.bind(values, expanding=True)}")
+        return " AND ".join(conditions)
+
+    def keyset(self, sort: str, values: list[Any]) -> str:
+        """The condition selecting rows after the cursor position ``values`` under ``sort`` (not relevance)."""
+        columns = SORTS[sort][1]
+        if len(values) != len(columns):
+            raise InvalidInput("cursor is malformed", detail={"field": "cursor"})
+        try:
+            if columns[0] == "updated_at":
+                first = self.bind(dt.datetime.fromisoformat(str(values[0])), type_=UTCDateTime())
+            elif isinstance(values[0], str):
+                first = self.bind(values[0])
+            else:
+                raise TypeError(values[0])
+            last_id = self.bind(int(values[1]))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput("cursor holds a value of the wrong type", detail={"field": "cursor"}) from exc
+        op = "<" if sort.startswith("-") else ">"
+        column = columns[0]
+        return f"({column} {op} {first} OR ({column} = {first} AND id {op} {last_id}))"
