@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -90,6 +91,52 @@ async def test_follow_streams_the_log_until_the_job_ends(
     assert (await client.get(f"/api/v1/jobs/{job_id}")).json()["status"] == "SUCCEEDED"
     again = await client.get(f"/api/v1/jobs/{job_id}/logs/stdout", params={"follow": "true", "offset": 6})
     assert again.content == b"second\n"
+
+
+@pytest.fixture
+def live_server(app: FastAPI) -> Iterator[str]:
+    """The suite's app served by a real uvicorn on loopback (no lifespan: tests run their own workers)."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+async def test_follow_streams_bytes_as_they_are_written_over_real_http(
+    client: httpx.AsyncClient, app: FastAPI, live_server: str, tmp_path: Path
+) -> None:
+    await shell_setup(client)
+    job_id = (await client.post("/api/v1/jobs", json=job_body(GATED))).json()["id"]
+    with worker_thread(app, tmp_path / "data") as worker:
+        await wait_for_status(client, job_id, {"RUNNING"})
+        async with (
+            httpx.AsyncClient(base_url=live_server, timeout=30) as http,
+            http.stream("GET", f"/api/v1/jobs/{job_id}/logs/stdout", params={"follow": "true"}) as response,
+        ):
+            assert response.status_code == 200
+            chunks = response.aiter_bytes()
+            first = await chunks.__anext__()
+            # The first line arrived while the job still runs, blocked on "go": the body is live.
+            assert first == b"first\n"
+            assert (await client.get(f"/api/v1/jobs/{job_id}")).json()["status"] == "RUNNING"
+            (worker.jobs_dir / job_id / "go").touch()
+            rest = b"".join([chunk async for chunk in chunks])
+    assert first + rest == b"first\nsecond\n"
 
 
 async def test_embedded_server_runs_jobs_with_its_in_process_worker(tmp_path: Path) -> None:
