@@ -23,7 +23,9 @@ __all__ = [
     "get_application",
     "list_applications",
     "set_command_applications",
+    "check_names",
     "setup_of_command",
+    "setup_of_names",
     "update_application",
 ]
 
@@ -134,9 +136,30 @@ def setup_of_command(session: Session, *, command_id: int) -> list[AppSetup]:
         .order_by(CommandApplication.position)
         .limit(50)
     ).all()
+    return _setups(list(rows), "its command needs")
+
+
+def setup_of_names(session: Session, *, names: list[str]) -> list[AppSetup]:
+    """The applications a job named itself (instead of its command's), in its order."""
+    found = {a.name: a for a in session.scalars(select(Application).where(Application.name.in_(names)))}
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise InvalidInput(f"the job asks for application {missing[0]!r}, which does not exist")
+    return _setups([found[name] for name in names], "the job asks for")
+
+
+def check_names(session: Session, *, names: list[str]) -> None:
+    """Refuse names of applications that do not exist (at submission, so the client hears it at once)."""
+    known = set(session.scalars(select(Application.name).where(Application.name.in_(names))))
+    missing = [name for name in names if name not in known]
+    if missing:
+        raise InvalidInput(f"no application named {missing[0]!r}", detail={"field": "applications"})
+
+
+def _setups(rows: list[Application], why: str) -> list[AppSetup]:
     for application in rows:
         if application.status == ApplicationStatus.INACTIVE.value:
-            raise InvalidInput(f"its command needs application {application.name!r}, which is INACTIVE")
+            raise InvalidInput(f"{why} application {application.name!r}, which is INACTIVE")
     return [
         AppSetup(
             name=a.name,

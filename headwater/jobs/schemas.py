@@ -253,6 +253,11 @@ class JobSubmit(_In):
     command_criteria: TagSet
     environment: Environment = Field(default_factory=dict)
     timeout: int | None = Field(default=None, ge=1, le=7 * 24 * 3600, description="Seconds before the job is killed.")
+    applications: list[Name] | None = Field(
+        default=None,
+        max_length=50,
+        description="Applications to set up instead of the command's (Genie's override), in order.",
+    )
     max_attempts: int = Field(
         default=1, ge=1, le=10, description="Runs allowed: a job whose worker is lost is re-queued until then."
     )
@@ -261,6 +266,13 @@ class JobSubmit(_In):
     )
     inputs: list[DatasetRef] = Field(default_factory=list, max_length=200)
     outputs: list[DatasetRef] = Field(default_factory=list, max_length=200)
+
+    @field_validator("applications")
+    @classmethod
+    def _distinct_applications(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("an application is listed twice")
+        return value
 
     @model_validator(mode="after")
     def _cap_arguments(self) -> JobSubmit:

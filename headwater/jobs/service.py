@@ -223,6 +223,8 @@ def submit_job(session: Session, *, data: JobSubmit, attachments: Sequence[tuple
     ``attachments`` (name, content) are stored with it and written into its working directory before it runs.
     """
     _check_attachment_names([name for name, _ in attachments])
+    if data.applications:
+        applications.check_names(session, names=data.applications)
     job_id = data.id or str(uuid.uuid4())
     if data.id is not None and session.scalar(select(Job.pk).where(Job.id == job_id)) is not None:
         raise Conflict(f"a job with id {job_id!r} already exists", detail={"field": "id"})

@@ -268,12 +268,19 @@ class JobWorker:
         command = session.get(Command, job.command_id) if job.command_id else None
         if cluster is None or command is None:
             return "its cluster or command was deleted before it started"
-        if command.id not in setups:  # one read per command of the batch
+        chosen: list[str] | None = job.request.get("applications")
+        if chosen is not None:  # the job named its own applications (Genie's override)
             try:
-                setups[command.id] = applications.setup_of_command(session, command_id=command.id)
+                setup: list[AppSetup] | str = applications.setup_of_names(session, names=chosen)
             except HeadwaterError as exc:
-                setups[command.id] = exc.message
-        setup = setups[command.id]
+                setup = exc.message
+        else:
+            if command.id not in setups:  # one read per command of the batch
+                try:
+                    setups[command.id] = applications.setup_of_command(session, command_id=command.id)
+                except HeadwaterError as exc:
+                    setups[command.id] = exc.message
+            setup = setups[command.id]
         if isinstance(setup, str):
             return setup
         work_dir = self.jobs_dir / _safe_dir_name(job.id)

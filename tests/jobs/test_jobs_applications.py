@@ -114,3 +114,33 @@ async def test_inactive_or_missing_application_fails_the_job_with_the_reason(
     assert "'gone'" in missing["status_message"]
     inactive = (await client.get(f"/api/v1/jobs/{inactive['id']}")).json()
     assert inactive["status"] == "FAILED" and "'off', which is INACTIVE" in inactive["status_message"], inactive
+
+
+async def test_a_job_may_name_its_own_applications(
+    client: httpx.AsyncClient, worker: JobWorker, tmp_path: Path
+) -> None:
+    await shell_setup(client)
+    for name in ("base", "extra"):
+        (tmp_path / f"{name}.txt").write_text(name)
+        await client.post(
+            "/api/v1/applications",
+            json={"name": name, "dependencies": [str(tmp_path / f"{name}.txt")], "environment": {"APP": name}},
+        )
+    await client.post(
+        "/api/v1/commands",
+        json={"name": "sh-apps", "executable": ["/bin/sh", "-c"], "tags": ["type:apps"], "applications": ["base"]},
+    )
+    script = 'ls "$HEADWATER_APPLICATIONS_DIR"; echo "$APP"'
+    default = (await client.post("/api/v1/jobs", json=job_body(script, command_criteria=["type:apps"]))).json()
+    override = await client.post(
+        "/api/v1/jobs", json=job_body(script, command_criteria=["type:apps"], applications=["extra"])
+    )
+    assert override.status_code == 202, override.text
+    unknown = await client.post("/api/v1/jobs", json=job_body(script, applications=["missing"]))
+    assert unknown.status_code == 400 and "'missing'" in unknown.json()["error"]["message"]
+    assert (await client.post("/api/v1/jobs", json=job_body(script, applications=["a", "a"]))).status_code == 422
+    worker.drain(timeout=20)
+    assert (await client.get(f"/api/v1/jobs/{default['id']}/output/stdout")).text == "base\nbase\n"
+    assert (await client.get(f"/api/v1/jobs/{override.json()['id']}/output/stdout")).text == "extra\nextra\n"
+    request = (await client.get(f"/api/v1/jobs/{override.json()['id']}/request")).json()
+    assert request["applications"] == ["extra"]
