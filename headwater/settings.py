@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         default=True, description="Index every column as a searchable document of its own (type=column)."
     )
     search_batch_size: int = Field(default=200, ge=1, le=1000, description="Change events (or datasets) per batch.")
+    search_candidate_cap: int = Field(
+        default=500, ge=50, le=20_000, description="sql backend: documents a broad relevance query ranks and counts."
+    )
     elasticsearch_url: str = Field(
         default="http://127.0.0.1:9200", description="Elasticsearch endpoint(s), comma-separated."
     )

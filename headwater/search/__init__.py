@@ -55,7 +55,7 @@ def make_backend(settings: Settings, engine: Engine) -> SearchBackend:
         )
     from headwater.search.sql import SqlSearchBackend
 
-    return SqlSearchBackend(engine)
+    return SqlSearchBackend(engine, candidate_cap=settings.search_candidate_cap)
 
 
 def make_indexer(settings: Settings, engine: Engine, backend: SearchBackend) -> SearchIndexer:

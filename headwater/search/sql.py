@@ -38,7 +38,7 @@ from headwater.search.base import (
 from headwater.search.models import SearchDocumentRow, SearchFacet, SearchTerm, SearchTermTrigram
 from headwater.search.sql_query import HIT_COLUMNS, PG_NAME_VECTOR, SORTS, SqlBuilder, json_list, like_prefix
 from headwater.search.sql_ranking import CANDIDATE_CAP, Candidate, find_candidates
-from headwater.search.sql_typos import corrections
+from headwater.search.sql_typos import Vocabulary
 from headwater.search.text import ParsedQuery, highlights_for, parse_query, split_words, trigrams
 
 __all__ = ["SqlSearchBackend"]
@@ -57,6 +57,7 @@ class SqlSearchBackend(SearchBackend):
     def __init__(self, engine: Engine, *, candidate_cap: int = CANDIDATE_CAP) -> None:
         self.engine = engine
         self.candidate_cap = candidate_cap  # see headwater.search.sql_ranking
+        self.vocabulary = Vocabulary()
         self.dialect = engine.dialect.name
         # SQLite: reads get their own engine so they run without the write lock the catalog engine's
         # BEGIN IMMEDIATE takes (WAL lets them read beside the writer).
@@ -157,7 +158,7 @@ class SqlSearchBackend(SearchBackend):
             with self.read_engine.connect() as conn:
                 if parsed.empty:
                     return self._search_all(conn, query, parsed)
-                parsed.corrections = corrections(conn, parsed)
+                parsed.corrections = self.vocabulary.corrections(conn, parsed)
                 if query.sort == "relevance":
                     return self._search_relevance(conn, query, parsed)
                 return self._search_all(conn, query, parsed)

@@ -50,9 +50,9 @@ from headwater.search.text import ParsedQuery
 
 __all__ = ["CANDIDATE_CAP", "Candidate", "Candidates", "find_candidates", "terms_condition"]
 
-# How many documents each step may return: the size of the sample facets and totals are counted over
-# when a query is broad, and how deep relevance pages go then.
-CANDIDATE_CAP = 1000
+# How many documents a relevance query ranks at most (``HEADWATER_SEARCH_CANDIDATE_CAP``): the sample
+# facets and totals are counted over when a query is broad, and how deep its relevance pages go.
+CANDIDATE_CAP = 500
 
 _STEP_COLUMNS = "d.id, d.name_key, d.source, d.kind, d.namespace, d.format, d.tags, d.owners"
 _SELECTED = ("id", "name_key", "source", "kind", "namespace", "format", "tags", "owners", "tier", "phrase", "score")

@@ -1,0 +1,119 @@
+"""The sql backend's bounded relevance ranking (headwater.search.sql_ranking), on SQLite and PostgreSQL.
+
+A tiny candidate cap stands in for a catalog where a word matches thousands of datasets: the best tiers
+must still come first, filters must apply before the cap, and the page must say when totals and facet
+counts cover the candidates only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from headwater.db import make_sessionmaker
+from headwater.search.base import MatchTier, SearchQuery
+from headwater.search.indexer import SearchIndexer
+from headwater.search.sql import SqlSearchBackend
+
+AddDataset = Callable[..., Any]
+
+
+@pytest.fixture
+def capped(engine: Engine) -> Iterator[SqlSearchBackend]:
+    """The sql backend ranking at most three candidates per query."""
+    backend = SqlSearchBackend(engine, candidate_cap=3)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def index(engine: Engine, capped: SqlSearchBackend) -> Callable[[], int]:
+    """Bring the capped backend's index up to date with the catalog (one indexer: it holds the lease)."""
+    return SearchIndexer(factory=make_sessionmaker(engine), backend=capped, batch_size=50).catch_up
+
+
+def test_the_exact_name_ranks_first_when_the_cap_is_reached(
+    engine: Engine, capped: SqlSearchBackend, add_dataset: AddDataset, index: Callable[[], int]
+) -> None:
+    for i in range(6):
+        add_dataset(f"analytics.title_metric_{i}", tags=["kpi"])
+    add_dataset("core.title", owners=["team:core"])
+    index()
+    page = capped.search(SearchQuery(q="title").validate())
+    assert page.items[0].name == "core.title" and page.items[0].match is MatchTier.EXACT
+    assert [h.match for h in page.items[1:]] == [MatchTier.PREFIX] * (len(page.items) - 1)
+    assert page.total_approximate and page.facets_approximate
+    assert page.total == len(page.items) <= 4
+    assert sum(c.count for c in page.facets["source"]) == page.total
+    # Without the cap every match is counted exactly, and the page says so.
+    full = SqlSearchBackend(engine)
+    try:
+        everything = full.search(SearchQuery(q="title").validate())
+    finally:
+        full.close()
+    assert everything.total == 7 and not everything.total_approximate and not everything.facets_approximate
+    assert {c.value: c.count for c in everything.facets["tag"]} == {"kpi": 6}
+
+
+def test_filters_apply_before_the_cap(
+    capped: SqlSearchBackend, add_dataset: AddDataset, index: Callable[[], int]
+) -> None:
+    for i in range(6):
+        add_dataset(f"analytics.title_metric_{i}")
+    add_dataset("analytics.title_private_views", tags=["pii"])
+    add_dataset("raw.title_events", kind="topic")
+    index()
+    assert [h.name for h in capped.search(SearchQuery(q="title", filters={"tag": ["pii"]}).validate()).items] == [
+        "analytics.title_private_views"
+    ]
+    topics = capped.search(SearchQuery(q="title", filters={"kind": ["topic"]}).validate())
+    assert [h.name for h in topics.items] == ["raw.title_events"]
+    assert not topics.total_approximate
+
+
+def test_a_description_match_beats_column_matches_beyond_the_cap(
+    capped: SqlSearchBackend, add_dataset: AddDataset, index: Callable[[], int]
+) -> None:
+    for i in range(6):
+        add_dataset(f"finance.ledger_{i}", columns=["revenue_usd", "entry_id"])
+    add_dataset("finance.totals", description="Daily revenue per market")
+    index()
+    page = capped.search(SearchQuery(q="revenue").validate())
+    assert page.items[0].name == "finance.totals" and page.items[0].match is MatchTier.DESCRIPTION
+    assert {h.match for h in page.items[1:]} == {MatchTier.COLUMNS}
+    assert page.total_approximate
+
+
+def test_cursor_pages_walk_the_candidates_once(
+    capped: SqlSearchBackend, add_dataset: AddDataset, index: Callable[[], int]
+) -> None:
+    for i in range(6):
+        add_dataset(f"ml.member_feature_{i}", description="member features")
+    index()
+    first = capped.search(SearchQuery(q="member", limit=2).validate())
+    seen = [h.name for h in first.items]
+    cursor = first.next_cursor
+    while cursor:
+        page = capped.search(SearchQuery(q="member", limit=2, cursor=cursor).validate())
+        seen += [h.name for h in page.items]
+        cursor = page.next_cursor
+    assert len(seen) == len(set(seen)) == first.total == 3
+
+
+def test_typo_corrections_are_remembered_but_not_forever(
+    capped: SqlSearchBackend, add_dataset: AddDataset, index: Callable[[], int]
+) -> None:
+    add_dataset("curated.member_profiles")
+    index()
+    assert capped.search(SearchQuery(q="membr profiles").validate()).corrections == {"membr": ["member"]}
+    # The remembered answer serves the next query with no vocabulary lookup; once it expires, a word
+    # indexed meanwhile ("membr" is a real dataset word now) is no longer corrected.
+    add_dataset("raw.membr_signups")
+    index()
+    assert capped.search(SearchQuery(q="membr").validate()).corrections == {"membr": ["member"]}
+    capped.vocabulary.ttl = 0.0
+    capped.vocabulary._corrected.clear()
+    assert capped.search(SearchQuery(q="membr").validate()).corrections == {}
