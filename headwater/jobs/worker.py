@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
 from headwater.errors import HeadwaterError
-from headwater.jobs import applications, service, workspace
+from headwater.jobs import applications, dispatch, service, workspace
 from headwater.jobs.applications import AppSetup
 from headwater.jobs.engines import EngineError, JobContext, engine_for
 from headwater.jobs.models import Cluster, Command, Job, JobAttempt, JobStatus
@@ -154,7 +154,7 @@ class JobWorker:
         if now - self._last_reap >= min(self.heartbeat_interval, self.heartbeat_timeout / 4):
             self._last_reap = now
             with session_scope(self.factory) as session:
-                lost = service.reap_lost_jobs(session, timeout_seconds=self.heartbeat_timeout)
+                lost = dispatch.reap_lost_jobs(session, timeout_seconds=self.heartbeat_timeout)
             if lost:
                 self._kill_orphans(lost)
         self._collect_exited()
@@ -166,7 +166,7 @@ class JobWorker:
             # a short job); the processes start once it has committed.
             with session_scope(self.factory) as session:
                 logged = self._record_ends(session)
-                claimed = service.claim_jobs(session, worker_id=self.worker_id, slots=free) if free > 0 else []
+                claimed = dispatch.claim_jobs(session, worker_id=self.worker_id, slots=free) if free > 0 else []
                 prepared = self._start(claimed, session) if claimed else []
             self._ended.clear()
             for line in logged:
@@ -228,7 +228,7 @@ class JobWorker:
         with session_scope(self.factory) as session:
             return session.scalar(select(Job.pk).where(Job.status == JobStatus.RESOLVED.value).limit(1)) is not None
 
-    def _kill_orphans(self, lost: list[service.LostJob]) -> None:
+    def _kill_orphans(self, lost: list[dispatch.LostJob]) -> None:
         # A worker killed with SIGKILL leaves its jobs' process groups running; on this host, end them so a
         # re-queued job never runs twice at once.
         for job in lost:
@@ -434,7 +434,7 @@ class JobWorker:
         if not self.running or now - self._last_heartbeat < self.heartbeat_interval:
             return
         with session_scope(self.factory) as session:
-            service.heartbeat(session, worker_id=self.worker_id, job_pks=list(self.running))
+            dispatch.heartbeat(session, worker_id=self.worker_id, job_pks=list(self.running))
         self._last_heartbeat = now
 
     def _collect_exited(self) -> None:
@@ -474,7 +474,7 @@ class JobWorker:
         commands = list(session.scalars(select(Command).where(Command.id.in_({j.command_id for j in jobs.values()}))))
         now = utcnow()
         ends = [end for run, code in self._ended if (end := self._end_of(session, jobs.get(run.pk), run, code))]
-        service.end_attempts(session, ends=ends, now=now)
+        dispatch.end_attempts(session, ends=ends, now=now)
         for job, status, reason in ends:
             service.transition(job, status, reason, session=session, now=now)
         service.notify_workers(session)  # a cluster slot is free
