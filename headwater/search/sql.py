@@ -37,7 +37,7 @@ from headwater.search.base import (
 )
 from headwater.search.models import SearchDocumentRow, SearchFacet, SearchTerm, SearchTermTrigram
 from headwater.search.sql_query import HIT_COLUMNS, PG_NAME_VECTOR, SORTS, SqlBuilder, json_list, like_prefix
-from headwater.search.sql_ranking import CANDIDATE_CAP, Candidate, find_candidates
+from headwater.search.sql_ranking import CANDIDATE_CAP, Candidate, find_candidates, like_tier
 from headwater.search.sql_typos import Vocabulary
 from headwater.search.text import ParsedQuery, highlights_for, parse_query, split_words, trigrams
 
@@ -196,30 +196,27 @@ class SqlSearchBackend(SearchBackend):
         return {row["id"]: row for row in conn.execute(sql.statement(statement, typed=True)).mappings()}
 
     def _search_all(self, conn: Connection, query: SearchQuery, parsed: ParsedQuery) -> SearchPage:
-        """Browse (no words) or sort by name / update time: every match is read, in the requested order."""
+        """Browse (no words) or sort by name / update time: the page in the requested order; ``total`` and
+        the facet counts are exact up to the candidate cap and flagged approximate beyond it."""
         sort = query.effective_sort if not parsed.empty else ("name" if query.sort == "relevance" else query.sort)
         order, key_columns = SORTS[sort]
         sql = SqlBuilder(self.dialect)
-        if parsed.empty:
-            source, tier, score = "search_documents d", "0", "0.0"
-        else:
-            source, tier = sql.matched(parsed)
-            score = "d.score" if self.dialect == "postgresql" else "m.score"
         where = sql.filters(query)
-        keyset = f"WHERE {sql.keyset(sort, decode_cursor(query.cursor, f'search:{sort}'))}" if query.cursor else ""
-        # Rank on narrow columns only, then fetch the wide ones for the page's rows alone.
-        ranked = f"SELECT d.id, d.name_key, d.updated_at, {score} AS score, {tier} AS tier FROM {source} WHERE {where}"
+        if not parsed.empty:
+            where += f" AND {sql.match_condition(parsed)}"
+        keyset = f" AND {sql.keyset(sort, decode_cursor(query.cursor, f'search:{sort}'))}" if query.cursor else ""
+        qualified = ", ".join(f"d.{part.strip()}" for part in order.split(","))
+        # The page's ids through the sort's index; the wide columns and the match tier for those rows only.
         page = (
-            f"SELECT * FROM (SELECT r.*, count(*) OVER () AS total FROM ({ranked}) r) page {keyset} "
-            f"ORDER BY {order} LIMIT {sql.bind(query.limit + 1)}"
+            f"SELECT d.id FROM search_documents d WHERE {where}{keyset} "
+            f"ORDER BY {qualified} LIMIT {sql.bind(query.limit + 1)}"
         )
-        outer_order = ", ".join(f"p.{part.strip()}" for part in order.split(","))
+        tier = "CAST(NULL AS INTEGER)" if parsed.empty else like_tier(parsed, sql.bind)
         statement = (
-            f"SELECT {HIT_COLUMNS}, p.score, p.tier, p.total FROM ({page}) p "
-            f"JOIN search_documents d ON d.id = p.id ORDER BY {outer_order}"
+            f"SELECT {HIT_COLUMNS}, {tier} AS tier FROM ({page}) p JOIN search_documents d ON d.id = p.id "
+            f"ORDER BY {qualified}"
         )
         rows = conn.execute(sql.statement(statement, typed=True)).mappings().all()
-        total = rows[0]["total"] if rows else (0 if not query.cursor else self._count(conn, query, parsed))
         next_cursor = None
         if len(rows) > query.limit:
             rows = rows[: query.limit]
@@ -227,44 +224,52 @@ class SqlSearchBackend(SearchBackend):
             values = [last[c].isoformat() if isinstance(last[c], dt.datetime) else last[c] for c in key_columns]
             next_cursor = encode_cursor(f"search:{sort}", values)
         hits = [self._hit(row, parsed, query) for row in rows]
-        facets = facet_list(self._facets(conn, query, parsed)) if query.facets else {}
+        total, counts = self._counts(conn, sql, where, facets=query.facets)
+        approximate = total > self.candidate_cap
         return SearchPage(
-            items=hits, next_cursor=next_cursor, total=total, facets=facets, corrections=parsed.corrections
+            items=hits,
+            next_cursor=next_cursor,
+            total=min(total, self.candidate_cap),
+            facets=facet_list(counts) if query.facets else {},
+            corrections=parsed.corrections,
+            total_approximate=approximate,
+            facets_approximate=approximate and query.facets,
         )
 
-    def _count(self, conn: Connection, query: SearchQuery, parsed: ParsedQuery) -> int:
-        sql = SqlBuilder(self.dialect)
-        source = "search_documents d" if parsed.empty else sql.matched(parsed)[0]
-        return int(
-            conn.execute(sql.statement(f"SELECT count(*) FROM {source} WHERE {sql.filters(query)}")).scalar_one()
-        )
-
-    def _facets(self, conn: Connection, query: SearchQuery, parsed: ParsedQuery) -> dict[str, dict[str, int]]:
-        """Counts per facet value over every match."""
-        sql = SqlBuilder(self.dialect)
-        source = "search_documents d" if parsed.empty else sql.matched(parsed)[0]
+    def _counts(
+        self, conn: Connection, sql: SqlBuilder, where: str, *, facets: bool
+    ) -> tuple[int, dict[str, dict[str, int]]]:
+        """How many documents meet ``where`` (counted up to the cap + 1) and, with ``facets``, the counts
+        per facet value over those documents."""
         statement = (
-            f"WITH hits AS MATERIALIZED (SELECT d.id, d.source, d.kind, d.namespace, d.format FROM {source} "
-            f"WHERE {sql.filters(query)}) "
-            "SELECT 'source' AS facet, source AS value, count(*) AS n FROM hits GROUP BY source "
-            "UNION ALL SELECT 'kind', kind, count(*) FROM hits GROUP BY kind "
-            "UNION ALL SELECT 'namespace', namespace, count(*) FROM hits GROUP BY namespace "
-            "UNION ALL SELECT 'format', format, count(*) FROM hits WHERE format IS NOT NULL GROUP BY format "
-            "UNION ALL SELECT sf.facet, sf.value, count(*) FROM hits JOIN search_facets sf ON sf.document_id = hits.id "
-            "GROUP BY sf.facet, sf.value"
+            f"WITH hits AS MATERIALIZED (SELECT d.id, d.source, d.kind, d.namespace, d.format "
+            f"FROM search_documents d WHERE {where} LIMIT {sql.bind(self.candidate_cap + 1)}) "
+            "SELECT 'total' AS facet, '' AS value, count(*) AS n FROM hits"
         )
+        if facets:
+            # SQLite without statistics would scan every facet row and probe the hits: CROSS JOIN fixes the order.
+            join = "CROSS JOIN" if self.dialect == "sqlite" else "JOIN"
+            statement += (
+                " UNION ALL SELECT 'source', source, count(*) FROM hits GROUP BY source "
+                "UNION ALL SELECT 'kind', kind, count(*) FROM hits GROUP BY kind "
+                "UNION ALL SELECT 'namespace', namespace, count(*) FROM hits GROUP BY namespace "
+                "UNION ALL SELECT 'format', format, count(*) FROM hits WHERE format IS NOT NULL GROUP BY format "
+                f"UNION ALL SELECT sf.facet, sf.value, count(*) FROM hits {join} search_facets sf "
+                "ON sf.document_id = hits.id GROUP BY sf.facet, sf.value"
+            )
         counts: dict[str, dict[str, int]] = {}
         for facet, value, n in conn.execute(sql.statement(statement)).all():
             counts.setdefault(facet, {})[value] = int(n)
-        return counts
+        return counts.pop("total", {}).get("", 0), counts
 
     def _hit(
         self, row: Any, parsed: ParsedQuery, query: SearchQuery, *, candidate: Candidate | None = None
     ) -> SearchHit:
         tags = json_list(row["tags"])
         scored = not parsed.empty
+        # Sorted by name or time, a hit has a tier but no score (as Elasticsearch has no _score then).
         tier = candidate.tier if candidate else row["tier"] if scored else None
-        score = (candidate.score or 0.0) if candidate else row["score"] if scored else None
+        score = (candidate.score or 0.0) if candidate else None
         hit = SearchHit(
             key=row["key"],
             type=DocumentType(row["type"]),

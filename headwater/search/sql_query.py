@@ -116,45 +116,12 @@ class SqlBuilder:
             expression += f" & !{word}"
         return expression
 
-    def matched(self, parsed: ParsedQuery) -> tuple[str, str]:
-        """A FROM clause of every matching document ``d`` with a ``score`` column (higher is better), and
-        the expression of the match tier (used by the non-relevance sorts, which read every match)."""
-        exact = self.bind(parsed.exact)
-        prefix = self.bind(like_prefix(parsed.exact))
+    def match_condition(self, parsed: ParsedQuery) -> str:
+        """A condition on ``d``: the document matches the query's words (the full-text index decides)."""
         if self.dialect == "sqlite":
             match = self.bind(self.fts5(parsed, None))
-            source = (
-                f"(SELECT rowid AS fts_id, -{BM25} AS score "
-                f"FROM fts_search_documents WHERE fts_search_documents MATCH {match}) m "
-                "CROSS JOIN search_documents d ON d.id = m.fts_id"
-            )
-
-            def within(columns: str) -> str:
-                inner = self.bind(self.fts5(parsed, columns))
-                return f"d.id IN (SELECT rowid FROM fts_search_documents WHERE fts_search_documents MATCH {inner})"
-
-            tiers = [
-                within("name_text"),
-                within("name_text description_text"),
-                within("name_text description_text columns_text"),
-            ]
-        else:
-            match = self.bind(self.tsquery(parsed))
-            source = (
-                f"(SELECT d0.*, ts_rank({TS_WEIGHTS}, d0.fts_vector, to_tsquery('simple', {match}))::float8 "
-                f"AS score FROM search_documents d0 WHERE d0.fts_vector @@ to_tsquery('simple', {match})) d"
-            )
-
-            def within(columns: str) -> str:
-                return f"d.fts_vector @@ to_tsquery('simple', {self.bind(self.tsquery(parsed, columns))})"
-
-            tiers = [within("A"), within("AB"), within("ABC")]
-        tier = (
-            f"CASE WHEN d.name_key = {exact} OR d.short_key = {exact} THEN 0 "
-            f"WHEN d.name_key LIKE {prefix} ESCAPE '\\' OR d.short_key LIKE {prefix} ESCAPE '\\' THEN 1 "
-            f"WHEN {tiers[0]} THEN 2 WHEN {tiers[1]} THEN 3 WHEN {tiers[2]} THEN 4 ELSE 5 END"
-        )
-        return source, tier
+            return f"d.id IN (SELECT rowid FROM fts_search_documents WHERE fts_search_documents MATCH {match})"
+        return f"d.fts_vector @@ to_tsquery('simple', {self.bind(self.tsquery(parsed))})"
 
     def phrase(self, parsed: ParsedQuery) -> str:
         """1 when the query's words appear in the name in the query's order (the closer name match)."""

@@ -48,7 +48,7 @@ from headwater.search.sql_query import (
 )
 from headwater.search.text import ParsedQuery
 
-__all__ = ["CANDIDATE_CAP", "Candidate", "Candidates", "find_candidates", "terms_condition"]
+__all__ = ["CANDIDATE_CAP", "Candidate", "Candidates", "find_candidates", "like_tier", "terms_condition"]
 
 # How many documents a relevance query ranks at most (``HEADWATER_SEARCH_CANDIDATE_CAP``): the sample
 # facets and totals are counted over when a query is broad, and how deep its relevance pages go.
@@ -135,6 +135,24 @@ def _like_words(parsed: ParsedQuery, column: str, bind: Any) -> str:
             options.append(f"{column} LIKE {bind(pattern)}")
         groups.append("(" + " OR ".join(options) + ")")
     return " AND ".join(groups)
+
+
+def like_tier(parsed: ParsedQuery, bind: Any) -> str:
+    """The match tier of ``d`` from its stored words alone (for a page's rows: no full-text pass)."""
+    exact, prefix = bind(parsed.exact), bind(like_prefix(parsed.exact))
+    tiers = [
+        terms_condition(parsed, bind, columns)
+        for columns in (
+            ("name_text",),
+            ("name_text", "description_text"),
+            ("name_text", "description_text", "columns_text"),
+        )
+    ]
+    return (
+        f"CASE WHEN d.name_key = {exact} OR d.short_key = {exact} THEN 0 "
+        f"WHEN d.name_key LIKE {prefix} ESCAPE '\\' OR d.short_key LIKE {prefix} ESCAPE '\\' THEN 1 "
+        f"WHEN {tiers[0]} THEN 2 WHEN {tiers[1]} THEN 3 WHEN {tiers[2]} THEN 4 ELSE 5 END"
+    )
 
 
 def terms_condition(parsed: ParsedQuery, bind: Any, columns: tuple[str, ...]) -> str:

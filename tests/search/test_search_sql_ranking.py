@@ -117,3 +117,21 @@ def test_typo_corrections_are_remembered_but_not_forever(
     capped.vocabulary.ttl = 0.0
     capped.vocabulary._corrected.clear()
     assert capped.search(SearchQuery(q="membr").validate()).corrections == {}
+
+
+def test_browsing_and_sorted_searches_count_up_to_the_cap(
+    capped: SqlSearchBackend, add_dataset: AddDataset, index: Callable[[], int]
+) -> None:
+    for i in range(5):
+        add_dataset(f"analytics.title_metric_{i}", tags=["kpi"])
+    add_dataset("raw.events")
+    index()
+    browse = capped.search(SearchQuery(q=None, limit=2).validate())
+    assert [h.name for h in browse.items] == ["analytics.title_metric_0", "analytics.title_metric_1"]
+    assert browse.total == 3 and browse.total_approximate and browse.facets_approximate
+    by_name = capped.search(SearchQuery(q="title", sort="-name", limit=10).validate())
+    assert [h.name for h in by_name.items] == [f"analytics.title_metric_{i}" for i in (4, 3, 2, 1, 0)]
+    assert by_name.items[0].match is MatchTier.PREFIX and by_name.items[0].score is None
+    assert by_name.total_approximate
+    small = capped.search(SearchQuery(q="events", sort="name").validate())
+    assert small.total == 1 and not small.total_approximate and not small.facets_approximate
