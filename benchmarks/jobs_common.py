@@ -147,7 +147,11 @@ def server(url: str, base: Path) -> Iterator[str]:
         yield base_url
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         if process.stderr is not None:
             process.stderr.close()
 
