@@ -105,13 +105,19 @@ def workers(url: str, base: Path, count: int, slots: int, **extra: str) -> Itera
         for process in processes:
             process.terminate()
         for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+            _reap(process)
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Wait for a terminated process (killing it after 30 s) and close its pipes."""
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def free_port() -> int:
@@ -147,13 +153,7 @@ def server(url: str, base: Path) -> Iterator[str]:
         yield base_url
     finally:
         process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        _reap(process)
 
 
 def outcome(url: str) -> dict[str, int]:

@@ -54,6 +54,16 @@ def _local_file(value: str) -> str:
 FileRef = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_local_file)]
 
 
+def _distinct(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError("an application is listed twice")
+    return value
+
+
+# Application names in order, each once.
+AppNames = Annotated[list[Name], AfterValidator(_distinct)]
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -168,17 +178,10 @@ class CommandCreate(_In):
     status: CommandStatus = CommandStatus.ACTIVE
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     cluster_criteria: list[TagSet] = Field(default_factory=list, max_length=20)
-    applications: list[Name] = Field(
+    applications: AppNames = Field(
         default_factory=list, max_length=50, description="Names of the applications it needs, in order."
     )
     description: str | None = Field(default=None, max_length=10_000)
-
-    @field_validator("applications")
-    @classmethod
-    def _distinct_applications(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("an application is listed twice")
-        return value
 
     @field_validator("executable")
     @classmethod
@@ -197,15 +200,8 @@ class CommandUpdate(_In):
     status: CommandStatus | None = None
     tags: list[Tag] | None = Field(default=None, max_length=50)
     cluster_criteria: list[TagSet] | None = Field(default=None, max_length=20)
-    applications: list[Name] | None = Field(default=None, max_length=50)
+    applications: AppNames | None = Field(default=None, max_length=50)
     description: str | None = Field(default=None, max_length=10_000)
-
-    @field_validator("applications")
-    @classmethod
-    def _distinct_applications(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("an application is listed twice")
-        return value
 
 
 class CommandOut(BaseModel):
@@ -253,7 +249,7 @@ class JobSubmit(_In):
     command_criteria: TagSet
     environment: Environment = Field(default_factory=dict)
     timeout: int | None = Field(default=None, ge=1, le=7 * 24 * 3600, description="Seconds before the job is killed.")
-    applications: list[Name] | None = Field(
+    applications: AppNames | None = Field(
         default=None,
         max_length=50,
         description="Applications to set up instead of the command's (Genie's override), in order.",
@@ -266,13 +262,6 @@ class JobSubmit(_In):
     )
     inputs: list[DatasetRef] = Field(default_factory=list, max_length=200)
     outputs: list[DatasetRef] = Field(default_factory=list, max_length=200)
-
-    @field_validator("applications")
-    @classmethod
-    def _distinct_applications(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("an application is listed twice")
-        return value
 
     @model_validator(mode="after")
     def _cap_arguments(self) -> JobSubmit:
