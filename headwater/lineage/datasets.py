@@ -10,12 +10,13 @@ belongs to its source, and a column the source does not know is reported, not in
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from headwater.catalog.fields import FlatField
@@ -140,6 +141,9 @@ class DatasetResolver:
         if self._source is None:
             source = self.session.scalar(select(Source).where(Source.name == LINEAGE_SOURCE))
             if source is None:
+                self._lock("source")  # the first requests of a new catalog race to create it
+                source = self.session.scalar(select(Source).where(Source.name == LINEAGE_SOURCE))
+            if source is None:
                 source = create_source(
                     self.session,
                     data=SourceCreate(
@@ -152,6 +156,13 @@ class DatasetResolver:
                 )
             self._source = source
         return self._source
+
+    def _lock(self, name: str) -> None:
+        """Hold a PostgreSQL advisory lock named ``name`` until the transaction ends (SQLite: writers are
+        serialised already by BEGIN IMMEDIATE)."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.blake2b(f"headwater.lineage\0{name}".encode(), digest_size=8).digest(), "big")
+            self.session.execute(select(func.pg_advisory_xact_lock(key - 2**63)))
 
     def _existing_source(self) -> Source | None:
         if self._source is None and not self._source_checked:
@@ -284,6 +295,15 @@ class DatasetResolver:
                     break
         if resolved is None:
             namespace, name = wanted.symlinks[0] if wanted.symlinks else (wanted.namespace, wanted.name)
+            # Two requests may meet the same unknown dataset at once: the second waits for the first to commit
+            # and then finds its dataset instead of inserting a duplicate.
+            self._lock(f"dataset\0{namespace}\0{name}")
+            for identity in identities:
+                self._absent.discard(identity)
+                resolved = self._find(*identity)
+                if resolved is not None:
+                    break
+        if resolved is None:
             fields = self._merged_fields([], wanted)
             snapshot = DatasetSnapshot(namespace=namespace, name=name, kind=_kind_of(namespace), fields=fields)
             created = apply_snapshot(self.session, source=self.lineage_source(), snapshot=snapshot).dataset
@@ -291,8 +311,13 @@ class DatasetResolver:
             resolved = self._with_fields(created.id, created.namespace, created.name, True, False)
             self._absent.discard((created.namespace, created.name))
         elif self._needs_update(resolved, wanted):
+            # Locked, then read afresh: a concurrent request adding other columns is waited for and kept.
             dataset = self.session.scalar(
-                select(Dataset).options(selectinload(Dataset.fields)).where(Dataset.id == resolved.id)
+                select(Dataset)
+                .options(selectinload(Dataset.fields))
+                .where(Dataset.id == resolved.id)
+                .with_for_update(of=Dataset)
+                .execution_options(populate_existing=True)
             )
             assert dataset is not None
             current = [_flat_of(row) for row in dataset.fields]

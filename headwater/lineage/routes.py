@@ -5,19 +5,24 @@ lineage, and graph, impact and path queries. Routes validate, call one domain fu
 from __future__ import annotations
 
 import gzip
+import logging
+import random
+import time
 import zlib
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from headwater.api import SessionDep
 from headwater.catalog.routes import json_response
 from headwater.errors import InvalidInput
 from headwater.lineage import graph, manual, service
-from headwater.lineage.ingest import MAX_BATCH, ingest_events, parse_time
+from headwater.lineage.ingest import MAX_BATCH, IngestResult, ingest_events, parse_time
 from headwater.lineage.schemas import (
     GraphOut,
     ImpactOut,
@@ -33,6 +38,7 @@ from headwater.lineage.schemas import (
 __all__ = ["lineage_router"]
 
 lineage_router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
+log = logging.getLogger("headwater.lineage")
 
 MAX_ID = 2**63 - 1
 Id = Annotated[int | None, Query(ge=1, le=MAX_ID)]
@@ -78,11 +84,31 @@ async def _documents(request: Request, *, batch: bool) -> list[Any]:
     return [document]
 
 
+# Deadlock, serialization failure, unique violation: what concurrent requests touching the same rows may
+# meet (PostgreSQL). The request's transaction is all this route did, so it is rolled back and run again.
+_TRANSIENT = {"40P01", "40001", "23505"}
+_ATTEMPTS = 5
+
+
+def _ingest_retrying(session: Session, documents: list[Any]) -> IngestResult:
+    """Ingest in the request's transaction, running it again when it lost a race with another request."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return ingest_events(session, documents=documents)
+        except DBAPIError as exc:
+            if attempt == _ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
+                raise
+            log.info("lineage ingestion lost a race (%s); attempt %d of %d", exc.orig, attempt + 1, _ATTEMPTS)
+            session.rollback()
+            time.sleep(random.uniform(0, 0.02 * attempt))  # the winner gets to commit first
+    raise AssertionError("unreachable")
+
+
 async def _ingest(request: Request, session: SessionDep, *, batch: bool) -> Response:
     documents = await _documents(request, batch=batch)
     if not documents:
         raise InvalidInput("the batch holds no events", detail={"field": "events"})
-    result = await run_in_threadpool(lambda: ingest_events(session, documents=documents))
+    result = await run_in_threadpool(_ingest_retrying, session, documents)
     body = IngestOut(
         received=result.received,
         applied=result.applied,

@@ -363,6 +363,9 @@ class WriteSet:
         if not rows:
             return
         unique = merge_provenance_rows(rows, keys) if merge else list(rows)
+        # Rows in key order: two transactions inserting the same new keys wait for each other in the same
+        # order instead of deadlocking.
+        unique.sort(key=lambda row: tuple(row[k] for k in keys))
         self._add(_Upsert(model, tuple(keys), tuple(newest_wins), replace_retired, tuple(unique[0])), unique)
 
     def update(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
