@@ -92,8 +92,9 @@ def ingest_events(session: Session, *, documents: Sequence[Any]) -> IngestResult
     fingerprints = [fingerprint_of(document) for document in documents]
     log_rows = _log_rows(documents, events, fingerprints)
     snapshot: Snapshot | None = None
+    # What every event names (duplicates included: their jobs and runs exist already, so that costs nothing).
+    wants = _wants(list(zip(labels, events, strict=True)))
     if session.get_bind().dialect.name == "postgresql":
-        wants = _wants(list(zip(labels, events, strict=True)))
         snapshot = read_snapshot(
             session,
             log=json_rows(log_rows, _LOG_COLUMNS),
@@ -116,7 +117,7 @@ def ingest_events(session: Session, *, documents: Sequence[Any]) -> IngestResult
         todo.append((label, event, row_id))
     if not todo:
         return result
-    batch = _Batch.open(session, todo, snapshot)
+    batch = _Batch.open(session, wants, snapshot)
     warned: list[dict[str, Any]] = []
     for label, event, row_id in todo:
         batch.resolver.warnings = []
@@ -208,12 +209,9 @@ class _Batch:
     dataset_edges: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def open(
-        cls, session: Session, todo: Sequence[tuple[str, LineageEventIn, int]], snapshot: Snapshot | None = None
-    ) -> _Batch:
+    def open(cls, session: Session, wants: _Wants, snapshot: Snapshot | None = None) -> _Batch:
         """Read (and create) every job and run the events name, and the datasets they name; what
         ``snapshot`` already read (PostgreSQL) is taken from it."""
-        wants = _wants([(label, event) for label, event, _ in todo])
         jobs = dict(snapshot.jobs) if snapshot else {}
         missing_jobs = [key for key in wants.jobs if key not in jobs]
         if missing_jobs:

@@ -17,6 +17,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from operator import itemgetter
 from typing import Any, cast
 
 import orjson
@@ -187,6 +188,9 @@ _COLUMN_EDGE_COLUMNS = (
 )
 
 
+_edge_key = itemgetter(*COLUMN_EDGE_KEYS)
+
+
 class ColumnEdgeBuffer:
     """Column-edge statements of one batch, replayed in memory and written once by :meth:`flush`.
 
@@ -206,7 +210,8 @@ class ColumnEdgeBuffer:
         for group in groups:
             self._preloaded.setdefault(group, [])
         for row in rows:
-            self._preloaded[(row["job_id"], row["target_dataset_id"])].append({c: row[c] for c in _COLUMN_EDGE_COLUMNS})
+            # The snapshot's rows carry exactly the edge columns: compared as they are with the replayed rows.
+            self._preloaded[(row["job_id"], row["target_dataset_id"])].append(row)
 
     def add(
         self, *, job_id: int, target_dataset_id: int, rows: Sequence[dict[str, Any]], retire_at: dt.datetime | None
@@ -227,7 +232,7 @@ class ColumnEdgeBuffer:
         members: dict[tuple[int, int], list[tuple[Any, ...]]] = {group: [] for group in groups}
 
         def take(values: dict[str, Any]) -> None:
-            key = tuple(values[k] for k in COLUMN_EDGE_KEYS)
+            key = _edge_key(values)
             loaded[key] = values
             members[(values["job_id"], values["target_dataset_id"])].append(key)
 
@@ -248,7 +253,7 @@ class ColumnEdgeBuffer:
         state = {key: dict(values) for key, values in loaded.items()}
         for group, rows, retire_at in ops:
             for row in rows:
-                key = tuple(row[k] for k in COLUMN_EDGE_KEYS)
+                key = _edge_key(row)
                 edge = state.get(key)
                 if edge is None:
                     state[key] = {**row, "retired_at": None}
@@ -365,7 +370,7 @@ class WriteSet:
         unique = merge_provenance_rows(rows, keys) if merge else list(rows)
         # Rows in key order: two transactions inserting the same new keys wait for each other in the same
         # order instead of deadlocking.
-        unique.sort(key=lambda row: tuple(row[k] for k in keys))
+        unique.sort(key=itemgetter(*keys))
         self._add(_Upsert(model, tuple(keys), tuple(newest_wins), replace_retired, tuple(unique[0])), unique)
 
     def update(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
