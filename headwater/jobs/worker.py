@@ -155,7 +155,7 @@ class JobWorker:
             self._last_reap = now
             with session_scope(self.factory) as session:
                 lost = dispatch.reap_lost_jobs(session, timeout_seconds=self.heartbeat_timeout)
-            if lost:
+                # Before the commit makes a re-queued job claimable, so its first try never overlaps a retry.
                 self._kill_orphans(lost)
         self._collect_exited()
         self._enforce_kills()
@@ -373,8 +373,16 @@ class JobWorker:
         # The job's own environment wins over its applications', which win over the engine's.
         env = {**os.environ, **item.env, **prepared.environment, **item.job_env}
         env.update({k: v for k, v in item.env.items() if k.startswith("HEADWATER_JOB_")})
-        stdout = (item.work_dir / "stdout").open("wb")
-        stderr = (item.work_dir / "stderr").open("wb")
+        files: list[IO[bytes]] = []
+        try:
+            stdout = (item.work_dir / "stdout").open("wb")
+            files.append(stdout)
+            stderr = (item.work_dir / "stderr").open("wb")
+            files.append(stderr)
+        except OSError as exc:
+            for handle in files:
+                handle.close()
+            return f"could not open its logs: {exc}"
         try:
             process = subprocess.Popen(
                 item.argv,
