@@ -36,7 +36,7 @@ def test_demo_builds_syncs_and_is_idempotent(
     get_settings.cache_clear()
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
 
-    first = runner.invoke(app, ["demo"])
+    first = runner.invoke(app, ["demo", "--no-jobs"])  # the real Spark job is tested in test_demo_jobs.py
     assert first.exit_code == 0, first.output
     assert "Iceberg lake: live warehouse" in first.output and "6 table(s) built" in first.output
     assert "sync succeeded: 6 added, 0 changed, 0 unchanged" in first.output
@@ -44,7 +44,7 @@ def test_demo_builds_syncs_and_is_idempotent(
     assert (data_dir / "demo-warehouse" / "catalog.db").is_file()
     assert list((data_dir / "demo-warehouse" / "warehouse" / "raw" / "playback_events" / "data").rglob("*.parquet"))
 
-    second = runner.invoke(app, ["demo"])
+    second = runner.invoke(app, ["demo", "--no-jobs"])
     assert second.exit_code == 0, second.output
     assert "0 source(s) and 0 dataset(s) created" in second.output
     assert "0 table(s) built); sync succeeded: 0 added, 0 changed, 6 unchanged" in second.output
