@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
-from headwater.errors import InvalidInput, NotFound
+from headwater.errors import HeadwaterError, InvalidInput, NotFound
 from headwater.jobs.applications import AppSetup
 from headwater.jobs.models import FINAL_STATUSES, Job, JobAttachment, JobStatus
 from headwater.jobs.schemas import OutputEntry
@@ -160,7 +160,11 @@ async def follow_log(
             return read_log(session, job_id=job_id, stream=stream, offset=at)
 
     while True:
-        chunk = await anyio.to_thread.run_sync(read, offset)
+        try:
+            chunk = await anyio.to_thread.run_sync(read, offset)
+        except HeadwaterError as exc:  # e.g. retention removed the directory mid-stream: end the body cleanly
+            log.info("log stream of job %s ended: %s", job_id, exc.message)
+            return
         if chunk.data:
             offset = chunk.next_offset
             yield chunk.data
