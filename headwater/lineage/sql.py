@@ -149,6 +149,8 @@ class _Tables:
     known: Sequence[Identity]
     identities: dict[str, Identity] = field(default_factory=dict)
     columns: dict[Identity, dict[str, str]] = field(default_factory=dict)
+    # Every field path the catalog knows per table, nested struct members (a.b.c) included.
+    paths: dict[Identity, set[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def sql_name(self, table: exp.Table) -> str:
@@ -192,17 +194,32 @@ class _Tables:
         if not wanted:
             return
         rows = self.session.execute(
-            select(Dataset.namespace, Dataset.name, Field.path, Field.type)
+            select(Dataset.namespace, Dataset.name, Field.path, Field.type, Field.parent_path)
             .join(Field, Field.dataset_id == Dataset.id)
-            .where(Field.parent_path.is_(None))
             .where(Dataset.namespace.in_({i[0] for i in wanted}), Dataset.name.in_({i[1] for i in wanted}))
             .order_by(Dataset.id, Field.position)
         ).all()
         for identity in wanted:
             self.columns[identity] = {}
-        for namespace, name, path, type_ in rows:
+            self.paths[identity] = set()
+        for namespace, name, path, type_, parent in rows:
             if (namespace, name) in self.columns:
-                self.columns[(namespace, name)][path] = type_
+                self.paths[(namespace, name)].add(path)
+                if parent is None:
+                    self.columns[(namespace, name)][path] = type_
+
+    def member(self, identity: Identity, path: str, suffix: Sequence[str]) -> str:
+        """The deepest field path under ``path`` + ``suffix`` the catalog knows (``a.b.c`` for ``a`` and
+        ``(b, c)`` when the struct's members are catalogued, else ``a.b`` or ``a``)."""
+        if not suffix:
+            return path
+        self.load_columns([identity])
+        known = self.paths.get(identity) or set()
+        for depth in range(len(suffix), 0, -1):
+            candidate = ".".join([path, *suffix[:depth]])
+            if candidate in known:
+                return candidate
+        return path
 
 
 def _tables_in(expression: exp.Expr) -> list[exp.Table]:
@@ -238,7 +255,23 @@ def _walk_columns(expression: exp.Expr) -> Iterator[exp.Column]:
             yield node
 
 
-def _role(column: exp.Column, root: exp.Expr) -> tuple[str, str, bool]:
+def _reference(column: exp.Column) -> tuple[tuple[str, ...], exp.Expr]:
+    """The struct members a column reference reads (``t.a.b.c``: ``(b, c)``) and the whole reference.
+
+    Qualified against the catalog, ``a.b.c`` over a table with a column ``a`` is ``Dot(Dot(t.a, b), c)``.
+    """
+    suffix: list[str] = []
+    node: exp.Expr = column
+    while isinstance(node.parent, exp.Dot) and node.arg_key == "this":
+        member = node.parent.expression
+        if not isinstance(member, exp.Identifier):
+            break
+        suffix.append(member.name)
+        node = node.parent
+    return tuple(suffix), node
+
+
+def _role(column: exp.Expr, root: exp.Expr) -> tuple[str, str, bool]:
     """(type, subtype, masking) of a column inside one output expression."""
     if column is root:
         return "DIRECT", "IDENTITY", False
@@ -284,8 +317,9 @@ class _Tracer:
         found: dict[tuple[str, str, str], tuple[str, str, bool]] = {}
         inner = root.this if isinstance(root, exp.Alias) else root
         for column in _walk_columns(inner):
-            role = _role(column, inner)
-            for base, base_role in self.column(scope, column).items():
+            suffix, reference = _reference(column)
+            role = _role(reference, inner)
+            for base, base_role in self.column(scope, column, suffix).items():
                 _keep(found, base, _compose(role, base_role))
         for subquery in inner.find_all(exp.Subquery):  # scalar subqueries feed the value
             child = next((s for s in scope.subquery_scopes if s.expression is subquery.this), None)
@@ -294,21 +328,26 @@ class _Tracer:
                     _keep(found, base, _compose(("DIRECT", "TRANSFORMATION", False), base_role))
         return found
 
-    def column(self, scope: Scope, column: exp.Column) -> dict[tuple[str, str, str], tuple[str, str, bool]]:
-        """Base columns a (qualified) column reference stands for."""
+    def column(
+        self, scope: Scope, column: exp.Column, suffix: Sequence[str] = ()
+    ) -> dict[tuple[str, str, str], tuple[str, str, bool]]:
+        """Base columns a (qualified) column reference stands for; ``suffix`` are the struct members it reads."""
         table = column.table
         if not table and len(scope.sources) == 1:
             table = next(iter(scope.sources))
         source = scope.sources.get(table)
         if isinstance(source, exp.Table):
             identity = self.tables.identity(source)
-            return {(identity[0], identity[1], column.name): ("DIRECT", "IDENTITY", False)}
+            path = self.tables.member(identity, column.name, suffix)
+            return {(identity[0], identity[1], path): ("DIRECT", "IDENTITY", False)}
         if isinstance(source, Scope):
             found: dict[tuple[str, str, str], tuple[str, str, bool]] = {}
             for branch in _branches(source):
                 select_ = _select_named(branch.expression, column.name)
                 if select_ is not None:
                     for base, role in self.expression(branch, select_).items():
+                        if suffix and role[1] == "IDENTITY":  # the struct passed through unchanged: its member
+                            base = (*base[:2], self.tables.member(base[:2], base[2], suffix))
                         _keep(found, base, role)
             return found
         return {}
@@ -357,7 +396,7 @@ def _indirect(tracer: _Tracer, root: Scope) -> dict[tuple[str, str, str], tuple[
         clauses += [(join.args["on"], "JOIN") for join in query.args.get("joins") or [] if join.args.get("on")]
         for clause, subtype in clauses:
             for column in _walk_columns(clause):
-                for base in tracer.column(scope, column):
+                for base in tracer.column(scope, column, _reference(column)[0]):
                     found.setdefault(base, ("INDIRECT", subtype, False))
         if scope.is_subquery and scope.parent is not None and query.selects:  # WHERE x IN (SELECT y ...)
             for item in query.selects:

@@ -17,6 +17,8 @@ from headwater.catalog.service import register_dataset
 from headwater.cli import app
 from headwater.lineage.graph import impact, resolve_node
 from headwater.lineage.ingest import ingest_events
+from headwater.lineage.schemas import SqlLineageIn
+from headwater.lineage.service import analyse_sql
 from headwater.lineage.sql import SqlLineageError, StatementLineage, lineage_of_sql
 from headwater.settings import get_settings
 
@@ -172,6 +174,76 @@ def test_subquery_in_where_is_a_filter(session: Session) -> None:
     lineage = _one(session, "SELECT name FROM raw.users WHERE user_id IN (SELECT user_id FROM raw.events)")
     assert lineage.kind == "select" and lineage.target is None
     assert ("raw.events", "user_id", "FILTER") in _indirect(lineage)
+
+
+def test_struct_members_are_traced_to_their_nested_columns(session: Session) -> None:
+    struct = FieldIn(
+        name="device",
+        type="struct<os:string,geo:struct<country:string,city:string>>",
+        fields=[
+            FieldIn(name="os", type="string"),
+            FieldIn(
+                name="geo",
+                type="struct<country:string,city:string>",
+                fields=[FieldIn(name="country", type="string"), FieldIn(name="city", type="string")],
+            ),
+        ],
+    )
+    register_dataset(
+        session,
+        data=DatasetCreate(name="raw.clicks", namespace=NS, fields=[FieldIn(name="id", type="string"), struct]),
+    )
+    register_dataset(
+        session,
+        data=DatasetCreate(
+            name="curated.clicks",
+            namespace=NS,
+            fields=[FieldIn(name=c, type="string") for c in ("id", "os", "country", "geo", "label")],
+        ),
+    )
+    session.flush()
+    lineage = _one(
+        session,
+        """
+        INSERT INTO curated.clicks
+        WITH c AS (SELECT id, device FROM raw.clicks WHERE device.os <> 'bot')
+        SELECT c.id, c.device.os AS os, c.device.geo.country AS country, c.device.geo AS geo,
+               upper(c.device.geo.city) AS label
+        FROM c
+        WHERE c.device.geo.country IS NOT NULL
+        """,
+    )
+    assert _cols(lineage) == {
+        "id": {("raw.clicks", "id", "DIRECT", "IDENTITY")},
+        "os": {("raw.clicks", "device.os", "DIRECT", "IDENTITY")},
+        "country": {("raw.clicks", "device.geo.country", "DIRECT", "IDENTITY")},
+        "geo": {("raw.clicks", "device.geo", "DIRECT", "IDENTITY")},
+        "label": {("raw.clicks", "device.geo.city", "DIRECT", "TRANSFORMATION")},
+    }
+    assert _indirect(lineage) == {
+        ("raw.clicks", "device.os", "FILTER"),
+        ("raw.clicks", "device.geo.country", "FILTER"),
+    }
+    # A member the catalog does not list resolves to the deepest path it knows.
+    loose = _one(session, "SELECT device.geo.zip AS zip, t.device.os FROM raw.clicks t")
+    assert _cols(loose) == {
+        "zip": {("raw.clicks", "device.geo", "DIRECT", "IDENTITY")},
+        "os": {("raw.clicks", "device.os", "DIRECT", "IDENTITY")},
+    }
+
+    # Recorded as edges between the nested catalog fields, a member's impact is queryable.
+    analyse_sql(
+        session,
+        data=SqlLineageIn(
+            sql="INSERT INTO curated.clicks SELECT id, device.os, device.geo.country, device.geo, 'x' FROM raw.clicks",
+            namespace=NS,
+            apply=True,
+        ),
+    )
+    affected = impact(
+        session, node=resolve_node(session, namespace=NS, name="raw.clicks", field_path="device.geo.country")
+    )
+    assert [(c.name, c.field) for c in affected.columns] == [("curated.clicks", "country")]
 
 
 @pytest.mark.parametrize(
