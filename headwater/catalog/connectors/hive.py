@@ -12,7 +12,9 @@ than the partition count, which is read with ``get_partition_names`` capped at `
 
 Each table's version token is a hash of everything the connector reports about it except the partition
 count (columns, partition keys, storage, parameters — which include ``transient_lastDdlTime`` — and the
-view text), so an incremental sync loads only tables whose definition changed.
+view text), so an incremental sync loads only tables whose definition changed. Adding partitions changes
+no definition, so partitioned tables get no token while ``recount_partitions`` is on (the default): each
+sync recounts them with one capped call, and the sync engine finds the unchanged ones in bulk.
 
 Spark's datasource tables keep their real schema as JSON in the ``spark.sql.sources.schema`` parameter
 (or split into ``spark.sql.sources.schema.numParts`` + ``.part.N``); where it is present it is the
@@ -72,6 +74,11 @@ class HiveConfig(ConnectorConfig):
         le=32_767,
         description="Count a table's partitions up to this many (0: do not count); the count is capped, "
         "never fetched whole.",
+    )
+    recount_partitions: bool = Field(
+        default=True,
+        description="Recount the partitions of partitioned tables on every sync (one capped call per table): "
+        "adding partitions changes no table definition, so otherwise a new count is only seen by a full sync.",
     )
 
 
@@ -236,9 +243,9 @@ class HiveConnector(Connector):
                 refs: list[DatasetRef] = []
                 for table in sorted(objects, key=lambda t: t.tableName):
                     snapshot = self._snapshot(db, table)
-                    ref = DatasetRef(
-                        namespace=self.namespace, name=snapshot.name, version=_version(snapshot), kind=snapshot.kind
-                    )
+                    # No version token means "always load": what recounting partitions needs.
+                    version = None if self._recounts(table) else _version(snapshot)
+                    ref = DatasetRef(namespace=self.namespace, name=snapshot.name, version=version, kind=snapshot.kind)
                     self._page[ref.name] = (table, snapshot)
                     refs.append(ref)
                 if refs:
@@ -260,17 +267,24 @@ class HiveConnector(Connector):
             count = self._partition_count(database, name, table)
         except _Gone as exc:
             raise ConnectorError(f"table {ref.name!r} disappeared while it was read") from exc
+        version = ref.version or _version(snapshot)  # the definition's hash, as a listing computes it
         if count is not None:
             properties = {**snapshot.properties, "hive.partition_count": str(count[0])}
             if count[1]:
                 properties["hive.partition_count_capped"] = "true"
             snapshot = replace(snapshot, properties=properties)
-        return LoadedDataset(snapshot=snapshot, version=ref.version or _version(snapshot))
+        return LoadedDataset(snapshot=snapshot, version=version)
+
+    def _counts_partitions(self, table: Any) -> bool:
+        return bool(table.partitionKeys) and table.tableType not in _VIEW_TYPES and self.config.max_partition_count > 0
+
+    def _recounts(self, table: Any) -> bool:
+        return self.config.recount_partitions and self._counts_partitions(table)
 
     def _partition_count(self, database: str, name: str, table: Any) -> tuple[int, bool] | None:
         """(count, capped) for a partitioned table, read with a cap; None when not counted."""
         limit = self.config.max_partition_count
-        if not table.partitionKeys or table.tableType in _VIEW_TYPES or limit == 0:
+        if not self._counts_partitions(table):
             return None
         names = self._call(f"count the partitions of {database}.{name}", "get_partition_names", database, name, limit)
         return len(names), len(names) >= limit

@@ -339,3 +339,16 @@ def alter_columns(client: Any, database: str, name: str, columns: list[tuple[str
     table = client.get_table(database, name)
     table.sd.cols = [FieldSchema(name=n, type=t) for n, t in columns]
     client.alter_table(database, name, table)
+
+
+def add_partition(client: Any, database: str, name: str, values: list[str]) -> None:
+    """Add a partition through Thrift, as Hive's ALTER TABLE ... ADD PARTITION does (no data files)."""
+    import copy
+
+    from hive_metastore.ttypes import Partition
+
+    table = client.get_table(database, name)
+    sd = copy.deepcopy(table.sd)
+    spec = "/".join(f"{key.name}={value}" for key, value in zip(table.partitionKeys, values, strict=True))
+    sd.location = f"{table.sd.location}/{spec}"
+    client.add_partition(Partition(values=values, dbName=database, tableName=name, sd=sd, parameters={}))

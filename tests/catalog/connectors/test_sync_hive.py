@@ -13,7 +13,8 @@ from headwater.catalog import service, sources, sync
 from headwater.catalog.connectors.hive import HiveConnector
 from headwater.catalog.connectors.hive_types import flatten_columns, parse_hive_type, parse_spark_schema
 from headwater.catalog.models import SourceKind, SourceStatus
-from headwater.catalog.schemas import DatasetUpdate, SourceCreate
+from headwater.catalog.schemas import DatasetUpdate, SourceCreate, SourceUpdate
+from headwater.catalog.sync_models import SyncMode
 from headwater.db import session_scope
 
 SPARK_TABLES = {
@@ -182,6 +183,38 @@ def test_a_dropped_table_and_a_renamed_and_a_retyped_column(
     assert [(r["path"], r["old_type"], r["new_type"]) for r in diff["retyped"]] == [
         ("total", "decimal(10,2)", "decimal(12,2)")
     ]
+
+
+def test_added_partitions_are_recounted_by_incremental_syncs_unless_turned_off(
+    sync_factory: sessionmaker[Session], scratch_metastore: Any
+) -> None:
+    from hive_test_server import add_partition
+
+    namespace = _add_source(sync_factory, scratch_metastore)
+    sync.run_sync(sync_factory, source_name="metastore")
+    assert _get(sync_factory, namespace, "sales.orders").source_properties["hive.partition_count"] == "3"
+    with scratch_metastore.client() as client:
+        add_partition(client, "sales", "orders", ["2024-02-01"])
+    run = sync.run_sync(sync_factory, source_name="metastore")
+    assert (run.status, run.changed, run.unchanged) == ("succeeded", 1, len(SPARK_TABLES) - 1)
+    assert _get(sync_factory, namespace, "sales.orders").source_properties["hive.partition_count"] == "4"
+
+    with session_scope(sync_factory) as session:
+        sources.update_source(
+            session,
+            name="metastore",
+            data=SourceUpdate(config=scratch_metastore.config(databases=["sales", "web"], recount_partitions=False)),
+        )
+    settled = sync.run_sync(sync_factory, source_name="metastore")
+    assert (settled.changed, settled.unchanged) == (0, len(SPARK_TABLES))
+    with scratch_metastore.client() as client:
+        add_partition(client, "sales", "orders", ["2024-02-02"])
+    quiet = sync.run_sync(sync_factory, source_name="metastore")
+    assert (quiet.changed, quiet.unchanged) == (0, len(SPARK_TABLES))  # the definition did not change
+    assert _get(sync_factory, namespace, "sales.orders").source_properties["hive.partition_count"] == "4"
+    full = sync.run_sync(sync_factory, source_name="metastore", mode=SyncMode.FULL)
+    assert full.changed == 1
+    assert _get(sync_factory, namespace, "sales.orders").source_properties["hive.partition_count"] == "5"
 
 
 def test_the_metastore_killed_mid_sync_deletes_nothing(
