@@ -1,12 +1,15 @@
-"""HTTP plumbing shared by every router: the session dependency (the route owns the transaction), error
-bodies, the request-size guard and ETag/If-Match handling."""
+"""HTTP plumbing shared by every router: the session dependency (the route owns the transaction, and a
+bounded number of requests hold one), error bodies, the request-size guard and ETag/If-Match handling."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,12 +18,12 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from headwater.db import session_scope
 from headwater.errors import HeadwaterError, PreconditionFailed, PreconditionRequired
 
 __all__ = [
     "BodySizeLimit",
     "SessionDep",
+    "db_slot",
     "error_body",
     "get_session",
     "install_error_handlers",
@@ -30,13 +33,47 @@ __all__ = [
 log = logging.getLogger("headwater.api")
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session and transaction per request: committed when the route returns, rolled back on error."""
-    with session_scope(request.app.state.sessionmaker) as session:
-        yield session
+def _end(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session and transaction per request: committed before the response is sent, rolled back on error.
+
+    At most ``app.state.db_slots`` requests hold a session at once, fewer than the pool has connections.
+    Without that bound, a burst of requests filled every worker thread with routes waiting for a connection
+    while the requests holding the connections waited for a thread to commit and give them back: the server
+    stalled until the pool's timeout. Waiting here costs no thread. The end of the transaction is shielded
+    from cancellation (a client that goes away) so that the connection always returns to the pool.
+    """
+    async with db_slot(request):
+        session = request.app.state.sessionmaker()
+        try:
+            yield session
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_end, session, False)
+            raise
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_end, session, True)
+
+
+@asynccontextmanager
+async def db_slot(request: Request) -> AsyncIterator[None]:
+    """Hold one of the app's database slots (for work that opens its own session in a worker thread)."""
+    async with request.app.state.db_slots:
+        yield
+
+
+# Scope "function": the transaction ends when the route returns, before the response goes out, so a client
+# never reads a 201 for a write that is not committed yet (or that fails to commit).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import event, text
@@ -70,6 +71,9 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         prepare_database(settings)
     engine = create_db_engine(settings.resolved_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
     factory = make_sessionmaker(engine)
+    # Requests holding a session at once: the pool's 2 x db_pool_size connections less a few for the
+    # background threads (poller, scheduler, indexer, worker), and well under AnyIO's 40 worker threads.
+    db_slots = anyio.Semaphore(max(1, min(2 * settings.db_pool_size - 4, 32)))
     cache = DatasetCache(max_bytes=settings.cache_max_bytes, enabled=settings.cache_enabled)
 
     @event.listens_for(factory, "after_commit")
@@ -123,6 +127,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = factory
+    app.state.db_slots = db_slots
     app.state.dataset_cache = cache
     app.state.cache_poller = poller
     app.state.sync_scheduler = scheduler

@@ -109,9 +109,17 @@ _JSON_CODEC: dict[str, Any] = {"json_serializer": _dump_json, "json_deserializer
 
 
 def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
-    """An engine for ``url`` set up for Headwater: SQLite pragmas, or a sized psycopg 3 pool."""
+    """An engine for ``url`` set up for Headwater: SQLite pragmas or psycopg 3; at most ``2 * pool_size``
+    connections (``pool_size`` kept open)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}, **_JSON_CODEC)
+        engine = create_engine(
+            url,
+            echo=echo,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            **_JSON_CODEC,
+        )
         event.listen(engine, "connect", _configure_sqlite)
 
         @event.listens_for(engine, "connect")

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from headwater.api import SessionDep, parse_if_match
+from headwater.api import SessionDep, db_slot, parse_if_match
 from headwater.catalog import events, service, sources
 from headwater.catalog.cache import CacheKey, DatasetCache, list_cache_key
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind
@@ -71,7 +71,8 @@ async def cached_read(
             etag, body = load(session)
         return cache.put(key, generation, etag, body) if key is not None else (etag, body)
 
-    return await run_in_threadpool(miss)
+    async with db_slot(request):
+        return await run_in_threadpool(miss)
 
 
 def _dataset_response(dataset: service.Dataset, *, status_code: int = 200, location: bool = False) -> Response:

@@ -11,11 +11,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from headwater.api import SessionDep, get_session
+from headwater.api import SessionDep
 from headwater.catalog.schemas import Page
 from headwater.errors import InvalidInput
 from headwater.jobs import applications, service, workspace
@@ -51,9 +50,6 @@ Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor`
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
 NamePath = Annotated[str, Path(min_length=1, max_length=255)]
 JobId = Annotated[str, Path(min_length=1, max_length=255)]
-# Ends the transaction before the body is sent: file downloads and log streams must not hold it (on SQLite
-# every transaction holds the write lock) for as long as a client takes to read.
-ShortSessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 # --------------------------------------------------------------------------------- applications
@@ -359,7 +355,7 @@ def list_job_output(job_id: JobId, session: SessionDep) -> list[OutputEntry]:
 
 
 @jobs_router.get("/{job_id}/output/{path:path}")
-def get_job_output_file(job_id: JobId, path: str, session: ShortSessionDep) -> FileResponse:
+def get_job_output_file(job_id: JobId, path: str, session: SessionDep) -> FileResponse:
     """Download one file of the job's working directory (HTTP Range supported)."""
     target = workspace.output_file(session, job_id=job_id, path=path)
     return FileResponse(target, media_type="application/octet-stream", filename=target.name)
@@ -374,7 +370,7 @@ def get_job_log(
     job_id: JobId,
     stream: Annotated[str, Path(max_length=16, description="stdout or stderr")],
     request: Request,
-    session: ShortSessionDep,
+    session: SessionDep,
     offset: Annotated[
         int, Query(ge=0, description="Byte offset to read from (X-Log-Next-Offset of the last read).")
     ] = 0,
@@ -400,7 +396,7 @@ def get_job_log(
 
 
 @jobs_router.get("/{job_id}/logs-archive")
-def get_job_log_archive(job_id: JobId, session: ShortSessionDep) -> FileResponse:
+def get_job_log_archive(job_id: JobId, session: SessionDep) -> FileResponse:
     """The gzip tarball of a job's logs, made when retention removed a job that asked for archiving."""
     target = workspace.archive_file(session, job_id=job_id)
     return FileResponse(target, media_type="application/gzip", filename=target.name)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from jobs_helpers import job_body, shell_setup, wait_for_status, worker_thread
+from live_http import serve_in_thread
 
 from headwater.app import create_app
 from headwater.settings import Settings
@@ -95,26 +96,9 @@ async def test_follow_streams_the_log_until_the_job_ends(
 
 @pytest.fixture
 def live_server(app: FastAPI) -> Iterator[str]:
-    """The suite's app served by a real uvicorn on loopback (no lifespan: tests run their own workers)."""
-    import socket
-
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    """The suite's app served by a real uvicorn on loopback."""
+    with serve_in_thread(app) as url:
+        yield url
 
 
 async def test_follow_streams_bytes_as_they_are_written_over_real_http(
