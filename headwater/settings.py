@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted; larger gets 413."
     )
-    db_pool_size: int = Field(default=10, ge=1, description="Connections kept per process (PostgreSQL).")
+    db_pool_size: int = Field(
+        default=10, ge=1, description="Connections kept per process (as many again may overflow)."
+    )
     db_echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
     cache_enabled: bool = Field(
         default=True,
