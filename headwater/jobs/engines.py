@@ -180,10 +180,17 @@ def _flink_python(config: dict[str, Any], home: Path) -> str | None:
     return None
 
 
-def write_local_flink_conf(flink_home: Path, target: Path) -> Path:
+def write_local_flink_conf(
+    flink_home: Path, target: Path, *, rest_port: int | None = None, rpc_port: int | None = None
+) -> Path:
     """A copy of ``flink_home``'s conf directory in ``target`` with every bind and advertised address on 127.0.0.1.
 
-    Point a cluster's ``conf_dir`` (``FLINK_CONF_DIR``) at it so a local Flink listens on loopback only.
+    Point a cluster's ``conf_dir`` (``FLINK_CONF_DIR``) at it so a local Flink listens on loopback only. It also
+    serves ``bin/start-cluster.sh`` / ``stop-cluster.sh`` for a local session cluster: ``rest_port`` and
+    ``rpc_port`` set the JobManager's REST and RPC ports (defaults 8081 and 6123), ``masters`` and ``workers``
+    name 127.0.0.1 (start-cluster.sh passes the port in ``masters`` over ``rest.port``), and the daemons' pid
+    files and logs go to ``target/pid`` and ``target/log``, so clusters of different conf dirs never share a pid
+    file and nothing is written into the installation.
     """
     import yaml  # type: ignore[import-untyped]  # Flink 2 reads a nested config.yaml
 
@@ -195,12 +202,22 @@ def write_local_flink_conf(flink_home: Path, target: Path) -> Path:
         if item.is_file():
             shutil.copy2(item, target / item.name)
     config = yaml.safe_load((source / "config.yaml").read_text()) or {}
-    for keys in _LOOPBACK_KEYS:
+    settings: list[tuple[tuple[str, ...], object]] = [(keys, "127.0.0.1") for keys in _LOOPBACK_KEYS]
+    if rest_port is not None:
+        settings.append((("rest", "port"), rest_port))
+    if rpc_port is not None:
+        settings.append((("jobmanager", "rpc", "port"), rpc_port))
+    for name in ("pid", "log"):
+        (target / name).mkdir(exist_ok=True)  # flink-daemon.sh writes its .out file there without creating it
+        settings.append((("env", name, "dir"), str((target / name).resolve())))
+    for keys, value in settings:
         node = config
         for key in keys[:-1]:
             node = node.setdefault(key, {})
-        node[keys[-1]] = "127.0.0.1"
+        node[keys[-1]] = value
     (target / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (target / "masters").write_text(f"127.0.0.1:{config.get('rest', {}).get('port', 8081)}\n")
+    (target / "workers").write_text("127.0.0.1\n")
     return target
 
 

@@ -1,0 +1,128 @@
+"""A real Flink session cluster: ``bin/start-cluster.sh`` of the Flink that ``make flink`` installs, bound to
+127.0.0.1 on free ports, and a PyFlink job run on it through the API (``flink run -m host:port``), its output
+checked and the cluster's own REST API asked whether it ran the job."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from engine_helpers import flink_setup, read_csv_parts, require_flink_home, run_job
+from process_helpers import cmdline, gone
+from test_jobs_flink import SCRIPT
+
+from headwater.jobs.engines import write_local_flink_conf
+from headwater.jobs.worker import JobWorker
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class FlinkSession:
+    """A running session cluster: its REST address (``host:port``), conf dir and daemon pids."""
+
+    address: str
+    conf_dir: Path
+    pids: list[int]
+
+    def rest(self, path: str) -> dict:
+        """GET a path of the cluster's REST API."""
+        response = httpx.get(f"http://{self.address}{path}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _daemon_pids(conf_dir: Path) -> list[int]:
+    return [int(line) for pidfile in (conf_dir / "pid").glob("*.pid") for line in pidfile.read_text().split()]
+
+
+@pytest.fixture(scope="module")
+def flink_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlinkSession]:
+    """A local session cluster (a JobManager and a TaskManager), stopped by stop-cluster.sh, then by pid."""
+    home = require_flink_home()
+    conf_dir = write_local_flink_conf(
+        home, tmp_path_factory.mktemp("flink-session") / "conf", rest_port=_free_port(), rpc_port=_free_port()
+    )
+    port = int((conf_dir / "masters").read_text().strip().rsplit(":", 1)[1])
+    env = {**os.environ, "FLINK_HOME": str(home), "FLINK_CONF_DIR": str(conf_dir)}
+    session = FlinkSession(address=f"127.0.0.1:{port}", conf_dir=conf_dir, pids=[])
+
+    def stop() -> None:
+        subprocess.run([home / "bin" / "stop-cluster.sh"], env=env, capture_output=True, timeout=60, check=False)
+        for pid in session.pids:
+            # Only a daemon of this conf dir: a pid reused by another process is left alone.
+            if not gone(pid) and str(conf_dir) in cmdline(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    try:
+        started = subprocess.run(
+            [home / "bin" / "start-cluster.sh"], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        session.pids = _daemon_pids(conf_dir)
+        assert started.returncode == 0 and len(session.pids) == 2, (started.stdout, started.stderr, session.pids)
+        deadline = time.monotonic() + 120
+        while True:  # the TaskManager registers a few seconds after the REST endpoint answers
+            try:
+                if session.rest("/overview")["taskmanagers"] >= 1:
+                    break
+            except httpx.HTTPError:
+                pass
+            logs = "\n".join(p.read_text()[-2000:] for p in (conf_dir / "log").glob("*.log"))
+            assert time.monotonic() < deadline, f"session cluster not up in 120 s:\n{logs}"
+            assert not any(gone(pid) for pid in session.pids), f"a session daemon died:\n{logs}"
+            time.sleep(0.5)
+        yield session
+    finally:
+        stop()
+    assert all(gone(pid) for pid in session.pids)
+
+
+@pytest.mark.integration
+@pytest.mark.single_backend("postgres")  # one real cluster per suite: the engine path is database-blind
+async def test_pyflink_job_runs_on_a_session_cluster(
+    client: httpx.AsyncClient, worker: JobWorker, tmp_path: Path, flink_session: FlinkSession
+) -> None:
+    await flink_setup(client, tmp_path / "client-conf", jobmanager=flink_session.address)
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT)
+    source = tmp_path / "events.csv"
+    source.write_text("a,1\nb,2\na,3\nc,5\n")
+    sink = tmp_path / "totals"
+    started = time.monotonic()
+    job = await run_job(
+        client,
+        worker,
+        {
+            "name": "flink-session-aggregate",
+            "user": "alice",
+            "command_args": ["-py", str(script), source.as_uri(), sink.as_uri()],
+            "cluster_criteria": [["sched:flink"]],
+            "command_criteria": ["type:flink"],
+            "timeout": 240,
+        },
+    )
+    elapsed = time.monotonic() - started
+    assert job["status"] == "SUCCEEDED", (job["status_message"], job["stderr"][-3000:], job["stdout"][-3000:])
+    assert read_csv_parts(sink) == [["a", "4"], ["b", "2"], ["c", "5"]]
+    # The job ran on the session cluster, not on a mini-cluster of the client: the cluster knows it, finished.
+    found = re.search(r"Job has been submitted with JobID ([0-9a-f]{32})", job["stdout"] + job["stderr"])
+    assert found, job["stdout"][-3000:]
+    jobs = {j["jid"]: j for j in flink_session.rest("/jobs/overview")["jobs"]}
+    assert jobs[found.group(1)]["state"] == "FINISHED", jobs
+    assert jobs[found.group(1)]["name"].startswith("insert-into_default_catalog.default_database.totals")
+    print(f"flink session-cluster job end to end: {elapsed:.1f} s")
