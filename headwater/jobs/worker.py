@@ -4,84 +4,37 @@ and fails jobs whose worker stopped heartbeating ("worker lost").
 
 One loop iteration is :meth:`JobWorker.run_once`; each step opens its own short transaction, and jobs
 claimed or ended together share one. Between iterations the worker waits for work (:mod:`wakeup`).
+Preparing a claimed job is :mod:`preparation`, starting and signalling its processes :mod:`processes`, and the
+lineage of a succeeded job :mod:`run_lineage`; this module is the loop and its bookkeeping.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
-from headwater.errors import HeadwaterError
-from headwater.jobs import applications, dispatch, service, workspace
-from headwater.jobs.applications import AppSetup
-from headwater.jobs.engines import EngineError, JobContext, engine_for
+from headwater.jobs import dispatch, service, workspace
 from headwater.jobs.models import Cluster, Command, Job, JobAttempt, JobStatus
-from headwater.jobs.wakeup import Wakeup, open_pidfd
+from headwater.jobs.preparation import prepare_claimed
+from headwater.jobs.processes import PreparedJob, RunningJob, kill_group, runs_job, start_process
+from headwater.jobs.run_lineage import record_run_lineage
+from headwater.jobs.wakeup import Wakeup
 from headwater.settings import Settings
 
-__all__ = ["JobWorker", "WorkerThread"]
+__all__ = ["JobWorker", "WorkerThread", "kill_group"]
 
 log = logging.getLogger("headwater.jobs.worker")
-
-PRODUCER = "https://github.com/headwater/headwater/jobs"
-
-
-@dataclass
-class _Running:
-    pk: int
-    job_id: str
-    attempt: int
-    process: subprocess.Popen[bytes]
-    files: list[IO[bytes]]
-    deadline: float | None
-    pidfd: int | None = None
-    kill_reason: str | None = None
-    kill_sent_at: float | None = None
-
-
-@dataclass
-class _Prepared:
-    pk: int
-    job_id: str
-    attempt: int
-    argv: list[str]
-    env: dict[str, str]
-    work_dir: Path
-    timeout: int | None
-    job_env: dict[str, str]
-    attachments: list[tuple[str, bytes]]
-    applications: list[AppSetup]
-
-
-def kill_group(pgid: int, sig: int) -> None:
-    """Signal a whole process group; a group already gone is fine."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _runs_job(pid: int, job_id: str) -> bool:
-    """Whether process ``pid`` is still the leader of job ``job_id`` (its environment names the job), so a
-    reused pid is never killed."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return f"HEADWATER_JOB_ID={job_id}".encode() in environ.split(b"\x00")
 
 
 class JobWorker:
@@ -115,8 +68,8 @@ class JobWorker:
         self.retention = retention
         self.retention_interval = retention_interval
         self.archive_dir = (archive_dir or data_dir / "jobs-archive").resolve()
-        self.running: dict[int, _Running] = {}
-        self._ended: list[tuple[_Running, int]] = []  # exited, not yet recorded
+        self.running: dict[int, RunningJob] = {}
+        self._ended: list[tuple[RunningJob, int]] = []  # exited, not yet recorded
         self._last_heartbeat = 0.0
         self._last_reap = 0.0
         self._last_kill_check = 0.0
@@ -167,7 +120,9 @@ class JobWorker:
             with session_scope(self.factory) as session:
                 logged = self._record_ends(session)
                 claimed = dispatch.claim_jobs(session, worker_id=self.worker_id, slots=free) if free > 0 else []
-                prepared = self._start(claimed, session) if claimed else []
+                prepared = (
+                    prepare_claimed(claimed, session=session, jobs_dir=self.jobs_dir, host=self.host) if claimed else []
+                )
             self._ended.clear()
             for line in logged:
                 log.info("%s", line)
@@ -234,98 +189,21 @@ class JobWorker:
         for job in lost:
             log.warning("job %s lost its worker; %s", job.id, "re-queued" if job.requeued else "now final")
             owned = any(run.job_id == job.id for run in self.running.values())
-            if job.host == self.host and job.pid and not owned and _runs_job(job.pid, job.id):
+            if job.host == self.host and job.pid and not owned and runs_job(job.pid, job.id):
                 kill_group(job.pid, signal.SIGKILL)
 
     # -------------------------------------------------------------------------------- starting
 
-    def _start(self, jobs: list[Job], session: Session) -> list[_Prepared]:
-        """Move jobs claimed in ``session`` to INIT (same transaction); what to launch once it commits."""
-        attachments = workspace.attachments_of_jobs(session, job_pks=[job.pk for job in jobs])
-        # Held here so each job's session.get finds them in the identity map (it only keeps weak references).
-        clusters = list(session.scalars(select(Cluster).where(Cluster.id.in_({j.cluster_id for j in jobs}))))
-        commands = list(session.scalars(select(Command).where(Command.id.in_({j.command_id for j in jobs}))))
-        setups: dict[int, list[AppSetup] | str] = {}
-        prepared: list[_Prepared] = []
-        for job in jobs:
-            item = self._prepare(session, job, setups, attachments.get(job.pk, []))
-            if isinstance(item, str):
-                service.transition(job, JobStatus.FAILED, f"could not prepare the job: {item}", session=session)
-            else:
-                prepared.append(item)
-        del clusters, commands
-        return prepared
-
-    def _prepare(
-        self,
-        session: Session,
-        job: Job,
-        setups: dict[int, list[AppSetup] | str],
-        attachments: list[tuple[str, bytes]],
-    ) -> _Prepared | str:
-        """Everything needed to launch ``job``, or why it cannot be; nothing is written before it is known."""
-        cluster = session.get(Cluster, job.cluster_id) if job.cluster_id else None
-        command = session.get(Command, job.command_id) if job.command_id else None
-        if cluster is None or command is None:
-            return "its cluster or command was deleted before it started"
-        chosen: list[str] | None = job.request.get("applications")
-        if chosen is not None:  # the job named its own applications (Genie's override)
-            try:
-                setup: list[AppSetup] | str = applications.setup_of_names(session, names=chosen)
-            except HeadwaterError as exc:
-                setup = exc.message
-        else:
-            if command.id not in setups:  # one read per command of the batch
-                try:
-                    setups[command.id] = applications.setup_of_command(session, command_id=command.id)
-                except HeadwaterError as exc:
-                    setups[command.id] = exc.message
-            setup = setups[command.id]
-        if isinstance(setup, str):
-            return setup
-        work_dir = self.jobs_dir / _safe_dir_name(job.id)
-        context = JobContext(
-            job_id=job.id,
-            job_name=job.name,
-            run_uuid=job.run_uuid,
-            args=list(job.request.get("command_args", [])),
-            command=list(command.executable),
-            cluster_config=dict(cluster.config or {}),
-        )
-        try:
-            launch = engine_for(cluster.type).launch(context)
-        except (EngineError, OSError) as exc:
-            return str(exc)
-        job.work_dir = str(work_dir)
-        job.host = self.host
-        service.transition(job, JobStatus.INIT, f"preparing {work_dir}", session=session)
-        return _Prepared(
-            pk=job.pk,
-            job_id=job.id,
-            attempt=job.attempt,
-            argv=launch.argv,
-            env={
-                **launch.env,
-                "HEADWATER_JOB_ID": job.id,
-                "HEADWATER_JOB_DIR": str(work_dir),
-                "HEADWATER_JOB_ATTEMPT": str(job.attempt),
-            },
-            work_dir=work_dir,
-            timeout=job.timeout_seconds,
-            job_env={str(k): str(v) for k, v in (job.request.get("environment") or {}).items()},
-            attachments=attachments,
-            applications=setup,
-        )
-
-    def _launch_all(self, prepared: list[_Prepared]) -> None:
+    def _launch_all(self, prepared: list[PreparedJob]) -> None:
         """Start the prepared jobs' processes, then record them all RUNNING in one transaction."""
-        started: list[_Running] = []
+        started: list[RunningJob] = []
         failed: dict[int, str] = {}
         for item in prepared:
-            outcome = self._launch(item)
+            outcome = start_process(item)
             if isinstance(outcome, str):
                 failed[item.pk] = outcome
             else:
+                self.running[item.pk] = outcome
                 started.append(outcome)
         with session_scope(self.factory) as session:
             now = utcnow()
@@ -361,56 +239,6 @@ class JobWorker:
                     service.transition(failed_job, JobStatus.FAILED, reason, session=session, now=now)
         for run in started:
             log.info("job %s started: pid %s", run.job_id, run.process.pid)
-
-    def _launch(self, item: _Prepared) -> _Running | str:
-        """Prepare the directory and start the process group; a string says why it could not start."""
-        try:
-            prepared = workspace.prepare_workspace(
-                item.work_dir, attempt=item.attempt, attachments=item.attachments, applications=item.applications
-            )
-        except workspace.WorkspaceError as exc:
-            return f"could not prepare the job: {exc}"
-        # The job's own environment wins over its applications', which win over the engine's.
-        env = {**os.environ, **item.env, **prepared.environment, **item.job_env}
-        env.update({k: v for k, v in item.env.items() if k.startswith("HEADWATER_JOB_")})
-        files: list[IO[bytes]] = []
-        try:
-            stdout = (item.work_dir / "stdout").open("wb")
-            files.append(stdout)
-            stderr = (item.work_dir / "stderr").open("wb")
-            files.append(stderr)
-        except OSError as exc:
-            for handle in files:
-                handle.close()
-            return f"could not open its logs: {exc}"
-        try:
-            process = subprocess.Popen(
-                item.argv,
-                cwd=item.work_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,  # its own process group: a kill reaches every child
-            )
-        except OSError as exc:
-            stdout.close()
-            stderr.close()
-            return f"could not start {item.argv[0]!r}: {exc}"
-        deadline = time.monotonic() + item.timeout if item.timeout else None
-        run = _Running(
-            pk=item.pk,
-            job_id=item.job_id,
-            attempt=item.attempt,
-            process=process,
-            files=[stdout, stderr],
-            deadline=deadline,
-            pidfd=open_pidfd(process.pid),
-        )
-        self.running[item.pk] = run
-        return run
-
-    # -------------------------------------------------------------------------------- running
 
     def _enforce_kills(self) -> None:
         if not self.running:
@@ -489,7 +317,9 @@ class JobWorker:
         del clusters, commands
         return [f"job {job.id} ended {status.value} (exit code {job.exit_code})" for job, status, _ in ends]
 
-    def _end_of(self, session: Session, job: Job | None, run: _Running, code: int) -> tuple[Job, JobStatus, str] | None:
+    def _end_of(
+        self, session: Session, job: Job | None, run: RunningJob, code: int
+    ) -> tuple[Job, JobStatus, str] | None:
         """How the job ended, or None when it is no longer this worker's to record."""
         if (
             job is None
@@ -509,83 +339,11 @@ class JobWorker:
             status, reason = JobStatus.FAILED, f"exit code {code}"
         if status is JobStatus.SUCCEEDED:
             try:
-                reason = _record_lineage(session, job) or reason
+                reason = record_run_lineage(session, job) or reason
             except Exception as exc:  # several jobs end in one transaction: one's lineage must not undo the rest
                 log.exception("job %s: recording its lineage failed", run.job_id)
                 reason = f"exit code 0; lineage not recorded: {exc}"
         return job, status, reason
-
-
-def _record_lineage(session: Session, job: Job) -> str | None:
-    """Declared datasets, and a SQL job's tables and column lineage, become lineage of the run; problems are noted."""
-    from headwater.jobs.sql_lineage import JobSqlError, find_job_sql, sql_job_lineage
-    from headwater.lineage.ingest import ingest_events
-
-    inputs: list[dict[str, str]] = list(job.request.get("inputs") or [])
-    outputs: list[dict[str, str]] = list(job.request.get("outputs") or [])
-    notes: list[str] = []
-    job_facets: dict[str, object] = {}
-    cluster = session.get(Cluster, job.cluster_id) if job.cluster_id else None
-    command = session.get(Command, job.command_id) if job.command_id else None
-    if cluster is not None and command is not None:
-        try:
-            job_sql = find_job_sql(
-                cluster_type=cluster.type,
-                command=list(command.executable),
-                args=list(job.request.get("command_args") or []),
-                work_dir=Path(job.work_dir) if job.work_dir else None,
-            )
-        except JobSqlError as exc:
-            job_sql = None
-            notes.append(str(exc))
-        if job_sql is not None:
-            namespace = (cluster.config or {}).get("lineage_namespace")
-            declared = [(d["namespace"], d["name"]) for d in [*inputs, *outputs]]
-            found = sql_job_lineage(
-                session, job_sql=job_sql, namespace=namespace if isinstance(namespace, str) else None, declared=declared
-            )
-            notes += found.warnings
-            known = set(declared)
-            inputs += [{"namespace": ns, "name": name} for ns, name in found.inputs if (ns, name) not in known]
-            outputs += [{"namespace": ns, "name": name} for ns, name in found.outputs if (ns, name) not in known]
-            if found.query:
-                job_facets["sql"] = {
-                    "_producer": PRODUCER,
-                    "_schemaURL": "https://openlineage.io/spec/facets/1-1-0/SQLJobFacet.json",
-                    "query": found.query,
-                    "dialect": job_sql.dialect,
-                }
-    if not inputs and not outputs:
-        return ("exit code 0; " + "; ".join(notes)[:2000]) if notes else None
-    now = utcnow()
-    started = job.started_at or now
-    base: dict[str, object] = {"producer": PRODUCER, "run": {"runId": job.run_uuid}}
-    identity: dict[str, object] = {"namespace": "headwater", "name": job.name}
-    events = [
-        {**base, "job": identity, "eventType": "START", "eventTime": started.isoformat()},
-        {
-            **base,
-            "job": {**identity, "facets": job_facets},
-            "eventType": "COMPLETE",
-            "eventTime": now.isoformat(),
-            "inputs": inputs,
-            "outputs": outputs,
-        },
-    ]
-    try:
-        with session.begin_nested():
-            result = ingest_events(session, documents=events)
-    except HeadwaterError as exc:
-        return f"exit code 0; lineage not recorded: {exc.message}"
-    notes += result.warnings
-    if notes:
-        return "exit code 0; lineage warnings: " + "; ".join(notes)[:2000]
-    return None
-
-
-def _safe_dir_name(job_id: str) -> str:
-    # Job ids are validated to [A-Za-z0-9._-]; this guards against "." and ".." all the same.
-    return job_id if job_id not in {".", ".."} else f"_{job_id}"
 
 
 class WorkerThread:

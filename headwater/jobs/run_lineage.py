@@ -1,0 +1,87 @@
+"""The lineage of a job's run: when a job succeeds, its declared inputs and outputs, and the tables and column
+lineage parsed from a Spark SQL or Flink SQL job's SQL, are ingested as OpenLineage events of the run whose id is
+the job's run id (START and COMPLETE), in a savepoint of the transaction that records the job's end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from headwater.db import utcnow
+from headwater.errors import HeadwaterError
+from headwater.jobs.models import Cluster, Command, Job
+
+__all__ = ["PRODUCER", "record_run_lineage"]
+
+PRODUCER = "https://github.com/headwater/headwater/jobs"
+
+
+def record_run_lineage(session: Session, job: Job) -> str | None:
+    """Declared datasets, and a SQL job's tables and column lineage, become lineage of the run; problems are noted.
+
+    What it returns replaces the succeeded job's status reason ("exit code 0") when there is something to say.
+    """
+    from headwater.jobs.sql_lineage import JobSqlError, find_job_sql, sql_job_lineage
+    from headwater.lineage.ingest import ingest_events
+
+    inputs: list[dict[str, str]] = list(job.request.get("inputs") or [])
+    outputs: list[dict[str, str]] = list(job.request.get("outputs") or [])
+    notes: list[str] = []
+    job_facets: dict[str, object] = {}
+    cluster = session.get(Cluster, job.cluster_id) if job.cluster_id else None
+    command = session.get(Command, job.command_id) if job.command_id else None
+    if cluster is not None and command is not None:
+        try:
+            job_sql = find_job_sql(
+                cluster_type=cluster.type,
+                command=list(command.executable),
+                args=list(job.request.get("command_args") or []),
+                work_dir=Path(job.work_dir) if job.work_dir else None,
+            )
+        except JobSqlError as exc:
+            job_sql = None
+            notes.append(str(exc))
+        if job_sql is not None:
+            namespace = (cluster.config or {}).get("lineage_namespace")
+            declared = [(d["namespace"], d["name"]) for d in [*inputs, *outputs]]
+            found = sql_job_lineage(
+                session, job_sql=job_sql, namespace=namespace if isinstance(namespace, str) else None, declared=declared
+            )
+            notes += found.warnings
+            known = set(declared)
+            inputs += [{"namespace": ns, "name": name} for ns, name in found.inputs if (ns, name) not in known]
+            outputs += [{"namespace": ns, "name": name} for ns, name in found.outputs if (ns, name) not in known]
+            if found.query:
+                job_facets["sql"] = {
+                    "_producer": PRODUCER,
+                    "_schemaURL": "https://openlineage.io/spec/facets/1-1-0/SQLJobFacet.json",
+                    "query": found.query,
+                    "dialect": job_sql.dialect,
+                }
+    if not inputs and not outputs:
+        return ("exit code 0; " + "; ".join(notes)[:2000]) if notes else None
+    now = utcnow()
+    started = job.started_at or now
+    base: dict[str, object] = {"producer": PRODUCER, "run": {"runId": job.run_uuid}}
+    identity: dict[str, object] = {"namespace": "headwater", "name": job.name}
+    events = [
+        {**base, "job": identity, "eventType": "START", "eventTime": started.isoformat()},
+        {
+            **base,
+            "job": {**identity, "facets": job_facets},
+            "eventType": "COMPLETE",
+            "eventTime": now.isoformat(),
+            "inputs": inputs,
+            "outputs": outputs,
+        },
+    ]
+    try:
+        with session.begin_nested():
+            result = ingest_events(session, documents=events)
+    except HeadwaterError as exc:
+        return f"exit code 0; lineage not recorded: {exc.message}"
+    notes += result.warnings
+    if notes:
+        return "exit code 0; lineage warnings: " + "; ".join(notes)[:2000]
+    return None
