@@ -11,7 +11,8 @@ A command's first element names the engine's front-end; the engine swaps it for 
   or ``flink-sql`` (Headwater's SQL-script runner, ``-f <file>`` / ``-e <sql>``, run by ``flink run -py``; pip's
   PyFlink carries no SQL gateway jars, so its ``sql-client.sh`` cannot start). Config: ``flink_home`` (else
   ``$FLINK_HOME``), ``jobmanager`` (``host:port`` of a session cluster's REST endpoint: ``flink run -m``; without it
-  the job runs on a local mini-cluster, ``flink run -t local``), ``conf_dir`` (``FLINK_CONF_DIR``; see
+  the job runs on a local mini-cluster, ``flink run -t local``; a job killed or timed out is also cancelled there, by
+  the JobIDs its ``flink run`` printed: :func:`cancel_flink_jobs`), ``conf_dir`` (``FLINK_CONF_DIR``; see
   :func:`write_local_flink_conf`), ``python`` (the interpreter with pyflink, for ``-py`` jobs; found beside a pip
   installed ``flink_home`` when absent), ``conf`` (``-D`` options), ``openlineage_url``.
 
@@ -27,9 +28,13 @@ The listener itself (the openlineage-flink jar) is the installation's business: 
 from __future__ import annotations
 
 import abc
+import functools
 import importlib.util
+import logging
 import os
+import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,11 +50,14 @@ __all__ = [
     "Launch",
     "ShellEngine",
     "SparkEngine",
+    "cancel_flink_jobs",
     "engine_for",
     "find_flink_home",
     "find_spark_submit",
     "write_local_flink_conf",
 ]
+
+log = logging.getLogger("headwater.jobs.engines")
 
 LINEAGE_NAMESPACE = "headwater"
 SPARK_PROGRAMS = ("spark-submit", "spark-sql")
@@ -61,10 +69,12 @@ class EngineError(Exception):
 
 @dataclass
 class Launch:
-    """What to start: the argv and the extra environment."""
+    """What to start: the argv and the extra environment; ``cancel``, when set, is called with the job's directory
+    as the job is killed (before its process group is signalled), to end what it started outside its processes."""
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    cancel: Callable[[Path], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +190,51 @@ def _flink_python(config: dict[str, Any], home: Path) -> str | None:
     return None
 
 
+# What `flink run` prints for each job it submits (to its stdout), attached or detached.
+_FLINK_JOB_SUBMITTED = re.compile(rb"Job has been submitted with JobID ([0-9a-f]{32})")
+_CANCEL_SCAN_LIMIT = 64 * 1024 * 1024  # the line comes before a job's own output; a huge log is not read to its end
+
+
+def cancel_flink_jobs(jobmanager: str, work_dir: Path, *, timeout: float = 5.0) -> list[str]:
+    """Cancel, on the session cluster at ``jobmanager``, every Flink job the job in ``work_dir`` submitted.
+
+    Killing ``flink run`` ends only the client: the job it submitted goes on running on the cluster. The JobIDs
+    are read from the client's stdout, and each is cancelled through the JobManager's REST API
+    (``PATCH /jobs/<id>?mode=cancel``); a job already finished answers an error, which is logged and ignored.
+    Returns the JobIDs found.
+    """
+    import httpx
+
+    found: list[str] = []
+    try:
+        with (work_dir / "stdout").open("rb") as handle:
+            for line in handle:
+                match = _FLINK_JOB_SUBMITTED.search(line)
+                if match and match.group(1).decode() not in found:
+                    found.append(match.group(1).decode())
+                if handle.tell() > _CANCEL_SCAN_LIMIT:
+                    break
+    except OSError as exc:
+        log.warning("cannot read %s/stdout for Flink JobIDs to cancel: %s", work_dir, exc)
+        return found
+    base = jobmanager if "://" in jobmanager else f"http://{jobmanager}"
+    for job_id in found:
+        try:
+            response = httpx.patch(f"{base.rstrip('/')}/jobs/{job_id}", params={"mode": "cancel"}, timeout=timeout)
+        except httpx.HTTPError as exc:
+            log.warning("cancelling Flink job %s at %s failed: %s", job_id, jobmanager, exc)
+            continue
+        if response.status_code >= 400:
+            log.info(
+                "Flink job %s at %s not cancelled (%s): %s",
+                job_id,
+                jobmanager,
+                response.status_code,
+                response.text[:300],
+            )
+    return found
+
+
 def write_local_flink_conf(
     flink_home: Path, target: Path, *, rest_port: int | None = None, rpc_port: int | None = None
 ) -> Path:
@@ -245,10 +300,12 @@ class FlinkEngine(JobEngine):
         env = {"FLINK_HOME": str(home)}
         if config.get("conf_dir"):
             env["FLINK_CONF_DIR"] = str(config["conf_dir"])
-        if not jobmanager:
-            # In a local deployment PyFlink otherwise starts its "loopback" gRPC worker pool, which listens on
-            # every interface ([::]); "process" mode runs Python functions in child processes and binds nothing.
-            env["_python_worker_execution_mode"] = "process"
+        if jobmanager:
+            # The job itself runs on the cluster, out of reach of a kill of the client's process group.
+            return Launch(argv=[*argv, *tail], env=env, cancel=functools.partial(cancel_flink_jobs, str(jobmanager)))
+        # In a local deployment PyFlink otherwise starts its "loopback" gRPC worker pool, which listens on every
+        # interface ([::]); "process" mode runs Python functions in child processes and binds nothing.
+        env["_python_worker_execution_mode"] = "process"
         return Launch(argv=[*argv, *tail], env=env)
 
     @staticmethod

@@ -100,4 +100,5 @@ def _prepare(
         job_env={str(k): str(v) for k, v in (job.request.get("environment") or {}).items()},
         attachments=attachments,
         applications=setup,
+        cancel=launch.cancel,
     )

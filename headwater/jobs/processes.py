@@ -7,9 +7,11 @@ Nothing here touches the database: the worker records what these functions did.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -18,7 +20,9 @@ from headwater.jobs import workspace
 from headwater.jobs.applications import AppSetup
 from headwater.jobs.wakeup import open_pidfd
 
-__all__ = ["PreparedJob", "RunningJob", "kill_group", "runs_job", "safe_dir_name", "start_process"]
+__all__ = ["PreparedJob", "RunningJob", "cancel_outside", "kill_group", "runs_job", "safe_dir_name", "start_process"]
+
+log = logging.getLogger("headwater.jobs.processes")
 
 
 @dataclass
@@ -35,6 +39,7 @@ class PreparedJob:
     job_env: dict[str, str]
     attachments: list[tuple[str, bytes]]
     applications: list[AppSetup]
+    cancel: Callable[[Path], object] | None = None
 
 
 @dataclass
@@ -47,6 +52,8 @@ class RunningJob:
     process: subprocess.Popen[bytes]
     files: list[IO[bytes]]
     deadline: float | None
+    work_dir: Path
+    cancel: Callable[[Path], object] | None = None
     pidfd: int | None = None
     kill_reason: str | None = None
     kill_sent_at: float | None = None
@@ -66,6 +73,17 @@ def runs_job(pid: int, job_id: str) -> bool:
     except OSError:
         return False
     return f"HEADWATER_JOB_ID={job_id}".encode() in environ.split(b"\x00")
+
+
+def cancel_outside(run: RunningJob) -> None:
+    """End what a job being killed started outside its process group (its engine's ``cancel``), at most once."""
+    cancel, run.cancel = run.cancel, None
+    if cancel is None:
+        return
+    try:
+        cancel(run.work_dir)
+    except Exception:  # the kill of the process group must happen all the same
+        log.exception("job %s: cancelling what it started outside its processes failed", run.job_id)
 
 
 def safe_dir_name(job_id: str) -> str:
@@ -117,5 +135,7 @@ def start_process(item: PreparedJob) -> RunningJob | str:
         process=process,
         files=[stdout, stderr],
         deadline=deadline,
+        work_dir=item.work_dir,
+        cancel=item.cancel,
         pidfd=open_pidfd(process.pid),
     )

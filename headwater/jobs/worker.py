@@ -27,7 +27,7 @@ from headwater.db import session_scope, utcnow
 from headwater.jobs import dispatch, service, workspace
 from headwater.jobs.models import Cluster, Command, Job, JobAttempt, JobStatus
 from headwater.jobs.preparation import prepare_claimed
-from headwater.jobs.processes import PreparedJob, RunningJob, kill_group, runs_job, start_process
+from headwater.jobs.processes import PreparedJob, RunningJob, cancel_outside, kill_group, runs_job, start_process
 from headwater.jobs.run_lineage import record_run_lineage
 from headwater.jobs.wakeup import Wakeup
 from headwater.settings import Settings
@@ -173,6 +173,7 @@ class JobWorker:
         """Kill this worker's running jobs and record them KILLED."""
         for run in self.running.values():
             run.kill_reason = reason
+            cancel_outside(run)
             kill_group(run.process.pid, signal.SIGKILL)
         for run in list(self.running.values()):
             run.process.wait()
@@ -260,6 +261,7 @@ class JobWorker:
             if run.kill_reason is None:
                 continue
             if run.kill_sent_at is None:
+                cancel_outside(run)
                 kill_group(run.process.pid, signal.SIGTERM)
                 run.kill_sent_at = now
             elif now - run.kill_sent_at >= self.kill_grace:

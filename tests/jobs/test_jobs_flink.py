@@ -62,6 +62,8 @@ def test_flink_launch_local_and_on_a_jobmanager(tmp_path: Path) -> None:
     )
     assert remote.argv[2:4] == ["-m", "127.0.0.1:8081"] and remote.argv[-3:] == ["-c", "Main", "app.jar"]
     assert "-pyclientexec" not in remote.argv and "_python_worker_execution_mode" not in remote.env
+    # A kill must reach the job on the session cluster, beyond the client's processes; a mini-cluster is one of them.
+    assert remote.cancel is not None and local.cancel is None
     assert "openlineage.transport.url=http://127.0.0.1:8000" in remote.argv
     conf = write_local_flink_conf(home, tmp_path / "conf")
     text = (conf / "config.yaml").read_text()

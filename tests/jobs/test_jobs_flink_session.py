@@ -1,6 +1,9 @@
 """A real Flink session cluster: ``bin/start-cluster.sh`` of the Flink that ``make flink`` installs, bound to
-127.0.0.1 on free ports, and a PyFlink job run on it through the API (``flink run -m host:port``), its output
-checked and the cluster's own REST API asked whether it ran the job."""
+127.0.0.1 on free ports; a PyFlink job run on it through the API (``flink run -m host:port``), its output checked
+and the cluster's own REST API asked whether it ran the job; and an endless job killed through the API, which
+must end on the cluster too, not only in its ``flink run`` client.
+
+One test function, so that pytest-xdist never starts a second cluster for a second test of the module."""
 
 from __future__ import annotations
 
@@ -17,13 +20,24 @@ from pathlib import Path
 import httpx
 import pytest
 from engine_helpers import flink_setup, read_csv_parts, require_flink_home, run_job
-from process_helpers import cmdline, gone
+from jobs_helpers import wait_until
+from process_helpers import cmdline, gone, job_processes
 from test_jobs_flink import SCRIPT
 
 from headwater.jobs.engines import write_local_flink_conf
 from headwater.jobs.worker import JobWorker
 
 pytestmark = pytest.mark.anyio
+
+ENDLESS_SCRIPT = """
+from pyflink.table import EnvironmentSettings, TableEnvironment
+
+env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+env.execute_sql("CREATE TABLE numbers (n BIGINT) WITH ('connector'='datagen', 'rows-per-second'='10')")
+env.execute_sql("CREATE TABLE sunk (n BIGINT) WITH ('connector'='blackhole')")
+env.execute_sql("INSERT INTO sunk SELECT n FROM numbers").wait()
+"""
+SUBMITTED = re.compile(r"Job has been submitted with JobID ([0-9a-f]{32})")
 
 
 @dataclass
@@ -94,7 +108,7 @@ def flink_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlinkSes
 
 @pytest.mark.integration
 @pytest.mark.single_backend("postgres")  # one real cluster per suite: the engine path is database-blind
-async def test_pyflink_job_runs_on_a_session_cluster(
+async def test_pyflink_jobs_run_and_are_killed_on_a_session_cluster(
     client: httpx.AsyncClient, worker: JobWorker, tmp_path: Path, flink_session: FlinkSession
 ) -> None:
     await flink_setup(client, tmp_path / "client-conf", jobmanager=flink_session.address)
@@ -120,9 +134,46 @@ async def test_pyflink_job_runs_on_a_session_cluster(
     assert job["status"] == "SUCCEEDED", (job["status_message"], job["stderr"][-3000:], job["stdout"][-3000:])
     assert read_csv_parts(sink) == [["a", "4"], ["b", "2"], ["c", "5"]]
     # The job ran on the session cluster, not on a mini-cluster of the client: the cluster knows it, finished.
-    found = re.search(r"Job has been submitted with JobID ([0-9a-f]{32})", job["stdout"] + job["stderr"])
+    found = SUBMITTED.search(job["stdout"])
     assert found, job["stdout"][-3000:]
     jobs = {j["jid"]: j for j in flink_session.rest("/jobs/overview")["jobs"]}
     assert jobs[found.group(1)]["state"] == "FINISHED", jobs
     assert jobs[found.group(1)]["name"].startswith("insert-into_default_catalog.default_database.totals")
     print(f"flink session-cluster job end to end: {elapsed:.1f} s")
+
+    # Killing the job kills its client, and cancels what the client submitted: the cluster's job ends CANCELED.
+    endless = tmp_path / "endless.py"
+    endless.write_text(ENDLESS_SCRIPT)
+    body = {
+        "name": "flink-session-endless",
+        "user": "alice",
+        "command_args": ["-py", str(endless)],
+        "cluster_criteria": [["sched:flink"]],
+        "command_criteria": ["type:flink"],
+        "timeout": 300,
+    }
+    r = await client.post("/api/v1/jobs", json=body)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    stdout = worker.jobs_dir / job_id / "stdout"
+    flink_job: list[str] = []
+
+    def running_on_the_cluster() -> bool:
+        if not flink_job and stdout.exists() and (match := SUBMITTED.search(stdout.read_text())):
+            flink_job.append(match.group(1))
+        return bool(flink_job) and flink_session.rest(f"/jobs/{flink_job[0]}")["state"] == "RUNNING"
+
+    wait_until(running_on_the_cluster, worker, timeout=150)
+    client_processes = job_processes(job_id, (await client.get(f"/api/v1/jobs/{job_id}/execution")).json()["pid"])
+    assert client_processes
+    assert (await client.delete(f"/api/v1/jobs/{job_id}")).status_code == 202
+    killed_at = time.monotonic()
+    worker.drain(timeout=60)
+    killed = (await client.get(f"/api/v1/jobs/{job_id}")).json()
+    assert killed["status"] == "KILLED" and killed["status_message"] == "killed by request", killed
+    assert all(gone(pid) for pid in client_processes) and job_processes(job_id) == {}
+    deadline = time.monotonic() + 30
+    while (state := flink_session.rest(f"/jobs/{flink_job[0]}")["state"]) != "CANCELED":
+        assert time.monotonic() < deadline and state in {"RUNNING", "CANCELLING"}, state
+        time.sleep(0.2)
+    print(f"flink session-cluster job cancelled {time.monotonic() - killed_at:.1f} s after the kill")
