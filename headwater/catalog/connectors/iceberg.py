@@ -32,6 +32,7 @@ from headwater.catalog.snapshots import DatasetSnapshot, HistoricalSchema
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.io import FileIO
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
     from pyiceberg.types import IcebergType
@@ -143,6 +144,7 @@ class IcebergConnector(Connector):
         super().__init__(**kwargs)
         self._catalog: Catalog | None = None
         self._namespace_properties: dict[tuple[str, ...], dict[str, str]] = {}
+        self._file_io: dict[str, FileIO] = {}
 
     # ------------------------------------------------------------------------------ connecting
 
@@ -290,12 +292,28 @@ class IcebergConnector(Connector):
         """Load one table's metadata (no data files are read)."""
         identifier = tuple(ref.name.split("."))
         try:
-            table = self.catalog.load_table(identifier)
+            table = self._load_listed(identifier, ref.version) if ref.version else self.catalog.load_table(identifier)
         except ConnectorError:
             raise
         except Exception as exc:
             raise _source_error(f"cannot load Iceberg table {ref.name!r}", exc) from exc
         return LoadedDataset(snapshot=self.snapshot_of(ref, table), version=table.metadata_location)
+
+    def _load_listed(self, identifier: tuple[str, ...], metadata_location: str) -> Table:
+        """A table whose metadata location the listing already read (SQL catalogs): its metadata file, read
+        directly, without asking the catalog database for the location again as ``load_table`` would."""
+        from pyiceberg.io import load_file_io
+        from pyiceberg.serializers import FromInputFile
+        from pyiceberg.table import Table
+
+        scheme = metadata_location.partition("://")[0]
+        io = self._file_io.get(scheme)
+        if io is None:  # one FileIO per scheme: pyiceberg would build two per table
+            io = self._file_io[scheme] = load_file_io(properties=self.catalog.properties, location=metadata_location)
+        metadata = FromInputFile.table_metadata(io.new_input(metadata_location))
+        return Table(
+            identifier=identifier, metadata=metadata, metadata_location=metadata_location, io=io, catalog=self.catalog
+        )
 
     def snapshot_of(self, ref: DatasetRef, table: Table) -> DatasetSnapshot:
         """What Headwater keeps of one Iceberg table."""
