@@ -36,7 +36,15 @@ from headwater.search.base import (
     facet_list,
 )
 from headwater.search.models import SearchDocumentRow, SearchFacet, SearchTerm, SearchTermTrigram
-from headwater.search.sql_query import HIT_COLUMNS, PG_NAME_VECTOR, SORTS, SqlBuilder, json_list, like_prefix
+from headwater.search.sql_query import (
+    HIT_COLUMNS,
+    PG_NAME_VECTOR,
+    SORTS,
+    SqlBuilder,
+    fts_table,
+    json_list,
+    like_prefix,
+)
 from headwater.search.sql_ranking import CANDIDATE_CAP, Candidate, find_candidates, like_tier
 from headwater.search.sql_typos import Vocabulary
 from headwater.search.text import ParsedQuery, highlights_for, parse_query, split_words, trigrams
@@ -203,7 +211,7 @@ class SqlSearchBackend(SearchBackend):
         sql = SqlBuilder(self.dialect)
         where = sql.filters(query)
         if not parsed.empty:
-            where += f" AND {sql.match_condition(parsed)}"
+            where += f" AND {sql.match_condition(parsed, query.types)}"
         keyset = f" AND {sql.keyset(sort, decode_cursor(query.cursor, f'search:{sort}'))}" if query.cursor else ""
         qualified = ", ".join(f"d.{part.strip()}" for part in order.split(","))
         # The page's ids through the sort's index; the wide columns and the match tier for those rows only.
@@ -322,18 +330,18 @@ class SqlSearchBackend(SearchBackend):
     ) -> list[Any]:
         sql = SqlBuilder(self.dialect)
         parsed = ParsedQuery(raw=" ".join(words), exact=" ".join(words), terms=words)
-        type_list = sql.bind([t.value for t in types], expanding=True)
+        type_condition = sql.type_condition(types)
         if self.dialect == "sqlite":
-            match = sql.bind(sql.fts5(parsed, "name_text"))
+            match, table = sql.bind(sql.fts5(parsed, "name_text")), fts_table(types)
             source = (
-                "(SELECT rowid AS fts_id FROM fts_search_documents WHERE fts_search_documents MATCH "
+                f"(SELECT rowid AS fts_id FROM {table} WHERE {table} MATCH "
                 f"{match}) m CROSS JOIN search_documents d ON d.id = m.fts_id"
             )
-            condition = f"d.type IN {type_list}"
+            condition = type_condition
         else:
             source = "search_documents d"
             match = sql.bind(sql.tsquery(parsed))
-            condition = f"d.type IN {type_list} AND {PG_NAME_VECTOR} @@ to_tsquery('simple', {match})"
+            condition = f"{type_condition} AND {PG_NAME_VECTOR} @@ to_tsquery('simple', {match})"
         statement = (
             f"SELECT d.name, d.type, d.dataset_id, d.namespace, d.kind, 2 AS tier FROM {source} "
             f"WHERE {condition} ORDER BY length(d.name), d.name_key LIMIT {sql.bind(limit + len(seen))}"
@@ -358,7 +366,8 @@ class _SqlRebuild(Rebuild):
                 for start in range(0, len(stale), 500):
                     conn.execute(delete(_DOCS).where(_DOCS.c.dataset_id.in_(stale[start : start + 500])))
                 if self.backend.dialect == "sqlite":
-                    conn.execute(text("INSERT INTO fts_search_documents(fts_search_documents) VALUES ('optimize')"))
+                    for table in ("fts_search_documents", "fts_search_datasets"):
+                        conn.execute(text(f"INSERT INTO {table}({table}) VALUES ('optimize')"))
         except SQLAlchemyError as exc:
             raise SearchUnavailable(f"finishing the rebuild failed: {describe(exc)}") from exc
 

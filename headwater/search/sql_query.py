@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -15,10 +16,10 @@ from sqlalchemy import bindparam, text
 
 from headwater.db import UTCDateTime
 from headwater.errors import InvalidInput
-from headwater.search.base import SearchQuery
+from headwater.search.base import DocumentType, SearchQuery
 from headwater.search.text import ParsedQuery
 
-__all__ = ["HIT_COLUMNS", "SORTS", "SqlBuilder", "json_list", "like_prefix"]
+__all__ = ["HIT_COLUMNS", "SORTS", "SqlBuilder", "bm25", "fts_table", "json_list", "like_prefix"]
 
 # The wide columns a page's hits are built from (fetched for the page's rows only).
 HIT_COLUMNS = (
@@ -35,12 +36,23 @@ SORTS = {
     "-updated_at": ("updated_at DESC, id DESC", ("updated_at", "id")),
 }
 # FTS5 column weights (name, descriptions, columns, other) and the PostgreSQL ts_rank weights {D, C, B, A}.
-BM25 = "bm25(fts_search_documents, 10.0, 4.0, 1.0, 2.0)"
+BM25_WEIGHTS = "10.0, 4.0, 1.0, 2.0"
 TS_WEIGHTS = "'{0.1, 0.2, 0.4, 1.0}'"
 # The PostgreSQL expression indexes of migration 0006: name words alone, and name + description words.
 # A query must spell them exactly like this for the planner to use the index.
 PG_NAME_VECTOR = "to_tsvector('simple'::regconfig, d.name_text)"
 PG_DESCRIBED_VECTOR = "to_tsvector('simple'::regconfig, d.name_text || ' ' || d.description_text)"
+
+
+def fts_table(types: Iterable[DocumentType]) -> str:
+    """The SQLite FTS5 table to search for documents of ``types``: the dataset-only table of migration 0008
+    when only datasets are wanted (the default), so a query never walks the column documents."""
+    return "fts_search_datasets" if set(types) == {DocumentType.DATASET} else "fts_search_documents"
+
+
+def bm25(table: str) -> str:
+    """The FTS5 bm25 score of a row of ``table`` with Headwater's column weights."""
+    return f"bm25({table}, {BM25_WEIGHTS})"
 
 
 def like_prefix(value: str) -> str:
@@ -116,11 +128,11 @@ class SqlBuilder:
             expression += f" & !{word}"
         return expression
 
-    def match_condition(self, parsed: ParsedQuery) -> str:
+    def match_condition(self, parsed: ParsedQuery, types: Iterable[DocumentType]) -> str:
         """A condition on ``d``: the document matches the query's words (the full-text index decides)."""
         if self.dialect == "sqlite":
-            match = self.bind(self.fts5(parsed, None))
-            return f"d.id IN (SELECT rowid FROM fts_search_documents WHERE fts_search_documents MATCH {match})"
+            match, table = self.bind(self.fts5(parsed, None)), fts_table(types)
+            return f"d.id IN (SELECT rowid FROM {table} WHERE {table} MATCH {match})"
         return f"d.fts_vector @@ to_tsquery('simple', {self.bind(self.tsquery(parsed))})"
 
     def phrase(self, parsed: ParsedQuery) -> str:
@@ -135,7 +147,7 @@ class SqlBuilder:
         """The WHERE conditions of the type and facet filters on ``d``; ``type_index=False`` keeps SQLite
         from reading the type index (where another index is far more selective)."""
         column = "+d.type" if self.dialect == "sqlite" and not type_index else "d.type"
-        conditions = [f"{column} IN {self.bind([t.value for t in query.types], expanding=True)}"]
+        conditions = [self.type_condition(query.types, column)]
         for facet, values in query.filters.items():
             if facet in ("tag", "owner"):
                 conditions.append(
@@ -145,6 +157,15 @@ class SqlBuilder:
             else:
                 conditions.append(f"d.{facet} IN {self.bind(values, expanding=True)}")
         return " AND ".join(conditions)
+
+    def type_condition(self, types: Iterable[DocumentType], column: str = "d.type") -> str:
+        """The condition: the document is of one of ``types``."""
+        values = sorted({t.value for t in types})
+        if values == [DocumentType.DATASET.value]:
+            # A literal, not a bind: PostgreSQL's planner uses the partial indexes ``WHERE type = 'dataset'``
+            # (migration 0008) only when it can prove their predicate from the statement text itself.
+            return f"{column} = 'dataset'"
+        return f"{column} IN {self.bind(values, expanding=True)}"
 
     def keyset(self, sort: str, values: list[Any]) -> str:
         """The condition selecting rows after the cursor position ``values`` under ``sort`` (not relevance)."""

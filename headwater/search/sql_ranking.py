@@ -38,11 +38,12 @@ from sqlalchemy import Connection
 from headwater.errors import InvalidInput
 from headwater.search.base import SearchQuery
 from headwater.search.sql_query import (
-    BM25,
     PG_DESCRIBED_VECTOR,
     PG_NAME_VECTOR,
     TS_WEIGHTS,
     SqlBuilder,
+    bm25,
+    fts_table,
     json_list,
     like_prefix,
 )
@@ -169,6 +170,7 @@ class _Steps:
         self.dialect = dialect
         self.parsed = parsed
         sql = self.sql
+        self.fts = fts_table(query.types)
         self.facet_filters = bool(query.filters)
         self.where = sql.filters(query)
         self.where_unindexed = sql.filters(query, type_index=False)
@@ -252,9 +254,9 @@ class _Steps:
         # No ORDER BY: FTS5 streams matches in rowid order and stops at the limit, and bm25 is computed for
         # the rows returned only. CROSS JOIN keeps the FTS5 scan outside (else it is probed once per row).
         return (
-            f"SELECT {self._columns(tier, '-' + BM25)} FROM fts_search_documents "
-            f"CROSS JOIN search_documents d ON d.id = fts_search_documents.rowid "
-            f"WHERE fts_search_documents MATCH {match} AND {self.where_unindexed} LIMIT {limit}"
+            f"SELECT {self._columns(tier, '-' + bm25(self.fts))} FROM {self.fts} "
+            f"CROSS JOIN search_documents d ON d.id = {self.fts}.rowid "
+            f"WHERE {self.fts} MATCH {match} AND {self.where_unindexed} LIMIT {limit}"
         )
 
     def _pg_step(self, condition: str, tier: str, limit: str) -> str:

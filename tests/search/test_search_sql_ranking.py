@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
+from headwater.catalog import service
+from headwater.catalog.schemas import DatasetUpdate
 from headwater.db import make_sessionmaker
-from headwater.search.base import MatchTier, SearchQuery
+from headwater.search.base import DocumentType, MatchTier, SearchQuery
 from headwater.search.indexer import SearchIndexer
 from headwater.search.sql import SqlSearchBackend
 
@@ -135,3 +138,46 @@ def test_browsing_and_sorted_searches_count_up_to_the_cap(
     assert by_name.total_approximate
     small = capped.search(SearchQuery(q="events", sort="name").validate())
     assert small.total == 1 and not small.total_approximate and not small.facets_approximate
+
+
+def test_dataset_searches_read_the_dataset_only_indexes_and_they_follow_updates_and_deletes(
+    engine: Engine, session: Session, add_dataset: AddDataset
+) -> None:
+    """Dataset-only searches read dataset-only full-text indexes (migration 0008: a dataset FTS5 table on
+    SQLite, partial GIN indexes on PostgreSQL); what they find must follow every write as the full index does."""
+    backend = SqlSearchBackend(engine)
+    indexer = SearchIndexer(factory=make_sessionmaker(engine), backend=backend, include_columns=True, batch_size=50)
+    try:
+        orders = add_dataset("sales.orders", columns=["customer_region"], description="weekly figures")
+        add_dataset("sales.returns", columns=["customer_region"], description="weekly returns")
+        indexer.catch_up()
+
+        def datasets(q: str) -> list[str]:
+            page = backend.search(SearchQuery(q=q).validate())
+            assert all(h.type is DocumentType.DATASET for h in page.items)
+            return sorted(h.name for h in page.items)
+
+        assert datasets("customer regi") == ["sales.orders", "sales.returns"]  # a column word, as a prefix
+        assert datasets("weekly figures") == ["sales.orders"]
+        columns = backend.search(SearchQuery(q="customer_region", types=[DocumentType.COLUMN]).validate())
+        assert {h.type for h in columns.items} == {DocumentType.COLUMN} and columns.total == 2
+        both = backend.search(SearchQuery(q="orders", types=[DocumentType.DATASET, DocumentType.COLUMN]).validate())
+        assert {h.type for h in both.items} == {DocumentType.DATASET, DocumentType.COLUMN}
+
+        service.update_dataset_metadata(
+            session, dataset_id=orders.id, data=DatasetUpdate(description="monthly totals"), expected_revision=None
+        )
+        session.commit()
+        indexer.catch_up()
+        assert datasets("weekly") == ["sales.returns"]  # the old words left the dataset index
+        assert datasets("monthly totals") == ["sales.orders"]
+        assert datasets("orders") == ["sales.orders"]  # words the old and new text share are still there
+
+        service.delete_dataset(session, dataset_id=orders.id, reason="gone", expected_revision=None)
+        session.commit()
+        indexer.catch_up()
+        assert datasets("customer") == ["sales.returns"]
+        assert datasets("monthly") == []
+    finally:
+        indexer.release()
+        backend.close()
