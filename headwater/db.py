@@ -26,6 +26,7 @@ __all__ = [
     "BigInt",
     "JSONType",
     "UTCDateTime",
+    "COPY_MIN_ROWS",
     "bulk_insert",
     "bulk_insert_returning_ids",
     "create_db_engine",
@@ -158,17 +159,22 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+# Below this many rows bulk_insert uses INSERT on PostgreSQL too.
+COPY_MIN_ROWS = 20
+
+
 def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert many rows in the session's transaction: COPY on PostgreSQL, one executemany elsewhere.
 
     Every row must set the same columns, defaults included (column defaults are not applied). COPY
     moves tens of thousands of rows in the time a pipelined INSERT per row takes for a few thousand,
-    which is what a first sync of a large source writes.
+    which is what a first sync of a large source writes; for a handful of rows (one change event) a plain
+    INSERT is one round trip where COPY takes two.
     """
     if not rows:
         return
     table = cast(Table, model.__table__)
-    if session.get_bind().dialect.name != "postgresql":
+    if len(rows) < COPY_MIN_ROWS or session.get_bind().dialect.name != "postgresql":
         session.execute(table.insert(), list(rows))
         return
     import psycopg  # only PostgreSQL gets here, and psycopg is its driver
@@ -194,12 +200,12 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
 def bulk_insert_returning_ids(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """:func:`bulk_insert` of rows whose integer ``id`` is generated; the new ids, in the order of ``rows``.
 
-    On PostgreSQL the ids are drawn from the column's sequence first, so the rows can still be COPied.
+    On PostgreSQL the ids of a COPY are drawn from the column's sequence first.
     """
     if not rows:
         return []
     table = cast(Table, model.__table__)
-    if session.get_bind().dialect.name != "postgresql":
+    if len(rows) < COPY_MIN_ROWS or session.get_bind().dialect.name != "postgresql":
         stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
         return list(session.scalars(stmt, list(rows)))
     ids = list(

@@ -15,6 +15,7 @@ from headwater.catalog.fields import FlatField
 from headwater.catalog.models import DatasetKind, Field, SchemaVersion, SourceKind
 from headwater.catalog.schemas import SourceCreate
 from headwater.catalog.service import DatasetSnapshot, HistoricalSchema
+from headwater.db import COPY_MIN_ROWS
 from headwater.errors import InvalidInput
 
 NS = "iceberg://lake"
@@ -85,32 +86,39 @@ def _written(session: Session, dataset_id: int) -> dict[str, Any]:
     }
 
 
-def test_bulk_creation_writes_what_applying_each_snapshot_writes(session: Session) -> None:
+# A page of 2 goes through INSERT; one of COPY_MIN_ROWS + 5 through COPY on PostgreSQL.
+PAGE_SIZES = pytest.mark.parametrize("count", [2, COPY_MIN_ROWS + 5], ids=["insert", "copy"])
+
+
+@PAGE_SIZES
+def test_bulk_creation_writes_what_applying_each_snapshot_writes(session: Session, count: int) -> None:
     source = _source(session)
     one = service.apply_snapshot(session, source=source, snapshot=_snapshot("raw.one_by_one")).dataset
-    created = bulk.create_datasets(session, source=source, snapshots=[_snapshot("raw.bulk_a"), _snapshot("raw.bulk_b")])
+    names = [f"raw.bulk_{i:03d}" for i in range(count)]
+    created = bulk.create_datasets(session, source=source, snapshots=[_snapshot(name) for name in names])
     session.commit()
 
-    assert [c.name for c in created] == ["raw.bulk_a", "raw.bulk_b"]
-    assert [c.schema_version for c in created] == [3, 3]  # v1, v2, current; the repeated v1 adds none
+    assert [c.name for c in created] == names
+    assert [c.schema_version for c in created] == [3] * count  # v1, v2, current; the repeated v1 adds none
     expected = _written(session, one.id)
     assert expected["versions"][1][3]["renamed"] == [{"field_id": 2, "old_path": "views", "new_path": "view_count"}]
     for item in created:
         assert _written(session, item.id) == expected
     changes = events.list_changes(session, after=0, limit=100)
     assert [(c.kind, c.name, c.payload) for c in changes] == [
-        ("created", name, {"source": "lake", "schema_version": 3})
-        for name in ("raw.one_by_one", "raw.bulk_a", "raw.bulk_b")
+        ("created", name, {"source": "lake", "schema_version": 3}) for name in ("raw.one_by_one", *names)
     ]
     assert [c.entity_id for c in changes] == [one.id, *(c.id for c in created)]
 
 
-def test_bulk_creation_refuses_a_dataset_that_exists_and_leaves_nothing_behind(session: Session) -> None:
+@PAGE_SIZES
+def test_bulk_creation_refuses_a_dataset_that_exists_and_leaves_nothing_behind(session: Session, count: int) -> None:
     source = _source(session)
     service.apply_snapshot(session, source=source, snapshot=_snapshot("raw.taken"))
     session.commit()
+    fresh = [_snapshot(f"raw.fresh_{i:03d}") for i in range(count - 1)]
     with pytest.raises(IntegrityError), session.begin_nested():
-        bulk.create_datasets(session, source=source, snapshots=[_snapshot("raw.fresh"), _snapshot("raw.taken")])
+        bulk.create_datasets(session, source=source, snapshots=[*fresh, _snapshot("raw.taken")])
     session.commit()
     names = [d.name for d in service.list_datasets(session, filters=service.DatasetFilters()).items]
     assert names == ["raw.taken"]
