@@ -35,7 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from _postgres import drop_database, fresh_database
+
 NAMESPACES = 10
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -127,33 +128,6 @@ def baseline(root: Path) -> int:
 # ---------------------------------------------------------------------------------------- database
 
 
-def fresh_database(label: str) -> str:
-    """A new empty PostgreSQL database, migrated."""
-    from sqlalchemy import create_engine, make_url, text
-
-    from headwater import migrations
-
-    name = f"headwater_bench_federation_{label}"
-    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(ADMIN).set(database=name).render_as_string(hide_password=False)
-    migrations.upgrade(url)
-    return url
-
-
-def drop_database(url: str) -> None:
-    """Remove a benchmark database."""
-    from sqlalchemy import create_engine, make_url, text
-
-    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def run_size(tables: int, columns: int, workdir: Path, reuse: bool) -> dict[str, Any]:
     """Every phase for one catalog size, in this process."""
     from headwater.catalog.models import SourceKind
@@ -182,7 +156,7 @@ def run_size(tables: int, columns: int, workdir: Path, reuse: bool) -> dict[str,
         loaded = baseline(root)
     assert loaded == tables, (loaded, tables)
 
-    url = fresh_database(str(tables))
+    url = fresh_database(f"headwater_bench_federation_{tables}")
     engine = create_db_engine(url)
     factory = make_sessionmaker(engine)
     config = {"type": "sql", "uri": f"sqlite:///{root / 'catalog.db'}", "catalog_name": "bench", "page_size": 500}

@@ -14,37 +14,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import _postgres
 import httpx
-from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy import func, select
 
-from headwater import migrations
 from headwater.db import create_db_engine, make_sessionmaker, session_scope
 from headwater.jobs import service
 from headwater.jobs.models import Job, JobAttempt, JobTransition
 from headwater.jobs.schemas import ClusterCreate, CommandCreate
 
-ADMIN = os.environ.get("HEADWATER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 HEADWATER = [sys.executable, "-m", "headwater.cli"]
 
 
 def fresh_database(label: str) -> str:
-    """A new, migrated PostgreSQL database; its URL."""
-    name = f"headwater_bench_{label}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(ADMIN).set(database=name).render_as_string(hide_password=False)
-    migrations.upgrade(url)
-    return url
-
-
-def drop_database(url: str) -> None:
-    """Drop a database made by :func:`fresh_database`."""
-    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
+    """A new, migrated PostgreSQL database with a unique name; its URL."""
+    return _postgres.fresh_database(f"headwater_bench_{label}_{uuid.uuid4().hex[:8]}")
 
 
 def register_true(url: str, *, max_concurrent: int) -> None:

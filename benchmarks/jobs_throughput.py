@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from jobs_common import (  # noqa: E402  (the benchmarks directory is not a package)
-    drop_database,
+from _postgres import drop_database  # noqa: E402  (the benchmarks directory is not a package)
+from jobs_common import (  # noqa: E402
     fresh_database,
     job_request,
     load_average,

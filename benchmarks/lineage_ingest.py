@@ -43,13 +43,12 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import Engine, make_url, text
+from _postgres import fresh_database
+from sqlalchemy import Engine, text
 
-from headwater import migrations
 from headwater.db import create_db_engine, make_sessionmaker, session_scope
 from headwater.lineage.ingest import ingest_events
 
-ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 NAMESPACE = "hive://metastore:9083"
 PRODUCER = "https://github.com/OpenLineage/OpenLineage/tree/1.30.0/integration/spark"
 COLUMNS = [f"c{i}" for i in range(20)]
@@ -103,18 +102,6 @@ def events_of(count: int, seed: int) -> list[dict[str, Any]]:
             }
         )
     return events
-
-
-def fresh(name: str) -> str:
-    """A new migrated database; its URL."""
-    url = make_url(ADMIN).set(database=name).render_as_string(hide_password=False)
-    admin = create_db_engine(ADMIN).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    migrations.upgrade(url)
-    return url
 
 
 def ingest(engine: Engine, events: list[dict[str, Any]], batch: int) -> float:
@@ -206,7 +193,7 @@ def main() -> int:
             label = "one event per POST (HTTP)"
         else:
             label = "one event per transaction" if batch == 1 else f"{batch:,} events per transaction"
-        url = fresh(f"headwater_bench_lineage_ingest_{mode.strip()}")
+        url = fresh_database(f"headwater_bench_lineage_ingest_{mode.strip()}")
         engine = create_db_engine(url)
         if http:
             with server(url) as base:
