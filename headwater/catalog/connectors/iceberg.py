@@ -187,6 +187,7 @@ class IcebergConnector(Connector):
         if engine is not None:
             engine.dispose()
         self._catalog = None
+        self._file_io.clear()  # built from the closed catalog's properties
         super().close()
 
     # ------------------------------------------------------------------------------- listing
