@@ -129,6 +129,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
 
         event.listen(engine, "begin", _begin_sqlite_immediate)
         return engine
+    _cache_long_statements()
     return create_engine(
         url,
         echo=echo,
@@ -138,6 +139,22 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
         pool_recycle=1800,
         **_JSON_CODEC,
     )
+
+
+def _cache_long_statements() -> None:
+    """Let psycopg cache its parse of statements up to 16 KiB (its default limit is 4 KiB).
+
+    psycopg converts every statement's ``%(name)s`` placeholders by scanning the whole text, and caches the result
+    only for statements under its limit. The lineage ingestion's two statements (one read, one write, each a
+    handful of CTEs) are 4-6 KiB and run for every event: re-scanning them cost about a twentieth of an event's
+    time. The limit is a module constant of psycopg; where it is missing, nothing changes.
+    """
+    try:
+        from psycopg import _queries
+    except ImportError:  # psycopg not installed: a PostgreSQL URL fails later with SQLAlchemy's own error
+        return
+    if getattr(_queries, "MAX_CACHED_STATEMENT_LENGTH", None) is not None:
+        _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 16 * 1024)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

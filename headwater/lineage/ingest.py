@@ -227,6 +227,7 @@ class _Batch:
         batch = cls(session, resolver, jobs, runs)
         if snapshot is not None:
             batch.column_edges.preload(snapshot.edge_groups, snapshot.edges)
+            batch.column_edges.locked(snapshot.locked_groups)
         return batch
 
     def close(self) -> WriteSet:
@@ -248,7 +249,8 @@ class _Wants:
     jobs: list[tuple[str, str]] = field(default_factory=list)
     runs: dict[str, tuple[str, str]] = field(default_factory=dict)
     datasets: list[tuple[str, str]] = field(default_factory=list)
-    groups: list[EdgeGroup] = field(default_factory=list)
+    # (job, output dataset) pairs the events state column lineage for; true if stated more than once.
+    groups: dict[EdgeGroup, bool] = field(default_factory=dict)
 
 
 def _wants(events: Sequence[tuple[str, LineageEventIn]]) -> _Wants:
@@ -259,11 +261,10 @@ def _wants(events: Sequence[tuple[str, LineageEventIn]]) -> _Wants:
             continue
         job_key = (event.job.namespace, event.job.name)
         wants.jobs.append(job_key)
-        wants.groups.extend(
-            (*job_key, output.namespace, output.name)
-            for output in event.outputs
-            if isinstance(output.facets.get("columnLineage"), dict)
-        )
+        for output in event.outputs:
+            if isinstance(output.facets.get("columnLineage"), dict):
+                group = (*job_key, output.namespace, output.name)
+                wants.groups[group] = group in wants.groups
         if not isinstance(event, RunEventIn):
             continue
         run_id = str(event.run.runId)
@@ -276,7 +277,6 @@ def _wants(events: Sequence[tuple[str, LineageEventIn]]) -> _Wants:
                 wants.runs.setdefault(str(facet.run.runId), parent_key)
     wants.jobs = list(dict.fromkeys(wants.jobs))
     wants.datasets = list(dict.fromkeys(wants.datasets))
-    wants.groups = list(dict.fromkeys(wants.groups))
     return wants
 
 

@@ -15,11 +15,12 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from headwater.api import SessionDep
+from headwater.api import SessionDep, db_slot
 from headwater.catalog.routes import json_response
+from headwater.db import session_scope
 from headwater.errors import InvalidInput
 from headwater.lineage import graph, manual, service
 from headwater.lineage.ingest import MAX_BATCH, IngestResult, ingest_events, parse_time
@@ -90,25 +91,29 @@ _TRANSIENT = {"40P01", "40001", "23505"}
 _ATTEMPTS = 5
 
 
-def _ingest_retrying(session: Session, documents: list[Any]) -> IngestResult:
-    """Ingest in the request's transaction, running it again when it lost a race with another request."""
+def _ingest_committed(factory: sessionmaker[Session], documents: list[Any]) -> IngestResult:
+    """Ingest in a transaction of its own and commit it, running it again when it lost a race with another
+    request (the transaction is all it did, so it is rolled back and run again)."""
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            return ingest_events(session, documents=documents)
+            with session_scope(factory) as session:
+                return ingest_events(session, documents=documents)
         except DBAPIError as exc:
             if attempt == _ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
                 raise
             log.info("lineage ingestion lost a race (%s); attempt %d of %d", exc.orig, attempt + 1, _ATTEMPTS)
-            session.rollback()
             time.sleep(random.uniform(0, 0.02 * attempt))  # the winner gets to commit first
     raise AssertionError("unreachable")
 
 
-async def _ingest(request: Request, session: SessionDep, *, batch: bool) -> Response:
+async def _ingest(request: Request, *, batch: bool) -> Response:
     documents = await _documents(request, batch=batch)
     if not documents:
         raise InvalidInput("the batch holds no events", detail={"field": "events"})
-    result = await run_in_threadpool(_ingest_retrying, session, documents)
+    # Session, ingestion and commit in one worker-thread hop (SessionDep takes a second hop to commit): an
+    # event's request is short, and each hop between the event loop and a thread costs GIL hand-overs.
+    async with db_slot(request):
+        result = await run_in_threadpool(_ingest_committed, request.app.state.sessionmaker, documents)
     body = IngestOut(
         received=result.received,
         applied=result.applied,
@@ -127,15 +132,15 @@ _INGEST_DOC = {
 
 
 @lineage_router.post("", status_code=status.HTTP_201_CREATED, responses=_INGEST_DOC)  # type: ignore[arg-type]
-async def post_lineage(request: Request, session: SessionDep) -> Response:
+async def post_lineage(request: Request) -> Response:
     """Ingest one OpenLineage RunEvent, JobEvent or DatasetEvent (or a JSON array of them), as Marquez does."""
-    return await _ingest(request, session, batch=False)
+    return await _ingest(request, batch=False)
 
 
 @lineage_router.post("/batch", status_code=status.HTTP_201_CREATED, responses=_INGEST_DOC)  # type: ignore[arg-type]
-async def post_lineage_batch(request: Request, session: SessionDep) -> Response:
+async def post_lineage_batch(request: Request) -> Response:
     """Ingest up to MAX_BATCH events in one transaction: a JSON array, or ``{"events": [...]}``."""
-    return await _ingest(request, session, batch=True)
+    return await _ingest(request, batch=True)
 
 
 post_lineage_batch.__doc__ = (post_lineage_batch.__doc__ or "").replace("MAX_BATCH", str(MAX_BATCH))

@@ -10,6 +10,13 @@ as JSON in one row. Lookups are written so that PostgreSQL probes the unique ind
 (LATERAL subqueries, ``= ANY(ARRAY(...))``) whatever the table sizes: a JSON array's rows are estimated at
 100, which otherwise makes a hash join over a whole sequential scan look cheaper.
 
+Column edges are read only for the (job, output dataset) pairs that the batch states column lineage for more than
+once (``groups`` maps them to true): their statements are replayed in memory in event order over the current edges
+(:class:`~headwater.lineage.upsert.ColumnEdgeBuffer`). A pair stated once needs no read: its one statement is
+written as an upsert of the edges it names plus an UPDATE retiring the others, in the next statement. Those pairs
+take a transaction-scoped advisory lock here instead, so two events about the same pair are applied one after the
+other, each write statement seeing the edges the other committed.
+
 Anything the statement cannot settle (a job not created yet, a run another transaction is creating at the same
 moment, a group whose output is only known under a symlink) is left out of the answer, and the caller reads
 it the ordinary way afterwards, so the result is always the same as the statement-at-a-time path.
@@ -40,6 +47,7 @@ _EDGE_COLUMNS = (
     "target_dataset_id, description, masking, dataset_level, origin, producer, first_seen, last_seen, "
     "retired_at, last_run_id"
 )
+_EDGE_NAMES = tuple(name.strip() for name in _EDGE_COLUMNS.split(","))
 _LOG_COLUMNS = (
     "fingerprint, kind, event_type, event_time, producer, run_uuid, job_namespace, job_name, payload, warnings, "
     "received_at"
@@ -92,14 +100,22 @@ ds AS (
     LEFT JOIN sources s ON s.id = d.source_id
 ),
 groups AS (
-    SELECT DISTINCT j.id AS job_id, d.id AS dataset_id
-    FROM json_to_recordset(CAST(:groups AS json)) AS g(job_namespace text, job_name text, namespace text, name text)
+    SELECT j.id AS job_id, d.id AS dataset_id, bool_or(g.read) AS read
+    FROM json_to_recordset(CAST(:groups AS json))
+         AS g(job_namespace text, job_name text, namespace text, name text, read boolean)
     JOIN jobs j ON j.namespace = g.job_namespace AND j.name = g.job_name
     JOIN ds d ON d.q_namespace = g.namespace AND d.q_name = g.name
+    GROUP BY j.id, d.id
+),
+locked AS (
+    SELECT count(pg_advisory_xact_lock(key)) AS n FROM (
+        SELECT hashtextextended('lineage_column_edges:' || job_id || ':' || dataset_id, 0) AS key
+        FROM groups WHERE NOT read ORDER BY 1
+    ) k
 ),
 edges AS (
     SELECT {_EDGE_COLUMNS} FROM lineage_column_edges
-    WHERE (job_id, target_dataset_id) IN (SELECT job_id, dataset_id FROM groups)
+    WHERE (job_id, target_dataset_id) IN (SELECT job_id, dataset_id FROM groups WHERE read)
     ORDER BY id FOR UPDATE
 )
 SELECT
@@ -108,10 +124,13 @@ SELECT
     CAST((SELECT json_agg(r) FROM (SELECT * FROM runs_locked UNION ALL SELECT * FROM runs_new) r) AS text),
     CAST((SELECT json_agg(json_build_array(q_namespace, q_name, id, owned, namespace, name, deleted)) FROM ds)
          AS text),
-    CAST((SELECT json_agg(json_build_array(f.dataset_id, f.path, f.id, f.type)) FROM fields f
-          WHERE f.dataset_id = ANY(ARRAY(SELECT id FROM ds))) AS text),
-    CAST((SELECT json_agg(json_build_array(job_id, dataset_id)) FROM groups) AS text),
-    CAST((SELECT json_agg(edges) FROM edges) AS text)
+    CAST((SELECT json_agg(json_build_array(f.dataset_id, f.path, f.id, f.type))
+          FROM (SELECT DISTINCT id FROM ds) d
+          CROSS JOIN LATERAL (SELECT dataset_id, path, id, type FROM fields WHERE dataset_id = d.id OFFSET 0) f)
+         AS text),
+    CAST((SELECT json_agg(json_build_array(job_id, dataset_id, read)) FROM groups WHERE (SELECT n FROM locked) >= 0)
+         AS text),
+    CAST((SELECT json_agg(json_build_array({_EDGE_COLUMNS})) FROM edges) AS text)
 """
 )
 
@@ -129,8 +148,11 @@ class Snapshot:
     datasets: dict[tuple[str, str], tuple[int, bool, str, str, bool]] = field(default_factory=dict)
     fields: dict[int, dict[str, int]] = field(default_factory=dict)
     types: dict[int, dict[str, str]] = field(default_factory=dict)
+    # (job, target dataset) pairs whose current edges were read and locked, for replaying several statements.
     edge_groups: list[tuple[int, int]] = field(default_factory=list)
     edges: list[dict[str, Any]] = field(default_factory=list)
+    # Pairs stated once: not read, but advisory-locked, so that their one statement can be written blind.
+    locked_groups: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _time(value: str | None) -> dt.datetime | None:
@@ -148,7 +170,7 @@ def read_snapshot(
     jobs: Sequence[tuple[str, str]],
     runs: dict[str, tuple[str, str]],
     datasets: Sequence[tuple[str, str]],
-    groups: Sequence[EdgeGroup],
+    groups: dict[EdgeGroup, bool],
     lineage_source: str,
     now: dt.datetime,
 ) -> Snapshot:
@@ -161,7 +183,10 @@ def read_snapshot(
         ).decode(),
         "datasets": orjson.dumps([{"namespace": ns, "name": n} for ns, n in datasets]).decode(),
         "groups": orjson.dumps(
-            [{"job_namespace": a, "job_name": b, "namespace": c, "name": d} for a, b, c, d in groups]
+            [
+                {"job_namespace": a, "job_name": b, "namespace": c, "name": d, "read": read}
+                for (a, b, c, d), read in groups.items()
+            ]
         ).decode(),
         "lineage_source": lineage_source,
         "now": now,
@@ -187,8 +212,10 @@ def read_snapshot(
     for dataset_id, path, field_id, type_ in _rows(field_rows):
         snapshot.fields[dataset_id][path] = field_id
         snapshot.types[dataset_id][path] = type_
-    snapshot.edge_groups = [(job_id, dataset_id) for job_id, dataset_id in _rows(group_rows)]
-    for row in _rows(edge_rows):
+    for job_id, dataset_id, read in _rows(group_rows):
+        (snapshot.edge_groups if read else snapshot.locked_groups).append((job_id, dataset_id))
+    for values in _rows(edge_rows):
+        row = dict(zip(_EDGE_NAMES, values, strict=True))
         for column in ("first_seen", "last_seen", "retired_at"):
             row[column] = _time(row[column])
         snapshot.edges.append(row)

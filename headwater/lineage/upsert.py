@@ -14,6 +14,7 @@ current rows of the (job, target dataset) pairs involved, and only the rows that
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -204,6 +205,8 @@ class ColumnEdgeBuffer:
         self._ops: list[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]] = []
         # Current (locked) rows of (job, target dataset) pairs read ahead, by the combined read on PostgreSQL.
         self._preloaded: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        # Pairs the caller holds the advisory lock of (PostgreSQL): one statement about them is written blind.
+        self._locked: set[tuple[int, int]] = set()
 
     def preload(self, groups: Iterable[tuple[int, int]], rows: Iterable[dict[str, Any]]) -> None:
         """Take the current rows of these (job, target dataset) pairs, already read and locked by the caller."""
@@ -212,6 +215,10 @@ class ColumnEdgeBuffer:
         for row in rows:
             # The snapshot's rows carry exactly the edge columns: compared as they are with the replayed rows.
             self._preloaded[(row["job_id"], row["target_dataset_id"])].append(row)
+
+    def locked(self, groups: Iterable[tuple[int, int]]) -> None:
+        """Take note of the pairs whose advisory lock the caller holds (see :mod:`headwater.lineage.snapshot`)."""
+        self._locked.update(groups)
 
     def add(
         self, *, job_id: int, target_dataset_id: int, rows: Sequence[dict[str, Any]], retire_at: dt.datetime | None
@@ -226,6 +233,15 @@ class ColumnEdgeBuffer:
         if not self._ops:
             return 0
         ops, self._ops = self._ops, []
+        blind: list[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]] = []
+        if writes is not None and self._locked:
+            stated = Counter(group for group, _, _ in ops)
+            blind = [op for op in ops if op[0] in self._locked and stated[op[0]] == 1]
+            if blind:
+                ops = [op for op in ops if not (op[0] in self._locked and stated[op[0]] == 1)]
+                _write_blind(writes, blind)
+            if not ops:
+                return sum(len(rows) for _, rows, _ in blind)
         table = _table(ColumnEdge)
         groups = list(dict.fromkeys(group for group, _, _ in ops))
         loaded: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -282,6 +298,26 @@ class ColumnEdgeBuffer:
         return len(changed)
 
 
+def _write_blind(
+    writes: WriteSet, ops: Sequence[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]]
+) -> None:
+    """One statement per (job, target dataset) pair, written without reading the pair's edges first.
+
+    The edges it names are upserted with the merging rules of the replay (the upsert's CASE expressions), and
+    the pair's other edges are retired by one UPDATE: the two touch disjoint rows, so they can share a statement.
+    The caller holds the pair's advisory lock, so no other event about it is being applied at the same time.
+    """
+    named: list[dict[str, Any]] = []
+    retiring: list[dict[str, Any]] = []
+    for (job_id, target_dataset_id), rows, retire_at in ops:
+        named.extend(rows)
+        if retire_at is not None:
+            retiring.append({"job_id": job_id, "target_dataset_id": target_dataset_id, "retire_at": retire_at})
+    writes.upsert(ColumnEdge, named, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, part="named")
+    if retiring:
+        writes.retire_column_edges(retiring, [_edge_key(row) for row in named])
+
+
 # ------------------------------------------------------------------------------------- one write
 
 
@@ -298,6 +334,57 @@ class _Upsert:
 class _Update:
     model: type[Base]
     columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Retire:
+    """Column edges of (job, target dataset) pairs that a statement retires: all but those it names."""
+
+    columns: tuple[str, ...] = ("job_id", "target_dataset_id", "retire_at")
+
+
+@cache
+def _retire_statement(param: str) -> Any:
+    """PostgreSQL: retire, at each pair's time, its live edges last seen before it and not named.
+
+    ``param`` is one JSON object: ``pairs`` (job, target dataset, time) and ``named`` (the edges the statements
+    name, as [source field, target field, job, type, subtype]), anti-joined once rather than searched per edge.
+    """
+    table = _table(ColumnEdge)
+    pairs = text(
+        f"json_to_recordset(CAST(:{param} AS json)->'pairs') "
+        "AS r(job_id bigint, target_dataset_id bigint, retire_at timestamptz)"
+    )
+    source = (
+        select(*(literal_column(f"r.{c}").label(c) for c in _Retire.columns)).select_from(pairs).subquery("retiring")
+    )
+    # As in _update_by_id: arrays the planner estimates at a few elements, so the pairs' edges are found through
+    # the (job, target dataset) index rather than by hashing a scan of the whole table.
+    jobs, targets = (
+        text(f"ARRAY(SELECT CAST(e->>'{c}' AS bigint) FROM json_array_elements(CAST(:{param} AS json)->'pairs') e)")
+        for c in ("job_id", "target_dataset_id")
+    )
+    unnamed = text(
+        "(lineage_column_edges.source_field_id, lineage_column_edges.target_field_id, lineage_column_edges.job_id,"
+        " lineage_column_edges.transformation_type, lineage_column_edges.subtype) NOT IN ("
+        "SELECT CAST(n->>0 AS bigint), CAST(n->>1 AS bigint), CAST(n->>2 AS bigint), n->>3, n->>4"
+        f" FROM json_array_elements(CAST(:{param} AS json)->'named') AS n)"
+    )
+    return (
+        update(table)
+        .values(retired_at=source.c.retire_at)
+        .where(
+            table.c.job_id == func.any(jobs),
+            table.c.target_dataset_id == func.any(targets),
+            table.c.job_id == source.c.job_id,
+            table.c.target_dataset_id == source.c.target_dataset_id,
+            table.c.retired_at.is_(None),
+            table.c.last_seen < source.c.retire_at,
+            # A declaration by hand stands until it is withdrawn by hand.
+            table.c.origin != "manual",
+            unnamed,
+        )
+    )
 
 
 @cache
@@ -318,16 +405,22 @@ def _update_by_id(model: type[Base], columns: tuple[str, ...], param: str | None
     )
 
 
+_Part = _Upsert | _Update | _Retire
+
+
 @cache
-def _combined(parts: tuple[_Upsert | _Update, ...]) -> Any:
+def _combined(parts: tuple[_Part, ...]) -> Any:
     """One PostgreSQL statement running every write as a data-modifying CTE (``rows_<n>`` holds part n's rows)."""
     ctes = []
     for index, part in enumerate(parts):
         param = f"rows_{index}"
+        statement: Any
         if isinstance(part, _Upsert):
             statement = _upsert_statement(
                 "postgresql", part.model, part.keys, part.newest_wins, part.replace_retired, part.columns, param
             )
+        elif isinstance(part, _Retire):
+            statement = _retire_statement(param)
         else:
             statement = _update_by_id(part.model, part.columns, param)
         ctes.append(statement.cte(f"write_{index}"))
@@ -343,15 +436,16 @@ class WriteSet:
     """
 
     def __init__(self) -> None:
-        self._parts: list[tuple[_Upsert | _Update, list[dict[str, Any]]]] = []
-        self._tables: set[str] = set()
+        self._parts: list[tuple[_Part, list[dict[str, Any]]]] = []
+        self._tables: set[tuple[str, str]] = set()
 
-    def _add(self, part: _Upsert | _Update, rows: list[dict[str, Any]]) -> None:
-        name = _table(part.model).name
-        if name in self._tables:
+    def _add(self, part: _Part, rows: list[dict[str, Any]], role: str = "") -> None:
+        name = _table(ColumnEdge if isinstance(part, _Retire) else part.model).name
+        if (name, role) in self._tables:
             # Two writes of one table in one statement could touch the same row twice: a programming error.
+            # Writes of one table in different roles touch disjoint rows by construction (see _write_blind).
             raise ValueError(f"table {name} is already written by this write set")
-        self._tables.add(name)
+        self._tables.add((name, role))
         self._parts.append((part, rows))
 
     def upsert(
@@ -363,15 +457,24 @@ class WriteSet:
         *,
         replace_retired: bool = False,
         merge: bool = True,
+        part: str = "",
     ) -> None:
-        """Insert edges or merge their provenance into existing ones (``merge``: rows of one key merged first)."""
+        """Insert edges or merge their provenance into existing ones (``merge``: rows of one key merged first;
+        ``part``: a role for a second write of the same table, over rows disjoint from the first's)."""
         if not rows:
             return
         unique = merge_provenance_rows(rows, keys) if merge else list(rows)
         # Rows in key order: two transactions inserting the same new keys wait for each other in the same
         # order instead of deadlocking.
         unique.sort(key=itemgetter(*keys))
-        self._add(_Upsert(model, tuple(keys), tuple(newest_wins), replace_retired, tuple(unique[0])), unique)
+        self._add(_Upsert(model, tuple(keys), tuple(newest_wins), replace_retired, tuple(unique[0])), unique, part)
+
+    def retire_column_edges(self, pairs: Sequence[dict[str, Any]], named: Sequence[tuple[Any, ...]]) -> None:
+        """PostgreSQL: retire the live column edges of (job, target dataset) ``pairs`` (``job_id``,
+        ``target_dataset_id``, ``retire_at``) last seen before the pair's time, except the ``named`` ones (keys in
+        :data:`COLUMN_EDGE_KEYS` order)."""
+        if pairs:
+            self._add(_Retire(), [{"pairs": list(pairs), "named": list(named)}], "retired")
 
     def update(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
         """Set the columns of each row (a dict with ``id`` and the same other keys) on the row with that id."""
@@ -385,6 +488,8 @@ class WriteSet:
             return
         if session.get_bind().dialect.name != "postgresql":
             for part, rows in parts:
+                if isinstance(part, _Retire):
+                    raise ValueError("column edges are retired blind only on PostgreSQL")
                 if isinstance(part, _Upsert):
                     _write_upserts(session, part.model, rows, part.keys, part.newest_wins, part.replace_retired)
                 else:
@@ -392,7 +497,12 @@ class WriteSet:
                     session.connection().execute(_update_by_id(part.model, part.columns, None), bound)
             return
         shapes = tuple(part for part, _ in parts)
-        params = {f"rows_{i}": json_rows(rows, _columns_of(part)) for i, (part, rows) in enumerate(parts)}
+        params = {
+            f"rows_{i}": orjson.dumps(rows[0]).decode()
+            if isinstance(part, _Retire)
+            else json_rows(rows, _columns_of(part))
+            for i, (part, rows) in enumerate(parts)
+        }
         session.connection().execute(_combined(shapes), params)
 
 
