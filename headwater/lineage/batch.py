@@ -128,21 +128,28 @@ def load_runs(session: Session, wanted: dict[str, int]) -> dict[str, RunRow]:
 
 
 def _changed(rows: Iterable[JobRow | RunRow], columns: Sequence[str]) -> list[dict[str, Any]]:
-    """Update rows (``id`` + ``columns`` + ``updated_at``) of the rows that changed, marked clean."""
+    """The rows that changed (``columns`` + ``created_at`` + ``updated_at``), marked clean."""
     now = utcnow()
     changed: list[dict[str, Any]] = []
     for row in rows:
         if row.dirty:
-            changed.append({"id": row.id, **{c: getattr(row, c) for c in columns}, "updated_at": now})
+            # created_at only for the insert the statement's form allows (the row exists: it is never used).
+            changed.append({**{c: getattr(row, c) for c in columns}, "created_at": now, "updated_at": now})
             row.dirty = False
     return changed
 
 
+_JOB_UPDATES = [c for c in _JOB_COLUMNS if c not in ("id", "namespace", "name")]
+_RUN_UPDATES = [c for c in _RUN_COLUMNS if c not in ("id", "run_uuid")]
+
+
 def write_jobs(writes: WriteSet, jobs: Iterable[JobRow]) -> None:
-    """Add the jobs that changed to ``writes``."""
-    writes.update(LineageJob, _changed(jobs, [c for c in _JOB_COLUMNS if c not in ("id", "namespace", "name")]))
+    """Add the jobs that changed to ``writes`` (by namespace and name: see WriteSet.replace)."""
+    rows = _changed(jobs, ["namespace", "name", *_JOB_UPDATES])
+    writes.replace(LineageJob, rows, ["namespace", "name"], [*_JOB_UPDATES, "updated_at"])
 
 
 def write_runs(writes: WriteSet, runs: Iterable[RunRow]) -> None:
-    """Add the runs that changed to ``writes``."""
-    writes.update(LineageRun, _changed(runs, [c for c in _RUN_COLUMNS if c not in ("id", "run_uuid")]))
+    """Add the runs that changed to ``writes`` (by run uuid: see WriteSet.replace)."""
+    rows = _changed(runs, ["run_uuid", *_RUN_UPDATES])
+    writes.replace(LineageRun, rows, ["run_uuid"], [*_RUN_UPDATES, "updated_at"])

@@ -107,6 +107,8 @@ class LineageRun(Base):
         CheckConstraint(f"state IS NULL OR state IN ({_values(RunState)})", name="state"),
         Index("ix_lineage_runs_job_id", "job_id"),
         Index("ix_lineage_runs_parent_run_id", "parent_run_id"),
+        # Room for the update each of a run's events makes (migration 0009).
+        {"postgresql_with": {"fillfactor": 80}},
     )
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True)
@@ -156,6 +158,8 @@ class JobDataset(_Provenance, Base):
         CheckConstraint("direction IN ('in', 'out')", name="direction"),
         CheckConstraint(f"origin IN ({_values(EdgeOrigin)})", name="origin"),
         Index("ix_lineage_job_datasets_dataset_id", "dataset_id"),
+        # Room for the update each confirming run makes (migration 0009).
+        {"postgresql_with": {"fillfactor": 70}},
     )
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True)
@@ -173,6 +177,8 @@ class DatasetEdge(_Provenance, Base):
         CheckConstraint(f"origin IN ({_values(EdgeOrigin)})", name="origin"),
         Index("ix_lineage_dataset_edges_target_id", "target_id", "source_id"),
         Index("ix_lineage_dataset_edges_job_id", "job_id"),
+        # Room for the update each confirming run makes (migration 0009).
+        {"postgresql_with": {"fillfactor": 70}},
     )
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True)
@@ -196,6 +202,8 @@ class ColumnEdge(_Provenance, Base):
         CheckConstraint(f"origin IN ({_values(EdgeOrigin)})", name="origin"),
         Index("ix_lineage_column_edges_target", "target_field_id", "source_field_id"),
         Index("ix_lineage_column_edges_job_target_dataset", "job_id", "target_dataset_id"),
+        # Room for the update each confirming run makes, so it is HOT (migration 0009).
+        {"postgresql_with": {"fillfactor": 70}},
     )
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True)

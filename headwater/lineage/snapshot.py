@@ -71,16 +71,14 @@ jobs AS (
 wanted_runs AS (
     SELECT * FROM json_to_recordset(CAST(:runs AS json)) AS w(run_uuid text, job_namespace text, job_name text)
 ),
-runs_locked AS (
-    SELECT {_RUN_COLUMNS} FROM lineage_runs
-    WHERE run_uuid = ANY(ARRAY(SELECT run_uuid FROM wanted_runs)) ORDER BY id FOR UPDATE
-),
-runs_new AS (
+runs AS (
+    -- Get or create, and lock, through the unique index whatever the table's size: a cached plan that chose a
+    -- sequential scan while the table was small would otherwise keep scanning it as it grows.
     INSERT INTO lineage_runs (run_uuid, job_id, facets, event_count, created_at, updated_at)
     SELECT w.run_uuid, j.id, CAST('{{}}' AS jsonb), 0, :now, :now
     FROM wanted_runs w JOIN jobs j ON j.namespace = w.job_namespace AND j.name = w.job_name
-    WHERE w.run_uuid NOT IN (SELECT run_uuid FROM runs_locked)
-    ON CONFLICT (run_uuid) DO NOTHING
+    ORDER BY w.run_uuid
+    ON CONFLICT (run_uuid) DO UPDATE SET updated_at = excluded.updated_at
     RETURNING {_RUN_COLUMNS}
 ),
 wanted_datasets AS (SELECT * FROM json_to_recordset(CAST(:datasets AS json)) AS w(namespace text, name text)),
@@ -121,7 +119,7 @@ edges AS (
 SELECT
     CAST((SELECT json_agg(json_build_array(id, fingerprint)) FROM logged) AS text),
     CAST((SELECT json_agg(jobs) FROM jobs) AS text),
-    CAST((SELECT json_agg(r) FROM (SELECT * FROM runs_locked UNION ALL SELECT * FROM runs_new) r) AS text),
+    CAST((SELECT json_agg(runs) FROM runs) AS text),
     CAST((SELECT json_agg(json_build_array(q_namespace, q_name, id, owned, namespace, name, deleted)) FROM ds)
          AS text),
     CAST((SELECT json_agg(json_build_array(f.dataset_id, f.path, f.id, f.type))

@@ -337,6 +337,35 @@ class _Update:
 
 
 @dataclass(frozen=True)
+class _Replace:
+    """Rows written by their natural key: inserted, or on conflict the ``updates`` columns replaced."""
+
+    model: type[Base]
+    keys: tuple[str, ...]
+    columns: tuple[str, ...]
+    updates: tuple[str, ...]
+
+
+@cache
+def _replace_statement(dialect: str, part: _Replace, param: str = "rows") -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE``: found through the unique index whatever the table's size.
+
+    An ``UPDATE ... WHERE id = ...`` is planned too, and a prepared statement keeps the plan it got while the
+    table was small (a sequential scan) until the table is next analysed; the conflict check always probes the
+    index.
+    """
+    table = _table(part.model)
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).from_select(list(part.columns), json_rows_source(table, part.columns, param))
+    else:
+        stmt = sqlite.insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(part.keys), set_={c: getattr(stmt.excluded, c) for c in part.updates}
+    )
+
+
+@dataclass(frozen=True)
 class _Retire:
     """Column edges of (job, target dataset) pairs that a statement retires: all but those it names."""
 
@@ -405,7 +434,7 @@ def _update_by_id(model: type[Base], columns: tuple[str, ...], param: str | None
     )
 
 
-_Part = _Upsert | _Update | _Retire
+_Part = _Upsert | _Update | _Replace | _Retire
 
 
 @cache
@@ -421,6 +450,8 @@ def _combined(parts: tuple[_Part, ...]) -> Any:
             )
         elif isinstance(part, _Retire):
             statement = _retire_statement(param)
+        elif isinstance(part, _Replace):
+            statement = _replace_statement("postgresql", part, param)
         else:
             statement = _update_by_id(part.model, part.columns, param)
         ctes.append(statement.cte(f"write_{index}"))
@@ -476,6 +507,15 @@ class WriteSet:
         if pairs:
             self._add(_Retire(), [{"pairs": list(pairs), "named": list(named)}], "retired")
 
+    def replace(
+        self, model: type[Base], rows: Sequence[dict[str, Any]], keys: Sequence[str], updates: Sequence[str]
+    ) -> None:
+        """Write rows by their natural ``keys`` (a unique constraint): the ``updates`` columns replace those of the
+        row with the same keys, or the row is inserted (so rows carry every column an insert needs)."""
+        if rows:
+            unique = sorted(rows, key=itemgetter(*keys))  # lock order, as in upsert
+            self._add(_Replace(model, tuple(keys), tuple(unique[0]), tuple(updates)), unique)
+
     def update(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
         """Set the columns of each row (a dict with ``id`` and the same other keys) on the row with that id."""
         if rows:
@@ -492,6 +532,8 @@ class WriteSet:
                     raise ValueError("column edges are retired blind only on PostgreSQL")
                 if isinstance(part, _Upsert):
                     _write_upserts(session, part.model, rows, part.keys, part.newest_wins, part.replace_retired)
+                elif isinstance(part, _Replace):
+                    session.connection().execute(_replace_statement("sqlite", part), rows)
                 else:
                     bound = [{f"b_{k}": v for k, v in row.items()} for row in rows]
                     session.connection().execute(_update_by_id(part.model, part.columns, None), bound)
@@ -506,5 +548,5 @@ class WriteSet:
         session.connection().execute(_combined(shapes), params)
 
 
-def _columns_of(part: _Upsert | _Update) -> tuple[str, ...]:
-    return part.columns if isinstance(part, _Upsert) else ("id", *part.columns)
+def _columns_of(part: _Upsert | _Update | _Replace) -> tuple[str, ...]:
+    return ("id", *part.columns) if isinstance(part, _Update) else part.columns
