@@ -137,6 +137,10 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # Last in, first out: a request gets the connection used last, whose PostgreSQL backend is warm (its
+        # prepared statements, plans and caches); spare connections stay idle. First in, first out rotated
+        # every request through every pooled backend: about a fifth slower per lineage POST.
+        pool_use_lifo=True,
         **_JSON_CODEC,
     )
 
