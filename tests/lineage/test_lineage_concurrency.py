@@ -126,3 +126,80 @@ async def test_overlapping_events_posted_at_once_lose_and_double_nothing(
         pairs = {(job, source, target) for job, source, _, target, _ in expected}
         dataset_edges = conn.execute(select(func.count()).select_from(DatasetEdge)).scalar_one()
         assert dataset_edges == len(pairs)
+
+
+async def test_complete_events_of_one_job_and_table_posted_at_once_keep_exact_provenance(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    """COMPLETE events (which retire what they no longer name) of one job into one table, from several clients
+    at once: on PostgreSQL each is written blind under the pair's advisory lock. None may fail or deadlock; each
+    edge exists once with the earliest and latest times of the events naming it; the newest event's edges are
+    live, and an edge is retired only at the time of an event that did not name it."""
+    source, target, job = "db.src_a", "db.dst_a", "job_complete"
+    plans: list[list[tuple[dict[str, Any], float, set[tuple[str, str]]]]] = []
+    for c in range(CLIENTS):
+        plan = []
+        for i in range(EVENTS_PER_CLIENT):
+            minutes = float(i * CLIENTS + c)  # every event its own time, clients interleaved
+            shift = (c + i) % 3
+            mapping = {out: [(NS, source, COLUMNS[(k + shift) % len(COLUMNS)])] for k, out in enumerate(COLUMNS)}
+            event = run_event(
+                "COMPLETE",
+                job=job,
+                run_id=str(uuid.uuid4()),
+                minutes=minutes,
+                inputs=[dataset(NS, source, schema=schema(*COLUMNS))],
+                outputs=[dataset(NS, target, schema=schema(*COLUMNS), columnLineage=column_lineage(mapping))],
+            )
+            plan.append((event, minutes, {(ins[0][2], out) for out, ins in mapping.items()}))
+        plans.append(plan)
+    start = asyncio.Event()
+
+    async def post_all(plan: list[tuple[dict[str, Any], float, set[tuple[str, str]]]]) -> list[int]:
+        await start.wait()
+        return [(await client.post("/api/v1/lineage", json=event)).status_code for event, _, _ in plan]
+
+    tasks = [asyncio.create_task(post_all(plan)) for plan in plans]
+    await asyncio.sleep(0)
+    start.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert {code for r in results if not isinstance(r, BaseException) for code in r} == {201}
+
+    named_at: dict[tuple[str, str], list[float]] = {}
+    events = [(minutes, edges) for plan in plans for _, minutes, edges in plan]
+    for minutes, edges in events:
+        for edge in edges:
+            named_at.setdefault(edge, []).append(minutes)
+    newest_minutes, newest_edges = max(events)
+    source_field = Field.__table__.alias("sf")
+    target_field = Field.__table__.alias("tf")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                source_field.c.path,
+                target_field.c.path,
+                ColumnEdge.first_seen,
+                ColumnEdge.last_seen,
+                ColumnEdge.retired_at,
+            )
+            .join(source_field, source_field.c.id == ColumnEdge.source_field_id)
+            .join(target_field, target_field.c.id == ColumnEdge.target_field_id)
+        ).all()
+    found = {(r[0], r[1]): r for r in rows}
+    assert len(found) == len(rows), "an edge is stored twice"
+    assert set(found) == set(named_at)
+    event_times = {BASE + dt.timedelta(minutes=m) for m, _ in events}
+    for edge, minutes in named_at.items():
+        row = found[edge]
+        assert (row.first_seen, row.last_seen) == (
+            BASE + dt.timedelta(minutes=min(minutes)),
+            BASE + dt.timedelta(minutes=max(minutes)),
+        ), edge
+        if edge in newest_edges:
+            assert row.retired_at is None, edge
+        elif row.retired_at is not None:
+            # Retired by an event that came after the edge was last named and did not name it.
+            assert row.retired_at in event_times and row.retired_at > row.last_seen, edge
+            retiring_minutes = (row.retired_at - BASE).total_seconds() / 60
+            assert edge not in next(e for m, e in events if m == retiring_minutes), edge
