@@ -226,8 +226,7 @@ class _Batch:
         resolver.prefetch(wants.datasets)
         batch = cls(session, resolver, jobs, runs)
         if snapshot is not None:
-            batch.column_edges.preload(snapshot.edge_groups, snapshot.edges)
-            batch.column_edges.locked(snapshot.locked_groups)
+            batch.column_edges.locked(snapshot.stated_once)
         return batch
 
     def close(self) -> WriteSet:

@@ -1,8 +1,8 @@
 """PostgreSQL: everything one ingestion call reads, in one statement.
 
 One POST carries one event, and applying it needs the event logged (is it a duplicate?), its job, its run
-(created when new, locked when not), the catalog datasets and fields it names, and the current column edges
-of each (job, output dataset) pair it states column lineage for (locked, to replay retirements over them).
+(created when new, locked when not), the catalog datasets and fields it names, and a lock on each (job, output
+dataset) pair it states column lineage for.
 Asked one statement at a time that is six round trips before any write; on a busy machine each round trip
 costs two context switches, which dominated the time of a single-event request. Here they are one statement:
 data-modifying CTEs log the event and create the new runs, the other CTEs read, and every answer comes back
@@ -10,12 +10,13 @@ as JSON in one row. Lookups are written so that PostgreSQL probes the unique ind
 (LATERAL subqueries, ``= ANY(ARRAY(...))``) whatever the table sizes: a JSON array's rows are estimated at
 100, which otherwise makes a hash join over a whole sequential scan look cheaper.
 
-Column edges are read only for the (job, output dataset) pairs that the batch states column lineage for more than
-once (``groups`` maps them to true): their statements are replayed in memory in event order over the current edges
-(:class:`~headwater.lineage.upsert.ColumnEdgeBuffer`). A pair stated once needs no read: its one statement is
-written as an upsert of the edges it names plus an UPDATE retiring the others, in the next statement. Those pairs
-take a transaction-scoped advisory lock here instead, so two events about the same pair are applied one after the
-other, each write statement seeing the edges the other committed.
+Every (job, output dataset) pair the request states column lineage for takes a transaction-scoped advisory lock
+here, in key order, so two requests about the same pair are applied one after the other, and everything this
+transaction reads or writes of the pair's edges afterwards, in later statements, sees what the other committed.
+A pair stated once (``groups`` maps it to false) is then written blind: an upsert of the edges its statement names
+plus an UPDATE retiring the others, in the write statement. The edges of a pair stated several times in a batch
+are read (in their own statement, after the lock) and the statements replayed in memory in event order
+(:class:`~headwater.lineage.upsert.ColumnEdgeBuffer`).
 
 Anything the statement cannot settle (a job not created yet, a run another transaction is creating at the same
 moment, a group whose output is only known under a symlink) is left out of the answer, and the caller reads
@@ -42,12 +43,6 @@ EdgeGroup = tuple[str, str, str, str]
 
 _JOB_COLUMNS = "id, namespace, name, parent_job_id, job_type, description, sql, facets, described_at"
 _RUN_COLUMNS = "id, run_uuid, job_id, parent_run_id, state, state_time, started_at, ended_at, facets, event_count"
-_EDGE_COLUMNS = (
-    "source_field_id, target_field_id, job_id, transformation_type, subtype, source_dataset_id, "
-    "target_dataset_id, description, masking, dataset_level, origin, producer, first_seen, last_seen, "
-    "retired_at, last_run_id"
-)
-_EDGE_NAMES = tuple(name.strip() for name in _EDGE_COLUMNS.split(","))
 _LOG_COLUMNS = (
     "fingerprint, kind, event_type, event_time, producer, run_uuid, job_namespace, job_name, payload, warnings, "
     "received_at"
@@ -108,13 +103,8 @@ groups AS (
 locked AS (
     SELECT count(pg_advisory_xact_lock(key)) AS n FROM (
         SELECT hashtextextended('lineage_column_edges:' || job_id || ':' || dataset_id, 0) AS key
-        FROM groups WHERE NOT read ORDER BY 1
+        FROM groups ORDER BY 1
     ) k
-),
-edges AS (
-    SELECT {_EDGE_COLUMNS} FROM lineage_column_edges
-    WHERE (job_id, target_dataset_id) IN (SELECT job_id, dataset_id FROM groups WHERE read)
-    ORDER BY id FOR UPDATE
 )
 SELECT
     CAST((SELECT json_agg(json_build_array(id, fingerprint)) FROM logged) AS text),
@@ -127,8 +117,7 @@ SELECT
           CROSS JOIN LATERAL (SELECT dataset_id, path, id, type FROM fields WHERE dataset_id = d.id OFFSET 0) f)
          AS text),
     CAST((SELECT json_agg(json_build_array(job_id, dataset_id, read)) FROM groups WHERE (SELECT n FROM locked) >= 0)
-         AS text),
-    CAST((SELECT json_agg(json_build_array({_EDGE_COLUMNS})) FROM edges) AS text)
+         AS text)
 """
 )
 
@@ -146,11 +135,9 @@ class Snapshot:
     datasets: dict[tuple[str, str], tuple[int, bool, str, str, bool]] = field(default_factory=dict)
     fields: dict[int, dict[str, int]] = field(default_factory=dict)
     types: dict[int, dict[str, str]] = field(default_factory=dict)
-    # (job, target dataset) pairs whose current edges were read and locked, for replaying several statements.
-    edge_groups: list[tuple[int, int]] = field(default_factory=list)
-    edges: list[dict[str, Any]] = field(default_factory=list)
-    # Pairs stated once: not read, but advisory-locked, so that their one statement can be written blind.
+    # The (job, target dataset) pairs whose advisory lock the statement took, and those the request states once.
     locked_groups: list[tuple[int, int]] = field(default_factory=list)
+    stated_once: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _time(value: str | None) -> dt.datetime | None:
@@ -189,7 +176,7 @@ def read_snapshot(
         "lineage_source": lineage_source,
         "now": now,
     }
-    logged, job_rows, run_rows, ds_rows, field_rows, group_rows, edge_rows = session.execute(_SQL, params).one()
+    logged, job_rows, run_rows, ds_rows, field_rows, group_rows = session.execute(_SQL, params).one()
     snapshot = Snapshot(asked=list(datasets))
     snapshot.logged = {fingerprint: event_id for event_id, fingerprint in _rows(logged)}
     for row in _rows(job_rows):
@@ -210,11 +197,6 @@ def read_snapshot(
     for dataset_id, path, field_id, type_ in _rows(field_rows):
         snapshot.fields[dataset_id][path] = field_id
         snapshot.types[dataset_id][path] = type_
-    for job_id, dataset_id, read in _rows(group_rows):
-        (snapshot.edge_groups if read else snapshot.locked_groups).append((job_id, dataset_id))
-    for values in _rows(edge_rows):
-        row = dict(zip(_EDGE_NAMES, values, strict=True))
-        for column in ("first_seen", "last_seen", "retired_at"):
-            row[column] = _time(row[column])
-        snapshot.edges.append(row)
+    snapshot.locked_groups = [(job_id, dataset_id) for job_id, dataset_id, _ in _rows(group_rows)]
+    snapshot.stated_once = [(job_id, dataset_id) for job_id, dataset_id, read in _rows(group_rows) if not read]
     return snapshot

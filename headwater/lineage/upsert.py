@@ -203,21 +203,12 @@ class ColumnEdgeBuffer:
 
     def __init__(self) -> None:
         self._ops: list[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]] = []
-        # Current (locked) rows of (job, target dataset) pairs read ahead, by the combined read on PostgreSQL.
-        self._preloaded: dict[tuple[int, int], list[dict[str, Any]]] = {}
-        # Pairs the caller holds the advisory lock of (PostgreSQL): one statement about them is written blind.
+        # Pairs the caller holds the advisory lock of and states once (PostgreSQL): written blind.
         self._locked: set[tuple[int, int]] = set()
 
-    def preload(self, groups: Iterable[tuple[int, int]], rows: Iterable[dict[str, Any]]) -> None:
-        """Take the current rows of these (job, target dataset) pairs, already read and locked by the caller."""
-        for group in groups:
-            self._preloaded.setdefault(group, [])
-        for row in rows:
-            # The snapshot's rows carry exactly the edge columns: compared as they are with the replayed rows.
-            self._preloaded[(row["job_id"], row["target_dataset_id"])].append(row)
-
     def locked(self, groups: Iterable[tuple[int, int]]) -> None:
-        """Take note of the pairs whose advisory lock the caller holds (see :mod:`headwater.lineage.snapshot`)."""
+        """Take note of the pairs whose advisory lock the caller holds and whose column lineage it states once
+        (see :mod:`headwater.lineage.snapshot`): their one statement is written without reading their edges."""
         self._locked.update(groups)
 
     def add(
@@ -252,15 +243,11 @@ class ColumnEdgeBuffer:
             loaded[key] = values
             members[(values["job_id"], values["target_dataset_id"])].append(key)
 
-        for group in groups:
-            for values in self._preloaded.get(group, ()):
-                take(values)
-        unread = [group for group in groups if group not in self._preloaded]
         connection = session.connection()
-        for start in range(0, len(unread), CHUNK):
+        for start in range(0, len(groups), CHUNK):
             statement = (
                 select(*(table.c[c] for c in _COLUMN_EDGE_COLUMNS))
-                .where(tuple_(table.c.job_id, table.c.target_dataset_id).in_(unread[start : start + CHUNK]))
+                .where(tuple_(table.c.job_id, table.c.target_dataset_id).in_(groups[start : start + CHUNK]))
                 .order_by(table.c.id)
                 .with_for_update()
             )

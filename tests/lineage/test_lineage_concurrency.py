@@ -128,13 +128,15 @@ async def test_overlapping_events_posted_at_once_lose_and_double_nothing(
         assert dataset_edges == len(pairs)
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batches"])
 async def test_complete_events_of_one_job_and_table_posted_at_once_keep_exact_provenance(
-    client: httpx.AsyncClient, engine: Engine
+    client: httpx.AsyncClient, engine: Engine, batched: bool
 ) -> None:
     """COMPLETE events (which retire what they no longer name) of one job into one table, from several clients
-    at once: on PostgreSQL each is written blind under the pair's advisory lock. None may fail or deadlock; each
-    edge exists once with the earliest and latest times of the events naming it; the newest event's edges are
-    live, and an edge is retired only at the time of an event that did not name it."""
+    at once: on PostgreSQL every request takes the pair's advisory lock; a single event is written blind, a batch
+    naming the pair twice reads its edges and replays. None may fail or deadlock; each edge exists once with the
+    earliest and latest times of the events naming it; the newest event's edges are live, and an edge is retired
+    only at the time of an event that did not name it."""
     source, target, job = "db.src_a", "db.dst_a", "job_complete"
     plans: list[list[tuple[dict[str, Any], float, set[tuple[str, str]]]]] = []
     for c in range(CLIENTS):
@@ -157,7 +159,10 @@ async def test_complete_events_of_one_job_and_table_posted_at_once_keep_exact_pr
 
     async def post_all(plan: list[tuple[dict[str, Any], float, set[tuple[str, str]]]]) -> list[int]:
         await start.wait()
-        return [(await client.post("/api/v1/lineage", json=event)).status_code for event, _, _ in plan]
+        if not batched:
+            return [(await client.post("/api/v1/lineage", json=event)).status_code for event, _, _ in plan]
+        pairs = [[event for event, _, _ in plan[i : i + 2]] for i in range(0, len(plan), 2)]
+        return [(await client.post("/api/v1/lineage/batch", json=pair)).status_code for pair in pairs]
 
     tasks = [asyncio.create_task(post_all(plan)) for plan in plans]
     await asyncio.sleep(0)
