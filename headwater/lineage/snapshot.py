@@ -124,7 +124,8 @@ SELECT
 
 @dataclass
 class Snapshot:
-    """What the statement found: logged event ids by fingerprint, jobs, runs, datasets and column edges."""
+    """What the statement found: logged event ids by fingerprint, jobs, runs, datasets and their fields, and the
+    (job, target dataset) pairs the request states once."""
 
     logged: dict[str, int] = field(default_factory=dict)
     # The dataset identities asked for: those not in ``datasets`` name no catalog dataset and no alias.
@@ -135,8 +136,7 @@ class Snapshot:
     datasets: dict[tuple[str, str], tuple[int, bool, str, str, bool]] = field(default_factory=dict)
     fields: dict[int, dict[str, int]] = field(default_factory=dict)
     types: dict[int, dict[str, str]] = field(default_factory=dict)
-    # The (job, target dataset) pairs whose advisory lock the statement took, and those the request states once.
-    locked_groups: list[tuple[int, int]] = field(default_factory=list)
+    # Pairs whose advisory lock the statement took (as every pair asked) and that the request states once.
     stated_once: list[tuple[int, int]] = field(default_factory=list)
 
 
@@ -197,6 +197,5 @@ def read_snapshot(
     for dataset_id, path, field_id, type_ in _rows(field_rows):
         snapshot.fields[dataset_id][path] = field_id
         snapshot.types[dataset_id][path] = type_
-    snapshot.locked_groups = [(job_id, dataset_id) for job_id, dataset_id, _ in _rows(group_rows)]
     snapshot.stated_once = [(job_id, dataset_id) for job_id, dataset_id, read in _rows(group_rows) if not read]
     return snapshot

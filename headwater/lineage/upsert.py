@@ -9,6 +9,8 @@ multi-row ``INSERT ... VALUES`` pages ("insertmanyvalues") instead of one statem
 Column edges go through :class:`ColumnEdgeBuffer`: a batch's statements about them (edges named, edges
 retired because a newer declaration no longer names them) are replayed in memory, in order, over the
 current rows of the (job, target dataset) pairs involved, and only the rows that end up different are written.
+On PostgreSQL a pair the request states once, under its advisory lock, is written blind instead: its named
+edges upserted and its other edges retired in the same statement (:func:`_write_blind`).
 """
 
 from __future__ import annotations
@@ -220,19 +222,24 @@ class ColumnEdgeBuffer:
 
     def flush(self, session: Session, writes: WriteSet | None = None) -> int:
         """Replay the statements over the current rows and write the edges that changed (now, or as part of
-        ``writes``); returns how many changed."""
+        ``writes``), and write blind the statements of pairs marked :meth:`locked`; returns how many edges were
+        written (for those, every edge their statement names)."""
         if not self._ops:
             return 0
         ops, self._ops = self._ops, []
-        blind: list[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]] = []
+        written = 0
         if writes is not None and self._locked:
             stated = Counter(group for group, _, _ in ops)
-            blind = [op for op in ops if op[0] in self._locked and stated[op[0]] == 1]
+            blind: list[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]] = []
+            replayed: list[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]] = []
+            for op in ops:
+                (blind if op[0] in self._locked and stated[op[0]] == 1 else replayed).append(op)
             if blind:
-                ops = [op for op in ops if not (op[0] in self._locked and stated[op[0]] == 1)]
                 _write_blind(writes, blind)
+                written = sum(len(rows) for _, rows, _ in blind)
+            ops = replayed
             if not ops:
-                return sum(len(rows) for _, rows, _ in blind)
+                return written
         table = _table(ColumnEdge)
         groups = list(dict.fromkeys(group for group, _, _ in ops))
         loaded: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -282,7 +289,7 @@ class ColumnEdgeBuffer:
             writes.upsert(ColumnEdge, changed, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, replace_retired=True, merge=False)
         else:
             _write_upserts(session, ColumnEdge, changed, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, replace_retired=True)
-        return len(changed)
+        return written + len(changed)
 
 
 def _write_blind(
@@ -356,6 +363,7 @@ def _replace_statement(dialect: str, part: _Replace, param: str = "rows") -> Any
 class _Retire:
     """Column edges of (job, target dataset) pairs that a statement retires: all but those it names."""
 
+    model: type[Base] = ColumnEdge
     columns: tuple[str, ...] = ("job_id", "target_dataset_id", "retire_at")
 
 
@@ -458,7 +466,7 @@ class WriteSet:
         self._tables: set[tuple[str, str]] = set()
 
     def _add(self, part: _Part, rows: list[dict[str, Any]], role: str = "") -> None:
-        name = _table(ColumnEdge if isinstance(part, _Retire) else part.model).name
+        name = _table(part.model).name
         if (name, role) in self._tables:
             # Two writes of one table in one statement could touch the same row twice: a programming error.
             # Writes of one table in different roles touch disjoint rows by construction (see _write_blind).
