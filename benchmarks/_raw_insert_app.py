@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import text
+from sqlalchemy import Connection, TextClause, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,9 +20,16 @@ from starlette.routing import Route
 
 from headwater.db import create_db_engine
 
-__all__ = ["TABLE", "create_app"]
+__all__ = ["TABLE", "create_app", "raw_table"]
 
 TABLE = "bench_raw_http"
+
+
+def raw_table(connection: Connection, table: str) -> TextClause:
+    """Make sure the plain ``(id bigserial, body jsonb)`` table ``table`` exists; the INSERT of one raw body
+    (``:body``) into it. The floor's storage, in process (``lineage_ingest.floor``) and behind this app alike."""
+    connection.execute(text(f"CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY, body jsonb NOT NULL)"))
+    return text(f"INSERT INTO {table} (body) VALUES (CAST(:body AS jsonb))")
 
 
 def create_app() -> Starlette:
@@ -30,8 +37,7 @@ def create_app() -> Starlette:
     engine = create_db_engine(os.environ["HEADWATER_DATABASE_URL"])
     with engine.begin() as connection:
         connection.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))
-        connection.execute(text(f"CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, body jsonb NOT NULL)"))
-    statement = text(f"INSERT INTO {TABLE} (body) VALUES (CAST(:body AS jsonb))")
+        statement = raw_table(connection, TABLE)
 
     def insert(body: str) -> None:
         with engine.begin() as connection:

@@ -52,6 +52,7 @@ from typing import Any
 import httpx
 import orjson
 from _postgres import fresh_database
+from _raw_insert_app import raw_table
 from sqlalchemy import Engine, text
 
 from headwater.db import create_db_engine, make_sessionmaker, session_scope
@@ -191,9 +192,8 @@ def post(base: str, events: list[dict[str, Any]], producers: int = 1) -> float:
 def floor(engine: Engine, events: list[dict[str, Any]], batch: int) -> float:
     """Seconds to insert the same JSON into a plain table, ``batch`` per transaction."""
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, body jsonb NOT NULL)"))
+        statement = raw_table(conn, "bench_raw")
     bodies = [orjson.dumps(e).decode() for e in events]
-    statement = text("INSERT INTO bench_raw (body) VALUES (CAST(:body AS jsonb))")
     began = time.perf_counter()
     for start in range(0, len(bodies), batch):
         with engine.begin() as conn:
