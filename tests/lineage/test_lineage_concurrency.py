@@ -52,29 +52,35 @@ def _event(client: int, index: int) -> tuple[dict[str, Any], set[tuple[str, str,
     return event, stated
 
 
-async def test_overlapping_events_posted_at_once_lose_and_double_nothing(
-    client: httpx.AsyncClient, engine: Engine
-) -> None:
-    plans = [[_event(c, i) for i in range(EVENTS_PER_CLIENT)] for c in range(CLIENTS)]
+async def _post_at_once(client: httpx.AsyncClient, requests: list[list[tuple[str, Any]]]) -> list[tuple[int, str]]:
+    """Each list of (path, JSON body) POSTed in order by its own client, all clients starting together; every
+    answer as (status, text). No client may raise."""
     start = asyncio.Event()
 
-    async def post_all(events: list[tuple[dict[str, Any], Any]]) -> list[tuple[int, str]]:
+    async def post_all(mine: list[tuple[str, Any]]) -> list[tuple[int, str]]:
         # No assertion in here: every request finishes before the test looks (and before the fixture empties
         # the tables), whatever happens.
         await start.wait()
         answers = []
-        for event, _ in events:
-            answer = await client.post("/api/v1/lineage", json=event)
+        for path, body in mine:
+            answer = await client.post(path, json=body)
             answers.append((answer.status_code, answer.text))
         return answers
 
-    tasks = [asyncio.create_task(post_all(plan)) for plan in plans]
+    tasks = [asyncio.create_task(post_all(mine)) for mine in requests]
     await asyncio.sleep(0)
     start.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     assert not failures, failures
-    answers = [a for r in results if not isinstance(r, BaseException) for a in r]
+    return [a for r in results if not isinstance(r, BaseException) for a in r]
+
+
+async def test_overlapping_events_posted_at_once_lose_and_double_nothing(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    plans = [[_event(c, i) for i in range(EVENTS_PER_CLIENT)] for c in range(CLIENTS)]
+    answers = await _post_at_once(client, [[("/api/v1/lineage", event) for event, _ in plan] for plan in plans])
     assert [a for a in answers if a[0] != 201] == []
 
     expected: dict[tuple[str, str, str, str, str], list[dt.datetime]] = {}
@@ -155,21 +161,15 @@ async def test_complete_events_of_one_job_and_table_posted_at_once_keep_exact_pr
             )
             plan.append((event, minutes, {(ins[0][2], out) for out, ins in mapping.items()}))
         plans.append(plan)
-    start = asyncio.Event()
-
-    async def post_all(plan: list[tuple[dict[str, Any], float, set[tuple[str, str]]]]) -> list[int]:
-        await start.wait()
-        if not batched:
-            return [(await client.post("/api/v1/lineage", json=event)).status_code for event, _, _ in plan]
-        pairs = [[event for event, _, _ in plan[i : i + 2]] for i in range(0, len(plan), 2)]
-        return [(await client.post("/api/v1/lineage/batch", json=pair)).status_code for pair in pairs]
-
-    tasks = [asyncio.create_task(post_all(plan)) for plan in plans]
-    await asyncio.sleep(0)
-    start.set()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert [r for r in results if isinstance(r, BaseException)] == []
-    assert {code for r in results if not isinstance(r, BaseException) for code in r} == {201}
+    if batched:  # two events of the pair per request: read and replayed
+        requests = [
+            [("/api/v1/lineage/batch", [event for event, _, _ in plan[i : i + 2]]) for i in range(0, len(plan), 2)]
+            for plan in plans
+        ]
+    else:
+        requests = [[("/api/v1/lineage", event) for event, _, _ in plan] for plan in plans]
+    answers = await _post_at_once(client, requests)
+    assert {status for status, _ in answers} == {201}
 
     named_at: dict[tuple[str, str], list[float]] = {}
     events = [(minutes, edges) for plan in plans for _, minutes, edges in plan]
