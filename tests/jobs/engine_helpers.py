@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +71,49 @@ def read_csv_parts(directory: Path) -> list[list[str]]:
         if line
     ]
     return sorted(rows)
+
+
+PYFLINK_AGGREGATE = textwrap.dedent(
+    """
+    import sys
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    source, sink = sys.argv[1], sys.argv[2]
+    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    print("TAGS", env.get_config().get("openlineage.run.tags", "none"))
+    env.execute_sql(
+        f"CREATE TABLE events (k STRING, v INT) WITH ('connector'='filesystem','path'='{source}','format'='csv')"
+    )
+    env.execute_sql(
+        f"CREATE TABLE totals (k STRING, total INT) WITH ('connector'='filesystem','path'='{sink}','format'='csv')"
+    )
+    env.execute_sql("INSERT INTO totals SELECT k, SUM(v) FROM events GROUP BY k").wait()
+    """
+)
+AGGREGATE_TOTALS = [["a", "4"], ["b", "2"], ["c", "5"]]
+
+
+async def run_pyflink_aggregate(
+    client: httpx.AsyncClient, worker: JobWorker, work_dir: Path, name: str
+) -> tuple[dict, Path, float]:
+    """Run :data:`PYFLINK_AGGREGATE` as job ``name`` on the cluster of :func:`flink_setup`, over a four-row CSV
+    (its sums are :data:`AGGREGATE_TOTALS`); the job, its sink directory and the seconds it took."""
+    script = work_dir / "job.py"
+    script.write_text(PYFLINK_AGGREGATE)
+    source = work_dir / "events.csv"
+    source.write_text("a,1\nb,2\na,3\nc,5\n")  # Flink's CSV format reads no header row
+    sink = work_dir / "totals"
+    started = time.monotonic()
+    job = await run_job(
+        client,
+        worker,
+        {
+            "name": name,
+            "user": "alice",
+            "command_args": ["-py", str(script), source.as_uri(), sink.as_uri()],
+            "cluster_criteria": [["sched:flink"]],
+            "command_criteria": ["type:flink"],
+            "timeout": 240,
+        },
+    )
+    return job, sink, time.monotonic() - started

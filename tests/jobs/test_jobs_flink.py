@@ -11,7 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from engine_helpers import flink_setup, read_csv_parts, require_flink_home, run_job
+from engine_helpers import (
+    AGGREGATE_TOTALS,
+    flink_setup,
+    read_csv_parts,
+    require_flink_home,
+    run_job,
+    run_pyflink_aggregate,
+)
 from jobs_helpers import wait_until
 from process_helpers import gone, job_processes
 
@@ -19,24 +26,6 @@ from headwater.jobs.engines import FlinkEngine, JobContext, write_local_flink_co
 from headwater.jobs.worker import JobWorker
 
 pytestmark = pytest.mark.anyio
-
-SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from pyflink.table import EnvironmentSettings, TableEnvironment
-
-    source, sink = sys.argv[1], sys.argv[2]
-    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
-    print("TAGS", env.get_config().get("openlineage.run.tags", "none"))
-    env.execute_sql(
-        f"CREATE TABLE events (k STRING, v INT) WITH ('connector'='filesystem','path'='{source}','format'='csv')"
-    )
-    env.execute_sql(
-        f"CREATE TABLE totals (k STRING, total INT) WITH ('connector'='filesystem','path'='{sink}','format'='csv')"
-    )
-    env.execute_sql("INSERT INTO totals SELECT k, SUM(v) FROM events GROUP BY k").wait()
-    """
-)
 
 
 def _context(config: dict[str, object], command: list[str], args: list[str]) -> JobContext:
@@ -75,28 +64,10 @@ def test_flink_launch_local_and_on_a_jobmanager(tmp_path: Path) -> None:
 @pytest.mark.single_backend("postgres")  # one real Flink run per case (~15 s): the engine path is database-blind
 async def test_pyflink_job_end_to_end(client: httpx.AsyncClient, worker: JobWorker, tmp_path: Path) -> None:
     await flink_setup(client, tmp_path / "flink-conf")
-    script = tmp_path / "job.py"
-    script.write_text(SCRIPT)
-    source = tmp_path / "events.csv"
-    source.write_text("a,1\nb,2\na,3\nc,5\n")  # Flink's CSV format reads no header row
-    sink = tmp_path / "totals"
-    started = time.monotonic()
-    job = await run_job(
-        client,
-        worker,
-        {
-            "name": "flink-aggregate",
-            "user": "alice",
-            "command_args": ["-py", str(script), source.as_uri(), sink.as_uri()],
-            "cluster_criteria": [["sched:flink"]],
-            "command_criteria": ["type:flink"],
-            "timeout": 240,
-        },
-    )
-    elapsed = time.monotonic() - started
+    job, sink, elapsed = await run_pyflink_aggregate(client, worker, tmp_path, "flink-aggregate")
     assert job["status"] == "SUCCEEDED", (job["status_message"], job["stderr"][-3000:])
     assert job["seen"][-2:] == ["RUNNING", "SUCCEEDED"] and job["exit_code"] == 0
-    assert read_csv_parts(sink) == [["a", "4"], ["b", "2"], ["c", "5"]]
+    assert read_csv_parts(sink) == AGGREGATE_TOTALS
     assert f"TAGS headwater_run_id:{job['run_id']};headwater_job_id:{job['id']}" in job["stdout"]
     print(f"flink job end to end: {elapsed:.1f} s")
 

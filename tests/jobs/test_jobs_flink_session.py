@@ -19,10 +19,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from engine_helpers import flink_setup, read_csv_parts, require_flink_home, run_job
+from engine_helpers import (
+    AGGREGATE_TOTALS,
+    flink_setup,
+    read_csv_parts,
+    require_flink_home,
+    run_pyflink_aggregate,
+)
 from jobs_helpers import wait_until
 from process_helpers import cmdline, gone, job_processes
-from test_jobs_flink import SCRIPT
 
 from headwater.jobs.engines import write_local_flink_conf
 from headwater.jobs.worker import JobWorker
@@ -112,27 +117,9 @@ async def test_pyflink_jobs_run_and_are_killed_on_a_session_cluster(
     client: httpx.AsyncClient, worker: JobWorker, tmp_path: Path, flink_session: FlinkSession
 ) -> None:
     await flink_setup(client, tmp_path / "client-conf", jobmanager=flink_session.address)
-    script = tmp_path / "job.py"
-    script.write_text(SCRIPT)
-    source = tmp_path / "events.csv"
-    source.write_text("a,1\nb,2\na,3\nc,5\n")
-    sink = tmp_path / "totals"
-    started = time.monotonic()
-    job = await run_job(
-        client,
-        worker,
-        {
-            "name": "flink-session-aggregate",
-            "user": "alice",
-            "command_args": ["-py", str(script), source.as_uri(), sink.as_uri()],
-            "cluster_criteria": [["sched:flink"]],
-            "command_criteria": ["type:flink"],
-            "timeout": 240,
-        },
-    )
-    elapsed = time.monotonic() - started
+    job, sink, elapsed = await run_pyflink_aggregate(client, worker, tmp_path, "flink-session-aggregate")
     assert job["status"] == "SUCCEEDED", (job["status_message"], job["stderr"][-3000:], job["stdout"][-3000:])
-    assert read_csv_parts(sink) == [["a", "4"], ["b", "2"], ["c", "5"]]
+    assert read_csv_parts(sink) == AGGREGATE_TOTALS
     # The job ran on the session cluster, not on a mini-cluster of the client: the cluster knows it, finished.
     found = SUBMITTED.search(job["stdout"])
     assert found, job["stdout"][-3000:]
