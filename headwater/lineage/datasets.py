@@ -58,14 +58,21 @@ class WantedDataset:
     symlinks: list[tuple[str, str]] = field(default_factory=list)
     schema: list[FlatField] | None = None
     columns: list[str] = field(default_factory=list)
+    # What the schema says, for comparing with the catalog's: (path, type) of its typed fields, paths of the others.
+    schema_facts: tuple[frozenset[tuple[str, str]], frozenset[str]] | None = field(default=None, repr=False)
+    # ``columns`` as a set.
+    column_set: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.column_set.update(self.columns)
 
     def add_columns(self, paths: Iterable[str]) -> None:
         """Remember columns the event's lineage refers to."""
-        known = set(self.columns)
+        named = self.column_set
         for path in paths:
-            if path not in known:
+            if path not in named:
                 self.columns.append(path)
-                known.add(path)
+                named.add(path)
 
 
 def flat_schema(fields: Sequence[SchemaField], parent: str | None = None) -> list[FlatField]:
@@ -94,15 +101,23 @@ def wanted_from(dataset: DatasetIn, *, where: str) -> WantedDataset:
         symlinks = parse_facet(SymlinksFacet, facets["symlinks"], where=f"{where}.facets.symlinks")
         wanted.symlinks = [(i.namespace, i.name) for i in symlinks.identifiers]
     if facets.get("schema"):
-        wanted.schema = _schema_of(facets["schema"], where=f"{where}.facets.schema")
+        schema, wanted.schema_facts = _schema_of(facets["schema"], where=f"{where}.facets.schema")
+        wanted.schema = list(schema)
     return wanted
 
 
+_Facts = tuple[frozenset[tuple[str, str]], frozenset[str]]
+
 # Schema facets already read, by their JSON: a job's every run repeats the same facet (bounded; FlatField is frozen).
-_SCHEMAS: dict[bytes, list[FlatField]] = {}
+_SCHEMAS: dict[bytes, tuple[list[FlatField], _Facts]] = {}
 
 
-def _schema_of(facet: Any, *, where: str) -> list[FlatField]:
+def _facts_of(schema: Sequence[FlatField]) -> _Facts:
+    typed = frozenset((f.path, f.type) for f in schema if f.type != UNKNOWN_TYPE)
+    return typed, frozenset(f.path for f in schema if f.type == UNKNOWN_TYPE)
+
+
+def _schema_of(facet: Any, *, where: str) -> tuple[list[FlatField], _Facts]:
     try:
         key: bytes | None = orjson.dumps(facet)
     except TypeError:
@@ -111,12 +126,13 @@ def _schema_of(facet: Any, *, where: str) -> list[FlatField]:
     if cached is None:
         schema = parse_facet(SchemaFacet, facet, where=where)
         seen: set[str] = set()
-        cached = [f for f in flat_schema(schema.fields) if not (f.path in seen or seen.add(f.path))]  # type: ignore[func-returns-value]
+        flat = [f for f in flat_schema(schema.fields) if not (f.path in seen or seen.add(f.path))]  # type: ignore[func-returns-value]
+        cached = (flat, _facts_of(flat))
         if key is not None:
             if len(_SCHEMAS) >= 1024:
                 _SCHEMAS.clear()
             _SCHEMAS[key] = cached
-    return list(cached)
+    return cached
 
 
 def _kind_of(namespace: str) -> DatasetKind:
@@ -343,12 +359,14 @@ class DatasetResolver:
     def _needs_update(self, resolved: ResolvedDataset, wanted: WantedDataset) -> bool:
         if not resolved.lineage_owned:
             return False
-        if resolved.deleted or any(path not in resolved.fields for path in wanted.columns):
+        if resolved.deleted or not resolved.fields.keys() >= wanted.column_set:
             return True
-        return any(
-            resolved.types.get(f.path) != f.type and not (f.type == UNKNOWN_TYPE and f.path in resolved.fields)
-            for f in wanted.schema or []
-        )
+        if wanted.schema is None:
+            return False
+        # A typed column the catalog lacks or types differently, or an untyped one it lacks (set operations: this
+        # runs for every dataset of every event).
+        typed, untyped = wanted.schema_facts or _facts_of(wanted.schema)
+        return not (typed <= resolved.types.items() and untyped <= resolved.fields.keys())
 
     @staticmethod
     def _merged_fields(current: list[FlatField], wanted: WantedDataset) -> list[FlatField]:

@@ -300,11 +300,9 @@ def _identities(event: LineageEventIn) -> list[tuple[str, str]]:
                 for out in fields.values():
                     if isinstance(out, dict) and isinstance(out.get("inputFields"), list):
                         sources.extend(out["inputFields"])
-            found.extend(
-                (s["namespace"], s["name"])
-                for s in sources
-                if isinstance(s, dict) and isinstance(s.get("namespace"), str) and isinstance(s.get("name"), str)
-            )
+            # Distinct identities first (a facet names the same few datasets for every column), checked after.
+            named = dict.fromkeys((s.get("namespace"), s.get("name")) for s in sources if isinstance(s, dict))
+            found.extend((ns, n) for ns, n in named if isinstance(ns, str) and isinstance(n, str))
     return list(dict.fromkeys(found))
 
 

@@ -34,6 +34,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from headwater.db import execute_on_driver
 from headwater.lineage.batch import JobRow, RunRow
 
 __all__ = ["EdgeGroup", "Snapshot", "read_snapshot"]
@@ -176,7 +177,8 @@ def read_snapshot(
         "lineage_source": lineage_source,
         "now": now,
     }
-    logged, job_rows, run_rows, ds_rows, field_rows, group_rows = session.execute(_SQL, params).one()
+    row = execute_on_driver(session, _SQL, params).fetchone()
+    logged, job_rows, run_rows, ds_rows, field_rows, group_rows = row
     snapshot = Snapshot(asked=list(datasets))
     snapshot.logged = {fingerprint: event_id for event_id, fingerprint in _rows(logged)}
     for row in _rows(job_rows):

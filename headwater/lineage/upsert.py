@@ -28,7 +28,7 @@ from sqlalchemy import Table, and_, bindparam, case, func, literal_column, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from headwater.db import Base
+from headwater.db import Base, execute_on_driver
 from headwater.lineage.models import ColumnEdge
 
 __all__ = [
@@ -71,9 +71,12 @@ def insert_ignore(session: Session, model: type[Base], rows: Sequence[dict[str, 
 
 def merge_provenance_rows(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
     """Rows with the same key merged (one statement may not touch a row twice on PostgreSQL)."""
+    key_of = itemgetter(*keys)
+    if len({key_of(row) for row in rows}) == len(rows):
+        return list(rows)  # the common case: every key once
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
-        key = tuple(row[k] for k in keys)
+        key = key_of(row)
         old = merged.get(key)
         if old is None:
             merged[key] = dict(row)
@@ -540,7 +543,7 @@ class WriteSet:
             else json_rows(rows, _columns_of(part))
             for i, (part, rows) in enumerate(parts)
         }
-        session.connection().execute(_combined(shapes), params)
+        execute_on_driver(session, _combined(shapes), params)
 
 
 def _columns_of(part: _Upsert | _Update | _Replace) -> tuple[str, ...]:
