@@ -21,7 +21,14 @@ from sqlalchemy.orm import Session
 
 from headwater.catalog.models import Dataset, DatasetOwner, Field
 from headwater.errors import InvalidInput, NotFound
-from headwater.lineage.models import ColumnEdge, DatasetEdge, LineageJob, LineageRun
+from headwater.lineage.models import (
+    ColumnConfirmation,
+    ColumnEdge,
+    DatasetEdge,
+    LineageJob,
+    LineageRun,
+    confirmed_provenance,
+)
 from headwater.lineage.schemas import EdgeOut, GraphOut, ImpactOut, NodeOut, OwnerOut, PathOut
 
 __all__ = [
@@ -508,13 +515,17 @@ def _edge_details(session: Session, level: str, edge_ids: Sequence[int], refs: d
     out: list[EdgeOut] = []
     model: type[ColumnEdge] | type[DatasetEdge] = ColumnEdge if level == "column" else DatasetEdge
     for chunk in _chunks(sorted(set(edge_ids))):
-        rows = session.execute(
-            select(model, LineageJob.namespace, LineageJob.name, LineageRun.run_uuid)
-            .join(LineageJob, LineageJob.id == model.job_id)
-            .outerjoin(LineageRun, LineageRun.id == model.last_run_id)
-            .where(model.id.in_(chunk))
-        ).all()
-        for edge, job_ns, job_name, run_uuid in rows:
+        if model is ColumnEdge:
+            # A column edge's last seen, run and producer may be its pair's confirmation's.
+            last_seen, last_run_id, producer, on = confirmed_provenance()
+            query = select(model, LineageJob.namespace, LineageJob.name, LineageRun.run_uuid, last_seen, producer)
+            query = query.outerjoin(ColumnConfirmation, on).outerjoin(LineageRun, LineageRun.id == last_run_id)
+        else:
+            query = select(
+                model, LineageJob.namespace, LineageJob.name, LineageRun.run_uuid, model.last_seen, model.producer
+            ).outerjoin(LineageRun, LineageRun.id == model.last_run_id)
+        rows = session.execute(query.join(LineageJob, LineageJob.id == model.job_id).where(model.id.in_(chunk))).all()
+        for edge, job_ns, job_name, run_uuid, seen, producer_name in rows:
             if isinstance(edge, ColumnEdge):
                 source, target = refs.get(edge.source_field_id), refs.get(edge.target_field_id)
                 kind, subtype = edge.transformation_type, edge.subtype or None
@@ -532,9 +543,9 @@ def _edge_details(session: Session, level: str, edge_ids: Sequence[int], refs: d
                     transformation_type=kind,
                     subtype=subtype,
                     origin=edge.origin,
-                    producer=edge.producer,
+                    producer=producer_name,
                     first_seen=edge.first_seen,
-                    last_seen=edge.last_seen,
+                    last_seen=seen,
                     retired_at=edge.retired_at,
                     last_run_id=run_uuid,
                 )

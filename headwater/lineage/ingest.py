@@ -522,7 +522,13 @@ def apply_column_lineage(
                     add(source, target_path, transformation, True)
     edges = buffer if buffer is not None else ColumnEdgeBuffer()
     edges.add(
-        job_id=job_id, target_dataset_id=target.id, rows=rows, retire_at=provenance["last_seen"] if retire else None
+        job_id=job_id,
+        target_dataset_id=target.id,
+        rows=rows,
+        at=provenance["last_seen"],
+        retiring=retire,
+        run_id=provenance["last_run_id"],
+        producer=provenance["producer"],
     )
     if buffer is None:
         edges.flush(session)

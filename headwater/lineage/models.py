@@ -13,12 +13,13 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, and_, case
 from sqlalchemy.orm import Mapped, mapped_column
 
 from headwater.db import Base, BigInt, JSONType, UTCDateTime, utcnow
 
 __all__ = [
+    "ColumnConfirmation",
     "ColumnEdge",
     "DatasetAlias",
     "DatasetEdge",
@@ -28,6 +29,7 @@ __all__ = [
     "LineageJob",
     "LineageRun",
     "RunState",
+    "confirmed_provenance",
 ]
 
 
@@ -218,3 +220,52 @@ class ColumnEdge(_Provenance, Base):
     description: Mapped[str | None] = mapped_column(Text)
     masking: Mapped[bool] = mapped_column(Boolean, default=False)
     dataset_level: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ColumnConfirmation(Base):
+    """The newest complete declaration of a job's column lineage into one dataset: its event time, run and producer.
+
+    A complete declaration (a COMPLETE run event's ``columnLineage``, a JobEvent, SQL applied) names every column
+    edge the job makes into the dataset, and retires the pair's other edges. The edges it names that were live
+    already are not rewritten for it: it is recorded here, once, and those edges read their last seen, last run
+    and producer from this row when it is newer than their own (:func:`confirmed_provenance`). A job whose lineage
+    does not change between runs so costs one row per run, not one per column edge.
+
+    That holds because every live edge of the pair (manual ones aside) was named by this declaration or by a
+    later statement: edges a declaration does not name are retired by it, and an edge only an older declaration
+    names, arriving late, is recorded as retired at this declaration's time.
+    """
+
+    __tablename__ = "lineage_column_confirmations"
+    __table_args__ = (
+        # Room for the update each confirming run makes (as the edge tables, migration 0009).
+        {"postgresql_with": {"fillfactor": 70}},
+    )
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("lineage_jobs.id", ondelete="CASCADE"), primary_key=True)
+    target_dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    confirmed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("lineage_runs.id", ondelete="SET NULL"))
+    producer: Mapped[str | None] = mapped_column(String(1024))
+
+
+def confirmed_provenance() -> tuple[Any, Any, Any, Any]:
+    """A column edge's last seen, last run id and producer as SQL expressions (its own, or its pair's confirmation
+    when newer), and the ON clause to outer-join :class:`ColumnConfirmation` with."""
+    confirmed = and_(
+        ColumnConfirmation.confirmed_at > ColumnEdge.last_seen,
+        ColumnEdge.retired_at.is_(None),
+        ColumnEdge.origin != EdgeOrigin.MANUAL.value,
+    )
+    on = and_(
+        ColumnConfirmation.job_id == ColumnEdge.job_id,
+        ColumnConfirmation.target_dataset_id == ColumnEdge.target_dataset_id,
+    )
+    return (
+        case((confirmed, ColumnConfirmation.confirmed_at), else_=ColumnEdge.last_seen),
+        case((confirmed, ColumnConfirmation.last_run_id), else_=ColumnEdge.last_run_id),
+        case((confirmed, ColumnConfirmation.producer), else_=ColumnEdge.producer),
+        on,
+    )

@@ -24,12 +24,28 @@ from operator import itemgetter
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, and_, bindparam, case, func, literal_column, select, text, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    column,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from headwater.db import Base, execute_on_driver
-from headwater.lineage.models import ColumnEdge
+from headwater.lineage.models import ColumnConfirmation, ColumnEdge
 
 __all__ = [
     "CHUNK",
@@ -98,33 +114,76 @@ def _upsert_statement(
     replace_retired: bool,
     columns: tuple[str, ...],
     param: str = "rows",
+    confirmed: bool = False,
+    lazy: bool = False,
 ) -> Any:
+    """The upsert of ``model``'s rows. ``confirmed`` (PostgreSQL, column edges): rows are read against their pair's
+    confirmation; ``lazy``: an edge that is live and unchanged is left as it is (see :func:`_write_blind`)."""
     table = _table(model)
     stmt: Any
     if dialect == "postgresql":
-        stmt = postgresql.insert(table).from_select(list(columns), json_rows_source(table, columns, param))
+        source = _confirmed_rows_source(columns, param) if confirmed else json_rows_source(table, columns, param)
+        stmt = postgresql.insert(table).from_select(list(columns), source)
     else:
         stmt = sqlite.insert(table)
     new = stmt.excluded
     newer = new.last_seen >= table.c.last_seen
+    if confirmed:
+        # A row older than the pair's confirmation (excluded.retired_at set) is never newer than a live edge: the
+        # edge's last seen is the confirmation's.
+        newer = and_(newer, or_(table.c.retired_at.is_not(None), new.retired_at.is_(None)))
     updates: dict[str, Any] = {
         "first_seen": case((new.first_seen < table.c.first_seen, new.first_seen), else_=table.c.first_seen),
         "last_seen": case((newer, new.last_seen), else_=table.c.last_seen),
         "last_run_id": case((newer, new.last_run_id), else_=table.c.last_run_id),
         "producer": case((newer, new.producer), else_=table.c.producer),
+    }
+    if replace_retired:
+        updates["retired_at"] = new.retired_at
+    elif confirmed:
+        # Seen again after its retirement: live again, or, when a newer declaration did not name it, retired at that
+        # declaration's time (the row's retired_at, see _confirmed_rows_source). Live edges stay live.
+        updates["retired_at"] = case(
+            (table.c.retired_at.is_(None), None),
+            (new.last_seen >= table.c.retired_at, new.retired_at),
+            else_=table.c.retired_at,
+        )
+    else:
         # A confirmation newer than the retirement brings the edge back; an older one does not.
-        "retired_at": new.retired_at
-        if replace_retired
-        else case(
+        updates["retired_at"] = case(
             (and_(table.c.retired_at.is_not(None), new.last_seen < table.c.retired_at), table.c.retired_at),
             else_=None,
-        ),
-    }
-    for column in newest_wins:
-        updates[column] = case((newer, getattr(new, column)), else_=table.c[column])
-    statement = stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
+        )
+    for name in newest_wins:
+        updates[name] = case((newer, getattr(new, name)), else_=table.c[name])
+    where = None
+    if lazy:
+        # Live, named as it is, not seen earlier than known: nothing to write (the confirmation row says it is seen).
+        where = or_(
+            table.c.retired_at.is_not(None),
+            new.first_seen < table.c.first_seen,
+            and_(new.retired_at.is_(None), or_(*(table.c[c].is_distinct_from(new[c]) for c in newest_wins))),
+        )
+    statement = stmt.on_conflict_do_update(index_elements=list(keys), set_=updates, where=where)
     # On SQLite, RETURNING turns the executemany into multi-row INSERTs (SQLAlchemy's insertmanyvalues).
     return statement if dialect == "postgresql" else statement.returning(table.c.id)
+
+
+def _confirmed_rows_source(columns: Sequence[str], param: str) -> Any:
+    """PostgreSQL: column-edge rows (JSON, as :func:`json_rows_source`) with ``retired_at`` set to their pair's
+    confirmation time when that is newer than the row: an edge a newer declaration did not name is not live."""
+    table = _table(ColumnEdge)
+    source = text(
+        f"json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r LEFT JOIN "
+        "lineage_column_confirmations AS c ON c.job_id = r.job_id AND c.target_dataset_id = r.target_dataset_id"
+    )
+    selected: list[Any] = [
+        literal_column("CASE WHEN c.confirmed_at > r.last_seen THEN c.confirmed_at END").label(c)
+        if c == "retired_at"
+        else literal_column(f"r.{c}")
+        for c in columns
+    ]
+    return select(*selected).select_from(source)
 
 
 def json_rows_source(table: Table, columns: Sequence[str], param: str = "rows") -> Any:
@@ -197,17 +256,35 @@ _COLUMN_EDGE_COLUMNS = (
 _edge_key = itemgetter(*COLUMN_EDGE_KEYS)
 
 
+@dataclass
+class _Statement:
+    """What one statement says about the column edges of one (job, target dataset) pair."""
+
+    group: tuple[int, int]
+    rows: list[dict[str, Any]]
+    at: dt.datetime  # its event time
+    retiring: bool  # a complete declaration: the pair's edges it does not name are retired
+    run_id: int | None
+    producer: str | None
+
+
+# A pair's confirmation: (confirmed at, last run id, producer).
+Confirmation = list[Any]
+
+
 class ColumnEdgeBuffer:
     """Column-edge statements of one batch, replayed in memory and written once by :meth:`flush`.
 
-    The replay follows exactly what one upsert per statement followed by one retirement UPDATE did:
-    a named edge merges its provenance (earliest first seen, newest last seen / run / producer / type
-    details; a confirmation newer than its retirement revives it), and a retiring statement marks retired,
-    at its event time, every edge of the same job into the same dataset last seen before it.
+    A named edge merges its provenance (earliest first seen, newest last seen / run / producer / type details; a
+    confirmation newer than its retirement revives it). A complete declaration retires, at its event time, every
+    edge of the same job into the same dataset last seen before it, and becomes the pair's confirmation
+    (:class:`~headwater.lineage.models.ColumnConfirmation`) when it is the newest: the edges it names that are live
+    and unchanged are not rewritten, they read their last seen, run and producer from it. An edge named only by a
+    declaration older than the confirmation, arriving late, is retired at the confirmation's time.
     """
 
     def __init__(self) -> None:
-        self._ops: list[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]] = []
+        self._ops: list[_Statement] = []
         # Pairs the caller holds the advisory lock of and states once (PostgreSQL): written blind.
         self._locked: set[tuple[int, int]] = set()
 
@@ -217,102 +294,199 @@ class ColumnEdgeBuffer:
         self._locked.update(groups)
 
     def add(
-        self, *, job_id: int, target_dataset_id: int, rows: Sequence[dict[str, Any]], retire_at: dt.datetime | None
+        self,
+        *,
+        job_id: int,
+        target_dataset_id: int,
+        rows: Sequence[dict[str, Any]],
+        at: dt.datetime,
+        retiring: bool,
+        run_id: int | None,
+        producer: str | None,
     ) -> None:
-        """Record edges one statement names (and, with ``retire_at``, that it retires the others)."""
-        if rows or retire_at is not None:
-            self._ops.append(((job_id, target_dataset_id), list(rows), retire_at))
+        """Record the edges one statement (at event time ``at``) names; ``retiring``: it is a complete declaration."""
+        if rows or retiring:
+            self._ops.append(_Statement((job_id, target_dataset_id), list(rows), at, retiring, run_id, producer))
 
     def flush(self, session: Session, writes: WriteSet | None = None) -> int:
-        """Replay the statements over the current rows and write the edges that changed (now, or as part of
-        ``writes``), and write blind the statements of pairs marked :meth:`locked`; returns how many edges were
-        written (for those, every edge their statement names)."""
+        """Replay the statements over the current rows and write the edges that changed (as part of ``writes``, or
+        now), and write blind the statements of pairs marked :meth:`locked`; returns how many edges were written
+        (for those, every edge their statement names)."""
         if not self._ops:
             return 0
         ops, self._ops = self._ops, []
+        own = writes is None
+        writes = WriteSet() if writes is None else writes
         written = 0
-        if writes is not None and self._locked:
-            stated = Counter(group for group, _, _ in ops)
-            blind: list[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]] = []
-            replayed: list[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]] = []
-            for op in ops:
-                (blind if op[0] in self._locked and stated[op[0]] == 1 else replayed).append(op)
+        if self._locked:
+            stated = Counter(op.group for op in ops)
+            blind = [op for op in ops if op.group in self._locked and stated[op.group] == 1]
             if blind:
                 _write_blind(writes, blind)
-                written = sum(len(rows) for _, rows, _ in blind)
-            ops = replayed
-            if not ops:
-                return written
-        table = _table(ColumnEdge)
-        groups = list(dict.fromkeys(group for group, _, _ in ops))
-        loaded: dict[tuple[Any, ...], dict[str, Any]] = {}
-        members: dict[tuple[int, int], list[tuple[Any, ...]]] = {group: [] for group in groups}
+                written = sum(len(op.rows) for op in blind)
+                ops = [op for op in ops if not (op.group in self._locked and stated[op.group] == 1)]
+        if ops:
+            written += _replay(session, writes, ops)
+        if own:
+            writes.execute(session)
+        return written
 
-        def take(values: dict[str, Any]) -> None:
+
+_PROVENANCE = ("last_seen", "last_run_id", "producer")
+
+
+def _replay(session: Session, writes: WriteSet, ops: Sequence[_Statement]) -> int:
+    """Read the pairs' edges and confirmations (locked), apply the statements in order, add the changes to
+    ``writes``; how many edges change."""
+    table = _table(ColumnEdge)
+    groups = list(dict.fromkeys(op.group for op in ops))
+    loaded: dict[tuple[Any, ...], dict[str, Any]] = {}
+    members: dict[tuple[int, int], list[tuple[Any, ...]]] = {group: [] for group in groups}
+    confirmed: dict[tuple[int, int], Confirmation] = {}
+    connection = session.connection()
+    for start in range(0, len(groups), CHUNK):
+        chunk = groups[start : start + CHUNK]
+        statement = (
+            select(*(table.c[c] for c in _COLUMN_EDGE_COLUMNS))
+            .where(tuple_(table.c.job_id, table.c.target_dataset_id).in_(chunk))
+            .order_by(table.c.id)
+            .with_for_update()
+        )
+        for found in connection.execute(statement):
+            values = dict(zip(_COLUMN_EDGE_COLUMNS, found, strict=True))
             key = _edge_key(values)
             loaded[key] = values
             members[(values["job_id"], values["target_dataset_id"])].append(key)
-
-        connection = session.connection()
-        for start in range(0, len(groups), CHUNK):
-            statement = (
-                select(*(table.c[c] for c in _COLUMN_EDGE_COLUMNS))
-                .where(tuple_(table.c.job_id, table.c.target_dataset_id).in_(groups[start : start + CHUNK]))
-                .order_by(table.c.id)
-                .with_for_update()
+        pairs = _table(ColumnConfirmation)
+        statement = (
+            select(
+                pairs.c.job_id, pairs.c.target_dataset_id, pairs.c.confirmed_at, pairs.c.last_run_id, pairs.c.producer
             )
-            for found in connection.execute(statement):
-                take(dict(zip(_COLUMN_EDGE_COLUMNS, found, strict=True)))
-        state = {key: dict(values) for key, values in loaded.items()}
-        for group, rows, retire_at in ops:
-            for row in rows:
-                key = _edge_key(row)
-                edge = state.get(key)
-                if edge is None:
-                    state[key] = {**row, "retired_at": None}
-                    members[group].append(key)
-                    continue
-                edge["first_seen"] = min(edge["first_seen"], row["first_seen"])
-                retired = edge["retired_at"]
-                if retired is not None and not row["last_seen"] < retired:
-                    edge["retired_at"] = None
-                if row["last_seen"] >= edge["last_seen"]:
-                    edge["last_seen"] = row["last_seen"]
-                    for column in ("last_run_id", "producer", *COLUMN_EDGE_NEWEST):
-                        edge[column] = row[column]
-            if retire_at is not None:
-                for key in members[group]:
-                    edge = state[key]
-                    if edge["origin"] == "manual":
-                        continue  # a declaration by hand stands until it is withdrawn by hand
-                    if edge["retired_at"] is None and edge["last_seen"] < retire_at:
-                        edge["retired_at"] = retire_at
-        changed = [edge for key, edge in state.items() if loaded.get(key) != edge]
-        if writes is not None:
-            writes.upsert(ColumnEdge, changed, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, replace_retired=True, merge=False)
-        else:
-            _write_upserts(session, ColumnEdge, changed, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, replace_retired=True)
-        return written + len(changed)
+            .where(tuple_(pairs.c.job_id, pairs.c.target_dataset_id).in_(chunk))
+            .with_for_update()
+        )
+        for job_id, dataset_id, *confirmation in connection.execute(statement):
+            confirmed[(job_id, dataset_id)] = confirmation
+    before = {group: list(confirmation) for group, confirmation in confirmed.items()}
+    # Every edge as it reads (its pair's confirmation applied), then the statements in order.
+    state = {
+        key: _as_read(values, confirmed.get((values["job_id"], values["target_dataset_id"])))
+        for key, values in loaded.items()
+    }
+    for op in ops:
+        current = confirmed.get(op.group)
+        for row in op.rows:
+            # Older than the pair's newest complete declaration, which did not name it: not live after it.
+            late = current[0] if current is not None and row["last_seen"] < current[0] else None
+            key = _edge_key(row)
+            edge = state.get(key)
+            if edge is None:
+                state[key] = {**row, "retired_at": late}
+                members[op.group].append(key)
+                continue
+            edge["first_seen"] = min(edge["first_seen"], row["first_seen"])
+            retired = edge["retired_at"]
+            if retired is not None and not row["last_seen"] < retired:
+                edge["retired_at"] = late
+            if row["last_seen"] >= edge["last_seen"]:
+                edge["last_seen"] = row["last_seen"]
+                for column in ("last_run_id", "producer", *COLUMN_EDGE_NEWEST):
+                    edge[column] = row[column]
+        if op.retiring:
+            for key in members[op.group]:
+                edge = state[key]
+                if edge["origin"] == "manual":
+                    continue  # a declaration by hand stands until it is withdrawn by hand
+                if edge["retired_at"] is None and edge["last_seen"] < op.at:
+                    edge["retired_at"] = op.at
+            if current is None or op.at >= current[0]:
+                confirmed[op.group] = [op.at, op.run_id, op.producer]
+    changed = []
+    for key, edge in state.items():
+        stored = loaded.get(key)
+        if stored == edge:
+            continue
+        pair = confirmed.get((edge["job_id"], edge["target_dataset_id"]))
+        if (
+            stored is not None
+            and pair is not None
+            and _reads_as_confirmed(edge, pair)
+            and all(stored[c] == edge[c] for c in edge if c not in _PROVENANCE)
+        ):
+            continue  # live and as named: its row reads the same through the confirmation
+        changed.append(edge)
+    writes.upsert(ColumnEdge, changed, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, replace_retired=True, merge=False)
+    writes.confirm([_confirmation_row(group, c) for group, c in confirmed.items() if before.get(group) != c])
+    return len(changed)
 
 
-def _write_blind(
-    writes: WriteSet, ops: Sequence[tuple[tuple[int, int], list[dict[str, Any]], dt.datetime | None]]
-) -> None:
-    """One statement per (job, target dataset) pair, written without reading the pair's edges first.
+def _reads_as_confirmed(edge: dict[str, Any], confirmation: Confirmation) -> bool:
+    """Whether a live edge's last seen, run and producer are its pair's confirmation's."""
+    return (
+        edge["retired_at"] is None
+        and edge["origin"] != "manual"
+        and [edge["last_seen"], edge["last_run_id"], edge["producer"]] == confirmation
+    )
 
-    The edges it names are upserted with the merging rules of the replay (the upsert's CASE expressions), and
-    the pair's other edges are retired by one UPDATE: the two touch disjoint rows, so they can share a statement.
-    The caller holds the pair's advisory lock, so no other event about it is being applied at the same time.
+
+def _as_read(values: dict[str, Any], confirmation: Confirmation | None) -> dict[str, Any]:
+    """An edge row as it reads: its pair's confirmation's last seen, run and producer when newer (see
+    :func:`headwater.lineage.models.confirmed_provenance`)."""
+    edge = dict(values)
+    if (
+        confirmation is not None
+        and edge["retired_at"] is None
+        and edge["origin"] != "manual"
+        and confirmation[0] > edge["last_seen"]
+    ):
+        edge["last_seen"], edge["last_run_id"], edge["producer"] = confirmation
+    return edge
+
+
+def _confirmation_row(group: tuple[int, int], confirmation: Confirmation) -> dict[str, Any]:
+    at, run_id, producer = confirmation
+    return {
+        "job_id": group[0],
+        "target_dataset_id": group[1],
+        "confirmed_at": at,
+        "last_run_id": run_id,
+        "producer": producer,
+    }
+
+
+def _write_blind(writes: WriteSet, ops: Sequence[_Statement]) -> None:
+    """One statement per (job, target dataset) pair, written without reading the pair's edges first (PostgreSQL).
+
+    Every part reads the pair's confirmation as it is when the write statement starts, after the advisory lock, so
+    it sees what the last transaction about the pair committed:
+
+    - the edges a complete declaration names are upserted lazily: a live edge named as it is stays untouched;
+    - the edges any other statement names are upserted (last seen and run written);
+    - in both, a new edge older than the confirmation is retired at its time (:func:`_confirmed_rows_source`);
+    - the pair's other live edges, last seen before a complete declaration, are retired, their last seen, run and
+      producer taken from the confirmation they read through until now;
+    - a complete declaration newer than the confirmation becomes it.
+
+    The named edges and the retired ones are disjoint rows, so they can share a statement.
     """
-    named: list[dict[str, Any]] = []
+    lazy: list[dict[str, Any]] = []
+    eager: list[dict[str, Any]] = []
     retiring: list[dict[str, Any]] = []
-    for (job_id, target_dataset_id), rows, retire_at in ops:
-        named.extend(rows)
-        if retire_at is not None:
-            retiring.append({"job_id": job_id, "target_dataset_id": target_dataset_id, "retire_at": retire_at})
-    writes.upsert(ColumnEdge, named, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, part="named")
+    confirmations: list[dict[str, Any]] = []
+    for op in ops:
+        rows = [{**row, "retired_at": None} for row in op.rows]
+        if op.retiring:
+            lazy.extend(rows)
+            job_id, target_dataset_id = op.group
+            retiring.append({"job_id": job_id, "target_dataset_id": target_dataset_id, "retire_at": op.at})
+            confirmations.append(_confirmation_row(op.group, [op.at, op.run_id, op.producer]))
+        else:
+            eager.extend(rows)
+    writes.upsert(ColumnEdge, lazy, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, part="named", confirmed=True, lazy=True)
+    writes.upsert(ColumnEdge, eager, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, part="eager", confirmed=True)
     if retiring:
-        writes.retire_column_edges(retiring, [_edge_key(row) for row in named])
+        writes.retire_column_edges(retiring, [_edge_key(row) for row in lazy])
+    writes.confirm(confirmations, part="blind")
 
 
 # ------------------------------------------------------------------------------------- one write
@@ -325,6 +499,8 @@ class _Upsert:
     newest_wins: tuple[str, ...]
     replace_retired: bool
     columns: tuple[str, ...]
+    confirmed: bool = False
+    lazy: bool = False
 
 
 @dataclass(frozen=True)
@@ -341,6 +517,8 @@ class _Replace:
     keys: tuple[str, ...]
     columns: tuple[str, ...]
     updates: tuple[str, ...]
+    # When set, an existing row is only replaced by a row whose value in this column is not older.
+    newest: str | None = None
 
 
 @cache
@@ -357,8 +535,9 @@ def _replace_statement(dialect: str, part: _Replace, param: str = "rows") -> Any
         stmt = postgresql.insert(table).from_select(list(part.columns), json_rows_source(table, part.columns, param))
     else:
         stmt = sqlite.insert(table)
+    where = None if part.newest is None else stmt.excluded[part.newest] >= table.c[part.newest]
     return stmt.on_conflict_do_update(
-        index_elements=list(part.keys), set_={c: getattr(stmt.excluded, c) for c in part.updates}
+        index_elements=list(part.keys), set_={c: getattr(stmt.excluded, c) for c in part.updates}, where=where
     )
 
 
@@ -376,14 +555,27 @@ def _retire_statement(param: str) -> Any:
 
     ``param`` is one JSON object: ``pairs`` (job, target dataset, time) and ``named`` (the edges the statements
     name, as [source field, target field, job, type, subtype]), anti-joined once rather than searched per edge.
+    An edge's last seen, run and producer are read through its pair's confirmation, and written into the row as
+    it is retired (the confirmation moves on to the retiring declaration).
     """
     table = _table(ColumnEdge)
-    pairs = text(
-        f"json_to_recordset(CAST(:{param} AS json)->'pairs') "
-        "AS r(job_id bigint, target_dataset_id bigint, retire_at timestamptz)"
-    )
     source = (
-        select(*(literal_column(f"r.{c}").label(c) for c in _Retire.columns)).select_from(pairs).subquery("retiring")
+        text(
+            f"SELECT r.job_id, r.target_dataset_id, r.retire_at, c.confirmed_at, c.last_run_id, c.producer "
+            f"FROM json_to_recordset(CAST(:{param} AS json)->'pairs') "
+            "AS r(job_id bigint, target_dataset_id bigint, retire_at timestamptz) "
+            "LEFT JOIN lineage_column_confirmations AS c "
+            "ON c.job_id = r.job_id AND c.target_dataset_id = r.target_dataset_id"
+        )
+        .columns(
+            column("job_id", BigInteger),
+            column("target_dataset_id", BigInteger),
+            column("retire_at", DateTime(timezone=True)),
+            column("confirmed_at", DateTime(timezone=True)),
+            column("last_run_id", BigInteger),
+            column("producer", String),
+        )
+        .subquery("retiring")
     )
     # As in _update_by_id: arrays the planner estimates at a few elements, so the pairs' edges are found through
     # the (job, target dataset) index rather than by hashing a scan of the whole table.
@@ -397,16 +589,23 @@ def _retire_statement(param: str) -> Any:
         "SELECT CAST(n->>0 AS bigint), CAST(n->>1 AS bigint), CAST(n->>2 AS bigint), n->>3, n->>4"
         f" FROM json_array_elements(CAST(:{param} AS json)->'named') AS n)"
     )
+    # A live edge (only live edges are retired here) reads its pair's confirmation when that is newer.
+    confirmed = source.c.confirmed_at > table.c.last_seen
     return (
         update(table)
-        .values(retired_at=source.c.retire_at)
+        .values(
+            retired_at=source.c.retire_at,
+            last_seen=case((confirmed, source.c.confirmed_at), else_=table.c.last_seen),
+            last_run_id=case((confirmed, source.c.last_run_id), else_=table.c.last_run_id),
+            producer=case((confirmed, source.c.producer), else_=table.c.producer),
+        )
         .where(
             table.c.job_id == func.any(jobs),
             table.c.target_dataset_id == func.any(targets),
             table.c.job_id == source.c.job_id,
             table.c.target_dataset_id == source.c.target_dataset_id,
             table.c.retired_at.is_(None),
-            table.c.last_seen < source.c.retire_at,
+            case((confirmed, source.c.confirmed_at), else_=table.c.last_seen) < source.c.retire_at,
             # A declaration by hand stands until it is withdrawn by hand.
             table.c.origin != "manual",
             unnamed,
@@ -444,7 +643,15 @@ def _combined(parts: tuple[_Part, ...]) -> Any:
         statement: Any
         if isinstance(part, _Upsert):
             statement = _upsert_statement(
-                "postgresql", part.model, part.keys, part.newest_wins, part.replace_retired, part.columns, param
+                "postgresql",
+                part.model,
+                part.keys,
+                part.newest_wins,
+                part.replace_retired,
+                part.columns,
+                param,
+                part.confirmed,
+                part.lazy,
             )
         elif isinstance(part, _Retire):
             statement = _retire_statement(param)
@@ -487,16 +694,20 @@ class WriteSet:
         replace_retired: bool = False,
         merge: bool = True,
         part: str = "",
+        confirmed: bool = False,
+        lazy: bool = False,
     ) -> None:
         """Insert edges or merge their provenance into existing ones (``merge``: rows of one key merged first;
-        ``part``: a role for a second write of the same table, over rows disjoint from the first's)."""
+        ``part``: a role for a second write of the same table, over rows disjoint from the first's; ``confirmed``
+        and ``lazy``: column edges read against their pair's confirmation, see :func:`_write_blind`)."""
         if not rows:
             return
         unique = merge_provenance_rows(rows, keys) if merge else list(rows)
         # Rows in key order: two transactions inserting the same new keys wait for each other in the same
         # order instead of deadlocking.
         unique.sort(key=itemgetter(*keys))
-        self._add(_Upsert(model, tuple(keys), tuple(newest_wins), replace_retired, tuple(unique[0])), unique, part)
+        shape = _Upsert(model, tuple(keys), tuple(newest_wins), replace_retired, tuple(unique[0]), confirmed, lazy)
+        self._add(shape, unique, part)
 
     def retire_column_edges(self, pairs: Sequence[dict[str, Any]], named: Sequence[tuple[Any, ...]]) -> None:
         """PostgreSQL: retire the live column edges of (job, target dataset) ``pairs`` (``job_id``,
@@ -506,13 +717,32 @@ class WriteSet:
             self._add(_Retire(), [{"pairs": list(pairs), "named": list(named)}], "retired")
 
     def replace(
-        self, model: type[Base], rows: Sequence[dict[str, Any]], keys: Sequence[str], updates: Sequence[str]
+        self,
+        model: type[Base],
+        rows: Sequence[dict[str, Any]],
+        keys: Sequence[str],
+        updates: Sequence[str],
+        newest: str | None = None,
+        part: str = "",
     ) -> None:
         """Write rows by their natural ``keys`` (a unique constraint): the ``updates`` columns replace those of the
-        row with the same keys, or the row is inserted (so rows carry every column an insert needs)."""
+        row with the same keys (only when its ``newest`` column is not newer, if given), or the row is inserted (so
+        rows carry every column an insert needs)."""
         if rows:
             unique = sorted(rows, key=itemgetter(*keys))  # lock order, as in upsert
-            self._add(_Replace(model, tuple(keys), tuple(unique[0]), tuple(updates)), unique)
+            self._add(_Replace(model, tuple(keys), tuple(unique[0]), tuple(updates), newest), unique, part)
+
+    def confirm(self, rows: Sequence[dict[str, Any]], part: str = "") -> None:
+        """Record complete declarations as their pairs' confirmations (:class:`ColumnConfirmation` rows), each
+        replacing an older one only (``part`` as in :meth:`upsert`)."""
+        self.replace(
+            ColumnConfirmation,
+            rows,
+            ["job_id", "target_dataset_id"],
+            ["confirmed_at", "last_run_id", "producer"],
+            newest="confirmed_at",
+            part=part,
+        )
 
     def update(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
         """Set the columns of each row (a dict with ``id`` and the same other keys) on the row with that id."""
@@ -529,6 +759,8 @@ class WriteSet:
                 if isinstance(part, _Retire):
                     raise ValueError("column edges are retired blind only on PostgreSQL")
                 if isinstance(part, _Upsert):
+                    if part.confirmed:
+                        raise ValueError("column edges are written blind only on PostgreSQL")
                     _write_upserts(session, part.model, rows, part.keys, part.newest_wins, part.replace_retired)
                 elif isinstance(part, _Replace):
                     session.connection().execute(_replace_statement("sqlite", part), rows)

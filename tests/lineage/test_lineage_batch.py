@@ -14,7 +14,15 @@ from sqlalchemy.orm import Session, aliased
 
 from headwater.catalog.models import Field
 from headwater.lineage.ingest import ingest_events
-from headwater.lineage.models import ColumnEdge, DatasetEdge, JobDataset, LineageJob, LineageRun
+from headwater.lineage.models import (
+    ColumnConfirmation,
+    ColumnEdge,
+    DatasetEdge,
+    JobDataset,
+    LineageJob,
+    LineageRun,
+    confirmed_provenance,
+)
 
 HIVE = "hive://metastore:9083"
 COLUMNS = [f"c{i}" for i in range(6)]
@@ -59,14 +67,17 @@ def _state(session: Session, job_namespace: str) -> dict[str, Any]:
         .where(jobs)
     )
     source, target = aliased(Field), aliased(Field)
-    provenance = (ColumnEdge.first_seen, ColumnEdge.last_seen, ColumnEdge.retired_at, ColumnEdge.origin)
+    # Column edges as they read: a live edge's last seen and run may be its pair's confirmation's.
+    last_seen, last_run_id, producer, confirmation = confirmed_provenance()
+    provenance = (ColumnEdge.first_seen, last_seen, ColumnEdge.retired_at, ColumnEdge.origin, producer)
     columns = session.execute(
         select(LineageJob.name, source.path, target.path, ColumnEdge.source_dataset_id, ColumnEdge.target_dataset_id)
         .add_columns(*provenance, ColumnEdge.subtype, LineageRun.started_at)
         .join(LineageJob, LineageJob.id == ColumnEdge.job_id)
         .join(source, source.id == ColumnEdge.source_field_id)
         .join(target, target.id == ColumnEdge.target_field_id)
-        .join(LineageRun, LineageRun.id == ColumnEdge.last_run_id)
+        .outerjoin(ColumnConfirmation, confirmation)
+        .join(LineageRun, LineageRun.id == last_run_id)
         .where(jobs)
     )
     datasets = session.execute(

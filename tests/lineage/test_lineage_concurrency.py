@@ -19,7 +19,15 @@ from ol_events import BASE, column_lineage, dataset, run_event, schema
 from sqlalchemy import Engine, func, select
 
 from headwater.catalog.models import Dataset, Field
-from headwater.lineage.models import ColumnEdge, DatasetEdge, LineageEvent, LineageJob, LineageRun
+from headwater.lineage.models import (
+    ColumnConfirmation,
+    ColumnEdge,
+    DatasetEdge,
+    LineageEvent,
+    LineageJob,
+    LineageRun,
+    confirmed_provenance,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -89,6 +97,9 @@ async def test_overlapping_events_posted_at_once_lose_and_double_nothing(
             for edge in stated:
                 expected.setdefault(edge, []).append(BASE + dt.timedelta(minutes=c * 100 + i))
 
+    # Edges as they read: a live edge's last seen may be its (job, table) pair's confirmation's.
+    last_seen, _, _, confirmation = confirmed_provenance()
+    last_seen = last_seen.label("last_seen")
     with engine.connect() as conn:
         total = CLIENTS * EVENTS_PER_CLIENT
         assert conn.execute(select(func.count()).select_from(LineageEvent)).scalar_one() == total
@@ -113,9 +124,10 @@ async def test_overlapping_events_posted_at_once_lose_and_double_nothing(
                 target_ds.c.name,
                 target_field.c.path,
                 ColumnEdge.first_seen,
-                ColumnEdge.last_seen,
+                last_seen,
                 ColumnEdge.retired_at,
             )
+            .outerjoin(ColumnConfirmation, confirmation)
             .join(LineageJob, LineageJob.id == ColumnEdge.job_id)
             .join(source_field, source_field.c.id == ColumnEdge.source_field_id)
             .join(target_field, target_field.c.id == ColumnEdge.target_field_id)
@@ -179,15 +191,18 @@ async def test_complete_events_of_one_job_and_table_posted_at_once_keep_exact_pr
     newest_minutes, newest_edges = max(events)
     source_field = Field.__table__.alias("sf")
     target_field = Field.__table__.alias("tf")
+    last_seen, _, _, confirmation = confirmed_provenance()
+    last_seen = last_seen.label("last_seen")
     with engine.connect() as conn:
         rows = conn.execute(
             select(
                 source_field.c.path,
                 target_field.c.path,
                 ColumnEdge.first_seen,
-                ColumnEdge.last_seen,
+                last_seen,
                 ColumnEdge.retired_at,
             )
+            .outerjoin(ColumnConfirmation, confirmation)
             .join(source_field, source_field.c.id == ColumnEdge.source_field_id)
             .join(target_field, target_field.c.id == ColumnEdge.target_field_id)
         ).all()
