@@ -173,9 +173,11 @@ def _confirmed_rows_source(columns: Sequence[str], param: str) -> Any:
     """PostgreSQL: column-edge rows (JSON, as :func:`json_rows_source`) with ``retired_at`` set to their pair's
     confirmation time when that is newer than the row: an edge a newer declaration did not name is not live."""
     table = _table(ColumnEdge)
+    # A LATERAL probe of the primary key per row: planned while the table was small, a join would keep scanning it.
     source = text(
-        f"json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r LEFT JOIN "
-        "lineage_column_confirmations AS c ON c.job_id = r.job_id AND c.target_dataset_id = r.target_dataset_id"
+        f"json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r LEFT JOIN LATERAL ("
+        "SELECT confirmed_at FROM lineage_column_confirmations"
+        " WHERE job_id = r.job_id AND target_dataset_id = r.target_dataset_id OFFSET 0) AS c ON true"
     )
     selected: list[Any] = [
         literal_column("CASE WHEN c.confirmed_at > r.last_seen THEN c.confirmed_at END").label(c)
@@ -564,8 +566,8 @@ def _retire_statement(param: str) -> Any:
             f"SELECT r.job_id, r.target_dataset_id, r.retire_at, c.confirmed_at, c.last_run_id, c.producer "
             f"FROM json_to_recordset(CAST(:{param} AS json)->'pairs') "
             "AS r(job_id bigint, target_dataset_id bigint, retire_at timestamptz) "
-            "LEFT JOIN lineage_column_confirmations AS c "
-            "ON c.job_id = r.job_id AND c.target_dataset_id = r.target_dataset_id"
+            "LEFT JOIN LATERAL (SELECT confirmed_at, last_run_id, producer FROM lineage_column_confirmations"
+            " WHERE job_id = r.job_id AND target_dataset_id = r.target_dataset_id OFFSET 0) AS c ON true"
         )
         .columns(
             column("job_id", BigInteger),
