@@ -333,14 +333,12 @@ def _apply(batch: _Batch, event: LineageEventIn, label: str) -> None:
     by_identity = {(w.namespace, w.name): w for w in [*inputs, *outputs]}
     for item in lineage_sets:
         item.output.add_columns(item.facet.fields)
+        named: dict[tuple[str, str], list[str]] = {}
         for source in _all_input_fields(item.facet):
-            found = by_identity.get((source.namespace, source.name))
-            wanted = (
-                found
-                if found is not None
-                else extra.setdefault((source.namespace, source.name), WantedDataset(source.namespace, source.name))
-            )
-            wanted.add_columns([source.field])
+            named.setdefault((source.namespace, source.name), []).append(source.field)
+        for identity, paths in named.items():
+            found = by_identity.get(identity)
+            (found if found is not None else extra.setdefault(identity, WantedDataset(*identity))).add_columns(paths)
     resolved_in = [resolver.resolve(w) for w in inputs]
     resolved_out = [resolver.resolve(w) for w in outputs]
     for wanted in extra.values():
@@ -483,29 +481,27 @@ def apply_column_lineage(
     target = resolver.resolve(output)
     rows: list[dict[str, Any]] = []
     missing: set[str] = set()
+    # What every edge of the statement shares, copied into each row.
+    common = {"target_dataset_id": target.id, "job_id": job_id, **provenance}
+    lookup, target_fields = resolver.lookup, target.fields
 
     def add(source: InputField, target_path: str, transformation: Transformation, dataset_level: bool) -> None:
-        source_ds = resolver.lookup(source.namespace, source.name)
+        source_ds = lookup(source.namespace, source.name)
         source_field = source_ds.fields.get(source.field) if source_ds else None
-        target_field = target.fields.get(target_path)
+        target_field = target_fields.get(target_path)
         if source_ds is None or source_field is None or target_field is None:
             missing.add(f"{source.namespace}/{source.name}.{source.field} -> {target_path}")
             return
-        rows.append(
-            {
-                "source_field_id": source_field,
-                "target_field_id": target_field,
-                "source_dataset_id": source_ds.id,
-                "target_dataset_id": target.id,
-                "job_id": job_id,
-                "transformation_type": transformation.type,
-                "subtype": (transformation.subtype or "").upper()[:32],
-                "description": transformation.description,
-                "masking": bool(transformation.masking),
-                "dataset_level": dataset_level,
-                **provenance,
-            }
-        )
+        row = dict(common)
+        row["source_field_id"] = source_field
+        row["target_field_id"] = target_field
+        row["source_dataset_id"] = source_ds.id
+        row["transformation_type"] = transformation.type
+        row["subtype"] = (transformation.subtype or "").upper()[:32]
+        row["description"] = transformation.description
+        row["masking"] = bool(transformation.masking)
+        row["dataset_level"] = dataset_level
+        rows.append(row)
 
     for target_path, out in facet.fields.items():
         for source in out.inputFields:
