@@ -294,16 +294,27 @@ def _identities(event: LineageEventIn) -> list[tuple[str, str]]:
             )
         lineage = dataset.facets.get("columnLineage")
         if isinstance(lineage, dict):
-            sources = list(lineage.get("dataset") or []) if isinstance(lineage.get("dataset"), list) else []
-            fields = lineage.get("fields")
-            if isinstance(fields, dict):
-                for out in fields.values():
-                    if isinstance(out, dict) and isinstance(out.get("inputFields"), list):
-                        sources.extend(out["inputFields"])
-            # Distinct identities first (a facet names the same few datasets for every column), checked after.
-            named = dict.fromkeys((s.get("namespace"), s.get("name")) for s in sources if isinstance(s, dict))
-            found.extend((ns, n) for ns, n in named if isinstance(ns, str) and isinstance(n, str))
+            found.extend(_lineage_identities(lineage))
     return list(dict.fromkeys(found))
+
+
+def _lineage_identities(lineage: dict[str, Any]) -> list[tuple[str, str]]:
+    """The datasets a raw columnLineage facet reads from (it names the same few for every column)."""
+    named: dict[Any, None] = {}
+    sources = lineage.get("dataset")
+    if isinstance(sources, list):
+        for source in sources:
+            if isinstance(source, dict):
+                named[source.get("namespace"), source.get("name")] = None
+    fields = lineage.get("fields")
+    if isinstance(fields, dict):
+        for out in fields.values():
+            inputs = out.get("inputFields") if isinstance(out, dict) else None
+            if isinstance(inputs, list):
+                for source in inputs:
+                    if isinstance(source, dict):
+                        named[source.get("namespace"), source.get("name")] = None
+    return [(ns, n) for ns, n in named if isinstance(ns, str) and isinstance(n, str)]
 
 
 def _apply(batch: _Batch, event: LineageEventIn, label: str) -> None:

@@ -338,9 +338,6 @@ class ColumnEdgeBuffer:
         return written
 
 
-_PROVENANCE = ("last_seen", "last_run_id", "producer")
-
-
 def _replay(session: Session, writes: WriteSet, ops: Sequence[_Statement]) -> int:
     """Read the pairs' edges and confirmations (locked), apply the statements in order, add the changes to
     ``writes``; how many edges change."""
@@ -417,7 +414,7 @@ def _replay(session: Session, writes: WriteSet, ops: Sequence[_Statement]) -> in
             stored is not None
             and pair is not None
             and _reads_as_confirmed(edge, pair)
-            and all(stored[c] == edge[c] for c in edge if c not in _PROVENANCE)
+            and {**stored, "last_seen": pair[0], "last_run_id": pair[1], "producer": pair[2]} == edge
         ):
             continue  # live and as named: its row reads the same through the confirmation
         changed.append(edge)
