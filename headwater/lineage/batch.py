@@ -57,10 +57,12 @@ class RunRow:
     facets: dict[str, Any] = field(default_factory=dict)
     event_count: int = 0
     dirty: bool = False
+    # Created (PostgreSQL, by the read statement) with the batch's one event of it already applied.
+    fresh: bool = False
 
 
 _JOB_COLUMNS = [f.name for f in fields(JobRow) if f.name != "dirty"]
-_RUN_COLUMNS = [f.name for f in fields(RunRow) if f.name != "dirty"]
+_RUN_COLUMNS = [f.name for f in fields(RunRow) if f.name not in ("dirty", "fresh")]
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -100,6 +101,7 @@ def ingest_events(session: Session, *, documents: Sequence[Any]) -> IngestResult
             log=json_rows(log_rows, _LOG_COLUMNS),
             jobs=wants.jobs,
             runs=wants.runs,
+            fresh_runs=_fresh_runs(events),
             datasets=wants.datasets,
             groups=wants.groups,
             lineage_source=LINEAGE_SOURCE,
@@ -407,15 +409,52 @@ def _job(event: RunEventIn | JobEventIn, label: str, job: JobRow) -> JobRow:
     return job
 
 
+def _fresh_runs(events: Sequence[LineageEventIn]) -> dict[str, dict[str, Any]]:
+    """The columns of each run a batch names once, in one event without a parent facet, as that event leaves a new
+    run: the read statement creates a run that is new this way, and the write statement has nothing to add."""
+    mentions: Counter[str] = Counter()
+    single: dict[str, RunEventIn] = {}
+    for event in events:
+        if not isinstance(event, RunEventIn):
+            continue
+        run_id = str(event.run.runId)
+        mentions[run_id] += 1
+        parent = event.run.facets.get("parent")
+        if parent:
+            mentions[run_id] += 1  # its parent link is made while applying
+            if isinstance(parent, dict) and isinstance(parent.get("run"), dict):
+                mentions[str(parent["run"].get("runId"))] += 1
+        single[run_id] = event
+    fresh: dict[str, dict[str, Any]] = {}
+    for run_id, event in single.items():
+        if mentions[run_id] == 1:
+            run = RunRow(id=0, run_uuid=run_id, job_id=0)
+            _apply_run_event(run, event)
+            fresh[run_id] = {c: getattr(run, c) for c in _FRESH_COLUMNS}
+    return fresh
+
+
+_FRESH_COLUMNS = ("state", "state_time", "started_at", "ended_at", "facets", "event_count")
+
+
+def _apply_run_event(run: RunRow, event: RunEventIn) -> None:
+    """What an event does to its run's own columns: one more event, its facets merged, the state moved forward."""
+    run.event_count += 1
+    if event.run.facets:
+        run.facets = {**run.facets, **event.run.facets}
+    _advance_state(run, event)
+
+
 def _run(batch: _Batch, event: RunEventIn, job: JobRow, label: str) -> RunRow:
     run = batch.runs[str(event.run.runId)]
+    if run.fresh:  # created by the read statement with this event applied (see _fresh_runs)
+        run.fresh = False
+        return run
     run.dirty = True
     # A run first known as someone's parent may have been filed under the parent facet's job name.
     run.job_id = job.id
-    run.event_count += 1
+    _apply_run_event(run, event)
     facets = event.run.facets
-    if facets:
-        run.facets = {**run.facets, **facets}
     if facets.get("parent"):
         parent = parse_facet(ParentRunFacet, facets["parent"], where=f"{label}.run.facets.parent")
         parent_job = batch.jobs[(parent.job.namespace, parent.job.name)]
@@ -424,7 +463,6 @@ def _run(batch: _Batch, event: RunEventIn, job: JobRow, label: str) -> RunRow:
             if parent_job.id != job.id and job.parent_job_id != parent_job.id:
                 job.parent_job_id = parent_job.id
                 job.dirty = True
-    _advance_state(run, event)
     return run
 
 

@@ -65,17 +65,24 @@ jobs AS (
     ) j
 ),
 wanted_runs AS (
-    SELECT * FROM json_to_recordset(CAST(:runs AS json)) AS w(run_uuid text, job_namespace text, job_name text)
+    SELECT * FROM json_to_recordset(CAST(:runs AS json)) AS w(
+        run_uuid text, job_namespace text, job_name text, state text, state_time timestamptz,
+        started_at timestamptz, ended_at timestamptz, facets jsonb, event_count integer
+    )
 ),
 runs AS (
     -- Get or create, and lock, through the unique index whatever the table's size: a cached plan that chose a
-    -- sequential scan while the table was small would otherwise keep scanning it as it grows.
-    INSERT INTO lineage_runs (run_uuid, job_id, facets, event_count, created_at, updated_at)
-    SELECT w.run_uuid, j.id, CAST('{{}}' AS jsonb), 0, :now, :now
+    -- sequential scan while the table was small would otherwise keep scanning it as it grows. A new run the
+    -- batch has one event of is created as that event leaves it (``created``: inserted here, not found).
+    INSERT INTO lineage_runs (
+        run_uuid, job_id, state, state_time, started_at, ended_at, facets, event_count, created_at, updated_at
+    )
+    SELECT w.run_uuid, j.id, w.state, w.state_time, w.started_at, w.ended_at,
+           coalesce(w.facets, CAST('{{}}' AS jsonb)), coalesce(w.event_count, 0), :now, :now
     FROM wanted_runs w JOIN jobs j ON j.namespace = w.job_namespace AND j.name = w.job_name
     ORDER BY w.run_uuid
     ON CONFLICT (run_uuid) DO UPDATE SET updated_at = excluded.updated_at
-    RETURNING {_RUN_COLUMNS}
+    RETURNING {_RUN_COLUMNS}, xmax = 0 AS created
 ),
 wanted_datasets AS (SELECT * FROM json_to_recordset(CAST(:datasets AS json)) AS w(namespace text, name text)),
 ds AS (
@@ -155,17 +162,22 @@ def read_snapshot(
     log: str,
     jobs: Sequence[tuple[str, str]],
     runs: dict[str, tuple[str, str]],
+    fresh_runs: dict[str, dict[str, Any]],
     datasets: Sequence[tuple[str, str]],
     groups: dict[EdgeGroup, bool],
     lineage_source: str,
     now: dt.datetime,
 ) -> Snapshot:
-    """Log the events (``log``: their rows as JSON), create the new runs, read the rest; see the module doc."""
+    """Log the events (``log``: their rows as JSON), create the new runs (those in ``fresh_runs`` with these
+    column values: see ``RunRow.fresh``), read the rest; see the module doc."""
     params = {
         "log": log,
         "jobs": orjson.dumps([{"namespace": ns, "name": n} for ns, n in jobs]).decode(),
         "runs": orjson.dumps(
-            [{"run_uuid": uuid, "job_namespace": ns, "job_name": n} for uuid, (ns, n) in runs.items()]
+            [
+                {"run_uuid": uuid, "job_namespace": ns, "job_name": n, **fresh_runs.get(uuid, {})}
+                for uuid, (ns, n) in runs.items()
+            ]
         ).decode(),
         "datasets": orjson.dumps([{"namespace": ns, "name": n} for ns, n in datasets]).decode(),
         "groups": orjson.dumps(
@@ -190,6 +202,7 @@ def read_snapshot(
         row["facets"] = row["facets"] or {}
         for column in ("state_time", "started_at", "ended_at"):
             row[column] = _time(row[column])
+        row["fresh"] = row.pop("created") and row["run_uuid"] in fresh_runs
         run = RunRow(**row)
         snapshot.runs[run.run_uuid] = run
     for q_namespace, q_name, dataset_id, owned, namespace, name, deleted in _rows(ds_rows):
