@@ -8,9 +8,11 @@ multi-row ``INSERT ... VALUES`` pages ("insertmanyvalues") instead of one statem
 
 Column edges go through :class:`ColumnEdgeBuffer`: a batch's statements about them (edges named, edges
 retired because a newer declaration no longer names them) are replayed in memory, in order, over the
-current rows of the (job, target dataset) pairs involved, and only the rows that end up different are written.
-On PostgreSQL a pair the request states once, under its advisory lock, is written blind instead: its named
-edges upserted and its other edges retired in the same statement (:func:`_write_blind`).
+current rows of the (job, target dataset) pairs involved and their confirmations, and only the rows that end up
+different are written. On PostgreSQL a pair the request states once, under its advisory lock, is written blind
+instead: its named edges upserted, its other edges retired and its confirmation moved on, in the same statement
+(:func:`_write_blind`). A live edge its pair's newest complete declaration named unchanged is not rewritten: it
+reads its last seen, run and producer through the pair's confirmation.
 """
 
 from __future__ import annotations
@@ -324,15 +326,16 @@ class ColumnEdgeBuffer:
         own = writes is None
         writes = WriteSet() if writes is None else writes
         written = 0
-        if self._locked:
-            stated = Counter(op.group for op in ops)
-            blind = [op for op in ops if op.group in self._locked and stated[op.group] == 1]
-            if blind:
-                _write_blind(writes, blind)
-                written = sum(len(op.rows) for op in blind)
-                ops = [op for op in ops if not (op.group in self._locked and stated[op.group] == 1)]
-        if ops:
-            written += _replay(session, writes, ops)
+        blind: list[_Statement] = []
+        replayed: list[_Statement] = []
+        stated = Counter(op.group for op in ops)
+        for op in ops:
+            (blind if op.group in self._locked and stated[op.group] == 1 else replayed).append(op)
+        if blind:
+            _write_blind(writes, blind)
+            written = sum(len(op.rows) for op in blind)
+        if replayed:
+            written += _replay(session, writes, replayed)
         if own:
             writes.execute(session)
         return written
