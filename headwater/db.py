@@ -166,13 +166,12 @@ def _ping_when_idle(engine: Engine) -> None:
     """
     dialect = engine.dialect
 
-    @event.listens_for(engine, "connect")
-    def _new(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    def _idle_from_now(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         record.info["idle_since"] = time.monotonic()
 
-    @event.listens_for(engine, "checkin")
-    def _returned(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        record.info["idle_since"] = time.monotonic()
+    # A new connection has just worked too.
+    event.listen(engine, "connect", _idle_from_now)
+    event.listen(engine, "checkin", _idle_from_now)
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:

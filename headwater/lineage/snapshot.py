@@ -13,8 +13,8 @@ as JSON in one row. Lookups are written so that PostgreSQL probes the unique ind
 Every (job, output dataset) pair the request states column lineage for takes a transaction-scoped advisory lock
 here, in key order, so two requests about the same pair are applied one after the other, and everything this
 transaction reads or writes of the pair's edges afterwards, in later statements, sees what the other committed.
-A pair stated once (``groups`` maps it to false) is then written blind: an upsert of the edges its statement names
-plus an UPDATE retiring the others, in the write statement. The edges of a pair stated several times in a batch
+A pair stated once (``groups`` maps it to false) is then written blind: an upsert of the edges its statement names,
+an UPDATE retiring the others and the pair's confirmation, in the write statement. The edges of a pair stated several times in a batch
 are read (in their own statement, after the lock) and the statements replayed in memory in event order
 (:class:`~headwater.lineage.upsert.ColumnEdgeBuffer`).
 

@@ -171,16 +171,19 @@ def _upsert_statement(
     return statement if dialect == "postgresql" else statement.returning(table.c.id)
 
 
+# The confirmation ``c`` of the pair of row ``r`` (job_id, target_dataset_id), if any. A LATERAL probe of the primary
+# key per row: a join planned while the table was small would keep scanning it as it grows.
+_CONFIRMATION_OF_R = (
+    "LEFT JOIN LATERAL (SELECT confirmed_at, last_run_id, producer FROM lineage_column_confirmations"
+    " WHERE job_id = r.job_id AND target_dataset_id = r.target_dataset_id OFFSET 0) AS c ON true"
+)
+
+
 def _confirmed_rows_source(columns: Sequence[str], param: str) -> Any:
     """PostgreSQL: column-edge rows (JSON, as :func:`json_rows_source`) with ``retired_at`` set to their pair's
     confirmation time when that is newer than the row: an edge a newer declaration did not name is not live."""
     table = _table(ColumnEdge)
-    # A LATERAL probe of the primary key per row: planned while the table was small, a join would keep scanning it.
-    source = text(
-        f"json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r LEFT JOIN LATERAL ("
-        "SELECT confirmed_at FROM lineage_column_confirmations"
-        " WHERE job_id = r.job_id AND target_dataset_id = r.target_dataset_id OFFSET 0) AS c ON true"
-    )
+    source = text(f"json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r {_CONFIRMATION_OF_R}")
     selected: list[Any] = [
         literal_column("CASE WHEN c.confirmed_at > r.last_seen THEN c.confirmed_at END").label(c)
         if c == "retired_at"
@@ -416,35 +419,26 @@ def _replay(session: Session, writes: WriteSet, ops: Sequence[_Statement]) -> in
         if (
             stored is not None
             and pair is not None
-            and _reads_as_confirmed(edge, pair)
+            and _reads_through_confirmation(edge)
             and {**stored, "last_seen": pair[0], "last_run_id": pair[1], "producer": pair[2]} == edge
         ):
-            continue  # live and as named: its row reads the same through the confirmation
+            continue  # its stored row reads exactly this through the confirmation
         changed.append(edge)
     writes.upsert(ColumnEdge, changed, COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, replace_retired=True, merge=False)
     writes.confirm([_confirmation_row(group, c) for group, c in confirmed.items() if before.get(group) != c])
     return len(changed)
 
 
-def _reads_as_confirmed(edge: dict[str, Any], confirmation: Confirmation) -> bool:
-    """Whether a live edge's last seen, run and producer are its pair's confirmation's."""
-    return (
-        edge["retired_at"] is None
-        and edge["origin"] != "manual"
-        and [edge["last_seen"], edge["last_run_id"], edge["producer"]] == confirmation
-    )
+def _reads_through_confirmation(edge: dict[str, Any]) -> bool:
+    """Whether an edge reads its pair's confirmation when that is newer than its own last seen: a live edge not
+    declared by hand (as :func:`headwater.lineage.models.confirmed_provenance` says in SQL)."""
+    return edge["retired_at"] is None and edge["origin"] != "manual"
 
 
 def _as_read(values: dict[str, Any], confirmation: Confirmation | None) -> dict[str, Any]:
-    """An edge row as it reads: its pair's confirmation's last seen, run and producer when newer (see
-    :func:`headwater.lineage.models.confirmed_provenance`)."""
+    """An edge row as it reads: its pair's confirmation's last seen, run and producer when newer."""
     edge = dict(values)
-    if (
-        confirmation is not None
-        and edge["retired_at"] is None
-        and edge["origin"] != "manual"
-        and confirmation[0] > edge["last_seen"]
-    ):
+    if confirmation is not None and _reads_through_confirmation(edge) and confirmation[0] > edge["last_seen"]:
         edge["last_seen"], edge["last_run_id"], edge["producer"] = confirmation
     return edge
 
@@ -569,9 +563,7 @@ def _retire_statement(param: str) -> Any:
         text(
             f"SELECT r.job_id, r.target_dataset_id, r.retire_at, c.confirmed_at, c.last_run_id, c.producer "
             f"FROM json_to_recordset(CAST(:{param} AS json)->'pairs') "
-            "AS r(job_id bigint, target_dataset_id bigint, retire_at timestamptz) "
-            "LEFT JOIN LATERAL (SELECT confirmed_at, last_run_id, producer FROM lineage_column_confirmations"
-            " WHERE job_id = r.job_id AND target_dataset_id = r.target_dataset_id OFFSET 0) AS c ON true"
+            f"AS r(job_id bigint, target_dataset_id bigint, retire_at timestamptz) {_CONFIRMATION_OF_R}"
         )
         .columns(
             column("job_id", BigInteger),
