@@ -8,7 +8,10 @@ The edge that handles a request (a route, a CLI command, a worker loop) opens th
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -33,6 +36,7 @@ __all__ = [
     "bulk_insert",
     "bulk_insert_returning_ids",
     "create_db_engine",
+    "begin_and_fetch_one",
     "execute_on_driver",
     "make_sessionmaker",
     "session_scope",
@@ -242,6 +246,120 @@ def execute_on_driver(session: Session, statement: Any, params: Mapping[str, Any
         return raw.execute(sql, {**defaults, **params} if defaults else params)
     except psycopg.Error as exc:
         raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+
+
+# The statements each pooled psycopg connection has prepared for begin_and_fetch_one, as far as it knows.
+_PREPARED: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
+_PLACEHOLDER = re.compile(r"%\(([^)]+)\)s")
+
+
+@cache
+def _positional(statement: Any) -> tuple[str, tuple[str, ...]]:
+    """``statement``'s SQL with ``$n`` placeholders, and the names of its parameters in that order."""
+    sql, _defaults = _driver_sql(statement)
+    order: list[str] = []
+
+    def positional(match: re.Match[str]) -> str:
+        if match.group(1) not in order:
+            order.append(match.group(1))
+        return f"${order.index(match.group(1)) + 1}"
+
+    return _PLACEHOLDER.sub(positional, sql).replace("%%", "%"), tuple(order)
+
+
+@cache
+def _prepare_command(body: str, types: tuple[str, ...]) -> tuple[bytes, bytes]:
+    """The name of a server-side prepared statement of ``body`` taking ``types``, and its PREPARE command."""
+    name = "hw_" + hashlib.sha1(f"{body}|{types}".encode()).hexdigest()[:20]
+    return name.encode(), f"PREPARE {name} ({', '.join(types)}) AS {body}".encode()
+
+
+def _pg_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, dt.datetime):
+        return "timestamptz"
+    return "text"
+
+
+def _pg_literal(escaping: Any, value: Any) -> bytes:
+    if value is None:
+        return b"NULL"
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given where a timezone-aware one is required")
+        value = value.isoformat()
+    return bytes(escaping.escape_literal(str(value).encode()))
+
+
+def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """PostgreSQL: run ``statement`` (as :func:`execute_on_driver` takes it) as the first statement of the session's
+    transaction, opening the transaction in the same round trip; its first row, each value as the server's text
+    (bytes) or None. When the session has run a statement already, it runs as :func:`execute_on_driver` runs it
+    (values as psycopg loads them).
+
+    psycopg opens a transaction with a BEGIN of its own before the first statement: one round trip more than the
+    work needs, about a twentieth of a lineage event's time. Here BEGIN and an EXECUTE of the statement go to the
+    server as one message (the simple query protocol, the values escaped by libpq). The statement is prepared once
+    per connection under a name, outside any transaction, so its plan is cached as psycopg's own prepared
+    statements' are. What the server has prepared is not tracked exactly: psycopg deallocates every prepared
+    statement of a connection when it rolls a transaction back. So a PREPARE of a name that exists is taken as
+    done, and an EXECUTE of a name that is gone rolls back the transaction it opened (it holds nothing), prepares
+    the statement and runs it again.
+    """
+    import psycopg
+    from psycopg import pq
+
+    raw: Any = session.connection().connection.driver_connection
+    pgconn = raw.pgconn
+    if raw.autocommit or pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        return cast("tuple[Any, ...] | None", execute_on_driver(session, statement, params).fetchone())
+    sql, defaults = _driver_sql(statement)
+    values = {**defaults, **params} if defaults else dict(params)
+    body, order = _positional(statement)
+    name, prepare = _prepare_command(body, tuple(_pg_type(values[n]) for n in order))
+    escaping = pq.Escaping(pgconn)
+    command = b"BEGIN; EXECUTE %s(%s)" % (name, b", ".join(_pg_literal(escaping, values[n]) for n in order))
+    prepared = _PREPARED.setdefault(raw, set())
+    for attempt in (1, 2):
+        if name not in prepared:
+            result = pgconn.exec_(prepare)
+            if _sqlstate(result) != "42P05":  # duplicate_prepared_statement: prepared already
+                _check(psycopg, sql, values, result, pq.ExecStatus.COMMAND_OK)
+            prepared.add(name)
+        result = pgconn.exec_(command)
+        if attempt == 1 and _sqlstate(result) == "26000":  # invalid_sql_statement_name: deallocated since
+            _check(psycopg, sql, values, pgconn.exec_(b"ROLLBACK"), pq.ExecStatus.COMMAND_OK)
+            prepared.discard(name)
+            continue
+        _check(psycopg, sql, values, result, pq.ExecStatus.TUPLES_OK)
+        break
+    if result.ntuples == 0:
+        return None
+    return tuple(result.get_value(0, i) for i in range(result.nfields))
+
+
+def _sqlstate(result: Any) -> str:
+    from psycopg import pq
+
+    return (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+
+
+def _check(psycopg: Any, sql: str, params: Mapping[str, Any], result: Any, expected: Any) -> None:
+    """Nothing if ``result`` has the ``expected`` status, else its error raised as SQLAlchemy's, with the SQLSTATE
+    (so a caller's retry on a deadlock or a serialization failure sees it)."""
+    if result.status == expected:
+        return
+    sqlstate = _sqlstate(result)
+    message = (result.error_message or b"").decode(errors="replace").strip()
+    error = psycopg.errors.lookup(sqlstate)(message) if sqlstate else psycopg.OperationalError(message)
+    raise DBAPIError.instance(sql, params, error, psycopg.Error)
 
 
 # Below this many rows bulk_insert uses INSERT on PostgreSQL too.

@@ -1,7 +1,10 @@
-"""Database plumbing on PostgreSQL: statements run on the psycopg connection past SQLAlchemy's execution layer, and
-pooled connections pinged at checkout only after sitting idle."""
+"""Database plumbing on PostgreSQL: statements run on the psycopg connection past SQLAlchemy's execution layer (and
+the first one of a transaction sent with its BEGIN), and pooled connections pinged at checkout only after sitting
+idle."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text
@@ -9,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from headwater import db
-from headwater.db import create_db_engine, execute_on_driver
+from headwater.db import begin_and_fetch_one, create_db_engine, execute_on_driver, make_sessionmaker
 
 pytestmark = pytest.mark.single_backend("postgres")
 
@@ -40,6 +43,92 @@ def test_a_driver_error_is_raised_as_sqlalchemys_with_the_sqlstate(pg_session: S
         execute_on_driver(pg_session, _INSERT, {"name": "twice"})
     assert getattr(raised.value.orig, "sqlstate", None) == "23505"
     pg_session.rollback()
+
+
+@pytest.fixture
+def probe_engine(db_url: str) -> Iterator[Engine]:
+    """An engine of one pooled connection, and a committed probe table (dropped after)."""
+    engine = create_db_engine(db_url, pool_size=1)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE begin_probe (id serial PRIMARY KEY, name text UNIQUE NOT NULL)"))
+    try:
+        yield engine
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE begin_probe"))
+        engine.dispose()
+
+
+_INSERT_PROBE = text("INSERT INTO begin_probe (name) VALUES (:name) RETURNING id, name")
+
+
+def _names(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.execute(text("SELECT name FROM begin_probe ORDER BY id")).scalars())
+
+
+def test_the_first_statement_opens_the_sessions_transaction_with_it(probe_engine: Engine) -> None:
+    factory = make_sessionmaker(probe_engine)
+    with factory() as session:
+        row = begin_and_fetch_one(session, _INSERT_PROBE, {"name": "rolled back"})
+        assert row is not None and row[1] == b"rolled back"  # the server's text
+        # Inside a transaction (not autocommitted): the rollback takes the row away.
+        assert session.connection().connection.driver_connection.info.transaction_status.name == "INTRANS"
+        session.rollback()
+    assert _names(probe_engine) == []
+    with factory() as session:
+        begin_and_fetch_one(session, _INSERT_PROBE, {"name": "kept"})
+        # Later statements run in the same transaction, and the session commits it.
+        session.execute(text("INSERT INTO begin_probe (name) VALUES ('kept too')"))
+        session.commit()
+    assert _names(probe_engine) == ["kept", "kept too"]
+
+
+def test_a_statement_run_after_others_runs_as_on_the_driver(probe_engine: Engine) -> None:
+    with make_sessionmaker(probe_engine)() as session:
+        session.execute(text("SELECT 1"))
+        row = begin_and_fetch_one(session, _INSERT_PROBE, {"name": "second"})
+        assert row is not None and row[1] == "second"  # loaded by psycopg
+        session.commit()
+    assert _names(probe_engine) == ["second"]
+
+
+def test_a_prepared_statement_deallocated_or_already_there_is_handled(
+    probe_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = make_sessionmaker(probe_engine)
+    for name in ("prepared", "after deallocate all", "after tracking lost"):
+        with factory() as session:
+            assert begin_and_fetch_one(session, _INSERT_PROBE, {"name": name}) is not None
+            session.commit()
+        with probe_engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            if name == "prepared":
+                # What psycopg does when it rolls back a transaction in which it had prepared statements.
+                raw.execute("DEALLOCATE ALL")
+            else:
+                # The server still has it; this process no longer knows (a PREPARE of it fails as a duplicate).
+                monkeypatch.setattr(db, "_PREPARED", type(db._PREPARED)())
+            connection.commit()
+    assert _names(probe_engine) == ["prepared", "after deallocate all", "after tracking lost"]
+
+
+def test_an_error_of_the_first_statement_carries_its_sqlstate_and_loses_nothing(probe_engine: Engine) -> None:
+    factory = make_sessionmaker(probe_engine)
+    with factory() as session:
+        begin_and_fetch_one(session, _INSERT_PROBE, {"name": "it's unique"})
+        session.commit()
+    with factory() as session:
+        with pytest.raises(IntegrityError) as raised:
+            begin_and_fetch_one(session, _INSERT_PROBE, {"name": "it's unique"})
+        assert getattr(raised.value.orig, "sqlstate", None) == "23505"
+        session.rollback()
+        # The connection is usable again, and values are escaped (a quote in the value).
+        row = begin_and_fetch_one(session, _INSERT_PROBE, {"name": "it's 'quoted'; DROP TABLE begin_probe; --"})
+        assert row is not None
+        session.commit()
+    assert _names(probe_engine) == ["it's unique", "it's 'quoted'; DROP TABLE begin_probe; --"]
 
 
 def _backend_pid(engine: Engine) -> int:

@@ -34,7 +34,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from headwater.db import execute_on_driver
+from headwater.db import begin_and_fetch_one
 from headwater.lineage.batch import JobRow, RunRow
 
 __all__ = ["EdgeGroup", "Snapshot", "read_snapshot"]
@@ -152,7 +152,7 @@ def _time(value: str | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromisoformat(value).astimezone(dt.UTC)
 
 
-def _rows(value: str | None) -> list[Any]:
+def _rows(value: bytes | str | None) -> list[Any]:
     return [] if value is None else list(orjson.loads(value))
 
 
@@ -189,7 +189,8 @@ def read_snapshot(
         "lineage_source": lineage_source,
         "now": now,
     }
-    row = execute_on_driver(session, _SQL, params).fetchone()
+    row = begin_and_fetch_one(session, _SQL, params)
+    assert row is not None  # an aggregate: always one row
     logged, job_rows, run_rows, ds_rows, field_rows, group_rows = row
     snapshot = Snapshot(asked=list(datasets))
     snapshot.logged = {fingerprint: event_id for event_id, fingerprint in _rows(logged)}
