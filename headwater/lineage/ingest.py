@@ -228,7 +228,7 @@ class _Batch:
         resolver.prefetch(wants.datasets)
         batch = cls(session, resolver, jobs, runs)
         if snapshot is not None:
-            batch.column_edges.locked(snapshot.stated_once)
+            batch.column_edges.locked(snapshot.stated_once, held=snapshot.locked)
         return batch
 
     def close(self) -> WriteSet:

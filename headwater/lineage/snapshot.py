@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from headwater.db import begin_and_fetch_one
 from headwater.lineage.batch import JobRow, RunRow
+from headwater.lineage.upsert import PAIR_LOCK_KEY
 
 __all__ = ["EdgeGroup", "Snapshot", "read_snapshot"]
 
@@ -110,7 +111,7 @@ groups AS (
 ),
 locked AS (
     SELECT count(pg_advisory_xact_lock(key)) AS n FROM (
-        SELECT hashtextextended('lineage_column_edges:' || job_id || ':' || dataset_id, 0) AS key
+        SELECT {PAIR_LOCK_KEY.format(job_id="job_id", dataset_id="dataset_id")} AS key
         FROM groups ORDER BY 1
     ) k
 )
@@ -144,7 +145,8 @@ class Snapshot:
     datasets: dict[tuple[str, str], tuple[int, bool, str, str, bool]] = field(default_factory=dict)
     fields: dict[int, dict[str, int]] = field(default_factory=dict)
     types: dict[int, dict[str, str]] = field(default_factory=dict)
-    # Pairs whose advisory lock the statement took (as every pair asked) and that the request states once.
+    # Pairs whose advisory lock the statement took (every pair asked), and those of them the request states once.
+    locked: list[tuple[int, int]] = field(default_factory=list)
     stated_once: list[tuple[int, int]] = field(default_factory=list)
 
 
@@ -213,5 +215,8 @@ def read_snapshot(
     for dataset_id, path, field_id, type_ in _rows(field_rows):
         snapshot.fields[dataset_id][path] = field_id
         snapshot.types[dataset_id][path] = type_
-    snapshot.stated_once = [(job_id, dataset_id) for job_id, dataset_id, read in _rows(group_rows) if not read]
+    for job_id, dataset_id, read in _rows(group_rows):
+        snapshot.locked.append((job_id, dataset_id))
+        if not read:
+            snapshot.stated_once.append((job_id, dataset_id))
     return snapshot

@@ -124,7 +124,10 @@ def _upsert_statement(
     table = _table(model)
     stmt: Any
     if dialect == "postgresql":
-        source = _confirmed_rows_source(columns, param) if confirmed else json_rows_source(table, columns, param)
+        if confirmed:
+            source = _confirmed_rows_source(columns, param, keys if lazy else (), newest_wins)
+        else:
+            source = json_rows_source(table, columns, param)
         stmt = postgresql.insert(table).from_select(list(columns), source)
     else:
         stmt = sqlite.insert(table)
@@ -179,18 +182,46 @@ _CONFIRMATION_OF_R = (
 )
 
 
-def _confirmed_rows_source(columns: Sequence[str], param: str) -> Any:
+def _confirmed_rows_source(
+    columns: Sequence[str], param: str, lazy_keys: Sequence[str] = (), details: Sequence[str] = ()
+) -> Any:
     """PostgreSQL: column-edge rows (JSON, as :func:`json_rows_source`) with ``retired_at`` set to their pair's
-    confirmation time when that is newer than the row: an edge a newer declaration did not name is not live."""
+    confirmation time when that is newer than the row: an edge a newer declaration did not name is not live.
+
+    With ``lazy_keys`` (the edges' unique key), the rows that would change nothing are left out before the insert
+    sees them: an edge found by that key live, seen no later, and with the same ``details`` (or read as retired by
+    the confirmation). ``ON CONFLICT DO UPDATE ... WHERE`` locks every conflicting row before it tests its WHERE,
+    which writes a WAL record and dirties the page even when the WHERE then leaves the row alone: for a job whose
+    column lineage does not change, that was every edge of every run. The read is sound because the caller holds
+    the pair's advisory lock, so no other writer of these edges commits while this statement runs; the upsert keeps
+    its own WHERE for the rows it gets.
+    """
     table = _table(ColumnEdge)
-    source = text(f"json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r {_CONFIRMATION_OF_R}")
+    joins = _CONFIRMATION_OF_R
+    if lazy_keys:
+        found = " AND ".join(f"{k} = r.{k}" for k in lazy_keys)
+        joins += (
+            f" LEFT JOIN LATERAL (SELECT true AS found, retired_at, first_seen, {', '.join(details)}"
+            f" FROM {table.name} WHERE {found} OFFSET 0) AS e ON true"
+        )
+    source = text(f"json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r {joins}")
     selected: list[Any] = [
         literal_column("CASE WHEN c.confirmed_at > r.last_seen THEN c.confirmed_at END").label(c)
         if c == "retired_at"
         else literal_column(f"r.{c}")
         for c in columns
     ]
-    return select(*selected).select_from(source)
+    rows = select(*selected).select_from(source)
+    if lazy_keys:
+        # The upsert's lazy WHERE (see _upsert_statement), over the row found and the row sent.
+        differs = " OR ".join(f"e.{c} IS DISTINCT FROM r.{c}" for c in details)
+        rows = rows.where(
+            text(
+                "e.found IS NULL OR e.retired_at IS NOT NULL OR r.first_seen < e.first_seen"
+                f" OR (NOT coalesce(c.confirmed_at > r.last_seen, false) AND ({differs or 'false'}))"
+            )
+        )
+    return rows
 
 
 def json_rows_source(table: Table, columns: Sequence[str], param: str = "rows") -> Any:
@@ -298,11 +329,16 @@ class ColumnEdgeBuffer:
         self._ops: list[_Statement] = []
         # Pairs the caller holds the advisory lock of and states once (PostgreSQL): written blind.
         self._locked: set[tuple[int, int]] = set()
+        # Pairs the caller holds the advisory lock of (PostgreSQL); the others are locked before they are read.
+        self._held: set[tuple[int, int]] = set()
 
-    def locked(self, groups: Iterable[tuple[int, int]]) -> None:
+    def locked(self, groups: Iterable[tuple[int, int]], held: Iterable[tuple[int, int]] = ()) -> None:
         """Take note of the pairs whose advisory lock the caller holds and whose column lineage it states once
-        (see :mod:`headwater.lineage.snapshot`): their one statement is written without reading their edges."""
+        (``groups``, see :mod:`headwater.lineage.snapshot`): their one statement is written without reading their
+        edges; and of the other pairs whose lock it holds (``held``)."""
         self._locked.update(groups)
+        self._held.update(groups)
+        self._held.update(held)
 
     def add(
         self,
@@ -338,10 +374,32 @@ class ColumnEdgeBuffer:
             _write_blind(writes, blind)
             written = sum(len(op.rows) for op in blind)
         if replayed:
+            if session.get_bind().dialect.name == "postgresql":
+                lock_pairs(session, [op.group for op in replayed if op.group not in self._held])
             written += _replay(session, writes, replayed)
         if own:
             writes.execute(session)
         return written
+
+
+# The transaction-scoped advisory lock of a (job, target dataset) pair's column edges, by its ids (SQL, PostgreSQL).
+PAIR_LOCK_KEY = "hashtextextended('lineage_column_edges:' || {job_id} || ':' || {dataset_id}, 0)"
+
+_LOCK_PAIRS = text(
+    "SELECT count(pg_advisory_xact_lock(key)) FROM (SELECT DISTINCT "
+    + PAIR_LOCK_KEY.format(job_id="p.job_id", dataset_id="p.dataset_id")
+    + " AS key FROM json_to_recordset(CAST(:pairs AS json)) AS p(job_id bigint, dataset_id bigint) ORDER BY 1) k"
+)
+
+
+def lock_pairs(session: Session, pairs: Sequence[tuple[int, int]]) -> None:
+    """PostgreSQL: take the advisory locks of these (job, target dataset) pairs, in key order, in a statement of
+    their own, so that the pairs' edges read afterwards are what the last writer of each committed. Every writer of
+    a pair's edges holds its lock: the ingestion's read statement takes those of the pairs an event's
+    ``columnLineage`` names, and this those of pairs whose lineage comes from elsewhere (a job's ``sql`` facet)."""
+    if pairs:
+        rows = [{"job_id": job_id, "dataset_id": dataset_id} for job_id, dataset_id in dict.fromkeys(pairs)]
+        execute_on_driver(session, _LOCK_PAIRS, {"pairs": orjson.dumps(rows).decode()})
 
 
 def _replay(session: Session, writes: WriteSet, ops: Sequence[_Statement]) -> int:

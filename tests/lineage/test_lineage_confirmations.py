@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from ol_events import BASE, PRODUCER, column_lineage, dataset, run_event, schema
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from headwater.catalog.models import Field
@@ -100,6 +100,27 @@ def test_a_run_stating_the_same_lineage_confirms_it_without_rewriting_the_edges(
         )
     ).all()
     assert confirmation == [(_at(120), runs[2], OTHER_PRODUCER)]
+
+
+@pytest.mark.single_backend("postgres")
+def test_a_confirming_event_does_not_even_lock_the_edges_it_names(session: Session) -> None:
+    """``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` locks each conflicting row before testing its WHERE (a WAL
+    record, a dirtied page): the edges a confirming event names as they are must not reach it."""
+    runs = [str(uuid.uuid4()) for _ in range(3)]
+    _ingest(session, [_complete(0, ("user_id", "value"), run_id=runs[0])], False)
+    session.commit()
+    _ingest(session, [_complete(60, ("user_id",), run_id=runs[1])], False)  # retires value
+    session.commit()
+    locks = text("SELECT id, xmax::text FROM lineage_column_edges ORDER BY id")
+    before = session.execute(locks).all()
+    # user_id named as it is; value named again (revived: a real update).
+    _ingest(session, [_complete(120, ("user_id", "value"), run_id=runs[2])], False)
+    session.commit()
+    after = dict(session.execute(locks).all())
+    user_id, value = (_rows(session)[column][0] for column in ("user_id", "value"))
+    assert after[user_id] == dict(before)[user_id], "the unchanged edge was locked"
+    assert after[value] != dict(before)[value]
+    assert _edge(session, "user_id").last_run_id == runs[2]
 
 
 @pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])

@@ -3,23 +3,27 @@ parse errors with positions, the REST endpoint, the CLI, and SQL facets applied 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from ol_events import dataset, run_event
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from headwater.catalog.schemas import DatasetCreate, FieldIn
 from headwater.catalog.service import register_dataset
 from headwater.cli import app
+from headwater.db import make_sessionmaker, session_scope
 from headwater.lineage.graph import impact, resolve_node
 from headwater.lineage.ingest import ingest_events
 from headwater.lineage.schemas import SqlLineageIn
 from headwater.lineage.service import analyse_sql
 from headwater.lineage.sql import SqlLineageError, StatementLineage, lineage_of_sql
+from headwater.lineage.upsert import PAIR_LOCK_KEY
 from headwater.settings import get_settings
 
 NS = "hive://metastore:9083"
@@ -304,6 +308,59 @@ def test_sql_facet_without_column_lineage_is_parsed_during_ingestion(session: Se
     )
     outcome = ingest_events(session, documents=[broken])
     assert outcome.applied == 1 and "could not be used" in outcome.warnings[0]
+
+
+@pytest.mark.single_backend("postgres")
+def test_lineage_from_a_sql_facet_waits_for_the_pairs_advisory_lock(session: Session) -> None:
+    """Every writer of a (job, target dataset) pair's column edges holds the pair's advisory lock, lineage parsed
+    from a ``sql`` facet too: a single event's write skips the edges it reads as unchanged, which is only sound if
+    no other writer of the pair commits meanwhile."""
+    _catalog(session)
+    query = "INSERT INTO curated.daily SELECT ts, country, SUM(amount), COUNT(user_id) FROM raw.events GROUP BY 1, 2"
+
+    def event(minutes: float) -> dict[str, object]:
+        return run_event(
+            "COMPLETE",
+            job="spark_daily",
+            minutes=minutes,
+            job_facets={"sql": {"query": query, "dialect": "spark"}},
+            inputs=[dataset(NS, "raw.events")],
+            outputs=[dataset(NS, "curated.daily")],
+        )
+
+    assert ingest_events(session, documents=[event(0)]).applied == 1
+    session.commit()
+    key = PAIR_LOCK_KEY.format(
+        job_id="(SELECT id FROM lineage_jobs WHERE name = 'spark_daily')",
+        dataset_id="(SELECT id FROM datasets WHERE name = 'curated.daily')",
+    )
+    engine = session.get_bind()
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def ingest_later_run() -> None:
+        try:
+            with session_scope(make_sessionmaker(engine)) as other:  # type: ignore[arg-type]
+                ingest_events(other, documents=[event(60)])
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+        finally:
+            done.set()
+
+    with engine.connect() as holder:  # type: ignore[union-attr]
+        holder.execute(text(f"SELECT pg_advisory_xact_lock({key})"))
+        worker = threading.Thread(target=ingest_later_run)
+        worker.start()
+        assert not done.wait(1.0), "the event's lineage was written while another transaction held the pair"
+        waiting = holder.execute(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        ).scalar_one()
+        assert waiting == 1
+        holder.commit()
+    worker.join(30)
+    assert done.is_set() and not failures, failures
+    result = impact(session, node=resolve_node(session, namespace=NS, name="raw.events", field_path="amount"))
+    assert [(c.name, c.field) for c in result.columns] == [("curated.daily", "total")]
 
 
 @pytest.mark.anyio
