@@ -10,7 +10,8 @@ What it does, in one run:
    reads the same input column, so every run confirms its job's lineage unchanged);
 2. for each mode, creates a fresh PostgreSQL database, migrates it, and ingests the stream the mode's way:
 
-   - ``1``: through ``headwater.lineage.ingest.ingest_events``, one event per transaction (what one POST does);
+   - ``1``: through ``headwater.lineage.ingest.ingest_events``, one event per transaction, committed as the POST
+     route commits it (``commit=True``);
    - ``100``, ``1000``: that many events per transaction (what the batch endpoint does with batches that size);
    - ``http``: one event per POST to ``/api/v1/lineage`` of a real uvicorn server (one worker), over one
      keep-alive connection: what one openlineage-python client's HTTP transport does;
@@ -122,7 +123,7 @@ def ingest(engine: Engine, events: list[dict[str, Any]], batch: int) -> float:
     began = time.perf_counter()
     for start in range(0, len(events), batch):
         with session_scope(factory) as session:
-            result = ingest_events(session, documents=events[start : start + batch])
+            result = ingest_events(session, documents=events[start : start + batch], commit=True)
             assert result.applied == len(events[start : start + batch]), result.warnings[:3]
     return time.perf_counter() - began
 

@@ -37,6 +37,7 @@ __all__ = [
     "bulk_insert_returning_ids",
     "create_db_engine",
     "begin_and_fetch_one",
+    "execute_and_commit",
     "execute_on_driver",
     "make_sessionmaker",
     "session_scope",
@@ -151,6 +152,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
         **_JSON_CODEC,
     )
     _ping_when_idle(engine)
+    _forget_prepared(engine)
     return engine
 
 
@@ -250,6 +252,10 @@ def execute_on_driver(session: Session, statement: Any, params: Mapping[str, Any
 
 # The statements each pooled psycopg connection has prepared for begin_and_fetch_one, as far as it knows.
 _PREPARED: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
+# Statements execute_and_commit ran unprepared, by name: prepared before the connection's next begin_and_fetch_one.
+_TO_PREPARE: weakref.WeakKeyDictionary[Any, dict[bytes, bytes]] = weakref.WeakKeyDictionary()
+# Statements after which psycopg deallocates every prepared statement of the connection (psycopg's own rule).
+_DEALLOCATES = re.compile(r"^\s*(?:DROP|ALTER|ROLLBACK|DISCARD ALL|DEALLOCATE ALL)\b", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"%\(([^)]+)\)s")
 
 
@@ -298,6 +304,22 @@ def _pg_literal(escaping: Any, value: Any) -> bytes:
     return bytes(escaping.escape_literal(str(value).encode()))
 
 
+def _statement_form(
+    statement: Any, params: Mapping[str, Any], pgconn: Any
+) -> tuple[str, dict[str, Any], bytes, bytes, bytes]:
+    """What running ``statement`` with ``params`` by name takes: its SQL (for errors), the values, its prepared
+    statement's name and PREPARE command, and the EXECUTE of it with the values escaped by libpq."""
+    from psycopg import pq
+
+    sql, defaults = _driver_sql(statement)
+    values = {**defaults, **params} if defaults else dict(params)
+    body, order = _positional(statement)
+    name, prepare = _prepare_command(body, tuple(_pg_type(values[n]) for n in order))
+    escaping = pq.Escaping(pgconn)
+    execute = b"EXECUTE %s(%s)" % (name, b", ".join(_pg_literal(escaping, values[n]) for n in order))
+    return sql, values, name, prepare, execute
+
+
 def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """PostgreSQL: run ``statement`` (as :func:`execute_on_driver` takes it) as the first statement of the session's
     transaction, opening the transaction in the same round trip; its first row, each value as the server's text
@@ -308,10 +330,12 @@ def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, A
     work needs, about a twentieth of a lineage event's time. Here BEGIN and an EXECUTE of the statement go to the
     server as one message (the simple query protocol, the values escaped by libpq). The statement is prepared once
     per connection under a name, outside any transaction, so its plan is cached as psycopg's own prepared
-    statements' are. What the server has prepared is not tracked exactly: psycopg deallocates every prepared
-    statement of a connection when it rolls a transaction back. So a PREPARE of a name that exists is taken as
-    done, and an EXECUTE of a name that is gone rolls back the transaction it opened (it holds nothing), prepares
-    the statement and runs it again.
+    statements' are; so are the statements :func:`execute_and_commit` ran unprepared on this connection.
+
+    What the server has prepared is tracked per connection (:func:`_forget_prepared` forgets it when psycopg
+    deallocates), and checked here: a PREPARE of a name that exists is taken as done, and an EXECUTE of a name that
+    is gone rolls back the transaction it opened (it holds nothing), forgets every name, prepares the statement and
+    runs it again.
     """
     import psycopg
     from psycopg import pq
@@ -320,29 +344,86 @@ def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, A
     pgconn = raw.pgconn
     if raw.autocommit or pgconn.transaction_status != pq.TransactionStatus.IDLE:
         return cast("tuple[Any, ...] | None", execute_on_driver(session, statement, params).fetchone())
-    sql, defaults = _driver_sql(statement)
-    values = {**defaults, **params} if defaults else dict(params)
-    body, order = _positional(statement)
-    name, prepare = _prepare_command(body, tuple(_pg_type(values[n]) for n in order))
-    escaping = pq.Escaping(pgconn)
-    command = b"BEGIN; EXECUTE %s(%s)" % (name, b", ".join(_pg_literal(escaping, values[n]) for n in order))
-    prepared = _PREPARED.setdefault(raw, set())
+    sql, values, name, prepare, execute = _statement_form(statement, params, pgconn)
     for attempt in (1, 2):
-        if name not in prepared:
-            result = pgconn.exec_(prepare)
-            if _sqlstate(result) != "42P05":  # duplicate_prepared_statement: prepared already
-                _check(psycopg, sql, values, result, pq.ExecStatus.COMMAND_OK)
-            prepared.add(name)
-        result = pgconn.exec_(command)
+        prepared = _PREPARED.setdefault(raw, set())
+        wanted = _TO_PREPARE.pop(raw, {})
+        wanted[name] = prepare
+        for wanted_name, command in wanted.items():
+            if wanted_name not in prepared:
+                result = pgconn.exec_(command)
+                if _sqlstate(result) != "42P05":  # duplicate_prepared_statement: prepared already
+                    _check(psycopg, sql, values, result, pq.ExecStatus.COMMAND_OK)
+                prepared.add(wanted_name)
+        result = pgconn.exec_(b"BEGIN; " + execute)
         if attempt == 1 and _sqlstate(result) == "26000":  # invalid_sql_statement_name: deallocated since
             _check(psycopg, sql, values, pgconn.exec_(b"ROLLBACK"), pq.ExecStatus.COMMAND_OK)
-            prepared.discard(name)
+            _PREPARED.pop(raw, None)  # deallocated one by one never, so all of them
             continue
         _check(psycopg, sql, values, result, pq.ExecStatus.TUPLES_OK)
         break
     if result.ntuples == 0:
         return None
     return tuple(result.get_value(0, i) for i in range(result.nfields))
+
+
+def execute_and_commit(session: Session, statement: Any, params: Mapping[str, Any]) -> None:
+    """PostgreSQL: run ``statement`` (as :func:`execute_on_driver` takes it) as the last statement of the session's
+    transaction and commit the transaction in the same round trip, when this connection has the statement prepared;
+    otherwise run it as :func:`execute_on_driver` does, leave the commit to the session, and have the statement
+    prepared before the connection's next :func:`begin_and_fetch_one`. Nothing may run in the transaction after
+    it: the session's own commit finds it committed (psycopg then sends nothing).
+
+    psycopg ends a transaction with a COMMIT of its own: one round trip more than the work needs. The statement can
+    only be sent by name where the name is known to be prepared: a PREPARE inside the transaction would roll back
+    with it, and one that fails aborts it.
+    """
+    import psycopg
+    from psycopg import pq
+
+    raw: Any = session.connection().connection.driver_connection
+    pgconn = raw.pgconn
+    if raw.autocommit or pgconn.transaction_status != pq.TransactionStatus.INTRANS:
+        execute_on_driver(session, statement, params)
+        return
+    sql, values, name, prepare, execute = _statement_form(statement, params, pgconn)
+    if name not in _PREPARED.get(raw, ()):
+        execute_on_driver(session, statement, params)
+        _TO_PREPARE.setdefault(raw, {})[name] = prepare
+        return
+    result = pgconn.exec_(execute + b"; COMMIT")
+    if _sqlstate(result) == "26000":
+        _PREPARED.pop(raw, None)
+    _check(psycopg, sql, values, result, pq.ExecStatus.COMMAND_OK)
+
+
+def _forget_prepared(engine: Engine) -> None:
+    """Forget what a connection has prepared for :func:`begin_and_fetch_one` and :func:`execute_and_commit` when
+    psycopg deallocates it: psycopg deallocates every prepared statement of a connection when it rolls back a
+    transaction or a savepoint, or runs DDL. Every rollback and statement of Headwater's goes through SQLAlchemy,
+    which tells these events; :func:`begin_and_fetch_one` checks anyway."""
+
+    def forget_unless_idle(dbapi_connection: Any) -> None:
+        raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        if raw is not None and raw.pgconn.transaction_status != 0:  # psycopg.pq.TransactionStatus.IDLE
+            _PREPARED.pop(raw, None)  # a rollback with something to roll back: psycopg deallocates
+
+    @event.listens_for(engine, "rollback")
+    def _rollback(connection: Any) -> None:
+        forget_unless_idle(connection.connection)
+
+    @event.listens_for(engine, "reset")
+    def _reset(dbapi_connection: Any, connection_record: ConnectionPoolEntry, reset_state: Any) -> None:
+        forget_unless_idle(dbapi_connection)
+
+    @event.listens_for(engine, "rollback_savepoint")
+    def _rollback_savepoint(connection: Any, *_args: Any) -> None:
+        _PREPARED.pop(connection.connection.driver_connection, None)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _ddl(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if _DEALLOCATES.match(statement):
+            _PREPARED.pop(connection.connection.driver_connection, None)
 
 
 def _sqlstate(result: Any) -> str:

@@ -12,7 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from headwater import db
-from headwater.db import begin_and_fetch_one, create_db_engine, execute_on_driver, make_sessionmaker
+from headwater.db import (
+    begin_and_fetch_one,
+    create_db_engine,
+    execute_and_commit,
+    execute_on_driver,
+    make_sessionmaker,
+)
 
 pytestmark = pytest.mark.single_backend("postgres")
 
@@ -129,6 +135,55 @@ def test_an_error_of_the_first_statement_carries_its_sqlstate_and_loses_nothing(
         assert row is not None
         session.commit()
     assert _names(probe_engine) == ["it's unique", "it's 'quoted'; DROP TABLE begin_probe; --"]
+
+
+def _status(session: Session) -> str:
+    return str(session.connection().connection.driver_connection.info.transaction_status.name)
+
+
+def test_the_last_statement_goes_with_the_commit_once_the_connection_has_it_prepared(probe_engine: Engine) -> None:
+    factory = make_sessionmaker(probe_engine)
+    with factory() as session:
+        begin_and_fetch_one(session, text("SELECT :name"), {"name": "a"})
+        # Not prepared on this connection yet: run as usual, the commit left to the session.
+        execute_and_commit(session, _INSERT_PROBE, {"name": "b"})
+        assert _status(session) == "INTRANS"
+        session.commit()
+    with factory() as session:
+        begin_and_fetch_one(session, text("SELECT :name"), {"name": "c"})  # prepares the insert first
+        execute_and_commit(session, _INSERT_PROBE, {"name": "d"})
+        assert _status(session) == "IDLE"  # committed with it: another connection sees the row already
+        assert _names(probe_engine) == ["b", "d"]
+        session.commit()  # finds nothing to commit
+    assert _names(probe_engine) == ["b", "d"]
+
+
+def test_a_failing_last_statement_commits_nothing_and_carries_its_sqlstate(probe_engine: Engine) -> None:
+    factory = make_sessionmaker(probe_engine)
+    for name in ("x", "y"):  # the second time, the statement is prepared: sent with the COMMIT
+        with factory() as session:
+            begin_and_fetch_one(session, _INSERT_PROBE, {"name": f"first {name}"})
+            execute_and_commit(session, _INSERT_PROBE, {"name": name})
+            session.commit()
+    with factory() as session:
+        begin_and_fetch_one(session, _INSERT_PROBE, {"name": "lost with the transaction"})
+        with pytest.raises(IntegrityError) as raised:
+            execute_and_commit(session, _INSERT_PROBE, {"name": "x"})
+        assert getattr(raised.value.orig, "sqlstate", None) == "23505"
+        session.rollback()
+    assert _names(probe_engine) == ["first x", "x", "first y", "y"]
+
+
+def test_a_deallocation_in_the_transaction_is_noticed_before_the_last_statement(probe_engine: Engine) -> None:
+    factory = make_sessionmaker(probe_engine)
+    for name in ("one", "two", "three"):
+        with factory() as session:
+            begin_and_fetch_one(session, text("SELECT :name"), {"name": name})
+            if name == "three":
+                session.execute(text("DEALLOCATE ALL"))  # what psycopg does after DDL or a savepoint's rollback
+            execute_and_commit(session, _INSERT_PROBE, {"name": name})  # no "prepared statement does not exist"
+            session.commit()
+    assert _names(probe_engine) == ["one", "two", "three"]
 
 
 def _backend_pid(engine: Engine) -> int:

@@ -74,8 +74,11 @@ def fingerprint_of(document: Any) -> str:
     return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def ingest_events(session: Session, *, documents: Sequence[Any]) -> IngestResult:
-    """Validate every event first (one bad event refuses the batch), then log and apply them; flushes only.
+def ingest_events(session: Session, *, documents: Sequence[Any], commit: bool = False) -> IngestResult:
+    """Validate every event first (one bad event refuses the batch), then log and apply them; flushes only, unless
+    ``commit``: the caller commits the transaction right after (as the POST routes do), so on PostgreSQL the last
+    write may go to the server with the COMMIT, one round trip instead of two. Nothing may run in the transaction
+    after it then; the caller's commit finds it committed.
 
     The whole batch is applied with a handful of statements: the raw events logged in one multi-row
     INSERT, jobs, runs and datasets read with one query each, and jobs, runs and edges written once. On
@@ -131,8 +134,8 @@ def ingest_events(session: Session, *, documents: Sequence[Any]) -> IngestResult
         result.event_ids.append(row_id)
     writes = batch.close()
     writes.update(LineageEvent, warned)
-    writes.execute(session)
     session.flush()
+    writes.execute(session, commit=commit)
     return result
 
 

@@ -86,8 +86,10 @@ async def _documents(request: Request, *, batch: bool) -> list[Any]:
 
 
 # Deadlock, serialization failure, unique violation: what concurrent requests touching the same rows may
-# meet (PostgreSQL). The request's transaction is all this route did, so it is rolled back and run again.
-_TRANSIENT = {"40P01", "40001", "23505"}
+# meet (PostgreSQL); and a prepared statement deallocated behind the connection's back (db.execute_and_commit
+# forgets it, so the next attempt prepares it again). The request's transaction is all this route did, so it is
+# rolled back and run again.
+_TRANSIENT = {"40P01", "40001", "23505", "26000"}
 _ATTEMPTS = 5
 
 
@@ -97,7 +99,7 @@ def _ingest_committed(factory: sessionmaker[Session], documents: list[Any]) -> I
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with session_scope(factory) as session:
-                return ingest_events(session, documents=documents)
+                return ingest_events(session, documents=documents, commit=True)
         except DBAPIError as exc:
             if attempt == _ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
                 raise

@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from headwater.db import Base, execute_on_driver
+from headwater.db import Base, execute_and_commit, execute_on_driver
 from headwater.lineage.models import ColumnConfirmation, ColumnEdge
 
 __all__ = [
@@ -805,8 +805,10 @@ class WriteSet:
         if rows:
             self._add(_Update(model, tuple(c for c in rows[0] if c != "id")), list(rows))
 
-    def execute(self, session: Session) -> None:
-        """Run every write; the set is empty afterwards."""
+    def execute(self, session: Session, *, commit: bool = False) -> None:
+        """Run every write; the set is empty afterwards. ``commit`` (PostgreSQL): these are the transaction's last
+        writes and the caller commits right after; the COMMIT may go with them (:func:`~headwater.db.execute_and_commit`),
+        so nothing may run in the transaction afterwards."""
         parts, self._parts, self._tables = self._parts, [], set()
         if not parts:
             return
@@ -831,7 +833,7 @@ class WriteSet:
             else json_rows(rows, _columns_of(part))
             for i, (part, rows) in enumerate(parts)
         }
-        execute_on_driver(session, _combined(shapes), params)
+        (execute_and_commit if commit else execute_on_driver)(session, _combined(shapes), params)
 
 
 def _columns_of(part: _Upsert | _Update | _Replace) -> tuple[str, ...]:
