@@ -47,7 +47,7 @@ def prepare_database(settings: Settings) -> None:
     if settings.should_auto_migrate:
         migrations.upgrade(url)
         return
-    engine = create_db_engine(url)
+    engine = create_db_engine(url, prepared_statements=settings.db_prepared_statements)
     try:
         current = migrations.current_revision(engine)
     except SQLAlchemyError as exc:
@@ -69,7 +69,12 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     settings = settings or get_settings()
     if prepare:
         prepare_database(settings)
-    engine = create_db_engine(settings.resolved_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
+    engine = create_db_engine(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        echo=settings.db_echo,
+        prepared_statements=settings.db_prepared_statements,
+    )
     factory = make_sessionmaker(engine)
     # Requests holding a session at once: the pool's 2 x db_pool_size connections less a few for the
     # background threads (poller, scheduler, indexer, worker), and well under AnyIO's 40 worker threads.

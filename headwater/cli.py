@@ -73,7 +73,7 @@ def _session(settings: Settings) -> Iterator[Session]:
     from headwater.app import prepare_database
 
     prepare_database(settings)
-    engine = create_db_engine(settings.resolved_database_url)
+    engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
     try:
         with session_scope(make_sessionmaker(engine)) as session:
             yield session
@@ -124,7 +124,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     with console.status(f"Migrating to {revision}…"):
         migrations.upgrade(settings.resolved_database_url, revision)
-    engine = create_db_engine(settings.resolved_database_url)
+    engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
     try:
         console.print(f"Database at migration [bold]{migrations.current_revision(engine)}[/].")
     finally:
@@ -136,7 +136,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
 def db_current() -> None:
     """Show the database's migration revision and whether it is the newest."""
     settings = _settings()
-    engine = create_db_engine(settings.resolved_database_url)
+    engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
     try:
         current = migrations.current_revision(engine)
     finally:

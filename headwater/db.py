@@ -118,9 +118,10 @@ def _dump_json(value: Any) -> str:
 _JSON_CODEC: dict[str, Any] = {"json_serializer": _dump_json, "json_deserializer": orjson.loads}
 
 
-def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False, prepared_statements: bool = True) -> Engine:
     """An engine for ``url`` set up for Headwater: SQLite pragmas or psycopg 3; at most ``2 * pool_size``
-    connections (``pool_size`` kept open)."""
+    connections (``pool_size`` kept open). ``prepared_statements=False`` (PostgreSQL): no statement is prepared on
+    the server, neither by psycopg nor by :func:`begin_and_fetch_one` (behind a PgBouncer in transaction mode)."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -149,6 +150,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
         # prepared statements, plans and caches); spare connections stay idle. First in, first out rotated
         # every request through every pooled backend: about a fifth slower per lineage POST.
         pool_use_lifo=True,
+        connect_args={} if prepared_statements else {"prepare_threshold": None},
         **_JSON_CODEC,
     )
     _ping_when_idle(engine)
@@ -342,7 +344,7 @@ def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, A
 
     raw: Any = session.connection().connection.driver_connection
     pgconn = raw.pgconn
-    if raw.autocommit or pgconn.transaction_status != pq.TransactionStatus.IDLE:
+    if raw.autocommit or raw.prepare_threshold is None or pgconn.transaction_status != pq.TransactionStatus.IDLE:
         return cast("tuple[Any, ...] | None", execute_on_driver(session, statement, params).fetchone())
     sql, values, name, prepare, execute = _statement_form(statement, params, pgconn)
     for attempt in (1, 2):
@@ -383,7 +385,7 @@ def execute_and_commit(session: Session, statement: Any, params: Mapping[str, An
 
     raw: Any = session.connection().connection.driver_connection
     pgconn = raw.pgconn
-    if raw.autocommit or pgconn.transaction_status != pq.TransactionStatus.INTRANS:
+    if raw.autocommit or raw.prepare_threshold is None or pgconn.transaction_status != pq.TransactionStatus.INTRANS:
         execute_on_driver(session, statement, params)
         return
     sql, values, name, prepare, execute = _statement_form(statement, params, pgconn)

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         default=10, ge=1, description="Connections kept per process (as many again may overflow)."
     )
     db_echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+    db_prepared_statements: bool = Field(
+        default=True,
+        description="Prepare frequent statements on the PostgreSQL server; false behind a PgBouncer in "
+        "transaction pooling mode.",
+    )
     cache_enabled: bool = Field(
         default=True,
         description="Serve unchanged datasets from an in-process cache invalidated by the change feed.",

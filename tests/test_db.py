@@ -186,6 +186,24 @@ def test_a_deallocation_in_the_transaction_is_noticed_before_the_last_statement(
     assert _names(probe_engine) == ["one", "two", "three"]
 
 
+def test_without_prepared_statements_nothing_is_prepared_on_the_server(db_url: str) -> None:
+    """What a PgBouncer in transaction pooling mode needs (HEADWATER_DB_PREPARED_STATEMENTS=false)."""
+    engine = create_db_engine(db_url, pool_size=1, prepared_statements=False)
+    factory = make_sessionmaker(engine)
+    try:
+        for attempt in range(8):  # past psycopg's threshold of five runs too
+            with factory() as session:
+                row = begin_and_fetch_one(session, text("SELECT CAST(:n AS text)"), {"n": attempt})
+                assert row is not None and row[0] == str(attempt)
+                execute_and_commit(session, text("SELECT CAST(:n AS int)"), {"n": attempt})
+                assert _status(session) == "INTRANS"  # the commit is the session's
+                session.commit()
+        with factory() as session:
+            assert session.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one() == 0
+    finally:
+        engine.dispose()
+
+
 def _backend_pid(engine: Engine) -> int:
     with engine.connect() as connection:
         return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())

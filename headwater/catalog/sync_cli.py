@@ -112,7 +112,7 @@ def sources_sync(
     settings = _settings()
     with _session(settings):
         pass  # checks the database is migrated
-    engine = create_db_engine(settings.resolved_database_url)
+    engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
     try:
         factory = make_sessionmaker(engine)
         mode = SyncMode.FULL if full else SyncMode.INCREMENTAL

@@ -263,7 +263,7 @@ def run_demo_jobs_cli(settings: Settings, *, warehouse_root: Path | None, say: C
     """``headwater demo``'s engines and job on the configured database, and the lines it prints about them."""
     from headwater.db import create_db_engine, make_sessionmaker
 
-    engine = create_db_engine(settings.resolved_database_url)
+    engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
     try:
         report = run_demo_jobs(make_sessionmaker(engine), settings, warehouse_root=warehouse_root, say=say)
     finally:

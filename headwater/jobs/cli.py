@@ -43,7 +43,7 @@ def worker(
 
     settings = _settings()
     prepare_database(settings)
-    engine = create_db_engine(settings.resolved_database_url)
+    engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
     job_worker = JobWorker.from_settings(make_sessionmaker(engine), settings, slots=slots)
     stop = threading.Event()
 

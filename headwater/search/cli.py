@@ -23,7 +23,7 @@ def _indexer() -> tuple[Engine, SearchBackend, SearchIndexer]:
 
     settings = _settings()
     prepare_database(settings)
-    engine = create_db_engine(settings.resolved_database_url)
+    engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
     backend = make_backend(settings, engine)
     return engine, backend, make_indexer(settings, engine, backend)
 
