@@ -13,7 +13,7 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -136,6 +136,17 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body("database_unavailable", "the database is unavailable; try again shortly"),
             status_code=503,
             headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
+        # A value the database refuses (a NUL character in text, a number out of range, ...): the request's, since
+        # every value Headwater makes itself fits. The driver's message and detail say which (no statement).
+        lines = [line.strip() for line in str(exc.orig).splitlines() if line.strip()]
+        reason = "; ".join(line for line in lines[:2] if not line.startswith("CONTEXT"))
+        return JSONResponse(
+            error_body("invalid_value", f"the request holds a value the database cannot store: {reason}"),
+            status_code=400,
         )
 
     @app.exception_handler(Exception)

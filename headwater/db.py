@@ -292,7 +292,7 @@ def _pg_type(value: Any) -> str:
     return "text"
 
 
-def _pg_literal(escaping: Any, value: Any) -> bytes:
+def _pg_literal(escaping: Any, encoding: str, value: Any) -> bytes:
     if value is None:
         return b"NULL"
     if isinstance(value, bool):
@@ -303,11 +303,17 @@ def _pg_literal(escaping: Any, value: Any) -> bytes:
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r} given where a timezone-aware one is required")
         value = value.isoformat()
-    return bytes(escaping.escape_literal(str(value).encode()))
+    text_value = str(value)
+    if "\x00" in text_value:  # libpq's escaping stops at a NUL: refuse it, as psycopg does for its parameters
+        import psycopg
+
+        error = psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+        raise DBAPIError.instance(None, None, error, psycopg.Error)
+    return bytes(escaping.escape_literal(text_value.encode(encoding)))
 
 
 def _statement_form(
-    statement: Any, params: Mapping[str, Any], pgconn: Any
+    statement: Any, params: Mapping[str, Any], raw: Any
 ) -> tuple[str, dict[str, Any], bytes, bytes, bytes]:
     """What running ``statement`` with ``params`` by name takes: its SQL (for errors), the values, its prepared
     statement's name and PREPARE command, and the EXECUTE of it with the values escaped by libpq."""
@@ -317,8 +323,8 @@ def _statement_form(
     values = {**defaults, **params} if defaults else dict(params)
     body, order = _positional(statement)
     name, prepare = _prepare_command(body, tuple(_pg_type(values[n]) for n in order))
-    escaping = pq.Escaping(pgconn)
-    execute = b"EXECUTE %s(%s)" % (name, b", ".join(_pg_literal(escaping, values[n]) for n in order))
+    escaping, encoding = pq.Escaping(raw.pgconn), raw.info.encoding
+    execute = b"EXECUTE %s(%s)" % (name, b", ".join(_pg_literal(escaping, encoding, values[n]) for n in order))
     return sql, values, name, prepare, execute
 
 
@@ -346,7 +352,7 @@ def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, A
     pgconn = raw.pgconn
     if raw.autocommit or raw.prepare_threshold is None or pgconn.transaction_status != pq.TransactionStatus.IDLE:
         return cast("tuple[Any, ...] | None", execute_on_driver(session, statement, params).fetchone())
-    sql, values, name, prepare, execute = _statement_form(statement, params, pgconn)
+    sql, values, name, prepare, execute = _statement_form(statement, params, raw)
     for attempt in (1, 2):
         prepared = _PREPARED.setdefault(raw, set())
         wanted = _TO_PREPARE.pop(raw, {})
@@ -388,7 +394,7 @@ def execute_and_commit(session: Session, statement: Any, params: Mapping[str, An
     if raw.autocommit or raw.prepare_threshold is None or pgconn.transaction_status != pq.TransactionStatus.INTRANS:
         execute_on_driver(session, statement, params)
         return
-    sql, values, name, prepare, execute = _statement_form(statement, params, pgconn)
+    sql, values, name, prepare, execute = _statement_form(statement, params, raw)
     if name not in _PREPARED.get(raw, ()):
         execute_on_driver(session, statement, params)
         _TO_PREPARE.setdefault(raw, {})[name] = prepare

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from headwater import db
@@ -135,6 +135,15 @@ def test_an_error_of_the_first_statement_carries_its_sqlstate_and_loses_nothing(
         assert row is not None
         session.commit()
     assert _names(probe_engine) == ["it's unique", "it's 'quoted'; DROP TABLE begin_probe; --"]
+
+
+def test_a_nul_character_is_refused_not_cut_short(probe_engine: Engine) -> None:
+    """libpq's escaping stops at a NUL: the value must be refused, as psycopg refuses it as a parameter."""
+    with make_sessionmaker(probe_engine)() as session:
+        with pytest.raises(DataError, match="NUL"):
+            begin_and_fetch_one(session, _INSERT_PROBE, {"name": "cut\x00here"})
+        session.rollback()
+    assert _names(probe_engine) == []
 
 
 def _status(session: Session) -> str:

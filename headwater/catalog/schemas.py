@@ -42,7 +42,15 @@ DatasetName = Annotated[
 SourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]{0,127}$")]
 OwnerName = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_check_printable)]
-Text = Annotated[str, StringConstraints(max_length=65_536)]
+
+
+def _check_no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000), which cannot be stored; remove it")
+    return value
+
+
+Text = Annotated[str, StringConstraints(max_length=65_536), AfterValidator(_check_no_nul)]
 Properties = Annotated[
     dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], Text], Field(max_length=500)
 ]

@@ -69,9 +69,38 @@ class ColumnLineageSet:
     facet: ColumnLineageFacet
 
 
-def fingerprint_of(document: Any) -> str:
-    """sha256 of the canonical JSON of an event (key order does not matter)."""
-    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def fingerprint_of(document: Any, label: str = "event") -> str:
+    """sha256 of the canonical JSON of an event (key order does not matter). An event holding a NUL character
+    (``\\u0000``) anywhere is refused, naming where: no text or JSON value in PostgreSQL can hold one."""
+    canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    if b"\\u0000" in canonical:  # a NUL, or a backslash followed by "u0000" (then nothing is found below)
+        where = _nul_in(document, label)
+        if where is not None:
+            raise InvalidInput(
+                f"{where} holds a NUL character (\\u0000), which cannot be stored; remove it",
+                detail={"field": where},
+            )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _nul_in(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) under ``value`` that holds a NUL character."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}"
+            if "\x00" in str(key):
+                return inner
+            found = _nul_in(item, inner)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def ingest_events(session: Session, *, documents: Sequence[Any], commit: bool = False) -> IngestResult:
@@ -93,7 +122,7 @@ def ingest_events(session: Session, *, documents: Sequence[Any], commit: bool = 
     labels = ["event" if single else f"events[{i}]" for i in range(len(documents))]
     events = [parse_event(doc, label=label) for doc, label in zip(documents, labels, strict=True)]
     result = IngestResult(received=len(events))
-    fingerprints = [fingerprint_of(document) for document in documents]
+    fingerprints = [fingerprint_of(document, label) for document, label in zip(documents, labels, strict=True)]
     log_rows = _log_rows(documents, events, fingerprints)
     snapshot: Snapshot | None = None
     # What every event names (duplicates included: their jobs and runs exist already, so that costs nothing).

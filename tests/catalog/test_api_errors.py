@@ -152,6 +152,14 @@ CASES: list[tuple[str, str, dict[str, Any], int, list[str]]] = [
     (
         "PATCH",
         "/api/v1/datasets/{id}",
+        {"json": {"description": "a\u0000b"}, "headers": {"If-Match": "*"}},
+        422,
+        ["description", "NUL"],
+    ),
+    ("POST", "/api/v1/datasets", {"json": {**DATASET, "name": "nul", "description": "\u0000"}}, 422, ["NUL"]),
+    (
+        "PATCH",
+        "/api/v1/datasets/{id}",
         {"json": {"description": "x"}, "headers": {"If-Match": '"{id}.99"'}},
         412,
         ["changed since"],

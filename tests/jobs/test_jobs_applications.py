@@ -144,3 +144,13 @@ async def test_a_job_may_name_its_own_applications(
     assert (await client.get(f"/api/v1/jobs/{override.json()['id']}/output/stdout")).text == "extra\nextra\n"
     request = (await client.get(f"/api/v1/jobs/{override.json()['id']}/request")).json()
     assert request["applications"] == ["extra"]
+
+
+@pytest.mark.single_backend("postgres")
+async def test_a_value_postgresql_cannot_store_is_refused_with_400_not_500(client: httpx.AsyncClient) -> None:
+    # Validation lets a NUL character through here; PostgreSQL's text cannot hold one.
+    answer = await client.post("/api/v1/applications", json={"name": "nul", "description": "before\u0000after"})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_value" and "NUL" in error["message"]
+    assert (await client.get("/api/v1/applications/nul")).status_code == 404

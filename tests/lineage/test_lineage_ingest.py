@@ -314,6 +314,21 @@ async def test_invalid_events_get_422_naming_the_field(client: httpx.AsyncClient
     assert error["message"].startswith(field)
 
 
+async def test_a_nul_character_anywhere_in_an_event_is_refused_naming_where(client: httpx.AsyncClient) -> None:
+    event = _etl(str(uuid.uuid4()), "COMPLETE", 0)
+    event["run"]["facets"]["spark_properties"] = {"properties": {"spark.app.name": "daily\u0000"}}
+    answer = await client.post("/api/v1/lineage", json=event)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["detail"]["field"] == "event.run.facets.spark_properties.properties.spark.app.name"
+    # A backslash followed by "u0000" is text like any other.
+    event["run"]["facets"]["spark_properties"] = {"properties": {"spark.app.name": "C:\\u0000"}}
+    assert (await client.post("/api/v1/lineage", json=[event])).status_code == 201
+    logged = (await client.get("/api/v1/lineage/events")).json()["items"]
+    assert [e["event"]["run"]["facets"]["spark_properties"]["properties"]["spark.app.name"] for e in logged] == [
+        "C:\\u0000"
+    ]
+
+
 async def test_one_bad_event_refuses_the_whole_batch(client: httpx.AsyncClient) -> None:
     good = _etl(str(uuid.uuid4()), "COMPLETE", 1)
     response = await post(client, [good, _broken("run_id")], "/api/v1/lineage/batch")
