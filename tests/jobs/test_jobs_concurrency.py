@@ -32,7 +32,9 @@ async def test_concurrent_submissions_all_run_exactly_once(
     async def submit(index: int) -> None:
         async with limiter:
             r = await client.post(
-                "/api/v1/jobs", json=job_body(f'echo "$HEADWATER_JOB_ID" >> {marks}', id=f"c-{index}")
+                # Long enough that one worker's four slots cannot drain the queue alone before the other claims.
+                "/api/v1/jobs",
+                json=job_body(f'sleep 0.2; echo "$HEADWATER_JOB_ID" >> {marks}', id=f"c-{index}"),
             )
             assert r.status_code == 202, r.text
             ids.append(r.json()["id"])
