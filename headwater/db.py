@@ -345,13 +345,21 @@ def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, A
     is gone rolls back the transaction it opened (it holds nothing), forgets every name, prepares the statement and
     runs it again.
     """
-    import psycopg
     from psycopg import pq
 
     raw: Any = session.connection().connection.driver_connection
     pgconn = raw.pgconn
     if raw.autocommit or raw.prepare_threshold is None or pgconn.transaction_status != pq.TransactionStatus.IDLE:
         return cast("tuple[Any, ...] | None", execute_on_driver(session, statement, params).fetchone())
+    with _invalidated_when_lost(session, raw):
+        return _begin_and_fetch_one(raw, statement, params)
+
+
+def _begin_and_fetch_one(raw: Any, statement: Any, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    import psycopg
+    from psycopg import pq
+
+    pgconn = raw.pgconn
     sql, values, name, prepare, execute = _statement_form(statement, params, raw)
     for attempt in (1, 2):
         prepared = _PREPARED.setdefault(raw, set())
@@ -359,13 +367,13 @@ def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, A
         wanted[name] = prepare
         for wanted_name, command in wanted.items():
             if wanted_name not in prepared:
-                result = pgconn.exec_(command)
+                result = _exec(pgconn, command, sql, values)
                 if _sqlstate(result) != "42P05":  # duplicate_prepared_statement: prepared already
                     _check(psycopg, sql, values, result, pq.ExecStatus.COMMAND_OK)
                 prepared.add(wanted_name)
-        result = pgconn.exec_(b"BEGIN; " + execute)
+        result = _exec(pgconn, b"BEGIN; " + execute, sql, values)
         if attempt == 1 and _sqlstate(result) == "26000":  # invalid_sql_statement_name: deallocated since
-            _check(psycopg, sql, values, pgconn.exec_(b"ROLLBACK"), pq.ExecStatus.COMMAND_OK)
+            _check(psycopg, sql, values, _exec(pgconn, b"ROLLBACK", sql, values), pq.ExecStatus.COMMAND_OK)
             _PREPARED.pop(raw, None)  # deallocated one by one never, so all of them
             continue
         _check(psycopg, sql, values, result, pq.ExecStatus.TUPLES_OK)
@@ -399,10 +407,23 @@ def execute_and_commit(session: Session, statement: Any, params: Mapping[str, An
         execute_on_driver(session, statement, params)
         _TO_PREPARE.setdefault(raw, {})[name] = prepare
         return
-    result = pgconn.exec_(execute + b"; COMMIT")
-    if _sqlstate(result) == "26000":
-        _PREPARED.pop(raw, None)
-    _check(psycopg, sql, values, result, pq.ExecStatus.COMMAND_OK)
+    with _invalidated_when_lost(session, raw):
+        result = _exec(pgconn, execute + b"; COMMIT", sql, values)
+        if _sqlstate(result) == "26000":
+            _PREPARED.pop(raw, None)
+        _check(psycopg, sql, values, result, pq.ExecStatus.COMMAND_OK)
+
+
+@contextmanager
+def _invalidated_when_lost(session: Session, raw: Any) -> Iterator[None]:
+    """As SQLAlchemy does for the statements it runs: a connection found lost is invalidated, so the pool replaces
+    it and the session's rollback has nothing to send."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if raw.broken:
+            session.connection().invalidate(exc)
+        raise
 
 
 def _forget_prepared(engine: Engine) -> None:
@@ -413,12 +434,22 @@ def _forget_prepared(engine: Engine) -> None:
 
     def forget_unless_idle(dbapi_connection: Any) -> None:
         raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
-        if raw is not None and raw.pgconn.transaction_status != 0:  # psycopg.pq.TransactionStatus.IDLE
+        if raw is None or raw not in _PREPARED:
+            return
+        try:
+            idle = raw.info.transaction_status == 0  # psycopg.pq.TransactionStatus.IDLE
+        except Exception:  # a connection already lost (psycopg raises): nothing of it is worth keeping
+            idle = False
+        if not idle:
             _PREPARED.pop(raw, None)  # a rollback with something to roll back: psycopg deallocates
+
+    def driver_of(connection: Any) -> Any:
+        # An invalidated connection's driver connection is discarded with it: nothing to track.
+        return None if connection.invalidated else connection.connection.driver_connection
 
     @event.listens_for(engine, "rollback")
     def _rollback(connection: Any) -> None:
-        forget_unless_idle(connection.connection)
+        forget_unless_idle(driver_of(connection))
 
     @event.listens_for(engine, "reset")
     def _reset(dbapi_connection: Any, connection_record: ConnectionPoolEntry, reset_state: Any) -> None:
@@ -426,12 +457,24 @@ def _forget_prepared(engine: Engine) -> None:
 
     @event.listens_for(engine, "rollback_savepoint")
     def _rollback_savepoint(connection: Any, *_args: Any) -> None:
-        _PREPARED.pop(connection.connection.driver_connection, None)
+        if (raw := driver_of(connection)) is not None:
+            _PREPARED.pop(raw, None)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _ddl(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if _DEALLOCATES.match(statement):
-            _PREPARED.pop(connection.connection.driver_connection, None)
+        if _DEALLOCATES.match(statement) and (raw := driver_of(connection)) is not None:
+            _PREPARED.pop(raw, None)
+
+
+def _exec(pgconn: Any, command: bytes, sql: str, params: Mapping[str, Any]) -> Any:
+    """libpq's PQexec of ``command`` (the GIL released meanwhile); a failure to send or receive (a lost connection)
+    raised as SQLAlchemy's error, as a failed statement is by :func:`_check`."""
+    import psycopg
+
+    try:
+        return pgconn.exec_(command)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
 
 
 def _sqlstate(result: Any) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from headwater import db
@@ -246,3 +246,19 @@ def test_a_connection_that_died_while_idle_is_replaced_at_checkout(
         assert _backend_pid(engine) != dead  # the ping failed, the pool reconnected, the request never saw it
     finally:
         engine.dispose()
+
+
+def test_a_connection_lost_under_a_named_statement_raises_sqlalchemys_error(probe_engine: Engine) -> None:
+    """As a lost connection under any statement: SQLAlchemy's OperationalError (the API answers 503), not the
+    driver's own exception."""
+    factory = make_sessionmaker(probe_engine)
+    with factory() as session:
+        begin_and_fetch_one(session, _INSERT_PROBE, {"name": "before"})
+        session.commit()
+    dead = _backend_pid(probe_engine)  # the pool's one connection, back moments ago: no ping at checkout
+    with create_db_engine(str(probe_engine.url.render_as_string(hide_password=False))).connect() as admin:
+        assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dead}).scalar_one()
+    with factory() as session:
+        with pytest.raises(OperationalError):
+            begin_and_fetch_one(session, _INSERT_PROBE, {"name": "lost"})
+        session.rollback()
