@@ -233,6 +233,14 @@ def _driver_sql(statement: Any) -> tuple[str, dict[str, Any]]:
     return str(compiled), {name: value for name, value in compiled.params.items() if value is not None}
 
 
+def _as_sqlalchemy_error(sql: str | None, params: Any, error: Exception) -> DBAPIError:
+    """A psycopg error as SQLAlchemy raises it for the statements it runs itself (IntegrityError,
+    OperationalError, ...; the driver's error, with its SQLSTATE, as ``orig``)."""
+    import psycopg  # only PostgreSQL gets here, and psycopg is its driver
+
+    return cast(DBAPIError, DBAPIError.instance(sql, params, error, psycopg.Error))
+
+
 def execute_on_driver(session: Session, statement: Any, params: Mapping[str, Any]) -> Any:
     """PostgreSQL: run ``statement`` (a Core or ``text()`` construct, kept and reused by the caller) on the
     session's psycopg connection, in its transaction, past SQLAlchemy's execution layer; the psycopg cursor.
@@ -249,7 +257,7 @@ def execute_on_driver(session: Session, statement: Any, params: Mapping[str, Any
     try:
         return raw.execute(sql, {**defaults, **params} if defaults else params)
     except psycopg.Error as exc:
-        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+        raise _as_sqlalchemy_error(sql, params, exc) from exc
 
 
 # The statements each pooled psycopg connection has prepared for begin_and_fetch_one, as far as it knows.
@@ -307,8 +315,9 @@ def _pg_literal(escaping: Any, encoding: str, value: Any) -> bytes:
     if "\x00" in text_value:  # libpq's escaping stops at a NUL: refuse it, as psycopg does for its parameters
         import psycopg
 
-        error = psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-        raise DBAPIError.instance(None, None, error, psycopg.Error)
+        raise _as_sqlalchemy_error(
+            None, None, psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+        )
     return bytes(escaping.escape_literal(text_value.encode(encoding)))
 
 
@@ -326,6 +335,12 @@ def _statement_form(
     escaping, encoding = pq.Escaping(raw.pgconn), raw.info.encoding
     execute = b"EXECUTE %s(%s)" % (name, b", ".join(_pg_literal(escaping, encoding, values[n]) for n in order))
     return sql, values, name, prepare, execute
+
+
+def _by_name(raw: Any, status: Any) -> bool:
+    """Whether a statement may go by name on psycopg connection ``raw`` in transaction ``status`` (the one the
+    caller needs): not in autocommit, and preparing on the server is allowed (``prepared_statements``)."""
+    return not raw.autocommit and raw.prepare_threshold is not None and raw.pgconn.transaction_status == status
 
 
 def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -348,15 +363,13 @@ def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, A
     from psycopg import pq
 
     raw: Any = session.connection().connection.driver_connection
-    pgconn = raw.pgconn
-    if raw.autocommit or raw.prepare_threshold is None or pgconn.transaction_status != pq.TransactionStatus.IDLE:
+    if not _by_name(raw, pq.TransactionStatus.IDLE):
         return cast("tuple[Any, ...] | None", execute_on_driver(session, statement, params).fetchone())
     with _invalidated_when_lost(session, raw):
         return _begin_and_fetch_one(raw, statement, params)
 
 
 def _begin_and_fetch_one(raw: Any, statement: Any, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    import psycopg
     from psycopg import pq
 
     pgconn = raw.pgconn
@@ -369,14 +382,14 @@ def _begin_and_fetch_one(raw: Any, statement: Any, params: Mapping[str, Any]) ->
             if wanted_name not in prepared:
                 result = _exec(pgconn, command, sql, values)
                 if _sqlstate(result) != "42P05":  # duplicate_prepared_statement: prepared already
-                    _check(psycopg, sql, values, result, pq.ExecStatus.COMMAND_OK)
+                    _check(sql, values, result, pq.ExecStatus.COMMAND_OK)
                 prepared.add(wanted_name)
         result = _exec(pgconn, b"BEGIN; " + execute, sql, values)
         if attempt == 1 and _sqlstate(result) == "26000":  # invalid_sql_statement_name: deallocated since
-            _check(psycopg, sql, values, _exec(pgconn, b"ROLLBACK", sql, values), pq.ExecStatus.COMMAND_OK)
+            _check(sql, values, _exec(pgconn, b"ROLLBACK", sql, values), pq.ExecStatus.COMMAND_OK)
             _PREPARED.pop(raw, None)  # deallocated one by one never, so all of them
             continue
-        _check(psycopg, sql, values, result, pq.ExecStatus.TUPLES_OK)
+        _check(sql, values, result, pq.ExecStatus.TUPLES_OK)
         break
     if result.ntuples == 0:
         return None
@@ -394,12 +407,11 @@ def execute_and_commit(session: Session, statement: Any, params: Mapping[str, An
     only be sent by name where the name is known to be prepared: a PREPARE inside the transaction would roll back
     with it, and one that fails aborts it.
     """
-    import psycopg
     from psycopg import pq
 
     raw: Any = session.connection().connection.driver_connection
     pgconn = raw.pgconn
-    if raw.autocommit or raw.prepare_threshold is None or pgconn.transaction_status != pq.TransactionStatus.INTRANS:
+    if not _by_name(raw, pq.TransactionStatus.INTRANS):
         execute_on_driver(session, statement, params)
         return
     sql, values, name, prepare, execute = _statement_form(statement, params, raw)
@@ -411,7 +423,7 @@ def execute_and_commit(session: Session, statement: Any, params: Mapping[str, An
         result = _exec(pgconn, execute + b"; COMMIT", sql, values)
         if _sqlstate(result) == "26000":
             _PREPARED.pop(raw, None)
-        _check(psycopg, sql, values, result, pq.ExecStatus.COMMAND_OK)
+        _check(sql, values, result, pq.ExecStatus.COMMAND_OK)
 
 
 @contextmanager
@@ -474,7 +486,7 @@ def _exec(pgconn: Any, command: bytes, sql: str, params: Mapping[str, Any]) -> A
     try:
         return pgconn.exec_(command)
     except psycopg.Error as exc:
-        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+        raise _as_sqlalchemy_error(sql, params, exc) from exc
 
 
 def _sqlstate(result: Any) -> str:
@@ -483,15 +495,17 @@ def _sqlstate(result: Any) -> str:
     return (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
 
 
-def _check(psycopg: Any, sql: str, params: Mapping[str, Any], result: Any, expected: Any) -> None:
+def _check(sql: str, params: Mapping[str, Any], result: Any, expected: Any) -> None:
     """Nothing if ``result`` has the ``expected`` status, else its error raised as SQLAlchemy's, with the SQLSTATE
     (so a caller's retry on a deadlock or a serialization failure sees it)."""
     if result.status == expected:
         return
+    import psycopg
+
     sqlstate = _sqlstate(result)
     message = (result.error_message or b"").decode(errors="replace").strip()
     error = psycopg.errors.lookup(sqlstate)(message) if sqlstate else psycopg.OperationalError(message)
-    raise DBAPIError.instance(sql, params, error, psycopg.Error)
+    raise _as_sqlalchemy_error(sql, params, error)
 
 
 # Below this many rows bulk_insert uses INSERT on PostgreSQL too.
@@ -529,7 +543,7 @@ def bulk_insert(session: Session, model: type[Base], rows: Sequence[Mapping[str,
                         values[i] = _dump_json(values[i])
                 copy.write_row(values)
     except psycopg.Error as exc:  # the driver's own error, seen by callers as SQLAlchemy's (IntegrityError...)
-        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+        raise _as_sqlalchemy_error(statement, None, exc) from exc
 
 
 def bulk_insert_returning_ids(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> list[int]:
