@@ -218,6 +218,16 @@ def _backend_pid(engine: Engine) -> int:
         return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
+def _terminate_backend(db_url: str, pid: int) -> None:
+    """End PostgreSQL backend ``pid`` from another connection, as a server restart or a proxy would."""
+    admin = create_db_engine(db_url, pool_size=1)
+    try:
+        with admin.connect() as connection:
+            assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+    finally:
+        admin.dispose()
+
+
 def test_a_connection_back_moments_ago_is_handed_out_without_a_ping(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,8 +250,7 @@ def test_a_connection_that_died_while_idle_is_replaced_at_checkout(
     engine = create_db_engine(db_url, pool_size=1)
     try:
         dead = _backend_pid(engine)
-        with create_db_engine(db_url).connect() as admin:
-            assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dead}).scalar_one()
+        _terminate_backend(db_url, dead)
         monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
         assert _backend_pid(engine) != dead  # the ping failed, the pool reconnected, the request never saw it
     finally:
@@ -256,8 +265,7 @@ def test_a_connection_lost_under_a_named_statement_raises_sqlalchemys_error(prob
         begin_and_fetch_one(session, _INSERT_PROBE, {"name": "before"})
         session.commit()
     dead = _backend_pid(probe_engine)  # the pool's one connection, back moments ago: no ping at checkout
-    with create_db_engine(str(probe_engine.url.render_as_string(hide_password=False))).connect() as admin:
-        assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dead}).scalar_one()
+    _terminate_backend(probe_engine.url.render_as_string(hide_password=False), dead)
     with factory() as session:
         with pytest.raises(OperationalError):
             begin_and_fetch_one(session, _INSERT_PROBE, {"name": "lost"})
