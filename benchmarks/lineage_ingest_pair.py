@@ -19,14 +19,12 @@ Each worker imports ``headwater`` from its own checkout (``PYTHONPATH``), whatev
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 CHUNK = 100
 KEYS = ("wall", "client", "backend", "wal")
@@ -42,38 +40,33 @@ def worker(name: str, events: int, stable: bool) -> None:
     """Ingest chunks of the stream on a fresh database as the coordinator asks (``start end`` lines on stdin);
     answer each with a JSON line of the chunk's costs."""
     from _postgres import drop_database, fresh_database
-    from lineage_ingest import events_of
+    from lineage_ingest import events_of, ingest, wal_position
     from sqlalchemy import text
 
-    from headwater.db import create_db_engine, make_sessionmaker, session_scope
-    from headwater.lineage.ingest import ingest_events
+    from headwater.db import create_db_engine
 
     url = fresh_database(name)
     engine = create_db_engine(url, pool_size=1)
-    factory = make_sessionmaker(engine)
     stream = events_of(events, 7, stable=stable)
-    # What the POST route does: commit=True where this checkout's ingest_events takes it.
-    options: dict[str, Any] = {"commit": True} if "commit" in inspect.signature(ingest_events).parameters else {}
-
-    def wal() -> int:
-        with engine.connect() as connection:
-            return int(connection.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one())
-
     with engine.connect() as connection:
         backend = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
     print("ready", flush=True)
     try:
         for line in sys.stdin:
             start, end = map(int, line.split())
-            wal_before, began, cpu, backend_cpu = wal(), time.perf_counter(), time.process_time(), _backend_cpu(backend)
-            for event in stream[start:end]:
-                with session_scope(factory) as session:
-                    ingest_events(session, documents=[event], **options)
+            wal_before, began, cpu, backend_cpu = (
+                wal_position(engine),
+                time.perf_counter(),
+                time.process_time(),
+                _backend_cpu(backend),
+            )
+            # As this checkout's own benchmark ingests one event per transaction (what its POST route does).
+            ingest(engine, stream[start:end], 1)
             costs = {
                 "wall": time.perf_counter() - began,
                 "client": time.process_time() - cpu,
                 "backend": _backend_cpu(backend) - backend_cpu,
-                "wal": wal() - wal_before,
+                "wal": wal_position(engine) - wal_before,
             }
             print(json.dumps(costs), flush=True)
     finally:
