@@ -28,6 +28,7 @@ __all__ = [
     "get_session",
     "install_error_handlers",
     "parse_if_match",
+    "validation_message",
 ]
 
 log = logging.getLogger("headwater.api")
@@ -89,7 +90,8 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def _validation_message(errors: list[dict[str, Any]]) -> str:
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    """One sentence naming the first validation error's field (and how many more there are)."""
     first = errors[0]
     where = _location(tuple(first.get("loc", ())))
     message = str(first.get("msg", "is invalid"))
@@ -112,7 +114,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
         return JSONResponse(
-            error_body("validation_error", _validation_message(list(exc.errors())), {"errors": errors[:50]}),
+            error_body("validation_error", validation_message(list(exc.errors())), {"errors": errors[:50]}),
             status_code=422,
         )
 

@@ -27,6 +27,7 @@ from headwater.catalog.sync import SyncScheduler
 from headwater.catalog.sync_routes import sync_router
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.errors import DatabaseNotReady
+from headwater.graphql import graphql_router
 from headwater.jobs.routes import applications_router, clusters_router, commands_router, jobs_router
 from headwater.jobs.worker import JobWorker, WorkerThread
 from headwater.lineage.routes import lineage_router
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         app.include_router(router)
     app.include_router(lineage_router)
     app.include_router(search_router)
+    app.include_router(graphql_router)
     for router in (applications_router, clusters_router, commands_router, jobs_router):
         app.include_router(router)
 

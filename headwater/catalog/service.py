@@ -39,6 +39,7 @@ __all__ = [
     "DatasetSnapshot",
     "HistoricalSchema",
     "apply_snapshot",
+    "datasets_by_id",
     "delete_dataset",
     "get_dataset",
     "get_dataset_by_name",
@@ -149,6 +150,17 @@ def get_dataset_by_name(session: Session, *, namespace: str, name: str, include_
     """One dataset by its OpenLineage identity."""
     stmt = _dataset_query().where(Dataset.namespace == namespace, Dataset.name == name)
     return _not_found_or_deleted(session.scalar(stmt), f"named {name!r} in namespace {namespace!r}", include_deleted)
+
+
+def datasets_by_id(session: Session, *, dataset_ids: Sequence[int]) -> list[Dataset]:
+    """The live datasets among ``dataset_ids`` (tags and owners loaded, fields not), in no particular order."""
+    found: list[Dataset] = []
+    ids = sorted(set(dataset_ids))
+    stmt = select(Dataset).options(selectinload(Dataset.tags), selectinload(Dataset.owners))
+    for start in range(0, len(ids), 900):  # below SQLite's bound-parameter limit
+        chunk = ids[start : start + 900]
+        found.extend(session.scalars(stmt.where(Dataset.id.in_(chunk), Dataset.deleted_at.is_(None))))
+    return found
 
 
 def list_datasets(

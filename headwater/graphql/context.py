@@ -1,0 +1,61 @@
+"""What every GraphQL resolver gets: the request's session, and batch loading of what sibling objects need.
+
+A GraphQL request runs in one worker thread and one transaction (:mod:`headwater.graphql.routes`); its
+resolvers are plain functions run one after another, so they share the session safely. N+1 queries are
+avoided by :class:`Siblings`: objects returned together (a page of datasets, the hits of a search) share one,
+and the first of them to need, say, its fields loads the fields of all of them in one query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from headwater.search.base import SearchBackend
+from headwater.settings import Settings
+
+__all__ = ["Context", "Siblings", "chunks"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+CHUNK = 900  # ids per IN list: below SQLite's bound-parameter limit
+
+
+def chunks(values: Sequence[K]) -> Iterable[list[K]]:
+    """``values`` in IN-list sized pieces."""
+    for start in range(0, len(values), CHUNK):
+        yield list(values[start : start + CHUNK])
+
+
+@dataclass
+class Context:
+    """One GraphQL request's context."""
+
+    session: Session
+    settings: Settings
+    search_backend: SearchBackend
+
+
+@dataclass
+class Siblings(Generic[K]):
+    """The keys of objects returned together, and what has been loaded for all of them, per kind of load.
+
+    ``load(name, key, loader)`` answers ``key``'s value; the first call for ``name`` runs ``loader`` once over
+    every sibling's key (it returns a dict; a key it leaves out answers None).
+    """
+
+    session: Session
+    keys: list[K]
+    _loaded: dict[str, dict[Any, Any]] = field(default_factory=dict)
+
+    def load(self, name: str, key: K, loader: Callable[[Session, list[K]], dict[K, V]]) -> V | None:
+        """``key``'s value from one batched ``loader`` run over every sibling."""
+        found = self._loaded.get(name)
+        if found is None:
+            found = self._loaded[name] = loader(self.session, list(dict.fromkeys(self.keys)))
+        value: V | None = found.get(key)
+        return value

@@ -1,0 +1,143 @@
+"""``/graphql``: the GraphQL endpoint (POST; GET for queries) and the GraphiQL IDE for people trying it out.
+
+A request runs in one worker thread and one transaction: its resolvers are sync and run one after another on
+one session. The transaction commits when every field answered (typed error results included: each root field
+rolled its own savepoint back), and rolls back whole when a resolver failed unexpectedly; that error answers
+with a generic message and goes to the log, never a stack trace to the client.
+
+Status codes follow GraphQL over HTTP: 200 when the operation ran, 400 when it could not (not JSON, no query,
+a syntax or validation error), 405 for a mutation sent with GET.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from graphql import GraphQLError
+from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
+from strawberry.exceptions import StrawberryGraphQLError
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
+
+from headwater.api import db_slot, error_body
+from headwater.errors import InvalidInput
+from headwater.graphql.context import Context
+from headwater.graphql.schema import schema
+
+__all__ = ["graphql_router"]
+
+log = logging.getLogger("headwater.graphql")
+graphql_router = APIRouter(tags=["graphql"])
+
+_QUERIES = (OperationType.QUERY,)
+_ALL = (OperationType.QUERY, OperationType.MUTATION)
+_UNEXPECTED = "an unexpected error occurred; it has been logged"
+_DATABASE_DOWN = "the database is unavailable; try again shortly"
+
+
+def _error(error: GraphQLError) -> dict[str, Any]:
+    """The JSON of one error: GraphQL's own (syntax, validation) as they are; anything a resolver raised that is
+    not an answer of the schema's is logged and reported without its text."""
+    original = error.original_error
+    formatted: dict[str, Any] = dict(error.formatted)
+    if original is None or isinstance(original, GraphQLError | StrawberryGraphQLError):
+        return formatted
+    if isinstance(original, OperationalError):
+        log.error("database unavailable during a GraphQL request: %s", original.orig)
+        formatted["message"] = _DATABASE_DOWN
+    else:
+        log.error("unexpected error in a GraphQL resolver at %s", error.path, exc_info=original)
+        formatted["message"] = _UNEXPECTED
+    return formatted
+
+
+def _execute(
+    request: Request, query: str, variables: dict[str, Any] | None, operation: str | None, post: bool
+) -> Response:
+    state = request.app.state
+    session = state.sessionmaker()
+    try:
+        context = Context(session=session, settings=state.settings, search_backend=state.search_backend)
+        try:
+            result = schema.execute_sync(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation,
+                allowed_operation_types=_ALL if post else _QUERIES,
+            )
+        except InvalidOperationTypeError:
+            refusal = error_body("method_not_allowed", "mutations are accepted only with POST; send this one by POST")
+            return Response(orjson.dumps(refusal), status_code=405, media_type="application/json")
+        errors = result.errors or []
+        if result.data is None or any(e.original_error is not None for e in errors):
+            session.rollback()
+        else:
+            session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    body: dict[str, Any] = {"data": result.data}
+    if errors:
+        body["errors"] = [_error(e) for e in errors]
+    # Nothing ran (a syntax or validation error): the request's fault, 400.
+    status = 400 if result.data is None and errors and all(e.original_error is None for e in errors) else 200
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _request_of(document: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+    """``query``, ``variables`` and ``operationName`` of a GraphQL request document, checked."""
+    if not isinstance(document, dict):
+        raise InvalidInput('a GraphQL request is a JSON object: {"query": "...", "variables": {...}}')
+    query, variables, operation = document.get("query"), document.get("variables"), document.get("operationName")
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInput(
+            "the request has no query: send the GraphQL document as a string in 'query'", detail={"field": "query"}
+        )
+    if variables is not None and not isinstance(variables, dict):
+        raise InvalidInput(
+            "'variables' must be a JSON object of variable names to values", detail={"field": "variables"}
+        )
+    if operation is not None and not isinstance(operation, str):
+        raise InvalidInput("'operationName' must be a string", detail={"field": "operationName"})
+    return query, variables, operation
+
+
+@graphql_router.post("/graphql", summary="Run a GraphQL query or mutation")
+async def post_graphql(request: Request) -> Response:
+    """A GraphQL request as JSON: ``{"query": ..., "variables": {...}, "operationName": ...}``."""
+    raw = await request.body()
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}", detail={"field": "body"}) from None
+    query, variables, operation = _request_of(document)
+    async with db_slot(request):
+        return await run_in_threadpool(_execute, request, query, variables, operation, True)
+
+
+@graphql_router.get("/graphql", summary="Run a GraphQL query (no mutations), or open GraphiQL", response_model=None)
+async def get_graphql(
+    request: Request,
+    query: Annotated[str | None, Query(max_length=100_000)] = None,
+    variables: Annotated[str | None, Query(max_length=100_000)] = None,
+    operation_name: Annotated[str | None, Query(alias="operationName", max_length=1024)] = None,
+) -> Response:
+    """Without ``query`` (a browser): the GraphiQL IDE. With it: the query, ``variables`` as a JSON string."""
+    if query is None:
+        return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
+    try:
+        parsed = orjson.loads(variables) if variables else None
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"variables is not valid JSON: {exc}", detail={"field": "variables"}) from None
+    query, parsed, operation = _request_of({"query": query, "variables": parsed, "operationName": operation_name})
+    async with db_slot(request):
+        return await run_in_threadpool(_execute, request, query, parsed, operation, False)

@@ -1,0 +1,558 @@
+"""The GraphQL schema: queries over the catalog, search, lineage and jobs, and the mutations tools need.
+
+Each resolver hands off to the domain function the REST route calls (Dagster's rule: one line of glue), so
+both APIs answer the same. Each root field runs in a savepoint of the request's transaction and answers a
+domain error as a typed result (``... on NotFoundError { message field }``): a mutation that fails leaves
+nothing behind, and the fields before and after it still answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, cast
+
+import strawberry
+from graphql import GraphQLError
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DataError
+from strawberry.scalars import JSON
+from strawberry.types import ExecutionContext
+from strawberry.types.unset import UNSET
+
+from headwater.api import validation_message
+from headwater.catalog import service as catalog
+from headwater.catalog import sources as catalog_sources
+from headwater.catalog.models import DatasetKind, SourceKind
+from headwater.catalog.schemas import DatasetUpdate
+from headwater.errors import HeadwaterError, InvalidInput
+from headwater.graphql.context import Context
+from headwater.graphql.types import (
+    Dataset,
+    DatasetPage,
+    DatasetPageResult,
+    DatasetResult,
+    Error,
+    Impact,
+    ImpactResult,
+    InvalidInputError,
+    Job,
+    JobPage,
+    JobPageResult,
+    JobResult,
+    LineageGraph,
+    LineageGraphResult,
+    LineagePath,
+    PathResult,
+    Run,
+    RunResult,
+    SearchResult,
+    SearchResults,
+    Source,
+    Suggestion,
+    TransformationType,
+    error_of,
+)
+from headwater.jobs import service as jobs
+from headwater.jobs.models import JobStatus
+from headwater.jobs.schemas import JobSubmit
+from headwater.lineage import graph
+from headwater.lineage import service as lineage
+from headwater.lineage.models import EdgeOrigin
+from headwater.search.base import DocumentType, SearchQuery
+
+__all__ = ["schema"]
+
+MAX_ID = 2**63 - 1
+F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=BaseModel)
+
+
+def answers_errors(resolver: F) -> F:
+    """Run a root resolver in a savepoint; a domain error (or a value the database refuses) rolls it back and
+    becomes the field's typed error result."""
+
+    @functools.wraps(resolver)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        info: strawberry.Info[Context, None] = kwargs["info"]
+        try:
+            with info.context.session.begin_nested():
+                return resolver(*args, **kwargs)
+        except HeadwaterError as exc:
+            return error_of(exc)
+        except DataError as exc:
+            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
+            return InvalidInputError(
+                message=f"an argument holds a value the database cannot store: {reason}",
+                code="invalid_value",
+                field=None,
+            )
+
+    return cast(F, run)
+
+
+def _id(value: strawberry.ID, name: str) -> int:
+    """A database id from a GraphQL ID argument."""
+    text = str(value)
+    if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
+        raise InvalidInput(f"{name} must be a positive integer id, got {text[:40]!r}", detail={"field": name})
+    return int(text)
+
+
+def _bounded(value: int, low: int, high: int, name: str) -> int:
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high}, got {value}", detail={"field": name})
+    return value
+
+
+def _validated(model: type[M], data: dict[str, Any], name: str) -> M:
+    """``data`` as the REST body model, or InvalidInput naming the first field at fault (``name.field``)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors: list[dict[str, Any]] = [{**e, "loc": (name, *(_camel(str(p)) for p in e["loc"]))} for e in exc.errors()]
+        where = ".".join(str(p) for p in errors[0]["loc"])
+        raise InvalidInput(validation_message(errors), detail={"field": where}) from None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _set(value: Any) -> bool:
+    return value is not UNSET
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+@strawberry.input(description="A dataset by id or by namespace and name, or one column of it (add field).")
+class NodeInput:
+    dataset_id: strawberry.ID | None = None
+    field_id: strawberry.ID | None = strawberry.field(default=None, description="A column by its catalog id.")
+    namespace: str | None = None
+    name: str | None = None
+    field: str | None = strawberry.field(default=None, description="A column of the named dataset, by path.")
+
+
+@strawberry.input(description="Which edges a lineage query follows.")
+class LineageFilter:
+    as_of: dt.datetime | None = strawberry.field(
+        default=None, description="The graph as known then (first seen by then, not yet retired); naive = UTC."
+    )
+    include_retired: bool = False
+    transformation_types: list[TransformationType] | None = None
+    origins: list[EdgeOrigin] | None = None
+
+
+@strawberry.enum
+class Direction(enum.Enum):
+    """Which way a lineage query walks."""
+
+    UPSTREAM = "upstream"
+    DOWNSTREAM = "downstream"
+    BOTH = "both"
+
+
+@strawberry.input(description="Dataset list filters; they combine with AND.")
+class DatasetFilter:
+    source: str | None = None
+    namespace: str | None = None
+    kind: DatasetKind | None = None
+    tag: str | None = None
+    owner: str | None = None
+    name_prefix: str | None = None
+    include_deleted: bool = False
+
+
+@strawberry.input(description="Search filters: OR within one, AND across them.")
+class SearchFilter:
+    source: list[str] | None = None
+    kind: list[DatasetKind] | None = None
+    namespace: list[str] | None = None
+    tag: list[str] | None = None
+    owner: list[str] | None = None
+    format: list[str] | None = None
+
+
+@strawberry.input(description="Job list filters; they combine with AND.")
+class JobFilter:
+    user: str | None = None
+    status: JobStatus | None = None
+    tag: str | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+
+
+@strawberry.input
+class OwnerInput:
+    name: str
+    role: str = "owner"
+
+
+@strawberry.input(description="What people say about one field; omitted keys stay as they are.")
+class FieldMetadataInput:
+    path: str
+    description: str | None = strawberry.field(default=UNSET, description="null clears it.")
+    tags: list[str] | None = UNSET
+
+
+@strawberry.input(description="User metadata of a dataset; omitted keys stay as they are, null clears a description.")
+class DatasetMetadataInput:
+    description: str | None = UNSET
+    tags: list[str] | None = UNSET
+    owners: list[OwnerInput] | None = UNSET
+    properties: JSON | None = UNSET
+    fields: list[FieldMetadataInput] | None = UNSET
+
+
+@strawberry.input
+class DatasetRefInput:
+    namespace: str
+    name: str
+
+
+@strawberry.input(description="A job request (Genie's): the cluster and command are chosen by tags.")
+class JobSubmitInput:
+    name: str
+    user: str
+    cluster_criteria: list[list[str]] = strawberry.field(
+        description="Tag sets tried in order: the first set some UP cluster carries all of wins."
+    )
+    command_criteria: list[str] = strawberry.field(description="Tags the command must carry.")
+    id: str | None = strawberry.field(default=None, description="Your own id for the job (idempotent submission).")
+    version: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+    command_args: list[str] | None = None
+    environment: JSON | None = None
+    timeout: int | None = strawberry.field(default=None, description="Seconds before the job is killed.")
+    applications: list[str] | None = None
+    max_attempts: int | None = None
+    archive_logs: bool | None = None
+    inputs: list[DatasetRefInput] | None = None
+    outputs: list[DatasetRefInput] | None = None
+
+
+def _node(session: Any, node: NodeInput, label: str = "") -> graph.NodeRef:
+    prefix = f"{label}." if label else "node."
+    return graph.resolve_node(
+        session,
+        dataset_id=_id(node.dataset_id, f"{prefix}datasetId") if node.dataset_id is not None else None,
+        field_id=_id(node.field_id, f"{prefix}fieldId") if node.field_id is not None else None,
+        namespace=node.namespace,
+        name=node.name,
+        field_path=node.field,
+        label=label,
+    )
+
+
+def _filters(given: LineageFilter | None) -> graph.WalkFilters:
+    if given is None:
+        return graph.WalkFilters()
+    as_of = given.as_of
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=dt.UTC)
+    return graph.WalkFilters(
+        as_of=as_of,
+        include_retired=given.include_retired,
+        transformation_types=tuple(t.value for t in given.transformation_types or ()),
+        origins=tuple(o.value for o in given.origins or ()),
+    )
+
+
+def _page_size(first: int, high: int) -> int:
+    return _bounded(first, 1, high, "first")
+
+
+@strawberry.type
+class Suggestions:
+    """Autocomplete answers, best first."""
+
+    items: list[Suggestion]
+
+
+# ----------------------------------------------------------------------------------------------- query
+
+
+@strawberry.type
+class Query:
+    """What tools read: the catalog, search, lineage and jobs."""
+
+    @strawberry.field(description="One dataset, by id or by namespace and name.")
+    @answers_errors
+    def dataset(
+        self,
+        info: strawberry.Info[Context, None],
+        id: strawberry.ID | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        include_deleted: bool = False,
+    ) -> DatasetResult:
+        session = info.context.session
+        if id is not None:
+            row = catalog.get_dataset(session, dataset_id=_id(id, "id"), include_deleted=include_deleted)
+        elif namespace and name:
+            row = catalog.get_dataset_by_name(session, namespace=namespace, name=name, include_deleted=include_deleted)
+        else:
+            raise InvalidInput("name the dataset by id, or by namespace and name", detail={"field": "id"})
+        return Dataset.page(session, [row])[0]
+
+    @strawberry.field(description="Datasets matching a filter, a page at a time (sort: name, updated_at, created_at).")
+    @answers_errors
+    def datasets(
+        self,
+        info: strawberry.Info[Context, None],
+        filter: DatasetFilter | None = None,
+        sort: str = "name",
+        first: int = 50,
+        after: str | None = None,
+    ) -> DatasetPageResult:
+        session = info.context.session
+        given = filter or DatasetFilter()
+        filters = catalog.DatasetFilters(**{k: getattr(given, k) for k in catalog.DatasetFilters.__dataclass_fields__})
+        page = catalog.list_datasets(session, filters=filters, sort=sort, cursor=after, limit=_page_size(first, 100))
+        return DatasetPage(items=Dataset.page(session, page.items), next_cursor=page.next_cursor, total=page.total)
+
+    @strawberry.field(description="The federated sources (and the manual one).")
+    @answers_errors
+    def sources(self, info: strawberry.Info[Context, None], kind: SourceKind | None = None) -> list[Source]:
+        found: list[Source] = []
+        cursor: str | None = None
+        while True:  # sources are few: a platform federates tens of systems, not thousands
+            page = catalog_sources.list_sources(info.context.session, kind=kind, cursor=cursor, limit=500)
+            found.extend(Source(**{k: getattr(s, k) for k in Source.__annotations__}) for s in page.items)
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
+
+    @strawberry.field(description="Free-text search over datasets and columns, with filters and facet counts.")
+    @answers_errors
+    def search(
+        self,
+        info: strawberry.Info[Context, None],
+        query: str | None = None,
+        types: list[DocumentType] | None = None,
+        filter: SearchFilter | None = None,
+        sort: str = "relevance",
+        first: int = 20,
+        after: str | None = None,
+        facets: bool = True,
+        highlight: bool = True,
+    ) -> SearchResult:
+        given = filter or SearchFilter()
+        filters = {
+            name: [v.value if isinstance(v, DatasetKind) else v for v in values]
+            for name in ("source", "kind", "namespace", "tag", "owner", "format")
+            if (values := getattr(given, name))
+        }
+        search_query = SearchQuery(
+            q=query,
+            types=list(dict.fromkeys(types or [DocumentType.DATASET])),
+            filters=filters,
+            sort=sort,
+            cursor=after,
+            limit=first,
+            facets=facets,
+            highlight=highlight,
+        ).validate()
+        return SearchResults.of(info.context.session, info.context.search_backend.search(search_query))
+
+    @strawberry.field(description="Names completing what has been typed so far.")
+    @answers_errors
+    def suggest(
+        self,
+        info: strawberry.Info[Context, None],
+        prefix: str,
+        types: list[DocumentType] | None = None,
+        first: int = 10,
+    ) -> Annotated[Suggestions | InvalidInputError, strawberry.union("SuggestResult")]:
+        if not prefix.strip() or len(prefix) > 256:
+            raise InvalidInput("prefix must hold 1 to 256 characters, not only spaces", detail={"field": "prefix"})
+        found = info.context.search_backend.suggest(
+            prefix, limit=_page_size(first, 50), types=types or [DocumentType.DATASET]
+        )
+        return Suggestions(
+            items=[
+                Suggestion(
+                    text=s.text,
+                    type=s.type,
+                    dataset_id=strawberry.ID(str(s.dataset_id)),
+                    namespace=s.namespace,
+                    kind=s.kind,
+                )
+                for s in found
+            ]
+        )
+
+    @strawberry.field(description="Upstream and/or downstream of a dataset or column, with each edge's provenance.")
+    @answers_errors
+    def lineage(
+        self,
+        info: strawberry.Info[Context, None],
+        node: NodeInput,
+        direction: Direction = Direction.BOTH,
+        depth: int = 5,
+        max_nodes: int = 2_000,
+        filter: LineageFilter | None = None,
+    ) -> LineageGraphResult:
+        session = info.context.session
+        answer = graph.graph_around(
+            session,
+            node=_node(session, node),
+            direction=direction.value,
+            depth=depth,
+            budget=max_nodes,
+            filters=_filters(filter),
+        )
+        return LineageGraph.of(answer)
+
+    @strawberry.field(
+        description="What breaks if a column or dataset changes: every downstream column, dataset, job "
+        "and owner, each with its distance and one shortest path."
+    )
+    @answers_errors
+    def impact(
+        self,
+        info: strawberry.Info[Context, None],
+        node: NodeInput,
+        depth: int = 20,
+        max_nodes: int = 10_000,
+        timeout_ms: int = 5_000,
+        filter: LineageFilter | None = None,
+    ) -> ImpactResult:
+        session = info.context.session
+        answer = graph.impact(
+            session,
+            node=_node(session, node),
+            depth=depth,
+            budget=max_nodes,
+            timeout_ms=_bounded(timeout_ms, 10, 60_000, "timeoutMs"),
+            filters=_filters(filter),
+        )
+        return Impact.of(answer)
+
+    @strawberry.field(description="One shortest downstream path between two columns or two datasets.")
+    @answers_errors
+    def path(
+        self,
+        info: strawberry.Info[Context, None],
+        source: NodeInput,
+        target: NodeInput,
+        depth: int = 20,
+        filter: LineageFilter | None = None,
+    ) -> PathResult:
+        session = info.context.session
+        answer = graph.path_between(
+            session,
+            source=_node(session, source, "source"),
+            target=_node(session, target, "target"),
+            depth=_bounded(depth, 1, graph.MAX_DEPTH, "depth"),
+            filters=_filters(filter),
+        )
+        return LineagePath.of(answer)
+
+    @strawberry.field(description="A lineage run (OpenLineage run id) with its state, parent and children.")
+    @answers_errors
+    def lineage_run(self, info: strawberry.Info[Context, None], id: str) -> RunResult:
+        return Run.of(lineage.get_run(info.context.session, run_id=id))
+
+    @strawberry.field(description="One job by id.")
+    @answers_errors
+    def job(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> JobResult:
+        session = info.context.session
+        row = jobs.get_job(session, job_id=str(id))
+        return Job.page(session, [row], jobs.job_out(session, [row]))[0]
+
+    @strawberry.field(description="Jobs, newest first by default (sort: created, name, status; '-' descending).")
+    @answers_errors
+    def jobs(
+        self,
+        info: strawberry.Info[Context, None],
+        filter: JobFilter | None = None,
+        sort: str = "-created",
+        first: int = 50,
+        after: str | None = None,
+    ) -> JobPageResult:
+        session = info.context.session
+        given = filter or JobFilter()
+        filters = jobs.JobFilters(**{k: getattr(given, k) for k in jobs.JobFilters.__dataclass_fields__})
+        page = jobs.list_jobs(session, filters=filters, sort=sort, cursor=after, limit=_page_size(first, 100))
+        items = Job.page(session, page.items, jobs.job_out(session, page.items))
+        return JobPage(items=items, next_cursor=page.next_cursor, total=page.total)
+
+
+# -------------------------------------------------------------------------------------------- mutation
+
+
+def _metadata(given: DatasetMetadataInput) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key in ("description", "tags", "properties"):
+        if _set(getattr(given, key)):
+            data[key] = getattr(given, key)
+    if _set(given.owners):
+        data["owners"] = None if given.owners is None else [{"name": o.name, "role": o.role} for o in given.owners]
+    if _set(given.fields) and given.fields is not None:
+        data["fields"] = {
+            f.path: {k: getattr(f, k) for k in ("description", "tags") if _set(getattr(f, k))} for f in given.fields
+        }
+    return data
+
+
+def _submission(given: JobSubmitInput) -> dict[str, Any]:
+    data = {key: value for key, value in strawberry.asdict(given).items() if value is not None}
+    return data
+
+
+@strawberry.type
+class Mutation:
+    """What tools change: dataset metadata, and jobs."""
+
+    @strawberry.field(description="Change a dataset's user metadata; expectedRevision is the revision you read.")
+    @answers_errors
+    def update_dataset(
+        self,
+        info: strawberry.Info[Context, None],
+        id: strawberry.ID,
+        input: DatasetMetadataInput,
+        expected_revision: int,
+    ) -> DatasetResult:
+        session = info.context.session
+        data = _validated(DatasetUpdate, _metadata(input), "input")
+        row = catalog.update_dataset_metadata(
+            session, dataset_id=_id(id, "id"), data=data, expected_revision=expected_revision
+        )
+        return Dataset.page(session, [row])[0]
+
+    @strawberry.field(
+        description="Submit a job: resolved at once to a cluster and command by tags (or INVALID), "
+        "then queued for a worker."
+    )
+    @answers_errors
+    def submit_job(self, info: strawberry.Info[Context, None], input: JobSubmitInput) -> JobResult:
+        session = info.context.session
+        row = jobs.submit_job(session, data=_validated(JobSubmit, _submission(input), "input"))
+        return Job.page(session, [row], jobs.job_out(session, [row]))[0]
+
+    @strawberry.field(description="Kill a job: at once when no process runs yet, else by its worker.")
+    @answers_errors
+    def kill_job(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> JobResult:
+        session = info.context.session
+        row = jobs.request_kill(session, job_id=str(id))
+        return Job.page(session, [row], jobs.job_out(session, [row]))[0]
+
+
+class _Schema(strawberry.Schema):
+    """Strawberry's schema, without its logging of every error: a client's syntax error is not the server's, and
+    :mod:`headwater.graphql.routes` logs the unexpected ones itself."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Log nothing here."""
+
+
+# No type refers back to itself, so a query's depth is bounded by the schema; introspection, which is cyclic, is
+# bounded by graphql-core.
+schema = _Schema(query=Query, mutation=Mutation, types=[Error])
