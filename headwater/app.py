@@ -34,6 +34,7 @@ from headwater.lineage.routes import lineage_router
 from headwater.search import IndexerThread, make_backend, make_indexer
 from headwater.search.routes import search_router
 from headwater.settings import Settings, get_settings
+from headwater.ui import ui_router
 
 __all__ = ["create_app", "prepare_database"]
 
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.include_router(lineage_router)
     app.include_router(search_router)
     app.include_router(graphql_router)
+    app.include_router(ui_router)
     for router in (applications_router, clusters_router, commands_router, jobs_router):
         app.include_router(router)
 

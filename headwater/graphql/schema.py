@@ -112,14 +112,20 @@ def _validated(model: type[M], data: dict[str, Any], name: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors: list[dict[str, Any]] = [{**e, "loc": (name, *(_camel(str(p)) for p in e["loc"]))} for e in exc.errors()]
+        errors: list[dict[str, Any]] = [{**e, "loc": (name, *_graphql_loc(e["loc"]))} for e in exc.errors()]
         where = ".".join(str(p) for p in errors[0]["loc"])
         raise InvalidInput(validation_message(errors), detail={"field": where}) from None
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+def _graphql_loc(loc: tuple[int | str, ...]) -> list[str]:
+    """A REST model's error location as GraphQL names it: field names in camelCase, a dict's keys (a dataset's
+    field paths) as they are."""
+    parts: list[str] = []
+    for index, part in enumerate(loc):
+        is_key = index > 0 and loc[index - 1] == "fields"
+        head, *rest = str(part).split("_")
+        parts.append(str(part) if is_key else head + "".join(word.title() for word in rest))
+    return parts
 
 
 def _set(value: Any) -> bool:

@@ -172,6 +172,9 @@ async def test_update_dataset_guards_the_revision_and_keeps_nothing_when_refused
     invalid = await gql(client, mutation, id=str(created["id"]), input={"tags": [""]}, rev=answer["revision"])
     refused = invalid["data"]["updateDataset"]
     assert refused["__typename"] == "InvalidInputError" and refused["field"].startswith("input.tags"), refused
+    bad_field_tag = {"fields": [{"path": "member_id", "tags": ["ok", ""]}]}
+    refused = (await gql(client, mutation, id=str(created["id"]), input=bad_field_tag, rev=answer["revision"]))["data"]
+    assert refused["updateDataset"]["field"] == "input.fields.member_id.tags.1", refused  # a path stays as it is
     unknown_field = await gql(
         client,
         mutation,

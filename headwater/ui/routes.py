@@ -1,0 +1,189 @@
+"""The search UI for people: server-rendered pages under ``/ui`` (search with facets, a dataset with its fields and
+lineage, the impact of changing a dataset or column, recent jobs).
+
+Pages are HTML rendered by Jinja2 with autoescaping, from the same domain functions the REST routes call; the only
+script is search-as-you-type in ``base.html``. Nothing is fetched from another origin. A bad parameter or an
+unknown dataset answers an HTML page with the message and a 4xx status, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
+
+from headwater.api import SessionDep
+from headwater.catalog import service as catalog
+from headwater.catalog.schemas import DatasetSummary
+from headwater.errors import HeadwaterError, InvalidInput
+from headwater.jobs import service as jobs
+from headwater.jobs.models import JobStatus
+from headwater.lineage import graph
+from headwater.search.base import FACETS, DocumentType, SearchQuery
+
+__all__ = ["ui_router"]
+
+ui_router = APIRouter(include_in_schema=False)
+
+_templates = Environment(
+    loader=PackageLoader("headwater.ui", "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
+)
+_MARK = re.compile(r"(</?mark>)")
+LINEAGE_DEPTH = 3
+LINEAGE_BUDGET = 500
+ROWS_SHOWN = 500
+
+
+def marked(text: str | None) -> Markup:
+    """A search highlight made safe: every character escaped except the ``<mark>`` tags around matched words. The
+    backends send the rest escaped (SQL) or not (Elasticsearch); both are unescaped first, then escaped once."""
+    if not text:
+        return Markup("")
+    pieces = _MARK.split(text)
+    return Markup("".join(p if p in ("<mark>", "</mark>") else str(escape(html.unescape(p))) for p in pieces))
+
+
+_templates.globals["marked"] = marked
+
+
+def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_templates.get_template(template).render(**context), status_code=status_code)
+
+
+def _error_page(exc: HeadwaterError, q: str | None = None) -> HTMLResponse:
+    titles = {404: "Not found", 400: "Cannot show that", 503: "Unavailable"}
+    return _page(
+        "error.html", status_code=exc.status_code, title=titles.get(exc.status_code, "Error"), message=exc.message, q=q
+    )
+
+
+def _int_param(value: str | None, name: str) -> int:
+    if value is None or not value.isdigit() or not 1 <= int(value) <= 2**63 - 1:
+        raise InvalidInput(f"{name} must be a positive integer id, got {value!r}", detail={"field": name})
+    return int(value)
+
+
+def _url_maker(path: str, params: dict[str, Any]) -> Callable[..., str]:
+    """``url(**changes)``: ``path`` with the current parameters, some changed (None drops one)."""
+
+    def url(**changes: Any) -> str:
+        merged = {**params, **changes}
+        filters = merged.pop("filters", {}) or {}
+        pairs = [(k, v) for k, v in merged.items() if v not in (None, "")]
+        pairs += [(name, value) for name, values in filters.items() for value in values]
+        return f"{path}?{urlencode(pairs)}" if pairs else path
+
+    return url
+
+
+@ui_router.get("/")
+def home() -> RedirectResponse:
+    """The search page."""
+    return RedirectResponse("/ui", status_code=307)
+
+
+@ui_router.get("/ui", response_class=HTMLResponse)
+def search_page(request: Request) -> Response:
+    """Search with facets: ``q``, ``type`` (dataset or column), facet filters (``tag=...``), ``cursor``."""
+    params = request.query_params
+    q = (params.get("q") or "").strip() or None
+    try:
+        types = [DocumentType(params.get("type") or "dataset")]
+    except ValueError:
+        return _error_page(InvalidInput(f"type must be dataset or column, not {params.get('type')!r}"), q)
+    filters = {name: params.getlist(name) for name in FACETS if params.getlist(name)}
+    base = {
+        "q": q,
+        "type": types[0].value,
+        "sort": params.get("sort"),
+        "cursor": params.get("cursor"),
+        "filters": filters,
+    }
+    url = _url_maker("/ui", base)
+
+    def toggle(name: str, value: str) -> str:
+        current = filters.get(name, [])
+        chosen = [v for v in current if v != value] if value in current else [*current, value]
+        return url(filters={**filters, name: chosen}, cursor=None)
+
+    try:
+        query = SearchQuery(
+            q=q, types=types, filters=filters, sort=params.get("sort") or "relevance", cursor=params.get("cursor")
+        ).validate()
+        page = request.app.state.search_backend.search(query)
+    except HeadwaterError as exc:
+        return _error_page(exc, q)
+    return _page("search.html", q=q, type=types[0].value, page=page, filters=filters, url=url, toggle=toggle)
+
+
+@ui_router.get("/ui/datasets/{dataset_id}", response_class=HTMLResponse)
+def dataset_page(dataset_id: str, session: SessionDep) -> Response:
+    """One dataset: what it is, who owns it, its fields, and the datasets it reads from and feeds."""
+    try:
+        dataset, fields = catalog.read_dataset(
+            session, dataset_id=_int_param(dataset_id, "dataset id"), include_deleted=True
+        )
+        node = graph.NodeRef(dataset.id, dataset.namespace, dataset.name)
+        lineage = graph.graph_around(
+            session, node=node, direction="both", depth=LINEAGE_DEPTH, budget=LINEAGE_BUDGET, timeout_ms=2_000
+        )
+    except HeadwaterError as exc:
+        return _error_page(exc)
+    upstream = sorted((n for n in lineage.nodes if (n.distance or 0) < 0), key=lambda n: (-(n.distance or 0), n.name))
+    downstream = sorted((n for n in lineage.nodes if (n.distance or 0) > 0), key=lambda n: (n.distance or 0, n.name))
+    return _page(
+        "dataset.html",
+        d=DatasetSummary.summary_of(dataset),
+        fields=fields,
+        lineage=lineage,
+        upstream=upstream,
+        downstream=downstream,
+        jobs=sorted({e.job for e in lineage.edges if e.job}),
+        depth=LINEAGE_DEPTH,
+        budget=LINEAGE_BUDGET,
+    )
+
+
+@ui_router.get("/ui/impact", response_class=HTMLResponse)
+def impact_page(request: Request, session: SessionDep) -> Response:
+    """What breaks if a dataset (``dataset_id``) or one of its columns (``field``, a path) changes."""
+    params = request.query_params
+    field = params.get("field") or None
+    try:
+        dataset_id = _int_param(params.get("dataset_id"), "dataset_id")
+        node = graph.resolve_node(session, dataset_id=dataset_id, field_path=field)
+        answer = graph.impact(session, node=node)
+    except HeadwaterError as exc:
+        return _error_page(exc)
+    return _page("impact.html", impact=answer, dataset_id=dataset_id, field=field, limit=ROWS_SHOWN)
+
+
+@ui_router.get("/ui/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request, session: SessionDep) -> Response:
+    """Recent jobs, newest first, by ``user`` and ``status``."""
+    params = request.query_params
+    user, status, cursor = params.get("user") or None, params.get("status") or None, params.get("cursor") or None
+    try:
+        if status is not None and status not in JobStatus.__members__:
+            raise InvalidInput(f"status must be one of {', '.join(JobStatus.__members__)}, not {status!r}")
+        filters = jobs.JobFilters(user=user, status=JobStatus(status) if status else None)
+        page = jobs.list_jobs(session, filters=filters, sort="-created", cursor=cursor, limit=50)
+    except HeadwaterError as exc:
+        return _error_page(exc)
+    url = _url_maker("/ui/jobs", {"user": user, "status": status, "cursor": cursor})
+    return _page(
+        "jobs.html",
+        page=page,
+        jobs=jobs.job_out(session, page.items),
+        user=user,
+        status=status,
+        statuses=list(JobStatus.__members__),
+        url=url,
+    )

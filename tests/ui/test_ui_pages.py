@@ -1,0 +1,135 @@
+"""The search UI's pages through httpx + ASGITransport, on both databases: what a person sees, escaped; bad
+parameters and unknown datasets answer an HTML page with a 4xx."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from headwater.ui.routes import marked
+
+pytestmark = pytest.mark.anyio
+
+NS = "hive://metastore.example:9083"
+
+
+def table(name: str, *, description: str, tags: list[str], owner: str = "team:core") -> dict[str, Any]:
+    return {
+        "namespace": NS,
+        "name": name,
+        "kind": "table",
+        "format": "iceberg",
+        "source_description": description,
+        "fields": [{"name": "id", "type": "long"}, {"name": "v", "type": "string"}],
+        "tags": tags,
+        "owners": [{"name": owner}],
+    }
+
+
+async def register(client: httpx.AsyncClient, body: dict[str, Any]) -> int:
+    response = await client.post("/api/v1/datasets", json=body)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def lineage_event(job: str, source: str, target: str, minutes: int) -> dict[str, Any]:
+    """A COMPLETE event: ``target.id`` and ``target.v`` read the same columns of ``source``."""
+    fields = {
+        c: {"inputFields": [{"namespace": NS, "name": source, "field": c, "transformations": [{"type": "DIRECT"}]}]}
+        for c in ("id", "v")
+    }
+    return {
+        "eventType": "COMPLETE",
+        "eventTime": (dt.datetime(2026, 3, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=minutes)).isoformat(),
+        "producer": "https://example.com/tests",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": str(uuid.uuid4())},
+        "job": {"namespace": "spark", "name": job},
+        "inputs": [{"namespace": NS, "name": source}],
+        "outputs": [{"namespace": NS, "name": target, "facets": {"columnLineage": {"fields": fields}}}],
+    }
+
+
+def test_highlights_keep_only_their_mark_tags() -> None:
+    assert marked("<mark>play</mark>back &lt;b&gt;") == "<mark>play</mark>back &lt;b&gt;"  # escaped (SQL backend)
+    assert marked("<mark>play</mark> <script>x</script>") == "<mark>play</mark> &lt;script&gt;x&lt;/script&gt;"
+    assert marked("a <mark onclick=x>b</mark>") == "a &lt;mark onclick=x&gt;b</mark>"  # no attribute gets through
+    assert marked(None) == ""
+
+
+async def test_search_shows_hits_with_facets_and_escapes_what_people_wrote(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    await register(client, table("raw.plays", description="Every play <script>alert(1)</script>", tags=["raw"]))
+    await register(client, table("curated.plays", description="Plays, deduplicated", tags=["gold"]))
+    await register(client, table("billing.invoices", description="Invoices", tags=["finance"]))
+    app.state.search_indexer.catch_up()
+    page = await client.get("/ui", params={"q": "plays"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<mark>plays</mark>" in page.text and "billing.invoices" not in page.text
+    assert "<script>alert(1)" not in page.text and "&lt;script&gt;alert(1)" in page.text
+    assert 'href="/ui?q=plays&amp;type=dataset&amp;tag=gold"' in page.text  # a facet value narrows the search
+    narrowed = await client.get("/ui", params={"q": "plays", "tag": "gold"})
+    assert "curated.<mark>plays</mark>" in narrowed.text and "raw.<mark>plays</mark>" not in narrowed.text
+    columns = await client.get("/ui", params={"q": "v", "type": "column"})
+    assert "/ui/impact?dataset_id=" in columns.text
+    bad = await client.get("/ui", params={"q": "plays", "type": "tables"})
+    assert bad.status_code == 400 and "type must be dataset or column" in bad.text
+    bad_sort = await client.get("/ui", params={"q": "plays", "sort": "loudest"})
+    assert bad_sort.status_code == 400 and "loudest" in bad_sort.text
+    assert (await client.get("/", follow_redirects=False)).headers["location"] == "/ui"
+
+
+async def test_a_dataset_page_shows_fields_owners_and_lineage_both_ways(client: httpx.AsyncClient) -> None:
+    ids = {}
+    for name in ("raw.plays", "curated.plays", "agg.daily"):
+        ids[name] = await register(client, table(name, description=f"The {name} table", tags=["t"], owner=f"o:{name}"))
+    for i, (source, target) in enumerate([("raw.plays", "curated.plays"), ("curated.plays", "agg.daily")]):
+        assert (
+            await client.post("/api/v1/lineage", json=lineage_event(f"job_{i}", source, target, i))
+        ).status_code == 201
+    page = await client.get(f"/ui/datasets/{ids['curated.plays']}")
+    assert page.status_code == 200
+    upstream, downstream = page.text.split("Downstream (feeds)")
+    assert f'href="/ui/datasets/{ids["raw.plays"]}">raw.plays' in upstream
+    assert f'href="/ui/datasets/{ids["agg.daily"]}">agg.daily' in downstream and "raw.plays" not in downstream
+    assert "spark/job_0" in page.text and "o:curated.plays" in page.text and "<code>v</code>" in page.text
+    assert (await client.get("/ui/datasets/424242")).status_code == 404
+    not_an_id = await client.get("/ui/datasets/abc")
+    assert not_an_id.status_code == 400 and "positive integer id" in not_an_id.text
+
+    impact = await client.get("/ui/impact", params={"dataset_id": ids["raw.plays"], "field": "v"})
+    assert impact.status_code == 200
+    assert 'class="big">2</div>columns' in impact.text and 'class="big">2</div>datasets' in impact.text
+    assert "o:agg.daily" in impact.text and "o:curated.plays" in impact.text  # the owners to tell
+    no_column = await client.get("/ui/impact", params={"dataset_id": ids["raw.plays"], "field": "nope"})
+    assert no_column.status_code == 404 and "has no column &#39;nope&#39;" in no_column.text
+    assert (await client.get("/ui/impact")).status_code == 400
+
+
+async def test_the_jobs_page_lists_jobs_by_status_and_user(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/v1/clusters", json={"name": "local", "type": "shell", "tags": ["sched:test"]})
+    assert r.status_code == 201, r.text
+    r = await client.post("/api/v1/commands", json={"name": "sh", "executable": ["/bin/sh", "-c"], "tags": ["type:sh"]})
+    assert r.status_code == 201, r.text
+    for user in ("alice", "bob"):
+        body = {
+            "name": f"report-{user}",
+            "user": user,
+            "command_args": ["true"],
+            "cluster_criteria": [["sched:test"]],
+            "command_criteria": ["type:sh"],
+        }
+        assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+    page = await client.get("/ui/jobs")
+    assert page.status_code == 200 and "report-alice" in page.text and "report-bob" in page.text
+    alice = await client.get("/ui/jobs", params={"user": "alice"})
+    assert "report-alice" in alice.text and "report-bob" not in alice.text
+    assert "report-alice" not in (await client.get("/ui/jobs", params={"status": "SUCCEEDED"})).text
+    bad = await client.get("/ui/jobs", params={"status": "DONE"})
+    assert bad.status_code == 400 and "status must be one of" in bad.text
