@@ -101,7 +101,8 @@ def serve(
     bind_host, bind_port = host or settings.host, port or settings.port
     console.print(
         f"Headwater on [bold]http://{bind_host}:{bind_port}[/] "
-        f"(database: {settings.resolved_database_url.split('://')[0]}, docs: /docs)"
+        f"(database: {settings.resolved_database_url.split('://')[0]}; search UI: /ui, GraphQL: /graphql, "
+        "REST docs: /docs)"
     )
     uvicorn.run(
         create_app(settings, prepare=False),

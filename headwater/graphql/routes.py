@@ -26,6 +26,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from headwater.api import db_slot, error_body
+from headwater.db import session_scope
 from headwater.errors import InvalidInput
 from headwater.graphql.context import Context
 from headwater.graphql.schema import schema
@@ -61,8 +62,7 @@ def _execute(
     request: Request, query: str, variables: dict[str, Any] | None, operation: str | None, post: bool
 ) -> Response:
     state = request.app.state
-    session = state.sessionmaker()
-    try:
+    with session_scope(state.sessionmaker) as session:
         context = Context(session=session, settings=state.settings, search_backend=state.search_backend)
         try:
             result = schema.execute_sync(
@@ -77,14 +77,7 @@ def _execute(
             return Response(orjson.dumps(refusal), status_code=405, media_type="application/json")
         errors = result.errors or []
         if result.data is None or any(e.original_error is not None for e in errors):
-            session.rollback()
-        else:
-            session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+            session.rollback()  # a resolver failed unexpectedly: nothing of this request is kept
     body: dict[str, Any] = {"data": result.data}
     if errors:
         body["errors"] = [_error(e) for e in errors]

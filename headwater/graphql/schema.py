@@ -61,7 +61,7 @@ from headwater.jobs.schemas import JobSubmit
 from headwater.lineage import graph
 from headwater.lineage import service as lineage
 from headwater.lineage.models import EdgeOrigin
-from headwater.search.base import DocumentType, SearchQuery
+from headwater.search.base import FACETS, DocumentType, SearchQuery
 
 __all__ = ["schema"]
 
@@ -350,21 +350,16 @@ class Query:
         highlight: bool = True,
     ) -> SearchResult:
         given = filter or SearchFilter()
-        filters = {
-            name: [v.value if isinstance(v, DatasetKind) else v for v in values]
-            for name in ("source", "kind", "namespace", "tag", "owner", "format")
-            if (values := getattr(given, name))
-        }
-        search_query = SearchQuery(
+        search_query = SearchQuery.of(
             q=query,
-            types=list(dict.fromkeys(types or [DocumentType.DATASET])),
-            filters=filters,
+            types=types,
+            filters={name: getattr(given, name) for name in FACETS},
             sort=sort,
             cursor=after,
             limit=first,
             facets=facets,
             highlight=highlight,
-        ).validate()
+        )
         return SearchResults.of(info.context.session, info.context.search_backend.search(search_query))
 
     @strawberry.field(description="Names completing what has been typed so far.")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +159,32 @@ class SearchQuery:
     limit: int = 20
     facets: bool = True
     highlight: bool = True
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        q: str | None,
+        types: Sequence[DocumentType] | None,
+        filters: Mapping[str, Sequence[str] | None],
+        sort: str = "relevance",
+        cursor: str | None = None,
+        limit: int = 20,
+        facets: bool = True,
+        highlight: bool = True,
+    ) -> SearchQuery:
+        """A validated query from what an API received: types default to datasets, empty filters are dropped and
+        enum values (a kind) taken as their strings."""
+        return cls(
+            q=q,
+            types=list(dict.fromkeys(types or [DocumentType.DATASET])),
+            filters={name: [str(v) for v in values] for name, values in filters.items() if values},
+            sort=sort,
+            cursor=cursor,
+            limit=limit,
+            facets=facets,
+            highlight=highlight,
+        ).validate()
 
     def validate(self) -> SearchQuery:
         """Raise InvalidInput naming the field and value at fault."""

@@ -43,28 +43,10 @@ def search(
     highlight: bool = True,
 ) -> SearchResponse:
     """Free-text search with filters, facet counts, highlighting, sorting and cursor pages."""
-    filters = {
-        name: list(values)
-        for name, values in (
-            ("source", source),
-            ("kind", [k.value for k in kind] if kind else None),
-            ("namespace", namespace),
-            ("tag", tag),
-            ("owner", owner),
-            ("format", format),
-        )
-        if values
-    }
-    query = SearchQuery(
-        q=q,
-        types=list(dict.fromkeys(type or [DocumentType.DATASET])),
-        filters=filters,
-        sort=sort,
-        cursor=cursor,
-        limit=limit,
-        facets=facets,
-        highlight=highlight,
-    ).validate()
+    filters = {"source": source, "kind": kind, "namespace": namespace, "tag": tag, "owner": owner, "format": format}
+    query = SearchQuery.of(
+        q=q, types=type, filters=filters, sort=sort, cursor=cursor, limit=limit, facets=facets, highlight=highlight
+    )
     return SearchResponse.model_validate(_backend(request).search(query), from_attributes=True)
 
 

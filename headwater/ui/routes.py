@@ -114,9 +114,9 @@ def search_page(request: Request) -> Response:
         return url(filters={**filters, name: chosen}, cursor=None)
 
     try:
-        query = SearchQuery(
+        query = SearchQuery.of(
             q=q, types=types, filters=filters, sort=params.get("sort") or "relevance", cursor=params.get("cursor")
-        ).validate()
+        )
         page = request.app.state.search_backend.search(query)
     except HeadwaterError as exc:
         return _error_page(exc, q)
