@@ -1,9 +1,10 @@
 """``/graphql``: the GraphQL endpoint (POST; GET for queries) and the GraphiQL IDE for people trying it out.
 
 A request runs in one worker thread and one transaction: its resolvers are sync and run one after another on
-one session. The transaction commits when every field answered (typed error results included: each root field
-rolled its own savepoint back), and rolls back whole when a resolver failed unexpectedly; that error answers
-with a generic message and goes to the log, never a stack trace to the client.
+one session. The transaction commits unless a resolver failed unexpectedly (a typed error result has already
+rolled its root field's savepoint back; a bad argument of a nested field is a read that failed). After an
+unexpected failure it rolls back whole and answers no data, only a generic message; the error goes to the log,
+never a stack trace to the client.
 
 Status codes follow GraphQL over HTTP: 200 when the operation ran, 400 when it could not (not JSON, no query,
 a syntax or validation error), 405 for a mutation sent with GET.
@@ -27,7 +28,7 @@ from strawberry.types.graphql import OperationType
 
 from headwater.api import db_slot, error_body
 from headwater.db import session_scope
-from headwater.errors import InvalidInput
+from headwater.errors import HeadwaterError, InvalidInput
 from headwater.graphql.context import Context
 from headwater.graphql.schema import schema
 
@@ -42,14 +43,25 @@ _UNEXPECTED = "an unexpected error occurred; it has been logged"
 _DATABASE_DOWN = "the database is unavailable; try again shortly"
 
 
+def _unexpected(error: GraphQLError) -> bool:
+    """Whether a resolver failed in a way no client asked for (a bug, the database gone): not GraphQL's own error,
+    nor a domain error of a nested field (a bad argument there)."""
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError | StrawberryGraphQLError | HeadwaterError)
+
+
 def _error(error: GraphQLError) -> dict[str, Any]:
-    """The JSON of one error: GraphQL's own (syntax, validation) as they are; anything a resolver raised that is
-    not an answer of the schema's is logged and reported without its text."""
+    """The JSON of one error: GraphQL's own (syntax, validation) as they are; a domain error of a nested field with
+    its message, code and field; anything else is logged and reported without its text."""
     original = error.original_error
     formatted: dict[str, Any] = dict(error.formatted)
-    if original is None or isinstance(original, GraphQLError | StrawberryGraphQLError):
-        return formatted
-    if isinstance(original, OperationalError):
+    if isinstance(original, HeadwaterError):
+        where = original.detail.get("field") if isinstance(original.detail, dict) else None
+        formatted["message"] = original.message
+        formatted["extensions"] = {"code": original.code, "field": where}
+    elif not _unexpected(error):
+        pass
+    elif isinstance(original, OperationalError):
         log.error("database unavailable during a GraphQL request: %s", original.orig)
         formatted["message"] = _DATABASE_DOWN
     else:
@@ -76,9 +88,11 @@ def _execute(
             refusal = error_body("method_not_allowed", "mutations are accepted only with POST; send this one by POST")
             return Response(orjson.dumps(refusal), status_code=405, media_type="application/json")
         errors = result.errors or []
-        if result.data is None or any(e.original_error is not None for e in errors):
-            session.rollback()  # a resolver failed unexpectedly: nothing of this request is kept
-    body: dict[str, Any] = {"data": result.data}
+        data = result.data
+        if any(_unexpected(e) for e in errors):
+            session.rollback()  # nothing of this request is kept, so no data is answered either
+            data = None
+    body: dict[str, Any] = {"data": data}
     if errors:
         body["errors"] = [_error(e) for e in errors]
     # Nothing ran (a syntax or validation error): the request's fault, 400.

@@ -19,7 +19,8 @@ from strawberry.scalars import JSON
 
 from headwater.catalog.models import Dataset as DatasetRow
 from headwater.catalog.models import DatasetKind, Field, SourceKind, SourceStatus
-from headwater.catalog.service import FIELD_VIEW_COLUMNS, datasets_by_id
+from headwater.catalog.schemas import SchemaVersionOut
+from headwater.catalog.service import FIELD_VIEW_COLUMNS, datasets_by_id, list_schema_versions
 from headwater.errors import Conflict, HeadwaterError, InvalidInput, NotFound, PreconditionFailed
 from headwater.graphql.context import Siblings, chunks
 from headwater.jobs.models import Job as JobRow
@@ -214,6 +215,23 @@ class Dataset:
         """The fields of the current schema."""
         return self.siblings.load("fields", int(self.id), _fields_of) or []
 
+    @strawberry.field(
+        description="Schema versions, newest first, each with its diff from the one before (one "
+        "query per dataset asked)."
+    )
+    def schema_history(
+        self, info: strawberry.Info, first: int = 20, after: str | None = None
+    ) -> SchemaVersionPage | None:  # null, with an error naming the argument, when an argument is bad
+        """A page of the dataset's schema history."""
+        if not 1 <= first <= 100:
+            raise InvalidInput(f"first must be between 1 and 100, got {first}", detail={"field": "first"})
+        page = list_schema_versions(info.context.session, dataset_id=int(self.id), cursor=after, limit=first)
+        return SchemaVersionPage(
+            items=[SchemaVersion.of(SchemaVersionOut.model_validate(v)) for v in page.items],
+            next_cursor=page.next_cursor,
+            total=page.total,
+        )
+
     @classmethod
     def of(cls, row: DatasetRow, siblings: Siblings[int]) -> Dataset:
         """The GraphQL dataset of an ORM row whose tags and owners are loaded."""
@@ -248,6 +266,75 @@ class Dataset:
         """GraphQL datasets of rows returned together (they batch their loads)."""
         siblings = Siblings(session, [r.id for r in rows])
         return [cls.of(r, siblings) for r in rows]
+
+
+@strawberry.type
+class FieldRename:
+    """A field that kept its identity (source field id) under a new path."""
+
+    field_id: int | None
+    old_path: str
+    new_path: str
+
+
+@strawberry.type
+class FieldRetype:
+    """A field whose type or nullability changed."""
+
+    path: str
+    old_type: str
+    new_type: str
+    old_nullable: bool
+    new_nullable: bool
+
+
+@strawberry.type
+class SchemaDiff:
+    """What changed from the version before: paths added and removed, fields renamed and retyped."""
+
+    added: list[str]
+    removed: list[str]
+    renamed: list[FieldRename]
+    retyped: list[FieldRetype]
+
+
+@strawberry.type
+class SchemaVersion:
+    """One immutable schema version of a dataset."""
+
+    version: int
+    fingerprint: str
+    source_schema_id: str | None
+    created_at: dt.datetime
+    diff: SchemaDiff
+    fields: list[dict[str, Any]] = strawberry.field(graphql_type=JSON)
+
+    @classmethod
+    def of(cls, version: SchemaVersionOut) -> SchemaVersion:
+        """The GraphQL form of a schema version."""
+        diff = version.diff
+        return cls(
+            version=version.version,
+            fingerprint=version.fingerprint,
+            source_schema_id=version.source_schema_id,
+            created_at=version.created_at,
+            diff=SchemaDiff(
+                added=diff.added,
+                removed=diff.removed,
+                renamed=[FieldRename(**r.model_dump()) for r in diff.renamed],
+                retyped=[FieldRetype(**r.model_dump()) for r in diff.retyped],
+            ),
+            fields=version.fields,
+        )
+
+
+@strawberry.type
+class SchemaVersionPage:
+    """One page of schema history; pass ``nextCursor`` as ``after`` for older versions."""
+
+    items: list[SchemaVersion]
+    next_cursor: str | None
+    total: int
 
 
 def _datasets_by_id(session: Session, dataset_ids: list[int]) -> dict[int, Dataset]:

@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 
 from headwater.api import SessionDep
 from headwater.catalog import service as catalog
-from headwater.catalog.schemas import DatasetSummary
+from headwater.catalog.schemas import DatasetSummary, SchemaVersionOut
 from headwater.errors import HeadwaterError, InvalidInput
 from headwater.jobs import service as jobs
 from headwater.jobs.models import JobStatus
@@ -39,6 +39,7 @@ _MARK = re.compile(r"(</?mark>)")
 LINEAGE_DEPTH = 3
 LINEAGE_BUDGET = 500
 ROWS_SHOWN = 500
+HISTORY_SHOWN = 10
 
 
 def marked(text: str | None) -> Markup:
@@ -125,7 +126,7 @@ def search_page(request: Request) -> Response:
 
 @ui_router.get("/ui/datasets/{dataset_id}", response_class=HTMLResponse)
 def dataset_page(dataset_id: str, session: SessionDep) -> Response:
-    """One dataset: what it is, who owns it, its fields, and the datasets it reads from and feeds."""
+    """One dataset: what it is, who owns it, its fields, the datasets it reads from and feeds, its schema history."""
     try:
         dataset, fields = catalog.read_dataset(
             session, dataset_id=_int_param(dataset_id, "dataset id"), include_deleted=True
@@ -134,6 +135,7 @@ def dataset_page(dataset_id: str, session: SessionDep) -> Response:
         lineage = graph.graph_around(
             session, node=node, direction="both", depth=LINEAGE_DEPTH, budget=LINEAGE_BUDGET, timeout_ms=2_000
         )
+        history = catalog.list_schema_versions(session, dataset_id=dataset.id, limit=HISTORY_SHOWN)
     except HeadwaterError as exc:
         return _error_page(exc)
     upstream = sorted((n for n in lineage.nodes if (n.distance or 0) < 0), key=lambda n: (-(n.distance or 0), n.name))
@@ -148,6 +150,8 @@ def dataset_page(dataset_id: str, session: SessionDep) -> Response:
         jobs=sorted({e.job for e in lineage.edges if e.job}),
         depth=LINEAGE_DEPTH,
         budget=LINEAGE_BUDGET,
+        history=[SchemaVersionOut.model_validate(v) for v in history.items],
+        history_total=history.total,
     )
 
 

@@ -4,6 +4,7 @@ parameters and unknown datasets answer an HTML page with a 4xx."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Any
 
@@ -110,6 +111,14 @@ async def test_a_dataset_page_shows_fields_owners_and_lineage_both_ways(client: 
     no_column = await client.get("/ui/impact", params={"dataset_id": ids["raw.plays"], "field": "nope"})
     assert no_column.status_code == 404 and "has no column &#39;nope&#39;" in no_column.text
     assert (await client.get("/ui/impact")).status_code == 400
+
+    # The page's schema history: a second version, its diff from the first.
+    new_schema = {"fields": [{"name": "id", "type": "string"}, {"name": "w", "type": "string"}]}
+    assert (await client.put(f"/api/v1/datasets/{ids['curated.plays']}/schema", json=new_schema)).status_code == 200
+    page = await client.get(f"/ui/datasets/{ids['curated.plays']}")
+    history = re.sub(r">\s+<", "><", page.text.split("Schema history")[1])
+    assert "<td>2</td>" in history and "<code>id</code> long → string" in history
+    assert "<td><code>w</code></td><td><code>v</code></td>" in history  # w added, v removed
 
 
 async def test_the_jobs_page_lists_jobs_by_status_and_user(client: httpx.AsyncClient) -> None:
