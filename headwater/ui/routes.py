@@ -27,6 +27,7 @@ from headwater.jobs import service as jobs
 from headwater.jobs.models import JobStatus
 from headwater.lineage import graph
 from headwater.search.base import FACETS, DocumentType, SearchQuery
+from headwater.ui.picture import lineage_svg
 
 __all__ = ["ui_router"]
 
@@ -145,6 +146,7 @@ def dataset_page(dataset_id: str, session: SessionDep) -> Response:
         d=DatasetSummary.summary_of(dataset),
         fields=fields,
         lineage=lineage,
+        picture=lineage_svg(lineage),
         upstream=upstream,
         downstream=downstream,
         jobs=sorted({e.job for e in lineage.edges if e.job}),

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from headwater.lineage.schemas import EdgeOut, GraphOut, NodeOut
+from headwater.ui.picture import PER_COLUMN, lineage_svg
 from headwater.ui.routes import marked
 
 pytestmark = pytest.mark.anyio
@@ -63,6 +65,32 @@ def test_highlights_keep_only_their_mark_tags() -> None:
     assert marked(None) == ""
 
 
+def test_the_lineage_picture_places_datasets_by_distance_and_draws_each_edge_once() -> None:
+    def node(i: int, name: str, distance: int) -> NodeOut:
+        return NodeOut(kind="dataset", id=i, namespace="ns", name=name, distance=distance)
+
+    def edge(source: str, target: str) -> EdgeOut:
+        when = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+        return EdgeOut(
+            source=f"ns/{source}", target=f"ns/{target}", job="j", origin="openlineage", first_seen=when, last_seen=when
+        )
+
+    upstream = [node(10 + i, f"up_{i:02d}", -1) for i in range(PER_COLUMN + 2)]
+    nodes = [node(1, "root<x>", 0), *upstream, node(2, "down", 1)]
+    edges = [edge(n.name, "root<x>") for n in upstream] + [edge("root<x>", "down"), edge("root<x>", "down")]
+    picture = str(lineage_svg(GraphOut(root="ns/root<x>", direction="both", nodes=nodes, edges=edges, isPartial=False)))
+    assert picture.startswith('<svg class="lineage"') and "root&lt;x&gt;" in picture and "root<x>" not in picture
+    assert picture.count('<a href="/ui/datasets/') == PER_COLUMN + 2  # the root, 12 upstream, 1 downstream
+    assert "+2 more" in picture and 'href="/ui/datasets/23"' not in picture  # up_12, up_13 do not fit
+    assert picture.count('<path class="edge"') == PER_COLUMN + 1  # drawn edges between shown boxes, once each
+    root_x = int(picture.split('class="node root"><rect x="')[1].split('"')[0])
+    down_x = int(picture.split('href="/ui/datasets/2"><g class="node"><rect x="')[1].split('"')[0])
+    up_x = int(picture.split('href="/ui/datasets/10"><g class="node"><rect x="')[1].split('"')[0])
+    assert up_x < root_x < down_x
+    alone = GraphOut(root="ns/a", direction="both", nodes=[node(1, "a", 0)], edges=[], isPartial=False)
+    assert lineage_svg(alone) == ""
+
+
 async def test_search_shows_hits_with_facets_and_escapes_what_people_wrote(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
@@ -100,6 +128,8 @@ async def test_a_dataset_page_shows_fields_owners_and_lineage_both_ways(client: 
     assert f'href="/ui/datasets/{ids["raw.plays"]}">raw.plays' in upstream
     assert f'href="/ui/datasets/{ids["agg.daily"]}">agg.daily' in downstream and "raw.plays" not in downstream
     assert "spark/job_0" in page.text and "o:curated.plays" in page.text and "<code>v</code>" in page.text
+    picture = page.text.split('<svg class="lineage"')[1].split("</svg>")[0]
+    assert picture.count('<path class="edge"') == 2 and f'href="/ui/datasets/{ids["agg.daily"]}"' in picture
     assert (await client.get("/ui/datasets/424242")).status_code == 404
     not_an_id = await client.get("/ui/datasets/abc")
     assert not_an_id.status_code == 400 and "positive integer id" in not_an_id.text
