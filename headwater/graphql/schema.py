@@ -26,10 +26,16 @@ from headwater.api import validation_message
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
 from headwater.catalog.models import DatasetKind, SourceKind
-from headwater.catalog.schemas import DatasetUpdate
+from headwater.catalog.schemas import DatasetCreate, DatasetUpdate
 from headwater.errors import HeadwaterError, InvalidInput
 from headwater.graphql.context import Context
 from headwater.graphql.types import (
+    Cluster,
+    ClusterPage,
+    ClusterPageResult,
+    Command,
+    CommandPage,
+    CommandPageResult,
     Dataset,
     DatasetPage,
     DatasetPageResult,
@@ -57,7 +63,7 @@ from headwater.graphql.types import (
 )
 from headwater.jobs import service as jobs
 from headwater.jobs.models import JobStatus
-from headwater.jobs.schemas import JobSubmit
+from headwater.jobs.schemas import ClusterOut, CommandOut, JobSubmit
 from headwater.lineage import graph
 from headwater.lineage import service as lineage
 from headwater.lineage.models import EdgeOrigin
@@ -124,7 +130,12 @@ def _graphql_loc(loc: tuple[int | str, ...]) -> list[str]:
     for index, part in enumerate(loc):
         is_key = index > 0 and loc[index - 1] == "fields"
         head, *rest = str(part).split("_")
-        parts.append(str(part) if is_key else head + "".join(word.title() for word in rest))
+        if is_key:
+            parts.append(str(part))
+        elif part == "field_id":  # a field's source id, named sourceFieldId here (id is the catalog's)
+            parts.append("sourceFieldId")
+        else:
+            parts.append(head + "".join(word.title() for word in rest))
     return parts
 
 
@@ -196,7 +207,11 @@ class JobFilter:
 @strawberry.input
 class OwnerInput:
     name: str
-    role: str = "owner"
+    role: str | None = strawberry.field(default=None, description="technical_owner when omitted.")
+
+
+def _owners(given: list[OwnerInput]) -> list[dict[str, str]]:
+    return [{"name": o.name, **({"role": o.role} if o.role is not None else {})} for o in given]
 
 
 @strawberry.input(description="What people say about one field; omitted keys stay as they are.")
@@ -213,6 +228,72 @@ class DatasetMetadataInput:
     owners: list[OwnerInput] | None = UNSET
     properties: JSON | None = UNSET
     fields: list[FieldMetadataInput] | None = UNSET
+
+
+@strawberry.input(description="A field (column); struct members nest under fields.")
+class FieldInput:
+    name: str
+    type: str
+    nullable: bool = True
+    description: str | None = None
+    source_field_id: int | None = strawberry.field(default=None, description="The source's own id (Iceberg).")
+    tags: list[str] | None = None
+    fields: list[FieldInput] | None = None
+
+
+@strawberry.input(description="One partition key: a column and its transform (identity, day, bucket[16], ...).")
+class PartitionInput:
+    column: str
+    transform: str = "identity"
+    name: str | None = None
+
+
+@strawberry.input(description="A dataset registered by hand in a manual source.")
+class DatasetInput:
+    name: str
+    namespace: str | None = strawberry.field(default=None, description="The source's namespace when omitted.")
+    source: str = "manual"
+    kind: DatasetKind = DatasetKind.TABLE
+    format: str | None = None
+    location: str | None = None
+    partitioning: list[PartitionInput] | None = None
+    source_description: str | None = None
+    source_properties: JSON | None = None
+    fields: list[FieldInput] | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+    owners: list[OwnerInput] | None = None
+    properties: JSON | None = None
+
+
+def _field_dict(given: FieldInput) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": given.name, "type": given.type, "nullable": given.nullable}
+    for key, value in (("description", given.description), ("field_id", given.source_field_id), ("tags", given.tags)):
+        if value is not None:
+            data[key] = value
+    if given.fields is not None:
+        data["fields"] = [_field_dict(f) for f in given.fields]
+    return data
+
+
+def _registration(given: DatasetInput) -> dict[str, Any]:
+    """The REST body (DatasetCreate) of a GraphQL registration: what was given, nothing for what was not."""
+    plain = ("name", "namespace", "source", "format", "location", "source_description", "description")
+    data: dict[str, Any] = {key: getattr(given, key) for key in plain if getattr(given, key) is not None}
+    data["kind"] = given.kind.value
+    for key in ("source_properties", "properties", "tags"):
+        if getattr(given, key) is not None:
+            data[key] = getattr(given, key)
+    if given.partitioning is not None:
+        data["partitioning"] = [
+            {"column": p.column, "transform": p.transform, **({"name": p.name} if p.name else {})}
+            for p in given.partitioning
+        ]
+    if given.fields is not None:
+        data["fields"] = [_field_dict(f) for f in given.fields]
+    if given.owners is not None:
+        data["owners"] = _owners(given.owners)
+    return data
 
 
 @strawberry.input
@@ -461,6 +542,24 @@ class Query:
     def lineage_run(self, info: strawberry.Info[Context, None], id: str) -> RunResult:
         return Run.of(lineage.get_run(info.context.session, run_id=id))
 
+    @strawberry.field(description="The clusters jobs run on, chosen by their tags.")
+    @answers_errors
+    def clusters(
+        self, info: strawberry.Info[Context, None], sort: str = "name", first: int = 50, after: str | None = None
+    ) -> ClusterPageResult:
+        page = jobs.list_clusters(info.context.session, sort=sort, cursor=after, limit=_page_size(first, 100))
+        items = [Cluster.of(ClusterOut.model_validate(c)) for c in page.items]
+        return ClusterPage(items=items, next_cursor=page.next_cursor, total=page.total)
+
+    @strawberry.field(description="The commands jobs run (a program and its default arguments), chosen by tags.")
+    @answers_errors
+    def commands(
+        self, info: strawberry.Info[Context, None], sort: str = "name", first: int = 50, after: str | None = None
+    ) -> CommandPageResult:
+        page = jobs.list_commands(info.context.session, sort=sort, cursor=after, limit=_page_size(first, 100))
+        items = [Command.of(CommandOut.model_validate(c)) for c in page.items]
+        return CommandPage(items=items, next_cursor=page.next_cursor, total=page.total)
+
     @strawberry.field(description="One job by id.")
     @answers_errors
     def job(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> JobResult:
@@ -495,7 +594,7 @@ def _metadata(given: DatasetMetadataInput) -> dict[str, Any]:
         if _set(getattr(given, key)):
             data[key] = getattr(given, key)
     if _set(given.owners):
-        data["owners"] = None if given.owners is None else [{"name": o.name, "role": o.role} for o in given.owners]
+        data["owners"] = None if given.owners is None else _owners(given.owners)
     if _set(given.fields) and given.fields is not None:
         data["fields"] = {
             f.path: {k: getattr(f, k) for k in ("description", "tags") if _set(getattr(f, k))} for f in given.fields
@@ -527,6 +626,13 @@ class Mutation:
             session, dataset_id=_id(id, "id"), data=data, expected_revision=expected_revision
         )
         return Dataset.page(session, [row])[0]
+
+    @strawberry.field(description="Register a dataset by hand in a manual source (ConflictError if it exists).")
+    @answers_errors
+    def register_dataset(self, info: strawberry.Info[Context, None], input: DatasetInput) -> DatasetResult:
+        session = info.context.session
+        data = _validated(DatasetCreate, _registration(input), "input")
+        return Dataset.page(session, [catalog.register_dataset(session, data=data)])[0]
 
     @strawberry.field(
         description="Submit a job: resolved at once to a cluster and command by tags (or INVALID), "

@@ -23,9 +23,9 @@ from headwater.catalog.schemas import SchemaVersionOut
 from headwater.catalog.service import FIELD_VIEW_COLUMNS, datasets_by_id, list_schema_versions
 from headwater.errors import Conflict, HeadwaterError, InvalidInput, NotFound, PreconditionFailed
 from headwater.graphql.context import Siblings, chunks
+from headwater.jobs.models import ClusterStatus, ClusterType, CommandStatus, JobAttempt, JobStatus, JobTransition
 from headwater.jobs.models import Job as JobRow
-from headwater.jobs.models import JobStatus, JobTransition
-from headwater.jobs.schemas import JobOut
+from headwater.jobs.schemas import AttemptOut, ClusterOut, CommandOut, JobOut
 from headwater.lineage.models import EdgeOrigin
 from headwater.lineage.schemas import EdgeOut, GraphOut, ImpactOut, NodeOut, PathOut, RunOut
 from headwater.search.base import DocumentType, MatchTier, SearchHit, SearchPage
@@ -47,7 +47,18 @@ __all__ = [
     "error_of",
 ]
 
-for _enum in (DatasetKind, SourceKind, SourceStatus, JobStatus, DocumentType, MatchTier, EdgeOrigin):
+for _enum in (
+    DatasetKind,
+    SourceKind,
+    SourceStatus,
+    JobStatus,
+    ClusterType,
+    ClusterStatus,
+    CommandStatus,
+    DocumentType,
+    MatchTier,
+    EdgeOrigin,
+):
     strawberry.enum(_enum)
 
 
@@ -672,6 +683,32 @@ def _transitions_of(session: Session, job_pks: list[int]) -> dict[int, list[JobT
     return found
 
 
+@strawberry.type(name="JobAttempt")
+class JobAttemptEntry:
+    """One run of a job's process: where, with which process id, how it ended."""
+
+    attempt: int
+    worker_id: str | None
+    host: str | None
+    pid: int | None
+    exit_code: int | None
+    outcome: JobStatus | None
+    reason: str | None
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+
+
+def _attempts_of(session: Session, job_pks: list[int]) -> dict[int, list[JobAttemptEntry]]:
+    found: dict[int, list[JobAttemptEntry]] = {pk: [] for pk in job_pks}
+    for chunk in chunks(job_pks):
+        rows = session.scalars(
+            select(JobAttempt).where(JobAttempt.job_pk.in_(chunk)).order_by(JobAttempt.job_pk, JobAttempt.attempt)
+        )
+        for a in rows:
+            found[a.job_pk].append(JobAttemptEntry(**AttemptOut.model_validate(a).model_dump()))
+    return found
+
+
 def _runs_of(session: Session, run_ids: list[str]) -> dict[str, Run]:
     from headwater.lineage.service import get_run
 
@@ -713,6 +750,11 @@ class Job:
         """Every status change of the job."""
         return self.siblings.load("transitions", self.pk, _transitions_of) or []
 
+    @strawberry.field(description="The runs of the job's process, first first (more than one when retried).")
+    def attempts(self) -> list[JobAttemptEntry]:
+        """Every attempt of the job."""
+        return self.siblings.load("attempts", self.pk, _attempts_of) or []
+
     @strawberry.field(description="The lineage run the job reported, once it has reported one.")
     def lineage_run(self) -> Run | None:
         """The job's lineage run, or null before its first event."""
@@ -733,6 +775,64 @@ class Job:
             )
             for row, out in zip(rows, outs, strict=True)
         ]
+
+
+@strawberry.type
+class Cluster:
+    """Where jobs run: a Spark, Flink or shell cluster, chosen for a job by its tags."""
+
+    name: str
+    type: ClusterType
+    status: ClusterStatus
+    tags: list[str]
+    config: dict[str, Any] = strawberry.field(graphql_type=JSON)
+    max_concurrent_jobs: int
+    description: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, cluster: ClusterOut) -> Cluster:
+        """The GraphQL form of a cluster."""
+        return cls(**cluster.model_dump(exclude={"id"}))
+
+
+@strawberry.type
+class Command:
+    """What a job runs: a program with its default arguments, the applications it needs, the clusters it runs on."""
+
+    name: str
+    executable: list[str]
+    status: CommandStatus
+    tags: list[str]
+    cluster_criteria: list[list[str]]
+    applications: list[str]
+    description: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, command: CommandOut) -> Command:
+        """The GraphQL form of a command."""
+        return cls(**command.model_dump(exclude={"id"}))
+
+
+@strawberry.type
+class ClusterPage:
+    """One page of clusters."""
+
+    items: list[Cluster]
+    next_cursor: str | None
+    total: int
+
+
+@strawberry.type
+class CommandPage:
+    """One page of commands."""
+
+    items: list[Command]
+    next_cursor: str | None
+    total: int
 
 
 @strawberry.type
@@ -758,3 +858,5 @@ PathResult = Annotated[LineagePath | NotFoundError | InvalidInputError, strawber
 RunResult = Annotated[Run | NotFoundError, strawberry.union("RunResult")]
 JobResult = Annotated[Job | NotFoundError | InvalidInputError | ConflictError, strawberry.union("JobResult")]
 JobPageResult = Annotated[JobPage | InvalidInputError, strawberry.union("JobPageResult")]
+ClusterPageResult = Annotated[ClusterPage | InvalidInputError, strawberry.union("ClusterPageResult")]
+CommandPageResult = Annotated[CommandPage | InvalidInputError, strawberry.union("CommandPageResult")]

@@ -488,3 +488,85 @@ async def test_schema_history_and_a_bad_argument_of_a_nested_field(client: httpx
     answer = await gql(client, mutation, id=str(created["id"]), rev=current["revision"])
     assert answer["errors"][0]["extensions"]["field"] == "first"
     assert (await client.get(f"/api/v1/datasets/{created['id']}")).json()["description"] == "kept"
+
+
+async def test_register_a_dataset_with_nested_fields_and_refusals_naming_the_input(client: httpx.AsyncClient) -> None:
+    mutation = f"mutation($input: DatasetInput!) {{ registerDataset(input: $input) {{ {DATASET_FIELDS} }} }}"
+    given = {
+        "namespace": NS,
+        "name": "raw.sessions",
+        "kind": "TABLE",
+        "format": "iceberg",
+        "partitioning": [{"column": "started_at", "transform": "day"}],
+        "fields": [
+            {"name": "session_id", "type": "string", "nullable": False, "sourceFieldId": 1},
+            {"name": "device", "type": "struct", "fields": [{"name": "os", "type": "string", "tags": ["dim"]}]},
+        ],
+        "owners": [{"name": "team:sessions"}, {"name": "dana@example.com", "role": "data_steward"}],
+        "tags": ["raw"],
+    }
+    created = (await gql(client, mutation, input=given))["data"]["registerDataset"]
+    assert created["__typename"] == "Dataset", created
+    assert [(f["path"], f["sourceFieldId"]) for f in created["fields"]] == [
+        ("session_id", 1),
+        ("device", None),
+        ("device.os", None),
+    ]
+    assert created["owners"] == [
+        {"name": "dana@example.com", "role": "data_steward"},
+        {"name": "team:sessions", "role": "technical_owner"},
+    ]
+    rest = (await client.get(f"/api/v1/datasets/{created['id']}")).json()
+    assert rest["partitioning"] == [{"column": "started_at", "transform": "day"}]
+    again = (await gql(client, mutation, input=given))["data"]["registerDataset"]
+    assert again["__typename"] == "ConflictError" and "raw.sessions" in again["message"]
+    dotted = {"namespace": NS, "name": "raw.other", "fields": [{"name": "a.b", "type": "string"}]}
+    refused = (await gql(client, mutation, input=dotted))["data"]["registerDataset"]
+    assert refused["__typename"] == "InvalidInputError" and refused["field"] == "input.fields.0", refused
+    assert "nest it under 'fields'" in refused["message"]
+    bad_role = {"namespace": NS, "name": "raw.other", "owners": [{"name": "x", "role": "boss"}]}
+    refused = (await gql(client, mutation, input=bad_role))["data"]["registerDataset"]
+    assert refused["field"] == "input.owners.0.role" and "boss" in refused["message"]
+    assert (
+        await client.get("/api/v1/datasets/by-name", params={"namespace": NS, "name": "raw.other"})
+    ).status_code == 404
+
+
+async def test_clusters_commands_and_the_attempts_of_a_job_that_ran(
+    client: httpx.AsyncClient, app: FastAPI, tmp_path: Any
+) -> None:
+    from headwater.jobs.worker import JobWorker
+
+    await _shell_cluster(client)
+    listing = await gql(
+        client,
+        """{ clusters { ... on ClusterPage { total items { name type status tags maxConcurrentJobs } } }
+             commands { ... on CommandPage { items { name executable tags } } } }""",
+    )
+    assert listing["data"]["clusters"] == {
+        "total": 1,
+        "items": [{"name": "local", "type": "SHELL", "status": "UP", "tags": ["sched:test"], "maxConcurrentJobs": 4}],
+    }
+    assert listing["data"]["commands"]["items"] == [
+        {"name": "sh", "executable": ["/bin/sh", "-c"], "tags": ["type:sh"]}
+    ]
+    bad_sort = await gql(client, '{ clusters(sort: "colour") { ... on Error { field } } }')
+    assert bad_sort["data"]["clusters"]["field"] == "sort"
+
+    submit = """mutation { submitJob(input: {id: "gql-ran", name: "echo", user: "alice", commandArgs: ["echo hi"],
+                clusterCriteria: [["sched:test"]], commandCriteria: ["type:sh"]}) { ... on Job { id } } }"""
+    assert (await gql(client, submit))["data"]["submitJob"] == {"id": "gql-ran"}
+    worker = JobWorker(app.state.sessionmaker, data_dir=tmp_path / "data", heartbeat_interval=0.2, kill_grace=2.0)
+    try:
+        worker.drain(timeout=30)
+    finally:
+        worker.shutdown()
+    ran = await gql(
+        client,
+        '{ job(id: "gql-ran") { ... on Job { status attempts { attempt exitCode outcome pid } '
+        "transitions { toStatus } } } }",
+    )
+    job = ran["data"]["job"]
+    assert job["status"] == "SUCCEEDED", job
+    assert [(a["attempt"], a["exitCode"], a["outcome"]) for a in job["attempts"]] == [(1, 0, "SUCCEEDED")]
+    assert job["attempts"][0]["pid"] > 0 and job["transitions"][-1]["toStatus"] == "SUCCEEDED"
