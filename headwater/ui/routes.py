@@ -41,6 +41,7 @@ LINEAGE_DEPTH = 3
 LINEAGE_BUDGET = 500
 ROWS_SHOWN = 500
 HISTORY_SHOWN = 10
+COLUMN_DEPTH = 5
 
 
 def marked(text: str | None) -> Markup:
@@ -169,6 +170,33 @@ def impact_page(request: Request, session: SessionDep) -> Response:
     except HeadwaterError as exc:
         return _error_page(exc)
     return _page("impact.html", impact=answer, dataset_id=dataset_id, field=field, limit=ROWS_SHOWN)
+
+
+@ui_router.get("/ui/lineage", response_class=HTMLResponse)
+def column_lineage_page(request: Request, session: SessionDep) -> Response:
+    """A column's lineage both ways (``dataset_id`` and ``field``, a path), each edge with how it is known."""
+    params = request.query_params
+    try:
+        dataset_id = _int_param(params.get("dataset_id"), "dataset_id")
+        if not params.get("field"):
+            raise InvalidInput("name the column with field (its path); a dataset's lineage is on its page")
+        node = graph.resolve_node(session, dataset_id=dataset_id, field_path=params["field"])
+        answer = graph.graph_around(
+            session, node=node, direction="both", depth=COLUMN_DEPTH, budget=LINEAGE_BUDGET, timeout_ms=2_000
+        )
+    except HeadwaterError as exc:
+        return _error_page(exc)
+    columns = [n for n in answer.nodes if n.kind == "column"]
+    return _page(
+        "lineage.html",
+        graph=answer,
+        dataset_id=dataset_id,
+        field=params["field"],
+        upstream=sorted((n for n in columns if (n.distance or 0) < 0), key=lambda n: (-(n.distance or 0), n.name)),
+        downstream=sorted((n for n in columns if (n.distance or 0) > 0), key=lambda n: (n.distance or 0, n.name)),
+        depth=COLUMN_DEPTH,
+        budget=LINEAGE_BUDGET,
+    )
 
 
 @ui_router.get("/ui/jobs", response_class=HTMLResponse)

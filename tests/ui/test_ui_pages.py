@@ -142,6 +142,18 @@ async def test_a_dataset_page_shows_fields_owners_and_lineage_both_ways(client: 
     assert no_column.status_code == 404 and "has no column &#39;nope&#39;" in no_column.text
     assert (await client.get("/ui/impact")).status_code == 400
 
+    # A column's lineage both ways, each edge with how it is known.
+    column = await client.get("/ui/lineage", params={"dataset_id": ids["curated.plays"], "field": "v"})
+    assert column.status_code == 200
+    made_from, made_into = column.text.split("Downstream: what is made from it")
+    made_into, edges = made_into.split("Edges and how each is known")
+    assert f"dataset_id={ids['raw.plays']}&amp;field=v" in made_from and "agg.daily" not in made_from
+    assert f"dataset_id={ids['agg.daily']}&amp;field=v" in made_into and "raw.plays <code>" not in made_into
+    assert edges.count("<td>openlineage<br>") == 2 and "https://example.com/tests" in edges
+    assert (await client.get("/ui/lineage", params={"dataset_id": ids["raw.plays"]})).status_code == 400
+    unknown = await client.get("/ui/lineage", params={"dataset_id": ids["raw.plays"], "field": "nope"})
+    assert unknown.status_code == 404
+
     # The page's schema history: a second version, its diff from the first.
     new_schema = {"fields": [{"name": "id", "type": "string"}, {"name": "w", "type": "string"}]}
     assert (await client.put(f"/api/v1/datasets/{ids['curated.plays']}/schema", json=new_schema)).status_code == 200
