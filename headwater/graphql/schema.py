@@ -18,6 +18,7 @@ import strawberry
 from graphql import GraphQLError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DataError
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 from strawberry.types.unset import UNSET
@@ -662,4 +663,10 @@ class _Schema(strawberry.Schema):
 
 # No type refers back to itself, so a query's depth is bounded by the schema; introspection, which is cyclic, is
 # bounded by graphql-core.
-schema = _Schema(query=Query, mutation=Mutation, types=[Error])
+# Tools send the same few documents again and again: each is parsed and validated once (a cache per process).
+schema = _Schema(
+    query=Query,
+    mutation=Mutation,
+    types=[Error],
+    extensions=[lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
+)
