@@ -24,13 +24,17 @@ from strawberry.types import ExecutionContext
 from strawberry.types.unset import UNSET
 
 from headwater.api import validation_message
+from headwater.catalog import events as catalog_events
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
-from headwater.catalog.models import DatasetKind, SourceKind
-from headwater.catalog.schemas import DatasetCreate, DatasetUpdate
+from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind
+from headwater.catalog.schemas import ChangeEventOut, DatasetCreate, DatasetUpdate
 from headwater.errors import HeadwaterError, InvalidInput
 from headwater.graphql.context import Context
 from headwater.graphql.types import (
+    ChangeEvent,
+    ChangeFeed,
+    ChangeFeedResult,
     Cluster,
     ClusterPage,
     ClusterPageResult,
@@ -416,6 +420,27 @@ class Query:
             if page.next_cursor is None:
                 return found
             cursor = page.next_cursor
+
+    @strawberry.field(description="The catalog's change feed after a position, oldest first (as REST's).")
+    @answers_errors
+    def change_events(
+        self,
+        info: strawberry.Info[Context, None],
+        after: strawberry.ID = strawberry.ID("0"),
+        first: int = 100,
+        entity_type: str | None = None,
+        kinds: list[ChangeKind] | None = None,
+    ) -> ChangeFeedResult:
+        position = 0 if str(after) == "0" else _id(after, "after")
+        rows = catalog_events.list_changes(
+            info.context.session,
+            after=position,
+            limit=_page_size(first, 1000),
+            entity_type=entity_type,
+            kinds=kinds,
+        )
+        items = [ChangeEvent.of(ChangeEventOut.model_validate(r)) for r in rows]
+        return ChangeFeed(items=items, next_after=strawberry.ID(str(rows[-1].id if rows else position)))
 
     @strawberry.field(description="Free-text search over datasets and columns, with filters and facet counts.")
     @answers_errors

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from strawberry.scalars import JSON
 
+from headwater.catalog.models import ChangeKind, DatasetKind, Field, SourceKind, SourceStatus
 from headwater.catalog.models import Dataset as DatasetRow
-from headwater.catalog.models import DatasetKind, Field, SourceKind, SourceStatus
-from headwater.catalog.schemas import SchemaVersionOut
+from headwater.catalog.schemas import ChangeEventOut, SchemaVersionOut
 from headwater.catalog.service import FIELD_VIEW_COLUMNS, datasets_by_id, list_schema_versions
 from headwater.errors import Conflict, HeadwaterError, InvalidInput, NotFound, PreconditionFailed
 from headwater.graphql.context import Siblings, chunks
@@ -360,6 +360,37 @@ class DatasetPage:
     items: list[Dataset]
     next_cursor: str | None
     total: int
+
+
+strawberry.enum(ChangeKind)
+
+
+@strawberry.type
+class ChangeEvent:
+    """One entry of the catalog's change feed (created, schema_changed, metadata_updated, deleted, restored)."""
+
+    id: strawberry.ID
+    kind: ChangeKind
+    entity_type: str
+    entity_id: strawberry.ID
+    namespace: str | None
+    name: str | None
+    payload: dict[str, Any] = strawberry.field(graphql_type=JSON)
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, event: ChangeEventOut) -> ChangeEvent:
+        """The GraphQL form of a change event."""
+        data = event.model_dump()
+        return cls(**{**data, "id": strawberry.ID(str(event.id)), "entity_id": strawberry.ID(str(event.entity_id))})
+
+
+@strawberry.type
+class ChangeFeed:
+    """Change events after a position, oldest first; pass ``nextAfter`` back as ``after`` to follow the feed."""
+
+    items: list[ChangeEvent]
+    next_after: strawberry.ID
 
 
 @strawberry.type
@@ -857,6 +888,7 @@ ImpactResult = Annotated[Impact | NotFoundError | InvalidInputError, strawberry.
 PathResult = Annotated[LineagePath | NotFoundError | InvalidInputError, strawberry.union("PathResult")]
 RunResult = Annotated[Run | NotFoundError, strawberry.union("RunResult")]
 JobResult = Annotated[Job | NotFoundError | InvalidInputError | ConflictError, strawberry.union("JobResult")]
+ChangeFeedResult = Annotated[ChangeFeed | InvalidInputError, strawberry.union("ChangeFeedResult")]
 JobPageResult = Annotated[JobPage | InvalidInputError, strawberry.union("JobPageResult")]
 ClusterPageResult = Annotated[ClusterPage | InvalidInputError, strawberry.union("ClusterPageResult")]
 CommandPageResult = Annotated[CommandPage | InvalidInputError, strawberry.union("CommandPageResult")]

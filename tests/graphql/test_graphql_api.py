@@ -570,3 +570,32 @@ async def test_clusters_commands_and_the_attempts_of_a_job_that_ran(
     assert job["status"] == "SUCCEEDED", job
     assert [(a["attempt"], a["exitCode"], a["outcome"]) for a in job["attempts"]] == [(1, 0, "SUCCEEDED")]
     assert job["attempts"][0]["pid"] > 0 and job["transitions"][-1]["toStatus"] == "SUCCEEDED"
+
+
+async def test_the_change_feed_is_followed_by_position(client: httpx.AsyncClient) -> None:
+    created = await register(client, PLAY)
+    patch = await client.patch(
+        f"/api/v1/datasets/{created['id']}",
+        json={"description": "changed"},
+        headers={"If-Match": f'"{created["id"]}.{created["revision"]}"'},
+    )
+    assert patch.status_code == 200, patch.text
+    feed = """query($after: ID!, $kinds: [ChangeKind!]) {
+        changeEvents(after: $after, first: 1, kinds: $kinds) {
+            ... on ChangeFeed { nextAfter items { id kind entityType entityId name payload } }
+            ... on Error { message field }
+        }
+    }"""
+    first = (await gql(client, feed, after="0"))["data"]["changeEvents"]
+    assert [(e["kind"], e["entityId"], e["name"]) for e in first["items"]] == [
+        ("CREATED", str(created["id"]), "playback.events")
+    ]
+    second = (await gql(client, feed, after=first["nextAfter"]))["data"]["changeEvents"]
+    assert [e["kind"] for e in second["items"]] == ["METADATA_UPDATED"]
+    assert int(second["items"][0]["id"]) > int(first["items"][0]["id"]) == int(first["nextAfter"])
+    end = (await gql(client, feed, after=second["nextAfter"]))["data"]["changeEvents"]
+    assert end == {"nextAfter": second["nextAfter"], "items": []}
+    only_updates = (await gql(client, feed, after="0", kinds=["METADATA_UPDATED"]))["data"]["changeEvents"]
+    assert [e["kind"] for e in only_updates["items"]] == ["METADATA_UPDATED"]
+    bad = (await gql(client, feed, after="soon"))["data"]["changeEvents"]
+    assert bad["field"] == "after"
