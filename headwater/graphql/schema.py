@@ -56,22 +56,29 @@ from headwater.graphql.types import (
     LineageGraph,
     LineageGraphResult,
     LineagePath,
+    ManualEdge,
+    ManualEdgeResult,
     PathResult,
     Run,
     RunResult,
     SearchResult,
     SearchResults,
     Source,
+    SqlLineage,
+    SqlLineageResult,
     Suggestion,
     TransformationType,
+    Withdrawn,
+    WithdrawResult,
     error_of,
 )
 from headwater.jobs import service as jobs
 from headwater.jobs.models import JobStatus
 from headwater.jobs.schemas import ClusterOut, CommandOut, JobSubmit
-from headwater.lineage import graph
+from headwater.lineage import graph, manual
 from headwater.lineage import service as lineage
 from headwater.lineage.models import EdgeOrigin
+from headwater.lineage.schemas import ManualEdgeIn, SqlLineageIn
 from headwater.search.base import FACETS, DocumentType, SearchQuery
 
 __all__ = ["schema"]
@@ -119,11 +126,14 @@ def _bounded(value: int, low: int, high: int, name: str) -> int:
 
 
 def _validated(model: type[M], data: dict[str, Any], name: str) -> M:
-    """``data`` as the REST body model, or InvalidInput naming the first field at fault (``name.field``)."""
+    """``data`` as the REST body model, or InvalidInput naming the first field at fault (``name.field``; the
+    argument itself when ``name`` is empty)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors: list[dict[str, Any]] = [{**e, "loc": (name, *_graphql_loc(e["loc"]))} for e in exc.errors()]
+        errors: list[dict[str, Any]] = [
+            {**e, "loc": (*([name] if name else []), *_graphql_loc(e["loc"]))} for e in exc.errors()
+        ]
         where = ".".join(str(p) for p in errors[0]["loc"])
         raise InvalidInput(validation_message(errors), detail={"field": where}) from None
 
@@ -298,6 +308,63 @@ def _registration(given: DatasetInput) -> dict[str, Any]:
         data["fields"] = [_field_dict(f) for f in given.fields]
     if given.owners is not None:
         data["owners"] = _owners(given.owners)
+    return data
+
+
+@strawberry.enum
+class SqlDialect(enum.Enum):
+    """The SQL dialects lineage is read from."""
+
+    SPARK = "spark"
+    HIVE = "hive"
+    FLINK = "flink"
+    TRINO = "trino"
+    POSTGRES = "postgres"
+
+
+@strawberry.enum
+class EdgeLevel(enum.Enum):
+    """Which lineage graph an edge belongs to."""
+
+    COLUMN = "column"
+    DATASET = "dataset"
+
+
+@strawberry.input(description="One end of a declared edge: a dataset, and one of its columns for a column edge.")
+class EdgeEndInput:
+    namespace: str
+    name: str
+    field: str | None = None
+
+
+@strawberry.input(description="An edge declared by hand: dataset-level (no field on either end) or column-level.")
+class ManualEdgeInput:
+    source: EdgeEndInput
+    target: EdgeEndInput
+    job_namespace: str = "headwater"
+    job_name: str = "manual"
+    transformation_type: TransformationType | None = None
+    subtype: str | None = None
+    description: str | None = None
+    producer: str = "headwater/manual"
+
+
+def _declaration(given: ManualEdgeInput) -> dict[str, Any]:
+    def end(e: EdgeEndInput) -> dict[str, Any]:
+        return {"namespace": e.namespace, "name": e.name, **({"field": e.field} if e.field is not None else {})}
+
+    data: dict[str, Any] = {
+        "source": end(given.source),
+        "target": end(given.target),
+        "job_namespace": given.job_namespace,
+        "job_name": given.job_name,
+        "producer": given.producer,
+    }
+    if given.transformation_type is not None:
+        data["transformation_type"] = given.transformation_type.value
+    for key in ("subtype", "description"):
+        if getattr(given, key) is not None:
+            data[key] = getattr(given, key)
     return data
 
 
@@ -563,6 +630,20 @@ class Query:
         )
         return LineagePath.of(answer)
 
+    @strawberry.field(description="Column lineage of SQL against the catalog's schemas (nothing is recorded).")
+    @answers_errors
+    def sql_lineage(
+        self,
+        info: strawberry.Info[Context, None],
+        sql: str,
+        dialect: SqlDialect = SqlDialect.SPARK,
+        namespace: str | None = None,
+        default_schema: str | None = None,
+    ) -> SqlLineageResult:
+        given = {"sql": sql, "dialect": dialect.value, "namespace": namespace, "default_schema": default_schema}
+        data = _validated(SqlLineageIn, {k: v for k, v in given.items() if v is not None}, "")
+        return SqlLineage.of(lineage.analyse_sql(info.context.session, data=data))
+
     @strawberry.field(description="A lineage run (OpenLineage run id) with its state, parent and children.")
     @answers_errors
     def lineage_run(self, info: strawberry.Info[Context, None], id: str) -> RunResult:
@@ -659,6 +740,46 @@ class Mutation:
         session = info.context.session
         data = _validated(DatasetCreate, _registration(input), "input")
         return Dataset.page(session, [catalog.register_dataset(session, data=data)])[0]
+
+    @strawberry.field(description="Record the column lineage of SQL as edges of origin sql, under a job.")
+    @answers_errors
+    def apply_sql_lineage(
+        self,
+        info: strawberry.Info[Context, None],
+        sql: str,
+        dialect: SqlDialect = SqlDialect.SPARK,
+        namespace: str | None = None,
+        default_schema: str | None = None,
+        job_namespace: str = "headwater",
+        job_name: str | None = None,
+    ) -> SqlLineageResult:
+        given = {
+            "sql": sql,
+            "dialect": dialect.value,
+            "namespace": namespace,
+            "default_schema": default_schema,
+            "apply": True,
+            "job_namespace": job_namespace,
+            "job_name": job_name,
+        }
+        data = _validated(SqlLineageIn, {k: v for k, v in given.items() if v is not None}, "")
+        return SqlLineage.of(lineage.analyse_sql(info.context.session, data=data))
+
+    @strawberry.field(
+        description="Declare a dataset- or column-level edge by hand (origin manual); declaring it again refreshes it."
+    )
+    @answers_errors
+    def declare_lineage_edge(self, info: strawberry.Info[Context, None], input: ManualEdgeInput) -> ManualEdgeResult:
+        data = _validated(ManualEdgeIn, _declaration(input), "input")
+        return ManualEdge.of_manual(manual.declare_edge(info.context.session, data=data))
+
+    @strawberry.field(description="Withdraw an edge declared by hand: retired now; as-of queries before still show it.")
+    @answers_errors
+    def withdraw_lineage_edge(
+        self, info: strawberry.Info[Context, None], level: EdgeLevel, id: strawberry.ID
+    ) -> WithdrawResult:
+        manual.withdraw_edge(info.context.session, level=level.value, edge_id=_id(id, "id"))
+        return Withdrawn(level=level.value, id=id)
 
     @strawberry.field(
         description="Submit a job: resolved at once to a cluster and command by tags (or INVALID), "

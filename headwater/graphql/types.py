@@ -27,7 +27,16 @@ from headwater.jobs.models import ClusterStatus, ClusterType, CommandStatus, Job
 from headwater.jobs.models import Job as JobRow
 from headwater.jobs.schemas import AttemptOut, ClusterOut, CommandOut, JobOut
 from headwater.lineage.models import EdgeOrigin
-from headwater.lineage.schemas import EdgeOut, GraphOut, ImpactOut, NodeOut, PathOut, RunOut
+from headwater.lineage.schemas import (
+    EdgeOut,
+    GraphOut,
+    ImpactOut,
+    ManualEdgeOut,
+    NodeOut,
+    PathOut,
+    RunOut,
+    SqlLineageOut,
+)
 from headwater.search.base import DocumentType, MatchTier, SearchHit, SearchPage
 
 __all__ = [
@@ -665,6 +674,87 @@ class LineagePath:
 
 
 @strawberry.type
+class ManualEdge(LineageEdge):
+    """An edge declared by hand: its id and level (to withdraw it) and whether the declaration created it
+    (false: it was known already, and its provenance was refreshed)."""
+
+    id: strawberry.ID
+    level: str
+    created: bool
+
+    @classmethod
+    def of_manual(cls, edge: ManualEdgeOut) -> ManualEdge:
+        """The GraphQL form of a declared edge."""
+        return cls(**{**edge.model_dump(), "id": strawberry.ID(str(edge.id))})
+
+
+@strawberry.type
+class Withdrawn:
+    """A manual edge retired now; as-of queries before now still show it."""
+
+    level: str
+    id: strawberry.ID
+
+
+@strawberry.type
+class DatasetName:
+    """A dataset by its OpenLineage identity."""
+
+    namespace: str
+    name: str
+
+
+@strawberry.type
+class SqlColumn:
+    """The inputs of one output column found in SQL (each a column with its transformation)."""
+
+    field: str
+    inputs: list[dict[str, Any]] = strawberry.field(graphql_type=JSON)
+
+
+@strawberry.type
+class SqlStatement:
+    """The lineage of one SQL statement: its target, the tables it reads, and column by column."""
+
+    kind: str
+    target: DatasetName | None
+    inputs: list[DatasetName]
+    columns: list[SqlColumn]
+    dataset_inputs: list[dict[str, Any]] = strawberry.field(graphql_type=JSON)
+    warnings: list[str]
+
+
+@strawberry.type
+class SqlLineage:
+    """The lineage found in a SQL text, statement by statement; ``appliedEdges`` when it was recorded."""
+
+    dialect: str
+    parsed_as: str
+    statements: list[SqlStatement]
+    applied_edges: int
+
+    @classmethod
+    def of(cls, answer: SqlLineageOut) -> SqlLineage:
+        """The GraphQL form of ``analyse_sql``'s answer."""
+        return cls(
+            dialect=answer.dialect,
+            parsed_as=answer.parsed_as,
+            statements=[
+                SqlStatement(
+                    kind=st.kind,
+                    target=DatasetName(**st.target) if st.target else None,
+                    inputs=[DatasetName(**i) for i in st.inputs],
+                    columns=[SqlColumn(field=c.field, inputs=c.inputs) for c in st.columns],
+                    dataset_inputs=st.dataset_inputs,
+                    warnings=st.warnings,
+                )
+                for st in answer.statements
+            ],
+            applied_edges=answer.applied_edges,
+        )
+
+
+@strawberry.type
 class Run:
     """A run known to lineage (an OpenLineage run, or the run of a job Headwater ran), with its state."""
 
@@ -886,6 +976,13 @@ SearchResult = Annotated[SearchResults | InvalidInputError | UnavailableError, s
 LineageGraphResult = Annotated[LineageGraph | NotFoundError | InvalidInputError, strawberry.union("LineageGraphResult")]
 ImpactResult = Annotated[Impact | NotFoundError | InvalidInputError, strawberry.union("ImpactResult")]
 PathResult = Annotated[LineagePath | NotFoundError | InvalidInputError, strawberry.union("PathResult")]
+SqlLineageResult = Annotated[SqlLineage | InvalidInputError | NotFoundError, strawberry.union("SqlLineageResult")]
+ManualEdgeResult = Annotated[
+    ManualEdge | NotFoundError | InvalidInputError | ConflictError, strawberry.union("ManualEdgeResult")
+]
+WithdrawResult = Annotated[
+    Withdrawn | NotFoundError | ConflictError | InvalidInputError, strawberry.union("WithdrawResult")
+]
 RunResult = Annotated[Run | NotFoundError, strawberry.union("RunResult")]
 JobResult = Annotated[Job | NotFoundError | InvalidInputError | ConflictError, strawberry.union("JobResult")]
 ChangeFeedResult = Annotated[ChangeFeed | InvalidInputError, strawberry.union("ChangeFeedResult")]

@@ -599,3 +599,76 @@ async def test_the_change_feed_is_followed_by_position(client: httpx.AsyncClient
     assert [e["kind"] for e in only_updates["items"]] == ["METADATA_UPDATED"]
     bad = (await gql(client, feed, after="soon"))["data"]["changeEvents"]
     assert bad["field"] == "after"
+
+
+async def test_sql_lineage_read_applied_and_edges_declared_by_hand(client: httpx.AsyncClient) -> None:
+    for name in ("raw.plays", "curated.plays", "agg.daily"):
+        body = {
+            "namespace": NS,
+            "name": name,
+            "fields": [{"name": "id", "type": "long"}, {"name": "v", "type": "string"}],
+        }
+        await register(client, body)
+    sql = "INSERT INTO curated.plays SELECT id, upper(v) AS v FROM raw.plays"
+    read = """query($sql: String!, $ns: String) { sqlLineage(sql: $sql, namespace: $ns, dialect: SPARK) {
+        __typename
+        ... on SqlLineage { appliedEdges statements { kind target { name } inputs { name } columns { field inputs } } }
+        ... on Error { message field }
+    } }"""
+    lineage = (await gql(client, read, sql=sql, ns=NS))["data"]["sqlLineage"]
+    assert lineage["appliedEdges"] == 0 and lineage["statements"][0]["target"] == {"name": "curated.plays"}
+    columns = {c["field"]: c["inputs"] for c in lineage["statements"][0]["columns"]}
+    assert [(i["name"], i["field"]) for i in columns["v"]] == [("raw.plays", "v")]
+    broken = (await gql(client, read, sql="SELECT a,\nFROM t WHERE (", ns=NS))["data"]["sqlLineage"]
+    assert broken["__typename"] == "InvalidInputError" and "line" in broken["message"]
+    assert (await gql(client, read, sql="", ns=NS))["data"]["sqlLineage"]["field"] == "sql"
+
+    apply = """mutation($sql: String!, $ns: String) {
+        applySqlLineage(sql: $sql, namespace: $ns, jobName: "curate_plays") { ... on SqlLineage { appliedEdges } }
+    }"""
+    assert (await gql(client, apply, sql=sql, ns=NS))["data"]["applySqlLineage"]["appliedEdges"] == 2
+    impact = await gql(
+        client,
+        "query($node: NodeInput!) { impact(node: $node) { ... on Impact { columns { name field } jobs { name } } } }",
+        node={"namespace": NS, "name": "raw.plays", "field": "v"},
+    )
+    assert impact["data"]["impact"] == {
+        "columns": [{"name": "curated.plays", "field": "v"}],
+        "jobs": [{"name": "curate_plays"}],
+    }
+
+    declare = """mutation($input: ManualEdgeInput!) { declareLineageEdge(input: $input) {
+        __typename ... on ManualEdge { id level created origin source target } ... on Error { message field }
+    } }"""
+    edge = {
+        "source": {"namespace": NS, "name": "curated.plays", "field": "id"},
+        "target": {"namespace": NS, "name": "agg.daily", "field": "id"},
+        "subtype": "AGGREGATION",
+    }
+    first = (await gql(client, declare, input=edge))["data"]["declareLineageEdge"]
+    assert (first["__typename"], first["level"], first["created"], first["origin"]) == (
+        "ManualEdge",
+        "column",
+        True,
+        "manual",
+    )
+    again = (await gql(client, declare, input=edge))["data"]["declareLineageEdge"]
+    assert again["created"] is False and again["id"] == first["id"]
+    known_from_sql = {
+        **edge,
+        "source": {"namespace": NS, "name": "raw.plays", "field": "v"},
+        "target": {"namespace": NS, "name": "curated.plays", "field": "v"},
+        "jobName": "curate_plays",
+        "subtype": columns["v"][0]["subtype"],  # the same edge as the SQL's: same ends, job, type and subtype
+    }
+    conflict = (await gql(client, declare, input=known_from_sql))["data"]["declareLineageEdge"]
+    assert conflict["__typename"] == "ConflictError" and "already known from sql" in conflict["message"], conflict
+    unknown = {**edge, "target": {"namespace": NS, "name": "nowhere", "field": "id"}}
+    assert (await gql(client, declare, input=unknown))["data"]["declareLineageEdge"]["__typename"] == "NotFoundError"
+
+    withdraw = """mutation($id: ID!) { withdrawLineageEdge(level: COLUMN, id: $id) {
+        __typename ... on Withdrawn { id level } ... on Error { message } } }"""
+    withdrawn = (await gql(client, withdraw, id=first["id"]))["data"]["withdrawLineageEdge"]
+    assert withdrawn == {"__typename": "Withdrawn", "id": first["id"], "level": "column"}
+    twice = (await gql(client, withdraw, id=first["id"]))["data"]["withdrawLineageEdge"]
+    assert twice["__typename"] == "NotFoundError"
