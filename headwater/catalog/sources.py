@@ -22,6 +22,7 @@ __all__ = [
     "ensure_manual_source",
     "get_source",
     "list_sources",
+    "live_dataset_counts",
     "update_source",
 ]
 
@@ -80,6 +81,18 @@ def list_sources(
     if kind is not None:
         stmt = stmt.where(Source.kind == kind.value)
     return paginate(session, stmt, sorts=SOURCE_SORTS, sort=sort, cursor=cursor, limit=limit)
+
+
+def live_dataset_counts(session: Session, *, source_ids: list[int]) -> dict[int, int]:
+    """How many live (not deleted) datasets each of ``source_ids`` has, in one grouped query."""
+    if not source_ids:
+        return {}
+    rows = session.execute(
+        select(Dataset.source_id, func.count())
+        .where(Dataset.source_id.in_(source_ids), Dataset.deleted_at.is_(None))
+        .group_by(Dataset.source_id)
+    )
+    return {source_id: count for source_id, count in rows}
 
 
 def update_source(session: Session, *, name: str, data: SourceUpdate) -> Source:

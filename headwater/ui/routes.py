@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 
 from headwater.api import SessionDep
 from headwater.catalog import service as catalog
+from headwater.catalog import sources as catalog_sources
 from headwater.catalog.schemas import DatasetSummary, SchemaVersionOut
 from headwater.errors import HeadwaterError, InvalidInput
 from headwater.jobs import service as jobs
@@ -197,6 +198,19 @@ def column_lineage_page(request: Request, session: SessionDep) -> Response:
         depth=COLUMN_DEPTH,
         budget=LINEAGE_BUDGET,
     )
+
+
+@ui_router.get("/ui/sources", response_class=HTMLResponse)
+def sources_page(request: Request, session: SessionDep) -> Response:
+    """The federated sources: what each is, how its last contact went, how many datasets it holds."""
+    cursor = request.query_params.get("cursor") or None
+    try:
+        page = catalog_sources.list_sources(session, cursor=cursor, limit=100)
+    except HeadwaterError as exc:
+        return _error_page(exc)
+    counts = catalog_sources.live_dataset_counts(session, source_ids=[s.id for s in page.items])
+    url = _url_maker("/ui/sources", {"cursor": cursor})
+    return _page("sources.html", page=page, counts=counts, url=url)
 
 
 @ui_router.get("/ui/jobs", response_class=HTMLResponse)

@@ -184,3 +184,31 @@ async def test_the_jobs_page_lists_jobs_by_status_and_user(client: httpx.AsyncCl
     assert "report-alice" not in (await client.get("/ui/jobs", params={"status": "SUCCEEDED"})).text
     bad = await client.get("/ui/jobs", params={"status": "DONE"})
     assert bad.status_code == 400 and "status must be one of" in bad.text
+
+
+async def test_the_sources_page_counts_live_datasets_per_source(client: httpx.AsyncClient) -> None:
+    made = await client.post(
+        "/api/v1/sources",
+        json={"name": "by-hand", "kind": "manual", "namespace": "by-hand", "description": "Typed <b>in</b>"},
+    )
+    assert made.status_code == 201, made.text
+    for name in ("a.one", "a.two"):
+        await register(client, {**table(name, description="x", tags=[]), "source": "by-hand", "namespace": "by-hand"})
+    gone = await register(
+        client, {**table("a.three", description="x", tags=[]), "source": "by-hand", "namespace": "by-hand"}
+    )
+    assert (await client.delete(f"/api/v1/datasets/{gone}", params={"reason": "test"})).status_code in (200, 204)
+    await register(client, table("b.one", description="x", tags=[]))
+    page = await client.get("/ui/sources")
+    assert page.status_code == 200
+    rows = {
+        cells[0]: cells
+        for cells in (
+            re.findall(r"<td>(.*?)</td>", row, re.S) for row in re.sub(r">\s+<", "><", page.text).split("<tr>")[2:]
+        )
+    }
+    by_hand = next(cells for name, cells in rows.items() if ">by-hand</a>" in name)
+    assert by_hand[-1] == "2"  # the deleted dataset does not count
+    assert "Typed &lt;b&gt;in&lt;/b&gt;" in by_hand[0]
+    manual = next(cells for name, cells in rows.items() if ">manual</a>" in name)
+    assert manual[-1] == "1"
