@@ -137,6 +137,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Most bytes of attachments per job (the body must also fit HEADWATER_MAX_BODY_BYTES).",
     )
+    jobs_file_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a download of an application file named by URL may stall before the job fails.",
+    )
+    jobs_file_max_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="Largest application file a worker downloads (bytes)."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -92,11 +92,16 @@ def safe_dir_name(job_id: str) -> str:
     return job_id if job_id not in {".", ".."} else f"_{job_id}"
 
 
-def start_process(item: PreparedJob) -> RunningJob | str:
-    """Prepare the directory and start the process group; a string says why it could not start."""
+def start_process(item: PreparedJob, fetch: Callable[[str], Path] | None = None) -> RunningJob | str:
+    """Prepare the directory (``fetch`` gives the local copy of an application file named by URL) and start the
+    process group; a string says why it could not start."""
     try:
         prepared = workspace.prepare_workspace(
-            item.work_dir, attempt=item.attempt, attachments=item.attachments, applications=item.applications
+            item.work_dir,
+            attempt=item.attempt,
+            attachments=item.attachments,
+            applications=item.applications,
+            fetch=fetch,
         )
     except workspace.WorkspaceError as exc:
         return f"could not prepare the job: {exc}"

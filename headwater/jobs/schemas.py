@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from headwater.jobs.files import file_name, is_remote
 from headwater.jobs.models import ApplicationStatus, ClusterStatus, ClusterType, CommandStatus, JobStatus
 
 __all__ = [
@@ -42,16 +44,27 @@ EnvName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern
 Environment = Annotated[dict[EnvName, Annotated[str, StringConstraints(max_length=65_536)]], Field(max_length=200)]
 
 
-def _local_file(value: str) -> str:
+def _file_ref(value: str) -> str:
+    if is_remote(value):
+        parts = urlsplit(value)
+        if not parts.hostname:
+            raise ValueError(f"{value!r} names no host")
+        if parts.username or parts.password:
+            raise ValueError(f"{value!r} holds credentials, which the API would show to anyone; use a URL without them")
+        if parts.fragment:
+            raise ValueError(f"{value!r} has a fragment (#...), which is never sent to the server")
+        if not file_name(value):
+            raise ValueError(f"{value!r} names no file: its path must end with the file's name")
+        return value
     path = value.removeprefix("file://")
     if not path.startswith("/") or "\x00" in path:
-        raise ValueError(f"{value!r} must be an absolute local path or a file:// URI")
+        raise ValueError(f"{value!r} must be an absolute local path, a file:// URI or an http(s):// URL")
     if ".." in path.split("/"):
         raise ValueError(f"{value!r} must not contain '..'")
     return value
 
 
-FileRef = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_local_file)]
+FileRef = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_file_ref)]
 
 
 def _distinct(value: list[str]) -> list[str]:
@@ -93,7 +106,7 @@ def _check_distinct_names(files: list[str]) -> None:
     # Files land side by side in the application's directory, so two with one base name would collide.
     seen: set[str] = set()
     for ref in files:
-        base = ref.rstrip("/").rsplit("/", 1)[-1]
+        base = file_name(ref)
         if not base or base in seen:
             raise ValueError(f"file {ref!r}: its name {base!r} is empty or used by another file of the application")
         seen.add(base)

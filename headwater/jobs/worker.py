@@ -18,6 +18,8 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -25,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
 from headwater.jobs import dispatch, service, workspace
+from headwater.jobs.files import FileCache, is_remote
 from headwater.jobs.models import Cluster, Command, Job, JobAttempt, JobStatus
 from headwater.jobs.preparation import prepare_claimed
 from headwater.jobs.processes import PreparedJob, RunningJob, cancel_outside, kill_group, runs_job, start_process
@@ -55,6 +58,8 @@ class JobWorker:
         retention_interval: float = 300.0,
         archive_dir: Path | None = None,
         listen: bool = True,
+        file_timeout: float = 60.0,
+        file_max_bytes: int = 2 * 1024**3,
     ) -> None:
         self.factory = factory
         self.jobs_dir = (data_dir / "jobs").resolve()
@@ -68,6 +73,7 @@ class JobWorker:
         self.retention = retention
         self.retention_interval = retention_interval
         self.archive_dir = (archive_dir or data_dir / "jobs-archive").resolve()
+        self.files = FileCache((data_dir / "cache" / "files").resolve(), timeout=file_timeout, max_bytes=file_max_bytes)
         self.running: dict[int, RunningJob] = {}
         self._ended: list[tuple[RunningJob, int]] = []  # exited, not yet recorded
         self._last_heartbeat = 0.0
@@ -95,6 +101,8 @@ class JobWorker:
             retention_interval=settings.jobs_retention_interval,
             archive_dir=settings.resolved_jobs_archive_dir,
             listen=settings.jobs_listen,
+            file_timeout=settings.jobs_file_timeout,
+            file_max_bytes=settings.jobs_file_max_bytes,
         )
 
     # -------------------------------------------------------------------------------- the loop
@@ -200,7 +208,7 @@ class JobWorker:
         started: list[RunningJob] = []
         failed: dict[int, str] = {}
         for item in prepared:
-            outcome = start_process(item)
+            outcome = self._start(item, [p.pk for p in prepared])
             if isinstance(outcome, str):
                 failed[item.pk] = outcome
             else:
@@ -267,12 +275,27 @@ class JobWorker:
             elif now - run.kill_sent_at >= self.kill_grace:
                 kill_group(run.process.pid, signal.SIGKILL)
 
-    def _heartbeat(self) -> None:
+    def _start(self, item: PreparedJob, starting: list[int]) -> RunningJob | str:
+        """Start one prepared job. One that needs files fetched over HTTP(S) is prepared in a thread while this
+        one keeps heartbeating for every job this worker holds (a large download must not make them look lost);
+        its kill or timeout is acted on once it has started."""
+        if not any(is_remote(ref) for app in item.applications for ref in app.files):
+            return start_process(item)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-files") as pool:
+            future = pool.submit(start_process, item, self.files.fetch)
+            while True:
+                try:
+                    return future.result(timeout=self.heartbeat_interval)
+                except FutureTimeout:
+                    self._heartbeat(also=starting)
+
+    def _heartbeat(self, also: list[int] | None = None) -> None:
         now = time.monotonic()
-        if not self.running or now - self._last_heartbeat < self.heartbeat_interval:
+        held = [*self.running, *(also or [])]
+        if not held or now - self._last_heartbeat < self.heartbeat_interval:
             return
         with session_scope(self.factory) as session:
-            dispatch.heartbeat(session, worker_id=self.worker_id, job_pks=list(self.running))
+            dispatch.heartbeat(session, worker_id=self.worker_id, job_pks=held)
         self._last_heartbeat = now
 
     def _collect_exited(self) -> None:

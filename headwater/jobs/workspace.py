@@ -14,7 +14,7 @@ import os
 import shutil
 import tarfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from headwater.db import session_scope, utcnow
 from headwater.errors import HeadwaterError, InvalidInput, NotFound
 from headwater.jobs.applications import AppSetup
+from headwater.jobs.files import FileFetchError, is_remote
 from headwater.jobs.models import FINAL_STATUSES, Job, JobAttachment, JobStatus
 from headwater.jobs.schemas import OutputEntry
 from headwater.jobs.service import get_job
@@ -213,10 +214,16 @@ class PreparedWorkspace:
 
 
 def prepare_workspace(
-    work_dir: Path, *, attempt: int, attachments: Sequence[tuple[str, bytes]], applications: Sequence[AppSetup]
+    work_dir: Path,
+    *,
+    attempt: int,
+    attachments: Sequence[tuple[str, bytes]],
+    applications: Sequence[AppSetup],
+    fetch: Callable[[str], Path] | None = None,
 ) -> PreparedWorkspace:
     """Create the job directory: earlier attempts' logs moved aside, attachments written, application
-    files copied to ``applications/<name>/`` and their environment resolved (``{app_dir}`` substituted).
+    files copied to ``applications/<name>/`` (``fetch`` gives the local copy of an http(s) URL) and their
+    environment resolved (``{app_dir}`` substituted).
     """
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -233,7 +240,12 @@ def prepare_workspace(
             app_dir = work_dir / "applications" / app.name
             app_dir.mkdir(parents=True, exist_ok=True)
             for ref in app.files:
-                _copy_in(Path(ref.removeprefix("file://")), app_dir, app.name)
+                if is_remote(ref):
+                    if fetch is None:
+                        raise WorkspaceError(f"application {app.name!r} needs {ref}, and this worker fetches no URLs")
+                    _link_in(_fetched(fetch, ref, app.name), app_dir)
+                else:
+                    _copy_in(Path(ref.removeprefix("file://")), app_dir, app.name)
             for key, value in app.environment.items():
                 environment[key] = value.replace("{app_dir}", str(app_dir))
     except OSError as exc:
@@ -250,6 +262,23 @@ def _keep_previous_logs(work_dir: Path, previous: int) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for path in present:
         path.replace(target / path.name)
+
+
+def _fetched(fetch: Callable[[str], Path], url: str, app_name: str) -> Path:
+    try:
+        return fetch(url)
+    except FileFetchError as exc:
+        raise WorkspaceError(f"application {app_name!r}: {exc}") from exc
+
+
+def _link_in(cached: Path, app_dir: Path) -> None:
+    # A hard link to the host's cached copy costs no space; a copy when the cache is on another file system.
+    target = app_dir / cached.name
+    target.unlink(missing_ok=True)  # a retry on the same host: take the copy just revalidated
+    try:
+        os.link(cached, target)
+    except OSError:
+        shutil.copy2(cached, target)
 
 
 def _copy_in(source: Path, app_dir: Path, app_name: str) -> None:

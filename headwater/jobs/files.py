@@ -1,0 +1,135 @@
+"""Application files a worker fetches over HTTP(S), kept in a per-host cache (Genie's dependency cache).
+
+An application may name its dependencies and configs by ``http://`` or ``https://`` URL (an artifact store, an
+S3 bucket behind its HTTPS endpoint, a web server) instead of a path on the worker's host. A worker fetches each
+URL once into ``<data dir>/cache/files/<sha256 of the URL>/<file name>`` and, for each later job, asks the
+server whether it changed (``If-None-Match`` / ``If-Modified-Since``); jobs get a hard link to the cached copy (a
+copy across file systems). When the server cannot be reached but a copy is cached, the copy is used and a warning
+logged: a flaky artifact store does not fail jobs whose files it served before.
+
+A download goes to a temporary file renamed into place, so a job never sees half a file, and two workers on one
+host never both write the same path. A response that is not 200, a body over ``max_bytes`` or a stalled
+transfer (``timeout`` seconds without a byte) fails the job's preparation with a message naming the URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+__all__ = ["FileCache", "FileFetchError", "file_name", "is_remote"]
+
+log = logging.getLogger("headwater.jobs.files")
+
+_META = ".meta.json"
+
+
+class FileFetchError(Exception):
+    """A remote application file that could not be fetched; the message names the URL and why."""
+
+
+def is_remote(ref: str) -> bool:
+    """Whether an application file reference is an HTTP(S) URL (else a local path or ``file://`` URI)."""
+    return ref.startswith(("http://", "https://"))
+
+
+def file_name(ref: str) -> str:
+    """The name a referenced file gets in a job's application directory: the last segment of its path (of the
+    URL's path, without its query, for a URL)."""
+    path = unquote(urlsplit(ref).path) if is_remote(ref) else ref
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+class FileCache:
+    """The per-host cache of remote application files."""
+
+    def __init__(self, directory: Path, *, timeout: float = 60.0, max_bytes: int = 2 * 1024**3) -> None:
+        self.directory = directory
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def fetch(self, url: str) -> Path:
+        """The cached copy of ``url``, fetched or revalidated now."""
+        key = hashlib.sha256(url.encode()).hexdigest()[:32]
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:  # one download of a URL at a time in this worker
+            return self._fetch(url, self.directory / key)
+
+    def _fetch(self, url: str, folder: Path) -> Path:
+        name = file_name(url) or "download"
+        target = folder / name
+        meta = _read_meta(folder)
+        headers: dict[str, str] = {}
+        if target.is_file() and meta.get("url") == url:
+            if meta.get("etag"):
+                headers["If-None-Match"] = meta["etag"]
+            if meta.get("last_modified"):
+                headers["If-Modified-Since"] = meta["last_modified"]
+        try:
+            with (
+                httpx.Client(timeout=httpx.Timeout(self.timeout, connect=10.0), follow_redirects=True) as client,
+                client.stream("GET", url, headers=headers) as response,
+            ):
+                if response.status_code == 304 and target.is_file():
+                    return target
+                if response.status_code != 200:
+                    raise FileFetchError(f"GET {url} answered {response.status_code} {response.reason_phrase}")
+                folder.mkdir(parents=True, exist_ok=True)
+                self._download(url, response, folder, target)
+                _write_meta(folder, url, response)
+                return target
+        except httpx.HTTPError as exc:
+            if target.is_file() and meta.get("url") == url:
+                log.warning("could not revalidate %s (%s); using the copy cached on this host", url, exc)
+                return target
+            raise FileFetchError(f"could not fetch {url}: {exc}") from exc
+
+    def _download(self, url: str, response: httpx.Response, folder: Path, target: Path) -> None:
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            raise FileFetchError(
+                f"{url} is {declared} bytes; the limit is {self.max_bytes} (HEADWATER_JOBS_FILE_MAX_BYTES)"
+            )
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".part-")
+        try:
+            size = 0
+            with os.fdopen(handle, "wb") as out:
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise FileFetchError(
+                            f"{url} is larger than {self.max_bytes} bytes (HEADWATER_JOBS_FILE_MAX_BYTES)"
+                        )
+                    out.write(chunk)
+            os.replace(temporary, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+
+def _read_meta(folder: Path) -> dict[str, str]:
+    try:
+        data = json.loads((folder / _META).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_meta(folder: Path, url: str, response: httpx.Response) -> None:
+    meta = {"url": url, "etag": response.headers.get("etag"), "last_modified": response.headers.get("last-modified")}
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".meta-")
+    with os.fdopen(handle, "w") as out:
+        json.dump({k: v for k, v in meta.items() if v}, out)
+    os.replace(temporary, folder / _META)
