@@ -5,7 +5,8 @@ S3 bucket behind its HTTPS endpoint, a web server) instead of a path on the work
 URL once into ``<data dir>/cache/files/<sha256 of the URL>/<file name>`` and, for each later job, asks the
 server whether it changed (``If-None-Match`` / ``If-Modified-Since``); jobs get a hard link to the cached copy (a
 copy across file systems). When the server cannot be reached but a copy is cached, the copy is used and a warning
-logged: a flaky artifact store does not fail jobs whose files it served before.
+logged: a flaky artifact store does not fail jobs whose files it served before. Entries no job used for the
+jobs' retention period are removed with the expired job directories.
 
 A download goes to a temporary file renamed into place, so a job never sees half a file, and two workers on one
 host never both write the same path. A response that is not 200, a body over ``max_bytes`` or a stalled
@@ -19,8 +20,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -67,6 +70,27 @@ class FileCache:
         with lock:  # one download of a URL at a time in this worker
             return self._fetch(url, self.directory / key)
 
+    def remove_unused(self, older_than: float) -> int:
+        """Remove the entries no job has used for ``older_than`` seconds; how many were removed. A file that jobs
+        keep using is never removed (each use counts), and one removed is fetched again by the next job."""
+        if not self.directory.is_dir():
+            return 0
+        cutoff = time.time() - older_than
+        removed = 0
+        for folder in self.directory.iterdir():
+            meta = folder / _META
+            try:
+                used = meta.stat().st_mtime if meta.exists() else folder.stat().st_mtime
+            except OSError:
+                continue
+            if used < cutoff:
+                with self._guard:
+                    lock = self._locks.setdefault(folder.name, threading.Lock())
+                with lock:
+                    shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
+
     def _fetch(self, url: str, folder: Path) -> Path:
         name = file_name(url) or "download"
         target = folder / name
@@ -83,6 +107,7 @@ class FileCache:
                 client.stream("GET", url, headers=headers) as response,
             ):
                 if response.status_code == 304 and target.is_file():
+                    _touch(folder)
                     return target
                 if response.status_code != 200:
                     raise FileFetchError(f"GET {url} answered {response.status_code} {response.reason_phrase}")
@@ -93,6 +118,7 @@ class FileCache:
         except httpx.HTTPError as exc:
             if target.is_file() and meta.get("url") == url:
                 log.warning("could not revalidate %s (%s); using the copy cached on this host", url, exc)
+                _touch(folder)
                 return target
             raise FileFetchError(f"could not fetch {url}: {exc}") from exc
 
@@ -117,6 +143,12 @@ class FileCache:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
+
+
+def _touch(folder: Path) -> None:
+    # The metadata file's mtime is when a job last used the entry (what remove_unused goes by).
+    with contextlib.suppress(OSError):
+        os.utime(folder / _META)
 
 
 def _read_meta(folder: Path) -> dict[str, str]:

@@ -165,6 +165,9 @@ class JobWorker:
             )
         if cleaned:
             log.info("removed %d expired job director(ies)", len(cleaned))
+        unused = self.files.remove_unused(self.retention.total_seconds())
+        if unused:
+            log.info("removed %d cached application file(s) no job used within the retention period", unused)
         return cleaned
 
     def drain(self, timeout: float = 60.0, interval: float = 0.1) -> None:

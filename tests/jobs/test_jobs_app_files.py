@@ -4,6 +4,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from jobs_helpers import job_body, make_worker, shell_setup, worker_thread
 
 from headwater.db import session_scope
 from headwater.jobs import dispatch
+from headwater.jobs.files import FileCache
 from headwater.jobs.worker import JobWorker
 
 pytestmark = pytest.mark.anyio
@@ -180,3 +182,18 @@ async def test_file_urls_that_cannot_work_are_refused_at_once(client: httpx.Asyn
         assert answer.status_code == 422 and reason in answer.json()["error"]["message"], (bad, answer.text)
     same_name = {"name": "twice", "dependencies": ["https://a.example/x/tool.jar?v=1", "/opt/lib/tool.jar"]}
     assert (await client.post("/api/v1/applications", json=same_name)).status_code == 422
+
+
+def test_cache_entries_no_job_used_within_the_retention_are_removed(store: ArtifactStore, tmp_path: Path) -> None:
+    store.files["/a.jar"] = (b"a", '"a"')
+    store.files["/b.jar"] = (b"b", '"b"')
+    cache = FileCache(tmp_path / "cache")
+    old, fresh = cache.fetch(f"{store.base}/a.jar"), cache.fetch(f"{store.base}/b.jar")
+    week_ago = time.time() - 7 * 24 * 3600
+    os.utime(old.parent / ".meta.json", (week_ago, week_ago))
+    assert cache.remove_unused(older_than=24 * 3600) == 1
+    assert not old.exists() and fresh.read_bytes() == b"b"
+    # Used again (revalidated, 304): an entry counts as fresh however old its download.
+    os.utime(fresh.parent / ".meta.json", (week_ago, week_ago))
+    assert cache.fetch(f"{store.base}/b.jar") == fresh and store.answered[-1] == ("/b.jar", 304)
+    assert cache.remove_unused(older_than=24 * 3600) == 0 and fresh.exists()
