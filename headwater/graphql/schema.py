@@ -8,6 +8,7 @@ nothing behind, and the fields before and after it still answer.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import functools
@@ -86,6 +87,7 @@ __all__ = ["schema"]
 MAX_ID = 2**63 - 1
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
+D = TypeVar("D", catalog.DatasetFilters, jobs.JobFilters)
 
 
 def answers_errors(resolver: F) -> F:
@@ -423,6 +425,17 @@ def _filters(given: LineageFilter | None) -> graph.WalkFilters:
     )
 
 
+def _as(kind: type[D], given: Any) -> D:
+    """The service's filter dataclass ``kind`` from a GraphQL filter input with the same field names."""
+    return kind(**{f.name: getattr(given, f.name) for f in dataclasses.fields(kind)})
+
+
+def _sql_request(**given: Any) -> SqlLineageIn:
+    """The REST body of a SQL lineage request from GraphQL arguments (what was not given stays default)."""
+    values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in given.items() if v is not None}
+    return _validated(SqlLineageIn, values, "")
+
+
 def _page_size(first: int, high: int) -> int:
     return _bounded(first, 1, high, "first")
 
@@ -472,7 +485,7 @@ class Query:
     ) -> DatasetPageResult:
         session = info.context.session
         given = filter or DatasetFilter()
-        filters = catalog.DatasetFilters(**{k: getattr(given, k) for k in catalog.DatasetFilters.__dataclass_fields__})
+        filters = _as(catalog.DatasetFilters, given)
         page = catalog.list_datasets(session, filters=filters, sort=sort, cursor=after, limit=_page_size(first, 100))
         return DatasetPage(items=Dataset.page(session, page.items), next_cursor=page.next_cursor, total=page.total)
 
@@ -640,8 +653,7 @@ class Query:
         namespace: str | None = None,
         default_schema: str | None = None,
     ) -> SqlLineageResult:
-        given = {"sql": sql, "dialect": dialect.value, "namespace": namespace, "default_schema": default_schema}
-        data = _validated(SqlLineageIn, {k: v for k, v in given.items() if v is not None}, "")
+        data = _sql_request(sql=sql, dialect=dialect, namespace=namespace, default_schema=default_schema)
         return SqlLineage.of(lineage.analyse_sql(info.context.session, data=data))
 
     @strawberry.field(description="A lineage run (OpenLineage run id) with its state, parent and children.")
@@ -672,7 +684,7 @@ class Query:
     def job(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> JobResult:
         session = info.context.session
         row = jobs.get_job(session, job_id=str(id))
-        return Job.page(session, [row], jobs.job_out(session, [row]))[0]
+        return Job.one(session, row)
 
     @strawberry.field(description="Jobs, newest first by default (sort: created, name, status; '-' descending).")
     @answers_errors
@@ -686,7 +698,7 @@ class Query:
     ) -> JobPageResult:
         session = info.context.session
         given = filter or JobFilter()
-        filters = jobs.JobFilters(**{k: getattr(given, k) for k in jobs.JobFilters.__dataclass_fields__})
+        filters = _as(jobs.JobFilters, given)
         page = jobs.list_jobs(session, filters=filters, sort=sort, cursor=after, limit=_page_size(first, 100))
         items = Job.page(session, page.items, jobs.job_out(session, page.items))
         return JobPage(items=items, next_cursor=page.next_cursor, total=page.total)
@@ -753,16 +765,15 @@ class Mutation:
         job_namespace: str = "headwater",
         job_name: str | None = None,
     ) -> SqlLineageResult:
-        given = {
-            "sql": sql,
-            "dialect": dialect.value,
-            "namespace": namespace,
-            "default_schema": default_schema,
-            "apply": True,
-            "job_namespace": job_namespace,
-            "job_name": job_name,
-        }
-        data = _validated(SqlLineageIn, {k: v for k, v in given.items() if v is not None}, "")
+        data = _sql_request(
+            sql=sql,
+            dialect=dialect,
+            namespace=namespace,
+            default_schema=default_schema,
+            apply=True,
+            job_namespace=job_namespace,
+            job_name=job_name,
+        )
         return SqlLineage.of(lineage.analyse_sql(info.context.session, data=data))
 
     @strawberry.field(
@@ -789,14 +800,14 @@ class Mutation:
     def submit_job(self, info: strawberry.Info[Context, None], input: JobSubmitInput) -> JobResult:
         session = info.context.session
         row = jobs.submit_job(session, data=_validated(JobSubmit, _submission(input), "input"))
-        return Job.page(session, [row], jobs.job_out(session, [row]))[0]
+        return Job.one(session, row)
 
     @strawberry.field(description="Kill a job: at once when no process runs yet, else by its worker.")
     @answers_errors
     def kill_job(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> JobResult:
         session = info.context.session
         row = jobs.request_kill(session, job_id=str(id))
-        return Job.page(session, [row], jobs.job_out(session, [row]))[0]
+        return Job.one(session, row)
 
 
 class _Schema(strawberry.Schema):

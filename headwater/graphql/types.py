@@ -26,6 +26,7 @@ from headwater.graphql.context import Siblings, chunks
 from headwater.jobs.models import ClusterStatus, ClusterType, CommandStatus, JobAttempt, JobStatus, JobTransition
 from headwater.jobs.models import Job as JobRow
 from headwater.jobs.schemas import AttemptOut, ClusterOut, CommandOut, JobOut
+from headwater.jobs.service import job_out
 from headwater.lineage.models import EdgeOrigin
 from headwater.lineage.schemas import (
     EdgeOut,
@@ -880,6 +881,11 @@ class Job:
     def lineage_run(self) -> Run | None:
         """The job's lineage run, or null before its first event."""
         return self.run_siblings.load("runs", self.run_id, _runs_of)
+
+    @classmethod
+    def one(cls, session: Session, row: JobRow) -> Job:
+        """The GraphQL job of one row."""
+        return cls.page(session, [row], job_out(session, [row]))[0]
 
     @classmethod
     def page(cls, session: Session, rows: list[JobRow], outs: list[JobOut]) -> list[Job]:
