@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,10 +24,12 @@ from headwater.api import SessionDep
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
 from headwater.catalog.schemas import DatasetSummary, SchemaVersionOut
-from headwater.errors import HeadwaterError, InvalidInput
+from headwater.errors import HeadwaterError, InvalidInput, NotFound
 from headwater.jobs import service as jobs
+from headwater.jobs import workspace
 from headwater.jobs.models import JobStatus
 from headwater.lineage import graph
+from headwater.lineage import service as lineage_service
 from headwater.search.base import FACETS, DocumentType, SearchQuery
 from headwater.ui.picture import lineage_svg
 
@@ -43,6 +46,7 @@ LINEAGE_BUDGET = 500
 ROWS_SHOWN = 500
 HISTORY_SHOWN = 10
 COLUMN_DEPTH = 5
+LOG_TAIL_BYTES = 16 * 1024
 
 
 def marked(text: str | None) -> Markup:
@@ -211,6 +215,43 @@ def sources_page(request: Request, session: SessionDep) -> Response:
     counts = catalog_sources.live_dataset_counts(session, source_ids=[s.id for s in page.items])
     url = _url_maker("/ui/sources", {"cursor": cursor})
     return _page("sources.html", page=page, counts=counts, url=url)
+
+
+@dataclass(frozen=True)
+class _Tail:
+    text: str
+    offset: int
+    size: int
+
+
+def _tail(session: Any, job_id: str, stream: str) -> _Tail:
+    """The last LOG_TAIL_BYTES of one of a job's logs, as text."""
+    size = workspace.read_log(session, job_id=job_id, stream=stream, offset=0, limit=1).size
+    offset = max(0, size - LOG_TAIL_BYTES)
+    chunk = workspace.read_log(session, job_id=job_id, stream=stream, offset=offset, limit=LOG_TAIL_BYTES)
+    return _Tail(chunk.data.decode("utf-8", errors="replace"), offset, chunk.size)
+
+
+@ui_router.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(job_id: str, session: SessionDep) -> Response:
+    """One job: its status and history, where it ran, the tail of its logs, and the lineage run it reported."""
+    try:
+        row = jobs.get_job(session, job_id=job_id)
+        logs = [(stream, _tail(session, row.id, stream)) for stream in ("stderr", "stdout")]
+    except HeadwaterError as exc:
+        return _error_page(exc)
+    try:
+        run = lineage_service.get_run(session, run_id=row.run_uuid)
+    except NotFound:
+        run = None
+    return _page(
+        "job.html",
+        job=jobs.job_out(session, [row])[0],
+        arguments=row.request.get("command_args", []),
+        transitions=jobs.transitions_of(session, job=row),
+        logs=logs,
+        run=run,
+    )
 
 
 @ui_router.get("/ui/jobs", response_class=HTMLResponse)

@@ -212,3 +212,39 @@ async def test_the_sources_page_counts_live_datasets_per_source(client: httpx.As
     assert "Typed &lt;b&gt;in&lt;/b&gt;" in by_hand[0]
     manual = next(cells for name, cells in rows.items() if ">manual</a>" in name)
     assert manual[-1] == "1"
+
+
+async def test_a_job_page_shows_its_history_and_the_tail_of_its_logs(
+    client: httpx.AsyncClient, app: FastAPI, tmp_path: Any
+) -> None:
+    from headwater.jobs.worker import JobWorker
+
+    r = await client.post("/api/v1/clusters", json={"name": "local", "type": "shell", "tags": ["sched:test"]})
+    assert r.status_code == 201, r.text
+    r = await client.post("/api/v1/commands", json={"name": "sh", "executable": ["/bin/sh", "-c"], "tags": ["type:sh"]})
+    assert r.status_code == 201, r.text
+    script = "seq 1 5000; echo '<script>alert(1)</script>' >&2; exit 3"
+    body = {
+        "id": "ui-job",
+        "name": "counting",
+        "user": "alice",
+        "command_args": [script],
+        "cluster_criteria": [["sched:test"]],
+        "command_criteria": ["type:sh"],
+    }
+    assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+    worker = JobWorker(app.state.sessionmaker, data_dir=tmp_path / "data", heartbeat_interval=0.2, kill_grace=2.0)
+    try:
+        worker.drain(timeout=30)
+    finally:
+        worker.shutdown()
+    page = await client.get("/ui/jobs/ui-job")
+    assert page.status_code == 200
+    assert "<strong>FAILED</strong>" in page.text and "exit code 3" in page.text
+    assert "<td>RUNNING</td>" in page.text and "<td>FAILED</td>" in page.text  # the status history
+    stderr, stdout = page.text.split("<h2>stderr")[1].split("<h2>stdout")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in stderr and "<script>alert" not in stderr
+    size = len("".join(f"{i}\n" for i in range(1, 5001)))
+    assert f"(the last 16384 of {size} bytes)" in stdout and "\n5000\n" in stdout and "\n2\n3\n4\n" not in stdout
+    assert 'href="/ui/jobs/ui-job"' in (await client.get("/ui/jobs")).text
+    assert (await client.get("/ui/jobs/no-such-job")).status_code == 404
