@@ -2,13 +2,14 @@
 
 An application may name its dependencies and configs by ``http://`` or ``https://`` URL (an artifact store, an
 S3 bucket behind its HTTPS endpoint, a web server) instead of a path on the worker's host. A worker fetches each
-URL once into ``<data dir>/cache/files/<sha256 of the URL>/<file name>`` and, for each later job, asks the
+URL once into ``<data dir>/cache/files/<sha256 of the URL>/data/<file name>`` and, for each later job, asks the
 server whether it changed (``If-None-Match`` / ``If-Modified-Since``); jobs get a hard link to the cached copy (a
 copy across file systems). When the server cannot be reached but a copy is cached, the copy is used and a warning
 logged: a flaky artifact store does not fail jobs whose files it served before. Entries no job used for the
 jobs' retention period are removed with the expired job directories.
 
-A download goes to a temporary file renamed into place, so a job never sees half a file, and two workers on one
+A URL's entry is a folder: ``data/<file name>`` and ``meta.json`` (its URL, ETag and Last-Modified). A download
+goes to a temporary file renamed into place, so a job never sees half a file, and two workers on one
 host never both write the same path. A response that is not 200, a body over ``max_bytes`` or a stalled
 transfer (``timeout`` seconds without a byte) fails the job's preparation with a message naming the URL.
 """
@@ -33,7 +34,7 @@ __all__ = ["FileCache", "FileFetchError", "file_name", "is_remote"]
 
 log = logging.getLogger("headwater.jobs.files")
 
-_META = ".meta.json"
+_META = "meta.json"  # beside the data/ folder, so no file name can collide with it
 
 
 class FileFetchError(Exception):
@@ -92,8 +93,10 @@ class FileCache:
         return removed
 
     def _fetch(self, url: str, folder: Path) -> Path:
-        name = file_name(url) or "download"
-        target = folder / name
+        name = file_name(url)
+        if name in ("", ".", "..") or "\x00" in name:
+            raise FileFetchError(f"{url} names no file")  # refused at submission; a guard all the same
+        target = folder / "data" / name
         meta = _read_meta(folder)
         headers: dict[str, str] = {}
         if target.is_file() and meta.get("url") == url:
@@ -111,7 +114,7 @@ class FileCache:
                     return target
                 if response.status_code != 200:
                     raise FileFetchError(f"GET {url} answered {response.status_code} {response.reason_phrase}")
-                folder.mkdir(parents=True, exist_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
                 self._download(url, response, folder, target)
                 _write_meta(folder, url, response)
                 return target

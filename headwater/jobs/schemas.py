@@ -53,7 +53,8 @@ def _file_ref(value: str) -> str:
             raise ValueError(f"{value!r} holds credentials, which the API would show to anyone; use a URL without them")
         if parts.fragment:
             raise ValueError(f"{value!r} has a fragment (#...), which is never sent to the server")
-        if not file_name(value):
+        name = file_name(value)
+        if name in ("", ".", "..") or not name.isprintable():
             raise ValueError(f"{value!r} names no file: its path must end with the file's name")
         return value
     path = value.removeprefix("file://")

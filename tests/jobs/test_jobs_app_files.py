@@ -177,6 +177,8 @@ async def test_file_urls_that_cannot_work_are_refused_at_once(client: httpx.Asyn
         ("https://artifacts.example/tool.jar#v1", "fragment"),
         ("https://artifacts.example/", "names no file"),
         ("https:///tool.jar", "names no host"),
+        ("https://artifacts.example/libs/..", "names no file"),
+        ("https://artifacts.example/libs/%00tool.jar", "names no file"),
     ):
         answer = await client.post("/api/v1/applications", json={"name": "bad", "dependencies": [bad]})
         assert answer.status_code == 422 and reason in answer.json()["error"]["message"], (bad, answer.text)
@@ -190,10 +192,10 @@ def test_cache_entries_no_job_used_within_the_retention_are_removed(store: Artif
     cache = FileCache(tmp_path / "cache")
     old, fresh = cache.fetch(f"{store.base}/a.jar"), cache.fetch(f"{store.base}/b.jar")
     week_ago = time.time() - 7 * 24 * 3600
-    os.utime(old.parent / ".meta.json", (week_ago, week_ago))
+    os.utime(old.parent.parent / "meta.json", (week_ago, week_ago))
     assert cache.remove_unused(older_than=24 * 3600) == 1
     assert not old.exists() and fresh.read_bytes() == b"b"
     # Used again (revalidated, 304): an entry counts as fresh however old its download.
-    os.utime(fresh.parent / ".meta.json", (week_ago, week_ago))
+    os.utime(fresh.parent.parent / "meta.json", (week_ago, week_ago))
     assert cache.fetch(f"{store.base}/b.jar") == fresh and store.answered[-1] == ("/b.jar", 304)
     assert cache.remove_unused(older_than=24 * 3600) == 0 and fresh.exists()
