@@ -83,10 +83,10 @@ def _load(value: Any, kind: str) -> Any:
         if kind == "datetime":
             return dt.datetime.fromisoformat(value)
         if kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(value)
+            if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+                raise TypeError(value)  # a cursor only ever holds a 64-bit key; anything else was made up
             return value
-        if not isinstance(value, str):
+        if not isinstance(value, str) or "\x00" in value:
             raise TypeError(value)
         return value
     except (TypeError, ValueError) as exc:

@@ -121,6 +121,14 @@ def _request_of(document: Any) -> tuple[str, dict[str, Any] | None, str | None]:
 @graphql_router.post("/graphql", summary="Run a GraphQL query or mutation")
 async def post_graphql(request: Request) -> Response:
     """A GraphQL request as JSON: ``{"query": ..., "variables": {...}, "operationName": ...}``."""
+    # Only JSON: a browser sends a text/plain or form POST to another site without asking it first (no CORS
+    # preflight), so accepting those would let any web page run mutations with a signed-in user's cookies.
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in ("application/json", "application/graphql-response+json"):
+        body = error_body(
+            "unsupported_media_type", f"send the request as application/json, not {media_type or 'no content type'}"
+        )
+        return Response(orjson.dumps(body), status_code=415, media_type="application/json")
     raw = await request.body()
     try:
         document = orjson.loads(raw)

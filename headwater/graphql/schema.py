@@ -13,13 +13,13 @@ import datetime as dt
 import enum
 import functools
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import strawberry
 from graphql import GraphQLError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DataError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import MaxAliasesLimiter, ParserCache, ValidationCache
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 from strawberry.types.unset import UNSET
@@ -65,9 +65,13 @@ from headwater.graphql.types import (
     SearchResult,
     SearchResults,
     Source,
+    SourceList,
+    SourcesResult,
     SqlLineage,
     SqlLineageResult,
     Suggestion,
+    Suggestions,
+    SuggestResult,
     TransformationType,
     Withdrawn,
     WithdrawResult,
@@ -80,7 +84,7 @@ from headwater.lineage import graph, manual
 from headwater.lineage import service as lineage
 from headwater.lineage.models import EdgeOrigin
 from headwater.lineage.schemas import ManualEdgeIn, SqlLineageIn
-from headwater.search.base import FACETS, DocumentType, SearchQuery
+from headwater.search.base import FACETS, DocumentType, SearchQuery, check_prefix
 
 __all__ = ["schema"]
 
@@ -116,7 +120,7 @@ def answers_errors(resolver: F) -> F:
 def _id(value: strawberry.ID, name: str) -> int:
     """A database id from a GraphQL ID argument."""
     text = str(value)
-    if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
+    if not (text.isascii() and text.isdigit() and len(text) <= 19) or not 1 <= int(text) <= MAX_ID:
         raise InvalidInput(f"{name} must be a positive integer id, got {text[:40]!r}", detail={"field": name})
     return int(text)
 
@@ -440,13 +444,6 @@ def _page_size(first: int, high: int) -> int:
     return _bounded(first, 1, high, "first")
 
 
-@strawberry.type
-class Suggestions:
-    """Autocomplete answers, best first."""
-
-    items: list[Suggestion]
-
-
 # ----------------------------------------------------------------------------------------------- query
 
 
@@ -491,14 +488,14 @@ class Query:
 
     @strawberry.field(description="The federated sources (and the manual one).")
     @answers_errors
-    def sources(self, info: strawberry.Info[Context, None], kind: SourceKind | None = None) -> list[Source]:
+    def sources(self, info: strawberry.Info[Context, None], kind: SourceKind | None = None) -> SourcesResult:
         found: list[Source] = []
         cursor: str | None = None
         while True:  # sources are few: a platform federates tens of systems, not thousands
             page = catalog_sources.list_sources(info.context.session, kind=kind, cursor=cursor, limit=500)
             found.extend(Source(**{k: getattr(s, k) for k in Source.__annotations__}) for s in page.items)
             if page.next_cursor is None:
-                return found
+                return SourceList(items=found)
             cursor = page.next_cursor
 
     @strawberry.field(description="The catalog's change feed after a position, oldest first (as REST's).")
@@ -557,11 +554,9 @@ class Query:
         prefix: str,
         types: list[DocumentType] | None = None,
         first: int = 10,
-    ) -> Annotated[Suggestions | InvalidInputError, strawberry.union("SuggestResult")]:
-        if not prefix.strip() or len(prefix) > 256:
-            raise InvalidInput("prefix must hold 1 to 256 characters, not only spaces", detail={"field": "prefix"})
+    ) -> SuggestResult:
         found = info.context.search_backend.suggest(
-            prefix, limit=_page_size(first, 50), types=types or [DocumentType.DATASET]
+            check_prefix(prefix), limit=_page_size(first, 50), types=types or [DocumentType.DATASET]
         )
         return Suggestions(
             items=[
@@ -821,9 +816,15 @@ class _Schema(strawberry.Schema):
 # No type refers back to itself, so a query's depth is bounded by the schema; introspection, which is cyclic, is
 # bounded by graphql-core.
 # Tools send the same few documents again and again: each is parsed and validated once (a cache per process).
+# Aliases let one request ask for the same expensive field many times (an impact walk each): at most MAX_ALIASES.
+MAX_ALIASES = 30
 schema = _Schema(
     query=Query,
     mutation=Mutation,
     types=[Error],
-    extensions=[lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
+    extensions=[
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
+    ],
 )

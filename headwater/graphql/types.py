@@ -418,6 +418,13 @@ class Source:
     updated_at: dt.datetime
 
 
+@strawberry.type
+class SourceList:
+    """The federated sources (a platform has tens, not thousands: one list, no pages)."""
+
+    items: list[Source]
+
+
 # ---------------------------------------------------------------------------------------------- search
 
 
@@ -523,6 +530,13 @@ def _hit(hit: SearchHit, siblings: Siblings[int]) -> SearchHitResult:
         highlights=hit.highlights,
         siblings=siblings,
     )
+
+
+@strawberry.type
+class Suggestions:
+    """Autocomplete answers, best first."""
+
+    items: list[Suggestion]
 
 
 @strawberry.type
@@ -832,15 +846,9 @@ def _attempts_of(session: Session, job_pks: list[int]) -> dict[int, list[JobAtte
 
 
 def _runs_of(session: Session, run_ids: list[str]) -> dict[str, Run]:
-    from headwater.lineage.service import get_run
+    from headwater.lineage.service import runs_by_uuid
 
-    found: dict[str, Run] = {}
-    for run_id in run_ids:  # a job page's runs; get_run reads a run and its children
-        try:
-            found[run_id] = Run.of(get_run(session, run_id=run_id))
-        except NotFound:
-            continue
-    return found
+    return {run_id: Run.of(run) for run_id, run in runs_by_uuid(session, run_ids=run_ids).items()}
 
 
 @strawberry.type
@@ -973,25 +981,32 @@ class JobPage:
 
 # ---------------------------------------------------------------------------------------------- unions
 
-DatasetResult = Annotated[
-    Dataset | NotFoundError | InvalidInputError | PreconditionFailedError | ConflictError,
-    strawberry.union("DatasetResult"),
-]
-DatasetPageResult = Annotated[DatasetPage | NotFoundError | InvalidInputError, strawberry.union("DatasetPageResult")]
-SearchResult = Annotated[SearchResults | InvalidInputError | UnavailableError, strawberry.union("SearchResult")]
-LineageGraphResult = Annotated[LineageGraph | NotFoundError | InvalidInputError, strawberry.union("LineageGraphResult")]
-ImpactResult = Annotated[Impact | NotFoundError | InvalidInputError, strawberry.union("ImpactResult")]
-PathResult = Annotated[LineagePath | NotFoundError | InvalidInputError, strawberry.union("PathResult")]
-SqlLineageResult = Annotated[SqlLineage | InvalidInputError | NotFoundError, strawberry.union("SqlLineageResult")]
-ManualEdgeResult = Annotated[
-    ManualEdge | NotFoundError | InvalidInputError | ConflictError, strawberry.union("ManualEdgeResult")
-]
-WithdrawResult = Annotated[
-    Withdrawn | NotFoundError | ConflictError | InvalidInputError, strawberry.union("WithdrawResult")
-]
-RunResult = Annotated[Run | NotFoundError, strawberry.union("RunResult")]
-JobResult = Annotated[Job | NotFoundError | InvalidInputError | ConflictError, strawberry.union("JobResult")]
-ChangeFeedResult = Annotated[ChangeFeed | InvalidInputError, strawberry.union("ChangeFeedResult")]
-JobPageResult = Annotated[JobPage | InvalidInputError, strawberry.union("JobPageResult")]
-ClusterPageResult = Annotated[ClusterPage | InvalidInputError, strawberry.union("ClusterPageResult")]
-CommandPageResult = Annotated[CommandPage | InvalidInputError, strawberry.union("CommandPageResult")]
+# Every root field answers its object or any of the error types: a root field runs in a savepoint that turns any
+# domain error (or a value the database refuses) into its typed result, so each union names them all, and a
+# client's `... on Error { message code field }` catches whatever it is.
+
+
+def _result(name: str, kind: type) -> Any:
+    return Annotated[
+        kind | NotFoundError | InvalidInputError | ConflictError | PreconditionFailedError | UnavailableError,
+        strawberry.union(name),
+    ]
+
+
+DatasetResult = _result("DatasetResult", Dataset)
+DatasetPageResult = _result("DatasetPageResult", DatasetPage)
+SearchResult = _result("SearchResult", SearchResults)
+LineageGraphResult = _result("LineageGraphResult", LineageGraph)
+ImpactResult = _result("ImpactResult", Impact)
+PathResult = _result("PathResult", LineagePath)
+SqlLineageResult = _result("SqlLineageResult", SqlLineage)
+ManualEdgeResult = _result("ManualEdgeResult", ManualEdge)
+WithdrawResult = _result("WithdrawResult", Withdrawn)
+RunResult = _result("RunResult", Run)
+JobResult = _result("JobResult", Job)
+ChangeFeedResult = _result("ChangeFeedResult", ChangeFeed)
+JobPageResult = _result("JobPageResult", JobPage)
+ClusterPageResult = _result("ClusterPageResult", ClusterPage)
+CommandPageResult = _result("CommandPageResult", CommandPage)
+SuggestResult = _result("SuggestResult", Suggestions)
+SourcesResult = _result("SourcesResult", SourceList)

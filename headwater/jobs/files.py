@@ -17,14 +17,15 @@ transfer (``timeout`` seconds without a byte) fails the job's preparation with a
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -60,36 +61,44 @@ class FileCache:
         self.directory = directory
         self.timeout = timeout
         self.max_bytes = max_bytes
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
 
     def fetch(self, url: str) -> Path:
-        """The cached copy of ``url``, fetched or revalidated now."""
-        key = hashlib.sha256(url.encode()).hexdigest()[:32]
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:  # one download of a URL at a time in this worker
-            return self._fetch(url, self.directory / key)
+        """The cached copy of ``url``, fetched or revalidated now (read-only: jobs get hard links to it)."""
+        folder = self.directory / hashlib.sha256(url.encode()).hexdigest()[:32]
+        folder.mkdir(parents=True, exist_ok=True)
+        with _entry_lock(folder):  # one fetch of a URL at a time on this host, workers and threads alike
+            try:
+                return self._fetch(url, folder)
+            except FileFetchError:
+                raise
+            except Exception as exc:  # anything httpx or the file system raises, named for the job's message
+                raise FileFetchError(f"could not fetch {url}: {exc}") from exc
 
     def remove_unused(self, older_than: float) -> int:
         """Remove the entries no job has used for ``older_than`` seconds; how many were removed. A file that jobs
-        keep using is never removed (each use counts), and one removed is fetched again by the next job."""
+        keep using is never removed (each use counts), and one removed is fetched again by the next job. Partial
+        downloads a killed worker left behind go too."""
         if not self.directory.is_dir():
             return 0
         cutoff = time.time() - older_than
         removed = 0
         for folder in self.directory.iterdir():
-            meta = folder / _META
-            try:
-                used = meta.stat().st_mtime if meta.exists() else folder.stat().st_mtime
-            except OSError:
-                continue
-            if used < cutoff:
-                with self._guard:
-                    lock = self._locks.setdefault(folder.name, threading.Lock())
-                with lock:
-                    shutil.rmtree(folder, ignore_errors=True)
-                removed += 1
+            with _entry_lock(folder, wait=False) as held:
+                if not held:
+                    continue  # a job is fetching it right now: it is in use
+                for part in folder.glob(".part-*"):
+                    with contextlib.suppress(OSError):
+                        if part.stat().st_mtime < time.time() - 3600:
+                            part.unlink()
+                try:
+                    used = (folder / _META).stat().st_mtime
+                except OSError:
+                    used = folder.stat().st_mtime if folder.exists() else 0.0
+                if used < cutoff:
+                    shutil.rmtree(folder / "data", ignore_errors=True)
+                    with contextlib.suppress(OSError):
+                        (folder / _META).unlink()
+                    removed += 1
         return removed
 
     def _fetch(self, url: str, folder: Path) -> Path:
@@ -98,8 +107,9 @@ class FileCache:
             raise FileFetchError(f"{url} names no file")  # refused at submission; a guard all the same
         target = folder / "data" / name
         meta = _read_meta(folder)
+        cached = target.is_file() and meta.get("url") == url
         headers: dict[str, str] = {}
-        if target.is_file() and meta.get("url") == url:
+        if cached:
             if meta.get("etag"):
                 headers["If-None-Match"] = meta["etag"]
             if meta.get("last_modified"):
@@ -109,7 +119,7 @@ class FileCache:
                 httpx.Client(timeout=httpx.Timeout(self.timeout, connect=10.0), follow_redirects=True) as client,
                 client.stream("GET", url, headers=headers) as response,
             ):
-                if response.status_code == 304 and target.is_file():
+                if response.status_code == 304 and cached:
                     _touch(folder)
                     return target
                 if response.status_code != 200:
@@ -119,7 +129,7 @@ class FileCache:
                 _write_meta(folder, url, response)
                 return target
         except httpx.HTTPError as exc:
-            if target.is_file() and meta.get("url") == url:
+            if cached:
                 log.warning("could not revalidate %s (%s); using the copy cached on this host", url, exc)
                 _touch(folder)
                 return target
@@ -142,10 +152,33 @@ class FileCache:
                             f"{url} is larger than {self.max_bytes} bytes (HEADWATER_JOBS_FILE_MAX_BYTES)"
                         )
                     out.write(chunk)
+            # Read-only for the jobs that get a hard link to it (a job appending to a config must not change the
+            # copy the next jobs get); executable, as a script or a launcher may need to be.
+            os.chmod(temporary, 0o555)
             os.replace(temporary, target)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
+
+
+@contextlib.contextmanager
+def _entry_lock(folder: Path, *, wait: bool = True) -> Iterator[bool]:
+    """An exclusive lock on a cache entry across the processes and threads of this host (flock on its lock file);
+    yields whether it is held (always, when ``wait``)."""
+    try:
+        handle = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(handle)  # closing the descriptor releases the lock
 
 
 def _touch(folder: Path) -> None:

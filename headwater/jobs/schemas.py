@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from headwater.jobs.files import file_name, is_remote
@@ -47,7 +48,14 @@ Environment = Annotated[dict[EnvName, Annotated[str, StringConstraints(max_lengt
 def _file_ref(value: str) -> str:
     if is_remote(value):
         parts = urlsplit(value)
-        if not parts.hostname:
+        if not value.isprintable() or " " in value:
+            raise ValueError(f"{value!r} holds spaces or control characters; percent-encode them")
+        try:
+            httpx.URL(value)
+            _ = parts.port
+        except Exception as exc:  # httpx and urllib say what is wrong in their own exception types
+            raise ValueError(f"{value!r} is not a URL a worker can fetch: {exc}") from None
+        if not parts.hostname or "" in parts.hostname.split("."):
             raise ValueError(f"{value!r} names no host")
         if parts.username or parts.password:
             raise ValueError(f"{value!r} holds credentials, which the API would show to anyone; use a URL without them")
@@ -56,6 +64,8 @@ def _file_ref(value: str) -> str:
         name = file_name(value)
         if name in ("", ".", "..") or not name.isprintable():
             raise ValueError(f"{value!r} names no file: its path must end with the file's name")
+        if len(name.encode()) > 255:
+            raise ValueError(f"{value!r}: its file name is over 255 bytes, more than a file system allows")
         return value
     path = value.removeprefix("file://")
     if not path.startswith("/") or "\x00" in path:

@@ -279,9 +279,10 @@ class JobWorker:
                 kill_group(run.process.pid, signal.SIGKILL)
 
     def _start(self, item: PreparedJob, starting: list[int]) -> RunningJob | str:
-        """Start one prepared job. One that needs files fetched over HTTP(S) is prepared in a thread while this
-        one keeps heartbeating for every job this worker holds (a large download must not make them look lost);
-        its kill or timeout is acted on once it has started."""
+        """Start one prepared job. One that needs files fetched over HTTP(S) is prepared in a thread; meanwhile this
+        one keeps heartbeating for every job this worker holds (a large download must not make them look lost) and
+        acts on the kills and timeouts of the running ones. The starting job's own kill or timeout is acted on
+        once it has started."""
         if not any(is_remote(ref) for app in item.applications for ref in app.files):
             return start_process(item)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-files") as pool:
@@ -290,7 +291,16 @@ class JobWorker:
                 try:
                     return future.result(timeout=self.heartbeat_interval)
                 except FutureTimeout:
+                    pass
+                except Exception as exc:  # a bug, not the job's fault: fail this job, not the whole batch
+                    log.exception("preparing job %s failed", item.job_id)
+                    return f"could not prepare the job: {exc}"
+                try:
                     self._heartbeat(also=starting)
+                    self._collect_exited()
+                    self._enforce_kills()
+                except Exception:  # a database blip: keep waiting, the download's result must not be lost
+                    log.exception("heartbeat while job %s downloads its files failed", item.job_id)
 
     def _heartbeat(self, also: list[int] | None = None) -> None:
         now = time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -18,38 +19,58 @@ from headwater.lineage.schemas import RunOut, SqlColumnOut, SqlLineageIn, SqlLin
 from headwater.lineage.sql import DIALECTS, lineage_of_sql
 from headwater.lineage.upsert import insert_ignore, upsert_edges
 
-__all__ = ["analyse_sql", "get_run", "list_events"]
+__all__ = ["analyse_sql", "get_run", "list_events", "runs_by_uuid"]
 
 
 def get_run(session: Session, *, run_id: str) -> RunOut:
     """A run by its OpenLineage run id, with its job, parent and children."""
-    parent = aliased(LineageRun)
-    row = session.execute(
-        select(LineageRun, LineageJob.namespace, LineageJob.name, parent.run_uuid)
-        .join(LineageJob, LineageJob.id == LineageRun.job_id)
-        .outerjoin(parent, parent.id == LineageRun.parent_run_id)
-        .where(LineageRun.run_uuid == run_id.lower())
-    ).first()
-    if row is None:
+    found = runs_by_uuid(session, run_ids=[run_id]).get(run_id.lower())
+    if found is None:
         raise NotFound(f"no run with id {run_id!r}", detail={"field": "run_id"})
-    run, job_namespace, job_name, parent_uuid = row
-    children = list(
-        session.scalars(
-            select(LineageRun.run_uuid).where(LineageRun.parent_run_id == run.id).order_by(LineageRun.id).limit(1000)
+    return found
+
+
+def runs_by_uuid(session: Session, *, run_ids: Sequence[str]) -> dict[str, RunOut]:
+    """The runs among ``run_ids`` (OpenLineage run ids, lower case) with their jobs, parents and children, in two
+    queries whatever their number (at most 1,000 children each)."""
+    wanted = sorted({r.lower() for r in run_ids})
+    parent = aliased(LineageRun)
+    rows: list[Any] = []
+    for start in range(0, len(wanted), 900):  # below SQLite's bound-parameter limit
+        rows.extend(
+            session.execute(
+                select(LineageRun, LineageJob.namespace, LineageJob.name, parent.run_uuid)
+                .join(LineageJob, LineageJob.id == LineageRun.job_id)
+                .outerjoin(parent, parent.id == LineageRun.parent_run_id)
+                .where(LineageRun.run_uuid.in_(wanted[start : start + 900]))
+            ).all()
         )
-    )
-    return RunOut(
-        run_id=run.run_uuid,
-        job_namespace=job_namespace,
-        job_name=job_name,
-        state=run.state,
-        started_at=run.started_at,
-        ended_at=run.ended_at,
-        state_time=run.state_time,
-        parent_run_id=parent_uuid,
-        event_count=run.event_count,
-        children=children,
-    )
+    children: dict[int, list[str]] = {row[0].id: [] for row in rows}
+    ids = list(children)
+    for start in range(0, len(ids), 900):
+        for parent_id, child in session.execute(
+            select(LineageRun.parent_run_id, LineageRun.run_uuid)
+            .where(LineageRun.parent_run_id.in_(ids[start : start + 900]))
+            .order_by(LineageRun.id)
+        ):
+            siblings = children.get(parent_id or 0)  # never NULL: the query asked for these parents
+            if siblings is not None and len(siblings) < 1000:
+                siblings.append(child)
+    return {
+        run.run_uuid: RunOut(
+            run_id=run.run_uuid,
+            job_namespace=job_namespace,
+            job_name=job_name,
+            state=run.state,
+            started_at=run.started_at,
+            ended_at=run.ended_at,
+            state_time=run.state_time,
+            parent_run_id=parent_uuid,
+            event_count=run.event_count,
+            children=children[run.id],
+        )
+        for run, job_namespace, job_name, parent_uuid in rows
+    }
 
 
 def list_events(session: Session, *, after: int = 0, limit: int = 100) -> list[LineageEvent]:

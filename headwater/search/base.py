@@ -190,6 +190,8 @@ class SearchQuery:
         """Raise InvalidInput naming the field and value at fault."""
         if self.q is not None and len(self.q) > 512:
             raise InvalidInput(f"q is {len(self.q)} characters long; at most 512 are allowed", detail={"field": "q"})
+        if self.q is not None and "\x00" in self.q:
+            raise InvalidInput("q holds a NUL character (\\u0000); remove it", detail={"field": "q"})
         if self.sort not in SORTS:
             raise InvalidInput(
                 f"sort {self.sort!r} is not supported; use one of {', '.join(SORTS)}", detail={"field": "sort"}
@@ -201,8 +203,11 @@ class SearchQuery:
                 raise InvalidInput(
                     f"{facet!r} is not a filter; use one of {', '.join(FACETS)}", detail={"field": facet}
                 )
-            if len(values) > 20 or any(not v or len(v) > 1024 for v in values):
-                raise InvalidInput(f"filter {facet} has an empty, too long or too many values", detail={"field": facet})
+            if len(values) > 20 or any(not v or len(v) > 1024 or "\x00" in v for v in values):
+                raise InvalidInput(
+                    f"filter {facet} has an empty, too long (over 1024), NUL-holding or too many (over 20) values",
+                    detail={"field": facet},
+                )
         if not self.types:
             raise InvalidInput("type needs at least one of dataset, column", detail={"field": "type"})
         return self
@@ -325,6 +330,15 @@ class Rebuild(ABC):
     @abstractmethod
     def abort(self) -> None:
         """Throw the partial rebuild away; the live index is untouched."""
+
+
+def check_prefix(prefix: str) -> str:
+    """An autocomplete prefix, or InvalidInput naming what is wrong with it."""
+    if not prefix.strip() or len(prefix) > 256:
+        raise InvalidInput("prefix must hold 1 to 256 characters, not only spaces", detail={"field": "prefix"})
+    if "\x00" in prefix:
+        raise InvalidInput("prefix holds a NUL character (\\u0000); remove it", detail={"field": "prefix"})
+    return prefix
 
 
 def facet_list(counts: dict[str, dict[str, int]]) -> dict[str, list[FacetCount]]:

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from headwater.api import SessionDep
 from headwater.catalog.models import DatasetKind
-from headwater.errors import InvalidInput
-from headwater.search.base import DocumentType, SearchBackend, SearchQuery
+from headwater.search.base import DocumentType, SearchBackend, SearchQuery, check_prefix
 from headwater.search.indexer import SearchIndexer
 from headwater.search.schemas import SearchResponse, SearchStatusOut, SuggestionOut, SuggestResponse
 
@@ -58,9 +57,7 @@ def suggest(
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> SuggestResponse:
     """Names completing ``prefix``: whole-name prefixes first, then last-segment and word prefixes."""
-    if not prefix.strip():
-        raise InvalidInput("prefix must contain something other than spaces", detail={"field": "prefix"})
-    found = _backend(request).suggest(prefix, limit=limit, types=type or [DocumentType.DATASET])
+    found = _backend(request).suggest(check_prefix(prefix), limit=limit, types=type or [DocumentType.DATASET])
     return SuggestResponse(items=[SuggestionOut.model_validate(s, from_attributes=True) for s in found])
 
 

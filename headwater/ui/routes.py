@@ -19,6 +19,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
+from sqlalchemy.exc import DataError
+from sqlalchemy.orm import Session
 
 from headwater.api import SessionDep
 from headwater.catalog import service as catalog
@@ -65,7 +67,14 @@ def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse
     return HTMLResponse(_templates.get_template(template).render(**context), status_code=status_code)
 
 
-def _error_page(exc: HeadwaterError, q: str | None = None) -> HTMLResponse:
+def _error_page(exc: HeadwaterError | DataError, q: str | None = None, session: Session | None = None) -> HTMLResponse:
+    """The page of a refusal: a domain error, or a value the database refused (a NUL character in a parameter),
+    whose transaction is rolled back first."""
+    if isinstance(exc, DataError):
+        if session is not None:
+            session.rollback()
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "it was refused"
+        exc = InvalidInput(f"a parameter holds a value the database cannot store: {reason}")
     titles = {404: "Not found", 400: "Cannot show that", 503: "Unavailable"}
     return _page(
         "error.html", status_code=exc.status_code, title=titles.get(exc.status_code, "Error"), message=exc.message, q=q
@@ -73,7 +82,7 @@ def _error_page(exc: HeadwaterError, q: str | None = None) -> HTMLResponse:
 
 
 def _int_param(value: str | None, name: str) -> int:
-    if value is None or not value.isdigit() or not 1 <= int(value) <= 2**63 - 1:
+    if value is None or not (value.isascii() and value.isdigit() and len(value) <= 19) or not 1 <= int(value) < 2**63:
         raise InvalidInput(f"{name} must be a positive integer id, got {value!r}", detail={"field": name})
     return int(value)
 
@@ -126,7 +135,7 @@ def search_page(request: Request) -> Response:
             q=q, types=types, filters=filters, sort=params.get("sort") or "relevance", cursor=params.get("cursor")
         )
         page = request.app.state.search_backend.search(query)
-    except HeadwaterError as exc:
+    except (HeadwaterError, DataError) as exc:
         return _error_page(exc, q)
     return _page("search.html", q=q, type=types[0].value, page=page, filters=filters, url=url, toggle=toggle)
 
@@ -143,8 +152,8 @@ def dataset_page(dataset_id: str, session: SessionDep) -> Response:
             session, node=node, direction="both", depth=LINEAGE_DEPTH, budget=LINEAGE_BUDGET, timeout_ms=2_000
         )
         history = catalog.list_schema_versions(session, dataset_id=dataset.id, limit=HISTORY_SHOWN)
-    except HeadwaterError as exc:
-        return _error_page(exc)
+    except (HeadwaterError, DataError) as exc:
+        return _error_page(exc, session=session)
     upstream = sorted((n for n in lineage.nodes if (n.distance or 0) < 0), key=lambda n: (-(n.distance or 0), n.name))
     downstream = sorted((n for n in lineage.nodes if (n.distance or 0) > 0), key=lambda n: (n.distance or 0, n.name))
     return _page(
@@ -172,8 +181,8 @@ def impact_page(request: Request, session: SessionDep) -> Response:
         dataset_id = _int_param(params.get("dataset_id"), "dataset_id")
         node = graph.resolve_node(session, dataset_id=dataset_id, field_path=field)
         answer = graph.impact(session, node=node)
-    except HeadwaterError as exc:
-        return _error_page(exc)
+    except (HeadwaterError, DataError) as exc:
+        return _error_page(exc, session=session)
     return _page("impact.html", impact=answer, dataset_id=dataset_id, field=field, limit=ROWS_SHOWN)
 
 
@@ -189,8 +198,8 @@ def column_lineage_page(request: Request, session: SessionDep) -> Response:
         answer = graph.graph_around(
             session, node=node, direction="both", depth=COLUMN_DEPTH, budget=LINEAGE_BUDGET, timeout_ms=2_000
         )
-    except HeadwaterError as exc:
-        return _error_page(exc)
+    except (HeadwaterError, DataError) as exc:
+        return _error_page(exc, session=session)
     columns = [n for n in answer.nodes if n.kind == "column"]
     return _page(
         "lineage.html",
@@ -210,8 +219,8 @@ def sources_page(request: Request, session: SessionDep) -> Response:
     cursor = request.query_params.get("cursor") or None
     try:
         page = catalog_sources.list_sources(session, cursor=cursor, limit=100)
-    except HeadwaterError as exc:
-        return _error_page(exc)
+    except (HeadwaterError, DataError) as exc:
+        return _error_page(exc, session=session)
     counts = catalog_sources.live_dataset_counts(session, source_ids=[s.id for s in page.items])
     url = _url_maker("/ui/sources", {"cursor": cursor})
     return _page("sources.html", page=page, counts=counts, url=url)
@@ -238,8 +247,8 @@ def job_page(job_id: str, session: SessionDep) -> Response:
     try:
         row = jobs.get_job(session, job_id=job_id)
         logs = [(stream, _tail(session, row.id, stream)) for stream in ("stderr", "stdout")]
-    except HeadwaterError as exc:
-        return _error_page(exc)
+    except (HeadwaterError, DataError) as exc:
+        return _error_page(exc, session=session)
     try:
         run = lineage_service.get_run(session, run_id=row.run_uuid)
     except NotFound:
@@ -264,8 +273,8 @@ def jobs_page(request: Request, session: SessionDep) -> Response:
             raise InvalidInput(f"status must be one of {', '.join(JobStatus.__members__)}, not {status!r}")
         filters = jobs.JobFilters(user=user, status=JobStatus(status) if status else None)
         page = jobs.list_jobs(session, filters=filters, sort="-created", cursor=cursor, limit=50)
-    except HeadwaterError as exc:
-        return _error_page(exc)
+    except (HeadwaterError, DataError) as exc:
+        return _error_page(exc, session=session)
     url = _url_maker("/ui/jobs", {"user": user, "status": status, "cursor": cursor})
     return _page(
         "jobs.html",

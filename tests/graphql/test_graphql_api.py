@@ -3,6 +3,7 @@ typed error results, batched loads, mutations that leave nothing behind when the
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
@@ -214,10 +216,8 @@ async def test_an_unexpected_failure_rolls_back_the_whole_request_and_hides_its_
 
 async def test_sources_list_the_manual_source(client: httpx.AsyncClient) -> None:
     await register(client, PLAY)
-    body = await gql(client, "{ sources { name kind status } }")
-    assert {"name": "manual", "kind": "MANUAL", "status": body["data"]["sources"][0]["status"]} in body["data"][
-        "sources"
-    ]
+    body = await gql(client, "{ sources { ... on SourceList { items { name kind status } } } }")
+    assert [(s["name"], s["kind"]) for s in body["data"]["sources"]["items"]] == [("manual", "MANUAL")]
 
 
 # ---------------------------------------------------------------------------------------------- search
@@ -444,8 +444,8 @@ async def test_requests_that_cannot_run_get_a_4xx_naming_the_problem(client: htt
     assert deep["errors"][0]["message"] == "Maximum introspection depth exceeded"
     mutation_by_get = await client.get("/graphql", params={"query": 'mutation { killJob(id: "x") { __typename } }'})
     assert mutation_by_get.status_code == 405, mutation_by_get.text
-    by_get = await client.get("/graphql", params={"query": "{ sources { name } }"})
-    assert by_get.status_code == 200 and by_get.json() == {"data": {"sources": []}}
+    by_get = await client.get("/graphql", params={"query": "{ sources { ... on SourceList { items { name } } } }"})
+    assert by_get.status_code == 200 and by_get.json() == {"data": {"sources": {"items": []}}}
     ide = await client.get("/graphql", headers={"accept": "text/html"})
     assert ide.status_code == 200 and "graphiql" in ide.text.lower()
 
@@ -672,3 +672,65 @@ async def test_sql_lineage_read_applied_and_edges_declared_by_hand(client: httpx
     assert withdrawn == {"__typename": "Withdrawn", "id": first["id"], "level": "column"}
     twice = (await gql(client, withdraw, id=first["id"]))["data"]["withdrawLineageEdge"]
     assert twice["__typename"] == "NotFoundError"
+
+
+async def test_inputs_that_once_escaped_as_unexpected_errors_are_typed_refusals(client: httpx.AsyncClient) -> None:
+    await register(client, PLAY)
+    refusal = "__typename ... on Error { message field }"
+    unicode_digit = (await gql(client, f'{{ dataset(id: "²") {{ {refusal} }} }}'))["data"]["dataset"]
+    assert unicode_digit["__typename"] == "InvalidInputError" and unicode_digit["field"] == "id"
+    many_digits = (await gql(client, f'{{ dataset(id: "{"9" * 5000}") {{ {refusal} }} }}'))["data"]["dataset"]
+    assert many_digits["__typename"] == "InvalidInputError"
+    nul = "a\u0000b"
+    suggest = (await gql(client, f"query($p: String!) {{ suggest(prefix: $p) {{ {refusal} }} }}", p=nul))["data"]
+    assert suggest["suggest"]["field"] == "prefix"
+    search = (await gql(client, f"query($q: String) {{ search(query: $q) {{ {refusal} }} }}", q=nul))["data"]
+    assert search["search"]["field"] == "q"
+    run = (await gql(client, f"query($id: String!) {{ lineageRun(id: $id) {{ {refusal} }} }}", id=nul))["data"]
+    assert run["lineageRun"]["__typename"] in ("InvalidInputError", "NotFoundError")  # PostgreSQL / SQLite
+    # A cursor is not signed: one made up with a key beyond 64 bits is refused, not passed to the database.
+    forged = base64.urlsafe_b64encode(orjson.dumps({"s": "id", "k": [2**63, 2**63]})).decode().rstrip("=")
+    paged = await gql(client, f'{{ datasets(sort: "id", after: "{forged}") {{ {refusal} }} }}')
+    assert paged["data"]["datasets"]["field"] == "cursor"
+    assert (await client.get("/api/v1/search", params={"q": nul})).status_code == 400
+
+
+async def test_cross_site_and_alias_heavy_requests_are_refused(client: httpx.AsyncClient) -> None:
+    register_mutation = '{"query": "mutation { registerDataset(input: {name: \\"x.y\\"}) { __typename } }"}'
+    # A browser sends text/plain to another site without asking it first: never run a mutation from one.
+    plain = await client.post("/graphql", content=register_mutation, headers={"content-type": "text/plain"})
+    assert plain.status_code == 415 and "application/json" in plain.json()["error"]["message"]
+    assert (await client.get("/api/v1/datasets")).json()["total"] == 0
+    as_json = await client.post("/graphql", content=register_mutation, headers={"content-type": "application/json"})
+    assert as_json.status_code == 200 and as_json.json()["data"]["registerDataset"]["__typename"] == "Dataset"
+    aliases = " ".join(f"a{i}: sources {{ __typename }}" for i in range(31))
+    heavy = await gql(client, "{ " + aliases + " }", status=400)
+    assert "aliases" in heavy["errors"][0]["message"].lower()
+    assert "errors" not in await gql(
+        client, "{ " + " ".join(f"a{i}: sources {{ __typename }}" for i in range(30)) + " }"
+    )
+
+
+async def test_a_page_of_jobs_reads_their_lineage_runs_in_two_queries(client: httpx.AsyncClient, app: FastAPI) -> None:
+    await _shell_cluster(client)
+    for i in range(4):
+        body = {
+            "name": f"job-{i}",
+            "user": "carol",
+            "command_args": ["true"],
+            "cluster_criteria": [["sched:test"]],
+            "command_criteria": ["type:sh"],
+        }
+        job = (await client.post("/api/v1/jobs", json=body)).json()
+        start = {**_event(f"job-{i}", "raw.plays", "curated.plays", i), "eventType": "START"}
+        start["run"] = {"runId": job["run_id"]}
+        assert (await client.post("/api/v1/lineage", json=start)).status_code == 201
+    query = (
+        '{ jobs(filter: {user: "carol"}) { ... on JobPage { items { name lineageRun { jobName state children } } } } }'
+    )
+    with statements(app) as seen:
+        items = (await gql(client, query))["data"]["jobs"]["items"]
+    assert sorted((i["name"], i["lineageRun"]["jobName"], i["lineageRun"]["state"]) for i in items) == [
+        (f"job-{i}", f"job-{i}", "START") for i in range(4)
+    ]
+    assert len([s for s in seen if "FROM lineage_runs" in s]) == 2, seen  # the runs, then their children

@@ -47,22 +47,21 @@ def store() -> Iterator[ArtifactStore]:
             time.sleep(served.delay)
             path = self.path.split("?", 1)[0]
             found = served.files.get(path)
+            status = 404 if found is None else 304 if self.headers.get("If-None-Match") == found[1] else 200
+            served.answered.append((path, status))  # before answering: the client may look as soon as it is sent
             if found is None:
                 self.send_error(404, "no such artifact")
-                served.answered.append((path, 404))
                 return
             body, etag = found
-            if self.headers.get("If-None-Match") == etag:
+            if status == 304:
                 self.send_response(304)
                 self.end_headers()
-                served.answered.append((path, 304))
                 return
             self.send_response(200)
             self.send_header("ETag", etag)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-            served.answered.append((path, 200))
 
         def log_message(self, *_args: object) -> None:
             pass
@@ -113,6 +112,7 @@ async def test_a_file_named_by_url_is_fetched_once_then_revalidated(
     assert store.answered == [("/libs/tool.sh", 200), ("/libs/tool.sh", 304)]  # downloaded once, then revalidated
     placed = worker.jobs_dir / str(second["id"]) / "applications" / "tools" / "tool.sh"
     assert placed.stat().st_nlink >= 2  # a hard link to the host's cached copy, not another copy
+    assert placed.stat().st_mode & 0o777 == 0o555  # which no job may change for the next ones; runnable
 
     store.files["/libs/tool.sh"] = (b"echo v2", '"v2"')  # a new version published under the same URL
     third = await _run(client, worker, "tools")
@@ -179,6 +179,10 @@ async def test_file_urls_that_cannot_work_are_refused_at_once(client: httpx.Asyn
         ("https:///tool.jar", "names no host"),
         ("https://artifacts.example/libs/..", "names no file"),
         ("https://artifacts.example/libs/%00tool.jar", "names no file"),
+        ("https://artifacts..example/tool.jar", "names no host"),
+        ("https://artifacts.example:port/tool.jar", "not a URL a worker can fetch"),
+        ("https://artifacts.example/tool.jar\n", "control characters"),
+        ("https://artifacts.example/" + "x" * 300 + ".jar", "over 255 bytes"),
     ):
         answer = await client.post("/api/v1/applications", json={"name": "bad", "dependencies": [bad]})
         assert answer.status_code == 422 and reason in answer.json()["error"]["message"], (bad, answer.text)

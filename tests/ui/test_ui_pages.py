@@ -248,3 +248,21 @@ async def test_a_job_page_shows_its_history_and_the_tail_of_its_logs(
     assert f"(the last 16384 of {size} bytes)" in stdout and "\n5000\n" in stdout and "\n2\n3\n4\n" not in stdout
     assert 'href="/ui/jobs/ui-job"' in (await client.get("/ui/jobs")).text
     assert (await client.get("/ui/jobs/no-such-job")).status_code == 404
+
+
+async def test_odd_parameters_answer_an_html_page_with_a_4xx(client: httpx.AsyncClient) -> None:
+    for path, params in (
+        ("/ui/datasets/%C2%B2", {}),  # a Unicode digit
+        ("/ui/datasets/" + "9" * 5000, {}),
+        ("/ui/impact", {"dataset_id": "²"}),
+        ("/ui", {"q": "a\u0000b"}),
+        ("/ui", {"q": "a", "tag": "x\u0000"}),
+        ("/ui/sources", {"cursor": "bm9wZQ"}),
+    ):
+        page = await client.get(path, params=params)
+        assert page.status_code == 400, (path, params, page.text[:300])
+        assert page.headers["content-type"].startswith("text/html") and 'class="error"' in page.text
+    # A NUL the database refuses (PostgreSQL) is a 400 page too; SQLite stores it and finds nothing.
+    for path, params in (("/ui/jobs", {"user": "a\u0000"}), ("/ui/jobs/a%00b", {})):
+        page = await client.get(path, params=params)
+        assert page.status_code in (200, 400, 404) and page.headers["content-type"].startswith("text/html"), page.text
