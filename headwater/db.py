@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, Table, create_engine, event, text
@@ -39,6 +39,7 @@ __all__ = [
     "begin_and_fetch_one",
     "execute_and_commit",
     "execute_on_driver",
+    "in_chunks",
     "make_sessionmaker",
     "session_scope",
     "utcnow",
@@ -210,6 +211,17 @@ def _cache_long_statements() -> None:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """The session factory: objects stay usable after commit so routes can serialise them."""
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+
+
+# Values per IN list: below SQLite's bound-parameter limit in every version we run on.
+IN_LIST_SIZE = 900
+T = TypeVar("T")
+
+
+def in_chunks(values: Sequence[T]) -> Iterator[list[T]]:
+    """``values`` in pieces small enough for one ``IN (...)`` list on every database."""
+    for start in range(0, len(values), IN_LIST_SIZE):
+        yield list(values[start : start + IN_LIST_SIZE])
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from headwater.catalog.models import (
 from headwater.catalog.schemas import DatasetCreate, DatasetUpdate, FieldIn, Owner
 from headwater.catalog.snapshots import SOURCE_FACTS, DatasetSnapshot, HistoricalSchema
 from headwater.catalog.sources import DEFAULT_MANUAL_SOURCE, ensure_manual_source, get_source
-from headwater.db import utcnow
+from headwater.db import in_chunks, utcnow
 from headwater.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from headwater.pagination import PageResult, SortKey, paginate
 
@@ -157,8 +157,7 @@ def datasets_by_id(session: Session, *, dataset_ids: Sequence[int]) -> list[Data
     found: list[Dataset] = []
     ids = sorted(set(dataset_ids))
     stmt = select(Dataset).options(selectinload(Dataset.tags), selectinload(Dataset.owners))
-    for start in range(0, len(ids), 900):  # below SQLite's bound-parameter limit
-        chunk = ids[start : start + 900]
+    for chunk in in_chunks(ids):
         found.extend(session.scalars(stmt.where(Dataset.id.in_(chunk), Dataset.deleted_at.is_(None))))
     return found
 

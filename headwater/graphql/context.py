@@ -8,7 +8,7 @@ and the first of them to need, say, its fields loads the fields of all of them i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -17,18 +17,10 @@ from sqlalchemy.orm import Session
 from headwater.search.base import SearchBackend
 from headwater.settings import Settings
 
-__all__ = ["Context", "Siblings", "chunks"]
+__all__ = ["Context", "Siblings"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-
-CHUNK = 900  # ids per IN list: below SQLite's bound-parameter limit
-
-
-def chunks(values: Sequence[K]) -> Iterable[list[K]]:
-    """``values`` in IN-list sized pieces."""
-    for start in range(0, len(values), CHUNK):
-        yield list(values[start : start + CHUNK])
 
 
 @dataclass

@@ -21,8 +21,9 @@ from headwater.catalog.models import ChangeKind, DatasetKind, Field, SourceKind,
 from headwater.catalog.models import Dataset as DatasetRow
 from headwater.catalog.schemas import ChangeEventOut, SchemaVersionOut
 from headwater.catalog.service import FIELD_VIEW_COLUMNS, datasets_by_id, list_schema_versions
+from headwater.db import in_chunks
 from headwater.errors import Conflict, HeadwaterError, InvalidInput, NotFound, PreconditionFailed
-from headwater.graphql.context import Siblings, chunks
+from headwater.graphql.context import Siblings
 from headwater.jobs.models import ClusterStatus, ClusterType, CommandStatus, JobAttempt, JobStatus, JobTransition
 from headwater.jobs.models import Job as JobRow
 from headwater.jobs.schemas import AttemptOut, ClusterOut, CommandOut, JobOut
@@ -177,7 +178,7 @@ class DatasetField:
 
 def _fields_of(session: Session, dataset_ids: list[int]) -> dict[int, list[DatasetField]]:
     found: dict[int, list[DatasetField]] = {i: [] for i in dataset_ids}
-    for chunk in chunks(dataset_ids):
+    for chunk in in_chunks(dataset_ids):
         rows = session.execute(
             select(Field.dataset_id, Field.id, *FIELD_VIEW_COLUMNS)
             .where(Field.dataset_id.in_(chunk))
@@ -805,7 +806,7 @@ class JobTransitionEntry:
 
 def _transitions_of(session: Session, job_pks: list[int]) -> dict[int, list[JobTransitionEntry]]:
     found: dict[int, list[JobTransitionEntry]] = {pk: [] for pk in job_pks}
-    for chunk in chunks(job_pks):
+    for chunk in in_chunks(job_pks):
         rows = session.scalars(select(JobTransition).where(JobTransition.job_pk.in_(chunk)).order_by(JobTransition.id))
         for t in rows:
             found[t.job_pk].append(
@@ -836,7 +837,7 @@ class JobAttemptEntry:
 
 def _attempts_of(session: Session, job_pks: list[int]) -> dict[int, list[JobAttemptEntry]]:
     found: dict[int, list[JobAttemptEntry]] = {pk: [] for pk in job_pks}
-    for chunk in chunks(job_pks):
+    for chunk in in_chunks(job_pks):
         rows = session.scalars(
             select(JobAttempt).where(JobAttempt.job_pk.in_(chunk)).order_by(JobAttempt.job_pk, JobAttempt.attempt)
         )

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from headwater.catalog.models import Dataset, DatasetOwner, Field
+from headwater.db import in_chunks
 from headwater.errors import InvalidInput, NotFound
 from headwater.lineage.models import (
     ColumnConfirmation,
@@ -45,7 +46,6 @@ __all__ = [
 Direction = Literal["upstream", "downstream"]
 MAX_DEPTH = 50
 MAX_BUDGET = 200_000
-_CHUNK = 900  # below SQLite's bound-parameter limit in every version we run on
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ def _has_more(
     session: Session, table: str, src: str, frontier: set[int], where: str, params: dict[str, object]
 ) -> bool:
     """Whether any edge leaves the walk's last frontier (so the depth limit cut something off)."""
-    for chunk in _chunks(sorted(frontier)):
+    for chunk in in_chunks(sorted(frontier)):
         probe = text(f"SELECT 1 FROM {table} e WHERE e.{src} IN :frontier AND {where} LIMIT 1").bindparams(
             bindparam("frontier", expanding=True)
         )
@@ -271,11 +271,6 @@ def _has_more(
         if session.execute(probe, {**extra, "frontier": chunk}).first() is not None:
             return True
     return False
-
-
-def _chunks(values: Sequence[int]) -> Iterable[list[int]]:
-    for start in range(0, len(values), _CHUNK):
-        yield list(values[start : start + _CHUNK])
 
 
 def _shortest(
@@ -306,7 +301,7 @@ def _shortest(
 
 def _datasets(session: Session, dataset_ids: Iterable[int]) -> dict[int, NodeRef]:
     found: dict[int, NodeRef] = {}
-    for chunk in _chunks(sorted(set(dataset_ids))):
+    for chunk in in_chunks(sorted(set(dataset_ids))):
         for dataset_id, namespace, name in session.execute(
             select(Dataset.id, Dataset.namespace, Dataset.name).where(Dataset.id.in_(chunk))
         ):
@@ -316,7 +311,7 @@ def _datasets(session: Session, dataset_ids: Iterable[int]) -> dict[int, NodeRef
 
 def _jobs(session: Session, job_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
     found: dict[int, tuple[str, str]] = {}
-    for chunk in _chunks(sorted(set(job_ids))):
+    for chunk in in_chunks(sorted(set(job_ids))):
         for job_id, namespace, name in session.execute(
             select(LineageJob.id, LineageJob.namespace, LineageJob.name).where(LineageJob.id.in_(chunk))
         ):
@@ -444,7 +439,7 @@ def _node_out(
 
 def _owners(session: Session, distances: dict[int, int], refs: dict[int, NodeRef]) -> list[OwnerOut]:
     owners: dict[tuple[str, str], OwnerOut] = {}
-    for chunk in _chunks(sorted(distances)):
+    for chunk in in_chunks(sorted(distances)):
         for dataset_id, owner, role in session.execute(
             select(DatasetOwner.dataset_id, DatasetOwner.owner, DatasetOwner.role).where(
                 DatasetOwner.dataset_id.in_(chunk)
@@ -514,7 +509,7 @@ def graph_around(
 def _edge_details(session: Session, level: str, edge_ids: Sequence[int], refs: dict[int, NodeRef]) -> list[EdgeOut]:
     out: list[EdgeOut] = []
     model: type[ColumnEdge] | type[DatasetEdge] = ColumnEdge if level == "column" else DatasetEdge
-    for chunk in _chunks(sorted(set(edge_ids))):
+    for chunk in in_chunks(sorted(set(edge_ids))):
         if model is ColumnEdge:
             # A column edge's last seen, run and producer may be its pair's confirmation's.
             last_seen, last_run_id, producer, on = confirmed_provenance()

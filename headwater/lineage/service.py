@@ -8,9 +8,10 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from headwater.db import in_chunks
 from headwater.errors import InvalidInput, NotFound
 from headwater.lineage.datasets import DatasetResolver, WantedDataset
 from headwater.lineage.ingest import apply_column_lineage
@@ -36,26 +37,28 @@ def runs_by_uuid(session: Session, *, run_ids: Sequence[str]) -> dict[str, RunOu
     wanted = sorted({r.lower() for r in run_ids})
     parent = aliased(LineageRun)
     rows: list[Any] = []
-    for start in range(0, len(wanted), 900):  # below SQLite's bound-parameter limit
+    for chunk in in_chunks(wanted):
         rows.extend(
             session.execute(
                 select(LineageRun, LineageJob.namespace, LineageJob.name, parent.run_uuid)
                 .join(LineageJob, LineageJob.id == LineageRun.job_id)
                 .outerjoin(parent, parent.id == LineageRun.parent_run_id)
-                .where(LineageRun.run_uuid.in_(wanted[start : start + 900]))
+                .where(LineageRun.run_uuid.in_(chunk))
             ).all()
         )
     children: dict[int, list[str]] = {row[0].id: [] for row in rows}
-    ids = list(children)
-    for start in range(0, len(ids), 900):
+    for parents in in_chunks(list(children)):
+        # The first 1,000 children of each parent, counted in the database: a run may have many more.
+        rank = func.row_number().over(partition_by=LineageRun.parent_run_id, order_by=LineageRun.id)
+        ranked = (
+            select(LineageRun.parent_run_id, LineageRun.run_uuid, LineageRun.id, rank.label("rank"))
+            .where(LineageRun.parent_run_id.in_(parents))
+            .subquery()
+        )
         for parent_id, child in session.execute(
-            select(LineageRun.parent_run_id, LineageRun.run_uuid)
-            .where(LineageRun.parent_run_id.in_(ids[start : start + 900]))
-            .order_by(LineageRun.id)
+            select(ranked.c.parent_run_id, ranked.c.run_uuid).where(ranked.c.rank <= 1000).order_by(ranked.c.id)
         ):
-            siblings = children.get(parent_id or 0)  # never NULL: the query asked for these parents
-            if siblings is not None and len(siblings) < 1000:
-                siblings.append(child)
+            children[parent_id].append(child)
     return {
         run.run_uuid: RunOut(
             run_id=run.run_uuid,
