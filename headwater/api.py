@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from headwater.errors import HeadwaterError, PreconditionFailed, PreconditionRequired
+from headwater.errors import HeadwaterError, InvalidInput, PreconditionFailed, PreconditionRequired
 
 __all__ = [
     "BodySizeLimit",
@@ -27,7 +27,9 @@ __all__ = [
     "error_body",
     "get_session",
     "install_error_handlers",
+    "parse_id",
     "parse_if_match",
+    "unstorable_reason",
     "validation_message",
 ]
 
@@ -103,6 +105,20 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     return f"{where}: {message}{more}"
 
 
+def unstorable_reason(exc: DataError) -> str:
+    """Why the database refused a value (a NUL character in text, a number out of range, ...): the driver's message
+    and detail, never the statement."""
+    lines = [line.strip() for line in str(exc.orig).splitlines() if line.strip()]
+    return "; ".join(line for line in lines[:2] if not line.startswith("CONTEXT"))
+
+
+def parse_id(text: str | None, name: str) -> int:
+    """A database id (1 to 2**63 - 1) from text a client sent, or InvalidInput naming ``name``."""
+    if text is None or not (text.isascii() and text.isdigit() and len(text) <= 19) or not 1 <= int(text) < 2**63:
+        raise InvalidInput(f"{name} must be a positive integer id, got {(text or '')[:40]!r}", detail={"field": name})
+    return int(text)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors, validation errors and anything unexpected to JSON bodies; never a stack trace."""
 
@@ -144,10 +160,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
         # A value the database refuses (a NUL character in text, a number out of range, ...): the request's, since
         # every value Headwater makes itself fits. The driver's message and detail say which (no statement).
-        lines = [line.strip() for line in str(exc.orig).splitlines() if line.strip()]
-        reason = "; ".join(line for line in lines[:2] if not line.startswith("CONTEXT"))
         return JSONResponse(
-            error_body("invalid_value", f"the request holds a value the database cannot store: {reason}"),
+            error_body(
+                "invalid_value", f"the request holds a value the database cannot store: {unstorable_reason(exc)}"
+            ),
             status_code=400,
         )
 

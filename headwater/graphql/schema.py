@@ -24,7 +24,7 @@ from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 from strawberry.types.unset import UNSET
 
-from headwater.api import validation_message
+from headwater.api import parse_id, unstorable_reason, validation_message
 from headwater.catalog import events as catalog_events
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
@@ -88,7 +88,6 @@ from headwater.search.base import FACETS, DocumentType, SearchQuery, check_prefi
 
 __all__ = ["schema"]
 
-MAX_ID = 2**63 - 1
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
 D = TypeVar("D", catalog.DatasetFilters, jobs.JobFilters)
@@ -107,9 +106,8 @@ def answers_errors(resolver: F) -> F:
         except HeadwaterError as exc:
             return error_of(exc)
         except DataError as exc:
-            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
             return InvalidInputError(
-                message=f"an argument holds a value the database cannot store: {reason}",
+                message=f"an argument holds a value the database cannot store: {unstorable_reason(exc)}",
                 code="invalid_value",
                 field=None,
             )
@@ -119,10 +117,7 @@ def answers_errors(resolver: F) -> F:
 
 def _id(value: strawberry.ID, name: str) -> int:
     """A database id from a GraphQL ID argument."""
-    text = str(value)
-    if not (text.isascii() and text.isdigit() and len(text) <= 19) or not 1 <= int(text) <= MAX_ID:
-        raise InvalidInput(f"{name} must be a positive integer id, got {text[:40]!r}", detail={"field": name})
-    return int(text)
+    return parse_id(str(value), name)
 
 
 def _bounded(value: int, low: int, high: int, name: str) -> int:
@@ -717,8 +712,7 @@ def _metadata(given: DatasetMetadataInput) -> dict[str, Any]:
 
 
 def _submission(given: JobSubmitInput) -> dict[str, Any]:
-    data = {key: value for key, value in strawberry.asdict(given).items() if value is not None}
-    return data
+    return {key: value for key, value in strawberry.asdict(given).items() if value is not None}
 
 
 @strawberry.type

@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from headwater.api import SessionDep
+from headwater.api import SessionDep, parse_id, unstorable_reason
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
 from headwater.catalog.schemas import DatasetSummary, SchemaVersionOut
@@ -73,18 +73,11 @@ def _error_page(exc: HeadwaterError | DataError, q: str | None = None, session: 
     if isinstance(exc, DataError):
         if session is not None:
             session.rollback()
-        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "it was refused"
-        exc = InvalidInput(f"a parameter holds a value the database cannot store: {reason}")
+        exc = InvalidInput(f"a parameter holds a value the database cannot store: {unstorable_reason(exc)}")
     titles = {404: "Not found", 400: "Cannot show that", 503: "Unavailable"}
     return _page(
         "error.html", status_code=exc.status_code, title=titles.get(exc.status_code, "Error"), message=exc.message, q=q
     )
-
-
-def _int_param(value: str | None, name: str) -> int:
-    if value is None or not (value.isascii() and value.isdigit() and len(value) <= 19) or not 1 <= int(value) < 2**63:
-        raise InvalidInput(f"{name} must be a positive integer id, got {value!r}", detail={"field": name})
-    return int(value)
 
 
 def _url_maker(path: str, params: dict[str, Any]) -> Callable[..., str]:
@@ -145,7 +138,7 @@ def dataset_page(dataset_id: str, session: SessionDep) -> Response:
     """One dataset: what it is, who owns it, its fields, the datasets it reads from and feeds, its schema history."""
     try:
         dataset, fields = catalog.read_dataset(
-            session, dataset_id=_int_param(dataset_id, "dataset id"), include_deleted=True
+            session, dataset_id=parse_id(dataset_id, "dataset id"), include_deleted=True
         )
         node = graph.NodeRef(dataset.id, dataset.namespace, dataset.name)
         lineage = graph.graph_around(
@@ -178,7 +171,7 @@ def impact_page(request: Request, session: SessionDep) -> Response:
     params = request.query_params
     field = params.get("field") or None
     try:
-        dataset_id = _int_param(params.get("dataset_id"), "dataset_id")
+        dataset_id = parse_id(params.get("dataset_id"), "dataset_id")
         node = graph.resolve_node(session, dataset_id=dataset_id, field_path=field)
         answer = graph.impact(session, node=node)
     except (HeadwaterError, DataError) as exc:
@@ -191,7 +184,7 @@ def column_lineage_page(request: Request, session: SessionDep) -> Response:
     """A column's lineage both ways (``dataset_id`` and ``field``, a path), each edge with how it is known."""
     params = request.query_params
     try:
-        dataset_id = _int_param(params.get("dataset_id"), "dataset_id")
+        dataset_id = parse_id(params.get("dataset_id"), "dataset_id")
         if not params.get("field"):
             raise InvalidInput("name the column with field (its path); a dataset's lineage is on its page")
         node = graph.resolve_node(session, dataset_id=dataset_id, field_path=params["field"])
