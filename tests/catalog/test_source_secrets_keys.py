@@ -222,3 +222,19 @@ def test_plaintext_secrets_stored_before_encryption_are_encrypted_by_the_upgrade
     finally:
         engine.dispose()
         get_settings.cache_clear()
+
+
+def test_a_key_set_twice_stops_the_server_at_start(app_settings: Settings, tmp_path: Path) -> None:
+    both = {"secrets_key": SecretStr(Fernet.generate_key().decode()), "secrets_key_file": tmp_path / "keys"}
+    with pytest.raises(Exception, match="HEADWATER_SECRETS_KEY or HEADWATER_SECRETS_KEY_FILE, not both"):
+        create_app(app_settings.model_copy(update=both), prepare=False)
+
+
+async def test_without_a_key_a_secret_is_refused_with_503_naming_the_settings(server_with: MakeServer) -> None:
+    keyless = server_with(secrets_key=None)
+    refused = await keyless.post("/api/v1/sources", json=_source("lake", "http://127.0.0.1:1"))
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "secrets_key_error" and "HEADWATER_SECRETS_KEY" in refused.text
+    assert CANARY not in refused.text
+    plain = {**_source("lake", "http://127.0.0.1:1"), "secrets": {}}
+    assert (await keyless.post("/api/v1/sources", json=plain)).status_code == 201
