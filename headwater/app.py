@@ -33,6 +33,7 @@ from headwater.jobs.worker import JobWorker, WorkerThread
 from headwater.lineage.routes import lineage_router
 from headwater.search import IndexerThread, make_backend, make_indexer
 from headwater.search.routes import search_router
+from headwater.secrets import SecretVault
 from headwater.settings import Settings, get_settings
 from headwater.ui import ui_router
 
@@ -47,7 +48,7 @@ def prepare_database(settings: Settings) -> None:
     if settings.is_embedded_database:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.should_auto_migrate:
-        migrations.upgrade(url)
+        migrations.upgrade(url, secrets_vault=SecretVault.from_settings(settings))
         return
     engine = create_db_engine(url, prepared_statements=settings.db_prepared_statements)
     try:
@@ -69,6 +70,8 @@ def prepare_database(settings: Settings) -> None:
 def create_app(settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
     """Build the application for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
+    vault = SecretVault.from_settings(settings)
+    vault.check_keys()  # a missing or malformed key stops the server here, not at the first sync
     if prepare:
         prepare_database(settings)
     engine = create_db_engine(
@@ -95,7 +98,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
 
     poller = OutboxPoller(engine=engine, cache=cache, interval=settings.cache_poll_interval)
     scheduler = SyncScheduler(
-        factory, poll_seconds=settings.sync_poll_interval, lease_seconds=settings.sync_lease_seconds
+        factory, poll_seconds=settings.sync_poll_interval, lease_seconds=settings.sync_lease_seconds, vault=vault
     )
     search_backend = make_backend(settings, engine)
     search_indexer = make_indexer(settings, engine, search_backend)
@@ -132,6 +135,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.secret_vault = vault
     app.state.engine = engine
     app.state.sessionmaker = factory
     app.state.db_slots = db_slots

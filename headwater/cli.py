@@ -123,8 +123,10 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     settings = _settings()
     if settings.is_embedded_database:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from headwater.secrets import SecretVault
+
     with console.status(f"Migrating to {revision}…"):
-        migrations.upgrade(settings.resolved_database_url, revision)
+        migrations.upgrade(settings.resolved_database_url, revision, secrets_vault=SecretVault.from_settings(settings))
     engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
     try:
         console.print(f"Database at migration [bold]{migrations.current_revision(engine)}[/].")
@@ -291,8 +293,10 @@ def _add_domain_commands() -> None:
     from headwater.jobs.cli import jobs_app, worker
     from headwater.lineage.cli import lineage_app
     from headwater.search.cli import search_app
+    from headwater.secrets_cli import secrets_app
 
     app.add_typer(sources_app, name="sources")
+    app.add_typer(secrets_app, name="secrets")
     app.add_typer(search_app, name="search")
     app.add_typer(lineage_app, name="lineage")
     app.add_typer(jobs_app, name="jobs")

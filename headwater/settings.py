@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from headwater.secrets import check_env_allowlist_entry
 
 __all__ = ["Settings", "get_settings"]
 
@@ -84,6 +86,27 @@ class Settings(BaseSettings):
     elasticsearch_username: str | None = Field(default=None, description="Elasticsearch basic-auth user.")
     elasticsearch_password: SecretStr | None = Field(default=None, description="Elasticsearch basic-auth password.")
     elasticsearch_timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds per Elasticsearch request.")
+    # Source secrets: encryption at rest and the env:/file: references that may resolve (docs/security/secrets.md)
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) that encrypt source secrets, comma-separated: the first encrypts, all decrypt "
+        "(`headwater secrets generate-key` makes one). Required in production unless HEADWATER_SECRETS_KEY_FILE is set.",
+    )
+    secrets_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the Fernet key(s), one a line, the first encrypting. Default for the embedded "
+        "database: <data_dir>/secrets.key, generated with mode 0600.",
+    )
+    secrets_allowed_env: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Environment variables a source secret may name as env:NAME, comma-separated: names, or "
+        "prefixes ending in * or _ (ICEBERG_*). Empty: none. HEADWATER_ variables never resolve.",
+    )
+    secrets_allowed_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Directories a source secret may read as file:/path (symlinks and .. resolved first), "
+        "comma-separated absolute paths. Empty: none.",
+    )
 
     sync_scheduler_enabled: bool = Field(
         default=True,
@@ -152,6 +175,26 @@ class Settings(BaseSettings):
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("secrets_allowed_env", "secrets_allowed_dirs", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("secrets_allowed_env")
+    @classmethod
+    def _check_allowed_env(cls, value: list[str]) -> list[str]:
+        return [check_env_allowlist_entry(entry) for entry in value]
+
+    @field_validator("secrets_allowed_dirs")
+    @classmethod
+    def _check_allowed_dirs(cls, value: list[Path]) -> list[Path]:
+        for directory in value:
+            if not directory.is_absolute():
+                raise ValueError(f"HEADWATER_SECRETS_ALLOWED_DIRS: {str(directory)!r} is not an absolute path")
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> Settings:
         if self.env == "production":
@@ -164,6 +207,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "HEADWATER_AUTO_MIGRATE=true is refused in production: run `headwater db upgrade` "
                     "as a deliberate deploy step"
+                )
+            if self.secrets_key is None and self.secrets_key_file is None:
+                raise ValueError(
+                    "HEADWATER_ENV=production needs HEADWATER_SECRETS_KEY or HEADWATER_SECRETS_KEY_FILE: source "
+                    "secrets are encrypted with it (make a key with `headwater secrets generate-key`)"
                 )
         return self
 

@@ -26,11 +26,15 @@ from sqlalchemy.orm import Session
 from headwater import migrations
 from headwater.app import create_app
 from headwater.db import Base, create_db_engine, make_sessionmaker
+from headwater.secrets import KeyRing, ReferencePolicy, SecretVault, generate_key
 from headwater.settings import Settings
 
 ADMIN_URL = os.environ.get("HEADWATER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = [b.strip() for b in os.environ.get("HEADWATER_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
+# The suite's key for source secrets, and the variables its sources may name as env:HW_TEST_...
+TEST_SECRETS_KEY = generate_key()
+TEST_SECRETS_ENV = ["HW_TEST_*"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -188,7 +192,15 @@ def app_settings(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Setti
         data_dir=tmp_path_factory.mktemp("data"),
         max_body_bytes=64 * 1024,
         search_indexer_enabled=False,  # tests run the search indexer themselves
+        secrets_key=TEST_SECRETS_KEY,
+        secrets_allowed_env=TEST_SECRETS_ENV,
     )
+
+
+@pytest.fixture(scope="session")
+def secret_vault() -> SecretVault:
+    """What the suite's server uses for source secrets, for tests that call the services directly."""
+    return SecretVault(policy=ReferencePolicy(allowed_env=tuple(TEST_SECRETS_ENV)), keys=KeyRing(text=TEST_SECRETS_KEY))
 
 
 @pytest.fixture(scope="session")

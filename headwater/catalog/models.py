@@ -94,7 +94,7 @@ class Source(Base):
     namespace: Mapped[str] = mapped_column(String(512))
     description: Mapped[str | None] = mapped_column(Text)
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    # Write-only: the API returns only the names of the keys kept here.
+    # Write-only: {key: Fernet token} (headwater.secrets); the API returns only the names of the keys.
     secrets: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=SourceStatus.NEW.value)
     status_message: Mapped[str | None] = mapped_column(Text)

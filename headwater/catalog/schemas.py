@@ -69,6 +69,13 @@ class _Out(BaseModel):
 # ----------------------------------------------------------------------------------------- sources
 
 
+SecretValue = Annotated[str, StringConstraints(max_length=8192)]
+SECRETS_HELP = (
+    "Credentials, stored encrypted and never shown again: literal values, or env:NAME / file:/path references "
+    "where the server's settings allow them (literal:... keeps a value starting with env: or file:)."
+)
+
+
 class SourceCreate(_In):
     """A source to federate (or a manual source to register datasets in)."""
 
@@ -77,15 +84,16 @@ class SourceCreate(_In):
     namespace: Namespace
     description: Text | None = None
     config: dict[str, Any] = Field(default_factory=dict)
-    secrets: dict[str, Annotated[str, StringConstraints(max_length=8192)]] = Field(default_factory=dict)
+    secrets: dict[str, SecretValue] = Field(default_factory=dict, description=SECRETS_HELP)
 
 
 class SourceUpdate(_In):
-    """Changes to a source; omitted fields stay as they are. ``secrets`` replaces the named keys."""
+    """Changes to a source; omitted fields stay as they are. ``secrets`` replaces the named keys, or all of them
+    when ``config`` changes where the credentials go (``uri``, ``host``...), which requires sending them again."""
 
     description: Text | None = None
     config: dict[str, Any] | None = None
-    secrets: dict[str, Annotated[str, StringConstraints(max_length=8192)]] | None = None
+    secrets: dict[str, SecretValue] | None = Field(default=None, description=SECRETS_HELP)
 
 
 class SourceOut(_Out):

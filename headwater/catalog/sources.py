@@ -1,4 +1,8 @@
-"""Sources: the systems Headwater federates, and the ``manual`` source people register datasets in."""
+"""Sources: the systems Headwater federates, and the ``manual`` source people register datasets in.
+
+A source's secrets are stored sealed (references checked, values encrypted) by :mod:`headwater.secrets`; the
+service functions that write them take the server's :class:`~headwater.secrets.SecretVault`.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from headwater.catalog.schemas import SourceCreate, SourceUpdate
 from headwater.db import utcnow
 from headwater.errors import Conflict, NotFound
 from headwater.pagination import PageResult, SortKey, paginate
+from headwater.secrets import SecretsRequired, SecretVault
 
 __all__ = [
     "DEFAULT_MANUAL_SOURCE",
@@ -23,6 +28,7 @@ __all__ = [
     "get_source",
     "list_sources",
     "live_dataset_counts",
+    "rotate_secrets",
     "update_source",
 ]
 
@@ -36,8 +42,8 @@ SOURCE_SORTS = {
 }
 
 
-def create_source(session: Session, *, data: SourceCreate) -> Source:
-    """Register a source; its name is unique."""
+def create_source(session: Session, *, data: SourceCreate, vault: SecretVault | None = None) -> Source:
+    """Register a source; its name is unique. Secrets need ``vault`` (without one none can be stored)."""
     if session.scalar(select(Source.id).where(Source.name == data.name)) is not None:
         raise Conflict(f"a source named {data.name!r} already exists", detail={"field": "name"})
     _validate_config(data.kind.value, data.config)
@@ -47,7 +53,7 @@ def create_source(session: Session, *, data: SourceCreate) -> Source:
         namespace=data.namespace,
         description=data.description,
         config=data.config,
-        secrets=data.secrets,
+        secrets=(vault or SecretVault()).seal(data.secrets),
     )
     session.add(source)
     try:
@@ -63,6 +69,12 @@ def _validate_config(kind: str, config: dict[str, Any]) -> None:
     from headwater.catalog.connectors import validate_config
 
     validate_config(kind, config)
+
+
+def _endpoint_changes(kind: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    from headwater.catalog.connectors import endpoint_changes
+
+    return endpoint_changes(kind, old, new)
 
 
 def get_source(session: Session, *, name: str) -> Source:
@@ -95,21 +107,53 @@ def live_dataset_counts(session: Session, *, source_ids: list[int]) -> dict[int,
     return {source_id: count for source_id, count in rows}
 
 
-def update_source(session: Session, *, name: str, data: SourceUpdate) -> Source:
-    """Change a source's description, config or secrets (named secret keys are replaced)."""
+def update_source(session: Session, *, name: str, data: SourceUpdate, vault: SecretVault | None = None) -> Source:
+    """Change a source's description, config or secrets (named secret keys are replaced).
+
+    Credentials go only to the endpoint they were set for: a config that changes one of the connector's
+    endpoint keys needs the secrets in the same update, and they replace all the stored ones.
+    """
     source = get_source(session, name=name)
+    sealed = None if data.secrets is None else (vault or SecretVault()).seal(data.secrets)
     changes = data.model_dump(exclude_unset=True)
     if "description" in changes:
         source.description = data.description
+    moved: list[str] = []
     if data.config is not None:
         _validate_config(source.kind, data.config)
+        moved = _endpoint_changes(source.kind, source.config or {}, data.config)
+        if moved and source.secrets and data.secrets is None:
+            raise SecretsRequired(
+                f"{', '.join(moved)} changes where source {name!r} sends its credentials; send its secrets again in "
+                "the same update (they replace the stored ones), or the old credentials would go to the new endpoint",
+                detail={"field": "secrets", "endpoint_keys": moved},
+            )
         source.config = data.config
-    if data.secrets is not None:
-        source.secrets = {**(source.secrets or {}), **data.secrets}
+    if sealed is not None:
+        source.secrets = sealed if moved else {**(source.secrets or {}), **sealed}
     source.updated_at = utcnow()
     source.revision += 1
     session.flush()
     return source
+
+
+def rotate_secrets(session: Session, *, vault: SecretVault, batch: int = 500) -> tuple[int, int]:
+    """Re-encrypt every stored secret with the vault's first key; (sources, values) re-encrypted."""
+    sources = values = 0
+    after = 0
+    while True:
+        page = list(
+            session.scalars(select(Source).where(Source.id > after).order_by(Source.id).limit(batch).with_for_update())
+        )
+        for source in page:
+            if source.secrets:
+                source.secrets = vault.rotate(source.secrets, source=source.name)
+                sources += 1
+                values += len(source.secrets)
+        session.flush()
+        if len(page) < batch:
+            return sources, values
+        after = page[-1].id
 
 
 def delete_source(session: Session, *, name: str) -> None:

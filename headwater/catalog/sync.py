@@ -14,6 +14,9 @@ Safety rules, in the order the engine applies them:
   unhealthy with the error and leaves the last known metadata served.
 - Schema changes and user metadata are handled by :func:`~headwater.catalog.service.apply_snapshot`:
   a changed schema adds a version with its diff and a change event; what people wrote is never touched.
+- Secrets are decrypted and resolved (references checked against the server's allowlists again) only when
+  the run starts reading; every message the run stores or logs first goes through a
+  :class:`~headwater.secrets.Scrubber` of the values it resolved.
 
 This module is an edge, like a route or a CLI command: it opens and commits its own transactions, so
 it takes a session *factory*, not a session.
@@ -29,6 +32,7 @@ import queue
 import socket
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +60,7 @@ from headwater.catalog.sync_models import DatasetSyncState, SyncLease, SyncMode,
 from headwater.db import bulk_insert, session_scope, utcnow
 from headwater.errors import Conflict, HeadwaterError, NotFound
 from headwater.pagination import PageResult, SortKey, paginate
+from headwater.secrets import Scrubber, SecretVault
 
 __all__ = [
     "SyncInProgress",
@@ -150,11 +155,14 @@ class _Handle:
     holder: str
     lease_seconds: int
     full: bool
+    vault: SecretVault
+    scrub: Scrubber
 
 
-def _add_error(run: SyncRun, dataset: str | None, message: str) -> None:
+def _add_error(handle: _Handle, dataset: str | None, message: str) -> None:
+    run = handle.run
     if len(run.errors) < MAX_ERRORS:
-        run.errors = [*run.errors, {"dataset": dataset, "error": message}]
+        run.errors = [*run.errors, {"dataset": dataset, "error": handle.scrub(message)}]
 
 
 def start_sync(
@@ -164,8 +172,12 @@ def start_sync(
     mode: SyncMode = SyncMode.INCREMENTAL,
     trigger: SyncTrigger = SyncTrigger.API,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    vault: SecretVault | None = None,
 ) -> _Handle:
-    """Claim the source's lease and record a running SyncRun; raises SyncInProgress if one runs already."""
+    """Claim the source's lease and record a running SyncRun; raises SyncInProgress if one runs already.
+
+    ``vault`` decrypts and resolves the source's secrets (a source that has some fails to sync without one).
+    """
     holder = _holder()
     with session_scope(factory) as session:
         source = get_source(session, name=source_name)
@@ -210,6 +222,8 @@ def start_sync(
             holder=holder,
             lease_seconds=lease_seconds,
             full=mode == SyncMode.FULL,
+            vault=vault or SecretVault(),
+            scrub=Scrubber(),
         )
     return handle
 
@@ -344,7 +358,7 @@ def _apply_one(
             session.flush()
     except HeadwaterError as exc:
         run.failed += 1
-        _add_error(run, ref.name, exc.message)
+        _add_error(handle, ref.name, exc.message)
         return row[0] if row is not None and row[1] == handle.source_id else None
     counter = _OUTCOME_COUNTER[applied.outcome]
     setattr(run, counter, getattr(run, counter) + 1)
@@ -400,7 +414,7 @@ def _write_page(factory: sessionmaker[Session], handle: _Handle, page: _LoadedPa
             row = page.known.get((ref.namespace, ref.name))
             if isinstance(result, ConnectorError):
                 run.failed += 1
-                _add_error(run, ref.name, result.message)
+                _add_error(handle, ref.name, result.message)
                 if row is not None and row[1] == handle.source_id:
                     keep_ids.append(row[0])  # keep it and its last known metadata
                 continue
@@ -409,7 +423,7 @@ def _write_page(factory: sessionmaker[Session], handle: _Handle, page: _LoadedPa
                     validate_fields(result.snapshot.fields)
                 except HeadwaterError as exc:
                     run.failed += 1
-                    _add_error(run, ref.name, exc.message)
+                    _add_error(handle, ref.name, exc.message)
                     continue
                 new.append((ref, result))
             else:
@@ -547,6 +561,7 @@ def _read_ahead(
 
 def _finish(factory: sessionmaker[Session], handle: _Handle, *, listing_error: str | None, started: float) -> SyncRun:
     run = handle.run
+    listing_error = None if listing_error is None else handle.scrub(listing_error)
     run.finished_at = utcnow()
     run.duration_seconds = round(time.perf_counter() - started, 3)
     if listing_error is not None or not run.complete:
@@ -585,12 +600,14 @@ def execute_sync(factory: sessionmaker[Session], handle: _Handle, *, progress: P
     run = handle.run
     listing_error: str | None = None
     try:
+        resolved = handle.vault.resolve(handle.secrets, source=handle.source_name)
+        handle.scrub = Scrubber(resolved.values())
         with open_connector(
             kind=handle.kind,
             source_name=handle.source_name,
             namespace=handle.namespace,
             config=handle.config,
-            secrets=handle.secrets,
+            secrets=resolved,
         ) as connector:
             connector.check()
             unlisted: list[str] = []
@@ -600,7 +617,7 @@ def execute_sync(factory: sessionmaker[Session], handle: _Handle, *, progress: P
                     if progress is not None:
                         progress(run)
             for part in unlisted:
-                _add_error(run, None, f"not listed: {part}")
+                _add_error(handle, None, f"not listed: {part}")
             run.complete = not unlisted
             if unlisted:
                 listing_error = f"{len(unlisted)} part(s) of the source could not be listed: {unlisted[0]}"
@@ -609,16 +626,17 @@ def execute_sync(factory: sessionmaker[Session], handle: _Handle, *, progress: P
     except HeadwaterError as exc:
         listing_error = exc.message
         run.complete = False
-        _add_error(run, None, exc.message)
+        _add_error(handle, None, exc.message)
     except _LeaseLost as exc:
         listing_error = str(exc)
         run.complete = False
-        _add_error(run, None, str(exc))
+        _add_error(handle, None, str(exc))
     except Exception as exc:  # a bug or an unexpected library error: report it, never leave the run "running"
-        log.exception("sync of source %r failed", handle.source_name)
+        # Logged through the scrubber: a library's exception may quote what it was given, credentials included.
+        log.error("sync of source %r failed: %s", handle.source_name, handle.scrub(traceback.format_exc()))
         listing_error = f"{type(exc).__name__}: {exc}"
         run.complete = False
-        _add_error(run, None, listing_error)
+        _add_error(handle, None, listing_error)
     result = _finish(factory, handle, listing_error=listing_error, started=started)
     if progress is not None:
         progress(result)
@@ -633,9 +651,12 @@ def run_sync(
     trigger: SyncTrigger = SyncTrigger.API,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
     progress: Progress | None = None,
+    vault: SecretVault | None = None,
 ) -> SyncRun:
     """Sync one source now and return its report; raises SyncInProgress when another sync holds it."""
-    handle = start_sync(factory, source_name=source_name, mode=mode, trigger=trigger, lease_seconds=lease_seconds)
+    handle = start_sync(
+        factory, source_name=source_name, mode=mode, trigger=trigger, lease_seconds=lease_seconds, vault=vault
+    )
     return execute_sync(factory, handle, progress=progress)
 
 
@@ -693,11 +714,17 @@ class SyncScheduler:
     """Runs the periodic syncs of sources that set ``sync_interval_seconds``, in a background thread."""
 
     def __init__(
-        self, factory: sessionmaker[Session], *, poll_seconds: float, lease_seconds: int = DEFAULT_LEASE_SECONDS
+        self,
+        factory: sessionmaker[Session],
+        *,
+        poll_seconds: float,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        vault: SecretVault | None = None,
     ) -> None:
         self.factory = factory
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
+        self.vault = vault
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -716,6 +743,7 @@ class SyncScheduler:
                         source_name=name,
                         trigger=SyncTrigger.SCHEDULE,
                         lease_seconds=self.lease_seconds,
+                        vault=self.vault,
                     )
                 )
             except SyncInProgress:

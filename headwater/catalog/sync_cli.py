@@ -16,6 +16,7 @@ from headwater.catalog.sync_models import SyncMode, SyncRun, SyncStatus, SyncTri
 from headwater.catalog.sync_schemas import SyncRunOut
 from headwater.cli import _fail, _session, _settings, console, friendly_errors
 from headwater.db import create_db_engine, make_sessionmaker
+from headwater.secrets import SecretVault
 
 __all__ = ["sources_app"]
 
@@ -44,7 +45,13 @@ def sources_add(
     namespace: Annotated[str, typer.Option(help="OpenLineage namespace, e.g. iceberg://lake.")],
     config: Annotated[list[str] | None, typer.Option("--config", "-c", help="Connector setting key=value.")] = None,
     secret: Annotated[
-        list[str] | None, typer.Option("--secret", "-s", help="Secret key=value; value may be env:VAR or file:/path.")
+        list[str] | None,
+        typer.Option(
+            "--secret",
+            "-s",
+            help="Secret key=value; value may be env:VAR or file:/path where HEADWATER_SECRETS_ALLOWED_ENV / _DIRS "
+            "allow it.",
+        ),
     ] = None,
     description: Annotated[str | None, typer.Option(help="What the source holds.")] = None,
 ) -> None:
@@ -60,7 +67,8 @@ def sources_add(
         secrets=secrets,
     )
     with _session(settings) as session:
-        created = SourceOut.model_validate(sources.create_source(session, data=data))
+        vault = SecretVault.from_settings(settings)
+        created = SourceOut.model_validate(sources.create_source(session, data=data, vault=vault))
     console.print(
         f"Source [bold]{created.name}[/] ({created.kind.value}) added; sync it: headwater sources sync {name}"
     )
@@ -126,6 +134,7 @@ def sources_sync(
                 mode=mode,
                 trigger=SyncTrigger.CLI,
                 lease_seconds=settings.sync_lease_seconds,
+                vault=SecretVault.from_settings(settings),
                 progress=lambda current: progress.update(task, description=f"Syncing {name}: {_describe(current)}"),
             )
     finally:

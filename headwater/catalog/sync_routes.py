@@ -38,7 +38,14 @@ def sync_source(
     """Sync a source now and return its report (409 when a sync of it is already running)."""
     factory = request.app.state.sessionmaker
     lease = request.app.state.settings.sync_lease_seconds
-    handle = sync.start_sync(factory, source_name=name, mode=mode, trigger=SyncTrigger.API, lease_seconds=lease)
+    handle = sync.start_sync(
+        factory,
+        source_name=name,
+        mode=mode,
+        trigger=SyncTrigger.API,
+        lease_seconds=lease,
+        vault=request.app.state.secret_vault,
+    )
     if not wait:
         started = json_response(
             SyncRunOut.of(handle.run, name),

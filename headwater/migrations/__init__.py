@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from headwater.secrets import SecretVault
 
 __all__ = [
     "alembic_config",
@@ -35,14 +38,18 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at ``url`` up to ``revision``."""
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head", *, secrets_vault: SecretVault | None = None) -> None:
+    """Migrate the database at ``url`` up to ``revision``; ``secrets_vault`` encrypts plaintext source secrets."""
+    config = alembic_config(url)
+    config.attributes["secrets_vault"] = secrets_vault
+    command.upgrade(config, revision)
 
 
-def downgrade(url: str, revision: str) -> None:
+def downgrade(url: str, revision: str, *, secrets_vault: SecretVault | None = None) -> None:
     """Migrate the database at ``url`` down to ``revision``."""
-    command.downgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    config.attributes["secrets_vault"] = secrets_vault
+    command.downgrade(config, revision)
 
 
 @functools.cache

@@ -11,11 +11,13 @@ from headwater.catalog.fields import FlatField
 from headwater.catalog.models import ChangeEvent, ChangeKind, DatasetKind, SourceKind
 from headwater.catalog.schemas import DatasetCreate, DatasetUpdate, FieldIn, FieldMetadataUpdate, Owner, SourceCreate
 from headwater.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from headwater.secrets import KeyRing, SecretVault, generate_key
 
 
 def _iceberg_source(session: Session) -> sources.Source:
     return sources.create_source(
         session,
+        vault=SecretVault(keys=KeyRing(text=generate_key())),
         data=SourceCreate(
             name="lake",
             kind=SourceKind.ICEBERG,

@@ -5,18 +5,15 @@ registry, every connector's pydantic ``Config`` and config validation work witho
 extras; opening a connector whose library is missing raises :class:`ConnectorNotInstalled` naming the
 pip extra (``pip install 'headwater[iceberg]'``).
 
-Secrets: a source's ``secrets`` values are literal, or references resolved at sync time —
-``env:VAR`` (an environment variable) or ``file:/path`` (a file's content, trailing newline removed).
-``literal:...`` keeps a value that itself starts with ``env:`` or ``file:``.
+Secrets: connectors receive them resolved; which references may resolve, how they are stored encrypted and
+how messages are scrubbed of them is :mod:`headwater.secrets`.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -43,9 +40,9 @@ __all__ = [
     "ListingPage",
     "LoadedDataset",
     "connector_class",
+    "endpoint_changes",
     "has_connector",
     "open_connector",
-    "resolve_secrets",
     "validate_config",
 ]
 
@@ -113,37 +110,27 @@ def validate_config(kind: str, config: Mapping[str, Any]) -> ConnectorConfig | N
         ) from None
 
 
-def resolve_secrets(secrets: Mapping[str, str]) -> dict[str, str]:
-    """Secret values with ``env:`` and ``file:`` references replaced by what they point at."""
-    resolved: dict[str, str] = {}
-    for key, value in secrets.items():
-        if value.startswith("env:"):
-            variable = value[4:]
-            if variable not in os.environ:
-                raise ConnectorError(
-                    f"secret {key!r} refers to environment variable {variable!r}, which is not set",
-                    detail={"field": f"secrets.{key}"},
-                )
-            resolved[key] = os.environ[variable]
-        elif value.startswith("file:"):
-            path = Path(value[5:])
-            try:
-                resolved[key] = path.read_text().rstrip("\r\n")
-            except OSError as exc:
-                raise ConnectorError(
-                    f"secret {key!r} refers to file {str(path)!r}, which cannot be read: {exc.strerror}",
-                    detail={"field": f"secrets.{key}"},
-                ) from None
-        else:
-            resolved[key] = value.removeprefix("literal:")
-    return resolved
+def endpoint_changes(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The endpoint keys (``config.uri``...) that differ between two configs of a ``kind`` source.
+
+    A stored config that no longer validates counts as changed in every endpoint key.
+    """
+    if not has_connector(kind):
+        return []
+    cls = connector_class(kind)
+    after = cls.endpoint_of(cls.Config.model_validate(dict(new)))
+    try:
+        before = cls.endpoint_of(cls.Config.model_validate(dict(old)))
+    except ValidationError:
+        return [f"config.{key}" for key in cls.endpoint_keys]
+    return [f"config.{key}" for key in cls.endpoint_keys if before[key] != after[key]]
 
 
 def open_connector(
     *, kind: str, source_name: str, namespace: str, config: Mapping[str, Any], secrets: Mapping[str, str]
 ) -> Connector:
-    """A ready connector for a source: dependencies checked, config validated, secrets resolved."""
+    """A ready connector for a source: dependencies checked, config validated; ``secrets`` are resolved values."""
     cls = connector_class(kind)
     _require(cls)
     parsed = validate_config(kind, config)
-    return cls(source_name=source_name, namespace=namespace, config=parsed, secrets=resolve_secrets(secrets))
+    return cls(source_name=source_name, namespace=namespace, config=parsed, secrets=secrets)

@@ -105,16 +105,25 @@ class LoadedDataset:
 
 
 class Connector(abc.ABC):
-    """Reads one source's metadata. Subclasses set ``kind``, ``Config``, ``extra`` and ``requires``.
+    """Reads one source's metadata. Subclasses set ``kind``, ``Config``, ``extra``, ``requires`` and
+    ``endpoint_keys``.
 
     Instances are built by :func:`headwater.catalog.connectors.open_connector`, which checks the
-    optional dependencies, validates the config and resolves secrets first.
+    optional dependencies and validates the config; the secrets it hands over are already resolved.
     """
 
     kind: ClassVar[str]
     Config: ClassVar[type[ConnectorConfig]]
     extra: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
+    # The Config fields that say where (and how) the source's credentials are sent: changing one of them
+    # requires the secrets again, so credentials never follow a source to an endpoint they were not set for.
+    endpoint_keys: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def endpoint_of(cls, config: ConnectorConfig) -> dict[str, Any]:
+        """The endpoint-naming parts of a parsed config."""
+        return {key: getattr(config, key) for key in cls.endpoint_keys}
 
     def __init__(self, *, source_name: str, namespace: str, config: Any, secrets: Mapping[str, str]) -> None:
         self.source_name = source_name

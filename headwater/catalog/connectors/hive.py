@@ -145,6 +145,7 @@ class HiveConnector(Connector):
     Config = HiveConfig
     extra = "hive"
     requires = ("hive_metastore", "thrift")
+    endpoint_keys = ("host", "port")
     config: HiveConfig
 
     def __init__(self, **kwargs: Any) -> None:

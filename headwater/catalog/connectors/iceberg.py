@@ -138,6 +138,8 @@ class IcebergConnector(Connector):
     Config = IcebergConfig
     extra = "iceberg"
     requires = ("pyiceberg",)
+    # Where the credentials go: properties can name other endpoints (oauth2-server-uri, s3.endpoint).
+    endpoint_keys = ("type", "uri", "warehouse", "properties")
     config: IcebergConfig
 
     def __init__(self, **kwargs: Any) -> None:

@@ -126,6 +126,8 @@ class KafkaConnector(Connector):
     Config = KafkaConfig
     extra = "kafka"
     requires = ("confluent_kafka", "fastavro")
+    # The brokers, the registry, and how the password is sent; properties can name other endpoints.
+    endpoint_keys = ("bootstrap_servers", "schema_registry_url", "security_protocol", "sasl_mechanism", "properties")
     config: KafkaConfig
 
     def __init__(self, **kwargs: Any) -> None:

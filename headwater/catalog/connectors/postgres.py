@@ -93,6 +93,7 @@ class PostgresConnector(Connector):
     Config = PostgresConfig
     extra = "postgres"
     requires = ("psycopg",)
+    endpoint_keys = ("host", "port", "sslmode")  # sslmode: a downgrade would expose the password
     config: PostgresConfig
 
     def __init__(self, **kwargs: Any) -> None:

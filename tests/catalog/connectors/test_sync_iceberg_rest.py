@@ -14,11 +14,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from headwater.catalog import service, sources, sync
 from headwater.catalog.models import SourceKind, SourceStatus
 from headwater.catalog.schemas import SourceCreate
+from headwater.catalog.sync_models import SyncRun
 from headwater.db import session_scope
+from headwater.secrets import KeyRing, ReferencePolicy, SecretVault, generate_key
 
 SQL_NS = "iceberg://lake-sql"
 REST_NS = "iceberg://lake-rest"
 TABLES = ["analytics.title_views", "analytics.titles", "raw.clicks"]
+
+
+# The vault of a server that allows the tests' HW_TEST_* variables as secret references.
+VAULT = SecretVault(policy=ReferencePolicy(allowed_env=("HW_TEST_*",)), keys=KeyRing(text=generate_key()))
+
+
+def _run(factory: sessionmaker[Session], **kwargs: Any) -> SyncRun:
+    return sync.run_sync(factory, vault=VAULT, **kwargs)
 
 
 @pytest.fixture
@@ -33,6 +43,7 @@ def _add(factory: sessionmaker[Session], name: str, namespace: str, config: dict
     with session_scope(factory) as session:
         sources.create_source(
             session,
+            vault=VAULT,
             data=SourceCreate(name=name, kind=SourceKind.ICEBERG, namespace=namespace, config=config, secrets=secrets),
         )
 
@@ -69,8 +80,8 @@ def test_a_rest_catalog_syncs_the_same_datasets_as_the_sql_catalog_behind_it(
         _rest_config(rest_catalog, **{"rest-page-size": "1"}),
         credential="headwater:s3cret",
     )
-    by_sql = sync.run_sync(sync_factory, source_name="lake-sql")
-    by_rest = sync.run_sync(sync_factory, source_name="lake-rest")
+    by_sql = _run(sync_factory, source_name="lake-sql")
+    by_rest = _run(sync_factory, source_name="lake-rest")
 
     assert (by_rest.status, by_rest.added, by_rest.failed) == ("succeeded", 3, 0)
     assert by_sql.added == 3
@@ -101,10 +112,10 @@ def test_wrong_rest_credentials_fail_the_sync_and_delete_nothing(
 ) -> None:
     monkeypatch.setenv("HW_TEST_ICEBERG_CREDENTIAL", "headwater:s3cret")
     _add(sync_factory, "lake-rest", REST_NS, _rest_config(rest_catalog), credential="env:HW_TEST_ICEBERG_CREDENTIAL")
-    assert sync.run_sync(sync_factory, source_name="lake-rest").added == 3
+    assert _run(sync_factory, source_name="lake-rest").added == 3
 
     monkeypatch.setenv("HW_TEST_ICEBERG_CREDENTIAL", "headwater:guessed-0451")
-    run = sync.run_sync(sync_factory, source_name="lake-rest")
+    run = _run(sync_factory, source_name="lake-rest")
     assert (run.status, run.listed, run.deleted) == ("failed", 0, 0)
     assert run.message and "cannot connect to Iceberg catalog" in run.message
     assert "guessed-0451" not in run.message and "s3cret" not in run.message  # secrets never echoed
@@ -118,9 +129,9 @@ def test_a_table_dropped_behind_the_rest_catalog_is_soft_deleted_and_a_stopped_s
     sync_factory: sessionmaker[Session], warehouse: Any, rest_catalog: IcebergRestStandIn
 ) -> None:
     _add(sync_factory, "lake-rest", REST_NS, _rest_config(rest_catalog), credential="headwater:s3cret")
-    sync.run_sync(sync_factory, source_name="lake-rest")
+    _run(sync_factory, source_name="lake-rest")
     warehouse.catalog.drop_table("raw.clicks")
-    run = sync.run_sync(sync_factory, source_name="lake-rest")
+    run = _run(sync_factory, source_name="lake-rest")
     assert (run.status, run.deleted, run.changed, run.unchanged) == (
         "succeeded",
         1,
@@ -130,7 +141,7 @@ def test_a_table_dropped_behind_the_rest_catalog_is_soft_deleted_and_a_stopped_s
 
     warehouse.catalog.drop_table("analytics.titles")
     rest_catalog.stop()
-    down = sync.run_sync(sync_factory, source_name="lake-rest")
+    down = _run(sync_factory, source_name="lake-rest")
     assert (down.status, down.deleted) == ("failed", 0)
     with session_scope(sync_factory) as session:
         titles = service.get_dataset_by_name(session, namespace=REST_NS, name="analytics.titles")

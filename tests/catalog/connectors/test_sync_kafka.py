@@ -17,7 +17,16 @@ from headwater.catalog import service, sources, sync
 from headwater.catalog.connectors.kafka import KafkaConnector
 from headwater.catalog.models import SourceKind, SourceStatus
 from headwater.catalog.schemas import DatasetUpdate, FieldMetadataUpdate, SourceCreate
+from headwater.catalog.sync_models import SyncRun
 from headwater.db import session_scope
+from headwater.secrets import KeyRing, ReferencePolicy, SecretVault, generate_key
+
+# The vault of a server that allows the tests' HW_TEST_* variables as secret references.
+VAULT = SecretVault(policy=ReferencePolicy(allowed_env=("HW_TEST_*",)), keys=KeyRing(text=generate_key()))
+
+
+def _run(factory: sessionmaker[Session], **kwargs: Any) -> SyncRun:
+    return sync.run_sync(factory, vault=VAULT, **kwargs)
 
 
 @pytest.fixture
@@ -40,6 +49,7 @@ def _add_source(factory: sessionmaker[Session], broker: Any, registry_url: str, 
     with session_scope(factory) as session:
         sources.create_source(
             session,
+            vault=VAULT,
             data=SourceCreate(
                 name="events",
                 kind=SourceKind.KAFKA,
@@ -70,7 +80,7 @@ def test_topics_and_their_schemas_in_every_format(
 ) -> None:
     broker, _ = cluster
     namespace = _add_source(sync_factory, broker, schema_registry_standin.url)
-    run = sync.run_sync(sync_factory, source_name="events")
+    run = _run(sync_factory, source_name="events")
     assert (run.status, run.added, run.failed) == ("succeeded", 3, 0)  # the internal topic is left out
 
     orders = _get(sync_factory, namespace, "orders")
@@ -112,7 +122,7 @@ def test_topics_and_their_schemas_in_every_format(
         ("extra", "map<string,integer>", True), ("extra.key", "string", False), ("extra.value", "integer", False),
     ]  # fmt: skip
 
-    again = sync.run_sync(sync_factory, source_name="events")
+    again = _run(sync_factory, source_name="events")
     assert (again.unchanged, again.changed, again.added) == (3, 0, 0)
 
 
@@ -121,7 +131,7 @@ def test_a_new_registry_version_records_a_schema_version_with_its_diff(
 ) -> None:
     broker, registry = cluster
     namespace = _add_source(sync_factory, broker, schema_registry_standin.url)
-    sync.run_sync(sync_factory, source_name="events")
+    _run(sync_factory, source_name="events")
     orders = _get(sync_factory, namespace, "orders")
     with session_scope(sync_factory) as session:
         service.update_dataset_metadata(
@@ -131,7 +141,7 @@ def test_a_new_registry_version_records_a_schema_version_with_its_diff(
             expected_revision=None,
         )
     registry.register_schema("orders-value", Schema(avro(ORDER_V2), "AVRO"))
-    run = sync.run_sync(sync_factory, source_name="events")
+    run = _run(sync_factory, source_name="events")
     assert (run.changed, run.unchanged) == (1, 2)
     history = _history(sync_factory, orders.id)
     assert [(v.version, v.source_schema_id) for v in history] == [
@@ -152,9 +162,9 @@ def test_a_deleted_topic_is_soft_deleted(
 ) -> None:
     broker, _ = cluster
     namespace = _add_source(sync_factory, broker, schema_registry_standin.url)
-    sync.run_sync(sync_factory, source_name="events")
+    _run(sync_factory, source_name="events")
     broker.delete_topic("clicks")
-    run = sync.run_sync(sync_factory, source_name="events")
+    run = _run(sync_factory, source_name="events")
     assert (run.status, run.deleted, run.unchanged) == ("succeeded", 1, 2)
     assert _get(sync_factory, namespace, "clicks", include_deleted=True).deleted_at is not None
 
@@ -164,13 +174,13 @@ def test_the_broker_down_mid_sync_deletes_nothing(
 ) -> None:
     broker, _ = cluster
     _add_source(sync_factory, broker, schema_registry_standin.url, page_size=1, timeout_seconds=2)
-    sync.run_sync(sync_factory, source_name="events")
+    _run(sync_factory, source_name="events")
 
     fault_after_first_page(KafkaConnector, broker.kill)
-    run = sync.run_sync(sync_factory, source_name="events")
+    run = _run(sync_factory, source_name="events")
     assert (run.status, run.complete, run.deleted, run.listed) == ("failed", False, 0, 1)
     assert run.message and "nothing was deleted" in run.message
-    down = sync.run_sync(sync_factory, source_name="events")
+    down = _run(sync_factory, source_name="events")
     assert (down.status, down.listed, down.deleted) == ("failed", 0, 0)
     assert "cannot list the topics" in (down.message or "")
     with session_scope(sync_factory) as session:
@@ -197,11 +207,11 @@ def test_wrong_registry_credentials_fail_the_sync(
             schema_registry_user="headwater",
             secrets={"schema_registry_password": "env:HW_TEST_REGISTRY_PASSWORD"},
         )
-        run = sync.run_sync(sync_factory, source_name="events")
+        run = _run(sync_factory, source_name="events")
         assert (run.status, run.listed) == ("failed", 0)
         assert "Unauthorized" in (run.message or "") and "right" not in (run.message or "")
         monkeypatch.setenv("HW_TEST_REGISTRY_PASSWORD", "right")
-        fixed = sync.run_sync(sync_factory, source_name="events")
+        fixed = _run(sync_factory, source_name="events")
         assert (fixed.status, fixed.added) == ("succeeded", 1)
     finally:
         standin.stop()

@@ -11,17 +11,26 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.catalog import service, sources, sync
-from headwater.catalog.connectors import ConnectorError, resolve_secrets
 from headwater.catalog.connectors.postgres import PostgresConnector
 from headwater.catalog.models import SourceKind, SourceStatus
 from headwater.catalog.schemas import SourceCreate, SourceUpdate
+from headwater.catalog.sync_models import SyncRun
 from headwater.db import session_scope
+from headwater.secrets import KeyRing, ReferencePolicy, SecretUnresolved, SecretVault, generate_key
+
+# The vault of a server that allows the tests' HW_TEST_* variables as secret references.
+VAULT = SecretVault(policy=ReferencePolicy(allowed_env=("HW_TEST_*",)), keys=KeyRing(text=generate_key()))
+
+
+def _run(factory: sessionmaker[Session], **kwargs: Any) -> SyncRun:
+    return sync.run_sync(factory, vault=VAULT, **kwargs)
 
 
 def _setup(factory: sessionmaker[Session], scratch: Any, **config: Any) -> str:
     with session_scope(factory) as session:
         sources.create_source(
             session,
+            vault=VAULT,
             data=SourceCreate(
                 name="shop", kind=SourceKind.POSTGRES, namespace="postgres://shop", config=scratch.config(**config)
             ),
@@ -37,7 +46,7 @@ def _get(factory: sessionmaker[Session], namespace: str, name: str, **kw: Any) -
 
 def test_tables_views_comments_and_keys(sync_factory: sessionmaker[Session], scratch_postgres: Any) -> None:
     namespace = _setup(sync_factory, scratch_postgres)
-    run = sync.run_sync(sync_factory, source_name="shop")
+    run = _run(sync_factory, source_name="shop")
     assert (run.status, run.added) == ("succeeded", 4)
     db = scratch_postgres.database
     customers = _get(sync_factory, namespace, f"{db}.sales.customers")
@@ -69,13 +78,13 @@ def test_a_renamed_and_a_retyped_column_and_a_dropped_table(
     sync_factory: sessionmaker[Session], scratch_postgres: Any
 ) -> None:
     namespace = _setup(sync_factory, scratch_postgres)
-    sync.run_sync(sync_factory, source_name="shop")
+    _run(sync_factory, source_name="shop")
     scratch_postgres.execute(
         "ALTER TABLE sales.orders RENAME COLUMN placed_at TO ordered_at;"
         "ALTER TABLE sales.customers ALTER COLUMN country TYPE varchar(3);"
         "DROP TABLE public.audit_log;"
     )
-    run = sync.run_sync(sync_factory, source_name="shop")
+    run = _run(sync_factory, source_name="shop")
     assert (run.changed, run.deleted, run.unchanged) == (2, 1, 1)
     db = scratch_postgres.database
     orders = _get(sync_factory, namespace, f"{db}.sales.orders")
@@ -98,14 +107,14 @@ def test_wrong_credentials_fail_the_sync_and_keep_what_is_known(
     sync_factory: sessionmaker[Session], scratch_postgres: Any
 ) -> None:
     _setup(sync_factory, scratch_postgres)
-    sync.run_sync(sync_factory, source_name="shop")
+    _run(sync_factory, source_name="shop")
     with session_scope(sync_factory) as session:
         sources.update_source(
             session,
             name="shop",
             data=SourceUpdate(config=scratch_postgres.config(user="headwater_no_such_role", connect_timeout=3)),
         )
-    run = sync.run_sync(sync_factory, source_name="shop")
+    run = _run(sync_factory, source_name="shop")
     assert (run.status, run.complete, run.deleted, run.listed) == ("failed", False, 0, 0)
     assert "headwater_no_such_role" in (run.message or "")
     with session_scope(sync_factory) as session:
@@ -120,7 +129,7 @@ def test_a_connection_killed_mid_sync_deletes_nothing(
     from sqlalchemy import text
 
     _setup(sync_factory, scratch_postgres, page_size=1)
-    sync.run_sync(sync_factory, source_name="shop")
+    _run(sync_factory, source_name="shop")
     scratch_postgres.execute("DROP TABLE public.audit_log")
     db = scratch_postgres.database
 
@@ -134,7 +143,7 @@ def test_a_connection_killed_mid_sync_deletes_nothing(
     fault_after_first_page(PostgresConnector, server_goes_away)
 
     try:
-        run = sync.run_sync(sync_factory, source_name="shop")
+        run = _run(sync_factory, source_name="shop")
     finally:
         with scratch_postgres.admin.connect() as admin:
             admin.execute(text(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true'))
@@ -143,20 +152,21 @@ def test_a_connection_killed_mid_sync_deletes_nothing(
         assert service.list_datasets(session, filters=service.DatasetFilters(source="shop")).total == 4
 
 
-def test_secret_references_resolve_from_the_environment_and_files(
+def test_allowed_secret_references_resolve_from_the_environment_and_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret_file = tmp_path / "password"
     secret_file.write_text("from-a-file\n")
     monkeypatch.setenv("HW_TEST_SECRET", "from-env")
-    resolved = resolve_secrets(
+    policy = ReferencePolicy(allowed_env=("HW_TEST_*",), allowed_dirs=(tmp_path,))
+    resolved = policy.resolve(
         {"a": "env:HW_TEST_SECRET", "b": f"file:{secret_file}", "c": "plain", "d": "literal:env:NOT_A_REF"}
     )
     assert resolved == {"a": "from-env", "b": "from-a-file", "c": "plain", "d": "env:NOT_A_REF"}
-    with pytest.raises(ConnectorError, match="HW_MISSING"):
-        resolve_secrets({"token": "env:HW_MISSING"})
-    with pytest.raises(ConnectorError, match="cannot be read"):
-        resolve_secrets({"token": f"file:{tmp_path / 'nope'}"})
+    with pytest.raises(SecretUnresolved, match="HW_TEST_MISSING"):
+        policy.resolve({"token": "env:HW_TEST_MISSING"})
+    with pytest.raises(SecretUnresolved, match="cannot be read"):
+        policy.resolve({"token": f"file:{tmp_path / 'nope'}"})
 
 
 def test_an_unresolvable_secret_fails_the_sync_naming_it(
@@ -165,13 +175,14 @@ def test_an_unresolvable_secret_fails_the_sync_naming_it(
     with session_scope(sync_factory) as session:
         sources.create_source(
             session,
+            vault=VAULT,
             data=SourceCreate(
                 name="shop",
                 kind=SourceKind.POSTGRES,
                 namespace="postgres://shop",
                 config=scratch_postgres.config(),
-                secrets={"password": "env:HW_NOT_SET_ANYWHERE"},
+                secrets={"password": "env:HW_TEST_NOT_SET_ANYWHERE"},
             ),
         )
-    run = sync.run_sync(sync_factory, source_name="shop")
-    assert run.status == "failed" and "HW_NOT_SET_ANYWHERE" in (run.message or "")
+    run = _run(sync_factory, source_name="shop")
+    assert run.status == "failed" and "HW_TEST_NOT_SET_ANYWHERE" in (run.message or "")
