@@ -19,7 +19,8 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 class Settings(BaseSettings):
     """Every setting Headwater reads; each one is documented in the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="HEADWATER_", env_file=None, extra="ignore")
+    # hide_input_in_errors: a refused setting is named, never echoed (a URL's password, a key's bytes).
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_", env_file=None, extra="ignore", hide_input_in_errors=True)
 
     env: Literal["development", "production"] = Field(
         default="development",

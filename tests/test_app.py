@@ -53,6 +53,19 @@ def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_a_refused_setting_is_named_but_its_value_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEADWATER_ELASTICSEARCH_TIMEOUT", "s3cret-value")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert "elasticsearch_timeout" in str(refused.value)
+    assert "s3cret" not in str(refused.value)
+    monkeypatch.delenv("HEADWATER_ELASTICSEARCH_TIMEOUT")
+    with pytest.raises(ValidationError) as refused:
+        Settings(env="production", database_url="postgresql://hw:s3cret@db/hw", auto_migrate=True)
+    assert "AUTO_MIGRATE" in str(refused.value)
+    assert "s3cret" not in str(refused.value)
+
+
 def test_embedded_database_is_migrated_on_start(data_dir: Path) -> None:
     settings = Settings(data_dir=data_dir)
     prepare_database(settings)
