@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class Settings(BaseSettings):
@@ -37,6 +39,44 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted; larger gets 413."
+    )
+    # Cross-site protection, host checking, the rate limit and GraphQL's limits (docs/security/crosssite.md).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(LOOPBACK_HOSTS),
+        description="Host names (any port) the server answers to, comma-separated; `*.example.com` matches "
+        "subdomains; `*` turns the check off. Default: loopback only (localhost, 127.0.0.1, [::1]); production "
+        "must set it.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port], comma-separated) whose pages may call the API from a browser "
+        "(CORS, and writes from another origin). Empty: CORS off, cross-site browser writes refused.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks (comma-separated) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed. Empty: never believed; the peer's address is the client's.",
+    )
+    rate_limit_per_second: float = Field(
+        default=50.0, ge=0, description="Requests per second each client may sustain (token bucket); 0 turns off."
+    )
+    rate_limit_burst: int = Field(
+        default=200, ge=0, description="Requests a client may send at once above that rate; 0 turns the limit off."
+    )
+    rate_limit_max_clients: int = Field(
+        default=10_000, ge=1, description="Clients whose buckets are kept at once; the longest idle go first."
+    )
+    graphql_max_cost: int = Field(
+        default=200_000,
+        ge=1,
+        description="Most objects a GraphQL query may return by its worst-case estimate (lists count by their "
+        "first/maxNodes argument or server-side maximum); costlier queries are refused before they run.",
+    )
+    graphql_max_result_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Largest GraphQL answer sent (serialised bytes)."
+    )
+    graphql_time_budget: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds a GraphQL request may run before it is stopped."
     )
     db_pool_size: int = Field(
         default=10, ge=1, description="Connections kept per process (as many again may overflow)."
@@ -147,6 +187,23 @@ class Settings(BaseSettings):
         default=2 * 1024**3, ge=1, description="Largest application file a worker downloads (bytes)."
     )
 
+    @field_validator("allowed_hosts", "cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host[:port], e.g. https://app.example.com"
+                )
+        return [origin.lower() for origin in value]
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
@@ -164,6 +221,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "HEADWATER_AUTO_MIGRATE=true is refused in production: run `headwater db upgrade` "
                     "as a deliberate deploy step"
+                )
+            if "allowed_hosts" not in self.model_fields_set:
+                raise ValueError(
+                    "HEADWATER_ENV=production needs HEADWATER_ALLOWED_HOSTS: the host names clients use to reach "
+                    "this server (the default answers loopback names only; `*` turns the check off)"
                 )
         return self
 
