@@ -67,10 +67,11 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="Clients whose buckets are kept at once; the longest idle go first."
     )
     graphql_max_cost: int = Field(
-        default=200_000,
+        default=1_000_000,
         ge=1,
-        description="Most objects a GraphQL query may return by its worst-case estimate (lists count by their "
-        "first/maxNodes argument or server-side maximum); costlier queries are refused before they run.",
+        description="Most objects a GraphQL query may return by its worst-case estimate (a list counts its "
+        "first/maxNodes argument or the server's maximum, nested lists multiply); costlier queries are refused "
+        "before they run. A page of 100 datasets with their fields is estimated at 500,101.",
     )
     graphql_max_result_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1024, description="Largest GraphQL answer sent (serialised bytes)."
