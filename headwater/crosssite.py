@@ -27,7 +27,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headwater.api import SECURITY_HEADERS, refusal
 
-__all__ = ["CLIENT_HEADER", "CrossSiteWrites", "HostCheck", "SecurityHeaders", "is_json_media_type"]
+__all__ = [
+    "CLIENT_HEADER",
+    "CrossSiteWrites",
+    "HostCheck",
+    "SecurityHeaders",
+    "check_host_pattern",
+    "is_json_media_type",
+]
 
 CLIENT_HEADER = "X-Headwater-Client"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -70,6 +77,25 @@ def _host_name(host: str) -> str | None:
     return parts.hostname
 
 
+def check_host_pattern(pattern: str) -> str:
+    """An entry of HEADWATER_ALLOWED_HOSTS, lower case, or ValueError saying what is wrong with it."""
+    entry = pattern.strip().lower()
+    if entry == "*":
+        return entry
+    name = entry.removeprefix("*.")
+    try:
+        parts = urlsplit("//" + name)
+        has_port = parts.port is not None or parts.netloc.endswith(":")
+    except ValueError:
+        has_port = True
+    if has_port or "*" in name or any(c.isspace() for c in name) or _host_name(name) is None:
+        raise ValueError(
+            f"{pattern!r} is not a host name: write a name or address without port (example.com, 10.0.0.5, [::1]), "
+            "*.example.com for its subdomains, or * for any"
+        )
+    return entry
+
+
 class HostCheck:
     """Answer only requests whose ``Host`` names this server (``HEADWATER_ALLOWED_HOSTS``, any port): 400 otherwise.
 
@@ -91,6 +117,9 @@ class HostCheck:
         name = _host_name(header) if header else None
         if name is not None and (name in self.names or name.endswith(self.suffixes)):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # policy violation
             return
         shown = repr(header[:100]) if header else "missing"
         await refusal(

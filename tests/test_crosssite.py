@@ -232,6 +232,12 @@ async def test_allowed_hosts_take_subdomain_patterns_and_star_turns_the_check_of
     assert (await _call(anything, "GET", "/healthz", headers={"Host": "whatever.example"})).status_code == 200
 
 
+def test_allowed_hosts_that_can_never_match_are_refused() -> None:
+    for wrong in ("localhost:8000", "*example.com", "http://meta.example", "a.*.example"):
+        with pytest.raises(ValueError, match="not a host name"):
+            Settings(allowed_hosts=wrong)
+
+
 def test_production_needs_allowed_hosts_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HEADWATER_ALLOWED_HOSTS", raising=False)
     with pytest.raises(ValueError, match="HEADWATER_ALLOWED_HOSTS"):
