@@ -3,12 +3,11 @@ reports no violation of the policy (a page with an inline script, as the UI had,
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
+from chromium_cli import csp_violations, load, needs_chromium
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from live_http import serve_in_thread
@@ -17,39 +16,6 @@ from headwater.app import create_app
 from headwater.settings import Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.single_backend("sqlite")]
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install -y chromium")
-
-
-def load(url: str, profile: Path) -> tuple[str, str]:
-    """The DOM of ``url`` once loaded, and what the browser logged (console messages included)."""
-    assert CHROMIUM is not None
-    done = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    return done.stdout, done.stderr
-
-
-def violations(log: str) -> list[str]:
-    return [line for line in log.splitlines() if "Content Security Policy" in line]
 
 
 @needs_chromium
@@ -70,7 +36,7 @@ async def test_every_ui_page_renders_without_a_policy_violation(
             dom, log = load(base + path, tmp_path / "profile")
             assert expected in dom, (path, dom[:500])
             assert 'src="/ui/static/search.js"' in dom
-            assert violations(log) == [], (path, violations(log))
+            assert csp_violations(log) == [], (path, csp_violations(log))
 
 
 @needs_chromium
@@ -84,4 +50,4 @@ def test_the_browser_check_sees_an_inline_script_refused(db_url: str, tmp_path: 
     with serve_in_thread(app) as base:
         dom, log = load(base + "/inline", tmp_path / "profile")
     assert "<title>ran</title>" not in dom
-    assert any("script-src 'self'" in line for line in violations(log)), log[-2000:]
+    assert any("script-src 'self'" in line for line in csp_violations(log)), log[-2000:]
