@@ -768,6 +768,7 @@ def headwater_env(database_url: str, *, cache: bool, extra: Sequence[str]) -> di
         HEADWATER_DATABASE_URL=database_url,
         HEADWATER_CACHE_ENABLED="true" if cache else "false",
         HEADWATER_LOG_LEVEL="warning",
+        HEADWATER_RATE_LIMIT_PER_SECOND="0",  # one client sending as fast as it can, on purpose
     )
     for item in extra:
         key, _, value = item.partition("=")

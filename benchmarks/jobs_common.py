@@ -62,6 +62,7 @@ def environment(url: str, data_dir: Path, **extra: str) -> dict[str, str]:
         "HEADWATER_LOG_LEVEL": "warning",
         "HEADWATER_JOBS_WORKER_ENABLED": "false",
         "HEADWATER_JOBS_RETENTION_DAYS": "0",
+        "HEADWATER_RATE_LIMIT_PER_SECOND": "0",  # one client sending as fast as it can, on purpose
         **extra,
     }
 

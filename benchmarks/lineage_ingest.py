@@ -142,6 +142,7 @@ def server(url: str, app: str = HEADWATER_APP) -> Iterator[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("HEADWATER_")}
     here = Path(__file__).resolve().parent
     env.update(HEADWATER_DATABASE_URL=url, HEADWATER_LOG_LEVEL="warning", PYTHONPATH=f"{Path.cwd()}:{here}")
+    env["HEADWATER_RATE_LIMIT_PER_SECOND"] = "0"  # one client sending as fast as it can, on purpose
     command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
     with tempfile.TemporaryDirectory() as work, open(Path(work) / "server.log", "wb") as log:

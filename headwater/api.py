@@ -1,5 +1,6 @@
 """HTTP plumbing shared by every router: the session dependency (the route owns the transaction, and a
-bounded number of requests hold one), error bodies, the request-size guard and ETag/If-Match handling."""
+bounded number of requests hold one), error bodies and refusals, the security headers every answer carries, the
+request-size guard and ETag/If-Match handling."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from headwater.errors import HeadwaterError, InvalidInput, PreconditionFailed, PreconditionRequired
 
 __all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "SECURITY_HEADERS",
     "BodySizeLimit",
     "SessionDep",
     "db_slot",
@@ -29,11 +32,26 @@ __all__ = [
     "install_error_handlers",
     "parse_id",
     "parse_if_match",
+    "refusal",
     "unstorable_reason",
     "validation_message",
 ]
 
 log = logging.getLogger("headwater.api")
+
+# Only this server's own scripts, styles (inline styles too: the UI's SVG and layout use style attributes), images,
+# fonts and connections; no plugins, no framing. A page that needs more (GraphiQL, Swagger UI) sends its own CSP.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+)
 
 
 def _end(session: Session, commit: bool) -> None:
@@ -85,6 +103,11 @@ def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
     if detail:
         body["error"]["detail"] = detail
     return body
+
+
+def refusal(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error answer sent by a middleware before the request reaches a route (an ASGI app of its own)."""
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -170,8 +193,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
+        # Starlette sends this answer from outside every middleware, so it carries the security headers itself.
         return JSONResponse(
-            error_body("internal_error", "an unexpected error occurred; it has been logged"), status_code=500
+            error_body("internal_error", "an unexpected error occurred; it has been logged"),
+            status_code=500,
+            headers=dict(SECURITY_HEADERS),
         )
 
 
@@ -193,7 +219,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = -1
                 if declared < 0 or declared > self.max_bytes:
-                    await self._refuse(send)
+                    await refusal(413, "payload_too_large", self._message)(scope, receive, send)
                     return
         received = 0
 
@@ -212,20 +238,6 @@ class BodySizeLimit:
     @property
     def _message(self) -> str:
         return f"the request body is larger than {self.max_bytes} bytes (HEADWATER_MAX_BODY_BYTES)"
-
-    async def _refuse(self, send: Send) -> None:
-        body = JSONResponse(
-            error_body("payload_too_large", self._message),
-            status_code=413,
-        ).body
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 def parse_if_match(header: str | None, *, required: bool, resource: str) -> int | None:

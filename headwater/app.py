@@ -14,10 +14,13 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from headwater import __version__, migrations
 from headwater.api import BodySizeLimit, error_body, install_error_handlers
@@ -25,19 +28,21 @@ from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync import SyncScheduler
 from headwater.catalog.sync_routes import sync_router
+from headwater.crosssite import CLIENT_HEADER, CrossSiteWrites, HostCheck, SecurityHeaders
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.errors import DatabaseNotReady
 from headwater.graphql import graphql_router
 from headwater.jobs.routes import applications_router, clusters_router, commands_router, jobs_router
 from headwater.jobs.worker import JobWorker, WorkerThread
+from headwater.limits import RateLimit, TokenBuckets
 from headwater.lineage.routes import lineage_router
 from headwater.search import IndexerThread, make_backend, make_indexer
 from headwater.search.routes import search_router
 from headwater.secrets import SecretVault
 from headwater.settings import Settings, get_settings
-from headwater.ui import ui_router
+from headwater.ui import UI_STATIC, ui_router
 
-__all__ = ["create_app", "prepare_database"]
+__all__ = ["create_app", "install_edge", "prepare_database"]
 
 log = logging.getLogger("headwater")
 
@@ -65,6 +70,35 @@ def prepare_database(settings: Settings) -> None:
             f"the database is at migration {current or 'none'} but this Headwater needs {head}; "
             "run `headwater db upgrade` first"
         )
+
+
+def install_edge(app: FastAPI, settings: Settings, cache: DatasetCache) -> None:
+    """The middlewares every request passes, outermost first: security headers on every answer, forwarded
+    addresses from trusted proxies, the Host check, CORS (when configured), the rate limit, the refusal of
+    cross-site writes, the dataset cache's hits, and the body-size guard (docs/security/crosssite.md)."""
+    # Each add_middleware wraps what was added before it: added last, run first.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CachedReads, cache=cache)  # cache hits never reach routing
+    app.add_middleware(CrossSiteWrites, trusted_origins=settings.cors_origins, multipart_paths=["/api/v1/jobs"])
+    if settings.rate_limit_per_second > 0 and settings.rate_limit_burst > 0:
+        buckets = TokenBuckets(
+            rate=settings.rate_limit_per_second,
+            burst=settings.rate_limit_burst,
+            max_clients=settings.rate_limit_max_clients,
+        )
+        app.add_middleware(RateLimit, buckets=buckets, exempt_paths=["/healthz", "/readyz"])
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", CLIENT_HEADER],
+            expose_headers=["ETag", "Location", "Retry-After"],
+        )
+    app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
+    if settings.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    app.add_middleware(SecurityHeaders)
 
 
 def create_app(settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
@@ -146,9 +180,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.search_indexer = search_indexer
     app.state.search_indexer_thread = indexer_thread
     app.state.job_worker = job_worker
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    # Added last, so it runs first: cache hits never reach routing.
-    app.add_middleware(CachedReads, cache=cache)
+    install_edge(app, settings, cache)
     install_error_handlers(app)
     for router in (sources_router, sync_router, datasets_router, changes_router):
         app.include_router(router)
@@ -156,6 +188,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.include_router(search_router)
     app.include_router(graphql_router)
     app.include_router(ui_router)
+    app.mount("/ui/static", StaticFiles(directory=UI_STATIC), name="ui-static")
     for router in (applications_router, clusters_router, commands_router, jobs_router):
         app.include_router(router)
 

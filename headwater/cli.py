@@ -110,6 +110,7 @@ def serve(
         port=bind_port,
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
+        proxy_headers=False,  # the app believes X-Forwarded-For from HEADWATER_TRUSTED_PROXIES only
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +15,7 @@ from headwater.secrets import check_env_allowlist_entry
 __all__ = ["Settings", "get_settings"]
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class Settings(BaseSettings):
@@ -40,6 +42,45 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted; larger gets 413."
+    )
+    # Cross-site protection, host checking, the rate limit and GraphQL's limits (docs/security/crosssite.md).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(LOOPBACK_HOSTS),
+        description="Host names (any port) the server answers to, comma-separated; `*.example.com` matches "
+        "subdomains; `*` turns the check off. Default: loopback only (localhost, 127.0.0.1, [::1]); production "
+        "must set it.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port], comma-separated) whose pages may call the API from a browser "
+        "(CORS, and writes from another origin). Empty: CORS off, cross-site browser writes refused.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks (comma-separated) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed. Empty: never believed; the peer's address is the client's.",
+    )
+    rate_limit_per_second: float = Field(
+        default=50.0, ge=0, description="Requests per second each client may sustain (token bucket); 0 turns off."
+    )
+    rate_limit_burst: int = Field(
+        default=200, ge=0, description="Requests a client may send at once above that rate; 0 turns the limit off."
+    )
+    rate_limit_max_clients: int = Field(
+        default=10_000, ge=1, description="Clients whose buckets are kept at once; the longest idle go first."
+    )
+    graphql_max_cost: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most objects a GraphQL query may return by its worst-case estimate (a list counts its "
+        "first/maxNodes argument or the server's maximum, nested lists multiply); costlier queries are refused "
+        "before they run. A page of 100 datasets with their fields is estimated at 500,101.",
+    )
+    graphql_max_result_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Largest GraphQL answer sent (serialised bytes)."
+    )
+    graphql_time_budget: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds a GraphQL request may run before it is stopped."
     )
     db_pool_size: int = Field(
         default=10, ge=1, description="Connections kept per process (as many again may overflow)."
@@ -171,6 +212,30 @@ class Settings(BaseSettings):
         default=2 * 1024**3, ge=1, description="Largest application file a worker downloads (bytes)."
     )
 
+    @field_validator("allowed_hosts", "cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        from headwater.crosssite import check_host_pattern  # the Host check's own reading of an entry
+
+        return [check_host_pattern(host) for host in value]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host[:port], e.g. https://app.example.com"
+                )
+        return [origin.lower() for origin in value]
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
@@ -198,22 +263,31 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> Settings:
-        if self.env == "production":
-            if self.database_url is None:
-                raise ValueError(
-                    "HEADWATER_ENV=production needs HEADWATER_DATABASE_URL set to a PostgreSQL URL; "
-                    "the embedded SQLite default is for development only"
-                )
-            if self.auto_migrate:
-                raise ValueError(
-                    "HEADWATER_AUTO_MIGRATE=true is refused in production: run `headwater db upgrade` "
-                    "as a deliberate deploy step"
-                )
-            if self.secrets_key is None and self.secrets_key_file is None:
-                raise ValueError(
-                    "HEADWATER_ENV=production needs HEADWATER_SECRETS_KEY or HEADWATER_SECRETS_KEY_FILE: source "
-                    "secrets are encrypted with it (make a key with `headwater secrets generate-key`)"
-                )
+        # Every unsafe default is named at once, so a deploy is not fixed one restart at a time.
+        if self.env != "production":
+            return self
+        problems = []
+        if self.database_url is None:
+            problems.append(
+                "HEADWATER_DATABASE_URL must be set to a PostgreSQL URL (the embedded SQLite default is for "
+                "development only)"
+            )
+        if self.auto_migrate:
+            problems.append(
+                "HEADWATER_AUTO_MIGRATE=true is refused: run `headwater db upgrade` as a deliberate deploy step"
+            )
+        if self.secrets_key is None and self.secrets_key_file is None:
+            problems.append(
+                "HEADWATER_SECRETS_KEY or HEADWATER_SECRETS_KEY_FILE must be set: source secrets are encrypted with "
+                "it (make a key with `headwater secrets generate-key`)"
+            )
+        if "allowed_hosts" not in self.model_fields_set:
+            problems.append(
+                "HEADWATER_ALLOWED_HOSTS must name the host names clients use to reach this server (the default "
+                "answers loopback names only; `*` turns the check off)"
+            )
+        if problems:
+            raise ValueError("HEADWATER_ENV=production refuses unsafe defaults: " + "; ".join(problems))
         return self
 
     @property

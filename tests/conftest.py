@@ -29,6 +29,11 @@ from headwater.db import Base, create_db_engine, make_sessionmaker
 from headwater.secrets import KeyRing, ReferencePolicy, SecretVault, generate_key
 from headwater.settings import Settings
 
+# Every app a test builds answers the in-process client's host (and loopback for live servers), unthrottled; the
+# tests of the Host check and the rate limit pass their own values.
+os.environ.setdefault("HEADWATER_ALLOWED_HOSTS", "headwater.test,localhost,127.0.0.1,[::1]")
+os.environ.setdefault("HEADWATER_RATE_LIMIT_PER_SECOND", "0")
+
 ADMIN_URL = os.environ.get("HEADWATER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = [b.strip() for b in os.environ.get("HEADWATER_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
@@ -194,6 +199,8 @@ def app_settings(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Setti
         search_indexer_enabled=False,  # tests run the search indexer themselves
         secrets_key=TEST_SECRETS_KEY,
         secrets_allowed_env=TEST_SECRETS_ENV,
+        allowed_hosts=["headwater.test", "localhost", "127.0.0.1", "[::1]"],
+        rate_limit_per_second=0,
     )
 
 

@@ -97,7 +97,7 @@ async def test_readyz_is_503_when_the_database_falls_behind(fresh_database: Make
     migrations.upgrade(url)
     app = create_app(Settings(database_url=url, data_dir=data_dir))
     migrations.downgrade(url, "base")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://headwater.test") as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
     assert "headwater db upgrade" in response.json()["error"]["message"]

@@ -25,11 +25,14 @@ V = TypeVar("V")
 
 @dataclass
 class Context:
-    """One GraphQL request's context."""
+    """One GraphQL request's context, with its limits (:mod:`headwater.graphql.limits`)."""
 
     session: Session
     settings: Settings
     search_backend: SearchBackend
+    max_cost: int | None = None  # the most nodes the query may be estimated to return
+    deadline: float | None = None  # time.monotonic() after which the execution stops
+    time_budget: float = 0.0  # the seconds that deadline allowed, for the error's message
 
 
 @dataclass

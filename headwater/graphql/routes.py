@@ -7,18 +7,22 @@ unexpected failure it rolls back whole and answers no data, only a generic messa
 never a stack trace to the client.
 
 Status codes follow GraphQL over HTTP: 200 when the operation ran, 400 when it could not (not JSON, no query,
-a syntax or validation error), 405 for a mutation sent with GET.
+a syntax or validation error, an estimated cost over HEADWATER_GRAPHQL_MAX_COST) or its answer was dropped (over
+HEADWATER_GRAPHQL_MAX_RESULT_BYTES, or past HEADWATER_GRAPHQL_TIME_BUDGET; its transaction is rolled back), 405 for
+a mutation sent with GET.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from graphql import GraphQLError
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from strawberry.exceptions import StrawberryGraphQLError
@@ -30,6 +34,7 @@ from headwater.api import db_slot, error_body
 from headwater.db import session_scope
 from headwater.errors import HeadwaterError, InvalidInput
 from headwater.graphql.context import Context
+from headwater.graphql.limits import TimeBudgetExceeded
 from headwater.graphql.schema import schema
 
 __all__ = ["graphql_router"]
@@ -70,12 +75,39 @@ def _error(error: GraphQLError) -> dict[str, Any]:
     return formatted
 
 
+def _refused(code: str, message: str, **extensions: Any) -> Response:
+    """An answer replacing a query's: no data, one error (the request's fault: ask for less)."""
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
+    return Response(orjson.dumps(body), status_code=400, media_type="application/json")
+
+
+def _timed_out(error: GraphQLError) -> bool:
+    """Whether PostgreSQL cancelled a statement at the request's time budget (statement_timeout)."""
+    original = error.original_error
+    return isinstance(original, OperationalError) and getattr(original.orig, "sqlstate", None) == "57014"
+
+
 def _execute(
     request: Request, query: str, variables: dict[str, Any] | None, operation: str | None, post: bool
 ) -> Response:
     state = request.app.state
+    settings = state.settings
+    budget = settings.graphql_time_budget
+    over_budget = (
+        f"the query ran longer than its time budget of {budget:g} s (HEADWATER_GRAPHQL_TIME_BUDGET) and was "
+        "stopped; nothing it did is kept: ask for less (smaller pages, fewer nested lists)"
+    )
     with session_scope(state.sessionmaker) as session:
-        context = Context(session=session, settings=state.settings, search_backend=state.search_backend)
+        if session.get_bind().dialect.name == "postgresql":  # no single statement outlives the budget either
+            session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(budget * 1000))})
+        context = Context(
+            session=session,
+            settings=settings,
+            search_backend=state.search_backend,
+            max_cost=settings.graphql_max_cost,
+            deadline=time.monotonic() + budget,
+            time_budget=budget,
+        )
         try:
             result = schema.execute_sync(
                 query,
@@ -87,17 +119,34 @@ def _execute(
         except InvalidOperationTypeError:
             refusal = error_body("method_not_allowed", "mutations are accepted only with POST; send this one by POST")
             return Response(orjson.dumps(refusal), status_code=405, media_type="application/json")
+        except TimeBudgetExceeded:
+            session.rollback()
+            return _refused("time_budget_exceeded", over_budget, budget=budget)
         errors = result.errors or []
+        if any(_timed_out(e) for e in errors):
+            session.rollback()
+            return _refused("time_budget_exceeded", over_budget, budget=budget)
         data = result.data
         if any(_unexpected(e) for e in errors):
             session.rollback()  # nothing of this request is kept, so no data is answered either
             data = None
-    body: dict[str, Any] = {"data": data}
-    if errors:
-        body["errors"] = [_error(e) for e in errors]
-    # Nothing ran (a syntax or validation error): the request's fault, 400.
+        body: dict[str, Any] = {"data": data}
+        if errors:
+            body["errors"] = [_error(e) for e in errors]
+        answer = orjson.dumps(body)
+        limit = settings.graphql_max_result_bytes
+        if len(answer) > limit:
+            session.rollback()
+            return _refused(
+                "result_too_large",
+                f"the answer is {len(answer):,} bytes, more than the {limit:,} allowed "
+                "(HEADWATER_GRAPHQL_MAX_RESULT_BYTES); nothing it did is kept: ask for smaller pages or fewer fields",
+                size=len(answer),
+                limit=limit,
+            )
+    # Nothing ran (a syntax or validation error, a query refused for its cost): the request's fault, 400.
     status = 400 if result.data is None and errors and all(e.original_error is None for e in errors) else 200
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    return Response(answer, status_code=status, media_type="application/json")
 
 
 def _request_of(document: Any) -> tuple[str, dict[str, Any] | None, str | None]:

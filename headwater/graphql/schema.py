@@ -32,6 +32,7 @@ from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind
 from headwater.catalog.schemas import ChangeEventOut, DatasetCreate, DatasetUpdate
 from headwater.errors import HeadwaterError, InvalidInput
 from headwater.graphql.context import Context
+from headwater.graphql.limits import CostLimit, DeadlineExecutionContext
 from headwater.graphql.types import (
     ChangeEvent,
     ChangeFeed,
@@ -811,6 +812,8 @@ class _Schema(strawberry.Schema):
 # bounded by graphql-core.
 # Tools send the same few documents again and again: each is parsed and validated once (a cache per process).
 # Aliases let one request ask for the same expensive field many times (an impact walk each): at most MAX_ALIASES.
+# What a query may return is estimated and refused over HEADWATER_GRAPHQL_MAX_COST before it runs; a request past
+# its time budget is stopped as it completes objects (headwater.graphql.limits).
 MAX_ALIASES = 30
 schema = _Schema(
     query=Query,
@@ -820,5 +823,7 @@ schema = _Schema(
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
+        CostLimit,
     ],
+    execution_context_class=DeadlineExecutionContext,
 )

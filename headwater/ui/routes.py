@@ -2,7 +2,7 @@
 lineage, the impact of changing a dataset or column, recent jobs).
 
 Pages are HTML rendered by Jinja2 with autoescaping, from the same domain functions the REST routes call; the only
-script is search-as-you-type in ``base.html``. Nothing is fetched from another origin. A bad parameter or an
+script is search-as-you-type (``static/search.js``, loaded by ``base.html``). Nothing is fetched from another origin. A bad parameter or an
 unknown dataset answers an HTML page with the message and a 4xx status, never a stack trace.
 """
 

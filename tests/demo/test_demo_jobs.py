@@ -55,7 +55,7 @@ async def test_demo_runs_the_daily_aggregation_as_a_real_spark_job(
     assert all(r["unique_profiles"] == 1 and r["hours_viewed"] > 0 for r in rows)
 
     app = create_app(Settings(database_url=url, data_dir=data_dir), prepare=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo.test") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://headwater.test") as client:
         job = (await client.get(f"/api/v1/jobs/{DEMO_JOB_ID}")).json()
         assert job["status"] == "SUCCEEDED" and job["status_message"] == "exit code 0", job
         graph = (

@@ -16,6 +16,7 @@ from headwater.jobs.models import Job, JobAttachment
 from headwater.jobs.worker import JobWorker
 
 pytestmark = pytest.mark.anyio
+TOOL = {"X-Headwater-Client": "tests"}  # multipart needs it (or Authorization): a cross-site form cannot send it
 
 
 def _multipart(request: dict[str, Any], files: list[tuple[str, bytes]]) -> dict[str, Any]:
@@ -23,7 +24,7 @@ def _multipart(request: dict[str, Any], files: list[tuple[str, bytes]]) -> dict[
         ("request", (None, json.dumps(request), "application/json"))
     ]
     parts += [("attachment", (name, content, "application/octet-stream")) for name, content in files]
-    return {"files": parts}
+    return {"files": parts, "headers": TOOL}
 
 
 def _counts(app: FastAPI) -> tuple[int, int]:
@@ -90,14 +91,15 @@ async def test_attachment_limits_and_malformed_parts(client: httpx.AsyncClient, 
 
     twice = await client.post("/api/v1/jobs", **_multipart(job_body("true"), [("a.txt", b"1"), ("a.txt", b"2")]))
     assert twice.status_code == 400 and "two attachments" in twice.json()["error"]["message"]
-    no_request = await client.post("/api/v1/jobs", files=[("attachment", ("a.txt", b"1", "text/plain"))])
+    no_request = await client.post("/api/v1/jobs", files=[("attachment", ("a.txt", b"1", "text/plain"))], headers=TOOL)
     assert no_request.status_code == 400 and "'request'" in no_request.json()["error"]["message"]
     stray = await client.post(
         "/api/v1/jobs",
         files=[("request", (None, json.dumps(job_body("true")), "application/json")), ("extra", (None, "1"))],
+        headers=TOOL,
     )
     assert stray.status_code == 400 and "'extra'" in stray.json()["error"]["message"]
-    not_json = await client.post("/api/v1/jobs", files=[("request", (None, "{nope", "application/json"))])
+    not_json = await client.post("/api/v1/jobs", files=[("request", (None, "{nope", "application/json"))], headers=TOOL)
     assert not_json.status_code == 422 and "not valid JSON" in not_json.json()["error"]["message"]
     invalid = await client.post("/api/v1/jobs", **_multipart({**job_body("true"), "timeout": 0}, []))
     assert invalid.status_code == 422 and "timeout" in invalid.json()["error"]["message"]

@@ -27,7 +27,10 @@ async def test_the_lifespan_runs_the_indexer(fresh_database: MakeDatabase, tmp_p
     settings = Settings(database_url=url, search_index_interval=0.05, cache_enabled=False, sync_scheduler_enabled=False)
     app = create_app(settings, prepare=False)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://headwater.test") as client,
+    ):
         assert (await client.post("/api/v1/datasets", json={"name": "live.indexed"})).status_code == 201
         deadline = time.monotonic() + 10
         while True:
@@ -58,7 +61,10 @@ async def test_catalog_writes_succeed_while_elasticsearch_is_unreachable(
     )
     app = create_app(settings, prepare=False)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://headwater.test") as client,
+    ):
         for i in range(3):
             assert (await client.post("/api/v1/datasets", json={"name": f"written.while_down_{i}"})).status_code == 201
         search = await client.get("/api/v1/search", params={"q": "written"})
