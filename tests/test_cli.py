@@ -142,3 +142,21 @@ def test_serve_runs_the_real_server_on_the_embedded_database(data_dir: Path) -> 
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("chosen_by", ["--port", "HEADWATER_PORT"])
+def test_serve_on_a_busy_port_names_the_flag_and_setting_that_choose_another(data_dir: Path, chosen_by: str) -> None:
+    env = {**os.environ, "HEADWATER_DATA_DIR": str(data_dir)}
+    env.pop("HEADWATER_DATABASE_URL", None)
+    command = [sys.executable, "-m", "headwater.cli", "serve", "--host", "127.0.0.1"]
+    with socket.create_server(("127.0.0.1", 0)) as holder:  # another program listening on the port
+        port = holder.getsockname()[1]
+        if chosen_by == "--port":
+            command += ["--port", str(port)]
+        else:
+            env["HEADWATER_PORT"] = str(port)
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"port {port} on 127.0.0.1 is in use: choose another with --port or HEADWATER_PORT" in result.stderr
+    assert "Traceback" not in result.stderr and "Errno" not in result.stderr + result.stdout
