@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from headwater import __version__, migrations
 from headwater.api import BodySizeLimit, error_body, install_error_handlers
+from headwater.apidocs import install_api_docs
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync import SyncScheduler
@@ -130,6 +131,8 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         version=__version__,
         description="A federated catalog, column-level lineage, job execution and search for data platforms.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_api_docs from local files, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -152,6 +155,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.include_router(search_router)
     app.include_router(graphql_router)
     app.include_router(ui_router)
+    install_api_docs(app)
     for router in (applications_router, clusters_router, commands_router, jobs_router):
         app.include_router(router)
 
