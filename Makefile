@@ -12,23 +12,31 @@ run: setup
 	$(BIN)/headwater demo
 	$(BIN)/headwater serve
 
-## test: set up, make sure PostgreSQL is up, lint, type-check and run the suite on SQLite and PostgreSQL
+## test: set up, make sure the JDK, Chromium and PostgreSQL are there, lint, type-check, run the suite on both databases
 test: setup flink
+	scripts/ensure-test-tools.sh
 	scripts/ensure-postgres.sh
 	$(BIN)/ruff check headwater tests benchmarks
 	$(BIN)/ruff format --check headwater tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 -p no:cacheprovider
 
-setup: $(STAMP)
+GRAPHIQL := headwater/apidocs/vendor/PINS
+
+setup: $(STAMP) $(GRAPHIQL)
 
 # Reinstall only when the project's dependency list changes.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Headwater needs Python 3.11 or newer")'
+	@test -x $(BIN)/python || $(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "$(PYTHON) cannot make a virtualenv: install its venv module (Debian: apt-get install python3-venv)" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
 	touch $(STAMP)
+
+# GraphiQL and React for the GraphQL IDE page, from npm at pinned versions (Swagger UI comes with the pip install).
+$(GRAPHIQL): scripts/install-graphiql.sh $(STAMP)
+	PYTHON=$(BIN)/python scripts/install-graphiql.sh
 
 # Flink (PyFlink, which carries a whole Flink distribution) lives in its own virtualenv: apache-flink pins
 # pyarrow<21 and pandas<2.3, which Headwater's own environment has outgrown. Jobs drive it through its CLI with

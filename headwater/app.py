@@ -24,6 +24,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from headwater import __version__, migrations
 from headwater.api import BodySizeLimit, error_body, install_error_handlers
+from headwater.apidocs import install_api_docs
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync import SyncScheduler
@@ -167,6 +168,8 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         version=__version__,
         description="A federated catalog, column-level lineage, job execution and search for data platforms.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_api_docs from local files, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.secret_vault = vault
@@ -189,6 +192,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.include_router(graphql_router)
     app.include_router(ui_router)
     app.mount("/ui/static", StaticFiles(directory=UI_STATIC), name="ui-static")
+    install_api_docs(app)
     for router in (applications_router, clusters_router, commands_router, jobs_router):
         app.include_router(router)
 

@@ -6,9 +6,11 @@ one red line and exit status 1, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
@@ -84,11 +86,33 @@ def _session(settings: Settings) -> Iterator[Session]:
 # ------------------------------------------------------------------------------------------ serve
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` for the server; a busy, forbidden or unknown address is one line naming
+    the flag and setting that choose another (uvicorn would print ``[Errno 98]`` and nothing more)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except socket.gaierror:
+        raise _fail(f"{host} is not an address of this machine: choose another with --host or HEADWATER_HOST") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            problem = f"port {port} on {host} is in use"
+        elif exc.errno == errno.EACCES:
+            problem = f"no permission to listen on port {port} on {host} (ports below 1024 need root)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            raise _fail(
+                f"{host} is not an address of this machine: choose another with --host or HEADWATER_HOST"
+            ) from None
+        else:
+            problem = f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+        raise _fail(f"{problem}: choose another with --port or HEADWATER_PORT") from None
+
+
 @app.command()
 @friendly_errors
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (HEADWATER_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind (HEADWATER_PORT).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port to bind (HEADWATER_PORT).")] = None,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
@@ -96,15 +120,16 @@ def serve(
     from headwater.app import create_app, prepare_database
 
     settings = _settings()
+    bind_host, bind_port = host or settings.host, port or settings.port
+    listener = _listen(bind_host, bind_port)
     with console.status("Checking the database…"):
         prepare_database(settings)
-    bind_host, bind_port = host or settings.host, port or settings.port
     console.print(
         f"Headwater on [bold]http://{bind_host}:{bind_port}[/] "
         f"(database: {settings.resolved_database_url.split('://')[0]}; search UI: /ui, GraphQL: /graphql, "
         "REST docs: /docs)"
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, prepare=False),
         host=bind_host,
         port=bind_port,
@@ -112,6 +137,8 @@ def serve(
         access_log=settings.log_level == "debug",
         proxy_headers=False,  # the app believes X-Forwarded-For from HEADWATER_TRUSTED_PROXIES only
     )
+    with listener:
+        uvicorn.Server(config).run(sockets=[listener])
 
 
 # --------------------------------------------------------------------------------------------- db

@@ -7,12 +7,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from live_http import headwater_serve
 from typer.testing import CliRunner
 
 from headwater.cli import app
@@ -108,37 +108,29 @@ def test_datasets_list_and_show_on_the_embedded_database(cli_env: Callable[[str 
     assert nothing.exit_code == 1 and "--namespace and --name" in nothing.output
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.mark.integration
+def test_serve_runs_the_real_server_on_the_embedded_database(data_dir: Path) -> None:
+    with headwater_serve(data_dir) as base:
+        ready = httpx.get(f"{base}/readyz", timeout=5)
+        assert ready.status_code == 200 and ready.json()["database"] == "sqlite"
+        created = httpx.post(f"{base}/api/v1/datasets", json={"name": "db.t"}, timeout=5)
+        assert created.status_code == 201
+        assert (data_dir / "headwater.db").exists()
 
 
 @pytest.mark.integration
-def test_serve_runs_the_real_server_on_the_embedded_database(data_dir: Path) -> None:
-    port = _free_port()
-    env = {**os.environ, "HEADWATER_DATA_DIR": str(data_dir), "HEADWATER_LOG_LEVEL": "warning"}
+@pytest.mark.parametrize("chosen_by", ["--port", "HEADWATER_PORT"])
+def test_serve_on_a_busy_port_names_the_flag_and_setting_that_choose_another(data_dir: Path, chosen_by: str) -> None:
+    env = {**os.environ, "HEADWATER_DATA_DIR": str(data_dir)}
     env.pop("HEADWATER_DATABASE_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "headwater.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-                assert time.monotonic() < deadline, "server did not start in 30 s"
-                time.sleep(0.2)
-        assert ready.status_code == 200 and ready.json()["database"] == "sqlite"
-        created = httpx.post(f"http://127.0.0.1:{port}/api/v1/datasets", json={"name": "db.t"}, timeout=5)
-        assert created.status_code == 201
-        assert (data_dir / "headwater.db").exists()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    command = [sys.executable, "-m", "headwater.cli", "serve", "--host", "127.0.0.1"]
+    with socket.create_server(("127.0.0.1", 0)) as holder:  # another program listening on the port
+        port = holder.getsockname()[1]
+        if chosen_by == "--port":
+            command += ["--port", str(port)]
+        else:
+            env["HEADWATER_PORT"] = str(port)
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"port {port} on 127.0.0.1 is in use: choose another with --port or HEADWATER_PORT" in result.stderr
+    assert "Traceback" not in result.stderr and "Errno" not in result.stderr + result.stdout

@@ -20,17 +20,16 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import HTMLResponse
 from graphql import GraphQLError
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from strawberry.exceptions import StrawberryGraphQLError
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from headwater.api import db_slot, error_body
+from headwater.apidocs import graphiql_page
 from headwater.db import session_scope
 from headwater.errors import HeadwaterError, InvalidInput
 from headwater.graphql.context import Context
@@ -197,7 +196,7 @@ async def get_graphql(
 ) -> Response:
     """Without ``query`` (a browser): the GraphiQL IDE. With it: the query, ``variables`` as a JSON string."""
     if query is None:
-        return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
+        return graphiql_page()
     try:
         parsed = orjson.loads(variables) if variables else None
     except orjson.JSONDecodeError as exc:

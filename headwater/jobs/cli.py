@@ -117,7 +117,8 @@ def jobs_submit(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Submit a job chosen by tags: `headwater jobs submit --name n --command-tags type:sh --cluster-tags
-    sched:adhoc -- -c 'echo hi'`."""
+    sched:adhoc -- -c 'echo hi'`. Exit status 1, with the reason, when the job is INVALID (no cluster and command
+    match), or with --wait when it ends anything but SUCCEEDED."""
     import os
 
     from headwater.jobs import service
@@ -148,13 +149,13 @@ def jobs_submit(
     with _session(settings) as session:
         job = service.submit_job(session, data=request, attachments=attachments)
         out = service.job_out(session, [job])[0]
-    if not wait:
-        _print_job(out.model_dump(mode="json"), as_json)
-        return
-    final = _wait_for(out.id)
-    _print_job(final, as_json)
-    if final["status"] != JobStatus.SUCCEEDED.value:
-        raise typer.Exit(code=1)
+    job_now = _wait_for(out.id) if wait else out.model_dump(mode="json")
+    _print_job(job_now, as_json)
+    status, reason = job_now["status"], job_now["status_message"]
+    if status == JobStatus.INVALID.value:  # no cluster and command match: it never runs
+        raise _fail(f"job {out.id} is INVALID: {reason}")
+    if wait and status != JobStatus.SUCCEEDED.value:
+        raise _fail(f"job {out.id} ended {status}: {reason}")
 
 
 def _wait_for(job_id: str, poll: float = 0.25) -> dict[str, object]:

@@ -69,6 +69,24 @@ async def test_jobs_cli_round_trip(
                                      "sched:test", "--wait", "--json", "--", "exit 4"])  # fmt: skip
     assert waited.exit_code == 1, waited.output  # it waited for the end, and the end was a failure
     assert json.loads(waited.stdout)["status"] == "FAILED" and json.loads(waited.stdout)["exit_code"] == 4
+    assert f"job {json.loads(waited.stdout)['id']} ended FAILED: " in waited.stderr  # the reason, beside the JSON
+
+
+async def test_submitting_a_job_no_cluster_matches_exits_1_with_the_reason(
+    client: httpx.AsyncClient, cli_env: None
+) -> None:
+    await shell_setup(client)
+    invalid = runner.invoke(
+        cli, ["jobs", "submit", "--name", "x", "--command-tags", "type:sh", "--cluster-tags", "sched:adhoc", "--json"]
+    )
+    assert invalid.exit_code == 1, invalid.output
+    job = json.loads(invalid.stdout)
+    assert job["status"] == "INVALID"
+    assert f"job {job['id']} is INVALID: " in invalid.stderr and "sched:adhoc" in invalid.stderr
+    waited = runner.invoke(
+        cli, ["jobs", "submit", "--name", "x", "--command-tags", "type:nope", "--cluster-tags", "sched:test", "--wait"]
+    )
+    assert waited.exit_code == 1 and "is INVALID: " in waited.stderr and "type:nope" in waited.stderr
 
 
 async def test_jobs_cli_errors_are_one_line(client: httpx.AsyncClient, cli_env: None, tmp_path: Path) -> None:
