@@ -5,6 +5,7 @@ and the upgrade that encrypts secrets stored before."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,19 @@ async def test_secrets_are_stored_encrypted_never_as_given(
     if db_url.startswith("sqlite"):
         database = Path(db_url.removeprefix("sqlite:///"))
         for path in (database, Path(f"{database}-wal")):
-            assert not path.exists() or CANARY.encode() not in path.read_bytes()
+            assert not path.exists() or not _file_holds(path, CANARY)
+
+
+def _file_holds(path: Path, needle: str) -> bool:
+    """Whether the file's bytes hold ``needle``, read by another process.
+
+    Never open a live SQLite file in this process: closing that descriptor drops every POSIX lock this process
+    holds on the file (SQLite's "how to corrupt a database", 2.2), so another process may then checkpoint and
+    delete the WAL under the suite's open connections ("disk I/O error", rows of emptied tables coming back).
+    """
+    found = subprocess.run(["grep", "-q", "-a", "-F", needle, str(path)], check=False)
+    assert found.returncode in (0, 1), f"grep failed on {path}"
+    return found.returncode == 0
 
 
 async def test_a_secret_no_configured_key_decrypts_fails_the_sync_naming_the_setting_never_the_ciphertext(
