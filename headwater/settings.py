@@ -19,7 +19,7 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class Settings(BaseSettings):
-    """Every setting Headwater reads; each one is documented in the README's configuration table."""
+    """Every setting Headwater reads; docs/reference/settings.md lists them, generated from these fields."""
 
     # hide_input_in_errors: a refused setting is named, never echoed (a URL's password, a key's bytes).
     model_config = SettingsConfigDict(env_prefix="HEADWATER_", env_file=None, extra="ignore", hide_input_in_errors=True)
