@@ -136,6 +136,7 @@ def start_process(
     could not start."""
     isolation = isolation or JobIsolation()
     try:
+        _drop_links(item.work_dir)
         prepared = workspace.prepare_workspace(
             item.work_dir,
             attempt=item.attempt,
@@ -148,6 +149,8 @@ def start_process(
         return f"could not prepare the job: {exc}"
     except RunAsError as exc:
         return f"could not start the job: {exc}"
+    except OSError as exc:
+        return f"could not prepare the job: {exc}"
     # The job's own environment wins over its applications', which win over the engine's.
     declared = {**item.env, **prepared.environment, **item.job_env}
     declared.update({k: v for k, v in item.env.items() if k.startswith("HEADWATER_JOB_")})
@@ -185,6 +188,17 @@ def start_process(
         pidfd=open_pidfd(process.pid),
         uid=identity.uid if identity is not None else None,
     )
+
+
+def _drop_links(work_dir: Path) -> None:
+    """Remove the symbolic links an earlier attempt left where preparing writes (its logs, attachments,
+    ``applications/<name>``, ``attempts/<n>/``): the worker must never write through a link a job made."""
+    if not work_dir.is_dir() or work_dir.is_symlink():
+        return
+    for pattern in ("*", "applications/*", "attempts/*", "attempts/*/*"):
+        for path in work_dir.glob(pattern):
+            if path.is_symlink():
+                path.unlink()
 
 
 def _missing_program(program: str, work_dir: Path, path: str) -> str | None:
