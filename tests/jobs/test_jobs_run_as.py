@@ -198,3 +198,54 @@ def test_run_as_root_or_an_unknown_user_is_refused() -> None:
     with pytest.raises(RunAsError, match="first uid is above its last"):
         parse_run_as("70000-60000")
     assert parse_run_as("61000-61003").candidates() == range(61000, 61004)
+
+
+SPARK_SCRIPT = """
+import os, sys
+from pyspark.sql import SparkSession
+
+spark = SparkSession.builder.appName("headwater-run-as").getOrCreate()
+print("UID", os.getuid())
+df = spark.createDataFrame([("a", 1), ("b", 2), ("a", 3)], ["key", "value"])
+df.groupBy("key").sum("value").orderBy("key").write.mode("overwrite").parquet(sys.argv[1])
+spark.stop()
+"""
+
+
+@pytest.mark.single_backend("postgres")  # one Spark run: the engine's needs do not depend on the database
+async def test_a_spark_job_runs_as_the_user_with_only_the_allowlisted_environment(
+    client: httpx.AsyncClient, app: FastAPI, job_user: pwd.struct_passwd, data_dir: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    script = data_dir / "spark-job.py"  # readable by the job's user (pytest's own directories are not)
+    script.write_text(SPARK_SCRIPT)
+    os.chmod(script, 0o644)
+    worker = make_worker(app, data_dir, run_as=job_user.pw_name)
+    try:
+        await client.post(
+            "/api/v1/clusters",
+            json={"name": "spark-local", "type": "spark", "tags": ["sched:spark"], "config": {"master": "local[1]"}},
+        )
+        await client.post(
+            "/api/v1/commands", json={"name": "spark", "executable": ["spark-submit"], "tags": ["type:spark"]}
+        )
+        body = {
+            "name": "aggregate",
+            "user": "alice",
+            "command_args": [str(script), "out.parquet"],
+            "cluster_criteria": [["sched:spark"]],
+            "command_criteria": ["type:spark"],
+            "timeout": 300,
+        }
+        job_id = (await client.post("/api/v1/jobs", json=body)).json()["id"]
+        worker.drain(timeout=240)
+        final = (await client.get(f"/api/v1/jobs/{job_id}")).json()
+        stderr = (await client.get(f"/api/v1/jobs/{job_id}/output/stderr")).text
+        stdout = (await client.get(f"/api/v1/jobs/{job_id}/output/stdout")).text
+    finally:
+        worker.shutdown()
+    assert final["status"] == "SUCCEEDED", (final, stderr[-3000:])
+    assert f"UID {job_user.pw_uid}" in stdout
+    rows = sorted(pq.read_table(str(worker.jobs_dir / job_id / "out.parquet")).to_pylist(), key=lambda r: r["key"])
+    assert rows == [{"key": "a", "sum(value)": 4}, {"key": "b", "sum(value)": 2}]
