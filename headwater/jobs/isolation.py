@@ -123,6 +123,12 @@ class JobIsolation:
                 f"HEADWATER_JOBS_RUN_AS is set, but this worker runs as uid {os.geteuid()}, not root: only root can "
                 "start processes as another user. Run the worker as root, or unset HEADWATER_JOBS_RUN_AS."
             )
+        if self.run_as is not None and _sysctl("fs/protected_hardlinks") == "0":
+            # Else a job could hard-link the database (its name is known) into its directory and download it.
+            raise RunAsError(
+                "HEADWATER_JOBS_RUN_AS needs fs.protected_hardlinks=1 (sysctl -w fs.protected_hardlinks=1), so a "
+                "job cannot hard-link files it cannot read into its directory"
+            )
 
     def identity(self, in_use: Collection[int]) -> Identity | None:
         """The identity of a job about to start (None: the worker's own); ``in_use`` are the uids of this
@@ -188,6 +194,13 @@ def secure_work_dir(work_dir: Path, identity: Identity | None) -> None:
                 continue  # a hard link to the cache: changing its owner would let this job change others' copy
             os.lchown(path, identity.uid, identity.gid)
     os.chown(work_dir, identity.uid, identity.gid)
+
+
+def _sysctl(name: str) -> str | None:
+    try:
+        return Path("/proc/sys", name).read_text().strip()
+    except OSError:
+        return None
 
 
 def _uids_with_processes() -> set[int]:
