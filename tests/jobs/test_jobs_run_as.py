@@ -22,6 +22,7 @@ from jobs_helpers import job_body, make_worker, shell_setup, wait_until
 
 from headwater.jobs.exit_status import read_exit_status
 from headwater.jobs.worker import JobWorker
+from headwater.settings import Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -249,3 +250,14 @@ async def test_a_spark_job_runs_as_the_user_with_only_the_allowlisted_environmen
     assert f"UID {job_user.pw_uid}" in stdout
     rows = sorted(pq.read_table(str(worker.jobs_dir / job_id / "out.parquet")).to_pylist(), key=lambda r: r["key"])
     assert rows == [{"key": "a", "sum(value)": 4}, {"key": "b", "sum(value)": 2}]
+
+
+def test_a_server_that_runs_no_worker_ignores_run_as(app_settings: Settings) -> None:
+    from headwater.app import create_app
+    from headwater.jobs.isolation import RunAsError
+
+    settings = app_settings.model_copy(update={"jobs_run_as": f"nosuchuser{uuid.uuid4().hex[:6]}"})
+    app = create_app(settings.model_copy(update={"jobs_worker_enabled": False}), prepare=False)
+    app.state.sessionmaker.kw["bind"].dispose()
+    with pytest.raises(RunAsError, match="no such user on this host"):
+        create_app(settings.model_copy(update={"jobs_worker_enabled": True}), prepare=False)
