@@ -138,7 +138,9 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     search_backend = make_backend(settings, engine)
     search_indexer = make_indexer(settings, engine, search_backend)
     indexer_thread = IndexerThread(search_indexer, interval=settings.search_index_interval)
-    job_worker = JobWorker.from_settings(factory, settings)
+    # A server that runs no worker neither needs root for HEADWATER_JOBS_RUN_AS nor touches the data dir's modes.
+    worker_settings = settings if settings.should_run_job_worker else settings.model_copy(update={"jobs_run_as": None})
+    job_worker = JobWorker.from_settings(factory, worker_settings)
     job_thread = WorkerThread(job_worker, interval=settings.jobs_poll_interval)
 
     @asynccontextmanager

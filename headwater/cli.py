@@ -129,8 +129,14 @@ def serve(
         f"(database: {settings.resolved_database_url.split('://')[0]}; search UI: /ui, GraphQL: /graphql, "
         "REST docs: /docs)"
     )
+    from headwater.jobs.isolation import RunAsError
+
+    try:
+        application = create_app(settings, prepare=False)
+    except RunAsError as exc:
+        raise _fail(str(exc)) from None
     config = uvicorn.Config(
-        create_app(settings, prepare=False),
+        application,
         host=bind_host,
         port=bind_port,
         log_level=settings.log_level,

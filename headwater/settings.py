@@ -211,6 +211,17 @@ class Settings(BaseSettings):
     jobs_file_max_bytes: int = Field(
         default=2 * 1024**3, ge=1, description="Largest application file a worker downloads (bytes)."
     )
+    # Job isolation: what a job's processes see of the worker's host (docs/security/jobs.md)
+    jobs_run_as: str | None = Field(
+        default=None,
+        description="The unprivileged OS user a worker running as root starts jobs as: a name, a uid, or a range "
+        "of uids lo-hi giving each running job a uid of its own. Unset: jobs run as the worker's user.",
+    )
+    jobs_pass_env: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra variables of the worker's environment passed to jobs, comma-separated names (PATH, "
+        "the locale, TZ, JAVA_HOME and the engines' homes always are). HEADWATER_ variables never are.",
+    )
 
     @field_validator("allowed_hosts", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
@@ -246,6 +257,30 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("jobs_pass_env", mode="before")
+    @classmethod
+    def _split_pass_env(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("jobs_pass_env")
+    @classmethod
+    def _check_pass_env(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"HEADWATER_JOBS_PASS_ENV: {name!r} is not a variable name")
+            if name.upper().startswith("HEADWATER_"):
+                raise ValueError(f"HEADWATER_JOBS_PASS_ENV: {name!r} is a server setting; jobs never get those")
+        return value
+
+    @field_validator("jobs_run_as")
+    @classmethod
+    def _check_run_as(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
         return value
 
     @field_validator("secrets_allowed_env")

@@ -44,7 +44,13 @@ def worker(
     settings = _settings()
     prepare_database(settings)
     engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
-    job_worker = JobWorker.from_settings(make_sessionmaker(engine), settings, slots=slots)
+    from headwater.jobs.isolation import RunAsError
+
+    try:
+        job_worker = JobWorker.from_settings(make_sessionmaker(engine), settings, slots=slots)
+    except RunAsError as exc:
+        engine.dispose()
+        raise _fail(str(exc)) from None
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

@@ -1,5 +1,6 @@
-"""A job's processes on the worker's host: starting one as its own process group in its directory with its logs,
-and signalling the whole group (kills, timeouts, orphans of a lost worker).
+"""A job's processes on the worker's host: starting one (through :mod:`launcher`, as its own process group, in its
+private directory, with its logs and its allowlisted environment: :mod:`isolation`), and signalling the whole
+group and every descendant of its leader (kills, timeouts, orphans of a lost worker).
 
 Nothing here touches the database: the worker records what these functions did.
 """
@@ -7,20 +8,36 @@ Nothing here touches the database: the worker records what these functions did.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import psutil
+
+import headwater
 from headwater.jobs import workspace
 from headwater.jobs.applications import AppSetup
+from headwater.jobs.isolation import Identity, JobIsolation, RunAsError, secure_work_dir
 from headwater.jobs.wakeup import open_pidfd
 
-__all__ = ["PreparedJob", "RunningJob", "cancel_outside", "kill_group", "runs_job", "safe_dir_name", "start_process"]
+__all__ = [
+    "PreparedJob",
+    "RunningJob",
+    "cancel_outside",
+    "kill_group",
+    "runs_job",
+    "safe_dir_name",
+    "start_process",
+]
 
 log = logging.getLogger("headwater.jobs.processes")
 
@@ -57,12 +74,25 @@ class RunningJob:
     pidfd: int | None = None
     kill_reason: str | None = None
     kill_sent_at: float | None = None
+    uid: int | None = None  # the run-as uid its processes have, when it is not the worker's
+
+
+# The launcher's own import path: the headwater package this worker runs (a source checkout, or site-packages).
+_PACKAGE_ROOT = str(Path(headwater.__file__).resolve().parents[1])
 
 
 def kill_group(pgid: int, sig: int) -> None:
-    """Signal a whole process group; a group already gone is fine."""
+    """Signal a job: its whole process group and every descendant of its leader ``pgid`` (those that left the
+    group with ``setsid`` too; the launcher keeps them its descendants). A group already gone is fine."""
+    try:
+        descendants = psutil.Process(pgid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+    for process in descendants:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(sig)  # psutil checks the pid still names the process found
 
 
 def runs_job(pid: int, job_id: str) -> bool:
@@ -92,10 +122,21 @@ def safe_dir_name(job_id: str) -> str:
     return job_id if job_id not in {".", ".."} else f"_{job_id}"
 
 
-def start_process(item: PreparedJob, fetch: Callable[[str], Path] | None = None) -> RunningJob | str:
-    """Prepare the directory (``fetch`` gives the local copy of an application file named by URL) and start the
-    process group; a string says why it could not start."""
+def start_process(
+    item: PreparedJob,
+    fetch: Callable[[str], Path] | None = None,
+    *,
+    isolation: JobIsolation | None = None,
+    in_use: Collection[int] = (),
+    grace: float = 5.0,
+) -> RunningJob | str:
+    """Prepare the directory (``fetch`` gives the local copy of an application file named by URL), make it private
+    and start the job's launcher as a process group (as a run-as identity not in ``in_use`` when ``isolation`` has
+    one; ``grace``: seconds between SIGTERM and SIGKILL for what the job leaves behind); a string says why it
+    could not start."""
+    isolation = isolation or JobIsolation()
     try:
+        _drop_links(item.work_dir)
         prepared = workspace.prepare_workspace(
             item.work_dir,
             attempt=item.attempt,
@@ -103,31 +144,33 @@ def start_process(item: PreparedJob, fetch: Callable[[str], Path] | None = None)
             applications=item.applications,
             fetch=fetch,
         )
+        identity = isolation.identity(in_use)
     except workspace.WorkspaceError as exc:
         return f"could not prepare the job: {exc}"
+    except RunAsError as exc:
+        return f"could not start the job: {exc}"
+    except OSError as exc:
+        return f"could not prepare the job: {exc}"
     # The job's own environment wins over its applications', which win over the engine's.
-    env = {**os.environ, **item.env, **prepared.environment, **item.job_env}
-    env.update({k: v for k, v in item.env.items() if k.startswith("HEADWATER_JOB_")})
+    declared = {**item.env, **prepared.environment, **item.job_env}
+    declared.update({k: v for k, v in item.env.items() if k.startswith("HEADWATER_JOB_")})
+    env = isolation.environment(declared, work_dir=item.work_dir, identity=identity)
+    missing = _missing_program(item.argv[0], item.work_dir, env.get("PATH", os.defpath))
+    if missing:
+        return missing
     files: list[IO[bytes]] = []
     try:
         stdout = (item.work_dir / "stdout").open("wb")
         files.append(stdout)
         stderr = (item.work_dir / "stderr").open("wb")
         files.append(stderr)
+        secure_work_dir(item.work_dir, identity)
     except OSError as exc:
         for handle in files:
             handle.close()
         return f"could not open its logs: {exc}"
     try:
-        process = subprocess.Popen(
-            item.argv,
-            cwd=item.work_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,  # its own process group: a kill reaches every child
-        )
+        process = _launch(item, env, identity, grace, stdout, stderr)
     except OSError as exc:
         stdout.close()
         stderr.close()
@@ -143,4 +186,62 @@ def start_process(item: PreparedJob, fetch: Callable[[str], Path] | None = None)
         work_dir=item.work_dir,
         cancel=item.cancel,
         pidfd=open_pidfd(process.pid),
+        uid=identity.uid if identity is not None else None,
     )
+
+
+def _drop_links(work_dir: Path) -> None:
+    """Remove the symbolic links an earlier attempt left where preparing writes (its logs, attachments,
+    ``applications/<name>``, ``attempts/<n>/``): the worker must never write through a link a job made."""
+    if not work_dir.is_dir() or work_dir.is_symlink():
+        return
+    for pattern in ("*", "applications/*", "attempts/*", "attempts/*/*"):
+        for path in work_dir.glob(pattern):
+            if path.is_symlink():
+                path.unlink()
+
+
+def _missing_program(program: str, work_dir: Path, path: str) -> str | None:
+    """Why ``program`` cannot be started, when it is not an executable file (the launcher would only exit 127)."""
+    if "/" in program:
+        target = work_dir / program
+        found = target.is_file() and os.access(target, os.X_OK)
+    else:
+        found = shutil.which(program, path=path) is not None
+    if found:
+        return None
+    where = "" if "/" in program else f" on PATH ({path})"
+    return f"could not start {program!r}: no such executable file{where}"
+
+
+def _launch(
+    item: PreparedJob,
+    env: dict[str, str],
+    identity: Identity | None,
+    grace: float,
+    stdout: IO[bytes],
+    stderr: IO[bytes],
+) -> subprocess.Popen[bytes]:
+    """Start :mod:`headwater.jobs.launcher` for the job, its environment on stdin (never in the launcher's own)."""
+    argv = [sys.executable, "-s", "-P", "-m", "headwater.jobs.launcher", "--work-dir", str(item.work_dir)]
+    argv += ["--grace", str(grace)]
+    if identity is not None:
+        argv += ["--uid", str(identity.uid), "--gid", str(identity.gid)]
+    # Only what finds the launcher's code and marks the leader as the job's (runs_job reads it).
+    launcher_env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "PYTHONPATH": _PACKAGE_ROOT,
+        **{k: v for k, v in env.items() if k.startswith("HEADWATER_JOB_")},
+    }
+    with tempfile.TemporaryFile() as environment:
+        environment.write(json.dumps(env).encode())
+        environment.seek(0)
+        return subprocess.Popen(
+            [*argv, "--", *item.argv],
+            cwd="/",  # never the job's directory: nothing the job put there is on the launcher's import path
+            env=launcher_env,
+            stdin=environment,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,  # its own process group: a kill reaches every child
+        )

@@ -36,6 +36,7 @@ from headwater.jobs.schemas import (
     JobSubmit,
     OutputEntry,
     TransitionOut,
+    redact_environment,
 )
 from headwater.pagination import MAX_PAGE_SIZE
 
@@ -320,9 +321,11 @@ def get_job_status(job_id: JobId, session: SessionDep) -> JobStatusOut:
 
 @jobs_router.get("/{job_id}/request")
 def get_job_request(job_id: JobId, session: SessionDep) -> JobSubmit:
-    """The request as submitted."""
+    """The request as submitted, its environment's values redacted (they may be secrets)."""
     job = service.get_job(session, job_id=job_id)
-    return JobSubmit.model_validate({**job.request, "id": job.id})
+    request = {**job.request, "id": job.id}
+    request["environment"] = redact_environment(request.get("environment") or {})
+    return JobSubmit.model_validate(request)
 
 
 @jobs_router.get("/{job_id}/execution", response_model=JobExecutionOut)

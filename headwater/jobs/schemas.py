@@ -7,7 +7,16 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from headwater.jobs.files import file_name, is_remote
 from headwater.jobs.models import ApplicationStatus, ClusterStatus, ClusterType, CommandStatus, JobStatus
@@ -30,7 +39,9 @@ __all__ = [
     "JobStatusOut",
     "JobSubmit",
     "OutputEntry",
+    "REDACTED",
     "TransitionOut",
+    "redact_environment",
 ]
 
 # Genie's cap on the total length of a job's command arguments.
@@ -43,6 +54,14 @@ TagSet = Annotated[list[Tag], Field(min_length=1, max_length=50)]
 
 EnvName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Environment = Annotated[dict[EnvName, Annotated[str, StringConstraints(max_length=65_536)]], Field(max_length=200)]
+
+
+REDACTED = "***"
+
+
+def redact_environment(environment: dict[str, str]) -> dict[str, str]:
+    """The variables' names with every value shown as ``***``: an answer never carries an environment value."""
+    return dict.fromkeys(environment, REDACTED)
 
 
 def _file_ref(value: str) -> str:
@@ -153,6 +172,10 @@ class ApplicationOut(BaseModel):
     description: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+
+    @field_serializer("environment")
+    def _redact(self, environment: dict[str, str]) -> dict[str, str]:
+        return redact_environment(environment)
 
 
 class ClusterCreate(_In):

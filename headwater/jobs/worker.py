@@ -18,9 +18,11 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from headwater.db import session_scope, utcnow
 from headwater.jobs import dispatch, service, workspace
 from headwater.jobs.files import FileCache, is_remote
+from headwater.jobs.isolation import JobIsolation
 from headwater.jobs.models import Cluster, Command, Job, JobAttempt, JobStatus
 from headwater.jobs.preparation import prepare_claimed
 from headwater.jobs.processes import PreparedJob, RunningJob, cancel_outside, kill_group, runs_job, start_process
@@ -60,6 +63,8 @@ class JobWorker:
         listen: bool = True,
         file_timeout: float = 60.0,
         file_max_bytes: int = 2 * 1024**3,
+        run_as: str | None = None,
+        pass_env: Sequence[str] = (),
     ) -> None:
         self.factory = factory
         self.jobs_dir = (data_dir / "jobs").resolve()
@@ -81,6 +86,7 @@ class JobWorker:
         self._last_kill_check = 0.0
         self._last_cleanup = 0.0
         bind = factory.kw.get("bind")
+        self.isolation = _isolation(data_dir, bind, run_as=run_as, pass_env=pass_env)
         self._wakeup = Wakeup(bind if listen and isinstance(bind, Engine) else None)
 
     @classmethod
@@ -103,6 +109,8 @@ class JobWorker:
             listen=settings.jobs_listen,
             file_timeout=settings.jobs_file_timeout,
             file_max_bytes=settings.jobs_file_max_bytes,
+            run_as=settings.jobs_run_as,
+            pass_env=settings.jobs_pass_env,
         )
 
     # -------------------------------------------------------------------------------- the loop
@@ -284,9 +292,9 @@ class JobWorker:
         acts on the kills and timeouts of the running ones. The starting job's own kill or timeout is acted on
         once it has started."""
         if not any(is_remote(ref) for app in item.applications for ref in app.files):
-            return start_process(item)
+            return start_process(item, **self._launch_options())
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-files") as pool:
-            future = pool.submit(start_process, item, self.files.fetch)
+            future = pool.submit(start_process, item, self.files.fetch, **self._launch_options())
             while True:
                 try:
                     return future.result(timeout=self.heartbeat_interval)
@@ -301,6 +309,11 @@ class JobWorker:
                     self._enforce_kills()
                 except Exception:  # a database blip: keep waiting, the download's result must not be lost
                     log.exception("heartbeat while job %s downloads its files failed", item.job_id)
+
+    def _launch_options(self) -> dict[str, Any]:
+        """How jobs start: isolated as configured, each run-as uid used by one running job at a time."""
+        in_use = {run.uid for run in self.running.values() if run.uid is not None}
+        return {"isolation": self.isolation, "in_use": in_use, "grace": self.kill_grace}
 
     def _heartbeat(self, also: list[int] | None = None) -> None:
         now = time.monotonic()
@@ -382,6 +395,19 @@ class JobWorker:
                 log.exception("job %s: recording its lineage failed", run.job_id)
                 reason = f"exit code 0; lineage not recorded: {exc}"
         return job, status, reason
+
+
+def _isolation(data_dir: Path, bind: object, *, run_as: str | None, pass_env: Sequence[str]) -> JobIsolation:
+    """The jobs' isolation (:mod:`isolation`), its run-as user checked now: a worker that cannot honour it stops."""
+    isolation = JobIsolation(run_as=run_as, pass_env=pass_env)
+    url = bind.url if isinstance(bind, Engine) else None
+    database = (
+        Path(url.database).resolve()
+        if url is not None and url.get_backend_name() == "sqlite" and url.database
+        else None
+    )
+    isolation.protect_data_dir(data_dir, database)
+    return isolation
 
 
 class WorkerThread:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import logging
 import os
 import shutil
+import stat
 import tarfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import anyio
 import anyio.to_thread
@@ -132,7 +135,7 @@ def read_log(session: Session, *, job_id: str, stream: str, offset: int, limit: 
         return LogChunk(data=b"", offset=offset, next_offset=offset, size=0, status=status, finished=finished)
     path = _job_dir(job) / stream
     data, size = b"", 0
-    with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+    with contextlib.suppress(FileNotFoundError), _open_log(path, job_id, stream) as handle:
         size = os.fstat(handle.fileno()).st_size
         handle.seek(min(offset, size))
         data = handle.read(max(0, min(limit, MAX_LOG_CHUNK, size - offset)))
@@ -141,6 +144,21 @@ def read_log(session: Session, *, job_id: str, stream: str, offset: int, limit: 
     return LogChunk(
         data=data, offset=offset, next_offset=offset + len(data), size=size, status=status, finished=finished
     )
+
+
+def _open_log(path: Path, job_id: str, stream: str) -> IO[bytes]:
+    """The log file, opened only if it is a regular file: a job owns its directory (run as another user) and could
+    swap its log for a link to a file the server can read, or a FIFO that would block the reader."""
+    try:
+        handle = open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb")  # noqa: SIM115
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise NotFound(f"job {job_id!r}'s {stream} is a symbolic link, which is not served") from None
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise NotFound(f"job {job_id!r}'s {stream} is not a regular file, which is not served")
+    return handle
 
 
 async def follow_log(
