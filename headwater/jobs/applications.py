@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from headwater.db import utcnow
 from headwater.errors import Conflict, InvalidInput, NotFound
 from headwater.jobs.models import Application, ApplicationStatus, Command, CommandApplication
-from headwater.jobs.schemas import ApplicationCreate, ApplicationUpdate
+from headwater.jobs.schemas import REDACTED, ApplicationCreate, ApplicationUpdate
 from headwater.pagination import PageResult, SortKey, paginate
 
 __all__ = [
@@ -76,11 +76,29 @@ def update_application(session: Session, *, name: str, data: ApplicationUpdate) 
                 "configs": changes.get("configs", application.configs),
             }
         )
+    if "environment" in changes:
+        changes["environment"] = _keep_redacted_values(changes["environment"], application.environment or {})
     for key, value in changes.items():
         setattr(application, key, value)
     application.updated_at = utcnow()
     session.flush()
     return application
+
+
+def _keep_redacted_values(new: dict[str, str], stored: dict[str, str]) -> dict[str, str]:
+    """The new environment, where a ``***`` value (as answers show every value) keeps the stored one.
+
+    So a client that reads an application and sends it back changed elsewhere does not overwrite its variables'
+    values with the mask.
+    """
+    unknown = sorted(name for name, value in new.items() if value == REDACTED and name not in stored)
+    if unknown:
+        raise InvalidInput(
+            f"environment.{unknown[0]}: {REDACTED!r} keeps a stored value, but the application has no variable "
+            f"{unknown[0]!r}; send its value",
+            detail={"field": f"environment.{unknown[0]}"},
+        )
+    return {name: stored[name] if value == REDACTED else value for name, value in new.items()}
 
 
 def delete_application(session: Session, *, name: str) -> None:

@@ -106,6 +106,29 @@ async def test_the_request_shows_the_environment_names_never_their_values(
         worker.shutdown()
 
 
+async def test_an_application_sent_back_as_read_keeps_its_environment_values(
+    client: httpx.AsyncClient, app: FastAPI, tmp_path: Path
+) -> None:
+    await shell_setup(client)
+    body = {"name": "creds", "environment": {"APP_KEY": "app-key-5a4b", "REGION": "eu"}}
+    assert (await client.post("/api/v1/applications", json=body)).status_code == 201
+    read = (await client.get("/api/v1/applications/creds")).json()
+    # A client edits one variable and sends back what it read: the masked one keeps its stored value.
+    changed = {**read["environment"], "REGION": "us"}
+    patched = await client.patch("/api/v1/applications/creds", json={"environment": changed})
+    assert patched.status_code == 200, patched.text
+    unknown = await client.patch("/api/v1/applications/creds", json={"environment": {"NEW_KEY": "***"}})
+    assert unknown.status_code == 400 and "NEW_KEY" in unknown.json()["error"]["message"]
+    worker = make_worker(app, tmp_path / "data")
+    try:
+        run = job_body('echo "$APP_KEY $REGION"', applications=["creds"])
+        run_id = (await client.post("/api/v1/jobs", json=run)).json()["id"]
+        worker.drain(timeout=30)
+        assert (await client.get(f"/api/v1/jobs/{run_id}/output/stdout")).text == "app-key-5a4b us\n"
+    finally:
+        worker.shutdown()
+
+
 def test_server_settings_cannot_be_passed_to_jobs() -> None:
     with pytest.raises(pydantic.ValidationError, match="HEADWATER_DATABASE_URL.*jobs never get those"):
         Settings(jobs_pass_env="SITE_PROXY,HEADWATER_DATABASE_URL")  # type: ignore[arg-type]
