@@ -9,7 +9,8 @@ errors that the edge and the services add are declared here, in one place, from 
 * a body: 413 (over ``HEADWATER_MAX_BODY_BYTES``) and 415 (not JSON);
 * an unsafe method (POST, PUT, PATCH, DELETE): 403 (a cross-site write) and 409 (a conflict with current state:
   a taken name, a busy cluster, a source kind that forbids the write);
-* a path parameter, or a query parameter naming something (an id, a namespace and name): 404;
+* a path parameter, a query parameter naming something (an id, a namespace and name), or a write (its body can
+  name another thing: a dataset's source, a command's applications): 404;
 * an ``If-Match`` header: 412 (a stale ETag) and 428 (none sent).
 
 schemathesis checks the answers against this document (tests/test_api_fuzz.py).
@@ -78,7 +79,7 @@ def _statuses(path: str, method: str, operation: dict[str, Any], rate_limit_exem
         place == "path" or (place == "query" and name.removeprefix("from_").removeprefix("to_") in NAMING_PARAMETERS)
         for place, name in where
     )
-    if naming:
+    if naming or method in UNSAFE_METHODS:  # a write can name another thing: a dataset's source, a command's apps
         statuses.add(404)
     if ("header", "if-match") in {(place, name.lower()) for place, name in where}:
         statuses |= {412, 428}
