@@ -37,6 +37,7 @@ from headwater.jobs.routes import applications_router, clusters_router, commands
 from headwater.jobs.worker import JobWorker, WorkerThread
 from headwater.limits import RateLimit, TokenBuckets
 from headwater.lineage.routes import lineage_router
+from headwater.openapi import install_openapi
 from headwater.search import IndexerThread, make_backend, make_indexer
 from headwater.search.routes import search_router
 from headwater.secrets import SecretVault
@@ -46,6 +47,8 @@ from headwater.ui import UI_STATIC, ui_router
 __all__ = ["create_app", "install_edge", "prepare_database"]
 
 log = logging.getLogger("headwater")
+# Health probes: never rate limited.
+PROBE_PATHS = ("/healthz", "/readyz")
 
 
 def prepare_database(settings: Settings) -> None:
@@ -87,7 +90,7 @@ def install_edge(app: FastAPI, settings: Settings, cache: DatasetCache) -> None:
             burst=settings.rate_limit_burst,
             max_clients=settings.rate_limit_max_clients,
         )
-        app.add_middleware(RateLimit, buckets=buckets, exempt_paths=["/healthz", "/readyz"])
+        app.add_middleware(RateLimit, buckets=buckets, exempt_paths=list(PROBE_PATHS))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -226,4 +229,5 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
             )
         return {"status": "ready", "database": engine.dialect.name, "migration": current}
 
+    install_openapi(app, rate_limit_exempt=PROBE_PATHS)
     return app

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind, SourceStatus
+from headwater.inputs import JsonObject
 
 T = TypeVar("T")
 
@@ -83,7 +84,7 @@ class SourceCreate(_In):
     kind: SourceKind
     namespace: Namespace
     description: Text | None = None
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: JsonObject = Field(default_factory=dict)
     secrets: dict[str, SecretValue] = Field(default_factory=dict, description=SECRETS_HELP)
 
 
@@ -92,7 +93,7 @@ class SourceUpdate(_In):
     when ``config`` changes where the credentials go (``uri``, ``host``...), which requires sending them again."""
 
     description: Text | None = None
-    config: dict[str, Any] | None = None
+    config: JsonObject | None = None
     secrets: dict[str, SecretValue] | None = Field(default=None, description=SECRETS_HELP)
 
 
@@ -133,7 +134,9 @@ class FieldIn(_In):
     type: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     nullable: bool = True
     description: Text | None = None
-    field_id: int | None = None
+    field_id: int | None = Field(
+        default=None, ge=-(2**31), le=2**31 - 1, description="The source's own id of the field (a 32-bit integer)."
+    )
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     fields: list[FieldIn] = Field(default_factory=list, max_length=2000)
 

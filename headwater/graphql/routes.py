@@ -42,6 +42,46 @@ log = logging.getLogger("headwater.graphql")
 graphql_router = APIRouter(tags=["graphql"])
 
 _QUERIES = (OperationType.QUERY,)
+
+# The OpenAPI description of GraphQL over HTTP (a GraphQL answer, or Headwater's error body before a query runs).
+_GRAPHQL_ANSWER = {
+    "type": "object",
+    "properties": {
+        "data": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {"message": {"type": "string"}}}},
+    },
+    "required": ["data"],
+}
+_ANSWER_OR_ERROR = {"anyOf": [_GRAPHQL_ANSWER, {"$ref": "#/components/schemas/ErrorBody"}]}
+_GRAPHQL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The operation ran: its data, and errors of fields that failed",
+        "content": {"application/json": {"schema": _GRAPHQL_ANSWER}},
+    },
+    400: {
+        "description": "The operation could not run (syntax, validation, cost) or its answer was dropped (size, "
+        "time budget), or the request is malformed",
+        "content": {"application/json": {"schema": _ANSWER_OR_ERROR}},
+    },
+}
+_POST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "query": {"type": "string"},
+                        "variables": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+                        "operationName": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                    },
+                    "required": ["query"],
+                }
+            }
+        },
+    }
+}
 _ALL = (OperationType.QUERY, OperationType.MUTATION)
 _UNEXPECTED = "an unexpected error occurred; it has been logged"
 _DATABASE_DOWN = "the database is unavailable; try again shortly"
@@ -166,7 +206,13 @@ def _request_of(document: Any) -> tuple[str, dict[str, Any] | None, str | None]:
     return query, variables, operation
 
 
-@graphql_router.post("/graphql", summary="Run a GraphQL query or mutation")
+@graphql_router.post(
+    "/graphql",
+    summary="Run a GraphQL query or mutation",
+    response_model=None,
+    responses=_GRAPHQL_RESPONSES,
+    openapi_extra=_POST_BODY,
+)
 async def post_graphql(request: Request) -> Response:
     """A GraphQL request as JSON: ``{"query": ..., "variables": {...}, "operationName": ...}``."""
     # Only JSON: a browser sends a text/plain or form POST to another site without asking it first (no CORS
@@ -187,7 +233,23 @@ async def post_graphql(request: Request) -> Response:
         return await run_in_threadpool(_execute, request, query, variables, operation, True)
 
 
-@graphql_router.get("/graphql", summary="Run a GraphQL query (no mutations), or open GraphiQL", response_model=None)
+@graphql_router.get(
+    "/graphql",
+    summary="Run a GraphQL query (no mutations), or open GraphiQL",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The query's result, or (no query given) the GraphiQL page",
+            "content": {**_GRAPHQL_RESPONSES[200]["content"], "text/html": {}},
+        },
+        400: _GRAPHQL_RESPONSES[400],
+        405: {
+            "description": "A mutation sent with GET",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        },
+        503: {"description": "GraphiQL's files are not installed (no query given)", "content": {"text/html": {}}},
+    },
+)
 async def get_graphql(
     request: Request,
     query: Annotated[str | None, Query(max_length=100_000)] = None,

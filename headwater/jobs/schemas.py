@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from headwater.inputs import MISSING, JsonObject, Omittable
 from headwater.jobs.files import file_name, is_remote
 from headwater.jobs.models import ApplicationStatus, ClusterStatus, ClusterType, CommandStatus, JobStatus
 
@@ -147,11 +148,11 @@ class ApplicationUpdate(_In):
 
     version: str | None = Field(default=None, max_length=255)
     type: str | None = Field(default=None, max_length=255)
-    status: ApplicationStatus | None = None
-    tags: list[Tag] | None = Field(default=None, max_length=50)
-    dependencies: list[FileRef] | None = Field(default=None, max_length=100)
-    configs: list[FileRef] | None = Field(default=None, max_length=100)
-    environment: Environment | None = None
+    status: Omittable[ApplicationStatus] = MISSING
+    tags: Omittable[list[Tag]] = Field(default=MISSING, max_length=50)
+    dependencies: Omittable[list[FileRef]] = Field(default=MISSING, max_length=100)
+    configs: Omittable[list[FileRef]] = Field(default=MISSING, max_length=100)
+    environment: Omittable[Environment] = MISSING
     description: str | None = Field(default=None, max_length=10_000)
 
 
@@ -185,7 +186,7 @@ class ClusterCreate(_In):
     type: ClusterType
     status: ClusterStatus = ClusterStatus.UP
     tags: list[Tag] = Field(default_factory=list, max_length=50)
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: JsonObject = Field(default_factory=dict)
     max_concurrent_jobs: int = Field(default=8, ge=1, le=10_000)
     description: str | None = Field(default=None, max_length=10_000)
 
@@ -193,10 +194,10 @@ class ClusterCreate(_In):
 class ClusterUpdate(_In):
     """Fields of a cluster to change (absent fields stay as they are)."""
 
-    status: ClusterStatus | None = None
-    tags: list[Tag] | None = Field(default=None, max_length=50)
-    config: dict[str, Any] | None = None
-    max_concurrent_jobs: int | None = Field(default=None, ge=1, le=10_000)
+    status: Omittable[ClusterStatus] = MISSING
+    tags: Omittable[list[Tag]] = Field(default=MISSING, max_length=50)
+    config: Omittable[JsonObject] = MISSING
+    max_concurrent_jobs: Omittable[int] = Field(default=MISSING, ge=1, le=10_000)
     description: str | None = Field(default=None, max_length=10_000)
 
 
@@ -241,13 +242,13 @@ class CommandCreate(_In):
 class CommandUpdate(_In):
     """Fields of a command to change (absent fields stay as they are)."""
 
-    executable: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
-        default=None, min_length=1, max_length=200
+    executable: Omittable[list[Annotated[str, StringConstraints(max_length=4096)]]] = Field(
+        default=MISSING, min_length=1, max_length=200
     )
-    status: CommandStatus | None = None
-    tags: list[Tag] | None = Field(default=None, max_length=50)
-    cluster_criteria: list[TagSet] | None = Field(default=None, max_length=20)
-    applications: AppNames | None = Field(default=None, max_length=50)
+    status: Omittable[CommandStatus] = MISSING
+    tags: Omittable[list[Tag]] = Field(default=MISSING, max_length=50)
+    cluster_criteria: Omittable[list[TagSet]] = Field(default=MISSING, max_length=20)
+    applications: Omittable[AppNames] = Field(default=MISSING, max_length=50)
     description: str | None = Field(default=None, max_length=10_000)
 
 

@@ -155,8 +155,8 @@ def get_command(session: Session, *, name: str) -> Command:
 def update_command(session: Session, *, name: str, data: CommandUpdate) -> Command:
     """Change the given fields of a command (``applications`` replaces its whole ordered list)."""
     command = _update_named(session, Command, name, data, "command")
-    if data.applications is not None:
-        applications.set_command_applications(session, command=command, names=data.applications)
+    if "applications" in data.model_fields_set:
+        applications.set_command_applications(session, command=command, names=data.model_dump()["applications"])
     return command
 
 

@@ -279,6 +279,7 @@ def _shortest(
     """Distance and one shortest path from the starts to every node the walk reached (networkx BFS)."""
     graph: nx.DiGraph[int] = nx.DiGraph()
     root = -1
+    graph.add_node(root)  # a dataset without columns has no starts: then nothing is reached, not an error
     graph.add_edges_from((root, s) for s in starts)
     graph.add_edges_from((e[1], e[2]) for e in edges)
     paths = nx.single_source_shortest_path(graph, root)

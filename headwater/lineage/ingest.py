@@ -632,7 +632,9 @@ def _sql_lineage_sets(
     try:
         statements = lineage_of_sql(session, sql=facet.query, dialect=dialect_of(facet.dialect), known_datasets=known)
     except SqlLineageError as exc:
-        resolver.warnings.append(f"the job's sql facet could not be used for column lineage: {exc.message}")
+        resolver.warnings.append(
+            f"the job's sql facet is unparsable and could not be used for column lineage: {exc.message}"
+        )
         return []
     by_identity = {(w.namespace, w.name): w for w in outputs}
     sets: list[ColumnLineageSet] = []

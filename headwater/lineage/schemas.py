@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from headwater.errors import InvalidInput
+from headwater.inputs import JsonObject
 
 __all__ = [
     "ColumnLineageFacet",
@@ -140,9 +141,9 @@ class DatasetIn(_Open):
 
     namespace: OLNamespace
     name: OLName
-    facets: dict[str, Any] = Field(default_factory=dict)
-    inputFacets: dict[str, Any] = Field(default_factory=dict)
-    outputFacets: dict[str, Any] = Field(default_factory=dict)
+    facets: JsonObject = Field(default_factory=dict)
+    inputFacets: JsonObject = Field(default_factory=dict)
+    outputFacets: JsonObject = Field(default_factory=dict)
 
     @field_validator("facets", "inputFacets", "outputFacets", mode="before")
     @classmethod
@@ -155,7 +156,7 @@ class JobIn(_Open):
 
     namespace: OLNamespace
     name: OLName
-    facets: dict[str, Any] = Field(default_factory=dict)
+    facets: JsonObject = Field(default_factory=dict)
 
     @field_validator("facets", mode="before")
     @classmethod
@@ -167,7 +168,7 @@ class RunIn(_Open):
     """The run of a RunEvent."""
 
     runId: uuid.UUID
-    facets: dict[str, Any] = Field(default_factory=dict)
+    facets: JsonObject = Field(default_factory=dict)
 
     @field_validator("facets", mode="before")
     @classmethod

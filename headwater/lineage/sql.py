@@ -133,7 +133,18 @@ def _parse(sql: str, dialect: str) -> list[exp.Expr]:
         raise SqlLineageError(
             f"the SQL does not tokenize as {dialect}: {exc}", detail={"field": "sql", "dialect": dialect}
         ) from None
+    except RecursionError:
+        raise _too_deep(dialect) from None
     return [s for s in statements if s is not None]
+
+
+def _too_deep(dialect: str) -> SqlLineageError:
+    # sqlglot parses and walks expressions recursively: ~50 nested parentheses exhaust Python's stack.
+    return SqlLineageError(
+        f"the SQL nests too deeply to analyse as {dialect} (parentheses or subqueries nested dozens of levels); "
+        "simplify the expression",
+        detail={"field": "sql", "dialect": dialect, "reason": "too_deep"},
+    )
 
 
 # ---------------------------------------------------------------------------- catalog schema
@@ -551,7 +562,10 @@ def lineage_of_sql(
     results: list[StatementLineage] = []
     for statement in _parse(sql, dialect):
         tables.warnings = []
-        lineage = _statement(tables, statement, dialect)
+        try:
+            lineage = _statement(tables, statement, dialect)
+        except RecursionError:
+            raise _too_deep(dialect) from None
         lineage.warnings = [*tables.warnings, *lineage.warnings]
         results.append(lineage)
     return results
