@@ -57,6 +57,7 @@ ALLOW_SETTING = "HEADWATER_EGRESS_ALLOW"
 FILE_DIRS_SETTING = "HEADWATER_EGRESS_FILE_DIRS"
 MAX_REDIRECTS = 5
 WEB_SCHEMES = ("http", "https")
+DEMO_WAREHOUSE = "demo-warehouse"  # under the data directory (headwater demo)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -152,8 +153,10 @@ class EgressPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EgressPolicy:
-        """The policy a server or worker with ``settings`` applies."""
-        return cls(allow=tuple(settings.egress_allow), file_dirs=tuple(settings.egress_file_dirs))
+        """The policy a server or worker with ``settings`` applies. The warehouse ``headwater demo`` builds in the
+        data directory is always readable: it is the server's own, and the demo's Iceberg source reads it."""
+        demo = settings.data_dir / DEMO_WAREHOUSE
+        return cls(allow=tuple(settings.egress_allow), file_dirs=(*settings.egress_file_dirs, demo))
 
     @property
     def networks(self) -> list[Network]:

@@ -159,7 +159,8 @@ def test_the_settings_read_the_allowlist_and_refuse_nonsense(tmp_path: Path, mon
     monkeypatch.delenv("HEADWATER_EGRESS_FILE_DIRS", raising=False)
     settings = Settings(egress_allow="10.0.0.0/8, ::1 ,Metastore.Internal", egress_file_dirs=str(tmp_path))
     policy = EgressPolicy.from_settings(settings)
-    assert policy.allow == ("10.0.0.0/8", "::1", "metastore.internal") and policy.file_dirs == (tmp_path,)
+    assert policy.allow == ("10.0.0.0/8", "::1", "metastore.internal")
+    assert policy.file_dirs == (tmp_path, settings.data_dir / "demo-warehouse")  # the demo's own warehouse too
     assert Settings().egress_allow == [] and Settings().egress_file_dirs == []  # nothing allowed by default
     with pytest.raises(ValidationError, match="HEADWATER_EGRESS_ALLOW"):
         Settings(egress_allow="10.0.0.0/33")

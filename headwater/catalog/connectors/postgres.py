@@ -151,7 +151,9 @@ class PostgresConnector(Connector):
             with engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
         except Exception as exc:
-            if getattr(getattr(exc, "orig", exc), "sqlstate", None) is None:
+            original = getattr(exc, "orig", exc)
+            # libpq reports a server's refusal at connect time as text ("FATAL:  role ... does not exist").
+            if getattr(original, "sqlstate", None) is None and "FATAL:" not in str(original):
                 # No answer from a PostgreSQL server (refused, timed out, another protocol): one message for all.
                 raise unreachable(self.where, exc) from None
             raise _error(f"cannot connect to {self.where} as {self.config.user!r}", exc) from exc
