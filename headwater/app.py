@@ -31,6 +31,7 @@ from headwater.catalog.sync import SyncScheduler
 from headwater.catalog.sync_routes import sync_router
 from headwater.crosssite import CLIENT_HEADER, CrossSiteWrites, HostCheck, SecurityHeaders
 from headwater.db import create_db_engine, make_sessionmaker
+from headwater.egress import EgressPolicy
 from headwater.errors import DatabaseNotReady
 from headwater.graphql import graphql_router
 from headwater.jobs.routes import applications_router, clusters_router, commands_router, jobs_router
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     """Build the application for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
     vault = SecretVault.from_settings(settings)
+    egress = EgressPolicy.from_settings(settings)
     vault.check_keys()  # a missing or malformed key stops the server here, not at the first sync
     if prepare:
         prepare_database(settings)
@@ -136,7 +138,11 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
 
     poller = OutboxPoller(engine=engine, cache=cache, interval=settings.cache_poll_interval)
     scheduler = SyncScheduler(
-        factory, poll_seconds=settings.sync_poll_interval, lease_seconds=settings.sync_lease_seconds, vault=vault
+        factory,
+        poll_seconds=settings.sync_poll_interval,
+        lease_seconds=settings.sync_lease_seconds,
+        vault=vault,
+        egress=egress,
     )
     search_backend = make_backend(settings, engine)
     search_indexer = make_indexer(settings, engine, search_backend)
@@ -178,6 +184,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     )
     app.state.settings = settings
     app.state.secret_vault = vault
+    app.state.egress = egress
     app.state.engine = engine
     app.state.sessionmaker = factory
     app.state.db_slots = db_slots

@@ -197,9 +197,10 @@ def demo(
 ) -> None:
     """Load the demo streaming platform (idempotent: running it again adds nothing)."""
     from headwater.demo import load_demo
+    from headwater.egress import DEMO_WAREHOUSE
 
     settings = _settings()
-    warehouse = settings.data_dir / "demo-warehouse"
+    warehouse = settings.data_dir / DEMO_WAREHOUSE  # readable by the egress policy, whatever its settings
     with console.status("Loading the demo platform…") as status, _session(settings) as session:
         report = load_demo(session, progress=lambda message: status.update(message), warehouse_dir=warehouse)
     console.print(

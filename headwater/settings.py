@@ -36,6 +36,18 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address `headwater serve` binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `headwater serve` binds.")
     log_level: LogLevel = Field(default="info", description="Log level of the server and CLI.")
+    # Egress: where the server and its workers may connect and read files (docs/security/egress.md).
+    egress_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses, networks (CIDR) and host names, comma-separated, that server-side requests "
+        "(application files, source connections) may reach although they are loopback, link-local, private or "
+        "otherwise not global, e.g. `10.20.0.0/16,metastore.internal`. Empty: only global addresses.",
+    )
+    egress_file_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Directories (absolute, comma-separated) whose files applications may name as a local path "
+        "or file:// URI and sources may name (SQLite catalogs, TLS files). Empty: no local files.",
+    )
     auto_migrate: bool | None = Field(
         default=None,
         description="Migrate on start. Default: only for the embedded SQLite database.",
@@ -246,6 +258,28 @@ class Settings(BaseSettings):
                     f"{origin!r} is not an origin: write scheme://host[:port], e.g. https://app.example.com"
                 )
         return [origin.lower() for origin in value]
+
+    @field_validator("egress_allow", "egress_file_dirs", mode="before")
+    @classmethod
+    def _egress_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _check_egress_allow(cls, value: list[str]) -> list[str]:
+        from headwater.egress import check_allow_entry
+
+        return [check_allow_entry(entry) for entry in value]
+
+    @field_validator("egress_file_dirs")
+    @classmethod
+    def _check_egress_dirs(cls, value: list[Path]) -> list[Path]:
+        for directory in value:
+            if not directory.is_absolute():
+                raise ValueError(f"HEADWATER_EGRESS_FILE_DIRS: {str(directory)!r} is not an absolute path")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ it is unreachable the PostgreSQL half is skipped with a reason, except under ``C
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -33,6 +34,13 @@ from headwater.settings import Settings
 # tests of the Host check and the rate limit pass their own values.
 os.environ.setdefault("HEADWATER_ALLOWED_HOSTS", "headwater.test,localhost,127.0.0.1,[::1]")
 os.environ.setdefault("HEADWATER_RATE_LIMIT_PER_SECOND", "0")
+# Every test server binds loopback and every test file lives under the temporary directory: the egress policy allows
+# them for the suite (in this process and in the workers and servers it starts); tests/test_egress.py and the
+# *_egress tests turn it off to prove refusals.
+TEST_EGRESS_ALLOW = ["127.0.0.1", "::1", "localhost"]
+TEST_EGRESS_FILE_DIRS = [Path(tempfile.gettempdir()).resolve()]
+os.environ.setdefault("HEADWATER_EGRESS_ALLOW", ",".join(TEST_EGRESS_ALLOW))
+os.environ.setdefault("HEADWATER_EGRESS_FILE_DIRS", ",".join(str(d) for d in TEST_EGRESS_FILE_DIRS))
 
 ADMIN_URL = os.environ.get("HEADWATER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -201,6 +209,8 @@ def app_settings(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Setti
         secrets_allowed_env=TEST_SECRETS_ENV,
         allowed_hosts=["headwater.test", "localhost", "127.0.0.1", "[::1]"],
         rate_limit_per_second=0,
+        egress_allow=TEST_EGRESS_ALLOW,
+        egress_file_dirs=TEST_EGRESS_FILE_DIRS,
     )
 
 

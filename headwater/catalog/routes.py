@@ -88,7 +88,9 @@ def _dataset_response(dataset: service.Dataset, *, status_code: int = 200, locat
 @sources_router.post("", status_code=status.HTTP_201_CREATED, response_model=SourceOut)
 def create_source(body: SourceCreate, request: Request, session: SessionDep) -> Response:
     """Register a source to federate (or a manual source)."""
-    source = sources.create_source(session, data=body, vault=request.app.state.secret_vault)
+    source = sources.create_source(
+        session, data=body, vault=request.app.state.secret_vault, egress=request.app.state.egress
+    )
     return json_response(
         SourceOut.model_validate(source), status_code=201, headers={"Location": f"/api/v1/sources/{source.name}"}
     )
@@ -122,8 +124,9 @@ def update_source(
     name: Annotated[str, Path(max_length=128)], body: SourceUpdate, request: Request, session: SessionDep
 ) -> Response:
     """Change a source's description, config or secrets (a new endpoint needs the secrets again)."""
-    vault = request.app.state.secret_vault
-    return json_response(SourceOut.model_validate(sources.update_source(session, name=name, data=body, vault=vault)))
+    vault, egress = request.app.state.secret_vault, request.app.state.egress
+    updated = sources.update_source(session, name=name, data=body, vault=vault, egress=egress)
+    return json_response(SourceOut.model_validate(updated))
 
 
 @sources_router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)

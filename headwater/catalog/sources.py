@@ -16,6 +16,7 @@ from headwater.catalog.events import record_change
 from headwater.catalog.models import ChangeKind, Dataset, Source, SourceKind
 from headwater.catalog.schemas import SourceCreate, SourceUpdate
 from headwater.db import utcnow
+from headwater.egress import EgressPolicy
 from headwater.errors import Conflict, NotFound
 from headwater.pagination import PageResult, SortKey, paginate
 from headwater.secrets import SecretsRequired, SecretVault
@@ -42,11 +43,14 @@ SOURCE_SORTS = {
 }
 
 
-def create_source(session: Session, *, data: SourceCreate, vault: SecretVault | None = None) -> Source:
-    """Register a source; its name is unique. Secrets need ``vault`` (without one none can be stored)."""
+def create_source(
+    session: Session, *, data: SourceCreate, vault: SecretVault | None = None, egress: EgressPolicy | None = None
+) -> Source:
+    """Register a source; its name is unique. Secrets need ``vault`` (without one none can be stored); endpoints the
+    egress policy refuses are an EgressRefused (422)."""
     if session.scalar(select(Source.id).where(Source.name == data.name)) is not None:
         raise Conflict(f"a source named {data.name!r} already exists", detail={"field": "name"})
-    _validate_config(data.kind.value, data.config)
+    _validate_config(data.kind.value, data.config, egress)
     source = Source(
         name=data.name,
         kind=data.kind.value,
@@ -64,11 +68,12 @@ def create_source(session: Session, *, data: SourceCreate, vault: SecretVault | 
     return source
 
 
-def _validate_config(kind: str, config: dict[str, Any]) -> None:
+def _validate_config(kind: str, config: dict[str, Any], egress: EgressPolicy | None = None) -> None:
     # Imported here: connectors build on the catalog service, which imports this module.
-    from headwater.catalog.connectors import validate_config
+    from headwater.catalog.connectors import check_egress, validate_config
 
     validate_config(kind, config)
+    check_egress(kind, config, egress)
 
 
 def _endpoint_changes(kind: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -107,7 +112,14 @@ def live_dataset_counts(session: Session, *, source_ids: list[int]) -> dict[int,
     return {source_id: count for source_id, count in rows}
 
 
-def update_source(session: Session, *, name: str, data: SourceUpdate, vault: SecretVault | None = None) -> Source:
+def update_source(
+    session: Session,
+    *,
+    name: str,
+    data: SourceUpdate,
+    vault: SecretVault | None = None,
+    egress: EgressPolicy | None = None,
+) -> Source:
     """Change a source's description, config or secrets (named secret keys are replaced).
 
     Credentials go only to the endpoint they were set for: a config that changes one of the connector's
@@ -120,7 +132,7 @@ def update_source(session: Session, *, name: str, data: SourceUpdate, vault: Sec
         source.description = data.description
     moved: list[str] = []
     if data.config is not None:
-        _validate_config(source.kind, data.config)
+        _validate_config(source.kind, data.config, egress)
         moved = _endpoint_changes(source.kind, source.config or {}, data.config)
         if moved and source.secrets and data.secrets is None:
             raise SecretsRequired(

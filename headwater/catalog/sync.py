@@ -58,6 +58,7 @@ from headwater.catalog.service import apply_snapshot, mark_deleted
 from headwater.catalog.sources import get_source
 from headwater.catalog.sync_models import DatasetSyncState, SyncLease, SyncMode, SyncRun, SyncStatus, SyncTrigger
 from headwater.db import bulk_insert, session_scope, utcnow
+from headwater.egress import EgressPolicy
 from headwater.errors import Conflict, HeadwaterError, NotFound
 from headwater.pagination import PageResult, SortKey, paginate
 from headwater.secrets import Scrubber, SecretVault
@@ -157,6 +158,7 @@ class _Handle:
     full: bool
     vault: SecretVault
     scrub: Scrubber
+    egress: EgressPolicy | None = None
 
 
 def _add_error(handle: _Handle, dataset: str | None, message: str) -> None:
@@ -173,10 +175,12 @@ def start_sync(
     trigger: SyncTrigger = SyncTrigger.API,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
     vault: SecretVault | None = None,
+    egress: EgressPolicy | None = None,
 ) -> _Handle:
     """Claim the source's lease and record a running SyncRun; raises SyncInProgress if one runs already.
 
-    ``vault`` decrypts and resolves the source's secrets (a source that has some fails to sync without one).
+    ``vault`` decrypts and resolves the source's secrets (a source that has some fails to sync without one);
+    ``egress`` is the policy its connections obey (default: the process's settings).
     """
     holder = _holder()
     with session_scope(factory) as session:
@@ -224,6 +228,7 @@ def start_sync(
             full=mode == SyncMode.FULL,
             vault=vault or SecretVault(),
             scrub=Scrubber(),
+            egress=egress,
         )
     return handle
 
@@ -608,6 +613,7 @@ def execute_sync(factory: sessionmaker[Session], handle: _Handle, *, progress: P
             namespace=handle.namespace,
             config=handle.config,
             secrets=resolved,
+            egress=handle.egress,
         ) as connector:
             connector.check()
             unlisted: list[str] = []
@@ -652,10 +658,17 @@ def run_sync(
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
     progress: Progress | None = None,
     vault: SecretVault | None = None,
+    egress: EgressPolicy | None = None,
 ) -> SyncRun:
     """Sync one source now and return its report; raises SyncInProgress when another sync holds it."""
     handle = start_sync(
-        factory, source_name=source_name, mode=mode, trigger=trigger, lease_seconds=lease_seconds, vault=vault
+        factory,
+        source_name=source_name,
+        mode=mode,
+        trigger=trigger,
+        lease_seconds=lease_seconds,
+        vault=vault,
+        egress=egress,
     )
     return execute_sync(factory, handle, progress=progress)
 
@@ -720,11 +733,13 @@ class SyncScheduler:
         poll_seconds: float,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         vault: SecretVault | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.factory = factory
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.vault = vault
+        self.egress = egress
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -744,6 +759,7 @@ class SyncScheduler:
                         trigger=SyncTrigger.SCHEDULE,
                         lease_seconds=self.lease_seconds,
                         vault=self.vault,
+                        egress=self.egress,
                     )
                 )
             except SyncInProgress:

@@ -16,6 +16,7 @@ from headwater.catalog.sync_models import SyncMode, SyncRun, SyncStatus, SyncTri
 from headwater.catalog.sync_schemas import SyncRunOut
 from headwater.cli import _fail, _session, _settings, console, friendly_errors
 from headwater.db import create_db_engine, make_sessionmaker
+from headwater.egress import EgressPolicy
 from headwater.secrets import SecretVault
 
 __all__ = ["sources_app"]
@@ -68,7 +69,8 @@ def sources_add(
     )
     with _session(settings) as session:
         vault = SecretVault.from_settings(settings)
-        created = SourceOut.model_validate(sources.create_source(session, data=data, vault=vault))
+        egress = EgressPolicy.from_settings(settings)
+        created = SourceOut.model_validate(sources.create_source(session, data=data, vault=vault, egress=egress))
     console.print(
         f"Source [bold]{created.name}[/] ({created.kind.value}) added; sync it: headwater sources sync {name}"
     )
@@ -135,6 +137,7 @@ def sources_sync(
                 trigger=SyncTrigger.CLI,
                 lease_seconds=settings.sync_lease_seconds,
                 vault=SecretVault.from_settings(settings),
+                egress=EgressPolicy.from_settings(settings),
                 progress=lambda current: progress.update(task, description=f"Syncing {name}: {_describe(current)}"),
             )
     finally:

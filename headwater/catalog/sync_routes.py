@@ -45,6 +45,7 @@ def sync_source(
         trigger=SyncTrigger.API,
         lease_seconds=lease,
         vault=request.app.state.secret_vault,
+        egress=request.app.state.egress,
     )
     if not wait:
         started = json_response(

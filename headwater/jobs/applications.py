@@ -11,13 +11,16 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from headwater.db import utcnow
-from headwater.errors import Conflict, InvalidInput, NotFound
+from headwater.egress import EgressPolicy, default_policy
+from headwater.errors import Conflict, HeadwaterError, InvalidInput, NotFound
+from headwater.jobs.files import is_remote
 from headwater.jobs.models import Application, ApplicationStatus, Command, CommandApplication
 from headwater.jobs.schemas import REDACTED, ApplicationCreate, ApplicationUpdate
 from headwater.pagination import PageResult, SortKey, paginate
 
 __all__ = [
     "AppSetup",
+    "check_files",
     "create_application",
     "delete_application",
     "get_application",
@@ -44,8 +47,25 @@ class AppSetup:
     environment: dict[str, str]
 
 
-def create_application(session: Session, *, data: ApplicationCreate) -> Application:
-    """Register an application; a taken name is a Conflict."""
+def check_files(files: list[str], *, egress: EgressPolicy | None = None, field: str = "dependencies") -> None:
+    """Refuse (EgressRefused, 422) application files the egress policy would never let a worker read: a URL to a
+    refused address or a local file outside the allowed directories. Workers check again when they fetch."""
+    policy = egress or default_policy()
+    for ref in files:
+        try:
+            if is_remote(ref):
+                policy.check_url(ref)
+            else:
+                policy.check_file(ref)
+        except HeadwaterError as exc:
+            exc.detail = {**exc.detail, "field": field}
+            raise
+
+
+def create_application(session: Session, *, data: ApplicationCreate, egress: EgressPolicy | None = None) -> Application:
+    """Register an application; a taken name is a Conflict, a file the egress policy refuses an EgressRefused."""
+    check_files(data.dependencies, egress=egress, field="dependencies")
+    check_files(data.configs, egress=egress, field="configs")
     if session.scalar(select(Application.id).where(Application.name == data.name)) is not None:
         raise Conflict(f"an application named {data.name!r} already exists", detail={"field": "name"})
     now = utcnow()
@@ -63,10 +83,15 @@ def get_application(session: Session, *, name: str) -> Application:
     return application
 
 
-def update_application(session: Session, *, name: str, data: ApplicationUpdate) -> Application:
-    """Change the given fields of an application."""
+def update_application(
+    session: Session, *, name: str, data: ApplicationUpdate, egress: EgressPolicy | None = None
+) -> Application:
+    """Change the given fields of an application (new files are checked against the egress policy)."""
     application = get_application(session, name=name)
     changes = data.model_dump(mode="json", exclude_unset=True)
+    for key in ("dependencies", "configs"):
+        if changes.get(key):
+            check_files(changes[key], egress=egress, field=key)
     if "dependencies" in changes or "configs" in changes:
         # Re-check distinct file names on the merged result, as creation does.
         ApplicationCreate.model_validate(

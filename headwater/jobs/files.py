@@ -12,6 +12,9 @@ A URL's entry is a folder: ``data/<file name>`` and ``meta.json`` (its URL, ETag
 goes to a temporary file renamed into place, so a job never sees half a file, and two workers on one
 host never both write the same path. A response that is not 200, a body over ``max_bytes`` or a stalled
 transfer (``timeout`` seconds without a byte) fails the job's preparation with a message naming the URL.
+
+Every fetch obeys the egress policy (:mod:`headwater.egress`): http(s) only, addresses checked when connected and
+after every redirect, local files only from the allowed directories; a refused URL never uses a cached copy.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import httpx
+
+from headwater.egress import EgressPolicy, EgressRefused, Unreachable, default_policy, http_client, stream
 
 __all__ = ["FileCache", "FileFetchError", "file_name", "is_remote"]
 
@@ -57,13 +62,27 @@ def file_name(ref: str) -> str:
 class FileCache:
     """The per-host cache of remote application files."""
 
-    def __init__(self, directory: Path, *, timeout: float = 60.0, max_bytes: int = 2 * 1024**3) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        timeout: float = 60.0,
+        max_bytes: int = 2 * 1024**3,
+        policy: EgressPolicy | None = None,
+    ) -> None:
         self.directory = directory
         self.timeout = timeout
         self.max_bytes = max_bytes
+        self.policy = policy or default_policy()
 
     def fetch(self, url: str) -> Path:
-        """The cached copy of ``url``, fetched or revalidated now (read-only: jobs get hard links to it)."""
+        """The cached copy of ``url``, fetched or revalidated now (read-only: jobs get hard links to it); for a local
+        path or ``file://`` URI, the file itself once the egress policy allowed its directory."""
+        if not is_remote(url):
+            try:
+                return self.policy.check_file(url)
+            except EgressRefused as exc:
+                raise FileFetchError(exc.message) from None
         folder = self.directory / hashlib.sha256(url.encode()).hexdigest()[:32]
         folder.mkdir(parents=True, exist_ok=True)
         with _entry_lock(folder):  # one fetch of a URL at a time on this host, workers and threads alike
@@ -116,8 +135,8 @@ class FileCache:
                 headers["If-Modified-Since"] = meta["last_modified"]
         try:
             with (
-                httpx.Client(timeout=httpx.Timeout(self.timeout, connect=10.0), follow_redirects=True) as client,
-                client.stream("GET", url, headers=headers) as response,
+                http_client(self.policy, timeout=httpx.Timeout(self.timeout, connect=10.0)) as client,
+                stream(client, self.policy, url, headers=headers) as response,
             ):
                 if response.status_code == 304 and cached:
                     _touch(folder)
@@ -128,12 +147,15 @@ class FileCache:
                 self._download(url, response, folder, target)
                 _write_meta(folder, url, response)
                 return target
-        except httpx.HTTPError as exc:
+        except EgressRefused as exc:
+            raise FileFetchError(f"{url} is refused: {exc.message}") from None
+        except (httpx.HTTPError, Unreachable) as exc:
+            reason = exc.message if isinstance(exc, Unreachable) else str(exc)
             if cached:
-                log.warning("could not revalidate %s (%s); using the copy cached on this host", url, exc)
+                log.warning("could not revalidate %s (%s); using the copy cached on this host", url, reason)
                 _touch(folder)
                 return target
-            raise FileFetchError(f"could not fetch {url}: {exc}") from exc
+            raise FileFetchError(f"could not fetch {url}: {reason}") from exc
 
     def _download(self, url: str, response: httpx.Response, folder: Path, target: Path) -> None:
         declared = response.headers.get("content-length")

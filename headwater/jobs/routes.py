@@ -57,9 +57,11 @@ JobId = Annotated[str, Path(min_length=1, max_length=255)]
 
 
 @applications_router.post("", status_code=201, response_model=ApplicationOut)
-def create_application(body: ApplicationCreate, session: SessionDep, response: Response) -> ApplicationOut:
-    """Register an application (409 when the name is taken)."""
-    application = applications.create_application(session, data=body)
+def create_application(
+    body: ApplicationCreate, session: SessionDep, request: Request, response: Response
+) -> ApplicationOut:
+    """Register an application (409 when the name is taken; 422 for a file the egress policy refuses)."""
+    application = applications.create_application(session, data=body, egress=request.app.state.egress)
     response.headers["Location"] = f"/api/v1/applications/{application.name}"
     return ApplicationOut.model_validate(application)
 
@@ -84,9 +86,12 @@ def get_application(name: NamePath, session: SessionDep) -> ApplicationOut:
 
 
 @applications_router.patch("/{name}", response_model=ApplicationOut)
-def update_application(name: NamePath, body: ApplicationUpdate, session: SessionDep) -> ApplicationOut:
+def update_application(
+    name: NamePath, body: ApplicationUpdate, session: SessionDep, request: Request
+) -> ApplicationOut:
     """Change an application's files, environment, status, tags, version or description."""
-    return ApplicationOut.model_validate(applications.update_application(session, name=name, data=body))
+    egress = request.app.state.egress
+    return ApplicationOut.model_validate(applications.update_application(session, name=name, data=body, egress=egress))
 
 
 @applications_router.delete("/{name}", status_code=204)

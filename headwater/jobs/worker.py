@@ -28,6 +28,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
+from headwater.egress import EgressPolicy
 from headwater.jobs import dispatch, service, workspace
 from headwater.jobs.files import FileCache, is_remote
 from headwater.jobs.isolation import JobIsolation
@@ -65,6 +66,7 @@ class JobWorker:
         file_max_bytes: int = 2 * 1024**3,
         run_as: str | None = None,
         pass_env: Sequence[str] = (),
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.factory = factory
         self.jobs_dir = (data_dir / "jobs").resolve()
@@ -78,7 +80,9 @@ class JobWorker:
         self.retention = retention
         self.retention_interval = retention_interval
         self.archive_dir = (archive_dir or data_dir / "jobs-archive").resolve()
-        self.files = FileCache((data_dir / "cache" / "files").resolve(), timeout=file_timeout, max_bytes=file_max_bytes)
+        self.files = FileCache(
+            (data_dir / "cache" / "files").resolve(), timeout=file_timeout, max_bytes=file_max_bytes, policy=egress
+        )
         self.running: dict[int, RunningJob] = {}
         self._ended: list[tuple[RunningJob, int]] = []  # exited, not yet recorded
         self._last_heartbeat = 0.0
@@ -111,6 +115,7 @@ class JobWorker:
             file_max_bytes=settings.jobs_file_max_bytes,
             run_as=settings.jobs_run_as,
             pass_env=settings.jobs_pass_env,
+            egress=EgressPolicy.from_settings(settings),
         )
 
     # -------------------------------------------------------------------------------- the loop
@@ -292,7 +297,8 @@ class JobWorker:
         acts on the kills and timeouts of the running ones. The starting job's own kill or timeout is acted on
         once it has started."""
         if not any(is_remote(ref) for app in item.applications for ref in app.files):
-            return start_process(item, **self._launch_options())
+            # local files too are checked by the egress policy
+            return start_process(item, self.files.fetch, **self._launch_options())
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-files") as pool:
             future = pool.submit(start_process, item, self.files.fetch, **self._launch_options())
             while True:

@@ -27,9 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
+from headwater.egress import EgressRefused, default_policy
 from headwater.errors import HeadwaterError, InvalidInput, NotFound
 from headwater.jobs.applications import AppSetup
-from headwater.jobs.files import FileFetchError, is_remote
+from headwater.jobs.files import FileFetchError, file_name, is_remote
 from headwater.jobs.models import FINAL_STATUSES, Job, JobAttachment, JobStatus
 from headwater.jobs.schemas import OutputEntry
 from headwater.jobs.service import get_job
@@ -240,7 +241,8 @@ def prepare_workspace(
     fetch: Callable[[str], Path] | None = None,
 ) -> PreparedWorkspace:
     """Create the job directory: earlier attempts' logs moved aside, attachments written, application
-    files copied to ``applications/<name>/`` (``fetch`` gives the local copy of an http(s) URL) and their
+    files copied to ``applications/<name>/`` (``fetch`` gives the local copy of an http(s) URL, and the checked
+    path of a local file; without it local files are checked by the process's egress policy) and their
     environment resolved (``{app_dir}`` substituted).
     """
     try:
@@ -263,7 +265,8 @@ def prepare_workspace(
                         raise WorkspaceError(f"application {app.name!r} needs {ref}, and this worker fetches no URLs")
                     _link_in(_fetched(fetch, ref, app.name), app_dir)
                 else:
-                    _copy_in(Path(ref.removeprefix("file://")), app_dir, app.name)
+                    # A local file is read only from a directory the egress policy allows (the resolved path).
+                    _copy_in(_fetched(fetch or _local_file, ref, app.name), app_dir, app.name, file_name(ref))
             for key, value in app.environment.items():
                 environment[key] = value.replace("{app_dir}", str(app_dir))
     except OSError as exc:
@@ -289,6 +292,13 @@ def _fetched(fetch: Callable[[str], Path], url: str, app_name: str) -> Path:
         raise WorkspaceError(f"application {app_name!r}: {exc}") from exc
 
 
+def _local_file(ref: str) -> Path:
+    try:
+        return default_policy().check_file(ref)
+    except EgressRefused as exc:
+        raise FileFetchError(exc.message) from None
+
+
 def _link_in(cached: Path, app_dir: Path) -> None:
     # A hard link to the host's cached copy costs no space; a copy when the cache is on another file system.
     target = app_dir / cached.name
@@ -299,8 +309,8 @@ def _link_in(cached: Path, app_dir: Path) -> None:
         shutil.copy2(cached, target)
 
 
-def _copy_in(source: Path, app_dir: Path, app_name: str) -> None:
-    target = app_dir / source.name
+def _copy_in(source: Path, app_dir: Path, app_name: str, name: str) -> None:
+    target = app_dir / name
     if target.exists():
         return  # a retry on the same host already copied it
     if source.is_dir():

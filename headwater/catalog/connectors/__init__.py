@@ -28,6 +28,7 @@ from headwater.catalog.connectors.base import (
     ListingPage,
     LoadedDataset,
 )
+from headwater.egress import EgressPolicy, default_policy
 
 __all__ = [
     "CONNECTORS",
@@ -40,6 +41,7 @@ __all__ = [
     "ListingPage",
     "LoadedDataset",
     "connector_class",
+    "check_egress",
     "endpoint_changes",
     "has_connector",
     "open_connector",
@@ -126,11 +128,27 @@ def endpoint_changes(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) 
     return [f"config.{key}" for key in cls.endpoint_keys if before[key] != after[key]]
 
 
+def check_egress(kind: str, config: Mapping[str, Any], policy: EgressPolicy | None = None) -> None:
+    """Refuse (EgressRefused, 422) a source config whose endpoints or files the egress policy does not allow."""
+    parsed = validate_config(kind, config)
+    if parsed is not None:
+        connector_class(kind).check_egress(parsed, policy or default_policy())
+
+
 def open_connector(
-    *, kind: str, source_name: str, namespace: str, config: Mapping[str, Any], secrets: Mapping[str, str]
+    *,
+    kind: str,
+    source_name: str,
+    namespace: str,
+    config: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    egress: EgressPolicy | None = None,
 ) -> Connector:
-    """A ready connector for a source: dependencies checked, config validated; ``secrets`` are resolved values."""
+    """A ready connector for a source: dependencies checked, config validated, its endpoints checked against the
+    egress policy (``egress``, else the process's); ``secrets`` are resolved values."""
     cls = connector_class(kind)
     _require(cls)
     parsed = validate_config(kind, config)
-    return cls(source_name=source_name, namespace=namespace, config=parsed, secrets=secrets)
+    policy = egress or default_policy()
+    cls.check_egress(parsed, policy)
+    return cls(source_name=source_name, namespace=namespace, config=parsed, secrets=secrets, egress=policy)

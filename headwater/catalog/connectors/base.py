@@ -19,6 +19,7 @@ never deletes anything.
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.catalog.models import DatasetKind
 from headwater.catalog.snapshots import DatasetSnapshot
+from headwater.egress import EgressPolicy, default_policy
 from headwater.errors import HeadwaterError
 
 __all__ = [
@@ -38,9 +40,11 @@ __all__ = [
     "InvalidSourceConfig",
     "ListingPage",
     "LoadedDataset",
+    "unreachable",
 ]
 
 DEFAULT_PAGE_SIZE = 200
+log = logging.getLogger("headwater.catalog.connectors")
 
 
 class ConnectorError(HeadwaterError):
@@ -48,6 +52,15 @@ class ConnectorError(HeadwaterError):
 
     status_code = 502
     code = "source_error"
+
+
+def unreachable(where: str, exc: BaseException | None = None) -> ConnectorError:
+    """The one error a source that cannot be reached gives, whatever the cause (refused, timed out, reset, not
+    speaking the protocol): an API caller must not learn from it whether a port is open. The cause is logged
+    (its type only: a library's message may quote the credentials)."""
+    if exc is not None:
+        log.info("could not reach %s: %s", where, type(exc).__name__)
+    return ConnectorError(f"could not reach {where}", detail={"reason": "unreachable"})
 
 
 class ConnectorNotInstalled(HeadwaterError):
@@ -125,11 +138,26 @@ class Connector(abc.ABC):
         """The endpoint-naming parts of a parsed config."""
         return {key: getattr(config, key) for key in cls.endpoint_keys}
 
-    def __init__(self, *, source_name: str, namespace: str, config: Any, secrets: Mapping[str, str]) -> None:
+    @classmethod
+    def check_egress(cls, config: Any, policy: EgressPolicy) -> None:
+        """Refuse (EgressRefused) a config whose endpoints or local files the egress policy does not allow.
+        Connectors whose client library resolves names itself are checked here, before it connects."""
+        return None
+
+    def __init__(
+        self,
+        *,
+        source_name: str,
+        namespace: str,
+        config: Any,
+        secrets: Mapping[str, str],
+        egress: EgressPolicy | None = None,
+    ) -> None:
         self.source_name = source_name
         self.namespace = namespace
         self.config = config
         self.secrets = dict(secrets)
+        self.egress = egress or default_policy()
 
     @abc.abstractmethod
     def check(self) -> None:

@@ -41,10 +41,12 @@ from headwater.catalog.connectors.base import (
     DatasetRef,
     ListingPage,
     LoadedDataset,
+    unreachable,
 )
 from headwater.catalog.connectors.hive_types import HiveColumn, flatten_columns, parse_hive_type, parse_spark_schema
 from headwater.catalog.models import DatasetKind
 from headwater.catalog.snapshots import DatasetSnapshot
+from headwater.egress import EgressPolicy, Unreachable
 
 __all__ = ["HiveConfig", "HiveConnector", "spark_schema_text"]
 
@@ -170,13 +172,25 @@ class HiveConnector(Connector):
             from thrift.protocol import TBinaryProtocol
             from thrift.transport import TSocket, TTransport
 
-            socket = TSocket.TSocket(self.config.host, self.config.port)
-            socket.setTimeout(int(self.config.timeout_seconds * 1000))
-            transport = TTransport.TBufferedTransport(socket)
             try:
-                transport.open()
-            except Exception as exc:
-                raise ConnectorError(f"cannot connect to {self.where}: {exc}") from exc
+                # Connect to an address the egress policy checked, not to a second resolution of the name.
+                addresses = self.egress.addresses(self.config.host, self.config.port)
+            except Unreachable as exc:
+                raise unreachable(self.where, exc) from None
+            transport = None
+            error: Exception | None = None
+            for address in addresses:
+                socket = TSocket.TSocket(address, self.config.port)
+                socket.setTimeout(int(self.config.timeout_seconds * 1000))
+                transport = TTransport.TBufferedTransport(socket)
+                try:
+                    transport.open()
+                    break
+                except Exception as exc:
+                    transport = None
+                    error = exc
+            if transport is None:
+                raise unreachable(self.where, error)
             self._transport = transport
             self._client = ThriftHiveMetastore.Client(TBinaryProtocol.TBinaryProtocol(transport))
         return self._client
@@ -203,9 +217,18 @@ class HiveConnector(Connector):
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             raise ConnectorError(f"cannot {what} from {self.where}: {message}") from exc
 
+    @classmethod
+    def check_egress(cls, config: HiveConfig, policy: EgressPolicy) -> None:
+        """The metastore's address must be one the egress policy allows."""
+        policy.check_host(config.host, config.port)
+
     def check(self) -> None:
-        """Connect and list the databases."""
-        self._call("list the databases", "get_all_databases")
+        """Connect and list the databases; any failure is "could not reach" (an open port that does not speak
+        Thrift must look like a closed one)."""
+        try:
+            self._call("list the databases", "get_all_databases")
+        except ConnectorError as exc:
+            raise unreachable(self.where, exc) from None
 
     def close(self) -> None:
         """Close the Thrift connection."""

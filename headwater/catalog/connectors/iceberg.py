@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from headwater.catalog.connectors.base import (
     Connector,
@@ -25,10 +26,12 @@ from headwater.catalog.connectors.base import (
     DatasetRef,
     ListingPage,
     LoadedDataset,
+    unreachable,
 )
 from headwater.catalog.fields import FlatField
 from headwater.catalog.models import DatasetKind
 from headwater.catalog.snapshots import DatasetSnapshot, HistoricalSchema
+from headwater.egress import EgressPolicy, EgressRefused
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -53,11 +56,42 @@ class IcebergConfig(ConnectorConfig):
     )
     properties: dict[str, str] = Field(default_factory=dict, description="Further pyiceberg catalog properties.")
 
+    @field_validator("properties")
+    @classmethod
+    def _safe_properties(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if _refused_property(key):
+                raise ValueError(
+                    f"the catalog property {key!r} is refused: py-* properties make pyiceberg load Python classes "
+                    "(py-io-impl, py-catalog-impl...), which would run code chosen by the source's author"
+                )
+        return value
+
     @model_validator(mode="after")
     def _uri_required(self) -> IcebergConfig:
         if self.type != "glue" and not self.uri:
             raise ValueError(f"uri is required for a {self.type} catalog")
         return self
+
+
+def _refused_property(key: str) -> bool:
+    # pyiceberg reads py-io-impl, py-catalog-impl and friends to import and instantiate classes by name.
+    return key.strip().lower().startswith("py-")
+
+
+def _url_property(key: str) -> bool:
+    key = key.lower()
+    return key.endswith(("uri", "endpoint", "url")) or key == "oauth2-server-uri"
+
+
+def _sqlalchemy_target(uri: str) -> tuple[str | None, int | None, str | None]:
+    """(host, port, sqlite file) of a SQL catalog's SQLAlchemy URL."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    if url.get_backend_name() == "sqlite":
+        return None, None, url.database
+    return url.host, url.port or 5432, None
 
 
 def _source_error(what: str, exc: BaseException) -> ConnectorError:
@@ -150,7 +184,38 @@ class IcebergConnector(Connector):
 
     # ------------------------------------------------------------------------------ connecting
 
+    @classmethod
+    def check_egress(cls, config: IcebergConfig, policy: EgressPolicy) -> None:
+        """The catalog's endpoint, the URLs among its properties and local catalog or warehouse files must be
+        allowed by the egress policy (pyiceberg resolves names itself: see docs/security/egress.md)."""
+        if config.uri:
+            if config.type == "rest":
+                policy.check_url(config.uri)
+            elif config.type == "hive":
+                for uri in config.uri.split(","):
+                    parts = urlsplit(uri.strip())
+                    if parts.scheme != "thrift" or not parts.hostname:
+                        raise EgressRefused(f"{uri!r} is not a thrift://host:port metastore URI")
+                    policy.check_host(parts.hostname, parts.port or 9083)
+            elif config.type == "sql":
+                try:
+                    host, port, database = _sqlalchemy_target(config.uri)
+                except Exception:
+                    raise EgressRefused(f"{config.uri!r} is not a SQLAlchemy URL") from None
+                if database is not None:
+                    policy.check_file(database)
+                elif host is not None and port is not None:
+                    policy.check_host(host, port)
+        if config.warehouse and (config.warehouse.startswith("file:") or config.warehouse.startswith("/")):
+            policy.check_file(config.warehouse)
+        for key, value in config.properties.items():
+            if _url_property(key) and "://" in value:
+                policy.check_url(value)
+
     def _catalog_properties(self) -> dict[str, str]:
+        refused = [key for key in self.secrets if _refused_property(key)]
+        if refused:
+            raise EgressRefused(f"the secret {refused[0]!r} names a catalog property a source may not set")
         props = {**self.config.properties, **self.secrets, "type": self.config.type}
         if self.config.uri:
             props["uri"] = self.config.uri
@@ -168,10 +233,12 @@ class IcebergConnector(Connector):
         if self._catalog is None:
             from pyiceberg.catalog import load_catalog
 
+            properties = self._catalog_properties()
             try:
-                self._catalog = load_catalog(self.config.catalog_name, **self._catalog_properties())
+                self._catalog = load_catalog(self.config.catalog_name, **properties)
             except Exception as exc:  # pyiceberg raises many unrelated types; all mean "cannot connect"
-                raise _source_error(f"cannot connect to Iceberg catalog {self.config.uri!r}", exc) from exc
+                # One message whatever the cause: an open port must look like a closed one.
+                raise unreachable(f"Iceberg catalog {self.config.uri!r}", exc) from None
         return self._catalog
 
     def check(self) -> None:

@@ -36,6 +36,7 @@ from headwater.catalog.connectors.base import (
     DatasetRef,
     ListingPage,
     LoadedDataset,
+    unreachable,
 )
 from headwater.catalog.connectors.kafka_schemas import (
     Node,
@@ -48,6 +49,7 @@ from headwater.catalog.connectors.kafka_schemas import (
 from headwater.catalog.fields import FlatField
 from headwater.catalog.models import DatasetKind
 from headwater.catalog.snapshots import DatasetSnapshot, HistoricalSchema
+from headwater.egress import EgressPolicy
 
 __all__ = ["KEY_FIELD", "KafkaConfig", "KafkaConnector"]
 
@@ -75,6 +77,17 @@ class KafkaConfig(ConnectorConfig):
     sasl_username: str | None = Field(default=None, max_length=255)
     timeout_seconds: float = Field(default=15.0, gt=0, le=300, description="Longest wait for one admin request.")
     properties: dict[str, str] = Field(default_factory=dict, description="Further librdkafka client properties.")
+
+    @field_validator("properties")
+    @classmethod
+    def _safe_properties(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.lower() in REFUSED_PROPERTIES:
+                raise ValueError(
+                    f"the librdkafka property {key!r} is refused: it loads code, runs a command or names the brokers "
+                    "(use bootstrap_servers)"
+                )
+        return value
 
     @field_validator("topic_pattern")
     @classmethod
@@ -112,6 +125,29 @@ class _Registered:
     schema_type: str
     nodes: list[Node]
     description: str | None
+
+
+# librdkafka properties a source may not set: they load shared libraries or run commands on the server, or name
+# brokers past the egress check of bootstrap_servers. Properties naming files (*.location, *.file, *keytab) are
+# read only from HEADWATER_EGRESS_FILE_DIRS; ones naming URLs (*.url) are checked like any endpoint.
+REFUSED_PROPERTIES = frozenset(
+    {
+        "plugin.library.paths",
+        "sasl.kerberos.kinit.cmd",
+        "ssl.engine.location",
+        "ssl.engine.id",
+        "ssl_engine_callback_data",
+        "ssl.providers",
+        "bootstrap.servers",
+        "metadata.broker.list",
+        "client.dns.lookup",
+    }
+)
+
+
+def _file_property(key: str) -> bool:
+    key = key.lower()
+    return key.endswith((".location", ".file", "keytab", ".stores"))
 
 
 def _error(what: str, exc: BaseException) -> ConnectorError:
@@ -191,15 +227,43 @@ class KafkaConnector(Connector):
             raise _error(f"cannot {what} from the Schema Registry at {self.config.schema_registry_url}", exc) from exc
 
     @property
+    def _registry_url(self) -> str:
+        return str(self.config.schema_registry_url)
+
+    @property
     def where(self) -> str:
         """The brokers, for messages."""
         return f"Kafka at {self.config.bootstrap_servers}"
 
+    @classmethod
+    def check_egress(cls, config: KafkaConfig, policy: EgressPolicy) -> None:
+        """The brokers, the registry, and the URLs and files the properties name must be allowed (librdkafka
+        resolves the brokers' names itself: see docs/security/egress.md)."""
+        for server in config.bootstrap_servers.split(","):
+            host, _, port = server.rpartition(":")
+            policy.check_host(host.strip("[]"), int(port))
+        if config.schema_registry_url:
+            policy.check_url(config.schema_registry_url)
+        for key, value in config.properties.items():
+            if _file_property(key):
+                policy.check_file(value)
+            elif key.lower().endswith(".url"):
+                policy.check_url(value)
+
     def check(self) -> None:
-        """Reach the brokers and, when configured, the Schema Registry."""
-        self._metadata()
+        """Reach the brokers and, when configured, the Schema Registry; a failure to reach either is "could not
+        reach" whatever the cause (an open port must look like a closed one)."""
+        try:
+            self._metadata()
+        except ConnectorError as exc:
+            raise unreachable(self.where, exc) from None
         if self.registry is not None:
-            self._registry_call("list subjects", "get_subjects")
+            try:
+                self.registry.get_subjects()
+            except Exception as exc:
+                if getattr(exc, "http_status_code", None) in (401, 403):  # a registry refused the credentials
+                    raise _error(f"cannot list subjects from the Schema Registry at {self._registry_url}", exc) from exc
+                raise unreachable(f"the Schema Registry at {self._registry_url}", exc) from None
 
     def close(self) -> None:
         """Drop the clients (librdkafka closes its connections when the client is released)."""

@@ -26,10 +26,12 @@ from headwater.catalog.connectors.base import (
     DatasetRef,
     ListingPage,
     LoadedDataset,
+    unreachable,
 )
 from headwater.catalog.fields import FlatField
 from headwater.catalog.models import DatasetKind
 from headwater.catalog.snapshots import DatasetSnapshot
+from headwater.egress import EgressPolicy, Unreachable
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -122,7 +124,13 @@ class PostgresConnector(Connector):
                 port=self.config.port,
                 database=self.config.database,
             )
+            try:
+                addresses = self.egress.addresses(self.config.host, self.config.port)
+            except Unreachable as exc:
+                raise unreachable(self.where, exc) from None
             connect_args: dict[str, Any] = {
+                # libpq connects to the checked address(es); the name stays the host for TLS verification.
+                "hostaddr": addresses[0],
                 "connect_timeout": self.config.connect_timeout,
                 "options": (
                     f"-c default_transaction_read_only=on -c statement_timeout={self.config.statement_timeout_ms}"
@@ -138,11 +146,22 @@ class PostgresConnector(Connector):
         """Connect and authenticate."""
         from sqlalchemy import text
 
+        engine = self.engine  # outside the try: an egress refusal is reported as it is
         try:
-            with self.engine.connect() as connection:
+            with engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
         except Exception as exc:
+            original = getattr(exc, "orig", exc)
+            # libpq reports a server's refusal at connect time as text ("FATAL:  role ... does not exist").
+            if getattr(original, "sqlstate", None) is None and "FATAL:" not in str(original):
+                # No answer from a PostgreSQL server (refused, timed out, another protocol): one message for all.
+                raise unreachable(self.where, exc) from None
             raise _error(f"cannot connect to {self.where} as {self.config.user!r}", exc) from exc
+
+    @classmethod
+    def check_egress(cls, config: PostgresConfig, policy: EgressPolicy) -> None:
+        """The server's address must be one the egress policy allows."""
+        policy.check_host(config.host, config.port)
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -117,7 +117,7 @@ def test_wrong_rest_credentials_fail_the_sync_and_delete_nothing(
     monkeypatch.setenv("HW_TEST_ICEBERG_CREDENTIAL", "headwater:guessed-0451")
     run = _run(sync_factory, source_name="lake-rest")
     assert (run.status, run.listed, run.deleted) == ("failed", 0, 0)
-    assert run.message and "cannot connect to Iceberg catalog" in run.message
+    assert run.message and "could not reach Iceberg catalog" in run.message
     assert "guessed-0451" not in run.message and "s3cret" not in run.message  # secrets never echoed
     with session_scope(sync_factory) as session:
         assert sources.get_source(session, name="lake-rest").status == SourceStatus.UNHEALTHY.value
