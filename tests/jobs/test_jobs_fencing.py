@@ -270,3 +270,10 @@ async def test_expiry_is_judged_by_the_database_clock_not_the_reapers(
             assert job.heartbeat_at is not None and abs(job.heartbeat_at - utcnow()) < dt.timedelta(seconds=10)
     finally:
         owner.shutdown()
+
+
+def test_settings_refuse_a_timeout_that_leaves_no_time_to_fence() -> None:
+    with pytest.raises(ValueError, match="HEADWATER_JOBS_HEARTBEAT_TIMEOUT") as refused:
+        Settings(jobs_heartbeat_timeout=15, jobs_kill_grace=5, jobs_fence_margin=5, jobs_heartbeat_interval=5)
+    assert "5 + 5 + 5 = 15 s" in str(refused.value)
+    assert Settings(jobs_heartbeat_timeout=16, jobs_kill_grace=5, jobs_fence_margin=5, jobs_heartbeat_interval=5)
