@@ -28,7 +28,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import suppress
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
@@ -300,8 +300,14 @@ class JobWorker:
         attempts = dict(keys)
         started = time.monotonic()
         held = dispatch.hold_fenced(session, worker_id=self.worker_id, epochs=epochs)
-        for pk in held:
-            self._leases[(pk, attempts[pk])] = (epochs[pk], started)
+        renewed = {(pk, attempts[pk]): (epochs[pk], started) for pk in held}
+
+        # Only a committed renewal counts: a lease believed renewed by a transaction that failed to commit would let
+        # this worker run the job past the time it can be reaped.
+        def _committed(_: Session) -> None:
+            self._leases.update({key: lease for key, lease in renewed.items() if key in self._leases})
+
+        event.listen(session, "after_commit", _committed, once=True)
         return held
 
     @staticmethod
