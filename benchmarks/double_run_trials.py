@@ -63,29 +63,33 @@ def start_worker(url: str, data_dir: Path, host: str) -> subprocess.Popen[bytes]
     # Each worker stands for a host of its own (its host name is all that tells hosts apart): neither may see the
     # other's processes as local orphans to kill, as on two machines.
     launcher = f"import socket; socket.gethostname = lambda: {host!r}; from headwater.cli import app; app()"
-    process = subprocess.Popen(
-        [sys.executable, "-c", launcher, "worker", "--slots", "4"],
-        env=environment(url, data_dir, **SETTINGS),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().decode()
-    if "Job worker" not in line:
-        raise RuntimeError(f"worker did not start: {line}{process.stdout.read().decode()[-2000:]}")
+    data_dir.mkdir(parents=True)
+    log_path = data_dir / "worker.log"
+    # Its output goes to a file, never to a pipe nobody reads: a worker logging an outage would fill a pipe and
+    # block in a write, and a blocked worker cannot fence.
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", launcher, "worker", "--slots", "4"],
+            env=environment(url, data_dir, **SETTINGS),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while "Job worker" not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start: {log_path.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.05)
     return process
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a worker (its jobs are killed) and close its pipe."""
+    """Stop a worker (its jobs are killed)."""
     process.terminate()
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 def wait_statuses(api: str, ids: list[str], wanted: set[str], timeout: float) -> dict[str, str]:
