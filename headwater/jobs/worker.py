@@ -174,6 +174,8 @@ class JobWorker:
 
     def serve(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set (the CLI worker and the server's in-process worker)."""
+        watchdog = threading.Thread(target=self._watch_leases, args=(stop,), name="headwater-job-fence", daemon=True)
+        watchdog.start()
         while not stop.is_set():
             try:
                 self.run_once()
@@ -255,16 +257,25 @@ class JobWorker:
         """Kill, at once, every running job whose lease this worker could not renew for ``fence_after`` seconds: by
         the database's clock it can be reaped ``heartbeat_timeout`` after the last renewal, and must be dead by then."""
         now = time.monotonic()
-        for run in self.running.values():
+        fenced = []
+        for run in list(self.running.values()):
             lease = self._leases.get((run.pk, run.attempt))
             if lease is None or now - lease[1] <= self.fence_after or run.kill_reason == FENCED:
                 continue
-            log.error(
-                "job %s: no heartbeat got through for %.1f s; killing it before it can be reaped and run again",
-                run.job_id,
-                now - lease[1],
-            )
             self._kill_now(run, FENCED)
+            fenced.append((run.job_id, now - lease[1]))
+        for job_id, age in fenced:  # logged after every kill: a log write that blocks must not delay one
+            log.error("job %s: no heartbeat got through for %.1f s; killed before it could be reaped", job_id, age)
+
+    def _watch_leases(self, stop: threading.Event) -> None:
+        """Fence from a thread of its own too, so a loop stuck in a database call that hangs (or in a blocked write)
+        cannot delay it."""
+        period = min(1.0, max(0.05, (self.heartbeat_timeout - self.fence_after) / 4))
+        while not stop.wait(period):
+            try:
+                self._fence_expiring()
+            except Exception:  # the loop changed what it runs meanwhile: look again next period
+                continue
 
     def _drop_reaped(self, runs: list[RunningJob]) -> None:
         """Runs whose job was reaped (its epoch moved on): kill this copy at once and forget it; record nothing."""

@@ -1,7 +1,8 @@
 """A TCP proxy between job workers and the real PostgreSQL server, with a fault the test controls.
 
 ``cut()`` drops every connection through it and refuses new ones (each is accepted and closed at once, as a
-network partition with a reset looks to a client); ``restore()`` lets connections through again. The workers see a
+network partition with a reset looks to a client); ``stall()`` holds every byte in both directions without closing
+anything (a black-holed network: calls hang instead of failing); ``restore()`` ends either fault. The workers see a
 real outage of a real server; the server and every other client are untouched.
 """
 
@@ -26,6 +27,8 @@ class DbProxy:
         self._open: set[socket.socket] = set()
         self._cut = False
         self._closed = False
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._acceptor = threading.Thread(target=self._accept, name="db-proxy-accept", daemon=True)
         self._acceptor.start()
 
@@ -43,14 +46,20 @@ class DbProxy:
         for sock in sockets:
             _close(sock)
 
+    def stall(self) -> None:
+        """Hold every byte from now on, in both directions, until :meth:`restore`: calls hang, none fails."""
+        self._flowing.clear()
+
     def restore(self) -> None:
-        """Let new connections through again."""
+        """Let new connections, and held bytes, through again."""
         with self._lock:
             self._cut = False
+        self._flowing.set()
 
     def close(self) -> None:
         """Stop the proxy and drop its connections."""
         self._closed = True
+        self._flowing.set()
         self.cut()
         _close(self._listener)
         self._acceptor.join(timeout=5)
@@ -92,6 +101,7 @@ class DbProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while chunk := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(chunk)
         except OSError:
             pass

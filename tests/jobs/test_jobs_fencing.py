@@ -277,3 +277,26 @@ def test_settings_refuse_a_timeout_that_leaves_no_time_to_fence() -> None:
         Settings(jobs_heartbeat_timeout=15, jobs_kill_grace=5, jobs_fence_margin=5, jobs_heartbeat_interval=5)
     assert "5 + 5 + 5 = 15 s" in str(refused.value)
     assert Settings(jobs_heartbeat_timeout=16, jobs_kill_grace=5, jobs_fence_margin=5, jobs_heartbeat_interval=5)
+
+
+@pytest.mark.integration
+@pytest.mark.single_backend("postgres")
+async def test_a_worker_stuck_in_a_hanging_database_call_still_kills_its_jobs_in_time(
+    client: httpx.AsyncClient, app: FastAPI, tmp_path: Path
+) -> None:
+    await shell_setup(client)
+    job_id = (await client.post("/api/v1/jobs", json=job_body("sleep 60"))).json()["id"]
+    url = app.state.settings.database_url
+    with _proxy_for(app) as proxy, looping_worker(proxy.url_for(url), tmp_path / "a", host="host-a"):
+        await wait_for_status(client, job_id, {"RUNNING"}, timeout=30)
+        pid = (await client.get(f"/api/v1/jobs/{job_id}/execution")).json()["pid"]
+        proxy.stall()  # the worker's next database call hangs: its loop cannot fence
+        stalled = time.monotonic()
+        try:
+            while not _gone(pid) and time.monotonic() - stalled < 4.0:  # the heartbeat timeout
+                await anyio.sleep(0.05)
+            assert _gone(pid), "the job outlived its lease while its worker hung"
+        finally:
+            proxy.restore()
+            if not _gone(pid):
+                os.killpg(pid, signal.SIGKILL)
