@@ -34,6 +34,7 @@ from headwater.db import create_db_engine, make_sessionmaker
 from headwater.egress import EgressPolicy
 from headwater.errors import DatabaseNotReady
 from headwater.graphql import graphql_router
+from headwater.jobs.reaper import ReaperThread
 from headwater.jobs.routes import applications_router, clusters_router, commands_router, jobs_router
 from headwater.jobs.worker import JobWorker, WorkerThread
 from headwater.limits import RateLimit, TokenBuckets
@@ -151,6 +152,13 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     worker_settings = settings if settings.should_run_job_worker else settings.model_copy(update={"jobs_run_as": None})
     job_worker = JobWorker.from_settings(factory, worker_settings)
     job_thread = WorkerThread(job_worker, interval=settings.jobs_poll_interval)
+    # Lost jobs are reaped by the server too, so they end even when no worker is alive (docs/security/fencing.md).
+    job_reaper = ReaperThread(
+        factory,
+        interval=settings.jobs_reaper_interval,
+        timeout_seconds=settings.jobs_heartbeat_timeout,
+        shared_work_dirs=settings.jobs_shared_work_dirs,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -162,9 +170,12 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
             indexer_thread.start()
         if settings.should_run_job_worker:
             job_thread.start()
+        if settings.jobs_reaper_interval > 0:
+            job_reaper.start()
         try:
             yield
         finally:
+            job_reaper.stop()
             if settings.should_run_job_worker:
                 job_thread.stop()
             if settings.search_indexer_enabled:
@@ -195,6 +206,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.search_indexer = search_indexer
     app.state.search_indexer_thread = indexer_thread
     app.state.job_worker = job_worker
+    app.state.job_reaper = job_reaper
     install_edge(app, settings, cache)
     install_error_handlers(app)
     for router in (sources_router, sync_router, datasets_router, changes_router):

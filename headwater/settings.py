@@ -191,6 +191,26 @@ class Settings(BaseSettings):
     jobs_kill_grace: float = Field(
         default=5.0, ge=0, le=600, description="Seconds between SIGTERM and SIGKILL when a job is killed."
     )
+    # Job fencing (issue 14, finding 7; docs/security/fencing.md): no job runs twice after a database outage.
+    jobs_fence_margin: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Seconds before HEADWATER_JOBS_HEARTBEAT_TIMEOUT at which a worker that could not heartbeat "
+        "kills its own jobs, so they are gone before any other worker or the server may reap them.",
+    )
+    jobs_reaper_interval: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Seconds between the server's passes reaping jobs whose worker stopped heartbeating "
+        "(so lost jobs end even when no worker is alive); 0 turns the server's reaper off.",
+    )
+    jobs_shared_work_dirs: bool = Field(
+        default=False,
+        description="Job directories of every worker host are visible at the same paths here (a shared file "
+        "system), so a reaper can read the exit status of a lost worker's job on another host.",
+    )
     jobs_listen: bool = Field(
         default=True,
         description="PostgreSQL: idle workers LISTEN for queued jobs instead of waiting out the poll interval "
@@ -329,6 +349,21 @@ class Settings(BaseSettings):
             if not directory.is_absolute():
                 raise ValueError(f"HEADWATER_SECRETS_ALLOWED_DIRS: {str(directory)!r} is not an absolute path")
         return value
+
+    @model_validator(mode="after")
+    def _check_job_fencing(self) -> Settings:
+        # A worker must be able to kill its jobs (grace included) before they can be reaped, and only notices a
+        # failed heartbeat up to one interval late: the timeout has to leave room for all of it.
+        needed = self.jobs_kill_grace + self.jobs_fence_margin + self.jobs_heartbeat_interval
+        if self.jobs_heartbeat_timeout <= needed:
+            raise ValueError(
+                f"HEADWATER_JOBS_HEARTBEAT_TIMEOUT ({self.jobs_heartbeat_timeout:g} s) must be greater than "
+                f"HEADWATER_JOBS_KILL_GRACE + HEADWATER_JOBS_FENCE_MARGIN + HEADWATER_JOBS_HEARTBEAT_INTERVAL "
+                f"({self.jobs_kill_grace:g} + {self.jobs_fence_margin:g} + {self.jobs_heartbeat_interval:g} = "
+                f"{needed:g} s), or a worker cut off from the database could not stop its jobs before they are "
+                "reaped and run again; raise the timeout or lower the others"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> Settings:

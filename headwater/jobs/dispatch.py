@@ -1,5 +1,8 @@
 """The database queue of jobs: claiming (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), heartbeats, recording how
-attempts end, and reaping jobs whose worker stopped heartbeating (re-queued when they asked for retries).
+attempts end. Reaping jobs whose worker stopped heartbeating is :mod:`headwater.jobs.reaper`.
+
+Every claim carries an epoch (a fencing token, docs/adr/0001-job-fencing.md): a worker's later writes for a job
+are conditioned on (worker, epoch), and lease times are the database's clock, never a worker's.
 
 Functions take ``session`` keyword-only and flush only; the worker's loop owns the transactions.
 """
@@ -10,14 +13,39 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, literal, select, tuple_, type_coerce, update
 from sqlalchemy.orm import Session
 
-from headwater.db import utcnow
+from headwater.db import UTCDateTime, utcnow
 from headwater.jobs.models import ACTIVE_STATUSES, Cluster, Job, JobAttempt, JobStatus, JobTransition
-from headwater.jobs.service import notify_workers, transition
+from headwater.jobs.service import transition
 
-__all__ = ["LostJob", "claim_jobs", "end_attempts", "heartbeat", "reap_lost_jobs"]
+__all__ = [
+    "LostJob",
+    "claim_jobs",
+    "db_clock",
+    "db_clock_minus",
+    "end_attempts",
+    "heartbeat",
+    "hold_fenced",
+    "reap_lost_jobs",
+]
+
+
+def db_clock(session: Session) -> ColumnElement[dt.datetime]:
+    """The database's current time as an SQL expression (``now()``; SQLite's own clock in UTC, to the microsecond
+    format SQLAlchemy stores), so every lease is judged by one clock, not by each worker's."""
+    if session.get_bind().dialect.name == "postgresql":
+        return type_coerce(func.now(), UTCDateTime)
+    # %f is "SS.SSS": three more digits make the microseconds SQLAlchemy writes and reads on SQLite.
+    return type_coerce(func.strftime("%Y-%m-%d %H:%M:%f000", "now"), UTCDateTime)
+
+
+def db_clock_minus(session: Session, seconds: float) -> ColumnElement[dt.datetime]:
+    """The database's time ``seconds`` ago, as an SQL expression."""
+    if session.get_bind().dialect.name == "postgresql":
+        return type_coerce(func.now() - literal(dt.timedelta(seconds=seconds)), UTCDateTime)
+    return type_coerce(func.strftime("%Y-%m-%d %H:%M:%f000", "now", f"-{seconds:.6f} seconds"), UTCDateTime)
 
 
 def claim_jobs(session: Session, *, worker_id: str, slots: int, now: dt.datetime | None = None) -> list[Job]:
@@ -67,7 +95,13 @@ def claim_jobs(session: Session, *, worker_id: str, slots: int, now: dt.datetime
         session.scalars(
             update(Job)
             .where(Job.pk.in_(chosen), Job.status == JobStatus.RESOLVED.value)
-            .values(status=JobStatus.CLAIMED.value, worker_id=worker_id, heartbeat_at=now, updated_at=now)
+            .values(
+                status=JobStatus.CLAIMED.value,
+                worker_id=worker_id,
+                epoch=Job.epoch + 1,  # a new fencing token: the previous owner's writes are refused from here on
+                heartbeat_at=db_clock(session),
+                updated_at=now,
+            )
             .returning(Job.pk),
             execution_options={"synchronize_session": False},
         )
@@ -87,15 +121,31 @@ def claim_jobs(session: Session, *, worker_id: str, slots: int, now: dt.datetime
     return jobs
 
 
-def heartbeat(session: Session, *, worker_id: str, job_pks: list[int], now: dt.datetime | None = None) -> None:
-    """Record that ``worker_id`` still holds these jobs."""
-    if job_pks:
-        session.execute(
+def heartbeat(session: Session, *, worker_id: str, epochs: dict[int, int]) -> set[int]:
+    """Renew ``worker_id``'s lease on the jobs it claimed at these epochs (pk -> epoch), by the database's clock;
+    the pks still held. A job missing from the answer was reaped: its process must be killed, not recorded."""
+    return hold_fenced(session, worker_id=worker_id, epochs=epochs)
+
+
+def hold_fenced(session: Session, *, worker_id: str, epochs: dict[int, int]) -> set[int]:
+    """Renew the lease of, and lock until the transaction ends, each job still held by ``worker_id`` at its epoch;
+    the pks held. Every write a worker makes for a job goes through this first, in the same transaction, so a
+    reaper (which bumps the epoch) and a late owner never both write: the loser's condition matches 0 rows."""
+    if not epochs:
+        return set()
+    return set(
+        session.scalars(
             update(Job)
-            .where(Job.pk.in_(job_pks), Job.worker_id == worker_id)
-            .values(heartbeat_at=now or utcnow())
-            .execution_options(synchronize_session=False)
+            .where(
+                tuple_(Job.pk, Job.epoch).in_(list(epochs.items())),
+                Job.worker_id == worker_id,
+                Job.status.in_([s.value for s in ACTIVE_STATUSES]),
+            )
+            .values(heartbeat_at=db_clock(session))
+            .returning(Job.pk),
+            execution_options={"synchronize_session": False},
         )
+    )
 
 
 @dataclass(frozen=True)
@@ -135,43 +185,7 @@ def end_attempts(
 
 
 def reap_lost_jobs(session: Session, *, timeout_seconds: float, now: dt.datetime | None = None) -> list[LostJob]:
-    """Deal with held jobs whose worker has not heartbeated for ``timeout_seconds``.
+    """Reap held jobs whose worker has not heartbeated for ``timeout_seconds`` (see :mod:`headwater.jobs.reaper`)."""
+    from headwater.jobs.reaper import reap_lost_jobs as reap  # the reaper builds on this module
 
-    A job with attempts left is re-queued (RESOLVED, attempt + 1); any other is FAILED "worker lost"
-    (KILLED when a kill was already asked for).
-    """
-    now = now or utcnow()
-    cutoff = now - dt.timedelta(seconds=timeout_seconds)
-    stmt = (
-        select(Job)
-        .where(Job.status.in_([s.value for s in ACTIVE_STATUSES]), Job.heartbeat_at < cutoff)
-        .order_by(Job.pk)
-        .limit(100)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    jobs = list(session.scalars(stmt))
-    if not jobs:
-        return []
-    end_attempts(
-        session,
-        ends=[(job, JobStatus.KILLED if job.kill_requested else JobStatus.FAILED, "worker lost") for job in jobs],
-        now=now,
-    )
-    lost: list[LostJob] = []
-    for job in jobs:
-        lost.append(LostJob(id=job.id, host=job.host, pid=job.pid, requeued=False))
-        if job.kill_requested:
-            transition(job, JobStatus.KILLED, "worker lost while the job was being killed", session=session, now=now)
-        elif job.attempt < job.max_attempts:
-            job.attempt += 1
-            job.worker_id = job.pid = job.heartbeat_at = job.exit_code = None
-            reason = f"worker lost; re-queued for attempt {job.attempt} of {job.max_attempts}"
-            transition(job, JobStatus.RESOLVED, reason, session=session, now=now)
-            lost[-1] = LostJob(id=job.id, host=job.host, pid=lost[-1].pid, requeued=True)
-        else:
-            transition(job, JobStatus.FAILED, "worker lost", session=session, now=now)
-    if any(job.requeued for job in lost):
-        notify_workers(session)
-    session.flush()
-    return lost
+    return reap(session, timeout_seconds=timeout_seconds, now=now)

@@ -206,6 +206,8 @@ class Job(Base):
     # Attempts: a job whose worker is lost runs again while attempt < max_attempts.
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    # The claim's fencing token: +1 on every claim and every reap; a worker's writes need the epoch it claimed.
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
     archive_logs: Mapped[bool] = mapped_column(Boolean, default=False)
     archive_path: Mapped[str | None] = mapped_column(Text)
     # When retention removed the job's directory.
@@ -254,6 +256,7 @@ class JobAttempt(Base):
     worker_id: Mapped[str | None] = mapped_column(String(255))
     host: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)

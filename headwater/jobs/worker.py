@@ -6,6 +6,10 @@ One loop iteration is :meth:`JobWorker.run_once`; each step opens its own short 
 claimed or ended together share one. Between iterations the worker waits for work (:mod:`wakeup`).
 Preparing a claimed job is :mod:`preparation`, starting and signalling its processes :mod:`processes`, and the
 lineage of a succeeded job :mod:`run_lineage`; this module is the loop and its bookkeeping.
+
+Fencing (docs/adr/0001-job-fencing.md): each claim carries an epoch, every write for a job is conditioned on it,
+a job the worker finds reaped is killed at once, and a worker that cannot renew its lease kills its own jobs before
+anyone may reap them (:meth:`JobWorker._fence_expiring`).
 """
 
 from __future__ import annotations
@@ -15,26 +19,29 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
 from headwater.egress import EgressPolicy
-from headwater.jobs import dispatch, service, workspace
+from headwater.jobs import dispatch, reaper, service, workspace
+from headwater.jobs.exit_status import EXIT_STATUS_FILE, read_exit_status, write_exit_status
 from headwater.jobs.files import FileCache, is_remote
 from headwater.jobs.isolation import JobIsolation
 from headwater.jobs.models import Cluster, Command, Job, JobAttempt, JobStatus
 from headwater.jobs.preparation import prepare_claimed
-from headwater.jobs.processes import PreparedJob, RunningJob, cancel_outside, kill_group, runs_job, start_process
+from headwater.jobs.processes import PreparedJob, RunningJob, cancel_outside, kill_group, start_process
 from headwater.jobs.run_lineage import record_run_lineage
 from headwater.jobs.wakeup import Wakeup
 from headwater.settings import Settings
@@ -42,6 +49,9 @@ from headwater.settings import Settings
 __all__ = ["JobWorker", "WorkerThread", "kill_group"]
 
 log = logging.getLogger("headwater.jobs.worker")
+
+FENCED = "worker lost the database; killed before it could be reaped and run twice"
+REAPED = "reaped while this worker ran it"
 
 
 class JobWorker:
@@ -67,6 +77,8 @@ class JobWorker:
         run_as: str | None = None,
         pass_env: Sequence[str] = (),
         egress: EgressPolicy | None = None,
+        fence_margin: float | None = None,
+        shared_work_dirs: bool = False,
     ) -> None:
         self.factory = factory
         self.jobs_dir = (data_dir / "jobs").resolve()
@@ -89,6 +101,14 @@ class JobWorker:
         self._last_reap = 0.0
         self._last_kill_check = 0.0
         self._last_cleanup = 0.0
+        # Fencing: kill a job whose lease is this old (local monotonic clock, from before its last renewal).
+        margin = fence_margin if fence_margin is not None else min(10.0, heartbeat_timeout / 5)
+        self.fence_after = heartbeat_timeout - margin
+        self.shared_work_dirs = shared_work_dirs
+        # (pk, attempt) -> (epoch claimed, monotonic time before its last renewal); the attempt tells a re-claim of
+        # a reaped job by this same worker from the copy it still has to kill.
+        self._leases: dict[tuple[int, int], tuple[int, float]] = {}
+        self._db_ok = True  # the last loop iteration reached the database: only then may it reap and claim
         bind = factory.kw.get("bind")
         self.isolation = _isolation(data_dir, bind, run_as=run_as, pass_env=pass_env)
         self._wakeup = Wakeup(bind if listen and isinstance(bind, Engine) else None)
@@ -116,35 +136,43 @@ class JobWorker:
             run_as=settings.jobs_run_as,
             pass_env=settings.jobs_pass_env,
             egress=EgressPolicy.from_settings(settings),
+            fence_margin=settings.jobs_fence_margin,
+            shared_work_dirs=settings.jobs_shared_work_dirs,
         )
 
     # -------------------------------------------------------------------------------- the loop
 
     def run_once(self) -> None:
-        """One iteration: reap lost jobs, finish exited ones, act on kills and timeouts, heartbeat, claim,
-        and now and then remove expired job directories."""
+        """One iteration: kill jobs whose lease is expiring, heartbeat, reap lost jobs, finish exited ones, act on
+        kills and timeouts, claim, and now and then remove expired job directories."""
+        self._fence_expiring()
+        self._collect_exited()  # no database needed: an exit (and its status file) is noticed in an outage too
+        try:
+            self._iterate()
+        except Exception:
+            self._db_ok = False  # no reaping or claiming until a heartbeat gets through again
+            raise
+
+    def _iterate(self) -> None:
         now = time.monotonic()
+        self._heartbeat()
         # Reaping scans for stale heartbeats, which cannot appear faster than the heartbeat interval.
         if now - self._last_reap >= min(self.heartbeat_interval, self.heartbeat_timeout / 4):
             self._last_reap = now
-            with session_scope(self.factory) as session:
-                lost = dispatch.reap_lost_jobs(session, timeout_seconds=self.heartbeat_timeout)
-                # Before the commit makes a re-queued job claimable, so its first try never overlaps a retry.
-                self._kill_orphans(lost)
+            self._reap()
         self._collect_exited()
         self._enforce_kills()
-        self._heartbeat()
         free = self.slots - len(self.running)
         if self._ended or free > 0:
             # Recording ended jobs, claiming and INIT share one transaction (a commit is the dearest step of
             # a short job); the processes start once it has committed.
             with session_scope(self.factory) as session:
                 logged = self._record_ends(session)
-                claimed = dispatch.claim_jobs(session, worker_id=self.worker_id, slots=free) if free > 0 else []
+                claimed = self._claim(session, free)
                 prepared = (
                     prepare_claimed(claimed, session=session, jobs_dir=self.jobs_dir, host=self.host) if claimed else []
                 )
-            self._ended.clear()
+            self._forget_ended()
             for line in logged:
                 log.info("%s", line)
             if prepared:
@@ -159,6 +187,8 @@ class JobWorker:
 
     def serve(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set (the CLI worker and the server's in-process worker)."""
+        watchdog = threading.Thread(target=self._watch_leases, args=(stop,), name="headwater-job-fence", daemon=True)
+        watchdog.start()
         while not stop.is_set():
             try:
                 self.run_once()
@@ -208,14 +238,118 @@ class JobWorker:
         with session_scope(self.factory) as session:
             return session.scalar(select(Job.pk).where(Job.status == JobStatus.RESOLVED.value).limit(1)) is not None
 
-    def _kill_orphans(self, lost: list[dispatch.LostJob]) -> None:
-        # A worker killed with SIGKILL leaves its jobs' process groups running; on this host, end them so a
-        # re-queued job never runs twice at once.
-        for job in lost:
-            log.warning("job %s lost its worker; %s", job.id, "re-queued" if job.requeued else "now final")
-            owned = any(run.job_id == job.id for run in self.running.values())
-            if job.host == self.host and job.pid and not owned and runs_job(job.pid, job.id):
-                kill_group(job.pid, signal.SIGKILL)
+    # -------------------------------------------------------------------------------- fencing
+
+    def _reap(self) -> None:
+        """Reap lost jobs, only while this worker's own lease is known good (it heartbeated since it last lost the
+        database): a worker that was cut off must not judge others before it has shown it is back."""
+        if not self._db_ok:
+            return
+        with session_scope(self.factory) as session:
+            lost = reaper.reap_lost_jobs(
+                session, timeout_seconds=self.heartbeat_timeout, host=self.host, shared_work_dirs=self.shared_work_dirs
+            )
+            # Before the commit makes a re-queued job claimable, so its first try never overlaps a retry.
+            reaper.kill_orphans(lost, host=self.host)
+
+    def _claim(self, session: Session, free: int) -> list[Job]:
+        """Claim up to ``free`` jobs, only while the database is reachable; each claim's epoch starts its lease."""
+        if free <= 0 or not self._db_ok:
+            return []
+        live = set(self.running) | {run.pk for run, _ in self._ended}
+        for key in [key for key in self._leases if key[0] not in live]:
+            del self._leases[key]  # claimed earlier but never started (failed preparation, or expired meanwhile)
+        started = time.monotonic()  # before the claim: the lease can only be younger than this says
+        claimed = dispatch.claim_jobs(session, worker_id=self.worker_id, slots=free)
+        # A job reaped from this worker and re-queued may come back to it before it noticed: end the old copy first.
+        self._drop_reaped([self.running[job.pk] for job in claimed if job.pk in self.running])
+        self._leases.update({(job.pk, job.attempt): (job.epoch, started) for job in claimed})
+        return claimed
+
+    def _fence_expiring(self) -> None:
+        """Kill, at once, every running job whose lease this worker could not renew for ``fence_after`` seconds: by
+        the database's clock it can be reaped ``heartbeat_timeout`` after the last renewal, and must be dead by then."""
+        now = time.monotonic()
+        fenced = []
+        for run in list(self.running.values()):
+            lease = self._leases.get((run.pk, run.attempt))
+            if lease is None or now - lease[1] <= self.fence_after or run.kill_reason == FENCED:
+                continue
+            self._kill_now(run, FENCED)
+            fenced.append((run.job_id, now - lease[1]))
+        for job_id, age in fenced:  # logged after every kill: a log write that blocks must not delay one
+            log.error("job %s: no heartbeat got through for %.1f s; killed before it could be reaped", job_id, age)
+
+    def _watch_leases(self, stop: threading.Event) -> None:
+        """Fence from a thread of its own too, so a loop stuck in a database call that hangs (or in a blocked write)
+        cannot delay it."""
+        period = min(1.0, max(0.05, (self.heartbeat_timeout - self.fence_after) / 4))
+        while not stop.wait(period):
+            try:
+                self._fence_expiring()
+            except Exception:  # the loop changed what it runs meanwhile: look again next period
+                continue
+
+    def _drop_reaped(self, runs: list[RunningJob]) -> None:
+        """Runs whose job was reaped (its epoch moved on): kill this copy at once and forget it; record nothing."""
+        for run in runs:
+            self._leases.pop((run.pk, run.attempt), None)
+            log.error("job %s was reaped while this worker ran it; killing this copy", run.job_id)
+            self._kill_now(run, REAPED)
+            with suppress(subprocess.TimeoutExpired):
+                run.process.wait(timeout=5)  # SIGKILL: the leader is gone at once
+            for handle in run.files:
+                handle.close()
+            if run.pidfd is not None:
+                os.close(run.pidfd)
+            if self.running.get(run.pk) is run:
+                del self.running[run.pk]
+
+    def _kill_now(self, run: RunningJob, reason: str) -> None:
+        run.kill_reason = reason
+        run.kill_sent_at = time.monotonic()
+        cancel_outside(run)
+        kill_group(run.process.pid, signal.SIGKILL)
+
+    def _forget_ended(self) -> None:
+        """The ends in ``_ended`` are committed (or refused): their leases are over."""
+        for run, _ in self._ended:
+            self._leases.pop((run.pk, run.attempt), None)
+        self._ended.clear()
+
+    def _held(self, session: Session, keys: list[tuple[int, int]]) -> set[int]:
+        """Of these (pk, attempt), the jobs still this worker's at the epoch it claimed: their pks, leases renewed
+        and rows locked for this transaction."""
+        epochs = {pk: self._leases[(pk, attempt)][0] for pk, attempt in keys if (pk, attempt) in self._leases}
+        attempts = dict(keys)
+        started = time.monotonic()
+        held = dispatch.hold_fenced(session, worker_id=self.worker_id, epochs=epochs)
+        renewed = {(pk, attempts[pk]): (epochs[pk], started) for pk in held}
+
+        # Only a committed renewal counts: a lease believed renewed by a transaction that failed to commit would let
+        # this worker run the job past the time it can be reaped.
+        def _committed(_: Session) -> None:
+            self._leases.update({key: lease for key, lease in renewed.items() if key in self._leases})
+
+        event.listen(session, "after_commit", _committed, once=True)
+        return held
+
+    @staticmethod
+    def _keep_exit_status(run: RunningJob, code: int) -> None:
+        """Write the job's exit status into its directory, unless its launcher did, so a reaper can record it."""
+        if run.kill_reason in {FENCED, REAPED}:
+            return  # killed so as not to run twice: not an outcome of the job
+        try:
+            if read_exit_status(run.work_dir) is None:
+                write_exit_status(run.work_dir, code)
+        except OSError:
+            log.warning("job %s: could not write its exit status into %s", run.job_id, run.work_dir)
+
+    @staticmethod
+    def _clear_exit_status(work_dir: Path) -> None:
+        """A retry runs in the same directory: an earlier attempt's exit status must not be read as its own."""
+        with suppress(OSError):
+            (work_dir / EXIT_STATUS_FILE).unlink()
 
     # -------------------------------------------------------------------------------- starting
 
@@ -224,6 +358,11 @@ class JobWorker:
         started: list[RunningJob] = []
         failed: dict[int, str] = {}
         for item in prepared:
+            lease = self._leases.get((item.pk, item.attempt))
+            if lease is None or time.monotonic() - lease[1] > self.fence_after:
+                self._leases.pop((item.pk, item.attempt), None)
+                continue  # its lease ran out meanwhile (a long download): it may be reaped, so never start it
+            self._clear_exit_status(item.work_dir)
             outcome = self._start(item, [p.pk for p in prepared])
             if isinstance(outcome, str):
                 failed[item.pk] = outcome
@@ -233,19 +372,20 @@ class JobWorker:
         with session_scope(self.factory) as session:
             now = utcnow()
             pks = [run.pk for run in started] + list(failed)
-            jobs = {job.pk: job for job in session.scalars(select(Job).where(Job.pk.in_(pks)))}
+            held = self._held(session, [(item.pk, item.attempt) for item in prepared if item.pk in pks])
+            jobs = {job.pk: job for job in session.scalars(select(Job).where(Job.pk.in_(held)))}
+            self._drop_reaped([run for run in started if run.pk not in held])
             for run in started:
                 job = jobs.get(run.pk)
-                if job is None or job.worker_id != self.worker_id or job.status != JobStatus.INIT.value:
-                    run.kill_reason = "claimed by another worker meanwhile"
+                if job is None or job.status != JobStatus.INIT.value:
                     continue
                 job.pid = run.process.pid
                 job.started_at = now
-                job.heartbeat_at = now
                 session.add(
                     JobAttempt(
                         job_pk=job.pk,
                         attempt=run.attempt,
+                        epoch=job.epoch,
                         worker_id=self.worker_id,
                         host=self.host,
                         pid=run.process.pid,
@@ -310,6 +450,7 @@ class JobWorker:
                     log.exception("preparing job %s failed", item.job_id)
                     return f"could not prepare the job: {exc}"
                 try:
+                    self._fence_expiring()
                     self._heartbeat(also=starting)
                     self._collect_exited()
                     self._enforce_kills()
@@ -322,13 +463,24 @@ class JobWorker:
         return {"isolation": self.isolation, "in_use": in_use, "grace": self.kill_grace}
 
     def _heartbeat(self, also: list[int] | None = None) -> None:
+        """Renew the leases of the jobs this worker holds (conditioned on their epochs); kill any found reaped.
+        After the database was lost this runs at once, and is what lets the worker reap and claim again."""
         now = time.monotonic()
-        held = [*self.running, *(also or [])]
-        if not held or now - self._last_heartbeat < self.heartbeat_interval:
+        starting = set(also or []) - set(self.running)
+        held = [(run.pk, run.attempt) for run in self.running.values()]
+        held += [key for key in self._leases if key[0] in starting]
+        if self._db_ok and (not held or now - self._last_heartbeat < self.heartbeat_interval):
             return
         with session_scope(self.factory) as session:
-            dispatch.heartbeat(session, worker_id=self.worker_id, job_pks=held)
+            kept = self._held(session, held) if held else set()
+            if not held:
+                session.execute(select(1))  # nothing to renew: only show that the database is back
         self._last_heartbeat = now
+        self._db_ok = True
+        self._drop_reaped([run for run in self.running.values() if run.pk not in kept])
+        for pk, attempt in held:
+            if pk in starting and pk not in kept:
+                self._leases.pop((pk, attempt), None)  # reaped before it started: it never will here
 
     def _collect_exited(self) -> None:
         """Move the processes that exited from ``running`` to the ends still to record."""
@@ -339,6 +491,7 @@ class JobWorker:
             # The leader is gone; make sure nothing it started outlives it when the job was killed.
             if run.kill_reason is not None:
                 kill_group(run.process.pid, signal.SIGKILL)
+            self._keep_exit_status(run, code)
             for handle in run.files:
                 handle.close()
             if run.pidfd is not None:
@@ -352,7 +505,7 @@ class JobWorker:
         if self._ended:
             with session_scope(self.factory) as session:
                 logged = self._record_ends(session)
-            self._ended.clear()
+            self._forget_ended()
             for line in logged:
                 log.info("%s", line)
 
@@ -360,8 +513,9 @@ class JobWorker:
         """Record every job in ``_ended`` (kept until the transaction commits, so a failed one is retried)."""
         if not self._ended:
             return []
-        pks = [run.pk for run, _ in self._ended]
-        jobs = {job.pk: job for job in session.scalars(select(Job).where(Job.pk.in_(pks)))}
+        # A job reaped meanwhile is another's to record: refused here.
+        held = self._held(session, [(run.pk, run.attempt) for run, _ in self._ended])
+        jobs = {job.pk: job for job in session.scalars(select(Job).where(Job.pk.in_(held)))}
         # Held here so lineage recording finds them in the identity map instead of reading each again.
         clusters = list(session.scalars(select(Cluster).where(Cluster.id.in_({j.cluster_id for j in jobs.values()}))))
         commands = list(session.scalars(select(Command).where(Command.id.in_({j.command_id for j in jobs.values()}))))
@@ -386,7 +540,9 @@ class JobWorker:
         ):
             return None  # reaped meanwhile (this worker was presumed lost), perhaps re-queued and run elsewhere
         job.exit_code = code
-        if run.kill_reason == "timed out":
+        if run.kill_reason == FENCED:
+            status, reason = JobStatus.FAILED, FENCED
+        elif run.kill_reason == "timed out":
             status, reason = JobStatus.KILLED, f"timed out after {job.timeout_seconds} s"
         elif run.kill_reason is not None:
             status, reason = JobStatus.KILLED, run.kill_reason
