@@ -23,10 +23,11 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from suite_tables import empty_tables
 
 from headwater import migrations
 from headwater.app import create_app
-from headwater.db import Base, create_db_engine, make_sessionmaker
+from headwater.db import create_db_engine, make_sessionmaker
 from headwater.secrets import KeyRing, ReferencePolicy, SecretVault, generate_key
 from headwater.settings import Settings
 
@@ -168,25 +169,6 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _empty_tables(engine: Engine) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    for attempt in range(1, 6):
-        try:
-            with engine.begin() as connection:
-                if engine.dialect.name == "postgresql":
-                    connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-                else:
-                    for table in tables:
-                        connection.execute(text(f"DELETE FROM {table}"))
-            return
-        except OperationalError as exc:
-            # A server a test started (test_lineage_client's) keeps its background threads polling the suite's
-            # tables; TRUNCATE locks table after table and can deadlock with one of them. PostgreSQL aborts one of
-            # the two: run it again, or the next test starts on this test's rows.
-            if attempt == 5 or getattr(exc.orig, "sqlstate", None) != "40P01":
-                raise
-
-
 @pytest.fixture
 def session(engine: Engine) -> Iterator[Session]:
     """A session on an empty catalog; the test commits what it wants kept; tables are emptied after."""
@@ -194,7 +176,7 @@ def session(engine: Engine) -> Iterator[Session]:
     with factory() as session:
         yield session
         session.rollback()
-    _empty_tables(engine)
+    empty_tables(engine)
 
 
 @pytest.fixture(scope="session")
@@ -233,7 +215,7 @@ async def client(app: FastAPI, engine: Engine) -> AsyncIterator[httpx.AsyncClien
     async with httpx.AsyncClient(transport=transport, base_url="http://headwater.test") as client:
         yield client
     app.state.dataset_cache.clear()
-    _empty_tables(engine)
+    empty_tables(engine)
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import _empty_tables
 from fastapi import FastAPI
 from live_http import serve_in_thread
 from sqlalchemy import Engine
+from suite_tables import empty_tables
 
 from headwater.app import create_app
 from headwater.crosssite import CLIENT_HEADER
@@ -162,13 +162,13 @@ def fuzz_app(app_settings: Settings, engine: Engine, tmp_path_factory: pytest.Te
             "jobs_worker_enabled": False,
         }
     )
-    _empty_tables(engine)
+    empty_tables(engine)
     with make_sessionmaker(engine)() as session:
         load_demo(session)
         seed_fuzz_targets(session)
         session.commit()
     yield create_app(settings, prepare=False)
-    _empty_tables(engine)
+    empty_tables(engine)
 
 
 def test_fuzzing_every_operation_finds_no_server_error_and_no_schema_violation(
