@@ -30,8 +30,8 @@ from sqlalchemy import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "jobs"))
 from db_proxy import DbProxy  # noqa: E402  (the tests' proxy: one fault, one implementation)
+from double_runs import MARKING, ran_twice  # noqa: E402  (and their reading of a double run)
 
-MARKING = 'for i in $(seq 1 {ticks}); do echo "$HEADWATER_JOB_ATTEMPT" >> {marks}/"$HEADWATER_JOB_ID"; sleep 0.25; done'
 FINAL = {"SUCCEEDED", "FAILED", "KILLED", "INVALID"}
 # Short, valid fencing settings: 3 s > kill grace 0.5 + fence margin 1 + heartbeat interval 0.5.
 SETTINGS = {
@@ -43,19 +43,6 @@ SETTINGS = {
     "HEADWATER_JOBS_LISTEN": "false",
     "HEADWATER_JOBS_REAPER_INTERVAL": "0",  # the workers reap; the server only answers the API
 }
-
-
-def ran_twice(marks: Path) -> list[str]:
-    """Jobs of which two copies ran at once: a line of an earlier attempt written after a later attempt began."""
-    twice = []
-    for path in sorted(marks.iterdir()):
-        latest = 0
-        for attempt in (int(word) for word in path.read_text().split()):
-            if attempt < latest:
-                twice.append(path.name)
-                break
-            latest = max(latest, attempt)
-    return twice
 
 
 def start_worker(url: str, data_dir: Path, host: str) -> subprocess.Popen[bytes]:

@@ -22,6 +22,7 @@ import anyio
 import httpx
 import pytest
 from db_proxy import DbProxy
+from double_runs import MARKING, ran_twice
 from fastapi import FastAPI
 from jobs_helpers import job_body, make_worker, shell_setup, wait_for_status
 from sqlalchemy import select
@@ -36,22 +37,6 @@ from headwater.jobs.worker import JobWorker, WorkerThread
 from headwater.settings import Settings
 
 pytestmark = pytest.mark.anyio
-
-# Each copy of a job appends its attempt number four times a second while it runs.
-MARKING = 'for i in $(seq 1 {ticks}); do echo "$HEADWATER_JOB_ATTEMPT" >> {marks}/"$HEADWATER_JOB_ID"; sleep 0.25; done'
-
-
-def ran_twice(marks: Path) -> list[str]:
-    """Jobs of which two copies ran at once: a line of an earlier attempt written after a later attempt began."""
-    twice = []
-    for path in sorted(marks.iterdir()):
-        latest = 0
-        for attempt in (int(word) for word in path.read_text().split()):
-            if attempt < latest:
-                twice.append(path.name)
-                break
-            latest = max(latest, attempt)
-    return twice
 
 
 @contextmanager
