@@ -38,6 +38,17 @@ async def shell_setup(client: httpx.AsyncClient, *, max_concurrent: int = 8) -> 
     assert r.status_code == 201, r.text
 
 
+async def spark_setup(client: httpx.AsyncClient) -> None:
+    """A Spark cluster (local[1]) tagged sched:spark and a spark-submit command tagged type:spark."""
+    await client.post(
+        "/api/v1/clusters",
+        json={"name": "spark-local", "type": "spark", "tags": ["sched:spark"], "config": {"master": "local[1]"}},
+    )
+    await client.post(
+        "/api/v1/commands", json={"name": "spark", "executable": ["spark-submit"], "tags": ["type:spark"]}
+    )
+
+
 def job_body(script: str, **extra: Any) -> dict[str, Any]:
     """A job request running ``script`` with /bin/sh -c."""
     return {

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from jobs_helpers import job_body, make_worker, shell_setup, wait_until
+from jobs_helpers import job_body, make_worker, shell_setup, spark_setup, wait_until
 
 from headwater.jobs.exit_status import read_exit_status
 from headwater.jobs.worker import JobWorker
@@ -224,13 +224,7 @@ async def test_a_spark_job_runs_as_the_user_with_only_the_allowlisted_environmen
     os.chmod(script, 0o644)
     worker = make_worker(app, data_dir, run_as=job_user.pw_name)
     try:
-        await client.post(
-            "/api/v1/clusters",
-            json={"name": "spark-local", "type": "spark", "tags": ["sched:spark"], "config": {"master": "local[1]"}},
-        )
-        await client.post(
-            "/api/v1/commands", json={"name": "spark", "executable": ["spark-submit"], "tags": ["type:spark"]}
-        )
+        await spark_setup(client)
         body = {
             "name": "aggregate",
             "user": "alice",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from jobs_helpers import spark_setup
 
 from headwater.jobs.worker import JobWorker
 
@@ -34,13 +35,7 @@ async def test_spark_job_end_to_end(client: httpx.AsyncClient, worker: JobWorker
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
     output = tmp_path / "out.parquet"
-    await client.post(
-        "/api/v1/clusters",
-        json={"name": "spark-local", "type": "spark", "tags": ["sched:spark"], "config": {"master": "local[1]"}},
-    )
-    await client.post(
-        "/api/v1/commands", json={"name": "spark", "executable": ["spark-submit"], "tags": ["type:spark"]}
-    )
+    await spark_setup(client)
     body = {
         "name": "aggregate",
         "user": "alice",
