@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from headwater.reference.cli import cli_reference
-from headwater.reference.graphql import graphql_reference, graphql_sdl
+from headwater.reference.graphql import graphql_reference
 from headwater.reference.openapi import openapi_json, openapi_reference
 from headwater.reference.settings import settings_reference
 
@@ -24,7 +24,6 @@ PAGES: dict[str, Callable[[], str]] = {
     "settings.md": settings_reference,
     "cli.md": cli_reference,
     "graphql.md": graphql_reference,
-    "schema.graphql": graphql_sdl,
     "openapi.md": openapi_reference,
     "openapi.json": openapi_json,
 }

@@ -1,4 +1,4 @@
-"""The GraphQL reference: the schema's SDL (``docs/reference/schema.graphql``) and a page showing it."""
+"""The GraphQL reference (``docs/reference/graphql.md``): the schema's SDL, as ``schema.as_str()`` prints it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ HEADER = """# GraphQL schema
 
 <!-- Generated from headwater/graphql by scripts/gen-reference.py: do not edit by hand. -->
 
-The whole schema of `POST /graphql`, in SDL (also as a file: [schema.graphql](schema.graphql), for code
-generators and IDEs). How to call it: [GraphQL API](../clients/graphql.md).
+The whole schema of `POST /graphql`, in SDL (for code generators and IDEs: `headwater.graphql.schema:schema`'s
+`as_str()`, or an introspection query against a server). How to call it: [GraphQL API](../clients/graphql.md).
 
 """
 
