@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export HEADWATER_DATA_DIR ?= $(CURDIR)/.headwater
 
-.PHONY: run test setup flink lint typecheck pytest demo serve clean
+.PHONY: run test setup flink lint typecheck pytest demo serve clean docs
 
 ## run: set up, migrate, load the demo platform and serve on http://127.0.0.1:8000
 run: setup
@@ -54,6 +54,10 @@ $(FLINK_STAMP):
 	$(FLINK_VENV)/bin/python -m pip install --quiet 'apache-flink==$(FLINK_VERSION)'
 	touch $@
 
+## docs: build the docs site into site/ with mkdocs --strict (a broken link or a page left out of the nav fails)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 demo: setup
 	$(BIN)/headwater demo
 
@@ -61,4 +65,4 @@ serve: setup
 	$(BIN)/headwater serve
 
 clean:
-	rm -rf $(VENV) $(FLINK_VENV) .headwater .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(FLINK_VENV) .headwater .mypy_cache .ruff_cache build site *.egg-info

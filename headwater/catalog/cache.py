@@ -13,6 +13,7 @@ entries went stale (a changed dataset makes every list page stale, since any pag
 * an entry computed from a read that overlapped an invalidation is not stored (the generation check).
 
 Writes guarded by If-Match always check the database, never this cache.
+Why cache-first, with the figures: docs/adr/0002-cache-first-reads.md.
 """
 
 from __future__ import annotations

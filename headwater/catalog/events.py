@@ -6,6 +6,7 @@ consumer that stored "after=41" could miss id 40 committing late. Writers theref
 transaction-scoped advisory lock just before appending, held until commit: ids become visible in
 order. Appending is the last step of a write so the lock is held only for the commit. SQLite has a
 single writer, so there is nothing to do there.
+Why one lock, and what it costs: docs/adr/0003-outbox-ordering-lock.md.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ are read (in their own statement, after the lock) and the statements replayed in
 Anything the statement cannot settle (a job not created yet, a run another transaction is creating at the same
 moment, a group whose output is only known under a symlink) is left out of the answer, and the caller reads
 it the ordinary way afterwards, so the result is always the same as the statement-at-a-time path.
+Why one read and one write statement, with the figures: docs/adr/0006-lineage-snapshot.md.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ the same contract on every backend, in tiers:
 5. anything else that matched (tags, owners, namespace, source, format).
 
 Inside a tier the backend's own relevance score orders hits.
+Why two backends, the sql one by default, with the figures: docs/adr/0005-sql-vs-elasticsearch-search.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The settings reference (``docs/reference/settings.md``), generated from :class:`~headwater.settings.Settings`.
 
-The page is written by ``scripts/gen-reference.py``; ``tests/test_settings_reference.py`` fails when the
-committed page no longer matches the code, so a new setting cannot go undocumented.
+The page is written by ``scripts/gen-reference.py`` with the other references (:mod:`headwater.reference`);
+``tests/test_settings_reference.py`` fails when the committed page no longer matches the code, so a new setting
+cannot go undocumented.
 """
 
 from __future__ import annotations
