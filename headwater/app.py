@@ -27,8 +27,8 @@ from headwater.api import BodySizeLimit, error_body, install_error_handlers
 from headwater.apidocs import install_api_docs
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
-from headwater.catalog.sync import SyncScheduler
 from headwater.catalog.sync_routes import sync_router
+from headwater.catalog.sync_scheduler import SyncScheduler
 from headwater.crosssite import CLIENT_HEADER, CrossSiteWrites, HostCheck, SecurityHeaders
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.egress import EgressPolicy
@@ -39,6 +39,7 @@ from headwater.jobs.routes import applications_router, clusters_router, commands
 from headwater.jobs.worker import JobWorker, WorkerThread
 from headwater.limits import RateLimit, TokenBuckets
 from headwater.lineage.routes import lineage_router
+from headwater.loops import LoopService
 from headwater.openapi import install_openapi
 from headwater.search import IndexerThread, make_backend, make_indexer
 from headwater.search.routes import search_router
@@ -160,29 +161,29 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         shared_work_dirs=settings.jobs_shared_work_dirs,
     )
 
+    # The background loops the settings enable, in the order they start; they stop in the reverse order.
+    loops: list[LoopService[Any]] = [
+        loop
+        for loop, enabled in (
+            (poller, settings.cache_enabled),
+            (scheduler, settings.sync_scheduler_enabled),
+            (indexer_thread, settings.search_indexer_enabled),
+            (job_thread, settings.should_run_job_worker),
+            (job_reaper, settings.jobs_reaper_interval > 0),
+        )
+        if enabled
+    ]
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if settings.cache_enabled:
-            poller.start()
-        if settings.sync_scheduler_enabled:
-            scheduler.start()
-        if settings.search_indexer_enabled:
-            indexer_thread.start()
-        if settings.should_run_job_worker:
-            job_thread.start()
-        if settings.jobs_reaper_interval > 0:
-            job_reaper.start()
+        for loop in loops:
+            loop.start()
         try:
             yield
         finally:
-            job_reaper.stop()
-            if settings.should_run_job_worker:
-                job_thread.stop()
-            if settings.search_indexer_enabled:
-                indexer_thread.stop()
+            for loop in reversed(loops):
+                loop.stop()
             search_backend.close()
-            scheduler.stop()
-            poller.stop()
             engine.dispose()
 
     app = FastAPI(

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from headwater.catalog.models import ChangeEvent
+from headwater.loops import LoopService
 
 __all__ = ["CachedReads", "DatasetCache", "OutboxPoller", "list_cache_key"]
 
@@ -123,29 +124,26 @@ class DatasetCache:
         return len(self._entries)
 
 
-class OutboxPoller:
-    """A daemon thread that invalidates cache entries named by new change events."""
+class OutboxPoller(LoopService[None]):
+    """A background loop that invalidates cache entries named by new change events."""
+
+    log = log
 
     def __init__(
         self, *, engine: Engine, cache: DatasetCache, interval: float, factory: sessionmaker[Session] | None = None
     ) -> None:
+        super().__init__(name="headwater-cache-poller", interval=interval, join_timeout=5)
         self.cache = cache
-        self.interval = interval
         self._factory = factory or sessionmaker(bind=engine)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="headwater-cache-poller", daemon=True)
         self.position: int | None = None
 
-    def start(self) -> None:
-        """Take the current outbox position, then poll in the background."""
+    def on_start(self) -> None:
+        """Take the current outbox position before polling in the background."""
         self.poll_once()
-        self._thread.start()
 
-    def stop(self) -> None:
-        """Stop polling (waits for the thread)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+    def run_once(self) -> None:
+        """One poll (it never raises: an unreachable database disables the cache instead)."""
+        self.poll_once()
 
     def poll_once(self) -> None:
         """Read outbox rows after the last position and invalidate the datasets they name."""
@@ -171,10 +169,6 @@ class OutboxPoller:
         except SQLAlchemyError as exc:
             log.warning("cache disabled until the change outbox can be read again: %s", exc)
             self.cache.set_healthy(False)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.poll_once()
 
 
 _DATASET_PATH = re.compile(r"^/api/v1/datasets/([1-9][0-9]{0,17})$")

@@ -1,5 +1,6 @@
-"""The database queue of jobs: claiming (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), heartbeats, recording how
-attempts end. Reaping jobs whose worker stopped heartbeating is :mod:`headwater.jobs.reaper`.
+"""The database queue of jobs, and every write a worker makes to it: claiming (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL), heartbeats, recording starts and how attempts end. Reaping jobs whose worker stopped heartbeating is
+:mod:`headwater.jobs.reaper`, which builds on this module.
 
 Every claim carries an epoch (a fencing token, docs/adr/0001-job-fencing.md): a worker's later writes for a job
 are conditioned on (worker, epoch), and lease times are the database's clock, never a worker's.
@@ -10,42 +11,41 @@ Functions take ``session`` keyword-only and flush only; the worker's loop owns t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, literal, select, tuple_, type_coerce, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from headwater.db import UTCDateTime, utcnow
-from headwater.jobs.models import ACTIVE_STATUSES, Cluster, Job, JobAttempt, JobStatus, JobTransition
-from headwater.jobs.service import transition
+from headwater.db import utcnow
+from headwater.jobs.models import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    Cluster,
+    Command,
+    Job,
+    JobAttempt,
+    JobStatus,
+    JobTransition,
+)
+from headwater.jobs.service import notify_workers, transition
+from headwater.leases import db_clock
 
 __all__ = [
     "LostJob",
     "claim_jobs",
-    "db_clock",
-    "db_clock_minus",
+    "definitions_of",
     "end_attempts",
+    "end_jobs",
+    "fail_start",
     "heartbeat",
+    "held_jobs",
     "hold_fenced",
-    "reap_lost_jobs",
+    "is_queued",
+    "kill_requested",
+    "ping",
+    "record_start",
 ]
-
-
-def db_clock(session: Session) -> ColumnElement[dt.datetime]:
-    """The database's current time as an SQL expression (``now()``; SQLite's own clock in UTC, to the microsecond
-    format SQLAlchemy stores), so every lease is judged by one clock, not by each worker's."""
-    if session.get_bind().dialect.name == "postgresql":
-        return type_coerce(func.now(), UTCDateTime)
-    # %f is "SS.SSS": three more digits make the microseconds SQLAlchemy writes and reads on SQLite.
-    return type_coerce(func.strftime("%Y-%m-%d %H:%M:%f000", "now"), UTCDateTime)
-
-
-def db_clock_minus(session: Session, seconds: float) -> ColumnElement[dt.datetime]:
-    """The database's time ``seconds`` ago, as an SQL expression."""
-    if session.get_bind().dialect.name == "postgresql":
-        return type_coerce(func.now() - literal(dt.timedelta(seconds=seconds)), UTCDateTime)
-    return type_coerce(func.strftime("%Y-%m-%d %H:%M:%f000", "now", f"-{seconds:.6f} seconds"), UTCDateTime)
 
 
 def claim_jobs(session: Session, *, worker_id: str, slots: int, now: dt.datetime | None = None) -> list[Job]:
@@ -184,8 +184,57 @@ def end_attempts(
             )
 
 
-def reap_lost_jobs(session: Session, *, timeout_seconds: float, now: dt.datetime | None = None) -> list[LostJob]:
-    """Reap held jobs whose worker has not heartbeated for ``timeout_seconds`` (see :mod:`headwater.jobs.reaper`)."""
-    from headwater.jobs.reaper import reap_lost_jobs as reap  # the reaper builds on this module
+def end_jobs(session: Session, *, ends: Sequence[tuple[Job, JobStatus, str]], now: dt.datetime) -> None:
+    """Record how each job ended (its attempt and its status) and free its cluster slot for waiting workers."""
+    end_attempts(session, ends=ends, now=now)
+    for job, status, reason in ends:
+        transition(job, status, reason, session=session, now=now)
+    notify_workers(session)  # a cluster slot is free
 
-    return reap(session, timeout_seconds=timeout_seconds, now=now)
+
+def record_start(
+    session: Session, *, job: Job, attempt: int, worker_id: str, host: str, pid: int, now: dt.datetime
+) -> None:
+    """Record that the claimed job's process ``pid`` started on ``host``: its attempt row and RUNNING."""
+    job.pid, job.started_at = pid, now
+    session.add(JobAttempt(job_pk=job.pk, attempt=attempt, epoch=job.epoch, worker_id=worker_id, host=host, pid=pid,
+                           started_at=now))  # fmt: skip
+    reason = f"pid {pid} on {host}"
+    if job.max_attempts > 1:
+        reason += f" (attempt {attempt} of {job.max_attempts})"
+    transition(job, JobStatus.RUNNING, reason, session=session, now=now)
+
+
+def fail_start(session: Session, *, job: Job, reason: str, now: dt.datetime) -> None:
+    """Record FAILED a claimed job whose process could not start (unless it already ended)."""
+    if job.status not in {s.value for s in FINAL_STATUSES}:
+        transition(job, JobStatus.FAILED, reason, session=session, now=now)
+
+
+def held_jobs(session: Session, *, pks: Iterable[int]) -> dict[int, Job]:
+    """The jobs of these pks (the ones :func:`hold_fenced` answered), by pk."""
+    return {job.pk: job for job in session.scalars(select(Job).where(Job.pk.in_(list(pks))))}
+
+
+def definitions_of(session: Session, jobs: Iterable[Job]) -> list[Cluster | Command]:
+    """The clusters and commands of ``jobs``, read at once; keep the list while recording their lineage, which then
+    finds them in the session's identity map instead of reading each again."""
+    jobs = list(jobs)
+    clusters = session.scalars(select(Cluster).where(Cluster.id.in_({job.cluster_id for job in jobs})))
+    commands = session.scalars(select(Command).where(Command.id.in_({job.command_id for job in jobs})))
+    return [*clusters, *commands]
+
+
+def kill_requested(session: Session, *, pks: Iterable[int]) -> set[int]:
+    """Of these jobs, the ones someone asked to kill."""
+    return set(session.scalars(select(Job.pk).where(Job.pk.in_(list(pks)), Job.kill_requested.is_(True))))
+
+
+def is_queued(session: Session) -> bool:
+    """Whether any job waits to be claimed."""
+    return session.scalar(select(Job.pk).where(Job.status == JobStatus.RESOLVED.value).limit(1)) is not None
+
+
+def ping(session: Session) -> None:
+    """Reach the database (a worker with nothing to renew shows this way that it is back)."""
+    session.execute(select(1))

@@ -15,19 +15,20 @@ import datetime as dt
 import logging
 import signal
 import socket
-import threading
 from pathlib import Path
 
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
-from headwater.jobs.dispatch import LostJob, db_clock_minus, end_attempts
+from headwater.jobs.dispatch import LostJob, end_attempts
 from headwater.jobs.exit_status import read_exit_status
 from headwater.jobs.models import ACTIVE_STATUSES, Job, JobStatus
 from headwater.jobs.processes import kill_group, runs_job
 from headwater.jobs.run_lineage import record_run_lineage
 from headwater.jobs.service import notify_workers, transition
+from headwater.leases import renewed_before
+from headwater.loops import LoopService
 
 __all__ = ["ReaperThread", "kill_orphans", "reap_lost_jobs"]
 
@@ -49,7 +50,7 @@ def reap_lost_jobs(
     """
     now = now or utcnow()
     active = Job.status.in_([s.value for s in ACTIVE_STATUSES])
-    expired = Job.heartbeat_at < db_clock_minus(session, timeout_seconds)
+    expired = renewed_before(session, Job.heartbeat_at, timeout_seconds)
     stmt = select(Job.pk, Job.epoch).where(active, expired).order_by(Job.pk).limit(100)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
@@ -138,8 +139,10 @@ def kill_orphans(lost: list[LostJob], *, host: str) -> None:
             kill_group(job.pid, signal.SIGKILL)
 
 
-class ReaperThread:
+class ReaperThread(LoopService[list[LostJob]]):
     """The server's reaper: every ``interval`` seconds, reaps lost jobs (so they end even with no worker alive)."""
+
+    log = log
 
     def __init__(
         self,
@@ -150,15 +153,13 @@ class ReaperThread:
         shared_work_dirs: bool = False,
         host: str | None = None,
     ) -> None:
+        super().__init__(name="headwater-job-reaper", interval=interval, join_timeout=30)
         self.factory = factory
-        self.interval = interval
         self.timeout_seconds = timeout_seconds
         self.shared_work_dirs = shared_work_dirs
         self.host = host or socket.gethostname()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def reap_once(self) -> list[LostJob]:
+    def run_once(self) -> list[LostJob]:
         """One pass: reap, and end the orphaned processes of reaped jobs on this host before they can run again."""
         with session_scope(self.factory) as session:
             lost = reap_lost_jobs(
@@ -166,21 +167,3 @@ class ReaperThread:
             )
             kill_orphans(lost, host=self.host)  # before the commit makes a re-queued job claimable
         return lost
-
-    def start(self) -> None:
-        """Start reaping in a daemon thread."""
-        self._thread = threading.Thread(target=self._loop, name="headwater-job-reaper", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop reaping."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.reap_once()
-            except Exception:  # a database outage: try again next interval
-                log.exception("reaping lost jobs failed")

@@ -9,7 +9,7 @@ lineage of a succeeded job :mod:`run_lineage`; this module is the loop and its b
 
 Fencing (docs/adr/0001-job-fencing.md): each claim carries an epoch, every write for a job is conditioned on it,
 a job the worker finds reaped is killed at once, and a worker that cannot renew its lease kills its own jobs before
-anyone may reap them (:meth:`JobWorker._fence_expiring`).
+anyone may reap them (:meth:`JobWorker.fence_expiring`).
 """
 
 from __future__ import annotations
@@ -30,20 +30,21 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
 from headwater.egress import EgressPolicy
-from headwater.jobs import dispatch, reaper, service, workspace
+from headwater.jobs import dispatch, reaper, workspace
 from headwater.jobs.exit_status import EXIT_STATUS_FILE, read_exit_status, write_exit_status
 from headwater.jobs.files import FileCache, is_remote
 from headwater.jobs.isolation import JobIsolation
-from headwater.jobs.models import Cluster, Command, Job, JobAttempt, JobStatus
+from headwater.jobs.models import FINAL_STATUSES, Job, JobStatus
 from headwater.jobs.preparation import prepare_claimed
 from headwater.jobs.processes import PreparedJob, RunningJob, cancel_outside, kill_group, start_process
 from headwater.jobs.run_lineage import record_run_lineage
 from headwater.jobs.wakeup import Wakeup
+from headwater.loops import LoopService
 from headwater.settings import Settings
 
 __all__ = ["JobWorker", "WorkerThread", "kill_group"]
@@ -145,7 +146,7 @@ class JobWorker:
     def run_once(self) -> None:
         """One iteration: kill jobs whose lease is expiring, heartbeat, reap lost jobs, finish exited ones, act on
         kills and timeouts, claim, and now and then remove expired job directories."""
-        self._fence_expiring()
+        self.fence_expiring()
         self._collect_exited()  # no database needed: an exit (and its status file) is noticed in an outage too
         try:
             self._iterate()
@@ -186,17 +187,8 @@ class JobWorker:
         self._wakeup.wait(timeout, [run.pidfd for run in self.running.values() if run.pidfd is not None])
 
     def serve(self, stop: threading.Event) -> None:
-        """Loop until ``stop`` is set (the CLI worker and the server's in-process worker)."""
-        watchdog = threading.Thread(target=self._watch_leases, args=(stop,), name="headwater-job-fence", daemon=True)
-        watchdog.start()
-        while not stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # one bad iteration (a database blip) must not end the worker
-                log.exception("job worker iteration failed")
-                stop.wait(self.poll_interval)
-                continue
-            self.wait_for_work(self.poll_interval)
+        """Loop in this thread until ``stop`` is set (the CLI worker; the server's is :class:`WorkerThread`)."""
+        WorkerThread(self, interval=self.poll_interval, stop=stop).run()
 
     def clean_expired(self) -> list[str]:
         """Remove this worker's job directories older than the retention period (archiving logs if asked)."""
@@ -236,7 +228,7 @@ class JobWorker:
 
     def _queued(self) -> bool:
         with session_scope(self.factory) as session:
-            return session.scalar(select(Job.pk).where(Job.status == JobStatus.RESOLVED.value).limit(1)) is not None
+            return dispatch.is_queued(session)
 
     # -------------------------------------------------------------------------------- fencing
 
@@ -266,7 +258,7 @@ class JobWorker:
         self._leases.update({(job.pk, job.attempt): (job.epoch, started) for job in claimed})
         return claimed
 
-    def _fence_expiring(self) -> None:
+    def fence_expiring(self) -> None:
         """Kill, at once, every running job whose lease this worker could not renew for ``fence_after`` seconds: by
         the database's clock it can be reaped ``heartbeat_timeout`` after the last renewal, and must be dead by then."""
         now = time.monotonic()
@@ -279,16 +271,6 @@ class JobWorker:
             fenced.append((run.job_id, now - lease[1]))
         for job_id, age in fenced:  # logged after every kill: a log write that blocks must not delay one
             log.error("job %s: no heartbeat got through for %.1f s; killed before it could be reaped", job_id, age)
-
-    def _watch_leases(self, stop: threading.Event) -> None:
-        """Fence from a thread of its own too, so a loop stuck in a database call that hangs (or in a blocked write)
-        cannot delay it."""
-        period = min(1.0, max(0.05, (self.heartbeat_timeout - self.fence_after) / 4))
-        while not stop.wait(period):
-            try:
-                self._fence_expiring()
-            except Exception:  # the loop changed what it runs meanwhile: look again next period
-                continue
 
     def _drop_reaped(self, runs: list[RunningJob]) -> None:
         """Runs whose job was reaped (its epoch moved on): kill this copy at once and forget it; record nothing."""
@@ -373,35 +355,21 @@ class JobWorker:
             now = utcnow()
             pks = [run.pk for run in started] + list(failed)
             held = self._held(session, [(item.pk, item.attempt) for item in prepared if item.pk in pks])
-            jobs = {job.pk: job for job in session.scalars(select(Job).where(Job.pk.in_(held)))}
+            jobs = dispatch.held_jobs(session, pks=held)
             self._drop_reaped([run for run in started if run.pk not in held])
             for run in started:
                 job = jobs.get(run.pk)
                 if job is None or job.status != JobStatus.INIT.value:
                     continue
-                job.pid = run.process.pid
-                job.started_at = now
-                session.add(
-                    JobAttempt(
-                        job_pk=job.pk,
-                        attempt=run.attempt,
-                        epoch=job.epoch,
-                        worker_id=self.worker_id,
-                        host=self.host,
-                        pid=run.process.pid,
-                        started_at=now,
-                    )
-                )
-                reason = f"pid {run.process.pid} on {self.host}"
-                if job.max_attempts > 1:
-                    reason += f" (attempt {run.attempt} of {job.max_attempts})"
-                service.transition(job, JobStatus.RUNNING, reason, session=session, now=now)
+                dispatch.record_start(
+                    session, job=job, attempt=run.attempt, worker_id=self.worker_id, host=self.host,
+                    pid=run.process.pid, now=now,
+                )  # fmt: skip
                 if job.kill_requested:
                     run.kill_reason = "killed by request"
             for pk, reason in failed.items():
-                failed_job = jobs.get(pk)
-                if failed_job is not None and failed_job.status not in {s.value for s in service.FINAL_STATUSES}:
-                    service.transition(failed_job, JobStatus.FAILED, reason, session=session, now=now)
+                if (failed_job := jobs.get(pk)) is not None:
+                    dispatch.fail_start(session, job=failed_job, reason=reason, now=now)
         for run in started:
             log.info("job %s started: pid %s", run.job_id, run.process.pid)
 
@@ -414,9 +382,7 @@ class JobWorker:
         if now - self._last_kill_check >= self.poll_interval:
             self._last_kill_check = now
             with session_scope(self.factory) as session:
-                flagged = set(
-                    session.scalars(select(Job.pk).where(Job.pk.in_(list(self.running)), Job.kill_requested.is_(True)))
-                )
+                flagged = dispatch.kill_requested(session, pks=self.running)
         for pk, run in self.running.items():
             if run.kill_reason is None and pk in flagged:
                 run.kill_reason = "killed by request"
@@ -450,7 +416,7 @@ class JobWorker:
                     log.exception("preparing job %s failed", item.job_id)
                     return f"could not prepare the job: {exc}"
                 try:
-                    self._fence_expiring()
+                    self.fence_expiring()
                     self._heartbeat(also=starting)
                     self._collect_exited()
                     self._enforce_kills()
@@ -474,7 +440,7 @@ class JobWorker:
         with session_scope(self.factory) as session:
             kept = self._held(session, held) if held else set()
             if not held:
-                session.execute(select(1))  # nothing to renew: only show that the database is back
+                dispatch.ping(session)  # nothing to renew: only show that the database is back
         self._last_heartbeat = now
         self._db_ok = True
         self._drop_reaped([run for run in self.running.values() if run.pk not in kept])
@@ -515,17 +481,12 @@ class JobWorker:
             return []
         # A job reaped meanwhile is another's to record: refused here.
         held = self._held(session, [(run.pk, run.attempt) for run, _ in self._ended])
-        jobs = {job.pk: job for job in session.scalars(select(Job).where(Job.pk.in_(held)))}
-        # Held here so lineage recording finds them in the identity map instead of reading each again.
-        clusters = list(session.scalars(select(Cluster).where(Cluster.id.in_({j.cluster_id for j in jobs.values()}))))
-        commands = list(session.scalars(select(Command).where(Command.id.in_({j.command_id for j in jobs.values()}))))
+        jobs = dispatch.held_jobs(session, pks=held)
+        definitions = dispatch.definitions_of(session, jobs.values())  # held while lineage is recorded
         now = utcnow()
         ends = [end for run, code in self._ended if (end := self._end_of(session, jobs.get(run.pk), run, code))]
-        dispatch.end_attempts(session, ends=ends, now=now)
-        for job, status, reason in ends:
-            service.transition(job, status, reason, session=session, now=now)
-        service.notify_workers(session)  # a cluster slot is free
-        del clusters, commands
+        dispatch.end_jobs(session, ends=ends, now=now)
+        del definitions
         return [f"job {job.id} ended {status.value} (exit code {job.exit_code})" for job, status, _ in ends]
 
     def _end_of(
@@ -534,7 +495,7 @@ class JobWorker:
         """How the job ended, or None when it is no longer this worker's to record."""
         if (
             job is None
-            or job.status in {s.value for s in service.FINAL_STATUSES}
+            or job.status in {s.value for s in FINAL_STATUSES}
             or job.worker_id != self.worker_id
             or job.attempt != run.attempt
         ):
@@ -572,27 +533,61 @@ def _isolation(data_dir: Path, bind: object, *, run_as: str | None, pass_env: Se
     return isolation
 
 
-class WorkerThread:
-    """Runs a :class:`JobWorker` loop in a daemon thread (the server's in-process worker)."""
+class _LeaseFence(LoopService[None]):
+    """Fences a worker's expiring leases from a thread of its own too, so a loop stuck in a database call that hangs
+    (or in a blocked write) cannot delay it."""
 
-    def __init__(self, worker: JobWorker, *, interval: float) -> None:
+    log = log
+
+    def __init__(self, worker: JobWorker) -> None:
+        period = min(1.0, max(0.05, (worker.heartbeat_timeout - worker.fence_after) / 4))
+        super().__init__(name="headwater-job-fence", interval=period)
         self.worker = worker
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start the loop."""
-        self._thread = threading.Thread(target=self._loop, name="headwater-job-worker", daemon=True)
-        self._thread.start()
+    def run_once(self) -> None:
+        """Kill the jobs whose lease is about to run out."""
+        self.worker.fence_expiring()
 
-    def stop(self) -> None:
-        """Stop the loop and kill the jobs it runs."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        self.worker.shutdown()
+    def on_error(self, exc: Exception) -> None:
+        """The loop changed what it runs meanwhile: look again next period."""
 
-    def _loop(self) -> None:
+
+class WorkerThread(LoopService[None]):
+    """Runs a :class:`JobWorker`'s loop: in a daemon thread (the server's in-process worker), or in the calling
+    thread with :meth:`run` until ``stop`` is set (``headwater worker``). Between iterations the worker waits for work
+    (:mod:`wakeup`); after a failed one, one poll interval."""
+
+    log = log
+
+    def __init__(self, worker: JobWorker, *, interval: float, stop: threading.Event | None = None) -> None:
+        super().__init__(name="headwater-job-worker", interval=interval, run_first=True, join_timeout=30, stop=stop)
+        self.worker = worker
+
+    def run(self) -> None:
+        """Loop until stopped, the worker's leases fenced from a thread of their own meanwhile."""
         self.worker.poll_interval = self.interval
-        self.worker.serve(self._stop)
+        fence = _LeaseFence(self.worker)
+        fence.start()
+        try:
+            super().run()
+        finally:
+            fence.stop()
+
+    def run_once(self) -> None:
+        """One iteration of the worker (:meth:`JobWorker.run_once`)."""
+        self.worker.run_once()
+
+    def on_error(self, exc: Exception) -> None:
+        """One bad iteration (a database blip) must not end the worker."""
+        log.exception("job worker iteration failed")
+
+    def pause(self, seconds: float) -> None:
+        """Until work arrives (or ``seconds``); after a failure, ``seconds`` unless stopped meanwhile."""
+        if self.failures:
+            self._stop.wait(seconds)
+        else:
+            self.worker.wait_for_work(seconds)
+
+    def on_stop(self) -> None:
+        """Kill the jobs the worker runs."""
+        self.worker.shutdown()

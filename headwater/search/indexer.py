@@ -14,11 +14,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import os
-import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +29,8 @@ from headwater.catalog.events import latest_change_id, list_changes
 from headwater.catalog.models import Dataset
 from headwater.db import session_scope, utcnow
 from headwater.errors import Conflict
+from headwater.leases import RowLease, new_holder
+from headwater.loops import LoopService
 from headwater.search.base import SearchBackend, SearchUnavailable, describe
 from headwater.search.documents import documents_for, iter_dataset_batches, load_datasets
 from headwater.search.models import SearchIndexState
@@ -42,6 +40,9 @@ __all__ = ["IndexerThread", "RebuildReport", "RoundReport", "SearchIndexer"]
 log = logging.getLogger("headwater.search.indexer")
 
 Progress = Callable[[int, int], None]
+
+# One indexer writes an index at a time: the lease is in the index's row of search_index_state.
+_LEASE = RowLease(SearchIndexState.lease_owner, SearchIndexState.lease_until)
 
 
 @dataclass
@@ -82,7 +83,7 @@ class SearchIndexer:
         self.include_columns = include_columns
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
-        self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.owner = owner or new_holder(digits=6)
         self.name = backend.position_key
 
     # -- state ------------------------------------------------------------------------------------
@@ -95,28 +96,14 @@ class SearchIndexer:
     def _claim(self, session: Session) -> bool:
         """Take or renew the lease; False when another live indexer holds it."""
         self._ensure_state(session)
-        now = utcnow()
-        claimed = session.execute(
-            update(SearchIndexState)
-            .where(
-                SearchIndexState.name == self.name,
-                (SearchIndexState.lease_owner.is_(None))
-                | (SearchIndexState.lease_owner == self.owner)
-                | (SearchIndexState.lease_until < now),
-            )
-            .values(lease_owner=self.owner, lease_until=now + dt.timedelta(seconds=self.lease_seconds))
-        )
-        return bool(getattr(claimed, "rowcount", 0))
+        where = SearchIndexState.name == self.name
+        return _LEASE.acquire(session, where, holder=self.owner, seconds=self.lease_seconds, reentrant=True)
 
     def release(self) -> None:
         """Give the lease up (on shutdown), so another indexer can take over at once."""
         try:
             with session_scope(self.factory) as session:
-                session.execute(
-                    update(SearchIndexState)
-                    .where(SearchIndexState.name == self.name, SearchIndexState.lease_owner == self.owner)
-                    .values(lease_owner=None, lease_until=None)
-                )
+                _LEASE.release(session, SearchIndexState.name == self.name, holder=self.owner)
         except SQLAlchemyError as exc:
             log.warning("could not release the search indexer lease: %s", exc)
 
@@ -270,46 +257,28 @@ class SearchIndexer:
         }
 
 
-class IndexerThread:
-    """Runs the indexer in a daemon thread: every ``interval`` seconds it catches up; while the backend
-    (or the database) is down it backs off up to 30 s and keeps the position, so nothing is lost."""
+class IndexerThread(LoopService[None]):
+    """Runs the indexer in the background: every ``interval`` seconds it catches up; while the backend (or the
+    database) is down it backs off up to 30 s and keeps the position, so nothing is lost."""
+
+    log = log
 
     def __init__(self, indexer: SearchIndexer, *, interval: float) -> None:
+        super().__init__(name="headwater-search-indexer", interval=interval, run_first=True, max_backoff=30.0)
         self.indexer = indexer
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="headwater-search-indexer", daemon=True)
-        self.failures = 0
 
-    def start(self) -> None:
-        """Start indexing in the background."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop after the current round and release the lease."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self.indexer.release()
-
-    def tick(self) -> None:
+    def run_once(self) -> None:
         """One pass: catch up as far as possible (bounded, so stop() is honoured)."""
-        try:
-            self.indexer.catch_up(max_rounds=50)
-            if self.failures:
-                log.info("search indexer recovered after %d failed attempt(s)", self.failures)
-            self.failures = 0
-        except (SearchUnavailable, SQLAlchemyError) as exc:
-            self.failures += 1
-            log.warning("search indexing paused (attempt %d): %s", self.failures, exc)
-            self.indexer.record_error(exc)
-        except Exception as exc:  # a bug must not kill the thread silently: log it and keep going
-            self.failures += 1
-            log.exception("search indexer round failed")
-            self.indexer.record_error(exc)
+        self.indexer.catch_up(max_rounds=50)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.tick()
-            delay = self.interval if not self.failures else min(30.0, self.interval * 2 ** min(self.failures, 5))
-            self._stop.wait(delay)
+    def on_error(self, exc: Exception) -> None:
+        """An unreachable backend or database is expected (a warning); anything else is a bug (a traceback)."""
+        if isinstance(exc, SearchUnavailable | SQLAlchemyError):
+            log.warning("search indexing paused (attempt %d): %s", self.failures, exc)
+        else:
+            log.exception("search indexer round failed")
+        self.indexer.record_error(exc)
+
+    def on_stop(self) -> None:
+        """Release the lease, so another indexer can take over at once."""
+        self.indexer.release()

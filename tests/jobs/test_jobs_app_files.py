@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from jobs_helpers import job_body, make_worker, shell_setup, worker_thread
 
 from headwater.db import session_scope
-from headwater.jobs import dispatch
+from headwater.jobs import reaper
 from headwater.jobs.files import FileCache
 from headwater.jobs.worker import JobWorker
 
@@ -164,7 +164,7 @@ async def test_a_slow_download_keeps_the_jobs_heartbeat(
         while (job := (await client.get(f"/api/v1/jobs/{job_id}")).json())["status"] not in ("SUCCEEDED", "FAILED"):
             assert time.monotonic() < deadline, job
             with session_scope(app.state.sessionmaker) as session:
-                dispatch.reap_lost_jobs(session, timeout_seconds=1.0)
+                reaper.reap_lost_jobs(session, timeout_seconds=1.0)
             await anyio.sleep(0.1)
     # Without heartbeats during the download the job would have been reaped as "worker lost".
     assert job["status"] == "SUCCEEDED", job

@@ -31,7 +31,7 @@ from test_jobs_api import _gone
 
 from headwater.app import create_app
 from headwater.db import create_db_engine, make_sessionmaker, session_scope, utcnow
-from headwater.jobs import dispatch
+from headwater.jobs import reaper
 from headwater.jobs.models import Job
 from headwater.jobs.worker import JobWorker, WorkerThread
 from headwater.settings import Settings
@@ -224,7 +224,7 @@ async def test_a_reaped_claims_old_owner_is_refused_and_kills_its_copy(
         assert first["pid"] and not _gone(first["pid"])
         await anyio.sleep(0.7)  # the owner misses a heartbeat
         with session_scope(app.state.sessionmaker) as session:
-            lost = dispatch.reap_lost_jobs(session, timeout_seconds=0.5)
+            lost = reaper.reap_lost_jobs(session, timeout_seconds=0.5)
         assert [(j.id, j.requeued) for j in lost] == [(job_id, True)]
         owner.run_once()  # its heartbeat is refused: it kills its copy (and may claim the retry itself)
         deadline = time.monotonic() + 5
@@ -249,7 +249,7 @@ async def test_expiry_is_judged_by_the_database_clock_not_the_reapers(
         # A reaper whose clock runs an hour ahead reaps nothing: the lease is fresh by the database's clock.
         with session_scope(app.state.sessionmaker) as session:
             ahead = utcnow() + dt.timedelta(hours=1)
-            assert dispatch.reap_lost_jobs(session, timeout_seconds=30, now=ahead) == []
+            assert reaper.reap_lost_jobs(session, timeout_seconds=30, now=ahead) == []
         with app.state.sessionmaker() as session:
             job = session.scalars(select(Job).where(Job.id == job_id)).one()
             assert job.heartbeat_at is not None and abs(job.heartbeat_at - utcnow()) < dt.timedelta(seconds=10)

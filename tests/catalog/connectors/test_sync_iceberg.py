@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from headwater.catalog import events, service, sources, sync
+from headwater.catalog import events, service, sources, sync, sync_pages, sync_scheduler
 from headwater.catalog.connectors.iceberg import IcebergConnector
 from headwater.catalog.models import SourceKind, SourceStatus
 from headwater.catalog.schemas import DatasetCreate, DatasetUpdate, FieldMetadataUpdate, Owner, SourceCreate
@@ -140,13 +140,13 @@ def test_a_full_resync_skips_unchanged_tables_in_bulk_and_still_sees_every_kind_
     with session_scope(sync_factory) as session:
         before = events.latest_change_id(session)
     applied: list[str] = []
-    real_apply = sync.apply_snapshot
+    real_apply = sync_pages.apply_snapshot
 
     def counting_apply(session: Session, *, source: Any, snapshot: Any) -> Any:
         applied.append(snapshot.name)
         return real_apply(session, source=source, snapshot=snapshot)
 
-    monkeypatch.setattr(sync, "apply_snapshot", counting_apply)
+    monkeypatch.setattr(sync_pages, "apply_snapshot", counting_apply)
     quiet = sync.run_sync(sync_factory, source_name="lake", mode=SyncMode.FULL)
     assert (quiet.unchanged, quiet.changed, applied) == (3, 0, [])
     with session_scope(sync_factory) as session:
@@ -284,7 +284,7 @@ def test_an_expired_lease_is_taken_over_and_its_run_marked_abandoned(
 def test_periodic_sync_runs_sources_that_are_due(sync_factory: sessionmaker[Session], warehouse: Any) -> None:
     _add_source(sync_factory, warehouse.config(sync_interval_seconds=60), name="lake")
     _add_source(sync_factory, warehouse.config(), name="unscheduled")
-    scheduler = sync.SyncScheduler(sync_factory, poll_seconds=0.05)
+    scheduler = sync_scheduler.SyncScheduler(sync_factory, poll_seconds=0.05)
     runs = scheduler.tick()
     assert [(r.trigger, r.added) for r in runs] == [("schedule", 3)]
     assert scheduler.tick() == []  # not due again for a minute
