@@ -31,6 +31,7 @@ __all__ = [
     "RunEventIn",
     "SqlLineageIn",
     "parse_event",
+    "parse_time",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -475,3 +476,14 @@ class SqlLineageOut(BaseModel):
     parsed_as: str
     statements: list[SqlStatementOut]
     applied_edges: int = 0
+
+
+def parse_time(value: str, *, field_name: str) -> dt.datetime:
+    """An ISO 8601 instant from a query parameter; naive times are read as UTC."""
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{field_name} {value!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)", detail={"field": field_name}
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
