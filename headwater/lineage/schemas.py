@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from headwater.errors import InvalidInput
 from headwater.inputs import JsonObject
@@ -137,19 +137,22 @@ class SqlJobFacet(_Open):
 # ------------------------------------------------------------------------------------------ events
 
 
+def _none_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+# An object of facets; a null sent for it reads as none.
+Facets = Annotated[JsonObject, BeforeValidator(_none_is_empty)]
+
+
 class DatasetIn(_Open):
     """A dataset of an event, with its facets."""
 
     namespace: OLNamespace
     name: OLName
-    facets: JsonObject = Field(default_factory=dict)
-    inputFacets: JsonObject = Field(default_factory=dict)
-    outputFacets: JsonObject = Field(default_factory=dict)
-
-    @field_validator("facets", "inputFacets", "outputFacets", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
+    facets: Facets = Field(default_factory=dict)
+    inputFacets: Facets = Field(default_factory=dict)
+    outputFacets: Facets = Field(default_factory=dict)
 
 
 class JobIn(_Open):
@@ -157,24 +160,14 @@ class JobIn(_Open):
 
     namespace: OLNamespace
     name: OLName
-    facets: JsonObject = Field(default_factory=dict)
-
-    @field_validator("facets", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
+    facets: Facets = Field(default_factory=dict)
 
 
 class RunIn(_Open):
     """The run of a RunEvent."""
 
     runId: uuid.UUID
-    facets: JsonObject = Field(default_factory=dict)
-
-    @field_validator("facets", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
+    facets: Facets = Field(default_factory=dict)
 
 
 class _EventBase(_Open):
