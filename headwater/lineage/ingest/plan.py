@@ -28,6 +28,7 @@ from headwater.lineage.ingest.resolve import (
     RUN_COLUMNS,
     DatasetResolver,
     JobRow,
+    ResolvedDataset,
     RunRow,
     WantedDataset,
     load_jobs,
@@ -331,10 +332,16 @@ def apply_column_lineage(
     missing: set[str] = set()
     # What every edge of the statement shares, copied into each row.
     common = {"target_dataset_id": target.id, "job_id": job_id, **provenance}
-    lookup, target_fields = resolver.lookup, target.fields
+    target_fields = target.fields
+    # Source datasets by identity, each looked up at its first mention: a facet names the same few for every column.
+    sources: dict[tuple[str, str], ResolvedDataset | None] = {}
 
     def add(source: InputField, target_path: str, transformation: Transformation, dataset_level: bool) -> None:
-        source_ds = lookup(source.namespace, source.name)
+        identity = (source.namespace, source.name)
+        if identity in sources:
+            source_ds = sources[identity]
+        else:
+            source_ds = sources[identity] = resolver.lookup(*identity)
         source_field = source_ds.fields.get(source.field) if source_ds else None
         target_field = target_fields.get(target_path)
         if source_ds is None or source_field is None or target_field is None:
