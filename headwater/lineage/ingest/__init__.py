@@ -1,6 +1,7 @@
 """OpenLineage ingestion, read top to bottom: each event is appended raw to the event log and applied to the
 normalised model (jobs, runs, catalog datasets and fields, dataset- and column-level edges) in the caller's
-transaction, as Marquez's ``OpenLineageDao`` does. :func:`ingest` is the whole write, one stage a module:
+transaction, as Marquez's ``OpenLineageDao`` does. :func:`ingest` is the whole write, one stage a module (its
+lines are marked with the stage numbers):
 
 1. :mod:`.parse`: every document validated (one bad event refuses the batch), fingerprinted, its log row made;
 2. :mod:`.snapshot`: the events logged (a duplicate is found by its fingerprint and changes nothing) and, on
@@ -58,10 +59,10 @@ def ingest_events(session: Session, *, documents: Sequence[Any]) -> IngestResult
 def ingest(session: Session, *, documents: Sequence[Any]) -> Outcome[IngestResult]:
     """Log and apply OpenLineage events, all but the last write statement, which is left for the edge to run (see
     the module doc)."""
-    batch = parse_batch(documents)
+    batch = parse_batch(documents)  # 1
     result = IngestResult(received=len(batch.events))
     snapshot: Snapshot | None = None
-    if session.get_bind().dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":  # 2
         snapshot = read_snapshot(
             session,
             log_rows=batch.log_rows,
@@ -82,16 +83,16 @@ def ingest(session: Session, *, documents: Sequence[Any]) -> Outcome[IngestResul
         todo.append((label, event, row_id))
     if not todo:
         return Outcome(result)
-    plan = Plan.open(session, batch.names, snapshot)
+    plan = Plan.open(session, batch.names, snapshot)  # 3
     warned: list[dict[str, Any]] = []
     for label, event, row_id in todo:
-        warnings = plan.apply(event, label)
+        warnings = plan.apply(event, label)  # 4
         if warnings:
             warned.append({"id": row_id, "warnings": warnings})
             result.warnings.extend(f"{label}: {w}" for w in warnings)
         result.applied += 1
         result.event_ids.append(row_id)
-    writes = plan.close()
+    writes = plan.close()  # 5
     writes.update(LineageEvent, warned)
     session.flush()
-    return Outcome(result, writes.final(session))
+    return Outcome(result, writes.final(session))  # 6
