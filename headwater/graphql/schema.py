@@ -24,6 +24,7 @@ from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 from strawberry.types.unset import UNSET
 
+from headwater import lineage
 from headwater.api import parse_id, unstorable_reason, validation_message
 from headwater.catalog import events as catalog_events
 from headwater.catalog import service as catalog
@@ -82,7 +83,6 @@ from headwater.jobs import service as jobs
 from headwater.jobs.models import JobStatus
 from headwater.jobs.schemas import ClusterOut, CommandOut, JobSubmit
 from headwater.lineage import graph, manual
-from headwater.lineage import service as lineage
 from headwater.lineage.models import EdgeOrigin
 from headwater.lineage.schemas import ManualEdgeIn, SqlLineageIn
 from headwater.search.base import FACETS, DocumentType, SearchQuery, check_prefix

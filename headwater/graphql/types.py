@@ -847,7 +847,7 @@ def _attempts_of(session: Session, job_pks: list[int]) -> dict[int, list[JobAtte
 
 
 def _runs_of(session: Session, run_ids: list[str]) -> dict[str, Run]:
-    from headwater.lineage.service import runs_by_uuid
+    from headwater.lineage.runs import runs_by_uuid
 
     return {run_id: Run.of(run) for run_id, run in runs_by_uuid(session, run_ids=run_ids).items()}
 

@@ -27,8 +27,8 @@ def parse(
     """Column lineage of FILE's statements, with the catalog's schemas expanding SELECT *."""
     from headwater.cli import _session, _settings, console, friendly_errors
     from headwater.errors import InvalidInput
+    from headwater.lineage.analyse import analyse_sql
     from headwater.lineage.schemas import SqlLineageIn
-    from headwater.lineage.service import analyse_sql
 
     @friendly_errors
     def run() -> None:

@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 
 from headwater.catalog.models import Dataset, Field
 from headwater.errors import Conflict, NotFound
-from headwater.lineage.batch import load_jobs
+from headwater.lineage.ingest.resolve import load_jobs
+from headwater.lineage.ingest.statements import COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST
+from headwater.lineage.ingest.write import upsert_edges
 from headwater.lineage.models import ColumnEdge, DatasetEdge, EdgeOrigin
 from headwater.lineage.schemas import EdgeEndIn, InvalidEvent, ManualEdgeIn, ManualEdgeOut
-from headwater.lineage.upsert import COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST, upsert_edges
 
 __all__ = ["Level", "declare_edge", "withdraw_edge"]
 

@@ -14,7 +14,7 @@ import enum
 from typing import Any
 
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, and_, case
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from headwater.db import Base, BigInt, JSONType, UTCDateTime, utcnow
 
@@ -81,15 +81,24 @@ class LineageEvent(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class LineageJob(Base):
+class _Named:
+    """A row named as OpenLineage names things: ``(namespace, name)``, unique."""
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (UniqueConstraint("namespace", "name"),)
+
+    # First in the table, as the migrations made them (a mixin's columns would come last).
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, sort_order=-1)
+    namespace: Mapped[str] = mapped_column(String(512), sort_order=-1)
+    name: Mapped[str] = mapped_column(String(1024), sort_order=-1)
+
+
+class LineageJob(_Named, Base):
     """A job as OpenLineage names it: ``(namespace, name)``; a Spark action is a child of its application."""
 
     __tablename__ = "lineage_jobs"
-    __table_args__ = (UniqueConstraint("namespace", "name"),)
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
-    namespace: Mapped[str] = mapped_column(String(512))
-    name: Mapped[str] = mapped_column(String(1024))
     parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("lineage_jobs.id", ondelete="SET NULL"))
     job_type: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(Text)
@@ -128,15 +137,11 @@ class LineageRun(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class DatasetAlias(Base):
+class DatasetAlias(_Named, Base):
     """Another OpenLineage identity of a catalog dataset (a Spark file path whose symlink is a Hive table)."""
 
     __tablename__ = "lineage_dataset_aliases"
-    __table_args__ = (UniqueConstraint("namespace", "name"),)
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
-    namespace: Mapped[str] = mapped_column(String(512))
-    name: Mapped[str] = mapped_column(String(1024))
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
 
 

@@ -5,25 +5,21 @@ lineage, and graph, impact and path queries. Routes validate, call one domain fu
 from __future__ import annotations
 
 import gzip
-import logging
-import random
-import time
 import zlib
 from collections.abc import Sequence
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from headwater.api import SessionDep, db_slot
 from headwater.catalog.routes import json_response
-from headwater.db import session_scope
 from headwater.errors import InvalidInput
-from headwater.lineage import graph, manual, service
-from headwater.lineage.ingest import MAX_BATCH, IngestResult, ingest_events, parse_time
+from headwater.lineage import graph, manual, runs
+from headwater.lineage.analyse import analyse_sql
+from headwater.lineage.ingest import MAX_BATCH, ingest
 from headwater.lineage.schemas import (
     GraphOut,
     ImpactOut,
@@ -34,12 +30,13 @@ from headwater.lineage.schemas import (
     RunOut,
     SqlLineageIn,
     SqlLineageOut,
+    parse_time,
 )
+from headwater.transactions import run_in_transaction
 
 __all__ = ["lineage_router"]
 
 lineage_router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
-log = logging.getLogger("headwater.lineage")
 
 MAX_ID = 2**63 - 1
 Id = Annotated[int | None, Query(ge=1, le=MAX_ID)]
@@ -85,29 +82,6 @@ async def _documents(request: Request, *, batch: bool) -> list[Any]:
     return [document]
 
 
-# Deadlock, serialization failure, unique violation: what concurrent requests touching the same rows may
-# meet (PostgreSQL); and a prepared statement deallocated behind the connection's back (db.execute_and_commit
-# forgets it, so the next attempt prepares it again). The request's transaction is all this route did, so it is
-# rolled back and run again.
-_TRANSIENT = {"40P01", "40001", "23505", "26000"}
-_ATTEMPTS = 5
-
-
-def _ingest_committed(factory: sessionmaker[Session], documents: list[Any]) -> IngestResult:
-    """Ingest in a transaction of its own and commit it, running it again when it lost a race with another
-    request (the transaction is all it did, so it is rolled back and run again)."""
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            with session_scope(factory) as session:
-                return ingest_events(session, documents=documents, commit=True)
-        except DBAPIError as exc:
-            if attempt == _ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
-                raise
-            log.info("lineage ingestion lost a race (%s); attempt %d of %d", exc.orig, attempt + 1, _ATTEMPTS)
-            time.sleep(random.uniform(0, 0.02 * attempt))  # the winner gets to commit first
-    raise AssertionError("unreachable")
-
-
 async def _ingest(request: Request, *, batch: bool) -> Response:
     documents = await _documents(request, batch=batch)
     if not documents:
@@ -115,7 +89,12 @@ async def _ingest(request: Request, *, batch: bool) -> Response:
     # Session, ingestion and commit in one worker-thread hop (SessionDep takes a second hop to commit): an
     # event's request is short, and each hop between the event loop and a thread costs GIL hand-overs.
     async with db_slot(request):
-        result = await run_in_threadpool(_ingest_committed, request.app.state.sessionmaker, documents)
+        result = await run_in_threadpool(
+            run_in_transaction,
+            request.app.state.sessionmaker,
+            partial(ingest, documents=documents),
+            what="lineage ingestion",
+        )
     body = IngestOut(
         received=result.received,
         applied=result.applied,
@@ -155,7 +134,7 @@ def get_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """The raw event log, oldest first; pass the last id back as ``after``."""
-    rows = service.list_events(session, after=after, limit=limit)
+    rows = runs.list_events(session, after=after, limit=limit)
     items = [
         {
             "id": r.id,
@@ -178,13 +157,13 @@ def get_events(
 @lineage_router.get("/runs/{run_id}", response_model=RunOut)
 def get_run(run_id: Annotated[str, Path(max_length=64)], session: SessionDep) -> Response:
     """A run's state, times, parent and children."""
-    return json_response(service.get_run(session, run_id=run_id))
+    return json_response(runs.get_run(session, run_id=run_id))
 
 
 @lineage_router.post("/sql", response_model=SqlLineageOut)
 def post_sql(data: SqlLineageIn, session: SessionDep) -> Response:
     """Column lineage of SQL (spark, hive, flink, trino, postgres) against the catalog; ``apply`` records it."""
-    return json_response(service.analyse_sql(session, data=data))
+    return json_response(analyse_sql(session, data=data))
 
 
 _EDGE_DOC: dict[int | str, dict[str, Any]] = {

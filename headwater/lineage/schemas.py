@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from headwater.errors import InvalidInput
 from headwater.inputs import JsonObject
@@ -31,6 +31,7 @@ __all__ = [
     "RunEventIn",
     "SqlLineageIn",
     "parse_event",
+    "parse_time",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -136,19 +137,22 @@ class SqlJobFacet(_Open):
 # ------------------------------------------------------------------------------------------ events
 
 
+def _none_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+# An object of facets; a null sent for it reads as none.
+Facets = Annotated[JsonObject, BeforeValidator(_none_is_empty)]
+
+
 class DatasetIn(_Open):
     """A dataset of an event, with its facets."""
 
     namespace: OLNamespace
     name: OLName
-    facets: JsonObject = Field(default_factory=dict)
-    inputFacets: JsonObject = Field(default_factory=dict)
-    outputFacets: JsonObject = Field(default_factory=dict)
-
-    @field_validator("facets", "inputFacets", "outputFacets", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
+    facets: Facets = Field(default_factory=dict)
+    inputFacets: Facets = Field(default_factory=dict)
+    outputFacets: Facets = Field(default_factory=dict)
 
 
 class JobIn(_Open):
@@ -156,24 +160,14 @@ class JobIn(_Open):
 
     namespace: OLNamespace
     name: OLName
-    facets: JsonObject = Field(default_factory=dict)
-
-    @field_validator("facets", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
+    facets: Facets = Field(default_factory=dict)
 
 
 class RunIn(_Open):
     """The run of a RunEvent."""
 
     runId: uuid.UUID
-    facets: JsonObject = Field(default_factory=dict)
-
-    @field_validator("facets", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
+    facets: Facets = Field(default_factory=dict)
 
 
 class _EventBase(_Open):
@@ -475,3 +469,14 @@ class SqlLineageOut(BaseModel):
     parsed_as: str
     statements: list[SqlStatementOut]
     applied_edges: int = 0
+
+
+def parse_time(value: str, *, field_name: str) -> dt.datetime:
+    """An ISO 8601 instant from a query parameter; naive times are read as UTC."""
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{field_name} {value!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)", detail={"field": field_name}
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

@@ -31,7 +31,7 @@ from headwater.jobs import service as jobs
 from headwater.jobs import workspace
 from headwater.jobs.models import JobStatus
 from headwater.lineage import graph
-from headwater.lineage import service as lineage_service
+from headwater.lineage import runs as lineage_service
 from headwater.search.base import FACETS, DocumentType, SearchQuery
 from headwater.ui.picture import lineage_svg
 

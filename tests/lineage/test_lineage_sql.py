@@ -18,12 +18,12 @@ from headwater.catalog.schemas import DatasetCreate, FieldIn
 from headwater.catalog.service import register_dataset
 from headwater.cli import app
 from headwater.db import make_sessionmaker, session_scope
+from headwater.lineage.analyse import analyse_sql
 from headwater.lineage.graph import impact, resolve_node
 from headwater.lineage.ingest import ingest_events
+from headwater.lineage.ingest.statements import PAIR_LOCK_KEY
 from headwater.lineage.schemas import SqlLineageIn
-from headwater.lineage.service import analyse_sql
 from headwater.lineage.sql import SqlLineageError, StatementLineage, lineage_of_sql
-from headwater.lineage.upsert import PAIR_LOCK_KEY
 from headwater.settings import get_settings
 
 NS = "hive://metastore:9083"

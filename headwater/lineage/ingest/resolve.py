@@ -1,4 +1,9 @@
-"""Matching the datasets named in lineage to catalog datasets, and creating the unknown ones.
+"""The resolve stage of lineage ingestion: the identities an event names, found in the catalog or created.
+
+Jobs are ``(namespace, name)`` and runs their OpenLineage run id: a batch reads every job and run it names with
+one query each (creating the missing ones), applies its events to these in-memory rows in arrival order, and the
+plan writes back only the rows that changed. Runs are locked (``FOR UPDATE`` on PostgreSQL) so two requests
+carrying events of the same run serialise instead of overwriting each other's state.
 
 A dataset named in an event is the catalog dataset with the same ``(namespace, name)``, or the one an
 alias or a ``symlinks`` identifier names. An unknown one is created through the catalog service in the
@@ -10,13 +15,15 @@ belongs to its source, and a column the source does not know is reported, not in
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import fields as dataclass_fields
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import Table, func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from headwater.catalog.bulk import create_datasets, validate_fields
@@ -25,15 +32,142 @@ from headwater.catalog.models import Dataset, DatasetKind, Field, Source, Source
 from headwater.catalog.schemas import SourceCreate
 from headwater.catalog.service import DatasetSnapshot, apply_snapshot
 from headwater.catalog.sources import create_source
-from headwater.lineage.models import DatasetAlias
+from headwater.db import utcnow
+from headwater.lineage.ingest.statements import CHUNK, insert_statement
+from headwater.lineage.ingest.write import insert_ignore
+from headwater.lineage.models import DatasetAlias, LineageJob, LineageRun
 from headwater.lineage.schemas import DatasetIn, SchemaFacet, SchemaField, SymlinksFacet, parse_facet
-from headwater.lineage.upsert import CHUNK, insert_ignore
 
-__all__ = ["LINEAGE_SOURCE", "DatasetResolver", "ResolvedDataset", "WantedDataset"]
+__all__ = [
+    "JOB_COLUMNS",
+    "LINEAGE_SOURCE",
+    "RUN_COLUMNS",
+    "DatasetResolver",
+    "JobRow",
+    "ResolvedDataset",
+    "RunRow",
+    "WantedDataset",
+    "load_jobs",
+    "load_runs",
+    "wanted_from",
+]
 
 LINEAGE_SOURCE = "lineage"
 LINEAGE_NAMESPACE = "lineage"
 UNKNOWN_TYPE = "unknown"
+
+
+# ------------------------------------------------------------------------------------- jobs and runs
+
+_JOBS = cast(Table, LineageJob.__table__)
+_RUNS = cast(Table, LineageRun.__table__)
+
+
+@dataclass
+class JobRow:
+    """A ``lineage_jobs`` row as ingestion sees it."""
+
+    id: int
+    namespace: str
+    name: str
+    parent_job_id: int | None = None
+    job_type: str | None = None
+    description: str | None = None
+    sql: str | None = None
+    facets: dict[str, Any] = field(default_factory=dict)
+    described_at: dt.datetime | None = None
+    dirty: bool = False
+
+
+@dataclass
+class RunRow:
+    """A ``lineage_runs`` row as ingestion sees it."""
+
+    id: int
+    run_uuid: str
+    job_id: int
+    parent_run_id: int | None = None
+    state: str | None = None
+    state_time: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    facets: dict[str, Any] = field(default_factory=dict)
+    event_count: int = 0
+    dirty: bool = False
+    # Created (PostgreSQL, by the read statement) with the batch's one event of it already applied.
+    fresh: bool = False
+
+
+# The columns ingestion reads and writes.
+JOB_COLUMNS = [f.name for f in dataclass_fields(JobRow) if f.name != "dirty"]
+RUN_COLUMNS = [f.name for f in dataclass_fields(RunRow) if f.name not in ("dirty", "fresh")]
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _select_jobs(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], JobRow]:
+    found: dict[tuple[str, str], JobRow] = {}
+    conn = session.connection()
+    for chunk in _chunks(keys):
+        statement = select(*(_JOBS.c[c] for c in JOB_COLUMNS)).where(
+            tuple_(_JOBS.c.namespace, _JOBS.c.name).in_(list(chunk))
+        )
+        for row in conn.execute(statement):
+            job = JobRow(**row._asdict())
+            job.facets = job.facets or {}
+            found[(job.namespace, job.name)] = job
+    return found
+
+
+def load_jobs(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], JobRow]:
+    """The jobs named ``(namespace, name)``, creating the missing ones."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return {}
+    jobs = _select_jobs(session, wanted)
+    missing = [key for key in wanted if key not in jobs]
+    if missing:
+        now = utcnow()
+        rows = [{"namespace": ns, "name": n, "facets": {}, "created_at": now, "updated_at": now} for ns, n in missing]
+        statement = insert_statement(session, LineageJob).on_conflict_do_nothing(index_elements=["namespace", "name"])
+        session.connection().execute(statement, rows)
+        jobs.update(_select_jobs(session, missing))
+    return jobs
+
+
+def load_runs(session: Session, wanted: dict[str, int]) -> dict[str, RunRow]:
+    """The runs with these ids (run uuid -> the job to file a new one under), creating and locking them."""
+    if not wanted:
+        return {}
+    conn = session.connection()
+    now = utcnow()
+    rows = [
+        {"run_uuid": uuid, "job_id": job_id, "facets": {}, "event_count": 0, "created_at": now, "updated_at": now}
+        for uuid, job_id in wanted.items()
+    ]
+    insert = insert_statement(session, LineageRun).on_conflict_do_nothing(index_elements=["run_uuid"])
+    runs: dict[str, RunRow] = {}
+    for row in conn.execute(insert.returning(_RUNS.c.id, _RUNS.c.run_uuid), rows):
+        runs[row.run_uuid] = RunRow(id=row.id, run_uuid=row.run_uuid, job_id=wanted[row.run_uuid])
+    existing = [uuid for uuid in wanted if uuid not in runs]
+    for chunk in _chunks(existing):
+        statement = (
+            select(*(_RUNS.c[c] for c in RUN_COLUMNS))
+            .where(_RUNS.c.run_uuid.in_(list(chunk)))
+            .order_by(_RUNS.c.id)
+            .with_for_update()
+        )
+        for row in conn.execute(statement):
+            run = RunRow(**row._asdict())
+            run.facets = run.facets or {}
+            runs[run.run_uuid] = run
+    return runs
+
+
+# ------------------------------------------------------------------------------------- datasets
 
 
 @dataclass
@@ -150,8 +284,6 @@ class DatasetResolver:
         # Identities known (from prefetch) to name no catalog dataset and no alias.
         self._absent: set[tuple[str, str]] = set()
         self.warnings: list[str] = []
-        # Jobs met during the same ingestion call (the ingestion keeps them here to read each one once).
-        self.jobs: dict[tuple[str, str], Any] = {}
 
     def lineage_source(self) -> Source:
         """The manual source that datasets discovered by lineage are created in."""

@@ -1,4 +1,6 @@
-"""PostgreSQL: everything one ingestion call reads, in one statement.
+"""The log-and-read step of lineage ingestion: the raw events appended to the event log, and on PostgreSQL
+everything one ingestion call reads, in the same statement (:func:`read_snapshot`; elsewhere :func:`log_events`
+logs, and the resolve stage reads with a query each).
 
 One POST carries one event, and applying it needs the event logged (is it a duplicate?), its job, its run
 (created when new, locked when not), the catalog datasets and fields it names, and a lock on each (job, output
@@ -16,7 +18,7 @@ transaction reads or writes of the pair's edges afterwards, in later statements,
 A pair stated once (``groups`` maps it to false) is then written blind: an upsert of the edges its statement names,
 an UPDATE retiring the others and the pair's confirmation, in the write statement. The edges of a pair stated several times in a batch
 are read (in their own statement, after the lock) and the statements replayed in memory in event order
-(:class:`~headwater.lineage.upsert.ColumnEdgeBuffer`).
+(:class:`~headwater.lineage.ingest.confirm.ColumnEdgeBuffer`).
 
 Anything the statement cannot settle (a job not created yet, a run another transaction is creating at the same
 moment, a group whose output is only known under a symlink) is left out of the answer, and the caller reads
@@ -29,20 +31,21 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import Table, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from headwater.db import begin_and_fetch_one
-from headwater.lineage.batch import JobRow, RunRow
-from headwater.lineage.upsert import PAIR_LOCK_KEY
+from headwater.lineage.ingest.parse import LOG_COLUMNS, Names
+from headwater.lineage.ingest.resolve import JobRow, RunRow
+from headwater.lineage.ingest.statements import CHUNK, PAIR_LOCK_KEY, json_rows
+from headwater.lineage.models import LineageEvent
 
-__all__ = ["EdgeGroup", "Snapshot", "read_snapshot"]
-
-# (job namespace, job name, output namespace, output name): whose column edges to read ahead.
-EdgeGroup = tuple[str, str, str, str]
+__all__ = ["Snapshot", "log_events", "read_snapshot"]
 
 _JOB_COLUMNS = "id, namespace, name, parent_job_id, job_type, description, sql, facets, described_at"
 _RUN_COLUMNS = "id, run_uuid, job_id, parent_run_id, state, state_time, started_at, ended_at, facets, event_count"
@@ -162,19 +165,17 @@ def _rows(value: bytes | str | None) -> list[Any]:
 def read_snapshot(
     session: Session,
     *,
-    log: str,
-    jobs: Sequence[tuple[str, str]],
-    runs: dict[str, tuple[str, str]],
+    log_rows: Sequence[dict[str, Any]],
+    names: Names,
     fresh_runs: dict[str, dict[str, Any]],
-    datasets: Sequence[tuple[str, str]],
-    groups: dict[EdgeGroup, bool],
     lineage_source: str,
     now: dt.datetime,
 ) -> Snapshot:
-    """Log the events (``log``: their rows as JSON), create the new runs (those in ``fresh_runs`` with these
-    column values: see ``RunRow.fresh``), read the rest; see the module doc."""
+    """Log the events (``log_rows``), create the new runs (those in ``fresh_runs`` with these column values: see
+    ``RunRow.fresh``), read the jobs, runs and datasets the batch ``names`` and lock its pairs; see the module doc."""
+    jobs, runs, datasets, groups = names.jobs, names.runs, names.datasets, names.groups
     params = {
-        "log": log,
+        "log": json_rows(log_rows, LOG_COLUMNS),
         "jobs": orjson.dumps([{"namespace": ns, "name": n} for ns, n in jobs]).decode(),
         "runs": orjson.dumps(
             [
@@ -221,3 +222,20 @@ def read_snapshot(
         if not read:
             snapshot.stated_once.append((job_id, dataset_id))
     return snapshot
+
+
+def log_events(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Append the raw events not already in the log (SQLite); their ids by fingerprint."""
+    connection = session.connection()
+    logged: dict[str, int] = {}
+    for start in range(0, len(rows), CHUNK):
+        found = connection.execute(_log_statement(), list(rows[start : start + CHUNK]))
+        logged.update((fingerprint, row_id) for row_id, fingerprint in found)
+    return logged
+
+
+@cache
+def _log_statement() -> Any:
+    table = cast(Table, LineageEvent.__table__)
+    insert = sqlite.insert(table)
+    return insert.on_conflict_do_nothing(index_elements=["fingerprint"]).returning(table.c.id, table.c.fingerprint)

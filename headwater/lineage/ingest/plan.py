@@ -1,31 +1,43 @@
-"""OpenLineage ingestion: each event is appended raw to the event log and applied to the normalised model
-(jobs, runs, catalog datasets and fields, dataset- and column-level edges) in the caller's transaction.
+"""The plan stage of lineage ingestion: what a batch's events change, worked out in memory.
 
-Applying is idempotent and order-tolerant: the same event twice is recognised by its fingerprint and
-changes nothing; a run's state only moves forward (START < RUNNING < COMPLETE | FAIL | ABORT, the newest
-terminal event winning); edge provenance keeps the earliest and latest event times whatever the order.
+A :class:`Plan` holds every job, run and dataset the batch names (read once, see :meth:`Plan.open`) and applies
+the events to them in arrival order: jobs described, runs moved forward, dataset- and column-level edges with
+their provenance, column lineage from a facet or from the job's SQL, schema changes of lineage-owned datasets
+(through the resolver). :meth:`Plan.close` hands what changed to the write stage as one
+:class:`~headwater.lineage.ingest.write.WriteSet`.
+
+Applying is idempotent and order-tolerant: a run's state only moves forward (START < RUNNING < COMPLETE | FAIL |
+ABORT, the newest terminal event winning); edge provenance keeps the earliest and latest event times whatever the
+order.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-import orjson
-from sqlalchemy import Table
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from headwater.db import utcnow
-from headwater.errors import InvalidInput
-from headwater.lineage.batch import JobRow, RunRow, load_jobs, load_runs, write_jobs, write_runs
-from headwater.lineage.datasets import LINEAGE_SOURCE, DatasetResolver, WantedDataset, wanted_from
-from headwater.lineage.models import DatasetEdge, EdgeOrigin, JobDataset, LineageEvent, RunState
+from headwater.lineage.ingest.confirm import ColumnEdgeBuffer
+from headwater.lineage.ingest.parse import Names
+from headwater.lineage.ingest.resolve import (
+    JOB_COLUMNS,
+    RUN_COLUMNS,
+    DatasetResolver,
+    JobRow,
+    ResolvedDataset,
+    RunRow,
+    WantedDataset,
+    load_jobs,
+    load_runs,
+    wanted_from,
+)
+from headwater.lineage.ingest.snapshot import Snapshot
+from headwater.lineage.ingest.write import WriteSet
+from headwater.lineage.models import DatasetEdge, EdgeOrigin, JobDataset, LineageJob, LineageRun, RunState
 from headwater.lineage.schemas import (
     ColumnLineageFacet,
     DatasetEventIn,
@@ -37,28 +49,13 @@ from headwater.lineage.schemas import (
     RunEventIn,
     SqlJobFacet,
     Transformation,
-    parse_event,
     parse_facet,
 )
-from headwater.lineage.snapshot import EdgeGroup, Snapshot, read_snapshot
-from headwater.lineage.upsert import CHUNK, ColumnEdgeBuffer, WriteSet, json_rows
 
-__all__ = ["IngestResult", "MAX_BATCH", "ColumnLineageSet", "apply_column_lineage", "ingest_events"]
+__all__ = ["ColumnLineageSet", "Plan", "apply_column_lineage", "fresh_runs"]
 
-MAX_BATCH = 1000
 _RANK = {RunState.START: 1, RunState.RUNNING: 2, RunState.COMPLETE: 3, RunState.FAIL: 3, RunState.ABORT: 3}
 _TERMINAL = {RunState.COMPLETE, RunState.FAIL, RunState.ABORT}
-
-
-@dataclass
-class IngestResult:
-    """What one ingestion call did."""
-
-    received: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    event_ids: list[int] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -69,169 +66,11 @@ class ColumnLineageSet:
     facet: ColumnLineageFacet
 
 
-def fingerprint_of(document: Any, label: str = "event") -> str:
-    """sha256 of the canonical JSON of an event (key order does not matter). An event holding a NUL character
-    (``\\u0000``) anywhere is refused, naming where: no text or JSON value in PostgreSQL can hold one."""
-    canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
-    if b"\\u0000" in canonical:  # a NUL, or a backslash followed by "u0000" (then nothing is found below)
-        where = _nul_in(document, label)
-        if where is not None:
-            raise InvalidInput(
-                f"{where} holds a NUL character (\\u0000), which cannot be stored; remove it",
-                detail={"field": where},
-            )
-    return hashlib.sha256(canonical).hexdigest()
-
-
-def _nul_in(value: Any, path: str) -> str | None:
-    """The path of the first string (or key) under ``value`` that holds a NUL character."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{path}.{key}"
-            if "\x00" in str(key):
-                return inner
-            found = _nul_in(item, inner)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_in(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
-
-
-def ingest_events(session: Session, *, documents: Sequence[Any], commit: bool = False) -> IngestResult:
-    """Validate every event first (one bad event refuses the batch), then log and apply them; flushes only, unless
-    ``commit``: the caller commits the transaction right after (as the POST routes do), so on PostgreSQL the last
-    write may go to the server with the COMMIT, one round trip instead of two. Nothing may run in the transaction
-    after it then; the caller's commit finds it committed.
-
-    The whole batch is applied with a handful of statements: the raw events logged in one multi-row
-    INSERT, jobs, runs and datasets read with one query each, and jobs, runs and edges written once. On
-    PostgreSQL the logging and the reads are one statement (:mod:`headwater.lineage.snapshot`) and the writes
-    another (:class:`~headwater.lineage.upsert.WriteSet`): one event costs two statements in the common case.
-    """
-    if len(documents) > MAX_BATCH:
-        raise InvalidInput(
-            f"a batch holds at most {MAX_BATCH} events, got {len(documents)}", detail={"field": "events"}
-        )
-    single = len(documents) == 1
-    labels = ["event" if single else f"events[{i}]" for i in range(len(documents))]
-    events = [parse_event(doc, label=label) for doc, label in zip(documents, labels, strict=True)]
-    result = IngestResult(received=len(events))
-    fingerprints = [fingerprint_of(document, label) for document, label in zip(documents, labels, strict=True)]
-    log_rows = _log_rows(documents, events, fingerprints)
-    snapshot: Snapshot | None = None
-    # What every event names (duplicates included: their jobs and runs exist already, so that costs nothing).
-    wants = _wants(list(zip(labels, events, strict=True)))
-    if session.get_bind().dialect.name == "postgresql":
-        snapshot = read_snapshot(
-            session,
-            log=json_rows(log_rows, _LOG_COLUMNS),
-            jobs=wants.jobs,
-            runs=wants.runs,
-            fresh_runs=_fresh_runs(events),
-            datasets=wants.datasets,
-            groups=wants.groups,
-            lineage_source=LINEAGE_SOURCE,
-            now=utcnow(),
-        )
-        logged = dict(snapshot.logged)
-    else:
-        logged = _log(session, log_rows)
-    todo: list[tuple[str, LineageEventIn, int]] = []
-    for label, fingerprint, event in zip(labels, fingerprints, events, strict=True):
-        row_id = logged.pop(fingerprint, None)
-        if row_id is None:  # already in the log, or earlier in this batch
-            result.duplicates += 1
-            continue
-        todo.append((label, event, row_id))
-    if not todo:
-        return result
-    batch = _Batch.open(session, wants, snapshot)
-    warned: list[dict[str, Any]] = []
-    for label, event, row_id in todo:
-        batch.resolver.warnings = []
-        _apply(batch, event, label)
-        if batch.resolver.warnings:
-            warned.append({"id": row_id, "warnings": list(batch.resolver.warnings)})
-            result.warnings.extend(f"{label}: {w}" for w in batch.resolver.warnings)
-        result.applied += 1
-        result.event_ids.append(row_id)
-    writes = batch.close()
-    writes.update(LineageEvent, warned)
-    session.flush()
-    writes.execute(session, commit=commit)
-    return result
-
-
-def _log_rows(
-    documents: Sequence[Any], events: Sequence[LineageEventIn], fingerprints: Sequence[str]
-) -> list[dict[str, Any]]:
-    """The event-log rows of a batch, one per distinct fingerprint."""
-    now = utcnow()
-    rows: dict[str, dict[str, Any]] = {}
-    for document, event, fingerprint in zip(documents, events, fingerprints, strict=True):
-        if fingerprint in rows:
-            continue
-        run_uuid = str(event.run.runId) if isinstance(event, RunEventIn) else None
-        job = None if isinstance(event, DatasetEventIn) else event.job
-        rows[fingerprint] = {
-            "fingerprint": fingerprint,
-            "kind": {RunEventIn: "run", JobEventIn: "job", DatasetEventIn: "dataset"}[type(event)],
-            "event_type": event.eventType if isinstance(event, RunEventIn) else None,
-            "event_time": event.eventTime,
-            "producer": event.producer,
-            "run_uuid": run_uuid,
-            "job_namespace": job.namespace if job else None,
-            "job_name": job.name if job else None,
-            "payload": document,
-            "warnings": [],
-            "received_at": now,
-        }
-    return list(rows.values())
-
-
-def _log(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Append the raw events not already in the log; their ids by fingerprint (PostgreSQL: read_snapshot)."""
-    connection = session.connection()
-    logged: dict[str, int] = {}
-    for start in range(0, len(rows), CHUNK):
-        found = connection.execute(_log_statement(), list(rows[start : start + CHUNK]))
-        logged.update((fingerprint, row_id) for row_id, fingerprint in found)
-    return logged
-
-
-_LOG_COLUMNS = (
-    "fingerprint",
-    "kind",
-    "event_type",
-    "event_time",
-    "producer",
-    "run_uuid",
-    "job_namespace",
-    "job_name",
-    "payload",
-    "warnings",
-    "received_at",
-)
-
-
-@functools.cache
-def _log_statement() -> Any:
-    table = cast(Table, LineageEvent.__table__)
-    insert = sqlite.insert(table)
-    return insert.on_conflict_do_nothing(index_elements=["fingerprint"]).returning(table.c.id, table.c.fingerprint)
-
-
 # ------------------------------------------------------------------------------------ applying
 
 
 @dataclass
-class _Batch:
+class Plan:
     """What one ingestion call reads once and writes once: jobs, runs, datasets and edges."""
 
     session: Session
@@ -243,8 +82,8 @@ class _Batch:
     dataset_edges: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def open(cls, session: Session, wants: _Wants, snapshot: Snapshot | None = None) -> _Batch:
-        """Read (and create) every job and run the events name, and the datasets they name; what
+    def open(cls, session: Session, wants: Names, snapshot: Snapshot | None = None) -> Plan:
+        """Resolve every job and run the events name (creating the missing ones), and the datasets they name; what
         ``snapshot`` already read (PostgreSQL) is taken from it."""
         jobs = dict(snapshot.jobs) if snapshot else {}
         missing_jobs = [key for key in wants.jobs if key not in jobs]
@@ -266,92 +105,21 @@ class _Batch:
     def close(self) -> WriteSet:
         """What the batch changed (jobs, runs, edges), to be written in one go."""
         writes = WriteSet()
-        write_jobs(writes, self.jobs.values())
-        write_runs(writes, self.runs.values())
+        _write_jobs(writes, self.jobs.values())
+        _write_runs(writes, self.runs.values())
         writes.upsert(JobDataset, self.job_datasets, ["job_id", "dataset_id", "direction"], newest_wins=("origin",))
         writes.upsert(DatasetEdge, self.dataset_edges, ["source_id", "target_id", "job_id"], newest_wins=("origin",))
         self.column_edges.flush(self.session, writes)
         return writes
 
-
-@dataclass
-class _Wants:
-    """What a batch's events name: jobs, runs (with the job to file a new one under), datasets, and the
-    (job, output dataset) pairs they state column lineage for."""
-
-    jobs: list[tuple[str, str]] = field(default_factory=list)
-    runs: dict[str, tuple[str, str]] = field(default_factory=dict)
-    datasets: list[tuple[str, str]] = field(default_factory=list)
-    # (job, output dataset) pairs the events state column lineage for; true if stated more than once.
-    groups: dict[EdgeGroup, bool] = field(default_factory=dict)
+    def apply(self, event: LineageEventIn, label: str) -> list[str]:
+        """Apply one event (``label`` names it in messages); the warnings it raised."""
+        self.resolver.warnings = []
+        _apply(self, event, label)
+        return list(self.resolver.warnings)
 
 
-def _wants(events: Sequence[tuple[str, LineageEventIn]]) -> _Wants:
-    wants = _Wants()
-    for label, event in events:
-        wants.datasets.extend(_identities(event))
-        if isinstance(event, DatasetEventIn):
-            continue
-        job_key = (event.job.namespace, event.job.name)
-        wants.jobs.append(job_key)
-        for output in event.outputs:
-            if isinstance(output.facets.get("columnLineage"), dict):
-                group = (*job_key, output.namespace, output.name)
-                wants.groups[group] = group in wants.groups
-        if not isinstance(event, RunEventIn):
-            continue
-        run_id = str(event.run.runId)
-        wants.runs.setdefault(run_id, job_key)
-        if event.run.facets.get("parent"):
-            facet = parse_facet(ParentRunFacet, event.run.facets["parent"], where=f"{label}.run.facets.parent")
-            parent_key = (facet.job.namespace, facet.job.name)
-            wants.jobs.append(parent_key)
-            if str(facet.run.runId) != run_id:
-                wants.runs.setdefault(str(facet.run.runId), parent_key)
-    wants.jobs = list(dict.fromkeys(wants.jobs))
-    wants.datasets = list(dict.fromkeys(wants.datasets))
-    return wants
-
-
-def _identities(event: LineageEventIn) -> list[tuple[str, str]]:
-    """Every dataset identity an event names (read from the raw facets: this is only a prefetch)."""
-    datasets = [event.dataset] if isinstance(event, DatasetEventIn) else [*event.inputs, *event.outputs]
-    found: list[tuple[str, str]] = []
-    for dataset in datasets:
-        found.append((dataset.namespace, dataset.name))
-        symlinks = dataset.facets.get("symlinks")
-        if isinstance(symlinks, dict) and isinstance(symlinks.get("identifiers"), list):
-            found.extend(
-                (i["namespace"], i["name"])
-                for i in symlinks["identifiers"]
-                if isinstance(i, dict) and isinstance(i.get("namespace"), str) and isinstance(i.get("name"), str)
-            )
-        lineage = dataset.facets.get("columnLineage")
-        if isinstance(lineage, dict):
-            found.extend(_lineage_identities(lineage))
-    return list(dict.fromkeys(found))
-
-
-def _lineage_identities(lineage: dict[str, Any]) -> list[tuple[str, str]]:
-    """The datasets a raw columnLineage facet reads from (it names the same few for every column)."""
-    named: dict[Any, None] = {}
-    sources = lineage.get("dataset")
-    if isinstance(sources, list):
-        for source in sources:
-            if isinstance(source, dict):
-                named[source.get("namespace"), source.get("name")] = None
-    fields = lineage.get("fields")
-    if isinstance(fields, dict):
-        for out in fields.values():
-            inputs = out.get("inputFields") if isinstance(out, dict) else None
-            if isinstance(inputs, list):
-                for source in inputs:
-                    if isinstance(source, dict):
-                        named[source.get("namespace"), source.get("name")] = None
-    return [(ns, n) for ns, n in named if isinstance(ns, str) and isinstance(n, str)]
-
-
-def _apply(batch: _Batch, event: LineageEventIn, label: str) -> None:
+def _apply(batch: Plan, event: LineageEventIn, label: str) -> None:
     session, resolver = batch.session, batch.resolver
     if isinstance(event, DatasetEventIn):
         wanted = wanted_from(event.dataset, where=f"{label}.dataset")
@@ -441,7 +209,7 @@ def _job(event: RunEventIn | JobEventIn, label: str, job: JobRow) -> JobRow:
     return job
 
 
-def _fresh_runs(events: Sequence[LineageEventIn]) -> dict[str, dict[str, Any]]:
+def fresh_runs(events: Sequence[LineageEventIn]) -> dict[str, dict[str, Any]]:
     """The columns of each run a batch names once, in one event without a parent facet, as that event leaves a new
     run: the read statement creates a run that is new this way, and the write statement has nothing to add."""
     mentions: Counter[str] = Counter()
@@ -477,9 +245,9 @@ def _apply_run_event(run: RunRow, event: RunEventIn) -> None:
     _advance_state(run, event)
 
 
-def _run(batch: _Batch, event: RunEventIn, job: JobRow, label: str) -> RunRow:
+def _run(batch: Plan, event: RunEventIn, job: JobRow, label: str) -> RunRow:
     run = batch.runs[str(event.run.runId)]
-    if run.fresh:  # created by the read statement with this event applied (see _fresh_runs)
+    if run.fresh:  # created by the read statement with this event applied (see fresh_runs)
         run.fresh = False
         return run
     run.dirty = True
@@ -564,10 +332,16 @@ def apply_column_lineage(
     missing: set[str] = set()
     # What every edge of the statement shares, copied into each row.
     common = {"target_dataset_id": target.id, "job_id": job_id, **provenance}
-    lookup, target_fields = resolver.lookup, target.fields
+    target_fields = target.fields
+    # Source datasets by identity, each looked up at its first mention: a facet names the same few for every column.
+    sources: dict[tuple[str, str], ResolvedDataset | None] = {}
 
     def add(source: InputField, target_path: str, transformation: Transformation, dataset_level: bool) -> None:
-        source_ds = lookup(source.namespace, source.name)
+        identity = (source.namespace, source.name)
+        if identity in sources:
+            source_ds = sources[identity]
+        else:
+            source_ds = sources[identity] = resolver.lookup(*identity)
         source_field = source_ds.fields.get(source.field) if source_ds else None
         target_field = target_fields.get(target_path)
         if source_ds is None or source_field is None or target_field is None:
@@ -647,12 +421,29 @@ def _sql_lineage_sets(
     return sets
 
 
-def parse_time(value: str, *, field_name: str) -> dt.datetime:
-    """An ISO 8601 instant from a query parameter; naive times are read as UTC."""
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(
-            f"{field_name} {value!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)", detail={"field": field_name}
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+def _changed(rows: Iterable[JobRow | RunRow], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows that changed (``columns`` + ``created_at`` + ``updated_at``), marked clean."""
+    now = utcnow()
+    changed: list[dict[str, Any]] = []
+    for row in rows:
+        if row.dirty:
+            # created_at only for the insert the statement's form allows (the row exists: it is never used).
+            changed.append({**{c: getattr(row, c) for c in columns}, "created_at": now, "updated_at": now})
+            row.dirty = False
+    return changed
+
+
+_JOB_UPDATES = [c for c in JOB_COLUMNS if c not in ("id", "namespace", "name")]
+_RUN_UPDATES = [c for c in RUN_COLUMNS if c not in ("id", "run_uuid")]
+
+
+def _write_jobs(writes: WriteSet, jobs: Iterable[JobRow]) -> None:
+    """Add the jobs that changed to ``writes`` (by namespace and name: see WriteSet.replace)."""
+    rows = _changed(jobs, ["namespace", "name", *_JOB_UPDATES])
+    writes.replace(LineageJob, rows, ["namespace", "name"], [*_JOB_UPDATES, "updated_at"])
+
+
+def _write_runs(writes: WriteSet, runs: Iterable[RunRow]) -> None:
+    """Add the runs that changed to ``writes`` (by run uuid: see WriteSet.replace)."""
+    rows = _changed(runs, ["run_uuid", *_RUN_UPDATES])
+    writes.replace(LineageRun, rows, ["run_uuid"], [*_RUN_UPDATES, "updated_at"])
