@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from headwater.demo.platform import HIVE_NAMESPACE, ICEBERG_NAMESPACE, KAFKA_NAMESPACE
+from headwater.demo.names import HIVE_NAMESPACE, ICEBERG_NAMESPACE, KAFKA_NAMESPACE
 from headwater.lineage.ingest import IngestResult, ingest_events
 
 __all__ = ["DEMO_LINEAGE_EVENTS", "demo_lineage_events", "load_demo_lineage"]
