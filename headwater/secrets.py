@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from headwater.allowlists import ALLOWED_ENV_SETTING, RESERVED_ENV_PREFIX, check_env_allowlist_entry, path_inside
 from headwater.errors import HeadwaterError
 
 if TYPE_CHECKING:
@@ -60,13 +61,9 @@ FILE_PREFIX = "file:"
 LITERAL_PREFIX = "literal:"
 MAX_FILE_BYTES = 64 * 1024
 DEV_KEY_FILE = "secrets.key"
-# The server's own settings (database URL, Elasticsearch password, the secrets key) never resolve.
-RESERVED_ENV_PREFIX = "HEADWATER_"
-ALLOWED_ENV_SETTING = "HEADWATER_SECRETS_ALLOWED_ENV"
 ALLOWED_DIRS_SETTING = "HEADWATER_SECRETS_ALLOWED_DIRS"
 KEY_SETTING = "HEADWATER_SECRETS_KEY"
 KEY_FILE_SETTING = "HEADWATER_SECRETS_KEY_FILE"
-_ENV_ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?$")
 
 
 class SecretReferenceRefused(HeadwaterError):
@@ -105,18 +102,6 @@ def generate_key() -> str:
 # --------------------------------------------------------------------------------- references
 
 
-def check_env_allowlist_entry(entry: str) -> str:
-    """One entry of HEADWATER_SECRETS_ALLOWED_ENV: a variable name, or a prefix ending in ``*`` or ``_``."""
-    if not _ENV_ENTRY.match(entry) or entry == "*":
-        raise ValueError(
-            f"{ALLOWED_ENV_SETTING}: {entry!r} is neither a variable name nor a prefix such as ICEBERG_* "
-            "(allowing every variable would hand the server's environment to whoever creates a source)"
-        )
-    if entry.upper().startswith(RESERVED_ENV_PREFIX):
-        raise ValueError(f"{ALLOWED_ENV_SETTING}: {entry!r} names Headwater's own settings, which never resolve")
-    return entry
-
-
 def _env_allowed(name: str, allowed: Sequence[str]) -> bool:
     if name.upper().startswith(RESERVED_ENV_PREFIX):
         return False
@@ -130,10 +115,6 @@ def _env_allowed(name: str, allowed: Sequence[str]) -> bool:
         elif name == entry:
             return True
     return False
-
-
-def _inside(path: str, directory: str) -> bool:
-    return Path(path).is_relative_to(directory) and path != directory
 
 
 @dataclass(frozen=True)
@@ -190,17 +171,10 @@ class ReferencePolicy:
             f"value itself, or have an operator add its directory to {ALLOWED_DIRS_SETTING}",
             detail={"field": field, "setting": ALLOWED_DIRS_SETTING},
         )
-        if not raw or "\x00" in raw or not os.path.isabs(raw):
+        real = path_inside(raw, self.allowed_dirs, directory_itself=False)
+        if real is None:
             raise refused
-        dirs = [(os.path.normpath(d), os.path.realpath(d)) for d in self.allowed_dirs]
-        # The written path first, so a reference outside every allowed directory never touches the file system.
-        lexical = os.path.normpath(raw)
-        if not any(_inside(lexical, d) for pair in dirs for d in pair):
-            raise refused
-        real = os.path.realpath(raw)  # symlinks and `..` resolved, in that order, as the kernel would
-        if not any(_inside(real, real_dir) for _, real_dir in dirs):
-            raise refused
-        return Path(real)
+        return real
 
 
 def _read_secret_file(key: str, path: Path) -> str:
