@@ -63,18 +63,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
 
 
-class EgressRefused(HeadwaterError):
+class EgressRefused(HeadwaterError, status_code=422, code="egress_refused"):
     """A destination the egress policy does not allow (a scheme, an address, a directory); nothing was sent."""
 
-    status_code = 422
-    code = "egress_refused"
 
-
-class Unreachable(HeadwaterError):
+class Unreachable(HeadwaterError, status_code=502, code="unreachable"):
     """A connection that failed: the same message for a closed port, a silent one and an unknown host."""
-
-    status_code = 502
-    code = "unreachable"
 
 
 def unreachable(host: str, port: int | None = None) -> Unreachable:

@@ -66,32 +66,20 @@ KEY_SETTING = "HEADWATER_SECRETS_KEY"
 KEY_FILE_SETTING = "HEADWATER_SECRETS_KEY_FILE"
 
 
-class SecretReferenceRefused(HeadwaterError):
+class SecretReferenceRefused(HeadwaterError, status_code=422, code="secret_reference_refused"):
     """An ``env:`` or ``file:`` reference the server's settings do not allow; nothing was resolved."""
 
-    status_code = 422
-    code = "secret_reference_refused"
 
-
-class SecretsRequired(HeadwaterError):
+class SecretsRequired(HeadwaterError, status_code=422, code="secrets_required"):
     """A change of where a source's credentials go, sent without the credentials again."""
 
-    status_code = 422
-    code = "secrets_required"
 
-
-class SecretUnresolved(HeadwaterError):
+class SecretUnresolved(HeadwaterError, status_code=422, code="secret_unresolved"):
     """An allowed reference could not be resolved at sync time (variable not set, file unreadable)."""
 
-    status_code = 422
-    code = "secret_unresolved"
 
-
-class SecretsKeyError(HeadwaterError):
+class SecretsKeyError(HeadwaterError, status_code=503, code="secrets_key_error"):
     """No key to encrypt with, an unusable key, or a stored secret that no configured key decrypts."""
-
-    status_code = 503
-    code = "secrets_key_error"
 
 
 def generate_key() -> str:

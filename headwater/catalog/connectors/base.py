@@ -47,11 +47,8 @@ DEFAULT_PAGE_SIZE = 200
 log = logging.getLogger("headwater.catalog.connectors")
 
 
-class ConnectorError(HeadwaterError):
+class ConnectorError(HeadwaterError, status_code=502, code="source_error"):
     """The source could not be read: unreachable, refused the credentials, or answered nonsense."""
-
-    status_code = 502
-    code = "source_error"
 
 
 def unreachable(where: str, exc: BaseException | None = None) -> ConnectorError:
@@ -63,18 +60,12 @@ def unreachable(where: str, exc: BaseException | None = None) -> ConnectorError:
     return ConnectorError(f"could not reach {where}", detail={"reason": "unreachable"})
 
 
-class ConnectorNotInstalled(HeadwaterError):
+class ConnectorNotInstalled(HeadwaterError, status_code=501, code="connector_not_installed"):
     """The connector's optional dependencies are missing; the message names the pip extra to install."""
 
-    status_code = 501
-    code = "connector_not_installed"
 
-
-class InvalidSourceConfig(HeadwaterError):
+class InvalidSourceConfig(HeadwaterError, status_code=422, code="validation_error"):
     """A source's config does not validate against its connector's Config; the message names the field."""
-
-    status_code = 422
-    code = "validation_error"
 
 
 class ConnectorConfig(BaseModel):
