@@ -23,7 +23,7 @@ import os
 import re
 import stat
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -378,14 +378,7 @@ class SecretVault:
         """Stored secrets decrypted back to what was given (literals and references)."""
         if not stored:
             return {}
-        keys = self.keys
-        out: dict[str, str] = {}
-        for key, token in stored.items():
-            try:
-                out[key] = keys.decrypt(token)
-            except (InvalidToken, UnicodeError):
-                raise self._undecryptable(key, source) from None
-        return out
+        return self._each_token(stored, source, self.keys.decrypt)
 
     def resolve(self, stored: Mapping[str, str], *, source: str) -> dict[str, str]:
         """The values a source's stored secrets stand for, references checked again and resolved."""
@@ -393,11 +386,14 @@ class SecretVault:
 
     def rotate(self, stored: Mapping[str, str], *, source: str) -> dict[str, str]:
         """Stored secrets re-encrypted with the first key."""
-        keys = self.keys
+        return self._each_token(stored, source, self.keys.rotate)
+
+    def _each_token(self, stored: Mapping[str, str], source: str, apply: Callable[[str], str]) -> dict[str, str]:
+        # Either way a token no configured key decrypts is named by its key, never shown.
         out: dict[str, str] = {}
         for key, token in stored.items():
             try:
-                out[key] = keys.rotate(token)
+                out[key] = apply(token)
             except (InvalidToken, UnicodeError):
                 raise self._undecryptable(key, source) from None
         return out
