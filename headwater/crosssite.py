@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from headwater.allowlists import check_host_pattern, host_name
+from headwater.allowlists import host_name
 from headwater.api import SECURITY_HEADERS, refusal
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "CrossSiteWrites",
     "HostCheck",
     "SecurityHeaders",
-    "check_host_pattern",
     "is_json_media_type",
 ]
 

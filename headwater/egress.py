@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 import httpcore
 import httpx
 
-from headwater.allowlists import ALLOW_SETTING, Address, check_allow_entry, parse_address, path_inside
+from headwater.allowlists import ALLOW_SETTING, Address, parse_address, path_inside
 from headwater.errors import HeadwaterError
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ __all__ = [
     "EgressPolicy",
     "EgressRefused",
     "Unreachable",
-    "check_allow_entry",
     "default_policy",
     "http_client",
     "stream",

@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from headwater.allowlists import ALLOWED_ENV_SETTING, RESERVED_ENV_PREFIX, check_env_allowlist_entry, path_inside
+from headwater.allowlists import ALLOWED_ENV_SETTING, RESERVED_ENV_PREFIX, path_inside
 from headwater.errors import HeadwaterError
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ __all__ = [
     "SecretVault",
     "SecretsKeyError",
     "SecretsRequired",
-    "check_env_allowlist_entry",
     "generate_key",
 ]
 
