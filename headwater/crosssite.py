@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from headwater.allowlists import host_name
 from headwater.api import SECURITY_HEADERS, refusal
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "CrossSiteWrites",
     "HostCheck",
     "SecurityHeaders",
-    "check_host_pattern",
     "is_json_media_type",
 ]
 
@@ -65,37 +65,6 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _host_name(host: str) -> str | None:
-    """The name of a Host header or an allowed-host entry, lower case, IPv6 without brackets (no port)."""
-    try:
-        parts = urlsplit("//" + host.strip())
-        _ = parts.port  # a port that is not a number makes the header invalid
-    except ValueError:
-        return None
-    if not parts.hostname or parts.username is not None or parts.path or parts.query or parts.fragment:
-        return None
-    return parts.hostname
-
-
-def check_host_pattern(pattern: str) -> str:
-    """An entry of HEADWATER_ALLOWED_HOSTS, lower case, or ValueError saying what is wrong with it."""
-    entry = pattern.strip().lower()
-    if entry == "*":
-        return entry
-    name = entry.removeprefix("*.")
-    try:
-        parts = urlsplit("//" + name)
-        has_port = parts.port is not None or parts.netloc.endswith(":")
-    except ValueError:
-        has_port = True
-    if has_port or "*" in name or any(c.isspace() for c in name) or _host_name(name) is None:
-        raise ValueError(
-            f"{pattern!r} is not a host name: write a name or address without port (example.com, 10.0.0.5, [::1]), "
-            "*.example.com for its subdomains, or * for any"
-        )
-    return entry
-
-
 class HostCheck:
     """Answer only requests whose ``Host`` names this server (``HEADWATER_ALLOWED_HOSTS``, any port): 400 otherwise.
 
@@ -107,14 +76,14 @@ class HostCheck:
         hosts = [h.strip().lower() for h in allowed_hosts if h.strip()]
         self.allow_any = "*" in hosts
         self.suffixes = tuple(h[1:] for h in hosts if h.startswith("*."))
-        self.names = {name for h in hosts if not h.startswith("*") and (name := _host_name(h))}
+        self.names = {name for h in hosts if not h.startswith("*") and (name := host_name(h))}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.allow_any or scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         header = Headers(scope=scope).get("host")
-        name = _host_name(header) if header else None
+        name = host_name(header) if header else None
         if name is not None and (name in self.names or name.endswith(self.suffixes)):
             await self.app(scope, receive, send)
             return

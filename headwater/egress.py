@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 import httpcore
 import httpx
 
+from headwater.allowlists import ALLOW_SETTING, Address, parse_address, path_inside
 from headwater.errors import HeadwaterError
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ __all__ = [
     "EgressPolicy",
     "EgressRefused",
     "Unreachable",
-    "check_allow_entry",
     "default_policy",
     "http_client",
     "stream",
@@ -53,29 +53,21 @@ __all__ = [
 
 log = logging.getLogger("headwater.egress")
 
-ALLOW_SETTING = "HEADWATER_EGRESS_ALLOW"
 FILE_DIRS_SETTING = "HEADWATER_EGRESS_FILE_DIRS"
 MAX_REDIRECTS = 5
 WEB_SCHEMES = ("http", "https")
 DEMO_WAREHOUSE = "demo-warehouse"  # under the data directory (headwater demo)
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
 
 
-class EgressRefused(HeadwaterError):
+class EgressRefused(HeadwaterError, status_code=422, code="egress_refused"):
     """A destination the egress policy does not allow (a scheme, an address, a directory); nothing was sent."""
 
-    status_code = 422
-    code = "egress_refused"
 
-
-class Unreachable(HeadwaterError):
+class Unreachable(HeadwaterError, status_code=502, code="unreachable"):
     """A connection that failed: the same message for a closed port, a silent one and an unknown host."""
-
-    status_code = 502
-    code = "unreachable"
 
 
 def unreachable(host: str, port: int | None = None) -> Unreachable:
@@ -118,31 +110,6 @@ def _a(kind: str | None) -> str:
     return f"an {kind}" if kind and kind[0] in "aeiou" else f"a {kind}"
 
 
-def _parse_address(host: str) -> Address | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def check_allow_entry(entry: str) -> str:
-    """One entry of HEADWATER_EGRESS_ALLOW: an address, a network (CIDR) or a host name."""
-    value = entry.strip().lower()
-    if not value:
-        raise ValueError(f"{ALLOW_SETTING}: an entry is empty")
-    if "/" in value:
-        try:
-            ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise ValueError(f"{ALLOW_SETTING}: {entry!r} is not a network such as 10.0.0.0/8") from None
-        return value
-    if _parse_address(value) is not None:
-        return value.strip("[]")
-    if any(char in value for char in " :@?#") or value.startswith(".") or value.endswith("."):
-        raise ValueError(f"{ALLOW_SETTING}: {entry!r} is neither an address, a network nor a host name")
-    return value
-
-
 @dataclass(frozen=True)
 class EgressPolicy:
     """Where outbound connections may go and which local files may be read; empty allowlists by default."""
@@ -161,12 +128,12 @@ class EgressPolicy:
     @property
     def networks(self) -> list[Network]:
         """The allowlist's addresses and networks."""
-        return [ipaddress.ip_network(e, strict=False) for e in self.allow if "/" in e or _parse_address(e)]
+        return [ipaddress.ip_network(e, strict=False) for e in self.allow if "/" in e or parse_address(e)]
 
     @property
     def host_names(self) -> set[str]:
         """The allowlist's host names (allowed whatever they resolve to)."""
-        return {e for e in self.allow if "/" not in e and _parse_address(e) is None}
+        return {e for e in self.allow if "/" not in e and parse_address(e) is None}
 
     # ------------------------------------------------------------------------------ addresses
 
@@ -183,7 +150,7 @@ class EgressPolicy:
 
         Raises EgressRefused naming the kind of address refused, or Unreachable when the name does not resolve.
         """
-        literal = _parse_address(host)
+        literal = parse_address(host)
         if literal is not None:
             if not self.address_allowed(literal):
                 raise EgressRefused(
@@ -215,7 +182,7 @@ class EgressPolicy:
     def check_host(self, host: str, port: int, *, resolve: bool = True) -> None:
         """Refuse a host (and port) the policy does not allow. Without ``resolve`` only an address literal is
         judged; with it a name that does not resolve passes (the connection is checked again when opened)."""
-        if not resolve and _parse_address(host) is None:
+        if not resolve and parse_address(host) is None:
             return
         with contextlib.suppress(Unreachable):
             self.addresses(host, port)
@@ -243,14 +210,12 @@ class EgressPolicy:
     def check_file(self, ref: str) -> Path:
         """The resolved local path of ``ref`` (a path or a ``file://`` URI) if it lies in an allowed directory."""
         raw = unquote(urlsplit(ref).path) if ref.startswith("file:") else ref
-        path = Path(raw)
-        if not path.is_absolute():
+        if not Path(raw).is_absolute():
             raise EgressRefused(f"{ref!r} is not an absolute path", detail={"path": ref})
-        resolved = path.resolve()
-        for directory in self.file_dirs:
-            root = directory.resolve()
-            if resolved == root or resolved.is_relative_to(root):
-                return resolved
+        # A warehouse or a job's directory may be an allowed directory itself.
+        real = path_inside(raw, self.file_dirs, directory_itself=True)
+        if real is not None:
+            return real
         allowed = ", ".join(str(d) for d in self.file_dirs) or "none are allowed"
         raise EgressRefused(
             f"{ref!r} is outside the directories the server may read files from ({allowed}; an administrator "

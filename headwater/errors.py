@@ -20,10 +20,21 @@ __all__ = [
 
 
 class HeadwaterError(Exception):
-    """Base of every error Headwater raises on purpose."""
+    """Base of every error Headwater raises on purpose.
+
+    A subclass names its HTTP status and error code in its class line:
+    ``class NotFound(HeadwaterError, status_code=404, code="not_found")``.
+    """
 
     status_code: int = 500
     code: str = "internal_error"
+
+    def __init_subclass__(cls, *, status_code: int | None = None, code: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status_code is not None:
+            cls.status_code = status_code
+        if code is not None:
+            cls.code = code
 
     def __init__(self, message: str, *, detail: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -31,43 +42,25 @@ class HeadwaterError(Exception):
         self.detail = detail or {}
 
 
-class InvalidInput(HeadwaterError):
+class InvalidInput(HeadwaterError, status_code=400, code="invalid_input"):
     """The request is well-formed but asks for something impossible (bad cursor, bad filter value)."""
 
-    status_code = 400
-    code = "invalid_input"
 
-
-class NotFound(HeadwaterError):
+class NotFound(HeadwaterError, status_code=404, code="not_found"):
     """The named thing does not exist (or is deleted and the caller did not ask for deleted ones)."""
 
-    status_code = 404
-    code = "not_found"
 
-
-class Conflict(HeadwaterError):
+class Conflict(HeadwaterError, status_code=409, code="conflict"):
     """The request contradicts current state: a duplicate name, a source kind that forbids the write."""
 
-    status_code = 409
-    code = "conflict"
 
-
-class PreconditionFailed(HeadwaterError):
+class PreconditionFailed(HeadwaterError, status_code=412, code="precondition_failed"):
     """An If-Match ETag no longer matches: someone else changed the resource first."""
 
-    status_code = 412
-    code = "precondition_failed"
 
-
-class PreconditionRequired(HeadwaterError):
+class PreconditionRequired(HeadwaterError, status_code=428, code="precondition_required"):
     """A guarded write was sent without If-Match."""
 
-    status_code = 428
-    code = "precondition_required"
 
-
-class DatabaseNotReady(HeadwaterError):
+class DatabaseNotReady(HeadwaterError, status_code=503, code="database_not_ready"):
     """The database is unreachable or not migrated to the code's revision."""
-
-    status_code = 503
-    code = "database_not_ready"

@@ -23,7 +23,7 @@ import os
 import re
 import stat
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from headwater.allowlists import ALLOWED_ENV_SETTING, RESERVED_ENV_PREFIX, path_inside
 from headwater.errors import HeadwaterError
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ __all__ = [
     "SecretVault",
     "SecretsKeyError",
     "SecretsRequired",
-    "check_env_allowlist_entry",
     "generate_key",
 ]
 
@@ -60,41 +60,25 @@ FILE_PREFIX = "file:"
 LITERAL_PREFIX = "literal:"
 MAX_FILE_BYTES = 64 * 1024
 DEV_KEY_FILE = "secrets.key"
-# The server's own settings (database URL, Elasticsearch password, the secrets key) never resolve.
-RESERVED_ENV_PREFIX = "HEADWATER_"
-ALLOWED_ENV_SETTING = "HEADWATER_SECRETS_ALLOWED_ENV"
 ALLOWED_DIRS_SETTING = "HEADWATER_SECRETS_ALLOWED_DIRS"
 KEY_SETTING = "HEADWATER_SECRETS_KEY"
 KEY_FILE_SETTING = "HEADWATER_SECRETS_KEY_FILE"
-_ENV_ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?$")
 
 
-class SecretReferenceRefused(HeadwaterError):
+class SecretReferenceRefused(HeadwaterError, status_code=422, code="secret_reference_refused"):
     """An ``env:`` or ``file:`` reference the server's settings do not allow; nothing was resolved."""
 
-    status_code = 422
-    code = "secret_reference_refused"
 
-
-class SecretsRequired(HeadwaterError):
+class SecretsRequired(HeadwaterError, status_code=422, code="secrets_required"):
     """A change of where a source's credentials go, sent without the credentials again."""
 
-    status_code = 422
-    code = "secrets_required"
 
-
-class SecretUnresolved(HeadwaterError):
+class SecretUnresolved(HeadwaterError, status_code=422, code="secret_unresolved"):
     """An allowed reference could not be resolved at sync time (variable not set, file unreadable)."""
 
-    status_code = 422
-    code = "secret_unresolved"
 
-
-class SecretsKeyError(HeadwaterError):
+class SecretsKeyError(HeadwaterError, status_code=503, code="secrets_key_error"):
     """No key to encrypt with, an unusable key, or a stored secret that no configured key decrypts."""
-
-    status_code = 503
-    code = "secrets_key_error"
 
 
 def generate_key() -> str:
@@ -103,18 +87,6 @@ def generate_key() -> str:
 
 
 # --------------------------------------------------------------------------------- references
-
-
-def check_env_allowlist_entry(entry: str) -> str:
-    """One entry of HEADWATER_SECRETS_ALLOWED_ENV: a variable name, or a prefix ending in ``*`` or ``_``."""
-    if not _ENV_ENTRY.match(entry) or entry == "*":
-        raise ValueError(
-            f"{ALLOWED_ENV_SETTING}: {entry!r} is neither a variable name nor a prefix such as ICEBERG_* "
-            "(allowing every variable would hand the server's environment to whoever creates a source)"
-        )
-    if entry.upper().startswith(RESERVED_ENV_PREFIX):
-        raise ValueError(f"{ALLOWED_ENV_SETTING}: {entry!r} names Headwater's own settings, which never resolve")
-    return entry
 
 
 def _env_allowed(name: str, allowed: Sequence[str]) -> bool:
@@ -130,10 +102,6 @@ def _env_allowed(name: str, allowed: Sequence[str]) -> bool:
         elif name == entry:
             return True
     return False
-
-
-def _inside(path: str, directory: str) -> bool:
-    return Path(path).is_relative_to(directory) and path != directory
 
 
 @dataclass(frozen=True)
@@ -190,17 +158,10 @@ class ReferencePolicy:
             f"value itself, or have an operator add its directory to {ALLOWED_DIRS_SETTING}",
             detail={"field": field, "setting": ALLOWED_DIRS_SETTING},
         )
-        if not raw or "\x00" in raw or not os.path.isabs(raw):
+        real = path_inside(raw, self.allowed_dirs, directory_itself=False)
+        if real is None:
             raise refused
-        dirs = [(os.path.normpath(d), os.path.realpath(d)) for d in self.allowed_dirs]
-        # The written path first, so a reference outside every allowed directory never touches the file system.
-        lexical = os.path.normpath(raw)
-        if not any(_inside(lexical, d) for pair in dirs for d in pair):
-            raise refused
-        real = os.path.realpath(raw)  # symlinks and `..` resolved, in that order, as the kernel would
-        if not any(_inside(real, real_dir) for _, real_dir in dirs):
-            raise refused
-        return Path(real)
+        return real
 
 
 def _read_secret_file(key: str, path: Path) -> str:
@@ -416,14 +377,7 @@ class SecretVault:
         """Stored secrets decrypted back to what was given (literals and references)."""
         if not stored:
             return {}
-        keys = self.keys
-        out: dict[str, str] = {}
-        for key, token in stored.items():
-            try:
-                out[key] = keys.decrypt(token)
-            except (InvalidToken, UnicodeError):
-                raise self._undecryptable(key, source) from None
-        return out
+        return self._each_token(stored, source, self.keys.decrypt)
 
     def resolve(self, stored: Mapping[str, str], *, source: str) -> dict[str, str]:
         """The values a source's stored secrets stand for, references checked again and resolved."""
@@ -431,11 +385,14 @@ class SecretVault:
 
     def rotate(self, stored: Mapping[str, str], *, source: str) -> dict[str, str]:
         """Stored secrets re-encrypted with the first key."""
-        keys = self.keys
+        return self._each_token(stored, source, self.keys.rotate)
+
+    def _each_token(self, stored: Mapping[str, str], source: str, apply: Callable[[str], str]) -> dict[str, str]:
+        # Either way a token no configured key decrypts is named by its key, never shown.
         out: dict[str, str] = {}
         for key, token in stored.items():
             try:
-                out[key] = keys.rotate(token)
+                out[key] = apply(token)
             except (InvalidToken, UnicodeError):
                 raise self._undecryptable(key, source) from None
         return out

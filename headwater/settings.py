@@ -7,15 +7,26 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from headwater.secrets import check_env_allowlist_entry
+from headwater.allowlists import check_allow_entry, check_env_allowlist_entry, check_host_pattern
 
 __all__ = ["Settings", "get_settings"]
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+# List settings written in the environment as comma-separated values (NoDecode: not as JSON).
+_COMMA_SEPARATED = (
+    "allowed_hosts",
+    "cors_origins",
+    "trusted_proxies",
+    "egress_allow",
+    "egress_file_dirs",
+    "secrets_allowed_env",
+    "secrets_allowed_dirs",
+    "jobs_pass_env",
+)
 
 
 class Settings(BaseSettings):
@@ -255,19 +266,37 @@ class Settings(BaseSettings):
         "the locale, TZ, JAVA_HOME and the engines' homes always are). HEADWATER_ variables never are.",
     )
 
-    @field_validator("allowed_hosts", "cors_origins", "trusted_proxies", mode="before")
+    @field_validator(*_COMMA_SEPARATED, mode="before")
     @classmethod
-    def _comma_separated(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("egress_file_dirs", "secrets_allowed_dirs")
+    @classmethod
+    def _check_absolute_dirs(cls, value: list[Path], info: ValidationInfo) -> list[Path]:
+        for directory in value:
+            if not directory.is_absolute():
+                raise ValueError(
+                    f"HEADWATER_{str(info.field_name).upper()}: {str(directory)!r} is not an absolute path"
+                )
         return value
 
     @field_validator("allowed_hosts")
     @classmethod
     def _check_hosts(cls, value: list[str]) -> list[str]:
-        from headwater.crosssite import check_host_pattern  # the Host check's own reading of an entry
-
         return [check_host_pattern(host) for host in value]
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _check_egress_allow(cls, value: list[str]) -> list[str]:
+        return [check_allow_entry(entry) for entry in value]
+
+    @field_validator("secrets_allowed_env")
+    @classmethod
+    def _check_allowed_env(cls, value: list[str]) -> list[str]:
+        return [check_env_allowlist_entry(entry) for entry in value]
 
     @field_validator("cors_origins")
     @classmethod
@@ -279,46 +308,10 @@ class Settings(BaseSettings):
                 )
         return [origin.lower() for origin in value]
 
-    @field_validator("egress_allow", "egress_file_dirs", mode="before")
-    @classmethod
-    def _egress_lists(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("egress_allow")
-    @classmethod
-    def _check_egress_allow(cls, value: list[str]) -> list[str]:
-        from headwater.egress import check_allow_entry
-
-        return [check_allow_entry(entry) for entry in value]
-
-    @field_validator("egress_file_dirs")
-    @classmethod
-    def _check_egress_dirs(cls, value: list[Path]) -> list[Path]:
-        for directory in value:
-            if not directory.is_absolute():
-                raise ValueError(f"HEADWATER_EGRESS_FILE_DIRS: {str(directory)!r} is not an absolute path")
-        return value
-
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
-
-    @field_validator("secrets_allowed_env", "secrets_allowed_dirs", mode="before")
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("jobs_pass_env", mode="before")
-    @classmethod
-    def _split_pass_env(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     @field_validator("jobs_pass_env")
     @classmethod
@@ -335,19 +328,6 @@ class Settings(BaseSettings):
     def _check_run_as(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             return None
-        return value
-
-    @field_validator("secrets_allowed_env")
-    @classmethod
-    def _check_allowed_env(cls, value: list[str]) -> list[str]:
-        return [check_env_allowlist_entry(entry) for entry in value]
-
-    @field_validator("secrets_allowed_dirs")
-    @classmethod
-    def _check_allowed_dirs(cls, value: list[Path]) -> list[Path]:
-        for directory in value:
-            if not directory.is_absolute():
-                raise ValueError(f"HEADWATER_SECRETS_ALLOWED_DIRS: {str(directory)!r} is not an absolute path")
         return value
 
     @model_validator(mode="after")

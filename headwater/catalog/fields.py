@@ -10,15 +10,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from headwater.catalog.schemas import FieldIn, SchemaChangeRename, SchemaChangeRetype, SchemaDiff
 
-__all__ = ["FlatField", "diff_schemas", "fingerprint", "flatten", "normalize_type"]
+__all__ = ["Declared", "FlatField", "diff_schemas", "fingerprint", "flatten", "flatten_tree", "normalize_type"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +53,32 @@ class FlatField:
         }
 
 
-def flatten(fields: Iterable[FieldIn], parent: str | None = None) -> list[FlatField]:
-    """Nested field declarations as a flat, ordered list of paths (parents before their members)."""
+class Declared(Protocol):
+    """A nested field declaration as its source gives it: a FieldIn, a Kafka schema's node."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def nullable(self) -> bool: ...
+    @property
+    def description(self) -> str | None: ...
+
+
+Item = TypeVar("Item", bound=Declared)
+
+
+def flatten_tree(
+    items: Iterable[Item],
+    children: Callable[[Item], Iterable[Item]],
+    extra: Callable[[Item], dict[str, Any]] = lambda _item: {},
+    parent: str | None = None,
+) -> list[FlatField]:
+    """Nested declarations as a flat, ordered list of paths (parents before their members); ``extra`` gives the
+    FlatField arguments beyond path, name, type, nullability, parent and description."""
     flat: list[FlatField] = []
-    for item in fields:
+    for item in items:
         path = f"{parent}.{item.name}" if parent else item.name
         flat.append(
             FlatField(
@@ -65,13 +87,22 @@ def flatten(fields: Iterable[FieldIn], parent: str | None = None) -> list[FlatFi
                 type=item.type,
                 nullable=item.nullable,
                 parent_path=parent,
-                field_id=item.field_id,
                 description=item.description,
-                tags=tuple(dict.fromkeys(item.tags)),
+                **extra(item),
             )
         )
-        flat.extend(flatten(item.fields, path))
+        flat.extend(flatten_tree(children(item), children, extra, path))
     return flat
+
+
+def flatten(fields: Iterable[FieldIn], parent: str | None = None) -> list[FlatField]:
+    """Nested field declarations as a flat, ordered list of paths (parents before their members)."""
+    return flatten_tree(
+        fields,
+        lambda item: item.fields,
+        lambda item: {"field_id": item.field_id, "tags": tuple(dict.fromkeys(item.tags))},
+        parent,
+    )
 
 
 def check_unique_paths(fields: Sequence[FlatField]) -> list[str]:

@@ -7,23 +7,14 @@ re-sync never overwrites what a person wrote.
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    CheckConstraint,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-)
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from headwater.db import Base, BigInt, JSONType, UTCDateTime, utcnow
+from headwater.db import Base, BigInt, JSONType
+from headwater.orm import BigIntPK, Code, Count, LongText, Name, Namespace, UTCNow, UTCTime, one_of
 
 __all__ = [
     "ChangeEvent",
@@ -78,29 +69,25 @@ class ChangeKind(enum.StrEnum):
     RESTORED = "restored"
 
 
-def _enum_values(enum_cls: type[enum.StrEnum]) -> str:
-    return ", ".join(f"'{member.value}'" for member in enum_cls)
-
-
 class Source(Base):
     """A federated system (or the manual source people register datasets in)."""
 
     __tablename__ = "sources"
-    __table_args__ = (CheckConstraint(f"kind IN ({_enum_values(SourceKind)})", name="kind"),)
+    __table_args__ = (one_of("kind", SourceKind),)
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     name: Mapped[str] = mapped_column(String(128), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    namespace: Mapped[str] = mapped_column(String(512))
-    description: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[Code]
+    namespace: Mapped[Namespace]
+    description: Mapped[LongText | None]
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Write-only: {key: Fernet token} (headwater.secrets); the API returns only the names of the keys.
     secrets: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default=SourceStatus.NEW.value)
-    status_message: Mapped[str | None] = mapped_column(Text)
-    last_sync_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status: Mapped[Code] = mapped_column(default=SourceStatus.NEW.value)
+    status_message: Mapped[LongText | None]
+    last_sync_at: Mapped[UTCTime | None]
+    created_at: Mapped[UTCNow]
+    updated_at: Mapped[UTCNow]
     revision: Mapped[int] = mapped_column(Integer, default=1)
 
 
@@ -110,33 +97,33 @@ class Dataset(Base):
     __tablename__ = "datasets"
     __table_args__ = (
         UniqueConstraint("namespace", "name"),
-        CheckConstraint(f"kind IN ({_enum_values(DatasetKind)})", name="kind"),
+        one_of("kind", DatasetKind),
         Index("ix_datasets_source_id_name", "source_id", "name"),
         Index("ix_datasets_name_id", "name", "id"),
         Index("ix_datasets_updated_at_id", "updated_at", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="RESTRICT"))
-    namespace: Mapped[str] = mapped_column(String(512))
-    name: Mapped[str] = mapped_column(String(1024))
-    kind: Mapped[str] = mapped_column(String(16))
+    namespace: Mapped[Namespace]
+    name: Mapped[Name]
+    kind: Mapped[Code]
     # Physical facts, as the source states them.
     format: Mapped[str | None] = mapped_column(String(64))
-    location: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[LongText | None]
     partitioning: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
-    source_description: Mapped[str | None] = mapped_column(Text)
+    source_description: Mapped[LongText | None]
     source_properties: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     # What people entered; sync never writes these.
-    user_description: Mapped[str | None] = mapped_column(Text)
+    user_description: Mapped[LongText | None]
     user_properties: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     current_schema_version: Mapped[int | None] = mapped_column(Integer)
     # Kept beside the field rows so lists need not count them per dataset.
-    field_count: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    delete_reason: Mapped[str | None] = mapped_column(Text)
+    field_count: Mapped[Count]
+    created_at: Mapped[UTCNow]
+    updated_at: Mapped[UTCNow]
+    deleted_at: Mapped[UTCTime | None]
+    delete_reason: Mapped[LongText | None]
     # Bumped by every change; the ETag is derived from it.
     revision: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -180,18 +167,18 @@ class Field(Base):
     __tablename__ = "fields"
     __table_args__ = (UniqueConstraint("dataset_id", "path"),)
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(String(1024))
     name: Mapped[str] = mapped_column(String(256))
     parent_path: Mapped[str | None] = mapped_column(String(1024))
     position: Mapped[int] = mapped_column(Integer)
-    type: Mapped[str] = mapped_column(Text)
+    type: Mapped[LongText]
     normalized_type: Mapped[str] = mapped_column(String(32))
     nullable: Mapped[bool] = mapped_column(Boolean, default=True)
     field_id: Mapped[int | None] = mapped_column(Integer)
-    source_description: Mapped[str | None] = mapped_column(Text)
-    user_description: Mapped[str | None] = mapped_column(Text)
+    source_description: Mapped[LongText | None]
+    user_description: Mapped[LongText | None]
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
 
     dataset: Mapped[Dataset] = relationship(back_populates="fields")
@@ -203,14 +190,14 @@ class SchemaVersion(Base):
     __tablename__ = "schema_versions"
     __table_args__ = (UniqueConstraint("dataset_id", "version"),)
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
     fingerprint: Mapped[str] = mapped_column(String(64))
     fields: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     diff: Mapped[dict[str, Any]] = mapped_column(JSONType)
     source_schema_id: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[UTCNow]
 
 
 class ChangeEvent(Base):
@@ -222,15 +209,15 @@ class ChangeEvent(Base):
 
     __tablename__ = "change_events"
     __table_args__ = (
-        CheckConstraint(f"kind IN ({_enum_values(ChangeKind)})", name="kind"),
+        one_of("kind", ChangeKind),
         Index("ix_change_events_entity", "entity_type", "entity_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     kind: Mapped[str] = mapped_column(String(32))
     entity_type: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[int] = mapped_column(BigInt)
-    namespace: Mapped[str | None] = mapped_column(String(512))
-    name: Mapped[str | None] = mapped_column(String(1024))
+    namespace: Mapped[Namespace | None]
+    name: Mapped[Name | None]
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[UTCNow]

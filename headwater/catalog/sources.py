@@ -17,7 +17,8 @@ from headwater.catalog.models import ChangeKind, Dataset, Source, SourceKind
 from headwater.catalog.schemas import SourceCreate, SourceUpdate
 from headwater.db import utcnow
 from headwater.egress import EgressPolicy
-from headwater.errors import Conflict, NotFound
+from headwater.errors import Conflict
+from headwater.orm import get_by_name
 from headwater.pagination import PageResult, SortKey, paginate
 from headwater.secrets import SecretsRequired, SecretVault
 
@@ -84,10 +85,7 @@ def _endpoint_changes(kind: str, old: dict[str, Any], new: dict[str, Any]) -> li
 
 def get_source(session: Session, *, name: str) -> Source:
     """The source called ``name``."""
-    source = session.scalar(select(Source).where(Source.name == name))
-    if source is None:
-        raise NotFound(f"no source named {name!r}", detail={"field": "name"})
-    return source
+    return get_by_name(session, Source, name, label="source")
 
 
 def list_sources(

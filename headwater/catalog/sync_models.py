@@ -3,14 +3,14 @@ running at once (across processes), and the version token last read for each syn
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from headwater.db import Base, BigInt, JSONType, UTCDateTime, utcnow
+from headwater.db import Base, BigInt, JSONType
+from headwater.orm import BigIntPK, Code, Count, LongText, UTCNow, UTCTime, one_of
 
 __all__ = ["DatasetSyncState", "SyncLease", "SyncMode", "SyncRun", "SyncStatus", "SyncTrigger"]
 
@@ -44,40 +44,36 @@ class SyncTrigger(enum.StrEnum):
     SCHEDULE = "schedule"
 
 
-def _values(cls: type[enum.StrEnum]) -> str:
-    return ", ".join(f"'{member.value}'" for member in cls)
-
-
 class SyncRun(Base):
     """The report of one sync of one source."""
 
     __tablename__ = "sync_runs"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_values(SyncStatus)})", name="status"),
-        CheckConstraint(f"mode IN ({_values(SyncMode)})", name="mode"),
-        CheckConstraint(f"trigger IN ({_values(SyncTrigger)})", name="trigger"),
+        one_of("status", SyncStatus),
+        one_of("mode", SyncMode),
+        one_of("trigger", SyncTrigger),
         Index("ix_sync_runs_source_id_id", "source_id", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
-    mode: Mapped[str] = mapped_column(String(16))
-    trigger: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default=SyncStatus.RUNNING.value)
+    mode: Mapped[Code]
+    trigger: Mapped[Code]
+    status: Mapped[Code] = mapped_column(default=SyncStatus.RUNNING.value)
     # True when the listing ran to its end; only then were missing datasets deleted.
     complete: Mapped[bool] = mapped_column(Boolean, default=False)
-    listed: Mapped[int] = mapped_column(Integer, default=0)
-    added: Mapped[int] = mapped_column(Integer, default=0)
-    changed: Mapped[int] = mapped_column(Integer, default=0)
-    restored: Mapped[int] = mapped_column(Integer, default=0)
-    unchanged: Mapped[int] = mapped_column(Integer, default=0)
-    deleted: Mapped[int] = mapped_column(Integer, default=0)
-    failed: Mapped[int] = mapped_column(Integer, default=0)
+    listed: Mapped[Count]
+    added: Mapped[Count]
+    changed: Mapped[Count]
+    restored: Mapped[Count]
+    unchanged: Mapped[Count]
+    deleted: Mapped[Count]
+    failed: Mapped[Count]
     # [{"dataset": name or null, "error": message}], the first MAX_ERRORS of them.
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
-    message: Mapped[str | None] = mapped_column(Text)
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    message: Mapped[LongText | None]
+    started_at: Mapped[UTCNow]
+    finished_at: Mapped[UTCTime | None]
     duration_seconds: Mapped[float | None] = mapped_column(Float)
 
 
@@ -89,7 +85,7 @@ class SyncLease(Base):
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(128))
     run_id: Mapped[int | None] = mapped_column(BigInt)
-    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[UTCTime | None]
 
 
 class DatasetSyncState(Base):
@@ -102,4 +98,4 @@ class DatasetSyncState(Base):
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
     version: Mapped[str | None] = mapped_column(String(2048))
     last_seen_run_id: Mapped[int | None] = mapped_column(BigInt)
-    synced_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    synced_at: Mapped[UTCNow]

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope
-from headwater.demo.lineage import _TITLE_DAILY_VIEWS_SQL
+from headwater.demo.lineage import TITLE_DAILY_VIEWS_SQL
 from headwater.errors import Conflict, NotFound
 from headwater.jobs import service
 from headwater.jobs.engines import EngineError, find_flink_home, find_spark_submit, write_local_flink_conf
@@ -184,7 +184,7 @@ def demo_job_sql(warehouse_root: Path, output: Path) -> str:
         "CREATE TABLE IF NOT EXISTS analytics.title_daily_views\n"
         "  (ds STRING, title_id BIGINT, country STRING, views BIGINT, unique_profiles BIGINT, hours_viewed DOUBLE)\n"
         f"  USING parquet LOCATION {_sql_literal(output)};\n"
-        f"{_TITLE_DAILY_VIEWS_SQL.strip()};\n"
+        f"{TITLE_DAILY_VIEWS_SQL.strip()};\n"
     )
 
 

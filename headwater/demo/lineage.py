@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from headwater.demo.platform import HIVE_NAMESPACE, ICEBERG_NAMESPACE, KAFKA_NAMESPACE
+from headwater.demo.names import HIVE_NAMESPACE, ICEBERG_NAMESPACE, KAFKA_NAMESPACE
 from headwater.lineage.ingest import IngestResult, ingest_events
 
-__all__ = ["DEMO_LINEAGE_EVENTS", "demo_lineage_events", "load_demo_lineage"]
+__all__ = ["DEMO_LINEAGE_EVENTS", "TITLE_DAILY_VIEWS_SQL", "demo_lineage_events", "load_demo_lineage"]
 
 FLINK_PRODUCER = "https://github.com/OpenLineage/OpenLineage/tree/1.30.0/integration/flink"
 SPARK_PRODUCER = "https://github.com/OpenLineage/OpenLineage/tree/1.30.0/integration/spark"
@@ -231,7 +231,8 @@ def _flink_sessionisation() -> list[dict[str, Any]]:
     )
 
 
-_TITLE_DAILY_VIEWS_SQL = """
+# The Spark job the demo registers runs this same statement (headwater/demo/jobs.py).
+TITLE_DAILY_VIEWS_SQL = """
 INSERT OVERWRITE TABLE analytics.title_daily_views
 SELECT date_format(session_start, 'yyyy-MM-dd') AS ds, title_id, country,
        COUNT(CASE WHEN watched_ms >= 120000 THEN 1 END) AS views,
@@ -268,7 +269,7 @@ def _spark_daily() -> list[dict[str, Any]]:
         inputs=[sessions],
         outputs=[_ds(HIVE_NAMESPACE, "analytics.title_daily_views")],
         producer=SPARK_PRODUCER,
-        sql=_TITLE_DAILY_VIEWS_SQL.strip(),
+        sql=TITLE_DAILY_VIEWS_SQL.strip(),
         parent=(app, namespace),
     )
     children += _run(

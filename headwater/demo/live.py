@@ -12,7 +12,8 @@ from headwater.catalog.models import SourceKind
 from headwater.catalog.schemas import DatasetUpdate, FieldIn, FieldMetadataUpdate, SourceCreate, SourceUpdate
 from headwater.catalog.service import get_dataset_by_name, update_dataset_metadata
 from headwater.catalog.sources import create_source, get_source, update_source
-from headwater.demo.platform import ICEBERG_NAMESPACE, LAKE_TABLES, DemoDataset, DemoReport
+from headwater.demo.datasets import LAKE_TABLES
+from headwater.demo.names import ICEBERG_NAMESPACE, DemoDataset, DemoReport
 from headwater.errors import Conflict, NotFound
 
 if TYPE_CHECKING:

@@ -12,10 +12,11 @@ from sqlalchemy.orm import Session
 
 from headwater.db import utcnow
 from headwater.egress import EgressPolicy, default_policy
-from headwater.errors import Conflict, HeadwaterError, InvalidInput, NotFound
+from headwater.errors import Conflict, HeadwaterError, InvalidInput
 from headwater.jobs.files import is_remote
 from headwater.jobs.models import Application, ApplicationStatus, Command, CommandApplication
 from headwater.jobs.schemas import REDACTED, ApplicationCreate, ApplicationUpdate
+from headwater.orm import get_by_name
 from headwater.pagination import PageResult, SortKey, paginate
 
 __all__ = [
@@ -77,10 +78,7 @@ def create_application(session: Session, *, data: ApplicationCreate, egress: Egr
 
 def get_application(session: Session, *, name: str) -> Application:
     """The application called ``name``."""
-    application = session.scalar(select(Application).where(Application.name == name))
-    if application is None:
-        raise NotFound(f"no application named {name!r}", detail={"field": "name"})
-    return application
+    return get_by_name(session, Application, name, label="application")
 
 
 def update_application(

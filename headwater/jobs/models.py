@@ -6,14 +6,14 @@ clients see (``id``: a UUID, or the client's own id), which is also its OpenLine
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from headwater.db import Base, BigInt, JSONType, UTCDateTime, utcnow
+from headwater.db import Base, BigInt, JSONType
+from headwater.orm import BigIntPK, Code, Count, LongText, UTCNow, UTCTime, one_of
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -86,48 +86,44 @@ FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.KIL
 ACTIVE_STATUSES = frozenset({JobStatus.CLAIMED, JobStatus.INIT, JobStatus.RUNNING})
 
 
-def _values(enum_cls: type[enum.StrEnum]) -> str:
-    return ", ".join(f"'{member.value}'" for member in enum_cls)
-
-
 class Cluster(Base):
     """Where jobs run: an engine type, its connection config, tags jobs select it by, a concurrency limit."""
 
     __tablename__ = "job_clusters"
     __table_args__ = (
-        CheckConstraint(f"type IN ({_values(ClusterType)})", name="type"),
-        CheckConstraint(f"status IN ({_values(ClusterStatus)})", name="status"),
+        one_of("type", ClusterType),
+        one_of("status", ClusterStatus),
     )
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     name: Mapped[str] = mapped_column(String(255), unique=True)
-    type: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))
+    type: Mapped[Code]
+    status: Mapped[Code]
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     max_concurrent_jobs: Mapped[int] = mapped_column(Integer, default=8)
-    description: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    description: Mapped[LongText | None]
+    created_at: Mapped[UTCNow]
+    updated_at: Mapped[UTCNow]
 
 
 class Command(Base):
     """What runs: an executable with default arguments, tags jobs select it by, and the clusters it runs on."""
 
     __tablename__ = "job_commands"
-    __table_args__ = (CheckConstraint(f"status IN ({_values(CommandStatus)})", name="status"),)
+    __table_args__ = (one_of("status", CommandStatus),)
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     name: Mapped[str] = mapped_column(String(255), unique=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[Code]
     # The executable followed by its default arguments, as an argv list (never a shell string).
     executable: Mapped[list[str]] = mapped_column(JSONType)
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # Ordered tag sets; a cluster must match one of them (empty: any cluster).
     cluster_criteria: Mapped[list[list[str]]] = mapped_column(JSONType, default=list)
-    description: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    description: Mapped[LongText | None]
+    created_at: Mapped[UTCNow]
+    updated_at: Mapped[UTCNow]
     # Read side of the ordered links (written as CommandApplication rows); lists load it with selectinload,
     # job resolution never touches it.
     applications: Mapped[list[Application]] = relationship(
@@ -139,22 +135,22 @@ class Application(Base):
     """Files and configuration a command needs (Genie's Application): placed in each job's directory."""
 
     __tablename__ = "job_applications"
-    __table_args__ = (CheckConstraint(f"status IN ({_values(ApplicationStatus)})", name="status"),)
+    __table_args__ = (one_of("status", ApplicationStatus),)
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     name: Mapped[str] = mapped_column(String(255), unique=True)
     version: Mapped[str | None] = mapped_column(String(255))
     type: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[Code]
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # Absolute paths (or file:// URIs) of files or directories copied into the job's directory.
     dependencies: Mapped[list[str]] = mapped_column(JSONType, default=list)
     configs: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # Environment set up for the job's process; "{app_dir}" in a value becomes the application's directory.
     environment: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
-    description: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    description: Mapped[LongText | None]
+    created_at: Mapped[UTCNow]
+    updated_at: Mapped[UTCNow]
 
 
 class CommandApplication(Base):
@@ -176,21 +172,21 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_values(JobStatus)})", name="status"),
+        one_of("status", JobStatus),
         Index("ix_jobs_status_pk", "status", "pk"),
         Index("ix_jobs_user_name", "user_name", "pk"),
         Index("ix_jobs_cluster_status", "cluster_id", "status"),
         Index("ix_jobs_retention", "host", "finished_at"),
     )
 
-    pk: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    pk: Mapped[BigIntPK]
     id: Mapped[str] = mapped_column(String(255), unique=True)
     run_uuid: Mapped[str] = mapped_column(String(36))
     name: Mapped[str] = mapped_column(String(255))
     user_name: Mapped[str] = mapped_column(String(255))
     version: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))
-    status_message: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[Code]
+    status_message: Mapped[LongText | None]
     request: Mapped[dict[str, Any]] = mapped_column(JSONType)
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("job_clusters.id", ondelete="SET NULL"))
     command_id: Mapped[int | None] = mapped_column(ForeignKey("job_commands.id", ondelete="SET NULL"))
@@ -202,21 +198,21 @@ class Job(Base):
     host: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None] = mapped_column(Integer)
     exit_code: Mapped[int | None] = mapped_column(Integer)
-    work_dir: Mapped[str | None] = mapped_column(Text)
+    work_dir: Mapped[LongText | None]
     # Attempts: a job whose worker is lost runs again while attempt < max_attempts.
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     max_attempts: Mapped[int] = mapped_column(Integer, default=1)
     # The claim's fencing token: +1 on every claim and every reap; a worker's writes need the epoch it claimed.
-    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    epoch: Mapped[Count]
     archive_logs: Mapped[bool] = mapped_column(Boolean, default=False)
-    archive_path: Mapped[str | None] = mapped_column(Text)
+    archive_path: Mapped[LongText | None]
     # When retention removed the job's directory.
-    cleaned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cleaned_at: Mapped[UTCTime | None]
+    heartbeat_at: Mapped[UTCTime | None]
+    created_at: Mapped[UTCNow]
+    started_at: Mapped[UTCTime | None]
+    finished_at: Mapped[UTCTime | None]
+    updated_at: Mapped[UTCNow]
 
 
 class JobTag(Base):
@@ -225,7 +221,7 @@ class JobTag(Base):
     __tablename__ = "job_tags"
     __table_args__ = (UniqueConstraint("job_pk", "tag"), Index("ix_job_tags_tag", "tag", "job_pk"))
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk", ondelete="CASCADE"))
     tag: Mapped[str] = mapped_column(String(255))
 
@@ -236,12 +232,12 @@ class JobTransition(Base):
     __tablename__ = "job_transitions"
     __table_args__ = (Index("ix_job_transitions_job_pk", "job_pk", "id"),)
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk", ondelete="CASCADE"))
-    from_status: Mapped[str | None] = mapped_column(String(16))
-    to_status: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str | None] = mapped_column(Text)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    from_status: Mapped[Code | None]
+    to_status: Mapped[Code]
+    reason: Mapped[LongText | None]
+    at: Mapped[UTCNow]
 
 
 class JobAttempt(Base):
@@ -250,18 +246,18 @@ class JobAttempt(Base):
     __tablename__ = "job_attempts"
     __table_args__ = (UniqueConstraint("job_pk", "attempt"),)
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer)
     worker_id: Mapped[str | None] = mapped_column(String(255))
     host: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None] = mapped_column(Integer)
-    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    epoch: Mapped[Count]
     exit_code: Mapped[int | None] = mapped_column(Integer)
-    outcome: Mapped[str | None] = mapped_column(String(16))
-    reason: Mapped[str | None] = mapped_column(Text)
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[Code | None]
+    reason: Mapped[LongText | None]
+    started_at: Mapped[UTCNow]
+    ended_at: Mapped[UTCTime | None]
 
 
 class JobAttachment(Base):
@@ -273,7 +269,7 @@ class JobAttachment(Base):
     __tablename__ = "job_attachments"
     __table_args__ = (UniqueConstraint("job_pk", "name"),)
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInt)

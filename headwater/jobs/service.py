@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from headwater.db import utcnow
 from headwater.errors import Conflict, InvalidInput, NotFound
@@ -40,6 +40,7 @@ from headwater.jobs.schemas import (
     JobOut,
     JobSubmit,
 )
+from headwater.orm import get_by_name
 from headwater.pagination import PageResult, SortKey, paginate
 
 __all__ = [
@@ -94,22 +95,24 @@ def _create_named(session: Session, model: type[Named], data: ClusterCreate | Co
     return row
 
 
-def _get_named(session: Session, model: type[Named], name: str, label: str) -> Named:
-    row = session.scalar(select(model).where(model.name == name))
-    if row is None:
-        raise NotFound(f"no {label} named {name!r}", detail={"field": "name"})
-    return row
-
-
 def _update_named(
     session: Session, model: type[Named], name: str, data: ClusterUpdate | CommandUpdate, label: str
 ) -> Named:
-    row = _get_named(session, model, name, label)
+    row = get_by_name(session, model, name, label=label)
     for key, value in data.model_dump(mode="json", exclude_unset=True, exclude={"applications"}).items():
         setattr(row, key, value)
     row.updated_at = utcnow()
     session.flush()
     return row
+
+
+def _delete_named(
+    session: Session, model: type[Named], name: str, label: str, job_column: InstrumentedAttribute[int | None]
+) -> None:
+    row = get_by_name(session, model, name, label=label)
+    _refuse_if_busy(session, job_column == row.id, f"{label} {name!r}")
+    session.delete(row)
+    session.flush()
 
 
 def create_cluster(session: Session, *, data: ClusterCreate) -> Cluster:
@@ -119,7 +122,7 @@ def create_cluster(session: Session, *, data: ClusterCreate) -> Cluster:
 
 def get_cluster(session: Session, *, name: str) -> Cluster:
     """The cluster called ``name``."""
-    return _get_named(session, Cluster, name, "cluster")
+    return get_by_name(session, Cluster, name, label="cluster")
 
 
 def update_cluster(session: Session, *, name: str, data: ClusterUpdate) -> Cluster:
@@ -129,10 +132,7 @@ def update_cluster(session: Session, *, name: str, data: ClusterUpdate) -> Clust
 
 def delete_cluster(session: Session, *, name: str) -> None:
     """Remove a cluster; refused while jobs run on it."""
-    cluster = get_cluster(session, name=name)
-    _refuse_if_busy(session, Job.cluster_id == cluster.id, f"cluster {name!r}")
-    session.delete(cluster)
-    session.flush()
+    _delete_named(session, Cluster, name, "cluster", Job.cluster_id)
 
 
 def list_clusters(session: Session, *, sort: str, cursor: str | None, limit: int) -> PageResult[Cluster]:
@@ -149,7 +149,7 @@ def create_command(session: Session, *, data: CommandCreate) -> Command:
 
 def get_command(session: Session, *, name: str) -> Command:
     """The command called ``name``."""
-    return _get_named(session, Command, name, "command")
+    return get_by_name(session, Command, name, label="command")
 
 
 def update_command(session: Session, *, name: str, data: CommandUpdate) -> Command:
@@ -162,10 +162,7 @@ def update_command(session: Session, *, name: str, data: CommandUpdate) -> Comma
 
 def delete_command(session: Session, *, name: str) -> None:
     """Remove a command; refused while jobs run it."""
-    command = get_command(session, name=name)
-    _refuse_if_busy(session, Job.command_id == command.id, f"command {name!r}")
-    session.delete(command)
-    session.flush()
+    _delete_named(session, Command, name, "command", Job.command_id)
 
 
 def list_commands(session: Session, *, sort: str, cursor: str | None, limit: int) -> PageResult[Command]:

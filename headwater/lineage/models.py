@@ -9,14 +9,14 @@ graph can be read as of any point in time.
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, and_, case
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, and_, case
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from headwater.db import Base, BigInt, JSONType, UTCDateTime, utcnow
+from headwater.db import Base, BigInt, JSONType
+from headwater.orm import BigIntPK, Code, Count, LongText, Name, Namespace, UTCNow, UTCTime, one_of
 
 __all__ = [
     "ColumnConfirmation",
@@ -52,10 +52,6 @@ class EdgeOrigin(enum.StrEnum):
     MANUAL = "manual"
 
 
-def _values(enum_cls: type[enum.StrEnum]) -> str:
-    return ", ".join(f"'{member.value}'" for member in enum_cls)
-
-
 class LineageEvent(Base):
     """One OpenLineage event exactly as received (the append-only event log); duplicates are stored once."""
 
@@ -65,20 +61,20 @@ class LineageEvent(Base):
         Index("ix_lineage_events_job", "job_namespace", "job_name"),
     )
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     # sha256 of the canonical JSON: the same event sent twice is recognised and changes nothing.
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # run, dataset, job
-    event_type: Mapped[str | None] = mapped_column(String(16))
-    event_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[Code]  # run, dataset, job
+    event_type: Mapped[Code | None]
+    event_time: Mapped[UTCTime]
     producer: Mapped[str] = mapped_column(String(1024))
     run_uuid: Mapped[str | None] = mapped_column(String(64))
-    job_namespace: Mapped[str | None] = mapped_column(String(512))
-    job_name: Mapped[str | None] = mapped_column(String(1024))
+    job_namespace: Mapped[Namespace | None]
+    job_name: Mapped[Name | None]
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
     # What could not be applied (an unknown column of a federated dataset, SQL that did not parse, ...).
     warnings: Mapped[list[str]] = mapped_column(JSONType, default=list)
-    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    received_at: Mapped[UTCNow]
 
 
 class _Named:
@@ -101,13 +97,13 @@ class LineageJob(_Named, Base):
 
     parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("lineage_jobs.id", ondelete="SET NULL"))
     job_type: Mapped[str | None] = mapped_column(String(64))
-    description: Mapped[str | None] = mapped_column(Text)
-    sql: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[LongText | None]
+    sql: Mapped[LongText | None]
     facets: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Event time of the newest event that described the job (facets from older events never win).
-    described_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    described_at: Mapped[UTCTime | None]
+    created_at: Mapped[UTCNow]
+    updated_at: Mapped[UTCNow]
 
 
 class LineageRun(Base):
@@ -115,26 +111,26 @@ class LineageRun(Base):
 
     __tablename__ = "lineage_runs"
     __table_args__ = (
-        CheckConstraint(f"state IS NULL OR state IN ({_values(RunState)})", name="state"),
+        one_of("state", RunState, nullable=True),
         Index("ix_lineage_runs_job_id", "job_id"),
         Index("ix_lineage_runs_parent_run_id", "parent_run_id"),
         # Room for the update each of a run's events makes (migration 0009).
         {"postgresql_with": {"fillfactor": 80}},
     )
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     run_uuid: Mapped[str] = mapped_column(String(64), unique=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("lineage_jobs.id", ondelete="CASCADE"))
     parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("lineage_runs.id", ondelete="SET NULL"))
     # None for a run known only as some other run's parent (its own events have not arrived yet).
-    state: Mapped[str | None] = mapped_column(String(16))
-    state_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[Code | None]
+    state_time: Mapped[UTCTime | None]
+    started_at: Mapped[UTCTime | None]
+    ended_at: Mapped[UTCTime | None]
     facets: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    event_count: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    event_count: Mapped[Count]
+    created_at: Mapped[UTCNow]
+    updated_at: Mapped[UTCNow]
 
 
 class DatasetAlias(_Named, Base):
@@ -154,11 +150,11 @@ class _Provenance:
     to a run that is gone reads as no run, as ``ON DELETE SET NULL`` made it.
     """
 
-    origin: Mapped[str] = mapped_column(String(16))
+    origin: Mapped[Code]
     producer: Mapped[str | None] = mapped_column(String(1024))
-    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    first_seen: Mapped[UTCTime]
+    last_seen: Mapped[UTCTime]
+    retired_at: Mapped[UTCTime | None]
     last_run_id: Mapped[int | None] = mapped_column(BigInt)
 
 
@@ -169,13 +165,13 @@ class JobDataset(_Provenance, Base):
     __table_args__ = (
         UniqueConstraint("job_id", "dataset_id", "direction"),
         CheckConstraint("direction IN ('in', 'out')", name="direction"),
-        CheckConstraint(f"origin IN ({_values(EdgeOrigin)})", name="origin"),
+        one_of("origin", EdgeOrigin),
         Index("ix_lineage_job_datasets_dataset_id", "dataset_id"),
         # Room for the update each confirming run makes (migration 0009).
         {"postgresql_with": {"fillfactor": 70}},
     )
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     job_id: Mapped[int] = mapped_column(ForeignKey("lineage_jobs.id", ondelete="CASCADE"))
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     direction: Mapped[str] = mapped_column(String(3))
@@ -187,14 +183,14 @@ class DatasetEdge(_Provenance, Base):
     __tablename__ = "lineage_dataset_edges"
     __table_args__ = (
         UniqueConstraint("source_id", "target_id", "job_id"),
-        CheckConstraint(f"origin IN ({_values(EdgeOrigin)})", name="origin"),
+        one_of("origin", EdgeOrigin),
         Index("ix_lineage_dataset_edges_target_id", "target_id", "source_id"),
         Index("ix_lineage_dataset_edges_job_id", "job_id"),
         # Room for the update each confirming run makes (migration 0009).
         {"postgresql_with": {"fillfactor": 70}},
     )
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     source_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     target_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     job_id: Mapped[int] = mapped_column(ForeignKey("lineage_jobs.id", ondelete="CASCADE"))
@@ -212,14 +208,14 @@ class ColumnEdge(_Provenance, Base):
     __table_args__ = (
         UniqueConstraint("source_field_id", "target_field_id", "job_id", "transformation_type", "subtype"),
         CheckConstraint("transformation_type IN ('DIRECT', 'INDIRECT')", name="transformation_type"),
-        CheckConstraint(f"origin IN ({_values(EdgeOrigin)})", name="origin"),
+        one_of("origin", EdgeOrigin),
         Index("ix_lineage_column_edges_target", "target_field_id", "source_field_id"),
         Index("ix_lineage_column_edges_job_target_dataset", "job_id", "target_dataset_id"),
         # Room for the update each confirming run makes, so it is HOT (migration 0009).
         {"postgresql_with": {"fillfactor": 70}},
     )
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     source_field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"))
     target_field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"))
     source_dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
@@ -228,7 +224,7 @@ class ColumnEdge(_Provenance, Base):
     transformation_type: Mapped[str] = mapped_column(String(8))
     # '' rather than NULL so the unique key holds (NULLs never collide in a unique constraint).
     subtype: Mapped[str] = mapped_column(String(32), default="")
-    description: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[LongText | None]
     masking: Mapped[bool] = mapped_column(Boolean, default=False)
     dataset_level: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -257,7 +253,7 @@ class ColumnConfirmation(Base):
     target_dataset_id: Mapped[int] = mapped_column(
         ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True, index=True
     )
-    confirmed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[UTCTime]
     last_run_id: Mapped[int | None] = mapped_column(BigInt)  # no foreign key, as the edges' (see _Provenance)
     producer: Mapped[str | None] = mapped_column(String(1024))
 

@@ -9,12 +9,11 @@ on SQLite an FTS5 table ``fts_search_documents`` kept in step by triggers; on Po
 
 from __future__ import annotations
 
-import datetime as dt
-
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from headwater.db import Base, BigInt, JSONType, UTCDateTime, utcnow
+from headwater.db import Base, BigInt, JSONType
+from headwater.orm import BigIntPK, Code, Count, LongText, Name, Namespace, UTCNow, UTCTime
 
 __all__ = ["SearchDocumentRow", "SearchFacet", "SearchIndexState", "SearchTerm", "SearchTermTrigram"]
 
@@ -31,31 +30,31 @@ class SearchDocumentRow(Base):
         Index("ix_search_documents_type_updated_at_id", "type", "updated_at", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    id: Mapped[BigIntPK]
     key: Mapped[str] = mapped_column(String(64), unique=True)
-    type: Mapped[str] = mapped_column(String(16))
+    type: Mapped[Code]
     dataset_id: Mapped[int] = mapped_column(BigInt, index=True)
-    name: Mapped[str] = mapped_column(String(1024))
+    name: Mapped[Name]
     name_key: Mapped[str] = mapped_column(String(1024))  # lower(name): exact and prefix tiers, sort
     short_key: Mapped[str] = mapped_column(String(1024), index=True)  # lower(last segment of the name)
-    dataset_name: Mapped[str] = mapped_column(String(1024))
-    namespace: Mapped[str] = mapped_column(String(512))
+    dataset_name: Mapped[Name]
+    namespace: Mapped[Namespace]
     source: Mapped[str] = mapped_column(String(128))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[Code]
     format: Mapped[str | None] = mapped_column(String(64))
-    description: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[LongText | None]
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     owners: Mapped[list[str]] = mapped_column(JSONType, default=list)
     columns: Mapped[list[str]] = mapped_column(JSONType, default=list)  # field paths, for highlighting
-    field_type: Mapped[str | None] = mapped_column(Text)
-    lineage_degree: Mapped[int] = mapped_column(Integer, default=0)
-    job_usage: Mapped[int] = mapped_column(Integer, default=0)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    field_type: Mapped[LongText | None]
+    lineage_degree: Mapped[Count]
+    job_usage: Mapped[Count]
+    updated_at: Mapped[UTCTime]
     # Full-text input, already split into lower-case words (see search.text.split_words).
-    name_text: Mapped[str] = mapped_column(Text)
-    description_text: Mapped[str] = mapped_column(Text)
-    columns_text: Mapped[str] = mapped_column(Text)
-    other_text: Mapped[str] = mapped_column(Text)
+    name_text: Mapped[LongText]
+    description_text: Mapped[LongText]
+    columns_text: Mapped[LongText]
+    other_text: Mapped[LongText]
 
 
 class SearchFacet(Base):
@@ -93,10 +92,10 @@ class SearchIndexState(Base):
 
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     position: Mapped[int] = mapped_column(BigInt, default=0)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_success_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    last_error_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[UTCNow]
+    last_success_at: Mapped[UTCTime | None]
+    last_error: Mapped[LongText | None]
+    last_error_at: Mapped[UTCTime | None]
     # One indexer writes an index at a time: it holds this lease and renews it every round.
     lease_owner: Mapped[str | None] = mapped_column(String(128))
-    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[UTCTime | None]

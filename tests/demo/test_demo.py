@@ -26,7 +26,8 @@ from headwater.catalog.service import (
 from headwater.catalog.sources import create_source, get_source
 from headwater.catalog.sync_models import SyncRun
 from headwater.demo import DemoReport, load_demo
-from headwater.demo.platform import DEMO_DATASETS, DEMO_SOURCES, HIVE_NAMESPACE, ICEBERG_NAMESPACE, KAFKA_NAMESPACE
+from headwater.demo.datasets import DEMO_DATASETS, DEMO_SOURCES
+from headwater.demo.names import HIVE_NAMESPACE, ICEBERG_NAMESPACE, KAFKA_NAMESPACE
 from headwater.errors import Conflict
 from headwater.lineage.graph import graph_around, resolve_node
 from headwater.lineage.models import LineageEvent
@@ -297,7 +298,7 @@ def test_a_lake_registered_by_an_earlier_demo_stays_manual(session: Session, dem
 def test_without_pyiceberg_the_lake_is_registered_by_hand(
     session: Session, demo_warehouse: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("headwater.demo.warehouse.iceberg_available", lambda: False)
+    monkeypatch.setattr("headwater.demo.platform.iceberg_available", lambda: False)
 
     report = load_demo(session, warehouse_dir=demo_warehouse / "unused")
 

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from headwater.demo import load_demo
 from headwater.demo.lineage import DEMO_LINEAGE_EVENTS
-from headwater.demo.platform import HIVE_NAMESPACE, ICEBERG_NAMESPACE, KAFKA_NAMESPACE
+from headwater.demo.names import HIVE_NAMESPACE, ICEBERG_NAMESPACE, KAFKA_NAMESPACE
 from headwater.lineage.graph import graph_around, impact, resolve_node
 from headwater.lineage.models import ColumnEdge, LineageEvent
 

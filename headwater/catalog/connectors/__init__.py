@@ -23,11 +23,9 @@ from headwater.catalog.connectors.base import (
     ConnectorConfig,
     ConnectorError,
     ConnectorNotInstalled,
-    DatasetRef,
     InvalidSourceConfig,
-    ListingPage,
-    LoadedDataset,
 )
+from headwater.catalog.connectors.listing import DatasetRef, ListingPage, LoadedDataset
 from headwater.egress import EgressPolicy, default_policy
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""The connector interface every federated system implements, and the errors connectors raise.
+"""The connector interface every federated system implements, and the errors connectors raise (the records
+its steps return are in :mod:`headwater.catalog.connectors.listing`).
 
 A connector reads one source in two steps, so a sync can be incremental:
 
@@ -21,13 +22,11 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from headwater.catalog.models import DatasetKind
-from headwater.catalog.snapshots import DatasetSnapshot
+from headwater.catalog.connectors.listing import DatasetRef, ListingPage, LoadedDataset
 from headwater.egress import EgressPolicy, default_policy
 from headwater.errors import HeadwaterError
 
@@ -36,10 +35,7 @@ __all__ = [
     "ConnectorConfig",
     "ConnectorError",
     "ConnectorNotInstalled",
-    "DatasetRef",
     "InvalidSourceConfig",
-    "ListingPage",
-    "LoadedDataset",
     "unreachable",
 ]
 
@@ -47,11 +43,8 @@ DEFAULT_PAGE_SIZE = 200
 log = logging.getLogger("headwater.catalog.connectors")
 
 
-class ConnectorError(HeadwaterError):
+class ConnectorError(HeadwaterError, status_code=502, code="source_error"):
     """The source could not be read: unreachable, refused the credentials, or answered nonsense."""
-
-    status_code = 502
-    code = "source_error"
 
 
 def unreachable(where: str, exc: BaseException | None = None) -> ConnectorError:
@@ -63,18 +56,12 @@ def unreachable(where: str, exc: BaseException | None = None) -> ConnectorError:
     return ConnectorError(f"could not reach {where}", detail={"reason": "unreachable"})
 
 
-class ConnectorNotInstalled(HeadwaterError):
+class ConnectorNotInstalled(HeadwaterError, status_code=501, code="connector_not_installed"):
     """The connector's optional dependencies are missing; the message names the pip extra to install."""
 
-    status_code = 501
-    code = "connector_not_installed"
 
-
-class InvalidSourceConfig(HeadwaterError):
+class InvalidSourceConfig(HeadwaterError, status_code=422, code="validation_error"):
     """A source's config does not validate against its connector's Config; the message names the field."""
-
-    status_code = 422
-    code = "validation_error"
 
 
 class ConnectorConfig(BaseModel):
@@ -89,32 +76,6 @@ class ConnectorConfig(BaseModel):
         description="Sync this source periodically inside the server, every so many seconds (off when unset).",
     )
     page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=5000, description="Datasets per listing page.")
-
-
-@dataclass(frozen=True)
-class DatasetRef:
-    """One dataset a listing found: its OpenLineage identity and a cheap version token (None: unknown)."""
-
-    namespace: str
-    name: str
-    version: str | None = None
-    kind: DatasetKind = DatasetKind.TABLE
-
-
-@dataclass
-class ListingPage:
-    """One page of a listing; ``unlisted`` names parts of the source that could not be listed."""
-
-    refs: list[DatasetRef]
-    unlisted: list[str] = field(default_factory=list)
-
-
-@dataclass
-class LoadedDataset:
-    """One dataset read fully: its snapshot and the version token to store beside it."""
-
-    snapshot: DatasetSnapshot
-    version: str | None = None
 
 
 class Connector(abc.ABC):

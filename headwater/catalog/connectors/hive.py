@@ -34,16 +34,9 @@ from typing import Any
 import orjson
 from pydantic import Field
 
-from headwater.catalog.connectors.base import (
-    Connector,
-    ConnectorConfig,
-    ConnectorError,
-    DatasetRef,
-    ListingPage,
-    LoadedDataset,
-    unreachable,
-)
+from headwater.catalog.connectors.base import Connector, ConnectorConfig, ConnectorError, unreachable
 from headwater.catalog.connectors.hive_types import HiveColumn, flatten_columns, parse_hive_type, parse_spark_schema
+from headwater.catalog.connectors.listing import DatasetRef, ListingPage, LoadedDataset
 from headwater.catalog.models import DatasetKind
 from headwater.catalog.snapshots import DatasetSnapshot
 from headwater.egress import EgressPolicy, Unreachable

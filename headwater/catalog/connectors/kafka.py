@@ -29,15 +29,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field, field_validator
 
-from headwater.catalog.connectors.base import (
-    Connector,
-    ConnectorConfig,
-    ConnectorError,
-    DatasetRef,
-    ListingPage,
-    LoadedDataset,
-    unreachable,
-)
+from headwater.catalog.connectors.base import Connector, ConnectorConfig, ConnectorError, unreachable
 from headwater.catalog.connectors.kafka_schemas import (
     Node,
     SchemaParseError,
@@ -46,6 +38,7 @@ from headwater.catalog.connectors.kafka_schemas import (
     parse_json_schema,
     parse_protobuf,
 )
+from headwater.catalog.connectors.listing import DatasetRef, ListingPage, LoadedDataset
 from headwater.catalog.fields import FlatField
 from headwater.catalog.models import DatasetKind
 from headwater.catalog.snapshots import DatasetSnapshot, HistoricalSchema

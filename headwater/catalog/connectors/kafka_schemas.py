@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from headwater.catalog.fields import FlatField
+from headwater.catalog.fields import FlatField, flatten_tree
 
 __all__ = ["Node", "SchemaParseError", "flatten_nodes", "parse_avro", "parse_json_schema", "parse_protobuf"]
 
@@ -41,21 +41,7 @@ class Node:
 
 def flatten_nodes(nodes: Iterable[Node], parent: str | None = None) -> list[FlatField]:
     """Nodes as flat fields, parents before their members."""
-    out: list[FlatField] = []
-    for node in nodes:
-        path = f"{parent}.{node.name}" if parent else node.name
-        out.append(
-            FlatField(
-                path=path,
-                name=node.name,
-                type=node.type,
-                nullable=node.nullable,
-                parent_path=parent,
-                description=node.description,
-            )
-        )
-        out.extend(flatten_nodes(node.children, path))
-    return out
+    return flatten_tree(nodes, lambda node: node.children, parent=parent)
 
 
 # ---------------------------------------------------------------------------------------- Avro

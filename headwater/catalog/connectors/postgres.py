@@ -19,15 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from headwater.catalog.connectors.base import (
-    Connector,
-    ConnectorConfig,
-    ConnectorError,
-    DatasetRef,
-    ListingPage,
-    LoadedDataset,
-    unreachable,
-)
+from headwater.catalog.connectors.base import Connector, ConnectorConfig, ConnectorError, unreachable
+from headwater.catalog.connectors.listing import DatasetRef, ListingPage, LoadedDataset
 from headwater.catalog.fields import FlatField
 from headwater.catalog.models import DatasetKind
 from headwater.catalog.snapshots import DatasetSnapshot
