@@ -149,7 +149,16 @@ CASES: dict[str, Callable[[pytest.FixtureRequest], ContractCase]] = {
 }
 
 
-@pytest.fixture(params=sorted(CASES))
+# Connectors whose source is a server the test starts (a Hive Metastore; a Kafka broker and a Schema Registry):
+# their cases belong to the integration tier.
+SERVER_CASES = {"hive", "kafka"}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(kind, marks=pytest.mark.integration) if kind in SERVER_CASES else kind for kind in sorted(CASES)
+    ]
+)
 def case(request: pytest.FixtureRequest) -> ContractCase:
     """One connector against its real source."""
     return CASES[request.param](request)
