@@ -115,26 +115,32 @@ def _kafka(request: pytest.FixtureRequest) -> ContractCase:
     from hive_test_server import free_port
     from kafka_fixtures_data import CLICK_V1, CLICK_V2, ORDER_KEY, ORDER_V1, USER_PROTO, avro
 
-    broker = request.getfixturevalue("kafka_broker")
+    broker = request.getfixturevalue("kafka_broker")  # this test's topic space on the session's broker
     standin = request.getfixturevalue("schema_registry_standin")
     registry = SchemaRegistryClient({"url": standin.url})
     broker.create_topic("orders", partitions=3, configs={"retention.ms": "3600000"})
     broker.create_topic("users")
     broker.create_topic("clicks")
-    registry.register_schema("orders-key", Schema(avro(ORDER_KEY), "AVRO"))
-    registry.register_schema("orders-value", Schema(avro(ORDER_V1), "AVRO"))
-    registry.register_schema("users-value", Schema(USER_PROTO, "PROTOBUF"))
-    registry.register_schema("clicks-value", Schema(json.dumps(CLICK_V1), "JSON"))
+    orders, users, clicks = (broker.topic(name) for name in ("orders", "users", "clicks"))
+    registry.register_schema(f"{orders}-key", Schema(avro(ORDER_KEY), "AVRO"))
+    registry.register_schema(f"{orders}-value", Schema(avro(ORDER_V1), "AVRO"))
+    registry.register_schema(f"{users}-value", Schema(USER_PROTO, "PROTOBUF"))
+    registry.register_schema(f"{clicks}-value", Schema(json.dumps(CLICK_V1), "JSON"))
 
     def alter() -> str:
-        registry.register_schema("clicks-value", Schema(json.dumps(CLICK_V2), "JSON"))
-        return "clicks"
+        registry.register_schema(f"{clicks}-value", Schema(json.dumps(CLICK_V2), "JSON"))
+        return clicks
 
     return ContractCase(
         kind="kafka",
         namespace="kafka://cluster",
-        config={"bootstrap_servers": broker.bootstrap, "schema_registry_url": standin.url, "page_size": 2},
-        expected={"orders", "users", "clicks"},
+        config={
+            "bootstrap_servers": broker.bootstrap,
+            "schema_registry_url": standin.url,
+            "topic_pattern": broker.pattern,  # this test's topics only: the broker is shared
+            "page_size": 2,
+        },
+        expected={orders, users, clicks},
         alter=alter,
         unreachable={"bootstrap_servers": f"127.0.0.1:{free_port()}", "timeout_seconds": 2},
         dataset_namespace=f"kafka://{broker.bootstrap}",
