@@ -278,4 +278,7 @@ async def test_each_endpoint_key_of_each_connector_needs_the_secrets_again(
 
 async def test_a_source_without_secrets_may_change_its_endpoint_freely(client: httpx.AsyncClient) -> None:
     assert (await client.post("/api/v1/sources", json=_iceberg("lake", "http://a:1"))).status_code == 201
-    assert (await client.patch("/api/v1/sources/lake", json={"config": {"uri": "http://b:1"}})).status_code == 200
+    moved = await client.patch("/api/v1/sources/lake", json={"config": {"uri": "http://b:1"}})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["config"]["uri"] == "http://b:1" and moved.json()["secret_keys"] == []
+    assert (await client.get("/api/v1/sources/lake")).json()["config"]["uri"] == "http://b:1"
