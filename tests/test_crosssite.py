@@ -285,7 +285,7 @@ async def test_every_answer_carries_the_security_headers(client: httpx.AsyncClie
         await client.get("/healthz"),
         await client.get("/openapi.json"),
     ]
-    assert app.state.dataset_cache.hits == 1
+    assert app.state.dataset_cache.hits >= 1
     assert [a.status_code for a in answers] == [201, 200, 200, 200, 200, 404, 200, 404, 413, 415, 200, 200]
     for answer in answers:
         _assert_secured(answer)
