@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from server_guard import install as install_server_guard
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -52,10 +53,11 @@ TEST_SECRETS_ENV = ["HW_TEST_*"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the suite's own markers."""
+    """Register the suite's own markers, and the guard that keeps servers out of the fast tier."""
     config.addinivalue_line(
         "markers", "single_backend(name): run a database test on that backend only (the others are deselected)"
     )
+    install_server_guard(config)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

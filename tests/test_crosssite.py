@@ -108,12 +108,15 @@ async def test_a_json_type_with_a_suffix_or_parameters_is_json(client: httpx.Asy
         "/api/v1/sources", content=body, headers={"Content-Type": "application/json; charset=utf-8"}
     )
     assert with_charset.status_code == 201, with_charset.text
+    assert (with_charset.json()["name"], with_charset.json()["namespace"]) == ("s1", "s1")
     patch = await client.patch(
         "/api/v1/sources/s1",
         content=json.dumps({"description": "d"}).encode(),
         headers={"Content-Type": "application/merge-patch+json"},
     )
     assert patch.status_code == 200, patch.text
+    assert patch.json()["description"] == "d"
+    assert (await client.get("/api/v1/sources/s1")).json()["description"] == "d"
 
 
 async def test_a_bodyless_cross_site_post_cannot_start_a_sync_or_kill_a_job(client: httpx.AsyncClient) -> None:
@@ -123,6 +126,8 @@ async def test_a_bodyless_cross_site_post_cannot_start_a_sync_or_kill_a_job(clie
     no_cors = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Origin": EVIL}
     started = await client.post("/api/v1/sources/lake/sync", params={"wait": "false"}, headers=no_cors)
     assert started.status_code == 403, started.text
+    assert started.json()["error"]["code"] == "cross_origin_refused"
+    assert "HEADWATER_CORS_ORIGINS" in started.json()["error"]["message"]
     older_browser = await client.post("/api/v1/sources/lake/sync", params={"wait": "false"}, headers={"Origin": EVIL})
     assert older_browser.status_code == 403
     sibling = {"Sec-Fetch-Site": "same-site", "Origin": "https://other.headwater.test"}
@@ -155,7 +160,10 @@ async def test_same_origin_pages_and_clients_that_are_not_browsers_still_write(c
         headers={"Origin": "http://headwater.test:8080"},
     )
     assert other_port.status_code == 403
-    assert (await client.get("/api/v1/sources", headers={"Origin": EVIL})).status_code == 200  # reads are not writes
+    assert other_port.json()["error"]["code"] == "cross_origin_refused"
+    read = await client.get("/api/v1/sources", headers={"Origin": EVIL})
+    assert read.status_code == 200  # reads are not writes
+    assert sorted(s["name"] for s in read.json()["items"]) == [f"s{index}" for index in range(len(ours))]
 
 
 def _app(tmp_path: Path, db_url: str, **settings: Any) -> FastAPI:
@@ -293,6 +301,7 @@ async def test_an_unexpected_error_and_a_refused_host_carry_the_headers_too(db_u
 
     crashed = await _call(app, "GET", "/boom")
     assert crashed.status_code == 500
+    assert crashed.json()["error"]["code"] == "internal_error" and "a bug" not in crashed.text
     _assert_secured(crashed)
     _assert_secured(await _call(app, "GET", "/healthz", headers={"Host": "evil.example"}))
 

@@ -38,6 +38,7 @@ async def _sync(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ references
 
 
+@pytest.mark.integration
 async def test_an_env_reference_the_server_does_not_allow_is_refused_at_once_naming_field_and_setting(
     server_with: MakeServer, endpoint: RecordingEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -62,6 +63,7 @@ async def test_an_env_reference_the_server_does_not_allow_is_refused_at_once_nam
     assert patched.status_code == 422 and patched.json()["error"]["code"] == "secret_reference_refused"
 
 
+@pytest.mark.integration
 async def test_a_bearer_token_from_the_server_environment_never_reaches_a_uri_the_caller_chose(
     client: httpx.AsyncClient, endpoint: RecordingEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -73,6 +75,7 @@ async def test_a_bearer_token_from_the_server_environment_never_reaches_a_uri_th
     assert created.status_code == 422
 
 
+@pytest.mark.integration
 async def test_the_servers_own_settings_never_resolve_even_under_a_broad_prefix(
     server_with: MakeServer, endpoint: RecordingEndpoint
 ) -> None:
@@ -93,6 +96,7 @@ def test_env_allowlist_entries_are_names_or_prefixes() -> None:
             policy.check({"token": refused})
 
 
+@pytest.mark.integration
 async def test_a_file_reference_outside_the_allowed_directories_is_refused_alike_whether_or_not_it_exists(
     server_with: MakeServer, endpoint: RecordingEndpoint, tmp_path: Path
 ) -> None:
@@ -121,6 +125,7 @@ async def test_a_file_reference_outside_the_allowed_directories_is_refused_alike
     assert (await client.get("/api/v1/sources/lake")).status_code == 404
 
 
+@pytest.mark.integration
 async def test_an_allowed_reference_resolves_at_sync_and_is_refused_once_the_settings_narrow(
     server_with: MakeServer, endpoint: RecordingEndpoint, tmp_path: Path
 ) -> None:
@@ -146,6 +151,7 @@ PEM = "-----BEGIN TOKEN-----\nline-one-4c1d9e0a\nline-two-8b2f7a13\n-----END TOK
 LITERAL = "literal-canary-5e6f\n"
 
 
+@pytest.mark.integration
 async def test_no_secret_value_reaches_messages_the_change_feed_graphql_or_the_ui(
     server_with: MakeServer, endpoint: RecordingEndpoint, tmp_path: Path
 ) -> None:
@@ -186,6 +192,7 @@ async def test_no_secret_value_reaches_messages_the_change_feed_graphql_or_the_u
 # ----------------------------------------------------------------------------- endpoint binding
 
 
+@pytest.mark.integration
 async def test_changing_where_a_source_connects_requires_its_secrets_again(
     client: httpx.AsyncClient, endpoint: RecordingEndpoint
 ) -> None:
@@ -271,4 +278,7 @@ async def test_each_endpoint_key_of_each_connector_needs_the_secrets_again(
 
 async def test_a_source_without_secrets_may_change_its_endpoint_freely(client: httpx.AsyncClient) -> None:
     assert (await client.post("/api/v1/sources", json=_iceberg("lake", "http://a:1"))).status_code == 201
-    assert (await client.patch("/api/v1/sources/lake", json={"config": {"uri": "http://b:1"}})).status_code == 200
+    moved = await client.patch("/api/v1/sources/lake", json={"config": {"uri": "http://b:1"}})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["config"]["uri"] == "http://b:1" and moved.json()["secret_keys"] == []
+    assert (await client.get("/api/v1/sources/lake")).json()["config"]["uri"] == "http://b:1"

@@ -95,6 +95,7 @@ def _file_holds(path: Path, needle: str) -> bool:
     return found.returncode == 0
 
 
+@pytest.mark.integration
 async def test_a_secret_no_configured_key_decrypts_fails_the_sync_naming_the_setting_never_the_ciphertext(
     client: httpx.AsyncClient, server_with: MakeServer, endpoint: RecordingEndpoint, engine: Engine
 ) -> None:
@@ -111,6 +112,7 @@ async def test_a_secret_no_configured_key_decrypts_fails_the_sync_naming_the_set
     assert endpoint.requests == []
 
 
+@pytest.mark.integration
 async def test_an_older_key_listed_after_the_current_one_still_decrypts(
     client: httpx.AsyncClient, server_with: MakeServer, endpoint: RecordingEndpoint, app_settings: Settings
 ) -> None:
@@ -120,6 +122,7 @@ async def test_an_older_key_listed_after_the_current_one_still_decrypts(
     assert endpoint.received(f"Bearer {CANARY}")
 
 
+@pytest.mark.integration
 async def test_rotate_key_re_encrypts_every_stored_secret_with_the_first_key(
     client: httpx.AsyncClient,
     server_with: MakeServer,
@@ -149,6 +152,7 @@ async def test_rotate_key_re_encrypts_every_stored_secret_with_the_first_key(
     assert endpoint.received(f"Bearer {CANARY}")
 
 
+@pytest.mark.integration
 async def test_rotate_key_with_a_key_file_puts_a_new_key_first_and_retires_the_old_one(
     server_with: MakeServer, endpoint: RecordingEndpoint, engine: Engine, tmp_path: Path, cli_env: Callable[..., None]
 ) -> None:

@@ -4,6 +4,7 @@ output download; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -73,7 +74,7 @@ async def test_job_succeeds_with_output_and_history(client: httpx.AsyncClient, w
     ]  # fmt: skip
     assert all(t["at"] for t in history["transitions"])
     execution = (await client.get(f"/api/v1/jobs/{job_id}/execution")).json()
-    assert execution["pid"] > 0 and execution["host"] and execution["exit_code"] == 0
+    assert execution["pid"] > 0 and execution["host"] == socket.gethostname() and execution["exit_code"] == 0
     listing = (await client.get(f"/api/v1/jobs/{job_id}/output")).json()
     assert {e["path"] for e in listing} >= {"stdout", "stderr"}
     stdout = await client.get(f"/api/v1/jobs/{job_id}/output/stdout")

@@ -95,6 +95,7 @@ async def _run(client: httpx.AsyncClient, worker: JobWorker, app: str) -> dict[s
     return job
 
 
+@pytest.mark.integration
 async def test_a_file_named_by_url_is_fetched_once_then_revalidated(
     client: httpx.AsyncClient, worker: JobWorker, store: ArtifactStore
 ) -> None:
@@ -120,6 +121,7 @@ async def test_a_file_named_by_url_is_fetched_once_then_revalidated(
     assert placed.read_text() == "echo v1"  # the earlier job's copy is its own: it kept what it ran
 
 
+@pytest.mark.integration
 async def test_failures_name_the_url_and_a_cached_copy_outlives_the_server(
     client: httpx.AsyncClient, app: FastAPI, store: ArtifactStore, tmp_path: Path
 ) -> None:
@@ -149,6 +151,7 @@ async def test_failures_name_the_url_and_a_cached_copy_outlives_the_server(
         worker.shutdown()
 
 
+@pytest.mark.integration
 async def test_a_slow_download_keeps_the_jobs_heartbeat(
     client: httpx.AsyncClient, app: FastAPI, store: ArtifactStore, tmp_path: Path
 ) -> None:
@@ -190,6 +193,7 @@ async def test_file_urls_that_cannot_work_are_refused_at_once(client: httpx.Asyn
     assert (await client.post("/api/v1/applications", json=same_name)).status_code == 422
 
 
+@pytest.mark.integration
 def test_cache_entries_no_job_used_within_the_retention_are_removed(store: ArtifactStore, tmp_path: Path) -> None:
     store.files["/a.jar"] = (b"a", '"a"')
     store.files["/b.jar"] = (b"b", '"b"')

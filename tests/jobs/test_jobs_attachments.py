@@ -88,6 +88,7 @@ async def test_attachment_limits_and_malformed_parts(client: httpx.AsyncClient, 
         settings.jobs_attachments_max_bytes = old
     huge = await client.post("/api/v1/jobs", **_multipart(job_body("true"), [("big", b"z" * 200_000)]))
     assert huge.status_code == 413  # over HEADWATER_MAX_BODY_BYTES before any limit of ours
+    assert huge.json()["error"]["code"] == "payload_too_large"
 
     twice = await client.post("/api/v1/jobs", **_multipart(job_body("true"), [("a.txt", b"1"), ("a.txt", b"2")]))
     assert twice.status_code == 400 and "two attachments" in twice.json()["error"]["message"]

@@ -251,11 +251,45 @@ async def test_dataset_and_job_events(client: httpx.AsyncClient) -> None:
 
 
 async def test_gzip_bodies_as_the_client_compresses_them(client: httpx.AsyncClient) -> None:
-    body = gzip.compress(orjson.dumps(_etl(str(uuid.uuid4()), "COMPLETE", 1)))
+    run_id = str(uuid.uuid4())
+    body = gzip.compress(orjson.dumps(_etl(run_id, "COMPLETE", 1)))
     response = await client.post(
         "/api/v1/lineage", content=body, headers={"content-type": "application/json", "content-encoding": "gzip"}
     )
     assert response.status_code == 201, response.text
+    assert response.json()["applied"] == 1
+    # The decompressed event was ingested whole: its run, both datasets with their fields, the column edges, the log.
+    run = await run_state(client, run_id)
+    assert run["state"] == "COMPLETE" and run["job_name"] == "etl.orders_daily"
+    for name, paths in (
+        ("raw.orders", ["order_id", "amount", "country"]),
+        ("curated.orders_daily", ["country", "total"]),
+    ):
+        found = await client.get("/api/v1/datasets/by-name", params={"namespace": HIVE, "name": name})
+        assert found.status_code == 200, found.text
+        assert [f["path"] for f in found.json()["fields"]] == paths
+    graph = (
+        await client.get(
+            "/api/v1/lineage/graph",
+            params={"namespace": HIVE, "name": "raw.orders", "field": "amount", "direction": "downstream"},
+        )
+    ).json()
+    assert [(e["target"].split("#")[1], e["last_run_id"]) for e in graph["edges"]] == [("total", run_id)]
+    events = (await client.get("/api/v1/lineage/events")).json()["items"]
+    assert [(e["event_type"], e["event"]["run"]["runId"]) for e in events] == [("COMPLETE", run_id)]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_is_not_what_its_encoding_says_is_refused(client: httpx.AsyncClient, encoding: str) -> None:
+    plain = orjson.dumps(_etl(str(uuid.uuid4()), "COMPLETE", 1))
+    for body in (plain, gzip.compress(plain)[:-8]):  # not compressed at all; compressed, then cut short
+        response = await client.post(
+            "/api/v1/lineage", content=body, headers={"content-type": "application/json", "content-encoding": encoding}
+        )
+        assert response.status_code == 400, response.text
+        assert f"not valid {encoding} data" in response.json()["error"]["message"]
+    assert (await client.get("/api/v1/lineage/events")).json()["items"] == []
+    assert (await client.get("/api/v1/datasets")).json()["items"] == []
 
 
 @pytest.mark.parametrize(

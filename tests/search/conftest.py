@@ -32,7 +32,8 @@ from headwater.search.indexer import SearchIndexer
 from headwater.search.sql import SqlSearchBackend
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-BACKENDS = ["sql", "elasticsearch-emulator"]
+# The emulator is a server the suite starts: its cases belong to the integration tier.
+BACKENDS = ["sql", pytest.param("elasticsearch-emulator", marks=pytest.mark.integration)]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

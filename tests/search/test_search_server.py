@@ -73,6 +73,7 @@ async def test_catalog_writes_succeed_while_elasticsearch_is_unreachable(
         assert status["available"] is False and status["lag"] == 3 and status["catalog"]["datasets"] == 3
 
 
+@pytest.mark.integration
 def test_cli_reindex_and_status(fresh_database: MakeDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from headwater.settings import get_settings
 

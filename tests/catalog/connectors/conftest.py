@@ -1,6 +1,6 @@
 """Real sources for the connector and sync tests: an Iceberg SQL-catalog warehouse built with pyiceberg,
 a scratch database on the real PostgreSQL server, a real Hive Metastore filled by Spark
-(hive_test_server.py), a Tansu Kafka-protocol broker (kafka_test_broker.py) and the Schema Registry
+(hive_test_server.py), a Tansu Kafka-protocol broker per session (kafka_test_broker.py) and the Schema Registry
 stand-in (schema_registry_standin.py), plus a session factory for the sync engine."""
 
 from __future__ import annotations
@@ -277,16 +277,39 @@ def scratch_metastore(hive_image: Any, tmp_path: Path) -> Iterator[Any]:
 # ------------------------------------------------------------------------ Kafka + Schema Registry
 
 
-@pytest.fixture
-def kafka_broker(tmp_path: Path) -> Iterator[Any]:
-    """A real Kafka-protocol broker (Tansu) of this test's own, on 127.0.0.1."""
+def _start_broker(root: Path) -> Any:
     from kafka_test_broker import BrokerUnavailable, TansuBroker
 
     try:
-        broker = TansuBroker(tmp_path / "tansu").start()
+        return TansuBroker(root).start()
     except BrokerUnavailable as exc:
         _unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real Kafka-protocol broker (Tansu) on 127.0.0.1 for the whole session, both databases included."""
+    broker = _start_broker(tmp_path_factory.mktemp("tansu"))
     yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def kafka_broker(kafka_server: Any) -> Any:
+    """This test's own topic space (a prefix) on the session's broker: tests that share it never see each other's
+    topics. A test that stops the broker takes ``private_kafka_broker``."""
+    from kafka_test_broker import TopicSpace
+
+    return TopicSpace(kafka_server)
+
+
+@pytest.fixture
+def private_kafka_broker(tmp_path: Path) -> Iterator[Any]:
+    """A broker of this test's own, for a test that kills it; seen through a topic space like the shared one."""
+    from kafka_test_broker import TopicSpace
+
+    broker = _start_broker(tmp_path / "tansu")
+    yield TopicSpace(broker)
     broker.stop()
 
 

@@ -2,7 +2,8 @@
 
 Apache Kafka itself is in no registry reachable here; Tansu speaks the Kafka protocol (create, list,
 describe and delete topics, describe configs, produce, consume) and keeps everything in memory. Each
-broker binds 127.0.0.1 on a free port and is stopped by its PID.
+broker binds 127.0.0.1 on a free port and is stopped by its PID. One broker serves a whole test session;
+each test sees it through a :class:`TopicSpace`, its own topic prefix.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +118,40 @@ class TansuBroker:
     def delete_topic(self, name: str) -> None:
         """Delete a topic and wait for the broker to confirm it."""
         self.admin().delete_topics([name])[name].result(timeout=15)
+
+
+class TopicSpace:
+    """One test's share of a broker: its topics carry a prefix of their own, so tests sharing the broker never
+    list each other's topics (a source reads only its space through :attr:`pattern`)."""
+
+    def __init__(self, broker: TansuBroker, prefix: str | None = None) -> None:
+        self.broker = broker
+        self.prefix = prefix or f"t{uuid.uuid4().hex[:8]}-"
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap server clients use."""
+        return self.broker.bootstrap
+
+    @property
+    def pattern(self) -> str:
+        """A source's ``topic_pattern`` (a full match) for exactly this space, its internal ``_<prefix>...`` topics too."""
+        return f"_?{re.escape(self.prefix)}.*"
+
+    def topic(self, name: str) -> str:
+        """The broker's name of this space's topic ``name``; an internal name keeps its leading underscore."""
+        if name.startswith("_"):
+            return f"_{self.prefix}{name[1:]}"
+        return f"{self.prefix}{name}"
+
+    def create_topic(self, name: str, partitions: int = 1, configs: dict[str, str] | None = None) -> None:
+        """Create this space's topic ``name`` and wait for the broker to confirm it."""
+        self.broker.create_topic(self.topic(name), partitions, configs)
+
+    def delete_topic(self, name: str) -> None:
+        """Delete this space's topic ``name`` and wait for the broker to confirm it."""
+        self.broker.delete_topic(self.topic(name))
+
+    def kill(self) -> None:
+        """Kill the broker (only ever on a test's private broker: the shared one serves the whole session)."""
+        self.broker.kill()

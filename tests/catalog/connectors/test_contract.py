@@ -33,7 +33,8 @@ class ContractCase:
     namespace: str
     config: dict[str, Any]
     expected: set[str]  # OpenLineage names the listing must return
-    alter: Callable[[], str]  # changes one dataset's schema at the source; returns its name
+    alter: Callable[[], str]  # adds one column to one dataset's schema at the source; returns the dataset's name
+    added: tuple[str, str]  # the column alter adds: its path and its type as this source states it
     unreachable: dict[str, Any]  # a config that validates but cannot be read
     secrets: dict[str, str] = field(default_factory=dict)
     dataset_namespace: str | None = None  # when the connector names datasets by server, not by source
@@ -53,6 +54,7 @@ def _iceberg(request: pytest.FixtureRequest) -> ContractCase:
         config=warehouse.config(page_size=2),
         expected={"analytics.title_views", "analytics.titles", "raw.clicks"},
         alter=alter,
+        added=("referrer", "string"),
         unreachable={"type": "sql", "uri": f"sqlite:///{tmp / 'missing' / 'catalog.db'}", "catalog_name": "lake"},
     )
 
@@ -72,6 +74,7 @@ def _postgres(request: pytest.FixtureRequest) -> ContractCase:
         expected={f"{scratch.database}.{name}" for name in ("sales.customers", "sales.orders", "sales.big_orders")}
         | {f"{scratch.database}.public.audit_log"},
         alter=alter,
+        added=("level", "text"),
         unreachable={**config, "user": "headwater_no_such_role", "connect_timeout": 3},
         dataset_namespace=f"postgres://{config['host']}:{config['port']}",
     )
@@ -103,6 +106,7 @@ def _hive(request: pytest.FixtureRequest) -> ContractCase:
         config=metastore.config(databases=[database], page_size=2),
         expected={f"{database}.{name}" for name in ("clicks", "visits", "sessions")},
         alter=alter,
+        added=("referrer", "string"),
         unreachable={"host": "127.0.0.1", "port": free_port(), "timeout_seconds": 3},
         dataset_namespace=f"hive://127.0.0.1:{metastore.port}",
     )
@@ -115,27 +119,34 @@ def _kafka(request: pytest.FixtureRequest) -> ContractCase:
     from hive_test_server import free_port
     from kafka_fixtures_data import CLICK_V1, CLICK_V2, ORDER_KEY, ORDER_V1, USER_PROTO, avro
 
-    broker = request.getfixturevalue("kafka_broker")
+    broker = request.getfixturevalue("kafka_broker")  # this test's topic space on the session's broker
     standin = request.getfixturevalue("schema_registry_standin")
     registry = SchemaRegistryClient({"url": standin.url})
     broker.create_topic("orders", partitions=3, configs={"retention.ms": "3600000"})
     broker.create_topic("users")
     broker.create_topic("clicks")
-    registry.register_schema("orders-key", Schema(avro(ORDER_KEY), "AVRO"))
-    registry.register_schema("orders-value", Schema(avro(ORDER_V1), "AVRO"))
-    registry.register_schema("users-value", Schema(USER_PROTO, "PROTOBUF"))
-    registry.register_schema("clicks-value", Schema(json.dumps(CLICK_V1), "JSON"))
+    orders, users, clicks = (broker.topic(name) for name in ("orders", "users", "clicks"))
+    registry.register_schema(f"{orders}-key", Schema(avro(ORDER_KEY), "AVRO"))
+    registry.register_schema(f"{orders}-value", Schema(avro(ORDER_V1), "AVRO"))
+    registry.register_schema(f"{users}-value", Schema(USER_PROTO, "PROTOBUF"))
+    registry.register_schema(f"{clicks}-value", Schema(json.dumps(CLICK_V1), "JSON"))
 
     def alter() -> str:
-        registry.register_schema("clicks-value", Schema(json.dumps(CLICK_V2), "JSON"))
-        return "clicks"
+        registry.register_schema(f"{clicks}-value", Schema(json.dumps(CLICK_V2), "JSON"))
+        return clicks
 
     return ContractCase(
         kind="kafka",
         namespace="kafka://cluster",
-        config={"bootstrap_servers": broker.bootstrap, "schema_registry_url": standin.url, "page_size": 2},
-        expected={"orders", "users", "clicks"},
+        config={
+            "bootstrap_servers": broker.bootstrap,
+            "schema_registry_url": standin.url,
+            "topic_pattern": broker.pattern,  # this test's topics only: the broker is shared
+            "page_size": 2,
+        },
+        expected={orders, users, clicks},
         alter=alter,
+        added=("referrer", "string"),
         unreachable={"bootstrap_servers": f"127.0.0.1:{free_port()}", "timeout_seconds": 2},
         dataset_namespace=f"kafka://{broker.bootstrap}",
     )
@@ -149,7 +160,16 @@ CASES: dict[str, Callable[[pytest.FixtureRequest], ContractCase]] = {
 }
 
 
-@pytest.fixture(params=sorted(CASES))
+# Connectors whose source is a server the test starts (a Hive Metastore; a Kafka broker and a Schema Registry):
+# their cases belong to the integration tier.
+SERVER_CASES = {"hive", "kafka"}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(kind, marks=pytest.mark.integration) if kind in SERVER_CASES else kind for kind in sorted(CASES)
+    ]
+)
 def case(request: pytest.FixtureRequest) -> ContractCase:
     """One connector against its real source."""
     return CASES[request.param](request)
@@ -206,17 +226,38 @@ def test_loads_each_dataset_as_a_snapshot(case: ContractCase) -> None:
             assert connector.load(ref).snapshot.fields == snapshot.fields
 
 
+def _fields(connector: Any, listing: dict[str, Any]) -> dict[str, list[Any]]:
+    """Every listed dataset's fields, loaded: name -> fields."""
+    loaded = dict(connector.load_many(list(listing.values())))
+    assert not [result for result in loaded.values() if isinstance(result, ConnectorError)]
+    return {ref.name: result.snapshot.fields for ref, result in loaded.items()}
+
+
 def test_a_schema_change_changes_only_that_version(case: ContractCase) -> None:
     with _open(case) as connector:
         before = _listing(connector)
+        old = _fields(connector, before)
         changed = case.alter()
         after = _listing(connector)
-        new_fields = connector.load(after[changed]).snapshot.fields
+        new = _fields(connector, after)
     differing = {name for name in before if before[name].version != after[name].version}
     # A connector without cheap versions reports None and the engine loads every dataset instead.
     if after[changed].version is not None:
         assert differing == {changed}
-    assert len(new_fields) > 0
+    # The column the source gained, by name and type, and nothing else: its other fields and every other dataset
+    # read exactly as before.
+    path, source_type = case.added
+    old_paths = {f.path for f in old[changed]}
+    gained = [f for f in new[changed] if f.path not in old_paths]
+    assert [(f.path, f.name, f.type, f.nullable, f.parent_path) for f in gained] == [
+        (path, path, source_type, True, None)
+    ]
+    assert gained[0].normalized_type == "string"
+    assert [f for f in new[changed] if f.path != path] == old[changed]
+    assert {name: fields for name, fields in new.items() if name != changed} == {
+        name: fields for name, fields in old.items() if name != changed
+    }
+    assert set(new) == set(old)
 
 
 def test_an_unreachable_source_raises_connector_error(case: ContractCase) -> None:

@@ -50,6 +50,7 @@ def _fields(dataset: service.Dataset) -> list[tuple[str, str]]:
     return [(f.path, f.type) for f in dataset.fields]
 
 
+@pytest.mark.integration
 def test_spark_tables_views_and_storage_are_read(sync_factory: sessionmaker[Session], hive_metastore: Any) -> None:
     namespace = _add_source(sync_factory, hive_metastore)
     run = sync.run_sync(sync_factory, source_name="metastore")
@@ -124,6 +125,7 @@ def test_spark_tables_views_and_storage_are_read(sync_factory: sessionmaker[Sess
     assert (again.status, again.unchanged, again.changed, again.added) == ("succeeded", len(SPARK_TABLES), 0, 0)
 
 
+@pytest.mark.integration
 def test_tables_are_read_in_pages_and_partitions_counted_with_a_cap(
     sync_factory: sessionmaker[Session], hive_metastore: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,6 +155,7 @@ def test_tables_are_read_in_pages_and_partitions_counted_with_a_cap(
     assert orders.source_properties["hive.partition_count_capped"] == "true"
 
 
+@pytest.mark.integration
 def test_a_dropped_table_and_a_renamed_and_a_retyped_column(
     sync_factory: sessionmaker[Session], scratch_metastore: Any
 ) -> None:
@@ -185,6 +188,7 @@ def test_a_dropped_table_and_a_renamed_and_a_retyped_column(
     ]
 
 
+@pytest.mark.integration
 def test_added_partitions_are_recounted_by_incremental_syncs_unless_turned_off(
     sync_factory: sessionmaker[Session], scratch_metastore: Any
 ) -> None:
@@ -217,6 +221,7 @@ def test_added_partitions_are_recounted_by_incremental_syncs_unless_turned_off(
     assert _get(sync_factory, namespace, "sales.orders").source_properties["hive.partition_count"] == "5"
 
 
+@pytest.mark.integration
 def test_the_metastore_killed_mid_sync_deletes_nothing(
     sync_factory: sessionmaker[Session], scratch_metastore: Any, fault_after_first_page: Any
 ) -> None:

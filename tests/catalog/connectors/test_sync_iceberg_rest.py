@@ -18,6 +18,8 @@ from headwater.catalog.sync_models import SyncRun
 from headwater.db import session_scope
 from headwater.secrets import KeyRing, ReferencePolicy, SecretVault, generate_key
 
+pytestmark = pytest.mark.integration  # every test here talks to a server it starts
+
 SQL_NS = "iceberg://lake-sql"
 REST_NS = "iceberg://lake-rest"
 TABLES = ["analytics.title_views", "analytics.titles", "raw.clicks"]

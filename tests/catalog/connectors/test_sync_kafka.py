@@ -21,6 +21,8 @@ from headwater.catalog.sync_models import SyncRun
 from headwater.db import session_scope
 from headwater.secrets import KeyRing, ReferencePolicy, SecretVault, generate_key
 
+pytestmark = pytest.mark.integration  # every test here talks to a server it starts
+
 # The vault of a server that allows the tests' HW_TEST_* variables as secret references.
 VAULT = SecretVault(policy=ReferencePolicy(allowed_env=("HW_TEST_*",)), keys=KeyRing(text=generate_key()))
 
@@ -31,17 +33,22 @@ def _run(factory: sessionmaker[Session], **kwargs: Any) -> SyncRun:
 
 @pytest.fixture
 def cluster(kafka_broker: Any, schema_registry_standin: Any) -> tuple[Any, SchemaRegistryClient]:
-    """Three topics on the broker, their schemas in the registry (orders has a key and two value versions)."""
-    registry = SchemaRegistryClient({"url": schema_registry_standin.url})
-    kafka_broker.create_topic("orders", partitions=3, configs={"retention.ms": "3600000", "cleanup.policy": "delete"})
-    kafka_broker.create_topic("users", partitions=2)
-    kafka_broker.create_topic("clicks")
-    kafka_broker.create_topic("_internal_offsets")
-    registry.register_schema("orders-value", Schema(avro(ORDER_V1), "AVRO"))
-    registry.register_schema("orders-key", Schema(avro(ORDER_KEY), "AVRO"))
-    registry.register_schema("users-value", Schema(USER_PROTO, "PROTOBUF"))
-    registry.register_schema("clicks-value", Schema(json.dumps(CLICK_V1), "JSON"))
-    return kafka_broker, registry
+    """Three topics in this test's space on the session's broker, their schemas in the registry (orders has a key
+    and two value versions)."""
+    return _fill(kafka_broker, schema_registry_standin)
+
+
+def _fill(broker: Any, standin: Any) -> tuple[Any, SchemaRegistryClient]:
+    registry = SchemaRegistryClient({"url": standin.url})
+    broker.create_topic("orders", partitions=3, configs={"retention.ms": "3600000", "cleanup.policy": "delete"})
+    broker.create_topic("users", partitions=2)
+    broker.create_topic("clicks")
+    broker.create_topic("_internal_offsets")
+    registry.register_schema(broker.topic("orders") + "-value", Schema(avro(ORDER_V1), "AVRO"))
+    registry.register_schema(broker.topic("orders") + "-key", Schema(avro(ORDER_KEY), "AVRO"))
+    registry.register_schema(broker.topic("users") + "-value", Schema(USER_PROTO, "PROTOBUF"))
+    registry.register_schema(broker.topic("clicks") + "-value", Schema(json.dumps(CLICK_V1), "JSON"))
+    return broker, registry
 
 
 def _add_source(factory: sessionmaker[Session], broker: Any, registry_url: str, **config: Any) -> str:
@@ -54,7 +61,12 @@ def _add_source(factory: sessionmaker[Session], broker: Any, registry_url: str, 
                 name="events",
                 kind=SourceKind.KAFKA,
                 namespace="kafka://events",
-                config={"bootstrap_servers": broker.bootstrap, "schema_registry_url": registry_url, **config},
+                config={
+                    "bootstrap_servers": broker.bootstrap,
+                    "schema_registry_url": registry_url,
+                    "topic_pattern": broker.pattern,  # this test's topics only: the broker is shared
+                    **config,
+                },
                 secrets=secrets,
             ),
         )
@@ -83,7 +95,7 @@ def test_topics_and_their_schemas_in_every_format(
     run = _run(sync_factory, source_name="events")
     assert (run.status, run.added, run.failed) == ("succeeded", 3, 0)  # the internal topic is left out
 
-    orders = _get(sync_factory, namespace, "orders")
+    orders = _get(sync_factory, namespace, broker.topic("orders"))
     assert orders.kind == "topic" and orders.format == "avro" and orders.source_description == "one order"
     assert _fields(orders) == [
         ("id", "long", False), ("count", "int", False), ("lines", "array<record>", False),
@@ -95,14 +107,15 @@ def test_topics_and_their_schemas_in_every_format(
     props = orders.source_properties
     assert (props["kafka.partitions"], props["kafka.replication_factor"]) == ("3", "1")
     assert props["kafka.config.retention.ms"] == "3600000" and props["kafka.config.cleanup.policy"] == "delete"
-    assert (props["kafka.value.subject"], props["kafka.key.subject"]) == ("orders-value", "orders-key")
+    subjects = (props["kafka.value.subject"], props["kafka.key.subject"])
+    assert subjects == (broker.topic("orders") + "-value", broker.topic("orders") + "-key")
     # value v1 was registered before the key: the history has both steps
     assert [(v.version, v.source_schema_id) for v in _history(sync_factory, orders.id)] == [
         (1, "key:0/value:1"),
         (2, "key:1/value:1"),
     ]
 
-    users = _get(sync_factory, namespace, "users")
+    users = _get(sync_factory, namespace, broker.topic("users"))
     assert users.format == "protobuf"
     assert _fields(users) == [
         ("id", "string", False), ("email", "string", True), ("homes", "array<message>", False),
@@ -114,7 +127,7 @@ def test_topics_and_their_schemas_in_every_format(
     ]  # fmt: skip
     assert {f.path: f.normalized_type for f in users.fields}["counters.value"] == "long"
 
-    clicks = _get(sync_factory, namespace, "clicks")
+    clicks = _get(sync_factory, namespace, broker.topic("clicks"))
     assert clicks.format == "json" and clicks.source_description == "a click on a page"
     assert _fields(clicks) == [
         ("url", "string", False), ("at", "string(date-time)", True), ("device", "object", True),
@@ -132,7 +145,7 @@ def test_a_new_registry_version_records_a_schema_version_with_its_diff(
     broker, registry = cluster
     namespace = _add_source(sync_factory, broker, schema_registry_standin.url)
     _run(sync_factory, source_name="events")
-    orders = _get(sync_factory, namespace, "orders")
+    orders = _get(sync_factory, namespace, broker.topic("orders"))
     with session_scope(sync_factory) as session:
         service.update_dataset_metadata(
             session,
@@ -140,7 +153,7 @@ def test_a_new_registry_version_records_a_schema_version_with_its_diff(
             data=DatasetUpdate(fields={"count": FieldMetadataUpdate(description="items in the order")}),
             expected_revision=None,
         )
-    registry.register_schema("orders-value", Schema(avro(ORDER_V2), "AVRO"))
+    registry.register_schema(broker.topic("orders") + "-value", Schema(avro(ORDER_V2), "AVRO"))
     run = _run(sync_factory, source_name="events")
     assert (run.changed, run.unchanged) == (1, 2)
     history = _history(sync_factory, orders.id)
@@ -152,7 +165,7 @@ def test_a_new_registry_version_records_a_schema_version_with_its_diff(
     diff = history[2].diff
     assert diff["added"] == ["note"] and diff["removed"] == [] and diff["renamed"] == []
     assert [(r["path"], r["old_type"], r["new_type"]) for r in diff["retyped"]] == [("count", "int", "long")]
-    after = _get(sync_factory, namespace, "orders")
+    after = _get(sync_factory, namespace, broker.topic("orders"))
     assert after.source_properties["kafka.value.version"] == "2"
     assert next(f for f in after.fields if f.path == "count").user_description == "items in the order"
 
@@ -166,13 +179,16 @@ def test_a_deleted_topic_is_soft_deleted(
     broker.delete_topic("clicks")
     run = _run(sync_factory, source_name="events")
     assert (run.status, run.deleted, run.unchanged) == ("succeeded", 1, 2)
-    assert _get(sync_factory, namespace, "clicks", include_deleted=True).deleted_at is not None
+    assert _get(sync_factory, namespace, broker.topic("clicks"), include_deleted=True).deleted_at is not None
 
 
 def test_the_broker_down_mid_sync_deletes_nothing(
-    sync_factory: sessionmaker[Session], cluster: Any, schema_registry_standin: Any, fault_after_first_page: Any
+    sync_factory: sessionmaker[Session],
+    private_kafka_broker: Any,
+    schema_registry_standin: Any,
+    fault_after_first_page: Any,
 ) -> None:
-    broker, _ = cluster
+    broker, _ = _fill(private_kafka_broker, schema_registry_standin)  # its own broker: this test kills it
     _add_source(sync_factory, broker, schema_registry_standin.url, page_size=1, timeout_seconds=2)
     _run(sync_factory, source_name="events")
 
@@ -197,7 +213,7 @@ def test_wrong_registry_credentials_fail_the_sync(
     try:
         kafka_broker.create_topic("orders")
         SchemaRegistryClient({"url": standin.url, "basic.auth.user.info": "headwater:right"}).register_schema(
-            "orders-value", Schema(avro(ORDER_V1), "AVRO")
+            kafka_broker.topic("orders") + "-value", Schema(avro(ORDER_V1), "AVRO")
         )
         monkeypatch.setenv("HW_TEST_REGISTRY_PASSWORD", "wrong")
         _add_source(
