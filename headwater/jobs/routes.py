@@ -14,8 +14,9 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from headwater.api import SessionDep
-from headwater.catalog.schemas import Page
+from headwater.api.deps import SessionDep
+from headwater.api.pagination import Cursor, Limit, Page, Sort
+from headwater.api.resources import NamedResource, named_resource_router
 from headwater.errors import InvalidInput
 from headwater.jobs import applications, service, workspace
 from headwater.jobs.models import JobStatus
@@ -38,153 +39,79 @@ from headwater.jobs.schemas import (
     TransitionOut,
     redact_environment,
 )
-from headwater.pagination import MAX_PAGE_SIZE
 
 __all__ = ["applications_router", "clusters_router", "commands_router", "jobs_router"]
 
-applications_router = APIRouter(prefix="/api/v1/applications", tags=["jobs"])
-clusters_router = APIRouter(prefix="/api/v1/clusters", tags=["jobs"])
-commands_router = APIRouter(prefix="/api/v1/commands", tags=["jobs"])
+applications_router = named_resource_router(
+    NamedResource(
+        singular="application",
+        plural="applications",
+        tag="jobs",
+        create_model=ApplicationCreate,
+        update_model=ApplicationUpdate,
+        out=ApplicationOut,
+        create=applications.create_application,
+        list_page=applications.list_applications,
+        get=applications.get_application,
+        update=applications.update_application,
+        delete=applications.delete_application,
+        docs=(
+            "Register an application (409 when the name is taken; 422 for a file the egress policy refuses).",
+            "Applications, one page at a time.",
+            "One application.",
+            "Change an application's files, environment, status, tags, version or description.",
+            "Remove an application (409 while a command needs it).",
+        ),
+        egress=True,
+    )
+)
+clusters_router = named_resource_router(
+    NamedResource(
+        singular="cluster",
+        plural="clusters",
+        tag="jobs",
+        create_model=ClusterCreate,
+        update_model=ClusterUpdate,
+        out=ClusterOut,
+        create=service.create_cluster,
+        list_page=service.list_clusters,
+        get=service.get_cluster,
+        update=service.update_cluster,
+        delete=service.delete_cluster,
+        docs=(
+            "Register a cluster (409 when the name is taken).",
+            "Clusters, one page at a time.",
+            "One cluster.",
+            "Change a cluster's status, tags, config, limit or description.",
+            "Remove a cluster (409 while jobs run on it).",
+        ),
+    )
+)
+commands_router = named_resource_router(
+    NamedResource(
+        singular="command",
+        plural="commands",
+        tag="jobs",
+        create_model=CommandCreate,
+        update_model=CommandUpdate,
+        out=CommandOut,
+        create=service.create_command,
+        list_page=service.list_commands,
+        get=service.get_command,
+        update=service.update_command,
+        delete=service.delete_command,
+        docs=(
+            "Register a command (409 when the name is taken).",
+            "Commands, one page at a time.",
+            "One command.",
+            "Change a command's executable, status, tags, cluster criteria or description.",
+            "Remove a command (409 while jobs run it).",
+        ),
+    )
+)
 jobs_router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
-Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
-NamePath = Annotated[str, Path(min_length=1, max_length=255)]
 JobId = Annotated[str, Path(min_length=1, max_length=255)]
-
-
-# --------------------------------------------------------------------------------- applications
-
-
-@applications_router.post("", status_code=201, response_model=ApplicationOut)
-def create_application(
-    body: ApplicationCreate, session: SessionDep, request: Request, response: Response
-) -> ApplicationOut:
-    """Register an application (409 when the name is taken; 422 for a file the egress policy refuses)."""
-    application = applications.create_application(session, data=body, egress=request.app.state.egress)
-    response.headers["Location"] = f"/api/v1/applications/{application.name}"
-    return ApplicationOut.model_validate(application)
-
-
-@applications_router.get("", response_model=Page[ApplicationOut])
-def list_applications(
-    session: SessionDep,
-    sort: Annotated[str, Query(max_length=32)] = "name",
-    cursor: Cursor = None,
-    limit: Limit = 50,
-) -> Page[ApplicationOut]:
-    """Applications, one page at a time."""
-    page = applications.list_applications(session, sort=sort, cursor=cursor, limit=limit)
-    items = [ApplicationOut.model_validate(a) for a in page.items]
-    return Page[ApplicationOut](items=items, next_cursor=page.next_cursor, total=page.total)
-
-
-@applications_router.get("/{name}", response_model=ApplicationOut)
-def get_application(name: NamePath, session: SessionDep) -> ApplicationOut:
-    """One application."""
-    return ApplicationOut.model_validate(applications.get_application(session, name=name))
-
-
-@applications_router.patch("/{name}", response_model=ApplicationOut)
-def update_application(
-    name: NamePath, body: ApplicationUpdate, session: SessionDep, request: Request
-) -> ApplicationOut:
-    """Change an application's files, environment, status, tags, version or description."""
-    egress = request.app.state.egress
-    return ApplicationOut.model_validate(applications.update_application(session, name=name, data=body, egress=egress))
-
-
-@applications_router.delete("/{name}", status_code=204)
-def delete_application(name: NamePath, session: SessionDep) -> Response:
-    """Remove an application (409 while a command needs it)."""
-    applications.delete_application(session, name=name)
-    return Response(status_code=204)
-
-
-# ------------------------------------------------------------------------------------- clusters
-
-
-@clusters_router.post("", status_code=201, response_model=ClusterOut)
-def create_cluster(body: ClusterCreate, session: SessionDep, response: Response) -> ClusterOut:
-    """Register a cluster (409 when the name is taken)."""
-    cluster = service.create_cluster(session, data=body)
-    response.headers["Location"] = f"/api/v1/clusters/{cluster.name}"
-    return ClusterOut.model_validate(cluster)
-
-
-@clusters_router.get("", response_model=Page[ClusterOut])
-def list_clusters(
-    session: SessionDep,
-    sort: Annotated[str, Query(max_length=32)] = "name",
-    cursor: Cursor = None,
-    limit: Limit = 50,
-) -> Page[ClusterOut]:
-    """Clusters, one page at a time."""
-    page = service.list_clusters(session, sort=sort, cursor=cursor, limit=limit)
-    items = [ClusterOut.model_validate(c) for c in page.items]
-    return Page[ClusterOut](items=items, next_cursor=page.next_cursor, total=page.total)
-
-
-@clusters_router.get("/{name}", response_model=ClusterOut)
-def get_cluster(name: NamePath, session: SessionDep) -> ClusterOut:
-    """One cluster."""
-    return ClusterOut.model_validate(service.get_cluster(session, name=name))
-
-
-@clusters_router.patch("/{name}", response_model=ClusterOut)
-def update_cluster(name: NamePath, body: ClusterUpdate, session: SessionDep) -> ClusterOut:
-    """Change a cluster's status, tags, config, limit or description."""
-    return ClusterOut.model_validate(service.update_cluster(session, name=name, data=body))
-
-
-@clusters_router.delete("/{name}", status_code=204)
-def delete_cluster(name: NamePath, session: SessionDep) -> Response:
-    """Remove a cluster (409 while jobs run on it)."""
-    service.delete_cluster(session, name=name)
-    return Response(status_code=204)
-
-
-# ------------------------------------------------------------------------------------- commands
-
-
-@commands_router.post("", status_code=201, response_model=CommandOut)
-def create_command(body: CommandCreate, session: SessionDep, response: Response) -> CommandOut:
-    """Register a command (409 when the name is taken)."""
-    command = service.create_command(session, data=body)
-    response.headers["Location"] = f"/api/v1/commands/{command.name}"
-    return CommandOut.model_validate(command)
-
-
-@commands_router.get("", response_model=Page[CommandOut])
-def list_commands(
-    session: SessionDep,
-    sort: Annotated[str, Query(max_length=32)] = "name",
-    cursor: Cursor = None,
-    limit: Limit = 50,
-) -> Page[CommandOut]:
-    """Commands, one page at a time."""
-    page = service.list_commands(session, sort=sort, cursor=cursor, limit=limit)
-    items = [CommandOut.model_validate(c) for c in page.items]
-    return Page[CommandOut](items=items, next_cursor=page.next_cursor, total=page.total)
-
-
-@commands_router.get("/{name}", response_model=CommandOut)
-def get_command(name: NamePath, session: SessionDep) -> CommandOut:
-    """One command."""
-    return CommandOut.model_validate(service.get_command(session, name=name))
-
-
-@commands_router.patch("/{name}", response_model=CommandOut)
-def update_command(name: NamePath, body: CommandUpdate, session: SessionDep) -> CommandOut:
-    """Change a command's executable, status, tags, cluster criteria or description."""
-    return CommandOut.model_validate(service.update_command(session, name=name, data=body))
-
-
-@commands_router.delete("/{name}", status_code=204)
-def delete_command(name: NamePath, session: SessionDep) -> Response:
-    """Remove a command (409 while jobs run it)."""
-    service.delete_command(session, name=name)
-    return Response(status_code=204)
 
 
 # ----------------------------------------------------------------------------------------- jobs
@@ -296,7 +223,7 @@ def list_jobs(
     tag: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
     created_after: dt.datetime | None = None,
     created_before: dt.datetime | None = None,
-    sort: Annotated[str, Query(max_length=32)] = "-created",
+    sort: Sort = "-created",
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[JobOut]:
