@@ -91,12 +91,12 @@ _NODE_QUERY: tuple[tuple[str, Any], ...] = (
 class NodeParams:
     """A lineage node as a request names it: by dataset or field id, or by namespace and name (and field path)."""
 
-    dataset_id: int | None = None
-    field_id: int | None = None
-    namespace: str | None = None
-    name: str | None = None
-    field_path: str | None = None
-    label: str = ""
+    dataset_id: int | None
+    field_id: int | None
+    namespace: str | None
+    name: str | None
+    field_path: str | None
+    label: str
 
 
 def node_params(label: str = "") -> Callable[..., NodeParams]:

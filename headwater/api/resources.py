@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -39,6 +40,38 @@ class NamedResource:
     delete: Callable[..., Any]
     docs: tuple[str, str, str, str, str]  # create, list, get, update, delete
     egress: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        module: ModuleType,
+        singular: str,
+        models: tuple[type[BaseModel], type[BaseModel], type[BaseModel]],
+        docs: str,
+        *,
+        tag: str,
+        egress: bool = False,
+    ) -> NamedResource:
+        """The resource whose service functions in ``module`` are ``create_<singular>``, ``list_<singular>s``,
+        ``get_<singular>``, ``update_<singular>`` and ``delete_<singular>``; ``docs``: one line per operation."""
+        lines = [line.strip() for line in docs.strip().splitlines()]
+        if len(lines) != 5:
+            raise ValueError(f"{singular}: document create, list, get, update and delete, one line each")
+        return cls(
+            singular=singular,
+            plural=f"{singular}s",
+            tag=tag,
+            create_model=models[0],
+            update_model=models[1],
+            out=models[2],
+            create=getattr(module, f"create_{singular}"),
+            list_page=getattr(module, f"list_{singular}s"),
+            get=getattr(module, f"get_{singular}"),
+            update=getattr(module, f"update_{singular}"),
+            delete=getattr(module, f"delete_{singular}"),
+            docs=(lines[0], lines[1], lines[2], lines[3], lines[4]),
+            egress=egress,
+        )
 
 
 def named_resource_router(resource: NamedResource) -> APIRouter:

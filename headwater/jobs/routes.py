@@ -42,72 +42,32 @@ from headwater.jobs.schemas import (
 
 __all__ = ["applications_router", "clusters_router", "commands_router", "jobs_router"]
 
+# Each resource's operations documented in order: create, list, get, change, delete.
+_APPLICATION_DOCS = """Register an application (409 when the name is taken; 422 for a file the egress policy refuses).
+Applications, one page at a time.
+One application.
+Change an application's files, environment, status, tags, version or description.
+Remove an application (409 while a command needs it)."""
+_CLUSTER_DOCS = """Register a cluster (409 when the name is taken).
+Clusters, one page at a time.
+One cluster.
+Change a cluster's status, tags, config, limit or description.
+Remove a cluster (409 while jobs run on it)."""
+_COMMAND_DOCS = """Register a command (409 when the name is taken).
+Commands, one page at a time.
+One command.
+Change a command's executable, status, tags, cluster criteria or description.
+Remove a command (409 while jobs run it)."""
+
+_APPLICATION_MODELS = (ApplicationCreate, ApplicationUpdate, ApplicationOut)
 applications_router = named_resource_router(
-    NamedResource(
-        singular="application",
-        plural="applications",
-        tag="jobs",
-        create_model=ApplicationCreate,
-        update_model=ApplicationUpdate,
-        out=ApplicationOut,
-        create=applications.create_application,
-        list_page=applications.list_applications,
-        get=applications.get_application,
-        update=applications.update_application,
-        delete=applications.delete_application,
-        docs=(
-            "Register an application (409 when the name is taken; 422 for a file the egress policy refuses).",
-            "Applications, one page at a time.",
-            "One application.",
-            "Change an application's files, environment, status, tags, version or description.",
-            "Remove an application (409 while a command needs it).",
-        ),
-        egress=True,
-    )
+    NamedResource.of(applications, "application", _APPLICATION_MODELS, _APPLICATION_DOCS, tag="jobs", egress=True)
 )
 clusters_router = named_resource_router(
-    NamedResource(
-        singular="cluster",
-        plural="clusters",
-        tag="jobs",
-        create_model=ClusterCreate,
-        update_model=ClusterUpdate,
-        out=ClusterOut,
-        create=service.create_cluster,
-        list_page=service.list_clusters,
-        get=service.get_cluster,
-        update=service.update_cluster,
-        delete=service.delete_cluster,
-        docs=(
-            "Register a cluster (409 when the name is taken).",
-            "Clusters, one page at a time.",
-            "One cluster.",
-            "Change a cluster's status, tags, config, limit or description.",
-            "Remove a cluster (409 while jobs run on it).",
-        ),
-    )
+    NamedResource.of(service, "cluster", (ClusterCreate, ClusterUpdate, ClusterOut), _CLUSTER_DOCS, tag="jobs")
 )
 commands_router = named_resource_router(
-    NamedResource(
-        singular="command",
-        plural="commands",
-        tag="jobs",
-        create_model=CommandCreate,
-        update_model=CommandUpdate,
-        out=CommandOut,
-        create=service.create_command,
-        list_page=service.list_commands,
-        get=service.get_command,
-        update=service.update_command,
-        delete=service.delete_command,
-        docs=(
-            "Register a command (409 when the name is taken).",
-            "Commands, one page at a time.",
-            "One command.",
-            "Change a command's executable, status, tags, cluster criteria or description.",
-            "Remove a command (409 while jobs run it).",
-        ),
-    )
+    NamedResource.of(service, "command", (CommandCreate, CommandUpdate, CommandOut), _COMMAND_DOCS, tag="jobs")
 )
 jobs_router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -265,22 +225,8 @@ def get_job_execution(job_id: JobId, session: SessionDep) -> JobExecutionOut:
     """Where and how the job ran: host, pid, exit code."""
     job = service.get_job(session, job_id=job_id)
     attempts = [AttemptOut.model_validate(a) for a in service.attempts_of(session, job=job)]
-    return JobExecutionOut(
-        id=job.id,
-        attempt=job.attempt,
-        max_attempts=job.max_attempts,
-        host=job.host,
-        pid=job.pid,
-        worker_id=job.worker_id,
-        exit_code=job.exit_code,
-        work_dir=job.work_dir,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        heartbeat_at=job.heartbeat_at,
-        cleaned_at=job.cleaned_at,
-        archive_path=job.archive_path,
-        attempts=attempts,
-    )
+    where = {name: getattr(job, name) for name in JobExecutionOut.model_fields if name != "attempts"}
+    return JobExecutionOut(**where, attempts=attempts)
 
 
 @jobs_router.get("/{job_id}/output", response_model=list[OutputEntry])

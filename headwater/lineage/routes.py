@@ -267,42 +267,26 @@ def _filters(params: WalkFilterParams) -> graph.WalkFilters:
 
 @lineage_router.get("/graph", response_model=GraphOut)
 def get_graph(
-    session: SessionDep,
-    node: Node,
-    reach: Annotated[Reach, Depends(graph_reach)],
-    filters: EdgeFilters,
+    session: SessionDep, node: Node, reach: Annotated[Reach, Depends(graph_reach)], filters: EdgeFilters
 ) -> Response:
     """Upstream and/or downstream of a dataset or a column, with each edge's provenance."""
-    return json_response(
-        graph.graph_around(
-            session,
-            node=_node(session, node),
-            direction=reach.direction,
-            depth=reach.depth,
-            budget=reach.max_nodes,
-            filters=_filters(filters),
-        )
+    start, walk = _node(session, node), _filters(filters)
+    found = graph.graph_around(
+        session, node=start, direction=reach.direction, depth=reach.depth, budget=reach.max_nodes, filters=walk
     )
+    return json_response(found)
 
 
 @lineage_router.get("/impact", response_model=ImpactOut)
 def get_impact(
-    session: SessionDep,
-    node: Node,
-    reach: Annotated[Reach, Depends(impact_reach)],
-    filters: EdgeFilters,
+    session: SessionDep, node: Node, reach: Annotated[Reach, Depends(impact_reach)], filters: EdgeFilters
 ) -> Response:
     """What breaks if a column or dataset changes: every downstream column, dataset, job and owner."""
-    return json_response(
-        graph.impact(
-            session,
-            node=_node(session, node),
-            depth=reach.depth,
-            budget=reach.max_nodes,
-            timeout_ms=reach.timeout_ms,
-            filters=_filters(filters),
-        )
+    start, walk, timeout = _node(session, node), _filters(filters), reach.timeout_ms
+    found = graph.impact(
+        session, node=start, depth=reach.depth, budget=reach.max_nodes, timeout_ms=timeout, filters=walk
     )
+    return json_response(found)
 
 
 @lineage_router.get("/path", response_model=PathOut)
@@ -314,12 +298,7 @@ def get_path(
     filters: TimeFilters,
 ) -> Response:
     """One shortest downstream path between two columns or two datasets."""
+    start, end = _node(session, source), _node(session, target)
     return json_response(
-        graph.path_between(
-            session,
-            source=_node(session, source),
-            target=_node(session, target),
-            depth=reach.depth,
-            filters=_filters(filters),
-        )
+        graph.path_between(session, source=start, target=end, depth=reach.depth, filters=_filters(filters))
     )
