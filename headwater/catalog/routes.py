@@ -150,15 +150,8 @@ async def list_datasets(
     limit: Limit = 50,
 ) -> Response:
     """Datasets matching every filter given, one page at a time (served from the cache while nothing changed)."""
-    filters = service.DatasetFilters(
-        source=source,
-        namespace=namespace,
-        kind=kind,
-        tag=tag,
-        owner=owner,
-        name_prefix=name_prefix,
-        include_deleted=include_deleted,
-    )
+    # The query parameters are DatasetFilters' fields, in its order.
+    filters = service.DatasetFilters(source, namespace, kind, tag, owner, name_prefix, include_deleted)
     # Keyed by the raw query string, so the read-through middleware can answer the same request unparsed.
     key = list_cache_key(request.scope.get("query_string", b"").decode("latin-1"))
 
@@ -199,10 +192,7 @@ async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: 
 
 @datasets_router.patch("/{dataset_id}", response_model=DatasetOut)
 def update_dataset(
-    dataset_id: DatasetId,
-    body: DatasetUpdate,
-    session: SessionDep,
-    if_match: IfMatch = None,
+    dataset_id: DatasetId, body: DatasetUpdate, session: SessionDep, if_match: IfMatch = None
 ) -> Response:
     """Change user metadata (description, tags, owners, properties, field descriptions and tags).
 
@@ -215,10 +205,7 @@ def update_dataset(
 
 @datasets_router.put("/{dataset_id}/schema", response_model=DatasetOut)
 def replace_schema(
-    dataset_id: DatasetId,
-    body: SchemaUpdate,
-    session: SessionDep,
-    if_match: IfMatch = None,
+    dataset_id: DatasetId, body: SchemaUpdate, session: SessionDep, if_match: IfMatch = None
 ) -> Response:
     """Declare a new schema for a manual dataset; a real change adds a schema version with its diff."""
     revision = parse_if_match(if_match, required=False, resource=f"/api/v1/datasets/{dataset_id}")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from headwater.api.deps import SessionDep
+from headwater.api.deps import SessionDep, SettingsDep
 from headwater.api.pagination import Cursor, Limit, Page, page_of
 from headwater.api.params import MAX_ID
 from headwater.api.responses import json_response
@@ -33,18 +33,18 @@ sync_router = APIRouter(prefix="/api/v1/sources", tags=["sources"])
 def sync_source(
     name: SourceName,
     request: Request,
+    settings: SettingsDep,
     mode: SyncMode = SyncMode.INCREMENTAL,
     wait: Annotated[bool, Query(description="Answer when the sync ends (else 202 once it started).")] = True,
 ) -> Response:
     """Sync a source now and return its report (409 when a sync of it is already running)."""
     factory = request.app.state.sessionmaker
-    lease = request.app.state.settings.sync_lease_seconds
     handle = sync.start_sync(
         factory,
         source_name=name,
         mode=mode,
         trigger=SyncTrigger.API,
-        lease_seconds=lease,
+        lease_seconds=settings.sync_lease_seconds,
         vault=request.app.state.secret_vault,
         egress=request.app.state.egress,
     )

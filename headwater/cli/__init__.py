@@ -1,7 +1,8 @@
-"""The ``headwater`` command: serve the API, migrate the database, load the demo, browse datasets.
+"""The ``headwater`` command: serve the API, migrate the database, load the demo, and every command group of
+this package (datasets, sources, secrets, search, lineage, jobs and the job worker).
 
-Every command opens its own transaction (the CLI is an edge, like a route) and reports domain errors as
-one red line and exit status 1, never a traceback.
+The groups share ``headwater.cli.common`` and never import this module. Every command opens its own transaction
+(the CLI is an edge, like a route) and reports domain errors as one red line and exit status 1, never a traceback.
 """
 
 from __future__ import annotations
