@@ -38,13 +38,13 @@ def sync_source(
     wait: Annotated[bool, Query(description="Answer when the sync ends (else 202 once it started).")] = True,
 ) -> Response:
     """Sync a source now and return its report (409 when a sync of it is already running)."""
-    factory = request.app.state.sessionmaker
+    factory, lease = request.app.state.sessionmaker, settings.sync_lease_seconds
     handle = sync.start_sync(
         factory,
         source_name=name,
         mode=mode,
         trigger=SyncTrigger.API,
-        lease_seconds=settings.sync_lease_seconds,
+        lease_seconds=lease,
         vault=request.app.state.secret_vault,
         egress=request.app.state.egress,
     )
