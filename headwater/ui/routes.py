@@ -23,7 +23,9 @@ from markupsafe import Markup, escape
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from headwater.api import SessionDep, parse_id, unstorable_reason
+from headwater.api.deps import SessionDep
+from headwater.api.params import parse_id
+from headwater.api.responses import unstorable_reason
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
 from headwater.catalog.schemas import DatasetSummary, SchemaVersionOut
