@@ -23,16 +23,17 @@ from sqlalchemy.orm import Session
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from headwater import __version__, migrations
-from headwater.api import BodySizeLimit, error_body, install_error_handlers
+from headwater.api.middleware import BodySizeLimit
+from headwater.api.responses import error_body, install_error_handlers
 from headwater.apidocs import install_api_docs
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync_routes import sync_router
 from headwater.catalog.sync_scheduler import SyncScheduler
 from headwater.crosssite import CLIENT_HEADER, CrossSiteWrites, HostCheck, SecurityHeaders
+from headwater.database import prepare_database
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.egress import EgressPolicy
-from headwater.errors import DatabaseNotReady
 from headwater.graphql import graphql_router
 from headwater.jobs.reaper import ReaperThread
 from headwater.jobs.routes import applications_router, clusters_router, commands_router, jobs_router
@@ -47,36 +48,11 @@ from headwater.secrets import SecretVault
 from headwater.settings import Settings, get_settings
 from headwater.ui import UI_STATIC, ui_router
 
-__all__ = ["create_app", "install_edge", "prepare_database"]
+__all__ = ["create_app", "install_edge"]
 
 log = logging.getLogger("headwater")
 # Health probes: never rate limited.
 PROBE_PATHS = ("/healthz", "/readyz")
-
-
-def prepare_database(settings: Settings) -> None:
-    """Migrate the embedded database (or when asked to), else check the schema is at head."""
-    url = settings.resolved_database_url
-    if settings.is_embedded_database:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.should_auto_migrate:
-        migrations.upgrade(url, secrets_vault=SecretVault.from_settings(settings))
-        return
-    engine = create_db_engine(url, prepared_statements=settings.db_prepared_statements)
-    try:
-        current = migrations.current_revision(engine)
-    except SQLAlchemyError as exc:
-        raise DatabaseNotReady(
-            f"cannot reach the database at {engine.url.render_as_string()}: {getattr(exc, 'orig', exc)}"
-        ) from exc
-    finally:
-        engine.dispose()
-    head = migrations.head_revision()
-    if current != head:
-        raise DatabaseNotReady(
-            f"the database is at migration {current or 'none'} but this Headwater needs {head}; "
-            "run `headwater db upgrade` first"
-        )
 
 
 def install_edge(app: FastAPI, settings: Settings, cache: DatasetCache) -> None:

@@ -13,10 +13,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from headwater import migrations
-from headwater.app import create_app, prepare_database
+from headwater.app import create_app
 from headwater.catalog import service
 from headwater.catalog.cache import DatasetCache, OutboxPoller
 from headwater.catalog.schemas import DatasetCreate, DatasetUpdate
+from headwater.database import prepare_database
 from headwater.db import create_db_engine, make_sessionmaker, session_scope
 from headwater.errors import DatabaseNotReady
 from headwater.settings import Settings

@@ -64,9 +64,9 @@ def test_commands_on_an_unmigrated_server_database_say_what_to_run(
 
 def test_datasets_list_and_show_on_the_embedded_database(cli_env: Callable[[str | None], None]) -> None:
     cli_env(None)
-    from headwater.app import prepare_database
     from headwater.catalog import service
     from headwater.catalog.schemas import DatasetCreate, FieldIn
+    from headwater.database import prepare_database
     from headwater.db import create_db_engine, make_sessionmaker, session_scope
 
     settings = get_settings()

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from headwater.api import CONTENT_SECURITY_POLICY
+from headwater.api.headers import CONTENT_SECURITY_POLICY
 
 __all__ = ["PAGE_CSP", "graphiql_page", "install_api_docs"]
 
@@ -22,44 +22,38 @@ STATIC = Path(__file__).parent / "static"
 VENDOR = Path(__file__).parent / "vendor"
 _GRAPHIQL_FILES = ("react.production.min.js", "react-dom.production.min.js", "graphiql.min.js", "graphiql.min.css")
 
-# The pages keep the policy every Headwater answer carries (headwater.api) even if the middleware changes.
+# The pages keep the policy every Headwater answer carries (headwater.api.headers) even if the middleware changes.
 PAGE_CSP = CONTENT_SECURITY_POLICY
 
-_SWAGGER_UI_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Headwater: REST API</title>
-<link rel="icon" type="image/png" href="/assets/swagger-ui/favicon-32x32.png">
-<link rel="stylesheet" href="/assets/swagger-ui/swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui" data-openapi-url="{openapi_url}"></div>
-<script src="/assets/swagger-ui/swagger-ui-bundle.js"></script>
-<script src="/assets/apidocs/swagger-ui-init.js"></script>
-</body>
-</html>
-"""
 
-_GRAPHIQL_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Headwater: GraphiQL</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="/assets/graphiql/graphiql.min.css">
-<link rel="stylesheet" href="/assets/apidocs/graphiql-page.css">
-</head>
-<body>
-<div id="graphiql">Loading GraphiQL…</div>
-<script src="/assets/graphiql/react.production.min.js"></script>
-<script src="/assets/graphiql/react-dom.production.min.js"></script>
-<script src="/assets/graphiql/graphiql.min.js"></script>
-<script src="/assets/apidocs/graphiql-init.js"></script>
-</body>
-</html>
-"""
+def _document(title: str, *, head: list[str], body: str, scripts: list[str], meta: tuple[str, ...] = ()) -> str:
+    """A page of its own: meta tags, title, head tags, its body, then its scripts (each a file of this server)."""
+    start = ["<!doctype html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', *meta]
+    end = [*(f'<script src="{src}"></script>' for src in scripts), "</body>", "</html>", ""]
+    return "\n".join([*start, f"<title>Headwater: {title}</title>", *head, "</head>", "<body>", body, *end])
+
+
+_SWAGGER_UI_PAGE = _document(
+    "REST API",
+    head=[
+        '<link rel="icon" type="image/png" href="/assets/swagger-ui/favicon-32x32.png">',
+        '<link rel="stylesheet" href="/assets/swagger-ui/swagger-ui.css">',
+    ],
+    body='<div id="swagger-ui" data-openapi-url="{openapi_url}"></div>',
+    scripts=["/assets/swagger-ui/swagger-ui-bundle.js", "/assets/apidocs/swagger-ui-init.js"],
+    meta=('<meta name="viewport" content="width=device-width, initial-scale=1">',),
+)
+
+_GRAPHIQL_PAGE = _document(
+    "GraphiQL",
+    head=[
+        '<link rel="icon" href="data:,">',
+        '<link rel="stylesheet" href="/assets/graphiql/graphiql.min.css">',
+        '<link rel="stylesheet" href="/assets/apidocs/graphiql-page.css">',
+    ],
+    body='<div id="graphiql">Loading GraphiQL…</div>',
+    scripts=[f"/assets/graphiql/{name}" for name in _GRAPHIQL_FILES[:3]] + ["/assets/apidocs/graphiql-init.js"],
+)
 
 _GRAPHIQL_MISSING = """<!doctype html>
 <html lang="en">

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from headwater.api import SessionDep, db_slot, parse_if_match
+from headwater.api.deps import SessionDep, db_slot
+from headwater.api.pagination import Cursor, Limit, Page, Sort, page_of
+from headwater.api.params import MAX_ID, IfMatch, parse_if_match
+from headwater.api.responses import json_response
 from headwater.catalog import events, service, sources
 from headwater.catalog.cache import CacheKey, DatasetCache, list_cache_key
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind
@@ -25,7 +27,6 @@ from headwater.catalog.schemas import (
     DatasetOut,
     DatasetSummary,
     DatasetUpdate,
-    Page,
     SchemaUpdate,
     SchemaVersionOut,
     SourceCreate,
@@ -33,23 +34,14 @@ from headwater.catalog.schemas import (
     SourceUpdate,
 )
 from headwater.db import session_scope
-from headwater.pagination import MAX_PAGE_SIZE
 
 __all__ = ["changes_router", "datasets_router", "sources_router"]
 
-MAX_ID = 2**63 - 1
 DatasetId = Annotated[int, Path(ge=1, le=MAX_ID, description="The dataset's id.")]
-Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
 
 sources_router = APIRouter(prefix="/api/v1/sources", tags=["sources"])
 datasets_router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 changes_router = APIRouter(prefix="/api/v1/change-events", tags=["change events"])
-
-
-def json_response(model: BaseModel, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """Serialise ``model`` once, in Rust, straight to the response body."""
-    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json", headers=headers)
 
 
 async def cached_read(
@@ -100,16 +92,13 @@ def create_source(body: SourceCreate, request: Request, session: SessionDep) -> 
 def list_sources(
     session: SessionDep,
     kind: SourceKind | None = None,
-    sort: Annotated[str, Query(max_length=32)] = "name",
+    sort: Sort = "name",
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Response:
     """Sources, one page at a time."""
-    page = sources.list_sources(session, kind=kind, sort=sort, cursor=cursor, limit=limit)
     return json_response(
-        Page[SourceOut](
-            items=[SourceOut.model_validate(s) for s in page.items], next_cursor=page.next_cursor, total=page.total
-        )
+        page_of(SourceOut, sources.list_sources(session, kind=kind, sort=sort, cursor=cursor, limit=limit))
     )
 
 
@@ -161,24 +150,14 @@ async def list_datasets(
     limit: Limit = 50,
 ) -> Response:
     """Datasets matching every filter given, one page at a time (served from the cache while nothing changed)."""
-    filters = service.DatasetFilters(
-        source=source,
-        namespace=namespace,
-        kind=kind,
-        tag=tag,
-        owner=owner,
-        name_prefix=name_prefix,
-        include_deleted=include_deleted,
-    )
+    # The query parameters are DatasetFilters' fields, in its order.
+    filters = service.DatasetFilters(source, namespace, kind, tag, owner, name_prefix, include_deleted)
     # Keyed by the raw query string, so the read-through middleware can answer the same request unparsed.
     key = list_cache_key(request.scope.get("query_string", b"").decode("latin-1"))
 
     def load(session: Session) -> tuple[str, bytes]:
         page = service.list_datasets(session, filters=filters, sort=sort, cursor=cursor, limit=limit)
-        body = Page[DatasetSummary](
-            items=[DatasetSummary.summary_of(d) for d in page.items], next_cursor=page.next_cursor, total=page.total
-        )
-        return "", body.model_dump_json().encode()
+        return "", page_of(DatasetSummary, page, DatasetSummary.summary_of).model_dump_json().encode()
 
     _, body = await cached_read(request, key, load)
     return Response(body, media_type="application/json")
@@ -213,10 +192,7 @@ async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: 
 
 @datasets_router.patch("/{dataset_id}", response_model=DatasetOut)
 def update_dataset(
-    dataset_id: DatasetId,
-    body: DatasetUpdate,
-    session: SessionDep,
-    if_match: Annotated[str | None, Header(max_length=256)] = None,
+    dataset_id: DatasetId, body: DatasetUpdate, session: SessionDep, if_match: IfMatch = None
 ) -> Response:
     """Change user metadata (description, tags, owners, properties, field descriptions and tags).
 
@@ -229,10 +205,7 @@ def update_dataset(
 
 @datasets_router.put("/{dataset_id}/schema", response_model=DatasetOut)
 def replace_schema(
-    dataset_id: DatasetId,
-    body: SchemaUpdate,
-    session: SessionDep,
-    if_match: Annotated[str | None, Header(max_length=256)] = None,
+    dataset_id: DatasetId, body: SchemaUpdate, session: SessionDep, if_match: IfMatch = None
 ) -> Response:
     """Declare a new schema for a manual dataset; a real change adds a schema version with its diff."""
     revision = parse_if_match(if_match, required=False, resource=f"/api/v1/datasets/{dataset_id}")
@@ -247,7 +220,7 @@ def delete_dataset(
     dataset_id: DatasetId,
     session: SessionDep,
     reason: Annotated[str, Query(min_length=1, max_length=2000, description="Why it is deleted.")],
-    if_match: Annotated[str | None, Header(max_length=256)] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Soft-delete a dataset, saying why; it stays readable with include_deleted=true."""
     revision = parse_if_match(if_match, required=False, resource=f"/api/v1/datasets/{dataset_id}")
@@ -267,13 +240,7 @@ def list_schema_versions(
     page = service.list_schema_versions(
         session, dataset_id=dataset_id, cursor=cursor, limit=limit, newest_first=order == "newest"
     )
-    return json_response(
-        Page[SchemaVersionOut](
-            items=[SchemaVersionOut.model_validate(v) for v in page.items],
-            next_cursor=page.next_cursor,
-            total=page.total,
-        )
-    )
+    return json_response(page_of(SchemaVersionOut, page))
 
 
 @datasets_router.get("/{dataset_id}/schema-versions/{version}", response_model=SchemaVersionOut)

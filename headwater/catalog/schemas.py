@@ -6,14 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind, SourceStatus
 from headwater.inputs import JsonObject
-
-T = TypeVar("T")
 
 # An OpenLineage dataset namespace: `scheme://authority` (kafka://host:9092, postgres://db:5432) or a
 # bare scheme-like name for sources that have no authority (file, or an Iceberg catalog's name).
@@ -370,14 +368,6 @@ class ChangeEventOut(_Out):
     name: str | None
     payload: dict[str, Any]
     created_at: dt.datetime
-
-
-class Page(BaseModel, Generic[T]):
-    """One page of a list: the items, the cursor for the next page (null at the end), the total."""
-
-    items: list[T]
-    next_cursor: str | None
-    total: int
 
 
 class ChangeFeed(BaseModel):

@@ -11,10 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from headwater.api import SessionDep
+from headwater.api.deps import SessionDep, SettingsDep
+from headwater.api.pagination import Cursor, Limit, Page, page_of
+from headwater.api.params import MAX_ID
+from headwater.api.responses import json_response
 from headwater.catalog import sync
-from headwater.catalog.routes import Cursor, Limit, json_response
-from headwater.catalog.schemas import Page
 from headwater.catalog.sync_models import SyncMode, SyncTrigger
 from headwater.catalog.sync_schemas import SyncRunOut
 
@@ -32,12 +33,12 @@ sync_router = APIRouter(prefix="/api/v1/sources", tags=["sources"])
 def sync_source(
     name: SourceName,
     request: Request,
+    settings: SettingsDep,
     mode: SyncMode = SyncMode.INCREMENTAL,
     wait: Annotated[bool, Query(description="Answer when the sync ends (else 202 once it started).")] = True,
 ) -> Response:
     """Sync a source now and return its report (409 when a sync of it is already running)."""
-    factory = request.app.state.sessionmaker
-    lease = request.app.state.settings.sync_lease_seconds
+    factory, lease = request.app.state.sessionmaker, settings.sync_lease_seconds
     handle = sync.start_sync(
         factory,
         source_name=name,
@@ -62,14 +63,10 @@ def sync_source(
 def list_syncs(name: SourceName, session: SessionDep, cursor: Cursor = None, limit: Limit = 50) -> Response:
     """A source's sync reports, newest first."""
     page = sync.list_sync_runs(session, source_name=name, cursor=cursor, limit=limit)
-    return json_response(
-        Page[SyncRunOut](
-            items=[SyncRunOut.of(run, name) for run in page.items], next_cursor=page.next_cursor, total=page.total
-        )
-    )
+    return json_response(page_of(SyncRunOut, page, lambda run: SyncRunOut.of(run, name)))
 
 
 @sync_router.get("/{name}/syncs/{run_id}", response_model=SyncRunOut)
-def get_sync(name: SourceName, run_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep) -> Response:
+def get_sync(name: SourceName, run_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep) -> Response:
     """One sync report."""
     return json_response(SyncRunOut.of(sync.get_sync_run(session, source_name=name, run_id=run_id), name))

@@ -14,8 +14,9 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from headwater.api import SessionDep
-from headwater.catalog.schemas import Page
+from headwater.api.deps import SessionDep
+from headwater.api.pagination import Cursor, Limit, Page, Sort
+from headwater.api.resources import NamedResource, named_resource_router
 from headwater.errors import InvalidInput
 from headwater.jobs import applications, service, workspace
 from headwater.jobs.models import JobStatus
@@ -38,153 +39,39 @@ from headwater.jobs.schemas import (
     TransitionOut,
     redact_environment,
 )
-from headwater.pagination import MAX_PAGE_SIZE
 
 __all__ = ["applications_router", "clusters_router", "commands_router", "jobs_router"]
 
-applications_router = APIRouter(prefix="/api/v1/applications", tags=["jobs"])
-clusters_router = APIRouter(prefix="/api/v1/clusters", tags=["jobs"])
-commands_router = APIRouter(prefix="/api/v1/commands", tags=["jobs"])
+# Each resource's operations documented in order: create, list, get, change, delete.
+_APPLICATION_DOCS = """Register an application (409 when the name is taken; 422 for a file the egress policy refuses).
+Applications, one page at a time.
+One application.
+Change an application's files, environment, status, tags, version or description.
+Remove an application (409 while a command needs it)."""
+_CLUSTER_DOCS = """Register a cluster (409 when the name is taken).
+Clusters, one page at a time.
+One cluster.
+Change a cluster's status, tags, config, limit or description.
+Remove a cluster (409 while jobs run on it)."""
+_COMMAND_DOCS = """Register a command (409 when the name is taken).
+Commands, one page at a time.
+One command.
+Change a command's executable, status, tags, cluster criteria or description.
+Remove a command (409 while jobs run it)."""
+
+_APPLICATION_MODELS = (ApplicationCreate, ApplicationUpdate, ApplicationOut)
+applications_router = named_resource_router(
+    NamedResource.of(applications, "application", _APPLICATION_MODELS, _APPLICATION_DOCS, tag="jobs", egress=True)
+)
+clusters_router = named_resource_router(
+    NamedResource.of(service, "cluster", (ClusterCreate, ClusterUpdate, ClusterOut), _CLUSTER_DOCS, tag="jobs")
+)
+commands_router = named_resource_router(
+    NamedResource.of(service, "command", (CommandCreate, CommandUpdate, CommandOut), _COMMAND_DOCS, tag="jobs")
+)
 jobs_router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
-Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
-NamePath = Annotated[str, Path(min_length=1, max_length=255)]
 JobId = Annotated[str, Path(min_length=1, max_length=255)]
-
-
-# --------------------------------------------------------------------------------- applications
-
-
-@applications_router.post("", status_code=201, response_model=ApplicationOut)
-def create_application(
-    body: ApplicationCreate, session: SessionDep, request: Request, response: Response
-) -> ApplicationOut:
-    """Register an application (409 when the name is taken; 422 for a file the egress policy refuses)."""
-    application = applications.create_application(session, data=body, egress=request.app.state.egress)
-    response.headers["Location"] = f"/api/v1/applications/{application.name}"
-    return ApplicationOut.model_validate(application)
-
-
-@applications_router.get("", response_model=Page[ApplicationOut])
-def list_applications(
-    session: SessionDep,
-    sort: Annotated[str, Query(max_length=32)] = "name",
-    cursor: Cursor = None,
-    limit: Limit = 50,
-) -> Page[ApplicationOut]:
-    """Applications, one page at a time."""
-    page = applications.list_applications(session, sort=sort, cursor=cursor, limit=limit)
-    items = [ApplicationOut.model_validate(a) for a in page.items]
-    return Page[ApplicationOut](items=items, next_cursor=page.next_cursor, total=page.total)
-
-
-@applications_router.get("/{name}", response_model=ApplicationOut)
-def get_application(name: NamePath, session: SessionDep) -> ApplicationOut:
-    """One application."""
-    return ApplicationOut.model_validate(applications.get_application(session, name=name))
-
-
-@applications_router.patch("/{name}", response_model=ApplicationOut)
-def update_application(
-    name: NamePath, body: ApplicationUpdate, session: SessionDep, request: Request
-) -> ApplicationOut:
-    """Change an application's files, environment, status, tags, version or description."""
-    egress = request.app.state.egress
-    return ApplicationOut.model_validate(applications.update_application(session, name=name, data=body, egress=egress))
-
-
-@applications_router.delete("/{name}", status_code=204)
-def delete_application(name: NamePath, session: SessionDep) -> Response:
-    """Remove an application (409 while a command needs it)."""
-    applications.delete_application(session, name=name)
-    return Response(status_code=204)
-
-
-# ------------------------------------------------------------------------------------- clusters
-
-
-@clusters_router.post("", status_code=201, response_model=ClusterOut)
-def create_cluster(body: ClusterCreate, session: SessionDep, response: Response) -> ClusterOut:
-    """Register a cluster (409 when the name is taken)."""
-    cluster = service.create_cluster(session, data=body)
-    response.headers["Location"] = f"/api/v1/clusters/{cluster.name}"
-    return ClusterOut.model_validate(cluster)
-
-
-@clusters_router.get("", response_model=Page[ClusterOut])
-def list_clusters(
-    session: SessionDep,
-    sort: Annotated[str, Query(max_length=32)] = "name",
-    cursor: Cursor = None,
-    limit: Limit = 50,
-) -> Page[ClusterOut]:
-    """Clusters, one page at a time."""
-    page = service.list_clusters(session, sort=sort, cursor=cursor, limit=limit)
-    items = [ClusterOut.model_validate(c) for c in page.items]
-    return Page[ClusterOut](items=items, next_cursor=page.next_cursor, total=page.total)
-
-
-@clusters_router.get("/{name}", response_model=ClusterOut)
-def get_cluster(name: NamePath, session: SessionDep) -> ClusterOut:
-    """One cluster."""
-    return ClusterOut.model_validate(service.get_cluster(session, name=name))
-
-
-@clusters_router.patch("/{name}", response_model=ClusterOut)
-def update_cluster(name: NamePath, body: ClusterUpdate, session: SessionDep) -> ClusterOut:
-    """Change a cluster's status, tags, config, limit or description."""
-    return ClusterOut.model_validate(service.update_cluster(session, name=name, data=body))
-
-
-@clusters_router.delete("/{name}", status_code=204)
-def delete_cluster(name: NamePath, session: SessionDep) -> Response:
-    """Remove a cluster (409 while jobs run on it)."""
-    service.delete_cluster(session, name=name)
-    return Response(status_code=204)
-
-
-# ------------------------------------------------------------------------------------- commands
-
-
-@commands_router.post("", status_code=201, response_model=CommandOut)
-def create_command(body: CommandCreate, session: SessionDep, response: Response) -> CommandOut:
-    """Register a command (409 when the name is taken)."""
-    command = service.create_command(session, data=body)
-    response.headers["Location"] = f"/api/v1/commands/{command.name}"
-    return CommandOut.model_validate(command)
-
-
-@commands_router.get("", response_model=Page[CommandOut])
-def list_commands(
-    session: SessionDep,
-    sort: Annotated[str, Query(max_length=32)] = "name",
-    cursor: Cursor = None,
-    limit: Limit = 50,
-) -> Page[CommandOut]:
-    """Commands, one page at a time."""
-    page = service.list_commands(session, sort=sort, cursor=cursor, limit=limit)
-    items = [CommandOut.model_validate(c) for c in page.items]
-    return Page[CommandOut](items=items, next_cursor=page.next_cursor, total=page.total)
-
-
-@commands_router.get("/{name}", response_model=CommandOut)
-def get_command(name: NamePath, session: SessionDep) -> CommandOut:
-    """One command."""
-    return CommandOut.model_validate(service.get_command(session, name=name))
-
-
-@commands_router.patch("/{name}", response_model=CommandOut)
-def update_command(name: NamePath, body: CommandUpdate, session: SessionDep) -> CommandOut:
-    """Change a command's executable, status, tags, cluster criteria or description."""
-    return CommandOut.model_validate(service.update_command(session, name=name, data=body))
-
-
-@commands_router.delete("/{name}", status_code=204)
-def delete_command(name: NamePath, session: SessionDep) -> Response:
-    """Remove a command (409 while jobs run it)."""
-    service.delete_command(session, name=name)
-    return Response(status_code=204)
 
 
 # ----------------------------------------------------------------------------------------- jobs
@@ -296,7 +183,7 @@ def list_jobs(
     tag: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
     created_after: dt.datetime | None = None,
     created_before: dt.datetime | None = None,
-    sort: Annotated[str, Query(max_length=32)] = "-created",
+    sort: Sort = "-created",
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[JobOut]:
@@ -338,22 +225,8 @@ def get_job_execution(job_id: JobId, session: SessionDep) -> JobExecutionOut:
     """Where and how the job ran: host, pid, exit code."""
     job = service.get_job(session, job_id=job_id)
     attempts = [AttemptOut.model_validate(a) for a in service.attempts_of(session, job=job)]
-    return JobExecutionOut(
-        id=job.id,
-        attempt=job.attempt,
-        max_attempts=job.max_attempts,
-        host=job.host,
-        pid=job.pid,
-        worker_id=job.worker_id,
-        exit_code=job.exit_code,
-        work_dir=job.work_dir,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        heartbeat_at=job.heartbeat_at,
-        cleaned_at=job.cleaned_at,
-        archive_path=job.archive_path,
-        attempts=attempts,
-    )
+    where = {name: getattr(job, name) for name in JobExecutionOut.model_fields if name != "attempts"}
+    return JobExecutionOut(**where, attempts=attempts)
 
 
 @jobs_router.get("/{job_id}/output", response_model=list[OutputEntry])

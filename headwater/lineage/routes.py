@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from headwater.api import SessionDep, db_slot
-from headwater.catalog.routes import json_response
+from headwater.api.deps import SessionDep, db_slot
+from headwater.api.params import (
+    MAX_ID,
+    NodeParams,
+    WalkFilterParams,
+    as_of_params,
+    node_params,
+    walk_filter_params,
+)
+from headwater.api.responses import json_response
 from headwater.errors import InvalidInput
 from headwater.lineage import graph, manual, runs
 from headwater.lineage.analyse import analyse_sql
@@ -38,22 +47,11 @@ __all__ = ["lineage_router"]
 
 lineage_router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
 
-MAX_ID = 2**63 - 1
-Id = Annotated[int | None, Query(ge=1, le=MAX_ID)]
-Text = Annotated[str | None, Query(min_length=1, max_length=1024)]
-AsOf = Annotated[
-    str | None,
-    Query(
-        max_length=64,
-        description="ISO 8601 time: the graph as it was known then (first seen by then, not yet retired).",
-    ),
-]
-Types = Annotated[
-    list[Literal["DIRECT", "INDIRECT"]] | None, Query(description="Follow only these transformation types.")
-]
-Origins = Annotated[
-    list[Literal["openlineage", "sql", "job", "manual"]] | None, Query(description="Follow only edges known this way.")
-]
+Node = Annotated[NodeParams, Depends(node_params())]
+FromNode = Annotated[NodeParams, Depends(node_params("from"))]
+ToNode = Annotated[NodeParams, Depends(node_params("to"))]
+EdgeFilters = Annotated[WalkFilterParams, Depends(walk_filter_params)]
+TimeFilters = Annotated[WalkFilterParams, Depends(as_of_params)]
 
 
 async def _documents(request: Request, *, batch: bool) -> list[Any]:
@@ -189,106 +187,98 @@ def delete_edge(
 
 
 # ------------------------------------------------------------------------------------- queries
+# Each query's own parameters are a dependency too: FastAPI lists an endpoint's own parameters before its
+# dependencies', and the OpenAPI document keeps them between the node and the filters, where they always were.
 
 
-def _filters(
-    as_of: str | None, include_retired: bool, types: Sequence[str] | None, origins: Sequence[str] | None
-) -> graph.WalkFilters:
+@dataclass(frozen=True)
+class Reach:
+    """How far a query walks: direction, depth, node budget and time budget."""
+
+    depth: int
+    max_nodes: int = graph.MAX_BUDGET
+    timeout_ms: int | None = None
+    direction: Literal["upstream", "downstream", "both"] = "both"
+
+
+def graph_reach(
+    direction: Literal["upstream", "downstream", "both"] = "both",
+    depth: Annotated[int, Query(ge=1, le=graph.MAX_DEPTH)] = 5,
+    max_nodes: Annotated[int, Query(ge=1, le=graph.MAX_BUDGET)] = 2_000,
+) -> Reach:
+    """The reach of a graph query."""
+    return Reach(depth=depth, max_nodes=max_nodes, direction=direction)
+
+
+def impact_reach(
+    depth: Annotated[int, Query(ge=1, le=graph.MAX_DEPTH)] = 20,
+    max_nodes: Annotated[int, Query(ge=1, le=graph.MAX_BUDGET)] = 10_000,
+    timeout_ms: Annotated[int, Query(ge=10, le=60_000)] = 5_000,
+) -> Reach:
+    """The reach of an impact query."""
+    return Reach(depth=depth, max_nodes=max_nodes, timeout_ms=timeout_ms)
+
+
+def path_reach(depth: Annotated[int, Query(ge=1, le=graph.MAX_DEPTH)] = 20) -> Reach:
+    """The reach of a path query."""
+    return Reach(depth=depth)
+
+
+def _node(session: Session, node: NodeParams) -> graph.NodeRef:
+    return graph.resolve_node(
+        session,
+        dataset_id=node.dataset_id,
+        field_id=node.field_id,
+        namespace=node.namespace,
+        name=node.name,
+        field_path=node.field_path,
+        label=node.label,
+    )
+
+
+def _filters(params: WalkFilterParams) -> graph.WalkFilters:
     return graph.WalkFilters(
-        as_of=parse_time(as_of, field_name="as_of") if as_of else None,
-        include_retired=include_retired,
-        transformation_types=tuple(types or ()),
-        origins=tuple(origins or ()),
+        as_of=parse_time(params.as_of, field_name="as_of") if params.as_of else None,
+        include_retired=params.include_retired,
+        transformation_types=params.transformation_types,
+        origins=params.origins,
     )
 
 
 @lineage_router.get("/graph", response_model=GraphOut)
 def get_graph(
-    session: SessionDep,
-    dataset_id: Id = None,
-    field_id: Id = None,
-    namespace: Text = None,
-    name: Text = None,
-    field: Text = None,
-    direction: Literal["upstream", "downstream", "both"] = "both",
-    depth: Annotated[int, Query(ge=1, le=graph.MAX_DEPTH)] = 5,
-    max_nodes: Annotated[int, Query(ge=1, le=graph.MAX_BUDGET)] = 2_000,
-    as_of: AsOf = None,
-    include_retired: bool = False,
-    transformation_type: Types = None,
-    origin: Origins = None,
+    session: SessionDep, node: Node, reach: Annotated[Reach, Depends(graph_reach)], filters: EdgeFilters
 ) -> Response:
     """Upstream and/or downstream of a dataset or a column, with each edge's provenance."""
-    node = graph.resolve_node(
-        session, dataset_id=dataset_id, field_id=field_id, namespace=namespace, name=name, field_path=field
+    start, walk = _node(session, node), _filters(filters)
+    found = graph.graph_around(
+        session, node=start, direction=reach.direction, depth=reach.depth, budget=reach.max_nodes, filters=walk
     )
-    filters = _filters(as_of, include_retired, transformation_type, origin)
-    return json_response(
-        graph.graph_around(session, node=node, direction=direction, depth=depth, budget=max_nodes, filters=filters)
-    )
+    return json_response(found)
 
 
 @lineage_router.get("/impact", response_model=ImpactOut)
 def get_impact(
-    session: SessionDep,
-    dataset_id: Id = None,
-    field_id: Id = None,
-    namespace: Text = None,
-    name: Text = None,
-    field: Text = None,
-    depth: Annotated[int, Query(ge=1, le=graph.MAX_DEPTH)] = 20,
-    max_nodes: Annotated[int, Query(ge=1, le=graph.MAX_BUDGET)] = 10_000,
-    timeout_ms: Annotated[int, Query(ge=10, le=60_000)] = 5_000,
-    as_of: AsOf = None,
-    include_retired: bool = False,
-    transformation_type: Types = None,
-    origin: Origins = None,
+    session: SessionDep, node: Node, reach: Annotated[Reach, Depends(impact_reach)], filters: EdgeFilters
 ) -> Response:
     """What breaks if a column or dataset changes: every downstream column, dataset, job and owner."""
-    node = graph.resolve_node(
-        session, dataset_id=dataset_id, field_id=field_id, namespace=namespace, name=name, field_path=field
+    start, walk, timeout = _node(session, node), _filters(filters), reach.timeout_ms
+    found = graph.impact(
+        session, node=start, depth=reach.depth, budget=reach.max_nodes, timeout_ms=timeout, filters=walk
     )
-    filters = _filters(as_of, include_retired, transformation_type, origin)
-    return json_response(
-        graph.impact(session, node=node, depth=depth, budget=max_nodes, timeout_ms=timeout_ms, filters=filters)
-    )
+    return json_response(found)
 
 
 @lineage_router.get("/path", response_model=PathOut)
 def get_path(
     session: SessionDep,
-    from_dataset_id: Id = None,
-    from_field_id: Id = None,
-    from_namespace: Text = None,
-    from_name: Text = None,
-    from_field: Text = None,
-    to_dataset_id: Id = None,
-    to_field_id: Id = None,
-    to_namespace: Text = None,
-    to_name: Text = None,
-    to_field: Text = None,
-    depth: Annotated[int, Query(ge=1, le=graph.MAX_DEPTH)] = 20,
-    as_of: AsOf = None,
-    include_retired: bool = False,
+    source: FromNode,
+    target: ToNode,
+    reach: Annotated[Reach, Depends(path_reach)],
+    filters: TimeFilters,
 ) -> Response:
     """One shortest downstream path between two columns or two datasets."""
-    source = graph.resolve_node(
-        session,
-        dataset_id=from_dataset_id,
-        field_id=from_field_id,
-        namespace=from_namespace,
-        name=from_name,
-        field_path=from_field,
-        label="from",
+    start, end = _node(session, source), _node(session, target)
+    return json_response(
+        graph.path_between(session, source=start, target=end, depth=reach.depth, filters=_filters(filters))
     )
-    target = graph.resolve_node(
-        session,
-        dataset_id=to_dataset_id,
-        field_id=to_field_id,
-        namespace=to_namespace,
-        name=to_name,
-        field_path=to_field,
-        label="to",
-    )
-    filters = _filters(as_of, include_retired, None, None)
-    return json_response(graph.path_between(session, source=source, target=target, depth=depth, filters=filters))

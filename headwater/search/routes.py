@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from headwater.api import SessionDep
+from headwater.api.deps import SessionDep
 from headwater.catalog.models import DatasetKind
 from headwater.search.base import DocumentType, SearchBackend, SearchQuery, check_prefix
 from headwater.search.indexer import SearchIndexer

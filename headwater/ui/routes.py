@@ -8,11 +8,12 @@ unknown dataset answers an HTML page with the message and a 4xx status, never a 
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -22,7 +23,9 @@ from markupsafe import Markup, escape
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from headwater.api import SessionDep, parse_id, unstorable_reason
+from headwater.api.deps import SessionDep
+from headwater.api.params import parse_id
+from headwater.api.responses import unstorable_reason
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
 from headwater.catalog.schemas import DatasetSummary, SchemaVersionOut
@@ -38,6 +41,7 @@ from headwater.ui.picture import lineage_svg
 __all__ = ["ui_router"]
 
 ui_router = APIRouter(include_in_schema=False)
+P = ParamSpec("P")
 
 _templates = Environment(
     loader=PackageLoader("headwater.ui", "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
@@ -80,6 +84,29 @@ def _error_page(exc: HeadwaterError | DataError, q: str | None = None, session: 
     )
 
 
+def _query_text(request: Request) -> str | None:
+    return (request.query_params.get("q") or "").strip() or None
+
+
+def html_errors(*, keep_query: bool = False) -> Callable[[Callable[P, Response]], Callable[P, Response]]:
+    """The UI's one error handler: a page whose work is refused answers the error page (with the search box
+    still holding ``q`` when ``keep_query``), never the API's JSON."""
+
+    def decorate(endpoint: Callable[P, Response]) -> Callable[P, Response]:
+        @functools.wraps(endpoint)
+        def page(*args: P.args, **kwargs: P.kwargs) -> Response:
+            try:
+                return endpoint(*args, **kwargs)
+            except (HeadwaterError, DataError) as exc:
+                request, session = kwargs.get("request"), kwargs.get("session")
+                q = _query_text(request) if keep_query and isinstance(request, Request) else None
+                return _error_page(exc, q, session if isinstance(session, Session) else None)
+
+        return page
+
+    return decorate
+
+
 def _url_maker(path: str, params: dict[str, Any]) -> Callable[..., str]:
     """``url(**changes)``: ``path`` with the current parameters, some changed (None drops one)."""
 
@@ -100,14 +127,15 @@ def home() -> RedirectResponse:
 
 
 @ui_router.get("/ui", response_class=HTMLResponse)
+@html_errors(keep_query=True)
 def search_page(request: Request) -> Response:
     """Search with facets: ``q``, ``type`` (dataset or column), facet filters (``tag=...``), ``cursor``."""
     params = request.query_params
-    q = (params.get("q") or "").strip() or None
+    q = _query_text(request)
     try:
         types = [DocumentType(params.get("type") or "dataset")]
     except ValueError:
-        return _error_page(InvalidInput(f"type must be dataset or column, not {params.get('type')!r}"), q)
+        raise InvalidInput(f"type must be dataset or column, not {params.get('type')!r}") from None
     filters = {name: params.getlist(name) for name in FACETS if params.getlist(name)}
     base = {
         "q": q,
@@ -123,30 +151,23 @@ def search_page(request: Request) -> Response:
         chosen = [v for v in current if v != value] if value in current else [*current, value]
         return url(filters={**filters, name: chosen}, cursor=None)
 
-    try:
-        query = SearchQuery.of(
-            q=q, types=types, filters=filters, sort=params.get("sort") or "relevance", cursor=params.get("cursor")
-        )
-        page = request.app.state.search_backend.search(query)
-    except (HeadwaterError, DataError) as exc:
-        return _error_page(exc, q)
+    query = SearchQuery.of(
+        q=q, types=types, filters=filters, sort=params.get("sort") or "relevance", cursor=params.get("cursor")
+    )
+    page = request.app.state.search_backend.search(query)
     return _page("search.html", q=q, type=types[0].value, page=page, filters=filters, url=url, toggle=toggle)
 
 
 @ui_router.get("/ui/datasets/{dataset_id}", response_class=HTMLResponse)
+@html_errors()
 def dataset_page(dataset_id: str, session: SessionDep) -> Response:
     """One dataset: what it is, who owns it, its fields, the datasets it reads from and feeds, its schema history."""
-    try:
-        dataset, fields = catalog.read_dataset(
-            session, dataset_id=parse_id(dataset_id, "dataset id"), include_deleted=True
-        )
-        node = graph.NodeRef(dataset.id, dataset.namespace, dataset.name)
-        lineage = graph.graph_around(
-            session, node=node, direction="both", depth=LINEAGE_DEPTH, budget=LINEAGE_BUDGET, timeout_ms=2_000
-        )
-        history = catalog.list_schema_versions(session, dataset_id=dataset.id, limit=HISTORY_SHOWN)
-    except (HeadwaterError, DataError) as exc:
-        return _error_page(exc, session=session)
+    dataset, fields = catalog.read_dataset(session, dataset_id=parse_id(dataset_id, "dataset id"), include_deleted=True)
+    node = graph.NodeRef(dataset.id, dataset.namespace, dataset.name)
+    lineage = graph.graph_around(
+        session, node=node, direction="both", depth=LINEAGE_DEPTH, budget=LINEAGE_BUDGET, timeout_ms=2_000
+    )
+    history = catalog.list_schema_versions(session, dataset_id=dataset.id, limit=HISTORY_SHOWN)
     upstream = sorted((n for n in lineage.nodes if (n.distance or 0) < 0), key=lambda n: (-(n.distance or 0), n.name))
     downstream = sorted((n for n in lineage.nodes if (n.distance or 0) > 0), key=lambda n: (n.distance or 0, n.name))
     return _page(
@@ -166,33 +187,29 @@ def dataset_page(dataset_id: str, session: SessionDep) -> Response:
 
 
 @ui_router.get("/ui/impact", response_class=HTMLResponse)
+@html_errors()
 def impact_page(request: Request, session: SessionDep) -> Response:
     """What breaks if a dataset (``dataset_id``) or one of its columns (``field``, a path) changes."""
     params = request.query_params
     field = params.get("field") or None
-    try:
-        dataset_id = parse_id(params.get("dataset_id"), "dataset_id")
-        node = graph.resolve_node(session, dataset_id=dataset_id, field_path=field)
-        answer = graph.impact(session, node=node)
-    except (HeadwaterError, DataError) as exc:
-        return _error_page(exc, session=session)
+    dataset_id = parse_id(params.get("dataset_id"), "dataset_id")
+    node = graph.resolve_node(session, dataset_id=dataset_id, field_path=field)
+    answer = graph.impact(session, node=node)
     return _page("impact.html", impact=answer, dataset_id=dataset_id, field=field, limit=ROWS_SHOWN)
 
 
 @ui_router.get("/ui/lineage", response_class=HTMLResponse)
+@html_errors()
 def column_lineage_page(request: Request, session: SessionDep) -> Response:
     """A column's lineage both ways (``dataset_id`` and ``field``, a path), each edge with how it is known."""
     params = request.query_params
-    try:
-        dataset_id = parse_id(params.get("dataset_id"), "dataset_id")
-        if not params.get("field"):
-            raise InvalidInput("name the column with field (its path); a dataset's lineage is on its page")
-        node = graph.resolve_node(session, dataset_id=dataset_id, field_path=params["field"])
-        answer = graph.graph_around(
-            session, node=node, direction="both", depth=COLUMN_DEPTH, budget=LINEAGE_BUDGET, timeout_ms=2_000
-        )
-    except (HeadwaterError, DataError) as exc:
-        return _error_page(exc, session=session)
+    dataset_id = parse_id(params.get("dataset_id"), "dataset_id")
+    if not params.get("field"):
+        raise InvalidInput("name the column with field (its path); a dataset's lineage is on its page")
+    node = graph.resolve_node(session, dataset_id=dataset_id, field_path=params["field"])
+    answer = graph.graph_around(
+        session, node=node, direction="both", depth=COLUMN_DEPTH, budget=LINEAGE_BUDGET, timeout_ms=2_000
+    )
     columns = [n for n in answer.nodes if n.kind == "column"]
     return _page(
         "lineage.html",
@@ -207,13 +224,11 @@ def column_lineage_page(request: Request, session: SessionDep) -> Response:
 
 
 @ui_router.get("/ui/sources", response_class=HTMLResponse)
+@html_errors()
 def sources_page(request: Request, session: SessionDep) -> Response:
     """The federated sources: what each is, how its last contact went, how many datasets it holds."""
     cursor = request.query_params.get("cursor") or None
-    try:
-        page = catalog_sources.list_sources(session, cursor=cursor, limit=100)
-    except (HeadwaterError, DataError) as exc:
-        return _error_page(exc, session=session)
+    page = catalog_sources.list_sources(session, cursor=cursor, limit=100)
     counts = catalog_sources.live_dataset_counts(session, source_ids=[s.id for s in page.items])
     url = _url_maker("/ui/sources", {"cursor": cursor})
     return _page("sources.html", page=page, counts=counts, url=url)
@@ -235,13 +250,11 @@ def _tail(session: Any, job_id: str, stream: str) -> _Tail:
 
 
 @ui_router.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
+@html_errors()
 def job_page(job_id: str, session: SessionDep) -> Response:
     """One job: its status and history, where it ran, the tail of its logs, and the lineage run it reported."""
-    try:
-        row = jobs.get_job(session, job_id=job_id)
-        logs = [(stream, _tail(session, row.id, stream)) for stream in ("stderr", "stdout")]
-    except (HeadwaterError, DataError) as exc:
-        return _error_page(exc, session=session)
+    row = jobs.get_job(session, job_id=job_id)
+    logs = [(stream, _tail(session, row.id, stream)) for stream in ("stderr", "stdout")]
     try:
         run = lineage_service.get_run(session, run_id=row.run_uuid)
     except NotFound:
@@ -257,17 +270,15 @@ def job_page(job_id: str, session: SessionDep) -> Response:
 
 
 @ui_router.get("/ui/jobs", response_class=HTMLResponse)
+@html_errors()
 def jobs_page(request: Request, session: SessionDep) -> Response:
     """Recent jobs, newest first, by ``user`` and ``status``."""
     params = request.query_params
     user, status, cursor = params.get("user") or None, params.get("status") or None, params.get("cursor") or None
-    try:
-        if status is not None and status not in JobStatus.__members__:
-            raise InvalidInput(f"status must be one of {', '.join(JobStatus.__members__)}, not {status!r}")
-        filters = jobs.JobFilters(user=user, status=JobStatus(status) if status else None)
-        page = jobs.list_jobs(session, filters=filters, sort="-created", cursor=cursor, limit=50)
-    except (HeadwaterError, DataError) as exc:
-        return _error_page(exc, session=session)
+    if status is not None and status not in JobStatus.__members__:
+        raise InvalidInput(f"status must be one of {', '.join(JobStatus.__members__)}, not {status!r}")
+    filters = jobs.JobFilters(user=user, status=JobStatus(status) if status else None)
+    page = jobs.list_jobs(session, filters=filters, sort="-created", cursor=cursor, limit=50)
     url = _url_maker("/ui/jobs", {"user": user, "status": status, "cursor": cursor})
     return _page(
         "jobs.html",

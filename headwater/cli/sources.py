@@ -14,7 +14,7 @@ from headwater.catalog.models import SourceKind
 from headwater.catalog.schemas import SourceCreate, SourceOut
 from headwater.catalog.sync_models import SyncMode, SyncRun, SyncStatus, SyncTrigger
 from headwater.catalog.sync_schemas import SyncRunOut
-from headwater.cli import _fail, _session, _settings, console, friendly_errors
+from headwater.cli.common import JsonOption, console, fail, friendly_errors, load_settings, open_session
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.egress import EgressPolicy
 from headwater.secrets import SecretVault
@@ -30,7 +30,7 @@ def _pairs(items: list[str], option: str) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise _fail(f"{option} {item!r} is not key=value")
+            raise fail(f"{option} {item!r} is not key=value")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -57,7 +57,7 @@ def sources_add(
     description: Annotated[str | None, typer.Option(help="What the source holds.")] = None,
 ) -> None:
     """Register a source; its config is checked against its connector's settings."""
-    settings = _settings()
+    settings = load_settings()
     secrets = {key: str(value) for key, value in _pairs(secret or [], "--secret").items()}
     data = SourceCreate(
         name=name,
@@ -67,7 +67,7 @@ def sources_add(
         config=_pairs(config or [], "--config"),
         secrets=secrets,
     )
-    with _session(settings) as session:
+    with open_session(settings) as session:
         vault = SecretVault.from_settings(settings)
         egress = EgressPolicy.from_settings(settings)
         created = SourceOut.model_validate(sources.create_source(session, data=data, vault=vault, egress=egress))
@@ -79,11 +79,11 @@ def sources_add(
 @sources_app.command("list")
 @friendly_errors
 def sources_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
 ) -> None:
     """List sources with their health and last sync."""
-    with _session(_settings()) as session:
+    with open_session(load_settings()) as session:
         page = sources.list_sources(session, cursor=None, limit=limit)
         items = [SourceOut.model_validate(s) for s in page.items]
     if as_json:
@@ -119,8 +119,8 @@ def sources_sync(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Sync a source now, showing progress; exit status 1 when the sync failed."""
-    settings = _settings()
-    with _session(settings):
+    settings = load_settings()
+    with open_session(settings):
         pass  # checks the database is migrated
     engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
     try:
@@ -168,7 +168,7 @@ def sources_remove(
     ] = False,
 ) -> None:
     """Remove a source (with --purge, also when it still has datasets)."""
-    with _session(_settings()) as session:
+    with open_session(load_settings()) as session:
         purged = 0
         if purge:
             purged = sync.purge_source_datasets(session, source_name=name, reason=f"source {name!r} removed")

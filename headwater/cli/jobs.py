@@ -14,13 +14,24 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
 
-from headwater.cli import _fail, _session, _settings, console, friendly_errors
+from headwater.cli.common import (
+    CursorOption,
+    JsonOption,
+    JsonTableOption,
+    LimitOption,
+    console,
+    fail,
+    friendly_errors,
+    load_settings,
+    open_session,
+    print_page,
+)
+from headwater.database import prepare_database
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.errors import InvalidInput
 from headwater.jobs.models import FINAL_STATUSES, JobStatus
@@ -38,10 +49,9 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run until the queue is empty, then exit.")] = False,
 ) -> None:
     """Claim and run jobs until stopped (SIGINT/SIGTERM kill the jobs it runs, which end KILLED)."""
-    from headwater.app import prepare_database
     from headwater.jobs.worker import JobWorker
 
-    settings = _settings()
+    settings = load_settings()
     prepare_database(settings)
     engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
     from headwater.jobs.isolation import RunAsError
@@ -50,7 +60,7 @@ def worker(
         job_worker = JobWorker.from_settings(make_sessionmaker(engine), settings, slots=slots)
     except RunAsError as exc:
         engine.dispose()
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -120,7 +130,7 @@ def jobs_submit(
         bool, typer.Option("--archive-logs", help="Archive logs when retention removes it.")
     ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to end; exit 1 unless it SUCCEEDED.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Submit a job chosen by tags: `headwater jobs submit --name n --command-tags type:sh --cluster-tags
     sched:adhoc -- -c 'echo hi'`. Exit status 1, with the reason, when the job is INVALID (no cluster and command
@@ -130,7 +140,7 @@ def jobs_submit(
     from headwater.jobs import service
     from headwater.jobs.schemas import JobSubmit
 
-    settings = _settings()
+    settings = load_settings()
     try:
         request = JobSubmit(
             id=job_id,
@@ -148,28 +158,28 @@ def jobs_submit(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "request"
-        raise _fail(f"{where}: {first['msg']}") from None
+        raise fail(f"{where}: {first['msg']}") from None
     attachments = _read_attachments(
         attach or [], settings.jobs_attachments_max_count, settings.jobs_attachments_max_bytes
     )
-    with _session(settings) as session:
+    with open_session(settings) as session:
         job = service.submit_job(session, data=request, attachments=attachments)
         out = service.job_out(session, [job])[0]
     job_now = _wait_for(out.id) if wait else out.model_dump(mode="json")
     _print_job(job_now, as_json)
     status, reason = job_now["status"], job_now["status_message"]
     if status == JobStatus.INVALID.value:  # no cluster and command match: it never runs
-        raise _fail(f"job {out.id} is INVALID: {reason}")
+        raise fail(f"job {out.id} is INVALID: {reason}")
     if wait and status != JobStatus.SUCCEEDED.value:
-        raise _fail(f"job {out.id} ended {status}: {reason}")
+        raise fail(f"job {out.id} ended {status}: {reason}")
 
 
 def _wait_for(job_id: str, poll: float = 0.25) -> dict[str, object]:
     from headwater.jobs import service
 
-    settings = _settings()
+    settings = load_settings()
     while True:
-        with _session(settings) as session:
+        with open_session(settings) as session:
             out = service.job_out(session, [service.get_job(session, job_id=job_id)])[0]
         if out.status in FINAL_STATUSES:
             return out.model_dump(mode="json")
@@ -192,49 +202,45 @@ def jobs_list(
     user: Annotated[str | None, typer.Option(help="Only this user's jobs.")] = None,
     status: Annotated[JobStatus | None, typer.Option(help="Only jobs in this status.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only jobs with this tag.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500, help="How many to show.")] = 50,
-    cursor: Annotated[str | None, typer.Option(help="Continue from a previous page's cursor.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    as_json: JsonTableOption = False,
 ) -> None:
     """List jobs, newest first."""
     from headwater.jobs import service
 
     filters = service.JobFilters(user=user, status=status, tag=tag)
-    with _session(_settings()) as session:
+    with open_session(load_settings()) as session:
         page = service.list_jobs(session, filters=filters, sort="-created", cursor=cursor, limit=limit)
         items = [item.model_dump(mode="json") for item in service.job_out(session, page.items)]
-    if as_json:
-        print(json.dumps({"items": items, "next_cursor": page.next_cursor, "total": page.total}, indent=2))
-        return
-    table = Table(title=f"{page.total} job(s)")
-    for column in ("id", "name", "user", "status", "cluster", "command", "exit", "created"):
-        table.add_column(column)
-    for item in items:
-        table.add_row(
-            str(item["id"]),
-            str(item["name"]),
-            str(item["user"]),
-            str(item["status"]),
-            str(item["cluster"] or ""),
-            str(item["command"] or ""),
-            "" if item["exit_code"] is None else str(item["exit_code"]),
-            str(item["created_at"]),
-        )
-    console.print(table)
-    if page.next_cursor:
-        console.print(f"more: --cursor {page.next_cursor}")
+    print_page(page, items, as_json, "job(s)", "id, name, user, status, cluster, command, exit, created", _job_row)
+
+
+def _job_row(item: dict[str, Any]) -> tuple[str, ...]:
+    exit_code = "" if item["exit_code"] is None else str(item["exit_code"])
+    cluster, command = str(item["cluster"] or ""), str(item["command"] or "")
+    return (
+        str(item["id"]),
+        str(item["name"]),
+        str(item["user"]),
+        str(item["status"]),
+        cluster,
+        command,
+        exit_code,
+        str(item["created_at"]),
+    )
 
 
 @jobs_app.command("show")
 @friendly_errors
 def jobs_show(
     job_id: Annotated[str, typer.Argument(help="Job id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a job, where it ran and its history."""
     from headwater.jobs import service
 
-    with _session(_settings()) as session:
+    with open_session(load_settings()) as session:
         job = service.get_job(session, job_id=job_id)
         out = service.job_out(session, [job])[0].model_dump(mode="json")
         out["execution"] = {"host": job.host, "pid": job.pid, "worker_id": job.worker_id, "work_dir": job.work_dir}
@@ -257,7 +263,7 @@ def jobs_kill(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Kill a job (its worker signals the whole process group)."""
     from headwater.jobs import service
 
-    with _session(_settings()) as session:
+    with open_session(load_settings()) as session:
         job = service.request_kill(session, job_id=job_id)
         status, message = job.status, job.status_message
     if status in {s.value for s in FINAL_STATUSES}:
@@ -277,10 +283,10 @@ def jobs_logs(
     """Print a job's stdout or stderr; with --follow, its live tail until it ends."""
     from headwater.jobs import workspace
 
-    settings = _settings()
+    settings = load_settings()
     out = sys.stdout.buffer
     while True:
-        with _session(settings) as session:
+        with open_session(settings) as session:
             chunk = workspace.read_log(session, job_id=job_id, stream=stream, offset=offset)
         out.write(chunk.data)
         out.flush()

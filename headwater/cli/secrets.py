@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from headwater.catalog.models import Source
 from headwater.catalog.sources import rotate_secrets
-from headwater.cli import _fail, _session, _settings, console, friendly_errors
+from headwater.cli.common import console, fail, friendly_errors, load_settings, open_session
 from headwater.secrets import KEY_SETTING, SecretVault, generate_key, write_key_file
 
 __all__ = ["secrets_app"]
@@ -44,11 +44,11 @@ def secrets_rotate_key(
     ] = False,
 ) -> None:
     """Re-encrypt every stored source secret with the first key of the key ring."""
-    settings = _settings()
+    settings = load_settings()
     vault = SecretVault.from_settings(settings)
     ring = vault.keys
     if (generate or retire) and not ring.from_file:
-        raise _fail(
+        raise fail(
             f"the keys come from {KEY_SETTING}, which this command cannot change: make a key with "
             f"`headwater secrets generate-key`, set {KEY_SETTING}=NEW,OLD, run `headwater secrets rotate-key`, "
             "then remove OLD"
@@ -56,7 +56,7 @@ def secrets_rotate_key(
     if generate:
         assert ring.path is not None
         write_key_file(ring.path, [generate_key(), *ring.keys()])
-    with _session(settings) as session:
+    with open_session(settings) as session:
         sources, values = rotate_secrets(session, vault=vault)
     console.print(f"Re-encrypted {values} secret(s) of {sources} source(s) with the first key of {ring.setting}.")
     older = len(ring.keys()) - 1
@@ -64,14 +64,14 @@ def secrets_rotate_key(
         if older:
             console.print(f"{older} older key(s) still decrypt; retire them once every server has the new key first.")
         return
-    with _session(settings) as session:
+    with open_session(settings) as session:
         stale = [
             source.name
             for source in session.scalars(select(Source).where(Source.secrets.is_not(None)).limit(100_000))
             if any(not ring.first_key_decrypts(token) for token in (source.secrets or {}).values())
         ]
     if stale:
-        raise _fail(f"not retiring: source(s) {', '.join(stale[:10])} were written meanwhile; run this command again")
+        raise fail(f"not retiring: source(s) {', '.join(stale[:10])} were written meanwhile; run this command again")
     assert ring.path is not None
     write_key_file(ring.path, ring.keys()[:1])
     console.print(f"Retired {older} older key(s): {ring.path} now holds the first key only.")

@@ -1,0 +1,179 @@
+"""The ``headwater`` command: serve the API, migrate the database, load the demo, and every command group of
+this package (datasets, sources, secrets, search, lineage, jobs and the job worker).
+
+The groups share ``headwater.cli.common`` and never import this module. Every command opens its own transaction
+(the CLI is an edge, like a route) and reports domain errors as one red line and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Annotated
+
+import typer
+
+from headwater import migrations
+from headwater.cli.common import console, fail, friendly_errors, load_settings, open_session
+from headwater.cli.datasets import datasets_app
+from headwater.cli.jobs import jobs_app, worker
+from headwater.cli.lineage import lineage_app
+from headwater.cli.search import search_app
+from headwater.cli.secrets import secrets_app
+from headwater.cli.sources import sources_app
+from headwater.database import prepare_database
+from headwater.db import create_db_engine
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Headwater: catalog, lineage, jobs and search for data platforms.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(datasets_app, name="datasets")
+
+
+# ------------------------------------------------------------------------------------------ serve
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` for the server; a busy, forbidden or unknown address is one line naming
+    the flag and setting that choose another (uvicorn would print ``[Errno 98]`` and nothing more)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except socket.gaierror:
+        raise fail(f"{host} is not an address of this machine: choose another with --host or HEADWATER_HOST") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            problem = f"port {port} on {host} is in use"
+        elif exc.errno == errno.EACCES:
+            problem = f"no permission to listen on port {port} on {host} (ports below 1024 need root)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            raise fail(
+                f"{host} is not an address of this machine: choose another with --host or HEADWATER_HOST"
+            ) from None
+        else:
+            problem = f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+        raise fail(f"{problem}: choose another with --port or HEADWATER_PORT") from None
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (HEADWATER_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port to bind (HEADWATER_PORT).")] = None,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from headwater.app import create_app
+
+    settings = load_settings()
+    bind_host, bind_port = host or settings.host, port or settings.port
+    listener = _listen(bind_host, bind_port)
+    with console.status("Checking the database…"):
+        prepare_database(settings)
+    console.print(
+        f"Headwater on [bold]http://{bind_host}:{bind_port}[/] "
+        f"(database: {settings.resolved_database_url.split('://')[0]}; search UI: /ui, GraphQL: /graphql, "
+        "REST docs: /docs)"
+    )
+    from headwater.jobs.isolation import RunAsError
+
+    try:
+        application = create_app(settings, prepare=False)
+    except RunAsError as exc:
+        raise fail(str(exc)) from None
+    config = uvicorn.Config(
+        application,
+        host=bind_host,
+        port=bind_port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        proxy_headers=False,  # the app believes X-Forwarded-For from HEADWATER_TRUSTED_PROXIES only
+    )
+    with listener:
+        uvicorn.Server(config).run(sockets=[listener])
+
+
+# --------------------------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+@friendly_errors
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Migrate the database to the newest schema (or to REVISION)."""
+    settings = load_settings()
+    if settings.is_embedded_database:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from headwater.secrets import SecretVault
+
+    with console.status(f"Migrating to {revision}…"):
+        migrations.upgrade(settings.resolved_database_url, revision, secrets_vault=SecretVault.from_settings(settings))
+    engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
+    try:
+        console.print(f"Database at migration [bold]{migrations.current_revision(engine)}[/].")
+    finally:
+        engine.dispose()
+
+
+@db_app.command("current")
+@friendly_errors
+def db_current() -> None:
+    """Show the database's migration revision and whether it is the newest."""
+    settings = load_settings()
+    engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
+    try:
+        current = migrations.current_revision(engine)
+    finally:
+        engine.dispose()
+    head = migrations.head_revision()
+    state = "up to date" if current == head else f"behind: run `headwater db upgrade` to reach {head}"
+    console.print(f"{current or 'none (never migrated)'} ({state})")
+    if current != head:
+        raise typer.Exit(code=1)
+
+
+# ------------------------------------------------------------------------------------------- demo
+
+
+@app.command()
+@friendly_errors
+def demo(
+    jobs: Annotated[
+        bool, typer.Option("--jobs/--no-jobs", help="Register local Spark/Flink clusters and run the demo's Spark job.")
+    ] = True,
+) -> None:
+    """Load the demo streaming platform (idempotent: running it again adds nothing)."""
+    from headwater.demo import load_demo
+    from headwater.egress import DEMO_WAREHOUSE
+
+    settings = load_settings()
+    warehouse = settings.data_dir / DEMO_WAREHOUSE  # readable by the egress policy, whatever its settings
+    with console.status("Loading the demo platform…") as status, open_session(settings) as session:
+        report = load_demo(session, progress=lambda message: status.update(message), warehouse_dir=warehouse)
+    console.print(
+        f"Demo platform: {report.sources_created} source(s) and {report.datasets_created} dataset(s) created, "
+        f"{report.datasets_existing} already there, {report.schema_changes} schema change(s) recorded."
+    )
+    if report.iceberg_live:
+        console.print(
+            f"Iceberg lake: live warehouse in {warehouse} ({report.tables_built} table(s) built); sync "
+            f"{report.sync_status}: {report.synced_added} added, {report.synced_changed} changed, "
+            f"{report.synced_unchanged} unchanged."
+        )
+    else:
+        console.print(f"Iceberg lake: registered by hand ({report.iceberg_note}).")
+    console.print("Kafka topics and Hive tables: registered by hand (the demo runs no broker or metastore).")
+    if jobs:
+        from headwater.demo.jobs import run_demo_jobs_cli
+
+        run_demo_jobs_cli(settings, warehouse_root=warehouse if report.iceberg_live else None, say=console.print)
+
+
+app.add_typer(sources_app, name="sources")
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(search_app, name="search")
+app.add_typer(lineage_app, name="lineage")
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(worker)

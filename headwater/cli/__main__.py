@@ -1,0 +1,7 @@
+"""``python -m headwater.cli``: the ``headwater`` command."""
+
+from __future__ import annotations
+
+from headwater.cli import app
+
+app()
