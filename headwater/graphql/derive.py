@@ -11,6 +11,7 @@ of the model as its value, so a resolver may answer the REST model itself. :clas
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ import strawberry
 from pydantic import BaseModel
 from strawberry.scalars import JSON
 
-__all__ = ["Page", "from_model", "graphql_of", "input_from", "resolve_attribute"]
+__all__ = ["Page", "enum_of", "from_model", "graphql_of", "input_from", "resolve_attribute"]
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -97,6 +98,20 @@ def from_model(
         return made
 
     return build
+
+
+def enum_of(name: str, annotation: Any) -> Any:
+    """A GraphQL enum of the strings a model field's ``Literal`` allows (named upper-case, in the Literal's order),
+    so the choices are defined once, in the REST model."""
+
+    def choices(given: Any) -> list[str]:
+        if typing.get_origin(given) is Literal:
+            return [str(v) for v in typing.get_args(given)]
+        return [v for arg in typing.get_args(given) for v in choices(arg)]
+
+    functional: Any = enum.Enum  # the functional API, with a name only known at run time
+    made = functional(name, {value.upper(): value for value in choices(annotation)})
+    return strawberry.enum(made)
 
 
 def resolve_attribute(obj: Any, name: str) -> Any:

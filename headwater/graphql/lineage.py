@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from headwater.graphql.arguments import bounded, database_id, validated
 from headwater.graphql.context import Info
-from headwater.graphql.derive import from_model
+from headwater.graphql.derive import enum_of, from_model
 from headwater.graphql.errors import answers_errors, result
 from headwater.lineage import graph, manual
 from headwater.lineage import service as lineage
@@ -39,21 +39,12 @@ __all__ = ["LineageMutation", "LineageQuery", "Run", "runs_by_id"]
 strawberry.enum(EdgeOrigin)
 
 
-@strawberry.enum
-class NodeKind(enum.Enum):
-    """What a lineage node is."""
-
-    DATASET = "dataset"
-    COLUMN = "column"
-    JOB = "job"
-
-
-@strawberry.enum
-class TransformationType(enum.Enum):
-    """OpenLineage's column-lineage transformation types."""
-
-    DIRECT = "DIRECT"
-    INDIRECT = "INDIRECT"
+# What a lineage node is; OpenLineage's column-lineage transformation types; the SQL dialects lineage is read
+# from; which lineage graph an edge belongs to: each the choices of a REST model's field.
+NodeKind: Any = enum_of("NodeKind", NodeOut.model_fields["kind"].annotation)
+TransformationType: Any = enum_of("TransformationType", ManualEdgeIn.model_fields["transformation_type"].annotation)
+SqlDialect: Any = enum_of("SqlDialect", SqlLineageIn.model_fields["dialect"].annotation)
+EdgeLevel: Any = enum_of("EdgeLevel", ManualEdgeOut.model_fields["level"].annotation)
 
 
 @from_model(NodeOut, name="LineageNode", ids=("id", "dataset_id"))
@@ -178,25 +169,6 @@ class Direction(enum.Enum):
     BOTH = "both"
 
 
-@strawberry.enum
-class SqlDialect(enum.Enum):
-    """The SQL dialects lineage is read from."""
-
-    SPARK = "spark"
-    HIVE = "hive"
-    FLINK = "flink"
-    TRINO = "trino"
-    POSTGRES = "postgres"
-
-
-@strawberry.enum
-class EdgeLevel(enum.Enum):
-    """Which lineage graph an edge belongs to."""
-
-    COLUMN = "column"
-    DATASET = "dataset"
-
-
 @strawberry.input(description="One end of a declared edge: a dataset, and one of its columns for a column edge.")
 class EdgeEndInput:
     namespace: str
@@ -264,8 +236,11 @@ def _filters(given: LineageFilter | None) -> graph.WalkFilters:
     )
 
 
-def _sql_request(**given: Any) -> SqlLineageIn:
+def _sql_request(
+    sql: str, dialect: Any, namespace: str | None, default_schema: str | None, **more: Any
+) -> SqlLineageIn:
     """The REST body of a SQL lineage request from GraphQL arguments (what was not given stays default)."""
+    given = {"sql": sql, "dialect": dialect, "namespace": namespace, "default_schema": default_schema, **more}
     values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in given.items() if v is not None}
     return validated(SqlLineageIn, values, "")
 
@@ -289,13 +264,9 @@ class LineageQuery:
         filter: LineageFilter | None = None,
     ) -> LineageGraphResult:
         session = info.context.session
+        root, walk = _node(session, node), _filters(filter)
         return graph.graph_around(
-            session,
-            node=_node(session, node),
-            direction=direction.value,
-            depth=depth,
-            budget=max_nodes,
-            filters=_filters(filter),
+            session, node=root, direction=direction.value, depth=depth, budget=max_nodes, filters=walk
         )
 
     @strawberry.field(
@@ -313,14 +284,8 @@ class LineageQuery:
         filter: LineageFilter | None = None,
     ) -> ImpactResult:
         session = info.context.session
-        return graph.impact(
-            session,
-            node=_node(session, node),
-            depth=depth,
-            budget=max_nodes,
-            timeout_ms=bounded(timeout_ms, 10, 60_000, "timeoutMs"),
-            filters=_filters(filter),
-        )
+        root, walk, timeout = _node(session, node), _filters(filter), bounded(timeout_ms, 10, 60_000, "timeoutMs")
+        return graph.impact(session, node=root, depth=depth, budget=max_nodes, timeout_ms=timeout, filters=walk)
 
     @strawberry.field(description="One shortest downstream path between two columns or two datasets.")
     @answers_errors
@@ -346,7 +311,7 @@ class LineageQuery:
         namespace: str | None = None,
         default_schema: str | None = None,
     ) -> SqlLineageResult:
-        data = _sql_request(sql=sql, dialect=dialect, namespace=namespace, default_schema=default_schema)
+        data = _sql_request(sql, dialect, namespace, default_schema)
         return lineage.analyse_sql(info.context.session, data=data)
 
     @strawberry.field(description="A lineage run (OpenLineage run id) with its state, parent and children.")
@@ -371,15 +336,8 @@ class LineageMutation:
         job_namespace: str = "headwater",
         job_name: str | None = None,
     ) -> SqlLineageResult:
-        data = _sql_request(
-            sql=sql,
-            dialect=dialect,
-            namespace=namespace,
-            default_schema=default_schema,
-            apply=True,
-            job_namespace=job_namespace,
-            job_name=job_name,
-        )
+        more = {"apply": True, "job_namespace": job_namespace, "job_name": job_name}
+        data = _sql_request(sql, dialect, namespace, default_schema, **more)
         return lineage.analyse_sql(info.context.session, data=data)
 
     @strawberry.field(
