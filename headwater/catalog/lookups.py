@@ -26,13 +26,14 @@ def fields_of_datasets(session: Session, *, dataset_ids: Sequence[int]) -> dict[
     """The current fields of each of ``dataset_ids``, in position order (an empty list for an unknown id)."""
     found: dict[int, list[FieldOfDataset]] = {i: [] for i in dataset_ids}
     for chunk in in_chunks(list(dataset_ids)):
-        rows = session.execute(
+        result = session.execute(
             select(Field.dataset_id, Field.id, *FIELD_VIEW_COLUMNS)
             .where(Field.dataset_id.in_(chunk))
             .order_by(Field.dataset_id, Field.position)
         )
-        for row in rows:
-            data = dict(row._mapping)
+        keys = list(result.keys())  # once: a row's own mapping rebuilds them (a page holds thousands of fields)
+        for row in result:
+            data = dict(zip(keys, row, strict=True))
             data["tags"] = data["tags"] or []
-            found[row.dataset_id].append(FieldOfDataset.model_validate(data))
+            found[data["dataset_id"]].append(FieldOfDataset.model_validate(data))
     return found

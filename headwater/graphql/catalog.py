@@ -34,7 +34,7 @@ from headwater.catalog.schemas import ChangeFeed as ChangeFeedOut
 from headwater.errors import InvalidInput
 from headwater.graphql.arguments import as_filters, bounded, database_id, is_set, page_size, validated
 from headwater.graphql.context import Info, Siblings
-from headwater.graphql.derive import Page, from_model, input_from
+from headwater.graphql.derive import Page, from_model, input_from, to_graphql
 from headwater.graphql.errors import answers_errors, result
 
 __all__ = ["CatalogMutation", "CatalogQuery", "Dataset", "datasets_of", "datasets_by_id"]
@@ -59,7 +59,7 @@ class DatasetField:
 
 
 def _fields_of(session: Session, dataset_ids: list[int]) -> dict[int, list[Any]]:  # FieldOfDataset, as Field
-    return fields_of_datasets(session, dataset_ids=dataset_ids)
+    return {key: to_graphql(found) for key, found in fields_of_datasets(session, dataset_ids=dataset_ids).items()}
 
 
 # GraphQL has always listed a dataset's whole-form facts after its summary's and before its timestamps.
@@ -114,16 +114,20 @@ class Dataset:
             cursor=after,
             limit=bounded(first, 1, 100, "first"),
         )
-        items: list[Any] = [SchemaVersionOut.model_validate(v) for v in page.items]  # as SchemaVersion
+        items = to_graphql([SchemaVersionOut.model_validate(v) for v in page.items])
         return SchemaVersionPage(items=items, next_cursor=page.next_cursor, total=page.total)
 
 
 def datasets_of(session: Session, rows: list[DatasetRow]) -> list[Dataset]:
     """GraphQL datasets of ORM rows returned together (tags and owners loaded); they batch their loads."""
     siblings = Siblings(session, [r.id for r in rows])
+    answers = [DatasetOut.of(row, field_rows=()).__dict__ for row in rows]
     return [
-        Dataset(**{k: v for k, v in DatasetOut.of(row, field_rows=()) if k != "fields"}, siblings=siblings)
-        for row in rows
+        Dataset(
+            **{**{k: v for k, v in answer.items() if k != "fields"}, "owners": to_graphql(answer["owners"])},
+            siblings=siblings,
+        )
+        for answer in answers
     ]
 
 
@@ -333,7 +337,7 @@ class CatalogQuery:
         cursor: str | None = None
         while True:  # sources are few: a platform federates tens of systems, not thousands
             page = catalog_sources.list_sources(info.context.session, kind=kind, cursor=cursor, limit=500)
-            found.extend(SourceOut.model_validate(s) for s in page.items)  # type: ignore[misc]
+            found.extend(to_graphql(SourceOut.model_validate(s)) for s in page.items)
             if page.next_cursor is None:
                 return SourceList(items=found)
             cursor = page.next_cursor
@@ -353,7 +357,7 @@ class CatalogQuery:
             info.context.session, after=position, limit=page_size(first, 1000), entity_type=entity_type, kinds=kinds
         )
         items = [ChangeEventOut.model_validate(r) for r in rows]
-        return ChangeFeedOut(items=items, next_after=rows[-1].id if rows else position)
+        return to_graphql(ChangeFeedOut(items=items, next_after=rows[-1].id if rows else position))
 
 
 @strawberry.type

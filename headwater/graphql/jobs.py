@@ -14,7 +14,7 @@ from strawberry.scalars import JSON
 
 from headwater.graphql.arguments import as_filters, page_size, validated
 from headwater.graphql.context import Info, Siblings
-from headwater.graphql.derive import Page, from_model, input_from
+from headwater.graphql.derive import Page, from_model, input_from, to_graphql
 from headwater.graphql.errors import answers_errors, result
 from headwater.graphql.lineage import Run, runs_by_id
 from headwater.jobs import service as jobs
@@ -42,11 +42,11 @@ class JobAttempt:
 
 
 def _transitions_of(session: Session, job_pks: list[int]) -> dict[int, list[Any]]:  # TransitionOut
-    return transitions_of_jobs(session, job_pks=job_pks)
+    return {key: to_graphql(found) for key, found in transitions_of_jobs(session, job_pks=job_pks).items()}
 
 
 def _attempts_of(session: Session, job_pks: list[int]) -> dict[int, list[Any]]:  # AttemptOut
-    return attempts_of_jobs(session, job_pks=job_pks)
+    return {key: to_graphql(found) for key, found in attempts_of_jobs(session, job_pks=job_pks).items()}
 
 
 @from_model(JobOut, name="Job", ids=("id",))
@@ -159,7 +159,8 @@ def _named_page(
     """A page of clusters or commands (``sort, first, after``), as their REST answers."""
     sort, first, after = arguments
     page = lister(info.context.session, sort=sort, cursor=after, limit=page_size(first, 100))
-    return kind(items=[model.model_validate(row) for row in page.items], next_cursor=page.next_cursor, total=page.total)
+    items = to_graphql([model.model_validate(row) for row in page.items])
+    return kind(items=items, next_cursor=page.next_cursor, total=page.total)
 
 
 @strawberry.type

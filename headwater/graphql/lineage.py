@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from headwater.graphql.arguments import bounded, database_id, validated
 from headwater.graphql.context import Info
-from headwater.graphql.derive import enum_of, from_model
+from headwater.graphql.derive import enum_of, from_model, to_graphql
 from headwater.graphql.errors import answers_errors, result
 from headwater.lineage import graph, manual
 from headwater.lineage import service as lineage
@@ -107,12 +107,22 @@ class SqlColumn:
     """The inputs of one output column found in SQL (each a column with its transformation)."""
 
 
+def _target(root: SqlStatementOut) -> DatasetName | None:
+    """The dataset a statement writes, if any (the REST answer holds it as a dict)."""
+    return None if root.target is None else DatasetName(**root.target)
+
+
+def _inputs(root: SqlStatementOut) -> list[DatasetName]:
+    """The datasets a statement reads."""
+    return [DatasetName(**given) for given in root.inputs]
+
+
 @from_model(SqlStatementOut, name="SqlStatement")
 class SqlStatement:
     """The lineage of one SQL statement: its target, the tables it reads, and column by column."""
 
-    target: DatasetName | None  # the answer's {namespace, name} dicts, read by the schema's default resolver
-    inputs: list[DatasetName]
+    target: DatasetName | None = strawberry.field(resolver=_target)
+    inputs: list[DatasetName] = strawberry.field(resolver=_inputs)
 
 
 @from_model(SqlLineageOut, name="SqlLineage")
@@ -127,7 +137,7 @@ class Run:
 
 def runs_by_id(session: Session, run_ids: list[str]) -> dict[str, RunOut]:
     """The lineage runs among ``run_ids`` (a batch loader: a fixed number of queries)."""
-    return lineage.runs_by_uuid(session, run_ids=run_ids)
+    return {key: to_graphql(run) for key, run in lineage.runs_by_uuid(session, run_ids=run_ids).items()}
 
 
 LineageGraphResult: Any = result("LineageGraphResult", LineageGraph)
@@ -265,9 +275,10 @@ class LineageQuery:
     ) -> LineageGraphResult:
         session = info.context.session
         root, walk = _node(session, node), _filters(filter)
-        return graph.graph_around(
+        answer = graph.graph_around(
             session, node=root, direction=direction.value, depth=depth, budget=max_nodes, filters=walk
         )
+        return to_graphql(answer)
 
     @strawberry.field(
         description="What breaks if a column or dataset changes: every downstream column, dataset, job "
@@ -285,7 +296,8 @@ class LineageQuery:
     ) -> ImpactResult:
         session = info.context.session
         root, walk, timeout = _node(session, node), _filters(filter), bounded(timeout_ms, 10, 60_000, "timeoutMs")
-        return graph.impact(session, node=root, depth=depth, budget=max_nodes, timeout_ms=timeout, filters=walk)
+        answer = graph.impact(session, node=root, depth=depth, budget=max_nodes, timeout_ms=timeout, filters=walk)
+        return to_graphql(answer)
 
     @strawberry.field(description="One shortest downstream path between two columns or two datasets.")
     @answers_errors
@@ -293,13 +305,14 @@ class LineageQuery:
         self, info: Info, source: NodeInput, target: NodeInput, depth: int = 20, filter: LineageFilter | None = None
     ) -> PathResult:
         session = info.context.session
-        return graph.path_between(
+        answer = graph.path_between(
             session,
             source=_node(session, source, "source"),
             target=_node(session, target, "target"),
             depth=bounded(depth, 1, graph.MAX_DEPTH, "depth"),
             filters=_filters(filter),
         )
+        return to_graphql(answer)
 
     @strawberry.field(description="Column lineage of SQL against the catalog's schemas (nothing is recorded).")
     @answers_errors
@@ -312,12 +325,12 @@ class LineageQuery:
         default_schema: str | None = None,
     ) -> SqlLineageResult:
         data = _sql_request(sql, dialect, namespace, default_schema)
-        return lineage.analyse_sql(info.context.session, data=data)
+        return to_graphql(lineage.analyse_sql(info.context.session, data=data))
 
     @strawberry.field(description="A lineage run (OpenLineage run id) with its state, parent and children.")
     @answers_errors
     def lineage_run(self, info: Info, id: str) -> RunResult:
-        return lineage.get_run(info.context.session, run_id=id)
+        return to_graphql(lineage.get_run(info.context.session, run_id=id))
 
 
 @strawberry.type
@@ -338,7 +351,7 @@ class LineageMutation:
     ) -> SqlLineageResult:
         more = {"apply": True, "job_namespace": job_namespace, "job_name": job_name}
         data = _sql_request(sql, dialect, namespace, default_schema, **more)
-        return lineage.analyse_sql(info.context.session, data=data)
+        return to_graphql(lineage.analyse_sql(info.context.session, data=data))
 
     @strawberry.field(
         description="Declare a dataset- or column-level edge by hand (origin manual); declaring it again refreshes it."
@@ -346,7 +359,7 @@ class LineageMutation:
     @answers_errors
     def declare_lineage_edge(self, info: Info, input: ManualEdgeInput) -> ManualEdgeResult:
         data = validated(ManualEdgeIn, _declaration(input), "input")
-        return manual.declare_edge(info.context.session, data=data)
+        return to_graphql(manual.declare_edge(info.context.session, data=data))
 
     @strawberry.field(description="Withdraw an edge declared by hand: retired now; as-of queries before still show it.")
     @answers_errors

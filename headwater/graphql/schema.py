@@ -13,12 +13,10 @@ from __future__ import annotations
 from graphql import GraphQLError
 from strawberry import Schema
 from strawberry.extensions import MaxAliasesLimiter, ParserCache, ValidationCache
-from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from headwater.graphql.catalog import CatalogMutation, CatalogQuery
-from headwater.graphql.derive import resolve_attribute
 from headwater.graphql.errors import Error
 from headwater.graphql.jobs import JobsMutation, JobsQuery
 from headwater.graphql.limits import CostLimit, DeadlineExecutionContext
@@ -58,5 +56,4 @@ schema = _Schema(
         CostLimit,
     ],
     execution_context_class=DeadlineExecutionContext,
-    config=StrawberryConfig(default_resolver=resolve_attribute),
 )

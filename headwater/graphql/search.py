@@ -12,7 +12,7 @@ from headwater.catalog.models import DatasetKind
 from headwater.graphql.arguments import page_size
 from headwater.graphql.catalog import Dataset, datasets_by_id
 from headwater.graphql.context import Info, Siblings
-from headwater.graphql.derive import from_model
+from headwater.graphql.derive import from_model, to_graphql
 from headwater.graphql.errors import answers_errors, result
 from headwater.search.base import (
     FACETS,
@@ -86,7 +86,7 @@ class SearchResults:
             next_cursor=page.next_cursor,
             total=page.total,
             total_approximate=page.total_approximate,
-            facets=[Facet(name=name, values=counts) for name, counts in page.facets.items()],  # type: ignore[arg-type]
+            facets=[Facet(name=name, values=to_graphql(counts)) for name, counts in page.facets.items()],
             facets_approximate=page.facets_approximate,
             corrections=[Correction(word=w, suggestions=list(s)) for w, s in page.corrections.items()],
         )
@@ -157,4 +157,4 @@ class SearchQueryFields:
         found = info.context.search_backend.suggest(
             check_prefix(prefix), limit=page_size(first, 50), types=types or [DocumentType.DATASET]
         )
-        return Suggestions(items=found)  # type: ignore[arg-type]
+        return Suggestions(items=to_graphql(found))
