@@ -1,7 +1,9 @@
 """The one exception hierarchy of Headwater; each class maps to one HTTP status and one error code.
 
 Services raise these; the HTTP edge (``headwater.app``) turns them into JSON error bodies, and the
-GraphQL layer will turn them into typed error results. Messages name the offending field and value.
+GraphQL layer (``headwater.graphql.errors``) into the typed error result of their status. A subclass with a
+status no GraphQL error type is listed for fails ``tests/graphql/test_graphql_contract.py``. Messages name the
+offending field and value.
 """
 
 from __future__ import annotations

@@ -12,12 +12,13 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import strawberry
 from sqlalchemy.orm import Session
 
 from headwater.search.base import SearchBackend
 from headwater.settings import Settings
 
-__all__ = ["Context", "Siblings"]
+__all__ = ["Context", "Info", "Siblings"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -54,3 +55,7 @@ class Siblings(Generic[K]):
             found = self._loaded[name] = loader(self.session, list(dict.fromkeys(self.keys)))
         value: V | None = found.get(key)
         return value
+
+
+# What a resolver declares to receive the context (strawberry injects the argument by this annotation).
+Info = strawberry.Info[Context, None]

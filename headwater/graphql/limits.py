@@ -44,7 +44,7 @@ from headwater.search.base import FACET_LIMIT, FACETS
 
 __all__ = ["LEAF_WEIGHTS", "LIST_BOUNDS", "CostLimit", "DeadlineExecutionContext", "TimeBudgetExceeded", "estimate"]
 
-# Schema-wide maxima the API enforces elsewhere (catalog.schemas, jobs.schemas, lineage.service).
+# Schema-wide maxima the API enforces elsewhere (catalog.schemas, jobs.schemas, lineage.runs).
 MAX_FIELDS = 5000  # columns of one dataset's schema
 MAX_ATTEMPTS = 10
 MAX_CHILD_RUNS = 1000

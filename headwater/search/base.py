@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from headwater.errors import HeadwaterError, InvalidInput
 from headwater.search.text import join_words, short_name
 
@@ -221,9 +223,18 @@ class SearchQuery:
         return self.sort
 
 
-@dataclass
-class SearchHit:
-    """One result: the document's identity, what to show, and why it matched."""
+class _Answer(BaseModel):
+    # Defaults (a hit's match, score, highlights) are filled in when a backend leaves them out, so every answer
+    # carries them: required in the response schema, as REST has always documented.
+    model_config = ConfigDict(from_attributes=True, json_schema_serialization_defaults_required=True)
+
+
+class SearchHit(_Answer):
+    """One hit: a dataset or a column, why it matched (``match``) and what matched (``highlights``).
+
+    The one definition of a hit: backends build it, REST answers it (``SearchHitOut``), GraphQL derives its
+    ``SearchHitResult`` from it.
+    """
 
     key: str
     type: DocumentType
@@ -240,12 +251,11 @@ class SearchHit:
     updated_at: dt.datetime
     match: MatchTier | None = None
     score: float | None = None
-    highlights: dict[str, list[str]] = field(default_factory=dict)
+    highlights: dict[str, list[str]] = Field(default_factory=dict)
 
 
-@dataclass
-class FacetCount:
-    """How many hits have one facet value."""
+class FacetCount(_Answer):
+    """How many hits carry one facet value."""
 
     value: str
     count: int
@@ -265,8 +275,7 @@ class SearchPage:
     facets_approximate: bool = False
 
 
-@dataclass
-class Suggestion:
+class Suggestion(_Answer):
     """One autocomplete answer."""
 
     text: str
@@ -346,7 +355,7 @@ def facet_list(counts: dict[str, dict[str, int]]) -> dict[str, list[FacetCount]]
     """Counts per facet value, biggest first, at most FACET_LIMIT values per facet."""
     return {
         facet: [
-            FacetCount(value, n)
+            FacetCount(value=value, count=n)
             for value, n in sorted(counts.get(facet, {}).items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_LIMIT]
         ]
         for facet in FACETS

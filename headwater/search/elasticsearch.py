@@ -484,7 +484,11 @@ class ElasticsearchBackend(SearchBackend):
             seen.add(option["_id"])
             found.append(
                 Suggestion(
-                    src["name"], DocumentType(src["type"]), int(src["dataset_id"]), src["namespace"], src["kind"]
+                    text=src["name"],
+                    type=DocumentType(src["type"]),
+                    dataset_id=int(src["dataset_id"]),
+                    namespace=src["namespace"],
+                    kind=src["kind"],
                 )
             )
         # Whole-name prefixes first, then shorter names: the same order as the sql backend.

@@ -1,4 +1,5 @@
-"""Pydantic response models of the search API."""
+"""Pydantic response models of the search API (a hit, a facet count and a suggestion are defined once, in
+:mod:`headwater.search.base`; these are their REST names)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict
 
-from headwater.search.base import DocumentType, MatchTier
+from headwater.search.base import FacetCount, SearchHit, Suggestion
 
 __all__ = ["FacetCountOut", "SearchHitOut", "SearchResponse", "SearchStatusOut", "SuggestResponse", "SuggestionOut"]
 
@@ -15,32 +16,12 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class SearchHitOut(_Out):
+class SearchHitOut(SearchHit):
     """One hit: a dataset or a column, why it matched (``match``) and what matched (``highlights``)."""
 
-    key: str
-    type: DocumentType
-    dataset_id: int
-    name: str
-    dataset_name: str
-    namespace: str
-    source: str
-    kind: str
-    format: str | None
-    description: str | None
-    tags: list[str]
-    owners: list[str]
-    updated_at: dt.datetime
-    match: MatchTier | None
-    score: float | None
-    highlights: dict[str, list[str]]
 
-
-class FacetCountOut(_Out):
+class FacetCountOut(FacetCount):
     """How many hits carry one facet value."""
-
-    value: str
-    count: int
 
 
 class SearchResponse(_Out):
@@ -59,14 +40,8 @@ class SearchResponse(_Out):
     facets_approximate: bool = False
 
 
-class SuggestionOut(_Out):
+class SuggestionOut(Suggestion):
     """One autocomplete answer."""
-
-    text: str
-    type: DocumentType
-    dataset_id: int
-    namespace: str
-    kind: str
 
 
 class SuggestResponse(_Out):

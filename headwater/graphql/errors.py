@@ -1,0 +1,131 @@
+"""GraphQL's error results: the ``Error`` interface, one type per kind of domain error, and the mapping to them.
+
+Errors are results, not exceptions (``DatasetResult = Dataset | NotFoundError | ...``): each root field runs in a
+savepoint (:func:`answers_errors`) that turns any :class:`~headwater.errors.HeadwaterError` (or a value the
+database refuses) into its typed result, so each union names every error type, and a client's
+``... on Error { message code field }`` catches whatever it is. The mapping is total: an error maps by its HTTP
+status (:data:`ERROR_TYPES`), and a test checks every subclass of ``HeadwaterError`` has a status listed there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, cast
+
+import strawberry
+from sqlalchemy.exc import DataError
+
+from headwater.api import unstorable_reason
+from headwater.errors import HeadwaterError
+
+__all__ = [
+    "ERROR_TYPES",
+    "ConflictError",
+    "Error",
+    "InvalidInputError",
+    "NotFoundError",
+    "PreconditionFailedError",
+    "UnavailableError",
+    "answers_errors",
+    "error_of",
+    "error_type_of",
+    "result",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@strawberry.interface
+class Error:
+    """Why a field could not be answered: ``message`` says what to change; ``field`` names the argument at fault."""
+
+    message: str
+    code: str
+    field: str | None
+
+
+@strawberry.type
+class NotFoundError(Error):
+    """The named dataset, column, job or run does not exist."""
+
+
+@strawberry.type
+class InvalidInputError(Error):
+    """An argument is invalid: out of range, malformed, contradicting another, or refused (a secret reference, an
+    address egress forbids)."""
+
+
+@strawberry.type
+class ConflictError(Error):
+    """The request contradicts current state (a duplicate job id, a job that has already ended, ...)."""
+
+
+@strawberry.type
+class PreconditionFailedError(Error):
+    """``expectedRevision`` is stale (or missing): someone else changed the dataset first; read it again."""
+
+
+@strawberry.type
+class UnavailableError(Error):
+    """A backend (the search index, the database, a source, a connector) cannot answer now."""
+
+
+# The GraphQL error type of each HTTP status a HeadwaterError carries. 422 is a body REST could parse but not
+# accept: in GraphQL an invalid argument. 428 (a guarded write sent without its revision) is a failed
+# precondition here too; its ``code`` (precondition_required) tells the two apart. Every 5xx is a backend
+# that cannot answer.
+ERROR_TYPES: dict[int, type[Error]] = {
+    400: InvalidInputError,
+    422: InvalidInputError,
+    404: NotFoundError,
+    409: ConflictError,
+    412: PreconditionFailedError,
+    428: PreconditionFailedError,
+    500: UnavailableError,
+    501: UnavailableError,
+    502: UnavailableError,
+    503: UnavailableError,
+}
+
+
+def error_type_of(kind: type[HeadwaterError]) -> type[Error]:
+    """The GraphQL error type a domain error class is answered as."""
+    return ERROR_TYPES[kind.status_code]
+
+
+def error_of(exc: HeadwaterError) -> Error:
+    """The typed GraphQL result of a domain error."""
+    where = exc.detail.get("field") if isinstance(exc.detail, dict) else None
+    kind = ERROR_TYPES.get(exc.status_code, UnavailableError)
+    return kind(message=exc.message, code=exc.code, field=str(where) if where is not None else None)
+
+
+def answers_errors(resolver: F) -> F:
+    """Run a root resolver in a savepoint; a domain error (or a value the database refuses) rolls it back and
+    becomes the field's typed error result."""
+
+    @functools.wraps(resolver)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        info: strawberry.Info = kwargs["info"]
+        try:
+            with info.context.session.begin_nested():
+                return resolver(*args, **kwargs)
+        except HeadwaterError as exc:
+            return error_of(exc)
+        except DataError as exc:
+            return InvalidInputError(
+                message=f"an argument holds a value the database cannot store: {unstorable_reason(exc)}",
+                code="invalid_value",
+                field=None,
+            )
+
+    return cast(F, run)
+
+
+def result(name: str, kind: Any) -> Any:
+    """The union ``name`` of a root field's answer ``kind`` and every error type."""
+    return Annotated[
+        kind | NotFoundError | InvalidInputError | ConflictError | PreconditionFailedError | UnavailableError,
+        strawberry.union(name),
+    ]
