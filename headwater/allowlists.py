@@ -1,7 +1,7 @@
 """The server's allowlists, read one way everywhere: the entry checks the settings run on each entry, and the one
 rule for whether a local file lies inside allowed directories.
 
-Below :mod:`headwater.settings`, :mod:`headwater.egress`, :mod:`headwater.secrets` and :mod:`headwater.crosssite`:
+Below :mod:`headwater.settings`, :mod:`headwater.egress`, :mod:`headwater.secrets` and :mod:`headwater.api.crosssite`:
 the settings validate their entries here, and the modules that enforce the allowlists read them with the same
 functions, so no module that reads the settings is imported by them.
 """

@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from headwater import __version__, migrations
+from headwater.api.crosssite import CLIENT_HEADER, CrossSiteWrites, HostCheck, SecurityHeaders
+from headwater.api.limits import RateLimit, TokenBuckets
 from headwater.api.middleware import BodySizeLimit
 from headwater.api.responses import error_body, install_error_handlers
 from headwater.apidocs import install_api_docs
@@ -30,7 +32,6 @@ from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync_routes import sync_router
 from headwater.catalog.sync_scheduler import SyncScheduler
-from headwater.crosssite import CLIENT_HEADER, CrossSiteWrites, HostCheck, SecurityHeaders
 from headwater.database import prepare_database
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.egress import EgressPolicy
@@ -38,7 +39,6 @@ from headwater.graphql import graphql_router
 from headwater.jobs.reaper import ReaperThread
 from headwater.jobs.routes import applications_router, clusters_router, commands_router, jobs_router
 from headwater.jobs.worker import JobWorker, WorkerThread
-from headwater.limits import RateLimit, TokenBuckets
 from headwater.lineage.routes import lineage_router
 from headwater.loops import LoopService
 from headwater.openapi import install_openapi

@@ -28,8 +28,8 @@ from live_http import serve_in_thread
 from sqlalchemy import Engine
 from suite_tables import empty_tables
 
+from headwater.api.crosssite import CLIENT_HEADER
 from headwater.app import create_app
-from headwater.crosssite import CLIENT_HEADER
 from headwater.db import make_sessionmaker
 from headwater.settings import Settings
 

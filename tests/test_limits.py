@@ -96,7 +96,7 @@ async def test_zero_turns_the_limit_off(db_url: str, tmp_path: Path) -> None:
 
 
 def test_buckets_refill_at_the_rate_and_idle_ones_are_forgotten() -> None:
-    from headwater.limits import TokenBuckets
+    from headwater.api.limits import TokenBuckets
 
     now = [0.0]
     buckets = TokenBuckets(rate=2, burst=4, max_clients=1000, clock=lambda: now[0])

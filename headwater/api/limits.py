@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from headwater.api import refusal
+from headwater.api.responses import refusal
 
 __all__ = ["RateLimit", "TokenBuckets", "client_address"]
 

@@ -26,7 +26,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headwater.allowlists import host_name
-from headwater.api import SECURITY_HEADERS, refusal
+from headwater.api.headers import SECURITY_HEADERS
+from headwater.api.responses import refusal
 
 __all__ = [
     "CLIENT_HEADER",
