@@ -25,8 +25,6 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
-from headwater.pgwire import execute_with
-
 __all__ = [
     "Base",
     "BigInt",
@@ -122,7 +120,7 @@ _JSON_CODEC: dict[str, Any] = {"json_serializer": _dump_json, "json_deserializer
 def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False, prepared_statements: bool = True) -> Engine:
     """An engine for ``url`` set up for Headwater: SQLite pragmas or psycopg 3; at most ``2 * pool_size``
     connections (``pool_size`` kept open). ``prepared_statements=False`` (PostgreSQL): no statement is prepared on
-    the server, neither by psycopg nor by :func:`begin_and_fetch_one` (behind a PgBouncer in transaction
+    the server, neither after psycopg's five runs nor with ``prepare=True`` (behind a PgBouncer in transaction
     mode)."""
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -290,22 +288,38 @@ def execute_on_driver(session: Session, statement: Any, params: Mapping[str, Any
 
 
 def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """PostgreSQL: run ``statement`` (as :func:`execute_on_driver` takes it) as the first statement of the session's
-    transaction, opening the transaction in the same round trip; its first row, each value as the server's text
-    (bytes) or None. When the session has run a statement already, it runs as :func:`execute_on_driver` runs it
-    (values as psycopg loads them). How: :func:`headwater.pgwire.execute_with`."""
-    with _on_driver(session, statement, params) as (_raw, sql, values):
-        return cast("tuple[Any, ...] | None", execute_with(session, sql, values, "BEGIN"))
+    """PostgreSQL: run ``statement`` (as :func:`execute_on_driver` takes it) in the session's transaction, prepared
+    on the server from its first run on a connection (psycopg's ``prepare=True``); its first row.
+
+    Prepared per statement, not by a lower ``prepare_threshold``: the engine's stays psycopg's default, so statements
+    whose plans must follow their parameters (the lineage impact walk) are not prepared early. Why not our own BEGIN
+    sent with the statement: ``docs/adr/0004-named-statements.md``."""
+    from psycopg import RawCursor
+
+    with _on_driver(session, statement, params) as (raw, sql, values):
+        return cast("tuple[Any, ...] | None", RawCursor(raw).execute(sql, values, prepare=True).fetchone())
 
 
 def execute_and_commit(session: Session, statement: Any, params: Mapping[str, Any]) -> None:
     """PostgreSQL: run ``statement`` (as :func:`execute_on_driver` takes it) as the last statement of the session's
-    transaction and commit the transaction in the same round trip, once this connection has the statement
-    prepared; until then it runs as :func:`execute_on_driver` runs it and the commit is left to the session.
-    Nothing may run in the transaction after it: the session's own commit finds it committed (psycopg then sends
-    nothing). How: :func:`headwater.pgwire.execute_with`."""
-    with _on_driver(session, statement, params) as (_raw, sql, values):
-        execute_with(session, sql, values, "COMMIT")
+    transaction and commit the transaction in the same round trip (psycopg's pipeline mode), prepared as
+    :func:`begin_and_fetch_one` prepares. Nothing may run in the transaction after it: the session's own commit
+    finds it committed (psycopg then sends nothing). When the session has no transaction open on the server, it
+    runs as :func:`execute_on_driver` runs it and the commit is left to the session.
+
+    A failing statement commits nothing: the server skips the COMMIT queued after it, and the transaction is left
+    aborted for the session to roll back."""
+    from psycopg import RawCursor, pq
+
+    with _on_driver(session, statement, params) as (raw, sql, values):
+        if raw.info.transaction_status != pq.TransactionStatus.INTRANS:
+            RawCursor(raw).execute(sql, values, prepare=True)
+            return
+        # COMMIT as a statement, not conn.commit(): that one syncs the pipeline and waits, and leaving the
+        # pipeline syncs again, a round trip each; the pipeline's one Sync at its exit sends both.
+        with raw.pipeline():
+            RawCursor(raw).execute(sql, values, prepare=True)
+            raw.execute(b"COMMIT", prepare=False)
 
 
 # Below this many rows bulk_insert uses INSERT on PostgreSQL too.
