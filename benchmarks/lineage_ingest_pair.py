@@ -89,7 +89,10 @@ def main() -> int:
     workers = []
     for index, tree in enumerate((args.a.resolve(), args.b.resolve())):
         command = [sys.executable, str(here), str(tree), str(tree), "--events", str(args.events)]
-        command += ["--worker", f"headwater_bench_pair_{index}"] + (["--stable"] if args.stable else [])
+        # Databases named for this run: two runs at once (two checkouts benchmarked on one server) must not drop
+        # each other's databases.
+        database = f"headwater_bench_pair_{os.getpid()}_{index}"
+        command += ["--worker", database] + (["--stable"] if args.stable else [])
         env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'benchmarks'}"}
         workers.append(
             subprocess.Popen(command, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -8,10 +8,8 @@ The edge that handles a request (a route, a CLI command, a worker loop) opens th
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import time
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -122,7 +120,8 @@ _JSON_CODEC: dict[str, Any] = {"json_serializer": _dump_json, "json_deserializer
 def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False, prepared_statements: bool = True) -> Engine:
     """An engine for ``url`` set up for Headwater: SQLite pragmas or psycopg 3; at most ``2 * pool_size``
     connections (``pool_size`` kept open). ``prepared_statements=False`` (PostgreSQL): no statement is prepared on
-    the server, neither by psycopg nor by :func:`begin_and_fetch_one` (behind a PgBouncer in transaction mode)."""
+    the server, neither after psycopg's five runs nor with ``prepare=True`` (behind a PgBouncer in transaction
+    mode)."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -140,7 +139,6 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False, prepa
 
         event.listen(engine, "begin", _begin_sqlite_immediate)
         return engine
-    _cache_long_statements()
     engine = create_engine(
         url,
         echo=echo,
@@ -155,7 +153,6 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False, prepa
         **_JSON_CODEC,
     )
     _ping_when_idle(engine)
-    _forget_prepared(engine)
     return engine
 
 
@@ -192,22 +189,6 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(f"a pooled connection idle for a while is gone: {exc}") from exc
 
 
-def _cache_long_statements() -> None:
-    """Let psycopg cache its parse of statements up to 16 KiB (its default limit is 4 KiB).
-
-    psycopg converts every statement's ``%(name)s`` placeholders by scanning the whole text, and caches the result
-    only for statements under its limit. The lineage ingestion's two statements (one read, one write, each a
-    handful of CTEs) are 4-6 KiB and run for every event: re-scanning them cost about a twentieth of an event's
-    time. The limit is a module constant of psycopg; where it is missing, nothing changes.
-    """
-    try:
-        from psycopg import _queries
-    except ImportError:  # psycopg not installed: a PostgreSQL URL fails later with SQLAlchemy's own error
-        return
-    if getattr(_queries, "MAX_CACHED_STATEMENT_LENGTH", None) is not None:
-        _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 16 * 1024)
-
-
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """The session factory: objects stay usable after commit so routes can serialise them."""
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
@@ -238,11 +219,30 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+# Where psycopg's dialect writes a parameter (``%(name)s``) or a literal percent sign (``%%``).
+_PLACEHOLDER = re.compile(r"%%|%\(([^)]+)\)s")
+
+
 @cache
-def _driver_sql(statement: Any) -> tuple[str, dict[str, Any]]:
-    """``statement`` compiled once for psycopg: its SQL text and the values of the parameters it binds itself."""
+def _native(statement: Any) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """``statement`` compiled once for psycopg's :class:`~psycopg.RawCursor`: its SQL with PostgreSQL's own ``$n``
+    placeholders, the names of its parameters in that order, and the values of the parameters it binds itself.
+
+    psycopg scans a ``%(name)s`` statement for its placeholders on every execution and caches the result only for
+    statements under 4 KiB; the lineage ingestion's two statements are 4-6 KiB and run for every event (the scan
+    cost about a twentieth of an event's time). A raw cursor takes the statement as it is."""
     compiled = statement.compile(dialect=psycopg_dialect())
-    return str(compiled), {name: value for name, value in compiled.params.items() if value is not None}
+    order: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if (name := match.group(1)) is None:
+            return "%"
+        if name not in order:
+            order.append(name)
+        return f"${order.index(name) + 1}"
+
+    defaults = {name: value for name, value in compiled.params.items() if value is not None}
+    return _PLACEHOLDER.sub(number, str(compiled)), tuple(order), defaults
 
 
 def _as_sqlalchemy_error(sql: str | None, params: Any, error: Exception) -> DBAPIError:
@@ -251,6 +251,25 @@ def _as_sqlalchemy_error(sql: str | None, params: Any, error: Exception) -> DBAP
     import psycopg  # only PostgreSQL gets here, and psycopg is its driver
 
     return cast(DBAPIError, DBAPIError.instance(sql, params, error, psycopg.Error))
+
+
+@contextmanager
+def _on_driver(session: Session, statement: Any, params: Mapping[str, Any]) -> Iterator[tuple[Any, str, list[Any]]]:
+    """The session's psycopg connection (in its transaction), ``statement``'s native SQL and its values in order.
+    A driver error is raised as SQLAlchemy's, and a connection found lost is invalidated, as SQLAlchemy does for
+    the statements it runs itself: the pool replaces it and the session's rollback has nothing to send."""
+    import psycopg  # only PostgreSQL gets here, and psycopg is its driver
+
+    sql, order, defaults = _native(statement)
+    values = {**defaults, **params} if defaults else params
+    raw: Any = session.connection().connection.driver_connection
+    try:
+        yield raw, sql, [values[name] for name in order]
+    except psycopg.Error as exc:
+        error = _as_sqlalchemy_error(sql, params, exc)
+        if raw.broken:
+            session.connection().invalidate(error)
+        raise error from exc
 
 
 def execute_on_driver(session: Session, statement: Any, params: Mapping[str, Any]) -> Any:
@@ -262,262 +281,45 @@ def execute_on_driver(session: Session, statement: Any, params: Mapping[str, Any
     lineage POST's CPU time. Parameters get no SQLAlchemy type processing: pass JSON text, numbers, strings and
     aware datetimes. A driver error is raised as SQLAlchemy's (IntegrityError, OperationalError, ...).
     """
-    import psycopg  # only PostgreSQL gets here, and psycopg is its driver
+    from psycopg import RawCursor
 
-    sql, defaults = _driver_sql(statement)
-    raw: Any = session.connection().connection.driver_connection
-    try:
-        return raw.execute(sql, {**defaults, **params} if defaults else params)
-    except psycopg.Error as exc:
-        raise _as_sqlalchemy_error(sql, params, exc) from exc
-
-
-# The statements each pooled psycopg connection has prepared for begin_and_fetch_one, as far as it knows.
-_PREPARED: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
-# Statements execute_and_commit ran unprepared, by name: prepared before the connection's next begin_and_fetch_one.
-_TO_PREPARE: weakref.WeakKeyDictionary[Any, dict[bytes, bytes]] = weakref.WeakKeyDictionary()
-# Statements after which psycopg deallocates every prepared statement of the connection (psycopg's own rule).
-_DEALLOCATES = re.compile(r"^\s*(?:DROP|ALTER|ROLLBACK|DISCARD ALL|DEALLOCATE ALL)\b", re.IGNORECASE)
-_PLACEHOLDER = re.compile(r"%\(([^)]+)\)s")
-
-
-@cache
-def _positional(statement: Any) -> tuple[str, tuple[str, ...]]:
-    """``statement``'s SQL with ``$n`` placeholders, and the names of its parameters in that order."""
-    sql, _defaults = _driver_sql(statement)
-    order: list[str] = []
-
-    def positional(match: re.Match[str]) -> str:
-        if match.group(1) not in order:
-            order.append(match.group(1))
-        return f"${order.index(match.group(1)) + 1}"
-
-    return _PLACEHOLDER.sub(positional, sql).replace("%%", "%"), tuple(order)
-
-
-@cache
-def _prepare_command(body: str, types: tuple[str, ...]) -> tuple[bytes, bytes]:
-    """The name of a server-side prepared statement of ``body`` taking ``types``, and its PREPARE command."""
-    name = "hw_" + hashlib.sha1(f"{body}|{types}".encode()).hexdigest()[:20]
-    return name.encode(), f"PREPARE {name} ({', '.join(types)}) AS {body}".encode()
-
-
-def _pg_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "bigint"
-    if isinstance(value, dt.datetime):
-        return "timestamptz"
-    return "text"
-
-
-def _pg_literal(escaping: Any, encoding: str, value: Any) -> bytes:
-    if value is None:
-        return b"NULL"
-    if isinstance(value, bool):
-        return b"true" if value else b"false"
-    if isinstance(value, int):
-        return str(value).encode()
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r} given where a timezone-aware one is required")
-        value = value.isoformat()
-    text_value = str(value)
-    if "\x00" in text_value:  # libpq's escaping stops at a NUL: refuse it, as psycopg does for its parameters
-        import psycopg
-
-        raise _as_sqlalchemy_error(
-            None, None, psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-        )
-    return bytes(escaping.escape_literal(text_value.encode(encoding)))
-
-
-def _statement_form(
-    statement: Any, params: Mapping[str, Any], raw: Any
-) -> tuple[str, dict[str, Any], bytes, bytes, bytes]:
-    """What running ``statement`` with ``params`` by name takes: its SQL (for errors), the values, its prepared
-    statement's name and PREPARE command, and the EXECUTE of it with the values escaped by libpq."""
-    from psycopg import pq
-
-    sql, defaults = _driver_sql(statement)
-    values = {**defaults, **params} if defaults else dict(params)
-    body, order = _positional(statement)
-    name, prepare = _prepare_command(body, tuple(_pg_type(values[n]) for n in order))
-    escaping, encoding = pq.Escaping(raw.pgconn), raw.info.encoding
-    execute = b"EXECUTE %s(%s)" % (name, b", ".join(_pg_literal(escaping, encoding, values[n]) for n in order))
-    return sql, values, name, prepare, execute
-
-
-def _by_name(raw: Any, status: Any) -> bool:
-    """Whether a statement may go by name on psycopg connection ``raw`` in transaction ``status`` (the one the
-    caller needs): not in autocommit, and preparing on the server is allowed (``prepared_statements``)."""
-    return not raw.autocommit and raw.prepare_threshold is not None and raw.pgconn.transaction_status == status
+    with _on_driver(session, statement, params) as (raw, sql, values):
+        return RawCursor(raw).execute(sql, values)
 
 
 def begin_and_fetch_one(session: Session, statement: Any, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """PostgreSQL: run ``statement`` (as :func:`execute_on_driver` takes it) as the first statement of the session's
-    transaction, opening the transaction in the same round trip; its first row, each value as the server's text
-    (bytes) or None. When the session has run a statement already, it runs as :func:`execute_on_driver` runs it
-    (values as psycopg loads them).
+    """PostgreSQL: run ``statement`` (as :func:`execute_on_driver` takes it) in the session's transaction, prepared
+    on the server from its first run on a connection (psycopg's ``prepare=True``); its first row.
 
-    psycopg opens a transaction with a BEGIN of its own before the first statement: one round trip more than the
-    work needs, about a twentieth of a lineage event's time. Here BEGIN and an EXECUTE of the statement go to the
-    server as one message (the simple query protocol, the values escaped by libpq). The statement is prepared once
-    per connection under a name, outside any transaction, so its plan is cached as psycopg's own prepared
-    statements' are; so are the statements :func:`execute_and_commit` ran unprepared on this connection.
+    Prepared per statement, not by a lower ``prepare_threshold``: the engine's stays psycopg's default, so statements
+    whose plans must follow their parameters (the lineage impact walk) are not prepared early. Why not our own BEGIN
+    sent with the statement: ``docs/adr/0004-named-statements.md``."""
+    from psycopg import RawCursor
 
-    What the server has prepared is tracked per connection (:func:`_forget_prepared` forgets it when psycopg
-    deallocates), and checked here: a PREPARE of a name that exists is taken as done, and an EXECUTE of a name that
-    is gone rolls back the transaction it opened (it holds nothing), forgets every name, prepares the statement and
-    runs it again.
-    """
-    from psycopg import pq
-
-    raw: Any = session.connection().connection.driver_connection
-    if not _by_name(raw, pq.TransactionStatus.IDLE):
-        return cast("tuple[Any, ...] | None", execute_on_driver(session, statement, params).fetchone())
-    with _invalidated_when_lost(session, raw):
-        return _begin_and_fetch_one(raw, statement, params)
-
-
-def _begin_and_fetch_one(raw: Any, statement: Any, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    from psycopg import pq
-
-    pgconn = raw.pgconn
-    sql, values, name, prepare, execute = _statement_form(statement, params, raw)
-    for attempt in (1, 2):
-        prepared = _PREPARED.setdefault(raw, set())
-        wanted = _TO_PREPARE.pop(raw, {})
-        wanted[name] = prepare
-        for wanted_name, command in wanted.items():
-            if wanted_name not in prepared:
-                result = _exec(pgconn, command, sql, values)
-                if _sqlstate(result) != "42P05":  # duplicate_prepared_statement: prepared already
-                    _check(sql, values, result, pq.ExecStatus.COMMAND_OK)
-                prepared.add(wanted_name)
-        result = _exec(pgconn, b"BEGIN; " + execute, sql, values)
-        if attempt == 1 and _sqlstate(result) == "26000":  # invalid_sql_statement_name: deallocated since
-            _check(sql, values, _exec(pgconn, b"ROLLBACK", sql, values), pq.ExecStatus.COMMAND_OK)
-            _PREPARED.pop(raw, None)  # deallocated one by one never, so all of them
-            continue
-        _check(sql, values, result, pq.ExecStatus.TUPLES_OK)
-        break
-    if result.ntuples == 0:
-        return None
-    return tuple(result.get_value(0, i) for i in range(result.nfields))
+    with _on_driver(session, statement, params) as (raw, sql, values):
+        return cast("tuple[Any, ...] | None", RawCursor(raw).execute(sql, values, prepare=True).fetchone())
 
 
 def execute_and_commit(session: Session, statement: Any, params: Mapping[str, Any]) -> None:
     """PostgreSQL: run ``statement`` (as :func:`execute_on_driver` takes it) as the last statement of the session's
-    transaction and commit the transaction in the same round trip, when this connection has the statement prepared;
-    otherwise run it as :func:`execute_on_driver` does, leave the commit to the session, and have the statement
-    prepared before the connection's next :func:`begin_and_fetch_one`. Nothing may run in the transaction after
-    it: the session's own commit finds it committed (psycopg then sends nothing).
+    transaction and commit the transaction in the same round trip (psycopg's pipeline mode), prepared as
+    :func:`begin_and_fetch_one` prepares. Nothing may run in the transaction after it: the session's own commit
+    finds it committed (psycopg then sends nothing). When the session has no transaction open on the server, it
+    runs as :func:`execute_on_driver` runs it and the commit is left to the session.
 
-    psycopg ends a transaction with a COMMIT of its own: one round trip more than the work needs. The statement can
-    only be sent by name where the name is known to be prepared: a PREPARE inside the transaction would roll back
-    with it, and one that fails aborts it.
-    """
-    from psycopg import pq
+    A failing statement commits nothing: the server skips the COMMIT queued after it, and the transaction is left
+    aborted for the session to roll back."""
+    from psycopg import RawCursor, pq
 
-    raw: Any = session.connection().connection.driver_connection
-    pgconn = raw.pgconn
-    if not _by_name(raw, pq.TransactionStatus.INTRANS):
-        execute_on_driver(session, statement, params)
-        return
-    sql, values, name, prepare, execute = _statement_form(statement, params, raw)
-    if name not in _PREPARED.get(raw, ()):
-        execute_on_driver(session, statement, params)
-        _TO_PREPARE.setdefault(raw, {})[name] = prepare
-        return
-    with _invalidated_when_lost(session, raw):
-        result = _exec(pgconn, execute + b"; COMMIT", sql, values)
-        if _sqlstate(result) == "26000":
-            _PREPARED.pop(raw, None)
-        _check(sql, values, result, pq.ExecStatus.COMMAND_OK)
-
-
-@contextmanager
-def _invalidated_when_lost(session: Session, raw: Any) -> Iterator[None]:
-    """As SQLAlchemy does for the statements it runs: a connection found lost is invalidated, so the pool replaces
-    it and the session's rollback has nothing to send."""
-    try:
-        yield
-    except DBAPIError as exc:
-        if raw.broken:
-            session.connection().invalidate(exc)
-        raise
-
-
-def _forget_prepared(engine: Engine) -> None:
-    """Forget what a connection has prepared for :func:`begin_and_fetch_one` and :func:`execute_and_commit` when
-    psycopg deallocates it: psycopg deallocates every prepared statement of a connection when it rolls back a
-    transaction or a savepoint, or runs DDL. Every rollback and statement of Headwater's goes through SQLAlchemy,
-    which tells these events; :func:`begin_and_fetch_one` checks anyway."""
-
-    def forget_unless_idle(dbapi_connection: Any) -> None:
-        raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
-        if raw is None or raw not in _PREPARED:
+    with _on_driver(session, statement, params) as (raw, sql, values):
+        if raw.info.transaction_status != pq.TransactionStatus.INTRANS:
+            RawCursor(raw).execute(sql, values, prepare=True)
             return
-        try:
-            idle = raw.info.transaction_status == 0  # psycopg.pq.TransactionStatus.IDLE
-        except Exception:  # a connection already lost (psycopg raises): nothing of it is worth keeping
-            idle = False
-        if not idle:
-            _PREPARED.pop(raw, None)  # a rollback with something to roll back: psycopg deallocates
-
-    def driver_of(connection: Any) -> Any:
-        # An invalidated connection's driver connection is discarded with it: nothing to track.
-        return None if connection.invalidated else connection.connection.driver_connection
-
-    @event.listens_for(engine, "rollback")
-    def _rollback(connection: Any) -> None:
-        forget_unless_idle(driver_of(connection))
-
-    @event.listens_for(engine, "reset")
-    def _reset(dbapi_connection: Any, connection_record: ConnectionPoolEntry, reset_state: Any) -> None:
-        forget_unless_idle(dbapi_connection)
-
-    @event.listens_for(engine, "rollback_savepoint")
-    def _rollback_savepoint(connection: Any, *_args: Any) -> None:
-        if (raw := driver_of(connection)) is not None:
-            _PREPARED.pop(raw, None)
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _ddl(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if _DEALLOCATES.match(statement) and (raw := driver_of(connection)) is not None:
-            _PREPARED.pop(raw, None)
-
-
-def _exec(pgconn: Any, command: bytes, sql: str, params: Mapping[str, Any]) -> Any:
-    """libpq's PQexec of ``command`` (the GIL released meanwhile); a failure to send or receive (a lost connection)
-    raised as SQLAlchemy's error, as a failed statement is by :func:`_check`."""
-    import psycopg
-
-    try:
-        return pgconn.exec_(command)
-    except psycopg.Error as exc:
-        raise _as_sqlalchemy_error(sql, params, exc) from exc
-
-
-def _sqlstate(result: Any) -> str:
-    from psycopg import pq
-
-    return (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
-
-
-def _check(sql: str, params: Mapping[str, Any], result: Any, expected: Any) -> None:
-    """Nothing if ``result`` has the ``expected`` status, else its error raised as SQLAlchemy's, with the SQLSTATE
-    (so a caller's retry on a deadlock or a serialization failure sees it)."""
-    if result.status == expected:
-        return
-    import psycopg
-
-    sqlstate = _sqlstate(result)
-    message = (result.error_message or b"").decode(errors="replace").strip()
-    error = psycopg.errors.lookup(sqlstate)(message) if sqlstate else psycopg.OperationalError(message)
-    raise _as_sqlalchemy_error(sql, params, error)
+        # COMMIT as a statement, not conn.commit(): that one syncs the pipeline and waits, and leaving the
+        # pipeline syncs again, a round trip each; the pipeline's one Sync at its exit sends both.
+        with raw.pipeline():
+            RawCursor(raw).execute(sql, values, prepare=True)
+            raw.execute(b"COMMIT", prepare=False)
 
 
 # Below this many rows bulk_insert uses INSERT on PostgreSQL too.

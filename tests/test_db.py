@@ -1,9 +1,10 @@
-"""Database plumbing on PostgreSQL: statements run on the psycopg connection past SQLAlchemy's execution layer (and
-the first one of a transaction sent with its BEGIN), and pooled connections pinged at checkout only after sitting
-idle."""
+"""Database plumbing on PostgreSQL: statements run on the psycopg connection past SQLAlchemy's execution layer (the
+first one of a transaction prepared at once, the last one sent with the COMMIT), and pooled connections pinged at
+checkout only after sitting idle."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -12,13 +13,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from headwater import db
-from headwater.db import (
-    begin_and_fetch_one,
-    create_db_engine,
-    execute_and_commit,
-    execute_on_driver,
-    make_sessionmaker,
-)
+from headwater.db import begin_and_fetch_one, create_db_engine, execute_and_commit, execute_on_driver, make_sessionmaker
 
 pytestmark = pytest.mark.single_backend("postgres")
 
@@ -51,6 +46,14 @@ def test_a_driver_error_is_raised_as_sqlalchemys_with_the_sqlstate(pg_session: S
     pg_session.rollback()
 
 
+def test_a_statement_on_the_driver_takes_repeated_parameters_and_literal_percent_signs(pg_session: Session) -> None:
+    """The statement goes to psycopg with PostgreSQL's own ``$n`` placeholders: a name used twice is one parameter,
+    and a ``%`` in the SQL stays one."""
+    statement = text("SELECT :a || '%' || :b || '%%' || :a, CAST(:n AS bigint) * 2")
+    row = execute_on_driver(pg_session, statement, {"a": "x", "b": "50", "n": 21}).fetchone()
+    assert row == ("x%50%%x", 42)
+
+
 @pytest.fixture
 def probe_engine(db_url: str) -> Iterator[Engine]:
     """An engine of one pooled connection, and a committed probe table (dropped after)."""
@@ -73,11 +76,11 @@ def _names(engine: Engine) -> list[str]:
         return list(connection.execute(text("SELECT name FROM begin_probe ORDER BY id")).scalars())
 
 
-def test_the_first_statement_opens_the_sessions_transaction_with_it(probe_engine: Engine) -> None:
+def test_the_first_statement_opens_the_sessions_transaction(probe_engine: Engine) -> None:
     factory = make_sessionmaker(probe_engine)
     with factory() as session:
         row = begin_and_fetch_one(session, _INSERT_PROBE, {"name": "rolled back"})
-        assert row is not None and row[1] == b"rolled back"  # the server's text
+        assert row is not None and row[1] == "rolled back"  # loaded by psycopg
         # Inside a transaction (not autocommitted): the rollback takes the row away.
         assert session.connection().connection.driver_connection.info.transaction_status.name == "INTRANS"
         session.rollback()
@@ -99,25 +102,23 @@ def test_a_statement_run_after_others_runs_as_on_the_driver(probe_engine: Engine
     assert _names(probe_engine) == ["second"]
 
 
-def test_a_prepared_statement_deallocated_or_already_there_is_handled(
-    probe_engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_first_statement_is_prepared_at_once_and_again_after_a_deallocation(probe_engine: Engine) -> None:
     factory = make_sessionmaker(probe_engine)
-    for name in ("prepared", "after deallocate all", "after tracking lost"):
+    for name in ("prepared", "after deallocate all"):
         with factory() as session:
             assert begin_and_fetch_one(session, _INSERT_PROBE, {"name": name}) is not None
+            prepared = session.execute(
+                text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO begin_probe%'")
+            ).scalar_one()
+            assert prepared == 1  # from its first run, not psycopg's fifth
             session.commit()
         with probe_engine.connect() as connection:
             raw = connection.connection.driver_connection
             assert raw is not None
-            if name == "prepared":
-                # What psycopg does when it rolls back a transaction in which it had prepared statements.
-                raw.execute("DEALLOCATE ALL")
-            else:
-                # The server still has it; this process no longer knows (a PREPARE of it fails as a duplicate).
-                monkeypatch.setattr(db, "_PREPARED", type(db._PREPARED)())
+            # What psycopg does when it rolls back a transaction in which it had prepared statements.
+            raw.execute("DEALLOCATE ALL")
             connection.commit()
-    assert _names(probe_engine) == ["prepared", "after deallocate all", "after tracking lost"]
+    assert _names(probe_engine) == ["prepared", "after deallocate all"]
 
 
 def test_an_error_of_the_first_statement_carries_its_sqlstate_and_loses_nothing(probe_engine: Engine) -> None:
@@ -150,16 +151,16 @@ def _status(session: Session) -> str:
     return str(session.connection().connection.driver_connection.info.transaction_status.name)
 
 
-def test_the_last_statement_goes_with_the_commit_once_the_connection_has_it_prepared(probe_engine: Engine) -> None:
+def test_the_last_statement_goes_with_the_commit(probe_engine: Engine) -> None:
     factory = make_sessionmaker(probe_engine)
     with factory() as session:
-        begin_and_fetch_one(session, text("SELECT :name"), {"name": "a"})
-        # Not prepared on this connection yet: run as usual, the commit left to the session.
+        session.execute(text("SELECT 1"))
+        # After a statement of SQLAlchemy's: the transaction it opened is committed with this one.
         execute_and_commit(session, _INSERT_PROBE, {"name": "b"})
-        assert _status(session) == "INTRANS"
+        assert _status(session) == "IDLE"
         session.commit()
     with factory() as session:
-        begin_and_fetch_one(session, text("SELECT :name"), {"name": "c"})  # prepares the insert first
+        begin_and_fetch_one(session, text("SELECT :name"), {"name": "c"})
         execute_and_commit(session, _INSERT_PROBE, {"name": "d"})
         assert _status(session) == "IDLE"  # committed with it: another connection sees the row already
         assert _names(probe_engine) == ["b", "d"]
@@ -205,12 +206,26 @@ def test_without_prepared_statements_nothing_is_prepared_on_the_server(db_url: s
                 row = begin_and_fetch_one(session, text("SELECT CAST(:n AS text)"), {"n": attempt})
                 assert row is not None and row[0] == str(attempt)
                 execute_and_commit(session, text("SELECT CAST(:n AS int)"), {"n": attempt})
-                assert _status(session) == "INTRANS"  # the commit is the session's
+                assert _status(session) == "IDLE"  # committed with it, nothing prepared for it
                 session.commit()
         with factory() as session:
             assert session.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one() == 0
     finally:
         engine.dispose()
+
+
+def test_values_of_every_kind_go_to_a_prepared_statement_as_sent(probe_engine: Engine) -> None:
+    """Text with quotes, backslashes and non-ASCII, integers past 32 bits, booleans, aware datetimes and None."""
+    when = dt.datetime(2026, 12, 5, 9, 30, 15, 250000, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    statement = text(
+        "SELECT CAST(:s AS text), CAST(:n AS bigint) + 1, NOT CAST(:b AS boolean), "
+        "CAST(:t AS timestamptz) AT TIME ZONE 'UTC', CAST(:none AS text) IS NULL"
+    )
+    params = {"s": "O'Brien \\ 'x' \u00e9\u6f22", "n": 2**40, "b": False, "t": when, "none": None}
+    with make_sessionmaker(probe_engine)() as session:
+        row = begin_and_fetch_one(session, statement, params)
+        session.rollback()
+    assert row == (params["s"], 2**40 + 1, True, dt.datetime(2026, 12, 5, 7, 30, 15, 250000), True)
 
 
 def _backend_pid(engine: Engine) -> int:
@@ -257,16 +272,22 @@ def test_a_connection_that_died_while_idle_is_replaced_at_checkout(
         engine.dispose()
 
 
-def test_a_connection_lost_under_a_named_statement_raises_sqlalchemys_error(probe_engine: Engine) -> None:
+def test_a_connection_lost_under_a_named_statement_raises_sqlalchemys_error(db_url: str) -> None:
     """As a lost connection under any statement: SQLAlchemy's OperationalError (the API answers 503), not the
-    driver's own exception."""
-    factory = make_sessionmaker(probe_engine)
-    with factory() as session:
-        begin_and_fetch_one(session, _INSERT_PROBE, {"name": "before"})
-        session.commit()
-    dead = _backend_pid(probe_engine)  # the pool's one connection, back moments ago: no ping at checkout
-    _terminate_backend(probe_engine.url.render_as_string(hide_password=False), dead)
-    with factory() as session:
-        with pytest.raises(OperationalError):
-            begin_and_fetch_one(session, _INSERT_PROBE, {"name": "lost"})
-        session.rollback()
+    driver's own exception; the connection is invalidated, so the pool replaces it."""
+    engine = create_db_engine(db_url, pool_size=1)
+    factory = make_sessionmaker(engine)
+    statement = text("SELECT CAST(:name AS text)")
+    try:
+        with factory() as session:
+            begin_and_fetch_one(session, statement, {"name": "before"})
+            session.commit()
+        dead = _backend_pid(engine)  # the pool's one connection, back moments ago: no ping at checkout
+        _terminate_backend(db_url, dead)
+        with factory() as session:
+            with pytest.raises(OperationalError):
+                begin_and_fetch_one(session, statement, {"name": "lost"})
+            session.rollback()
+        assert _backend_pid(engine) != dead
+    finally:
+        engine.dispose()
