@@ -29,8 +29,8 @@ T = TypeVar("T")
 log = logging.getLogger("headwater.transactions")
 
 # Deadlock, serialization failure, unique violation: what concurrent transactions touching the same rows may
-# meet (PostgreSQL); and a prepared statement deallocated behind the connection's back (db.execute_and_commit
-# forgets it, so the next attempt prepares it again).
+# meet (PostgreSQL); and a prepared statement deallocated behind psycopg's back (the next attempt, on a connection
+# the pool replaced, prepares it again).
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "23505", "26000"})
 ATTEMPTS = 5
 

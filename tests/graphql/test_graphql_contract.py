@@ -30,12 +30,11 @@ from headwater.graphql.schema import schema
 
 SDL = Path(__file__).with_name("schema.graphql")
 # Modules that only run as a program or inside Alembic: nothing in them defines an error.
-NOT_IMPORTED = {"headwater.migrations.env"}
+NOT_IMPORTED = {"headwater.migrations.env", "headwater.cli.__main__"}
 
 
 def _every_error() -> list[type[HeadwaterError]]:
     """Every subclass of HeadwaterError, after importing the whole package (errors live beside their domains)."""
-    importlib.import_module("headwater.cli")  # the entry point first: the domain CLIs are imported through it
     for module in pkgutil.walk_packages(headwater.__path__, "headwater."):
         if module.name not in NOT_IMPORTED and not module.name.startswith("headwater.migrations.versions"):
             importlib.import_module(module.name)
