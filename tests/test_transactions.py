@@ -93,9 +93,8 @@ def test_any_other_failure_is_raised_at_once_and_rolled_back(factory: Any) -> No
     assert attempts == [1] and _jobs(factory) == []
 
 
-def test_the_last_statement_is_run_by_the_edge_and_committed(factory: Any, engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a last statement is left to the edge on PostgreSQL only")
+@pytest.mark.single_backend("postgres")  # a last statement is left to the edge on PostgreSQL only
+def test_the_last_statement_is_run_by_the_edge_and_committed(factory: Any) -> None:
     now = utcnow()
     insert = text(
         "INSERT INTO lineage_jobs (namespace, name, facets, created_at, updated_at)"
