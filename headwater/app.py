@@ -23,11 +23,13 @@ from sqlalchemy.orm import Session
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from headwater import __version__, migrations
+from headwater.api.auth import Authenticate
 from headwater.api.crosssite import CLIENT_HEADER, CrossSiteWrites, HostCheck, SecurityHeaders
 from headwater.api.limits import RateLimit, TokenBuckets
 from headwater.api.middleware import BodySizeLimit
 from headwater.api.responses import error_body, install_error_handlers
 from headwater.apidocs import install_api_docs
+from headwater.auth.authenticate import Authenticator
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync_routes import sync_router
@@ -55,13 +57,15 @@ log = logging.getLogger("headwater")
 PROBE_PATHS = ("/healthz", "/readyz")
 
 
-def install_edge(app: FastAPI, settings: Settings, cache: DatasetCache) -> None:
+def install_edge(app: FastAPI, settings: Settings, cache: DatasetCache, authenticator: Authenticator) -> None:
     """The middlewares every request passes, outermost first: security headers on every answer, forwarded
     addresses from trusted proxies, the Host check, CORS (when configured), the rate limit, the refusal of
-    cross-site writes, the dataset cache's hits, and the body-size guard (docs/security/crosssite.md)."""
+    cross-site writes, authentication, the dataset cache's hits, and the body-size guard
+    (docs/security/crosssite.md, docs/security/identity.md)."""
     # Each add_middleware wraps what was added before it: added last, run first.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(CachedReads, cache=cache)  # cache hits never reach routing
+    app.add_middleware(Authenticate, authenticator=authenticator)  # the cache serves only who may read
     app.add_middleware(CrossSiteWrites, trusted_origins=settings.cors_origins, multipart_paths=["/api/v1/jobs"])
     if settings.rate_limit_per_second > 0 and settings.rate_limit_burst > 0:
         buckets = TokenBuckets(
@@ -99,6 +103,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         prepared_statements=settings.db_prepared_statements,
     )
     factory = make_sessionmaker(engine)
+    authenticator = Authenticator(settings, factory)
     # Requests holding a session at once: the pool's 2 x db_pool_size connections less a few for the
     # background threads (poller, scheduler, indexer, worker), and well under AnyIO's 40 worker threads.
     db_slots = anyio.Semaphore(max(1, min(2 * settings.db_pool_size - 4, 32)))
@@ -152,6 +157,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        authenticator.announce()
         for loop in loops:
             loop.start()
         try:
@@ -184,7 +190,8 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.search_indexer_thread = indexer_thread
     app.state.job_worker = job_worker
     app.state.job_reaper = job_reaper
-    install_edge(app, settings, cache)
+    app.state.authenticator = authenticator
+    install_edge(app, settings, cache, authenticator)
     install_error_handlers(app)
     for router in (sources_router, sync_router, datasets_router, changes_router):
         app.include_router(router)

@@ -18,6 +18,8 @@ __all__ = [
     "PreconditionFailed",
     "PreconditionRequired",
     "DatabaseNotReady",
+    "Forbidden",
+    "Unauthenticated",
 ]
 
 
@@ -46,6 +48,18 @@ class HeadwaterError(Exception):
 
 class InvalidInput(HeadwaterError, status_code=400, code="invalid_input"):
     """The request is well-formed but asks for something impossible (bad cursor, bad filter value)."""
+
+
+class Unauthenticated(HeadwaterError, status_code=401, code="unauthenticated"):
+    """No credential was sent, or the one sent is expired, revoked, forged or for another audience.
+
+    The HTTP edge answers it with ``WWW-Authenticate: Bearer``; its message never says which check failed beyond
+    what the client can act on.
+    """
+
+
+class Forbidden(HeadwaterError, status_code=403, code="forbidden"):
+    """The principal is known but lacks the permission (named in ``detail["permission"]``)."""
 
 
 class NotFound(HeadwaterError, status_code=404, code="not_found"):

@@ -26,6 +26,7 @@ _COMMA_SEPARATED = (
     "secrets_allowed_env",
     "secrets_allowed_dirs",
     "jobs_pass_env",
+    "auth_admins",
 )
 
 
@@ -266,6 +267,47 @@ class Settings(BaseSettings):
         "the locale, TZ, JAVA_HOME and the engines' homes always are). HEADWATER_ variables never are.",
     )
 
+    # Identity and authorization (docs/security/identity.md)
+    auth: Literal["auto", "on", "none"] = Field(
+        default="auto",
+        description="`auto`: authentication is on when OIDC is configured; with none configured Headwater runs as "
+        "one local admin on a loopback address and refuses to start on any other. `on`: API tokens (and OIDC if "
+        "configured) are required. `none`: everyone is the local admin, on purpose, on any address.",
+    )
+    auth_admins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Principals granted the admin role from the start, comma-separated `user:NAME`, "
+        "`service:NAME` or `group:NAME` (the first admins, before any role binding exists).",
+    )
+    auth_default_role: Literal["none", "viewer", "editor", "operator", "admin"] = Field(
+        default="viewer", description="The role every authenticated principal has without a binding."
+    )
+    auth_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="How long a verified token's principal is reused without asking the database again (a "
+        "revocation takes effect in this process at once, in other processes within this time).",
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="The OpenID Connect issuer URL; its discovery document names the JWKS."
+    )
+    oidc_audience: str | None = Field(
+        default=None, description="The `aud` bearer JWTs must carry. Default: the OIDC client id."
+    )
+    oidc_client_id: str | None = Field(default=None, description="The OIDC client id of the UI's sign-in.")
+    oidc_client_secret: SecretStr | None = Field(default=None, description="The OIDC client secret of the UI.")
+    oidc_user_claim: str = Field(
+        default="preferred_username", description="The claim naming the user (falls back to `sub`)."
+    )
+    oidc_groups_claim: str = Field(default="groups", description="The claim listing the user's groups.")
+    oidc_scopes: str = Field(default="openid profile email", description="Scopes the UI's sign-in asks for.")
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the UI's session cookie. Default: derived from the secrets key, or random "
+        "per process (sign-ins then end when the server restarts).",
+    )
+
     @field_validator(*_COMMA_SEPARATED, mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -323,6 +365,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"HEADWATER_JOBS_PASS_ENV: {name!r} is a server setting; jobs never get those")
         return value
 
+    @field_validator("auth_admins")
+    @classmethod
+    def _check_admins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            kind, _, name = entry.partition(":")
+            if kind not in ("user", "service", "group") or not name:
+                raise ValueError(f"HEADWATER_AUTH_ADMINS: {entry!r} is not user:NAME, service:NAME or group:NAME")
+        return value
+
     @field_validator("jobs_run_as")
     @classmethod
     def _check_run_as(cls, value: str | None) -> str | None:
@@ -373,6 +424,11 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("HEADWATER_ENV=production refuses unsafe defaults: " + "; ".join(problems))
         return self
+
+    @property
+    def auth_configured(self) -> bool:
+        """Whether requests must authenticate (``auth=on``, or ``auto`` with an OIDC issuer)."""
+        return self.auth == "on" or (self.auth == "auto" and self.oidc_issuer is not None)
 
     @property
     def resolved_database_url(self) -> str:

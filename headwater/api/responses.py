@@ -17,6 +17,7 @@ from headwater.api.headers import SECURITY_HEADERS
 from headwater.errors import HeadwaterError
 
 __all__ = [
+    "challenge",
     "error_body",
     "install_error_handlers",
     "json_response",
@@ -71,12 +72,22 @@ def unstorable_reason(exc: DataError) -> str:
     return "; ".join(line for line in lines[:2] if not line.startswith("CONTEXT"))
 
 
+def challenge(exc: HeadwaterError) -> dict[str, str] | None:
+    """The ``WWW-Authenticate`` header of a 401 (RFC 6750), none for any other error."""
+    if exc.status_code != 401:
+        return None
+    error = exc.detail.get("bearer_error") if isinstance(exc.detail, dict) else None
+    return {"WWW-Authenticate": f'Bearer realm="headwater", error="{error}"' if error else 'Bearer realm="headwater"'}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors, validation errors and anything unexpected to JSON bodies; never a stack trace."""
 
     @app.exception_handler(HeadwaterError)
     async def _domain(_: Request, exc: HeadwaterError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, exc.detail), status_code=exc.status_code)
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.detail), status_code=exc.status_code, headers=challenge(exc)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

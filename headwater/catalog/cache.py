@@ -28,6 +28,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from headwater.auth.actions import Action
+from headwater.auth.principal import Principal
 from headwater.catalog.models import ChangeEvent
 from headwater.loops import LoopService
 
@@ -174,6 +176,13 @@ class OutboxPoller(LoopService[None]):
 _DATASET_PATH = re.compile(r"^/api/v1/datasets/([1-9][0-9]{0,17})$")
 
 
+def _may_read(scope: Scope) -> bool:
+    # Only a principal allowed to read the catalog is answered from the cache; anyone else goes to the route,
+    # which refuses them (401 or 403) as it would without the cache.
+    principal: Principal | None = scope.get("state", {}).get("principal")
+    return principal is not None and Action.CATALOG_READ in principal.actions
+
+
 class CachedReads:
     """Read-through HTTP cache in front of the app: answers ``GET /api/v1/datasets/{id}`` and dataset list
     pages straight from :class:`DatasetCache` when the entry is there, without routing, validation or a
@@ -182,7 +191,8 @@ class CachedReads:
     Only the routes put entries in the cache, after validating the request and building the answer, and
     the same keys are used here, so a hit is byte-for-byte what the route would have answered; anything
     else (a miss, another path, a dataset request with a query string) goes to the app unchanged.
-    Anything that must see every request (authentication, audit) has to be added outside this middleware.
+    Authentication (:class:`headwater.api.auth.Authenticate`) runs outside this middleware: a hit is served only
+    to a principal allowed ``catalog.read``.
     """
 
     def __init__(self, app: ASGIApp, cache: DatasetCache) -> None:
@@ -190,7 +200,7 @@ class CachedReads:
         self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["method"] == "GET" and _may_read(scope):
             entry = self._lookup(scope["path"], scope.get("query_string", b""))
             if entry is not None:
                 await self._answer(scope, send, *entry)

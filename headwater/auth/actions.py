@@ -1,0 +1,48 @@
+"""The named actions every operation is authorised as, and what each role may do.
+
+Every REST route and GraphQL root field declares one action (tests/auth/test_every_edge_declares.py fails when
+one does not); :func:`headwater.auth.policy.decide` is the one place an action is allowed or refused.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["ROLE_ACTIONS", "Action", "Role"]
+
+
+class Action(enum.StrEnum):
+    """An operation, as a principal is allowed or refused it."""
+
+    PUBLIC = "public"  # health probes, the sign-in pages, static files: no principal needed
+    SELF = "self"  # who am I, my own API tokens: any signed-in principal
+    CATALOG_READ = "catalog.read"
+    CATALOG_EDIT = "catalog.edit"  # descriptions, tags, owners, schemas; a dataset's owners may without the role
+    SOURCES_ADMIN = "sources.admin"  # register, change, delete and sync sources (they hold credentials)
+    LINEAGE_READ = "lineage.read"
+    LINEAGE_WRITE = "lineage.write"  # OpenLineage events, SQL lineage that records
+    SEARCH_READ = "search.read"
+    JOBS_READ = "jobs.read"
+    JOBS_SUBMIT = "jobs.submit"
+    JOBS_KILL = "jobs.kill"  # one's own jobs; admins any job
+    JOBS_ADMIN = "jobs.admin"  # clusters, commands, applications
+    AUDIT_READ = "audit.read"
+    ADMIN = "admin"  # role bindings, service accounts, anyone's tokens
+
+
+class Role(enum.StrEnum):
+    """A set of actions granted together (to a user, a service account or a group)."""
+
+    VIEWER = "viewer"
+    EDITOR = "editor"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+_READ = frozenset({Action.SELF, Action.CATALOG_READ, Action.LINEAGE_READ, Action.SEARCH_READ, Action.JOBS_READ})
+ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
+    Role.VIEWER: _READ,
+    Role.EDITOR: _READ | {Action.CATALOG_EDIT, Action.LINEAGE_WRITE},
+    Role.OPERATOR: _READ | {Action.JOBS_SUBMIT, Action.JOBS_KILL},
+    Role.ADMIN: frozenset(Action),
+}
