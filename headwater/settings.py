@@ -38,7 +38,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = Field(
         default="development",
-        description="`production` refuses unsafe defaults (the embedded SQLite file, auto-migration).",
+        description="`production` refuses unsafe defaults: the embedded SQLite file, auto-migration, no secrets "
+        "key, and no HEADWATER_ALLOWED_HOSTS.",
     )
     data_dir: Path = Field(default=Path(".headwater"), description="Where embedded state lives.")
     database_url: str | None = Field(
