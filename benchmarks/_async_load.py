@@ -52,12 +52,16 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def run(url: str, *, concurrency: int, duration: float, timeout: float) -> dict[str, Any]:
-    """Load ``url`` with ``concurrency`` connections for ``duration`` seconds; the figures as a dict."""
+async def run(
+    url: str, *, concurrency: int, duration: float, timeout: float, headers: list[str] | None = None
+) -> dict[str, Any]:
+    """Load ``url`` with ``concurrency`` connections for ``duration`` seconds (each request carrying the
+    ``Name: value`` lines of ``headers``); the figures as a dict."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: */*\r\n\r\n".encode()
+    extra = "".join(f"{line}\r\n" for line in headers or ())
+    request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: */*\r\n{extra}\r\n".encode()
     latencies: list[float] = []
     errors = 0
     non_2xx = 0
@@ -108,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--header", action="append", default=[], help="a `Name: value` line sent with each request")
     args = parser.parse_args(argv)
-    load = run(args.url, concurrency=args.concurrency, duration=args.duration, timeout=args.timeout)
+    load = run(
+        args.url, concurrency=args.concurrency, duration=args.duration, timeout=args.timeout, headers=args.header
+    )
     try:
         import uvloop
     except ImportError:

@@ -3,8 +3,9 @@
 A request carries at most one credential: ``Authorization: Bearer <token>`` (an API token ``hw_...`` or an OIDC
 JWT) or the UI's session cookie. None at all makes the anonymous principal, which every action but ``public``
 refuses with 401. A credential that is expired, revoked, forged or for another audience is refused with 401
-at once, whatever the path. Verified credentials are cached (by the SHA-256 of the token) for
-``auth_cache_seconds``, so a busy client costs no database read per request.
+at once, whatever the path. Verified credentials are cached for
+``auth_cache_seconds``, so a busy client costs no database read per request (keyed by the header itself,
+in this process's memory only: the request brought it there anyway).
 
 With no authentication configured, :func:`auth_mode` decides: on a loopback address everyone is the local
 admin (an embedded install, the quick start); on any other address Headwater refuses to start unless
@@ -13,7 +14,6 @@ admin (an embedded install, the quick start); on any other address Headwater ref
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import threading
@@ -122,8 +122,7 @@ class Authenticator:
             return LOCAL_ADMIN
         if not authorization:
             return ANONYMOUS
-        with self._lock:
-            hit = self._cache.get(_key(authorization))
+        hit = self._cache.get(authorization)  # one dict read, atomic under the GIL: no lock on the hot path
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         return None
@@ -143,7 +142,7 @@ class Authenticator:
         if expires is not None:
             lifetime = min(lifetime, time.monotonic() + max(0.0, expires - time.time()))
         with self._lock:
-            self._cache[_key(authorization)] = (lifetime, principal)
+            self._cache[authorization] = (lifetime, principal)
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
         return principal
@@ -191,7 +190,3 @@ class Authenticator:
         with self._sessionmaker() as session:
             principal = self.principal_of(identity, session)
         return principal, identity.expires_at
-
-
-def _key(authorization: str) -> str:
-    return hashlib.sha256(authorization.encode()).hexdigest()
