@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from headwater.api.responses import challenge, error_body
 from headwater.auth.actions import Action
 from headwater.auth.audit import Actor
-from headwater.auth.authenticate import Authenticator
+from headwater.auth.authenticate import Authenticator, is_loopback
 from headwater.auth.policy import check
 from headwater.auth.principal import ANONYMOUS, Principal
 from headwater.errors import Unauthenticated
@@ -43,6 +43,9 @@ class Authenticate:
     def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
         self.app = app
         self.authenticator = authenticator
+        # Local mode trusts whoever connects, so it must be only this machine: a server started as
+        # `uvicorn --factory headwater.app:create_app --host 0.0.0.0` never saw the address it binds.
+        self.local_only = authenticator.mode == "local"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,6 +72,17 @@ class Authenticate:
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        if self.local_only and not _from_loopback(scope):
+            response = JSONResponse(
+                error_body(
+                    "local_mode",
+                    "this Headwater runs without authentication and answers this machine only; its operator can "
+                    "configure OIDC or API tokens (docs/security/identity.md)",
+                ),
+                status_code=403,
+            )
+            await response(scope, receive, send_with_id)
+            return
         principal = self.authenticator.cached(authorization)
         if principal is None:
             try:
@@ -81,6 +95,11 @@ class Authenticate:
             principal = state["principal"]  # the UI's session middleware signed this request in
         state["principal"] = principal
         await self.app(scope, receive, send_with_id)
+
+
+def _from_loopback(scope: Scope) -> bool:
+    client = scope.get("client")
+    return client is None or is_loopback(client[0])
 
 
 def principal_of(request: Request) -> Principal:

@@ -67,9 +67,16 @@ def serve(
     import uvicorn
 
     from headwater.app import create_app
+    from headwater.auth.authenticate import StartRefused, auth_mode
 
     settings = load_settings()
     bind_host, bind_port = host or settings.host, port or settings.port
+    # The address actually bound decides local mode, not the setting an option overrode.
+    settings = settings.model_copy(update={"host": bind_host, "port": bind_port})
+    try:
+        auth_mode(settings)
+    except StartRefused as exc:
+        raise fail(exc.message) from None
     listener = _listen(bind_host, bind_port)
     with console.status("Checking the database…"):
         prepare_database(settings)

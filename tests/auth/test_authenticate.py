@@ -6,16 +6,19 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, select
+from typer.testing import CliRunner
 
 from headwater.auth.actions import Role
 from headwater.auth.authenticate import StartRefused, auth_mode
 from headwater.auth.models import ApiToken, SubjectKind
 from headwater.auth.tokens import create_token, hash_token
+from headwater.cli import app as cli_app
 from headwater.db import make_sessionmaker, utcnow
 from headwater.settings import Settings
 
@@ -98,3 +101,24 @@ def test_with_no_authentication_configured_loopback_is_local_and_any_other_addre
     assert auth_mode(Settings(host="0.0.0.0", auth="none")) == "none"
     assert auth_mode(Settings(host="0.0.0.0", auth="on")) == "on"
     assert auth_mode(Settings(host="0.0.0.0", oidc_issuer="https://id.example.com")) == "on"
+
+
+async def test_local_mode_answers_this_machine_only_even_when_bound_wider_by_another_launcher(app: FastAPI) -> None:
+    # The suite's app runs in local mode (no authentication, loopback host in its settings); a request arriving
+    # from another machine (as through `uvicorn --factory ... --host 0.0.0.0`) is refused, and says why.
+    remote = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
+    async with httpx.AsyncClient(transport=remote, base_url="http://headwater.test") as client:
+        answer = await client.get("/api/v1/datasets")
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "local_mode"
+    local = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=local, base_url="http://headwater.test") as client:
+        assert (await client.get("/api/v1/datasets")).status_code == 200
+
+
+def test_serve_refuses_to_bind_a_public_address_without_authentication(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli_app, ["serve", "--host", "0.0.0.0", "--port", "1"], env={"HEADWATER_DATA_DIR": str(tmp_path)}
+    )
+    assert result.exit_code != 0
+    assert "HEADWATER_AUTH=none" in result.output and "0.0.0.0" in result.output
