@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from strawberry.scalars import JSON
 from strawberry.types.unset import UNSET
 
+from headwater.auth.actions import Action
 from headwater.catalog import events as catalog_events
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
@@ -297,7 +298,7 @@ class CatalogQuery:
     """What tools read of the catalog."""
 
     @strawberry.field(description="One dataset, by id or by namespace and name.")
-    @answers_errors
+    @answers_errors(Action.CATALOG_READ)
     def dataset(
         self,
         info: Info,
@@ -316,7 +317,7 @@ class CatalogQuery:
         return datasets_of(session, [row])[0]
 
     @strawberry.field(description="Datasets matching a filter, a page at a time (sort: name, updated_at, created_at).")
-    @answers_errors
+    @answers_errors(Action.CATALOG_READ)
     def datasets(
         self,
         info: Info,
@@ -331,7 +332,7 @@ class CatalogQuery:
         return DatasetPage(items=datasets_of(session, page.items), next_cursor=page.next_cursor, total=page.total)
 
     @strawberry.field(description="The federated sources (and the manual one).")
-    @answers_errors
+    @answers_errors(Action.CATALOG_READ)
     def sources(self, info: Info, kind: SourceKind | None = None) -> SourcesResult:
         found: list[Source] = []
         cursor: str | None = None
@@ -343,7 +344,7 @@ class CatalogQuery:
             cursor = page.next_cursor
 
     @strawberry.field(description="The catalog's change feed after a position, oldest first (as REST's).")
-    @answers_errors
+    @answers_errors(Action.CATALOG_READ)
     def change_events(
         self,
         info: Info,
@@ -365,7 +366,7 @@ class CatalogMutation:
     """What tools change in the catalog."""
 
     @strawberry.field(description="Change a dataset's user metadata; expectedRevision is the revision you read.")
-    @answers_errors
+    @answers_errors(Action.CATALOG_EDIT)
     def update_dataset(
         self, info: Info, id: strawberry.ID, input: DatasetMetadataInput, expected_revision: int
     ) -> DatasetResult:
@@ -377,7 +378,7 @@ class CatalogMutation:
         return datasets_of(session, [row])[0]
 
     @strawberry.field(description="Register a dataset by hand in a manual source (ConflictError if it exists).")
-    @answers_errors
+    @answers_errors(Action.CATALOG_EDIT)
     def register_dataset(self, info: Info, input: DatasetInput) -> DatasetResult:
         session = info.context.session
         data = validated(DatasetCreate, _registration(input), "input")

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from sqlalchemy.orm import Session
 
+from headwater.auth.principal import ANONYMOUS, Principal
 from headwater.search.base import SearchBackend
 from headwater.settings import Settings
 
@@ -31,6 +32,7 @@ class Context:
     session: Session
     settings: Settings
     search_backend: SearchBackend
+    principal: Principal = ANONYMOUS  # who is asking: every root field checks its permission against it
     max_cost: int | None = None  # the most nodes the query may be estimated to return
     deadline: float | None = None  # time.monotonic() after which the execution stops
     time_budget: float = 0.0  # the seconds that deadline allowed, for the error's message

@@ -17,15 +17,19 @@ import strawberry
 from sqlalchemy.exc import DataError
 
 from headwater.api import unstorable_reason
+from headwater.auth.actions import Action
+from headwater.auth.policy import check
 from headwater.errors import HeadwaterError
 
 __all__ = [
     "ERROR_TYPES",
     "ConflictError",
     "Error",
+    "ForbiddenError",
     "InvalidInputError",
     "NotFoundError",
     "PreconditionFailedError",
+    "UnauthenticatedError",
     "UnavailableError",
     "answers_errors",
     "error_of",
@@ -67,6 +71,16 @@ class PreconditionFailedError(Error):
 
 
 @strawberry.type
+class UnauthenticatedError(Error):
+    """The request carries no credential (or one that is refused) and this field needs a signed-in principal."""
+
+
+@strawberry.type
+class ForbiddenError(Error):
+    """The signed-in principal lacks the permission this field needs; ``message`` names it."""
+
+
+@strawberry.type
 class UnavailableError(Error):
     """A backend (the search index, the database, a source, a connector) cannot answer now."""
 
@@ -77,6 +91,8 @@ class UnavailableError(Error):
 # that cannot answer.
 ERROR_TYPES: dict[int, type[Error]] = {
     400: InvalidInputError,
+    401: UnauthenticatedError,
+    403: ForbiddenError,
     422: InvalidInputError,
     404: NotFoundError,
     409: ConflictError,
@@ -101,31 +117,43 @@ def error_of(exc: HeadwaterError) -> Error:
     return kind(message=exc.message, code=exc.code, field=str(where) if where is not None else None)
 
 
-def answers_errors(resolver: F) -> F:
-    """Run a root resolver in a savepoint; a domain error (or a value the database refuses) rolls it back and
-    becomes the field's typed error result."""
+def answers_errors(action: Action) -> Callable[[F], F]:
+    """Declare the permission a root field needs, and run it in a savepoint: a refusal, a domain error (or a
+    value the database refuses) rolls it back and becomes the field's typed error result."""
 
-    @functools.wraps(resolver)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        info: strawberry.Info = kwargs["info"]
-        try:
-            with info.context.session.begin_nested():
-                return resolver(*args, **kwargs)
-        except HeadwaterError as exc:
-            return error_of(exc)
-        except DataError as exc:
-            return InvalidInputError(
-                message=f"an argument holds a value the database cannot store: {unstorable_reason(exc)}",
-                code="invalid_value",
-                field=None,
-            )
+    def declare(resolver: F) -> F:
+        @functools.wraps(resolver)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            info: strawberry.Info = kwargs["info"]
+            try:
+                check(info.context.principal, action)
+                with info.context.session.begin_nested():
+                    return resolver(*args, **kwargs)
+            except HeadwaterError as exc:
+                return error_of(exc)
+            except DataError as exc:
+                return InvalidInputError(
+                    message=f"an argument holds a value the database cannot store: {unstorable_reason(exc)}",
+                    code="invalid_value",
+                    field=None,
+                )
 
-    return cast(F, run)
+        run.action = action  # type: ignore[attr-defined]  # read by tests/auth/test_every_edge_declares.py
+        return cast(F, run)
+
+    return declare
 
 
 def result(name: str, kind: Any) -> Any:
     """The union ``name`` of a root field's answer ``kind`` and every error type."""
     return Annotated[
-        kind | NotFoundError | InvalidInputError | ConflictError | PreconditionFailedError | UnavailableError,
+        kind
+        | NotFoundError
+        | InvalidInputError
+        | ConflictError
+        | PreconditionFailedError
+        | UnauthenticatedError
+        | ForbiddenError
+        | UnavailableError,
         strawberry.union(name),
     ]

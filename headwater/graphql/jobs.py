@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from strawberry.scalars import JSON
 
+from headwater.auth.actions import Action
 from headwater.graphql.arguments import as_filters, page_size, validated
 from headwater.graphql.context import Info, Siblings
 from headwater.graphql.derive import Page, from_model, input_from, to_graphql
@@ -168,23 +169,23 @@ class JobsQuery:
     """What tools read of jobs."""
 
     @strawberry.field(description="The clusters jobs run on, chosen by their tags.")
-    @answers_errors
+    @answers_errors(Action.JOBS_READ)
     def clusters(self, info: Info, sort: str = "name", first: int = 50, after: str | None = None) -> ClusterPageResult:
         return _named_page(ClusterPage, jobs.list_clusters, ClusterOut, info, (sort, first, after))
 
     @strawberry.field(description="The commands jobs run (a program and its default arguments), chosen by tags.")
-    @answers_errors
+    @answers_errors(Action.JOBS_READ)
     def commands(self, info: Info, sort: str = "name", first: int = 50, after: str | None = None) -> CommandPageResult:
         return _named_page(CommandPage, jobs.list_commands, CommandOut, info, (sort, first, after))
 
     @strawberry.field(description="One job by id.")
-    @answers_errors
+    @answers_errors(Action.JOBS_READ)
     def job(self, info: Info, id: strawberry.ID) -> JobResult:
         session = info.context.session
         return jobs_of(session, [jobs.get_job(session, job_id=str(id))])[0]
 
     @strawberry.field(description="Jobs, newest first by default (sort: created, name, status; '-' descending).")
-    @answers_errors
+    @answers_errors(Action.JOBS_READ)
     def jobs(
         self,
         info: Info,
@@ -207,7 +208,7 @@ class JobsMutation:
         description="Submit a job: resolved at once to a cluster and command by tags (or INVALID), "
         "then queued for a worker."
     )
-    @answers_errors
+    @answers_errors(Action.JOBS_SUBMIT)
     def submit_job(self, info: Info, input: JobSubmitInput) -> JobResult:
         session = info.context.session
         data = {key: value for key, value in strawberry.asdict(input).items() if value is not None}
@@ -215,7 +216,7 @@ class JobsMutation:
         return jobs_of(session, [row])[0]
 
     @strawberry.field(description="Kill a job: at once when no process runs yet, else by its worker.")
-    @answers_errors
+    @answers_errors(Action.JOBS_KILL)
     def kill_job(self, info: Info, id: strawberry.ID) -> JobResult:
         session = info.context.session
         return jobs_of(session, [jobs.request_kill(session, job_id=str(id))])[0]

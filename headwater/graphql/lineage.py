@@ -11,6 +11,7 @@ from typing import Any
 import strawberry
 from sqlalchemy.orm import Session
 
+from headwater.auth.actions import Action
 from headwater.graphql.arguments import bounded, database_id, validated
 from headwater.graphql.context import Info
 from headwater.graphql.derive import enum_of, from_model, to_graphql
@@ -263,7 +264,7 @@ class LineageQuery:
     """What tools read of lineage."""
 
     @strawberry.field(description="Upstream and/or downstream of a dataset or column, with each edge's provenance.")
-    @answers_errors
+    @answers_errors(Action.LINEAGE_READ)
     def lineage(
         self,
         info: Info,
@@ -284,7 +285,7 @@ class LineageQuery:
         description="What breaks if a column or dataset changes: every downstream column, dataset, job "
         "and owner, each with its distance and one shortest path."
     )
-    @answers_errors
+    @answers_errors(Action.LINEAGE_READ)
     def impact(
         self,
         info: Info,
@@ -300,7 +301,7 @@ class LineageQuery:
         return to_graphql(answer)
 
     @strawberry.field(description="One shortest downstream path between two columns or two datasets.")
-    @answers_errors
+    @answers_errors(Action.LINEAGE_READ)
     def path(
         self, info: Info, source: NodeInput, target: NodeInput, depth: int = 20, filter: LineageFilter | None = None
     ) -> PathResult:
@@ -315,7 +316,7 @@ class LineageQuery:
         return to_graphql(answer)
 
     @strawberry.field(description="Column lineage of SQL against the catalog's schemas (nothing is recorded).")
-    @answers_errors
+    @answers_errors(Action.LINEAGE_READ)
     def sql_lineage(
         self,
         info: Info,
@@ -328,7 +329,7 @@ class LineageQuery:
         return to_graphql(analyse_sql(info.context.session, data=data))
 
     @strawberry.field(description="A lineage run (OpenLineage run id) with its state, parent and children.")
-    @answers_errors
+    @answers_errors(Action.LINEAGE_READ)
     def lineage_run(self, info: Info, id: str) -> RunResult:
         return to_graphql(runs.get_run(info.context.session, run_id=id))
 
@@ -338,7 +339,7 @@ class LineageMutation:
     """What tools change in lineage."""
 
     @strawberry.field(description="Record the column lineage of SQL as edges of origin sql, under a job.")
-    @answers_errors
+    @answers_errors(Action.LINEAGE_WRITE)
     def apply_sql_lineage(
         self,
         info: Info,
@@ -356,13 +357,13 @@ class LineageMutation:
     @strawberry.field(
         description="Declare a dataset- or column-level edge by hand (origin manual); declaring it again refreshes it."
     )
-    @answers_errors
+    @answers_errors(Action.LINEAGE_WRITE)
     def declare_lineage_edge(self, info: Info, input: ManualEdgeInput) -> ManualEdgeResult:
         data = validated(ManualEdgeIn, _declaration(input), "input")
         return to_graphql(manual.declare_edge(info.context.session, data=data))
 
     @strawberry.field(description="Withdraw an edge declared by hand: retired now; as-of queries before still show it.")
-    @answers_errors
+    @answers_errors(Action.LINEAGE_WRITE)
     def withdraw_lineage_edge(self, info: Info, level: EdgeLevel, id: strawberry.ID) -> WithdrawResult:
         manual.withdraw_edge(info.context.session, level=level.value, edge_id=database_id(id, "id"))
         return Withdrawn(level=level.value, id=id)

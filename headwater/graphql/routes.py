@@ -29,6 +29,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from headwater.api import db_slot, error_body
+from headwater.api.auth import principal_of
 from headwater.apidocs import graphiql_page
 from headwater.db import session_scope
 from headwater.errors import HeadwaterError, InvalidInput
@@ -143,6 +144,7 @@ def _execute(
             session=session,
             settings=settings,
             search_backend=state.search_backend,
+            principal=principal_of(request),
             max_cost=settings.graphql_max_cost,
             deadline=time.monotonic() + budget,
             time_budget=budget,

@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from sqlalchemy.orm import Session
 
+from headwater.auth.actions import Action
 from headwater.catalog.models import DatasetKind
 from headwater.graphql.arguments import page_size
 from headwater.graphql.catalog import Dataset, datasets_by_id
@@ -123,7 +124,7 @@ class SearchQueryFields:
     """What tools search."""
 
     @strawberry.field(description="Free-text search over datasets and columns, with filters and facet counts.")
-    @answers_errors
+    @answers_errors(Action.SEARCH_READ)
     def search(
         self,
         info: Info,
@@ -150,7 +151,7 @@ class SearchQueryFields:
         return SearchResults.of(info.context.session, info.context.search_backend.search(search_query))
 
     @strawberry.field(description="Names completing what has been typed so far.")
-    @answers_errors
+    @answers_errors(Action.SEARCH_READ)
     def suggest(
         self, info: Info, prefix: str, types: list[DocumentType] | None = None, first: int = 10
     ) -> SuggestResult:
