@@ -35,7 +35,7 @@ from headwater.api.responses import challenge, error_body
 from headwater.auth.actions import Action
 from headwater.auth.audit import Actor
 from headwater.auth.authenticate import Authenticator, is_loopback
-from headwater.auth.policy import Resource, check
+from headwater.auth.policy import Resource, check, decide
 from headwater.auth.principal import ANONYMOUS, Principal
 from headwater.errors import Unauthenticated
 
@@ -156,9 +156,9 @@ def allow(action: Action, *, owned_by: Callable[..., ResourceLoader] | None = No
     """The dependency declaring that a route needs ``action``: 401 without a credential, 403 without the
     permission. It answers the principal, and records the action for the audit log.
 
-    With ``owned_by`` (a dependency answering a :data:`ResourceLoader`), the thing the route acts on is loaded
-    and decided on too, so its owners may act without a role granting ``action``; a thing that does not exist
-    is the loader's 404, never a 403.
+    With ``owned_by`` (a dependency answering a :data:`ResourceLoader`), a principal whose roles do not grant
+    ``action`` has the thing the route acts on loaded and decided on, so its owners may act without the role; a
+    thing that does not exist is the loader's 404, never a 403.
     """
 
     def authorised(request: Request) -> Principal:
@@ -172,10 +172,10 @@ def allow(action: Action, *, owned_by: Callable[..., ResourceLoader] | None = No
 
         async def authorised_owner(request: Request, session: Session, load: ResourceLoader) -> Principal:
             principal = principal_of(request)
-            if not principal.authenticated:
-                check(principal, action)  # 401 before anything is looked up: no hint of what exists
-            resource = await anyio.to_thread.run_sync(load, session)
-            check(principal, action, resource)
+            if not principal.authenticated or decide(principal, action):
+                check(principal, action)  # a role decides; anonymous is refused before any look-up
+            else:  # perhaps ownership grants it: load the owners (a missing thing is 404, as the route says)
+                check(principal, action, await anyio.to_thread.run_sync(load, session))
             request.state.action = action
             return principal
 

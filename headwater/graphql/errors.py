@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from headwater.api import unstorable_reason
 from headwater.auth.actions import Action
-from headwater.auth.policy import Resource, check
+from headwater.auth.policy import Resource, check, decide
 from headwater.errors import HeadwaterError
 
 __all__ = [
@@ -135,9 +135,9 @@ def answers_errors(action: Action, *, owned_by: OwnedBy | None = None) -> Callab
             info: strawberry.Info = kwargs["info"]
             principal = info.context.principal
             try:
-                if owned_by is None or not principal.authenticated:
-                    check(principal, action)  # anonymous: refused before anything is looked up
-                if owned_by is not None:
+                if owned_by is None or not principal.authenticated or decide(principal, action):
+                    check(principal, action)  # a role decides; anonymous is refused before any look-up
+                else:  # perhaps ownership grants it
                     check(principal, action, owned_by(info.context.session, kwargs))
                 with info.context.session.begin_nested():
                     return resolver(*args, **kwargs)
