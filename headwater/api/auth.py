@@ -82,10 +82,12 @@ class Authenticate:
             return
         # A plain scan of the raw headers: this runs on every request, cache hits included.
         authorization: str | None = None
+        credentials = 0
         request_id: str | None = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
+                credentials += 1
             elif name == b"x-request-id":
                 offered = value.decode("latin-1")
                 if _SAFE_REQUEST_ID.fullmatch(offered):
@@ -109,6 +111,14 @@ class Authenticate:
                     "configure OIDC or API tokens (docs/security/identity.md)",
                 ),
                 status_code=403,
+            )
+            await response(scope, receive, send_with_id)
+            return
+        if credentials > 1:  # which one counts would differ between proxies and this server: refuse both
+            response = JSONResponse(
+                error_body("invalid_request", "send one Authorization header, not several"),
+                status_code=400,
+                headers={"WWW-Authenticate": 'Bearer realm="headwater", error="invalid_request"'},
             )
             await response(scope, receive, send_with_id)
             return

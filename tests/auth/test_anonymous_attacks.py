@@ -127,6 +127,11 @@ async def test_header_case_and_whitespace_tricks_never_grant_more_than_the_token
         "/api/v1/clusters", json={"name": "c", "type": "shell"}, headers={"AUTHORIZATION": f"bearer {secret}"}
     )
     assert refused.status_code == 403
+    # Two Authorization headers (a proxy may read the first, the server the last) are refused, whichever is good.
+    for pair in ((secret, "hw_forged"), ("hw_forged", secret), (secret, secret)):
+        doubled = [("Authorization", f"Bearer {pair[0]}"), ("Authorization", f"Bearer {pair[1]}")]
+        answer = await auth_client.get("/api/v1/datasets", headers=doubled)
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request"
     # An empty header is no credential at all.
     assert (await auth_client.get("/api/v1/datasets", headers={"Authorization": ""})).status_code == 401
 
