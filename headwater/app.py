@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from headwater import __version__, migrations
-from headwater.api.auth import Authenticate
+from headwater.api.auth import AnonymousGate, Authenticate, allow, public, route_action
 from headwater.api.crosssite import CLIENT_HEADER, CrossSiteWrites, HostCheck, SecurityHeaders
 from headwater.api.limits import RateLimit, TokenBuckets
 from headwater.api.middleware import BodySizeLimit
 from headwater.api.responses import error_body, install_error_handlers
 from headwater.apidocs import install_api_docs
+from headwater.auth.actions import Action
 from headwater.auth.authenticate import Authenticator
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
@@ -60,11 +61,12 @@ PROBE_PATHS = ("/healthz", "/readyz")
 def install_edge(app: FastAPI, settings: Settings, cache: DatasetCache, authenticator: Authenticator) -> None:
     """The middlewares every request passes, outermost first: security headers on every answer, forwarded
     addresses from trusted proxies, the Host check, CORS (when configured), the rate limit, the refusal of
-    cross-site writes, authentication, the dataset cache's hits, and the body-size guard
-    (docs/security/crosssite.md, docs/security/identity.md)."""
+    cross-site writes, authentication, the refusal of anonymous requests, the dataset cache's hits, and the
+    body-size guard (docs/security/crosssite.md, docs/security/identity.md)."""
     # Each add_middleware wraps what was added before it: added last, run first.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(CachedReads, cache=cache)  # cache hits never reach routing
+    app.add_middleware(AnonymousGate, routes=lambda: app.routes)  # anonymous: 401 (or sign in) unless public
     app.add_middleware(Authenticate, authenticator=authenticator)  # the cache serves only who may read
     app.add_middleware(CrossSiteWrites, trusted_origins=settings.cors_origins, multipart_paths=["/api/v1/jobs"])
     if settings.rate_limit_per_second > 0 and settings.rate_limit_burst > 0:
@@ -175,7 +177,9 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         lifespan=lifespan,
         docs_url=None,  # served by install_api_docs from local files, not from a CDN
         redoc_url=None,
+        openapi_url=None,  # served by install_openapi, declaring its permission as every route does
     )
+    app.openapi_url = "/openapi.json"
     app.state.settings = settings
     app.state.secret_vault = vault
     app.state.egress = egress
@@ -199,17 +203,22 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.include_router(search_router)
     app.include_router(graphql_router)
     app.include_router(ui_router)
-    app.mount("/ui/static", StaticFiles(directory=UI_STATIC), name="ui-static")
+    app.mount("/ui/static", public(StaticFiles(directory=UI_STATIC)), name="ui-static")
     install_api_docs(app)
     for router in (applications_router, clusters_router, commands_router, jobs_router):
         app.include_router(router)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], dependencies=[allow(Action.PUBLIC)])
     def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok", "version": __version__}
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "Database unreachable or not migrated"}})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={503: {"description": "Database unreachable or not migrated"}},
+        dependencies=[allow(Action.PUBLIC)],
+    )
     def readyz(request: Request) -> Any:
         """The database is reachable and at the code's migration head."""
         try:
@@ -232,5 +241,5 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
             )
         return {"status": "ready", "database": engine.dialect.name, "migration": current}
 
-    install_openapi(app, rate_limit_exempt=PROBE_PATHS)
+    install_openapi(app, rate_limit_exempt=PROBE_PATHS, permission_of=route_action, dependencies=[allow(Action.PUBLIC)])
     return app

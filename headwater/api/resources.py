@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from headwater.api.auth import Guard
 from headwater.api.deps import SessionDep
 from headwater.api.pagination import Cursor, Limit, Page, Sort, page_of
 from headwater.api.params import NamePath
@@ -25,6 +26,7 @@ class NamedResource:
 
     The service functions take the session first and keywords after (``data=``, ``name=``, ``sort=``,
     ``cursor=``, ``limit=``); with ``egress`` set, create and update also get ``egress=`` (the app's policy).
+    ``guard`` names the permission of its reads (list, get) and of its writes (create, change, delete).
     """
 
     singular: str
@@ -39,6 +41,7 @@ class NamedResource:
     update: Callable[..., Any]
     delete: Callable[..., Any]
     docs: tuple[str, str, str, str, str]  # create, list, get, update, delete
+    guard: Guard
     egress: bool = False
 
     @classmethod
@@ -50,6 +53,7 @@ class NamedResource:
         docs: str,
         *,
         tag: str,
+        guard: Guard,
         egress: bool = False,
     ) -> NamedResource:
         """The resource whose service functions in ``module`` are ``create_<singular>``, ``list_<singular>s``,
@@ -70,6 +74,7 @@ class NamedResource:
             update=getattr(module, f"update_{singular}"),
             delete=getattr(module, f"delete_{singular}"),
             docs=(lines[0], lines[1], lines[2], lines[3], lines[4]),
+            guard=guard,
             egress=egress,
         )
 
@@ -104,11 +109,12 @@ def named_resource_router(resource: NamedResource) -> APIRouter:
     # The bodies' models are the resource's own: FastAPI reads them from the annotations.
     create.__annotations__ = {**create.__annotations__, "body": resource.create_model}
     update.__annotations__ = {**update.__annotations__, "body": resource.update_model}
-    _add(router, "", create, "POST", f"create_{resource.singular}", resource.docs[0], out, status_code=201)
-    _add(router, "", list_, "GET", f"list_{resource.plural}", resource.docs[1], Page[out])  # type: ignore[valid-type]
-    _add(router, "/{name}", get, "GET", f"get_{resource.singular}", resource.docs[2], out)
-    _add(router, "/{name}", update, "PATCH", f"update_{resource.singular}", resource.docs[3], out)
-    _add(router, "/{name}", delete, "DELETE", f"delete_{resource.singular}", resource.docs[4], None, status_code=204)
+    reads, writes = resource.guard.reads, resource.guard.writes
+    _add(router, "", create, "POST", f"create_{resource.singular}", resource.docs[0], out, writes, status_code=201)
+    _add(router, "", list_, "GET", f"list_{resource.plural}", resource.docs[1], Page[out], reads)  # type: ignore[valid-type]
+    _add(router, "/{name}", get, "GET", f"get_{resource.singular}", resource.docs[2], out, reads)
+    _add(router, "/{name}", update, "PATCH", f"update_{resource.singular}", resource.docs[3], out, writes)
+    _add(router, "/{name}", delete, "DELETE", f"delete_{resource.singular}", resource.docs[4], None, writes, 204)
     return router
 
 
@@ -120,6 +126,7 @@ def _add(
     name: str,
     doc: str,
     response_model: Any,
+    dependencies: list[Any],
     status_code: int | None = None,
 ) -> None:
     router.add_api_route(
@@ -130,4 +137,5 @@ def _add(
         description=doc,
         response_model=response_model,
         status_code=status_code,
+        dependencies=dependencies,
     )

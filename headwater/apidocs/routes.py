@@ -14,7 +14,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from headwater.api.auth import allow, public
 from headwater.api.headers import CONTENT_SECURITY_POLICY
+from headwater.auth.actions import Action
 
 __all__ = ["PAGE_CSP", "graphiql_page", "install_api_docs"]
 
@@ -82,13 +84,14 @@ def graphiql_page() -> HTMLResponse:
 
 def install_api_docs(app: FastAPI) -> None:
     """Serve ``/docs`` and the pages' files on ``app`` (built with ``docs_url=None, redoc_url=None``)."""
-    app.mount("/assets/swagger-ui", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+    # The documentation is public: it shows what the API offers, never what it holds.
+    app.mount("/assets/swagger-ui", public(StaticFiles(directory=swagger_ui_path)), name="swagger-ui")
     # check_dir=False: without the setup step the folder is absent, and the GraphiQL page says so.
-    app.mount("/assets/graphiql", StaticFiles(directory=VENDOR, check_dir=False), name="graphiql")
-    app.mount("/assets/apidocs", StaticFiles(directory=STATIC), name="apidocs")
+    app.mount("/assets/graphiql", public(StaticFiles(directory=VENDOR, check_dir=False)), name="graphiql")
+    app.mount("/assets/apidocs", public(StaticFiles(directory=STATIC)), name="apidocs")
     swagger_ui = _SWAGGER_UI_PAGE.format(openapi_url=app.openapi_url)
 
-    @app.api_route("/docs", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.api_route("/docs", methods=["GET", "HEAD"], include_in_schema=False, dependencies=[allow(Action.PUBLIC)])
     def docs() -> HTMLResponse:
         """Swagger UI over the OpenAPI document."""
         return _page(swagger_ui)

@@ -13,11 +13,14 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from headwater.api.auth import allow
 from headwater.api.deps import SessionDep, db_slot
 from headwater.api.pagination import Cursor, Limit, Page, Sort, page_of
 from headwater.api.params import MAX_ID, IfMatch, parse_if_match
 from headwater.api.responses import json_response
+from headwater.auth.actions import Action
 from headwater.catalog import events, service, sources
+from headwater.catalog.access import CATALOG, SOURCES, dataset_owners
 from headwater.catalog.cache import CacheKey, DatasetCache, list_cache_key
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind
 from headwater.catalog.schemas import (
@@ -77,7 +80,7 @@ def _dataset_response(dataset: service.Dataset, *, status_code: int = 200, locat
 # ------------------------------------------------------------------------------------- sources
 
 
-@sources_router.post("", status_code=status.HTTP_201_CREATED, response_model=SourceOut)
+@sources_router.post("", status_code=status.HTTP_201_CREATED, response_model=SourceOut, dependencies=SOURCES.writes)
 def create_source(body: SourceCreate, request: Request, session: SessionDep) -> Response:
     """Register a source to federate (or a manual source)."""
     source = sources.create_source(
@@ -88,7 +91,7 @@ def create_source(body: SourceCreate, request: Request, session: SessionDep) -> 
     )
 
 
-@sources_router.get("", response_model=Page[SourceOut])
+@sources_router.get("", response_model=Page[SourceOut], dependencies=SOURCES.reads)
 def list_sources(
     session: SessionDep,
     kind: SourceKind | None = None,
@@ -102,13 +105,13 @@ def list_sources(
     )
 
 
-@sources_router.get("/{name}", response_model=SourceOut)
+@sources_router.get("/{name}", response_model=SourceOut, dependencies=SOURCES.reads)
 def get_source(name: Annotated[str, Path(max_length=128)], session: SessionDep) -> Response:
     """One source by name."""
     return json_response(SourceOut.model_validate(sources.get_source(session, name=name)))
 
 
-@sources_router.patch("/{name}", response_model=SourceOut)
+@sources_router.patch("/{name}", response_model=SourceOut, dependencies=SOURCES.writes)
 def update_source(
     name: Annotated[str, Path(max_length=128)], body: SourceUpdate, request: Request, session: SessionDep
 ) -> Response:
@@ -118,7 +121,7 @@ def update_source(
     return json_response(SourceOut.model_validate(updated))
 
 
-@sources_router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+@sources_router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, dependencies=SOURCES.writes)
 def delete_source(name: Annotated[str, Path(max_length=128)], session: SessionDep) -> Response:
     """Remove a source that has no live datasets."""
     sources.delete_source(session, name=name)
@@ -128,14 +131,14 @@ def delete_source(name: Annotated[str, Path(max_length=128)], session: SessionDe
 # ------------------------------------------------------------------------------------ datasets
 
 
-@datasets_router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
+@datasets_router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, dependencies=CATALOG.writes)
 def register_dataset(body: DatasetCreate, session: SessionDep) -> Response:
     """Register a dataset by hand in a manual source."""
     dataset = service.register_dataset(session, data=body)
     return _dataset_response(dataset, status_code=201, location=True)
 
 
-@datasets_router.get("", response_model=Page[DatasetSummary])
+@datasets_router.get("", response_model=Page[DatasetSummary], dependencies=CATALOG.reads)
 async def list_datasets(
     request: Request,
     source: Annotated[str | None, Query(max_length=128, description="Source name.")] = None,
@@ -163,7 +166,7 @@ async def list_datasets(
     return Response(body, media_type="application/json")
 
 
-@datasets_router.get("/by-name", response_model=DatasetOut)
+@datasets_router.get("/by-name", response_model=DatasetOut, dependencies=CATALOG.reads)
 def get_dataset_by_name(
     session: SessionDep,
     namespace: Annotated[str, Query(min_length=1, max_length=512)],
@@ -175,7 +178,7 @@ def get_dataset_by_name(
     return _dataset_response(dataset)
 
 
-@datasets_router.get("/{dataset_id}", response_model=DatasetOut)
+@datasets_router.get("/{dataset_id}", response_model=DatasetOut, dependencies=CATALOG.reads)
 async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: bool = False) -> Response:
     """One dataset with its fields; answers 304 when If-None-Match still matches."""
 
@@ -190,7 +193,11 @@ async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: 
     return Response(body, media_type="application/json", headers={"ETag": etag})
 
 
-@datasets_router.patch("/{dataset_id}", response_model=DatasetOut)
+@datasets_router.patch(
+    "/{dataset_id}",
+    response_model=DatasetOut,
+    dependencies=[allow(Action.CATALOG_EDIT, owned_by=dataset_owners)],  # its owners may, without the role
+)
 def update_dataset(
     dataset_id: DatasetId, body: DatasetUpdate, session: SessionDep, if_match: IfMatch = None
 ) -> Response:
@@ -203,7 +210,7 @@ def update_dataset(
     return _dataset_response(dataset)
 
 
-@datasets_router.put("/{dataset_id}/schema", response_model=DatasetOut)
+@datasets_router.put("/{dataset_id}/schema", response_model=DatasetOut, dependencies=CATALOG.writes)
 def replace_schema(
     dataset_id: DatasetId, body: SchemaUpdate, session: SessionDep, if_match: IfMatch = None
 ) -> Response:
@@ -215,7 +222,7 @@ def replace_schema(
     return _dataset_response(dataset)
 
 
-@datasets_router.delete("/{dataset_id}", response_model=DatasetOut)
+@datasets_router.delete("/{dataset_id}", response_model=DatasetOut, dependencies=CATALOG.writes)
 def delete_dataset(
     dataset_id: DatasetId,
     session: SessionDep,
@@ -228,7 +235,7 @@ def delete_dataset(
     return _dataset_response(dataset)
 
 
-@datasets_router.get("/{dataset_id}/schema-versions", response_model=Page[SchemaVersionOut])
+@datasets_router.get("/{dataset_id}/schema-versions", response_model=Page[SchemaVersionOut], dependencies=CATALOG.reads)
 def list_schema_versions(
     dataset_id: DatasetId,
     session: SessionDep,
@@ -243,7 +250,9 @@ def list_schema_versions(
     return json_response(page_of(SchemaVersionOut, page))
 
 
-@datasets_router.get("/{dataset_id}/schema-versions/{version}", response_model=SchemaVersionOut)
+@datasets_router.get(
+    "/{dataset_id}/schema-versions/{version}", response_model=SchemaVersionOut, dependencies=CATALOG.reads
+)
 def get_schema_version(
     dataset_id: DatasetId, version: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep
 ) -> Response:
@@ -256,7 +265,7 @@ def get_schema_version(
 # ------------------------------------------------------------------------------- change events
 
 
-@changes_router.get("", response_model=ChangeFeed)
+@changes_router.get("", response_model=ChangeFeed, dependencies=CATALOG.reads)
 def list_change_events(
     session: SessionDep,
     after: Annotated[int, Query(ge=0, le=MAX_ID, description="Return events with a larger id.")] = 0,

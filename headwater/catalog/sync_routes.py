@@ -16,6 +16,7 @@ from headwater.api.pagination import Cursor, Limit, Page, page_of
 from headwater.api.params import MAX_ID
 from headwater.api.responses import json_response
 from headwater.catalog import sync
+from headwater.catalog.access import SOURCES
 from headwater.catalog.sync_models import SyncMode, SyncTrigger
 from headwater.catalog.sync_schemas import SyncRunOut
 
@@ -29,6 +30,7 @@ sync_router = APIRouter(prefix="/api/v1/sources", tags=["sources"])
     "/{name}/sync",
     response_model=SyncRunOut,
     responses={202: {"description": "Started (wait=false); poll the report"}, 409: {"description": "Running"}},
+    dependencies=SOURCES.writes,
 )
 def sync_source(
     name: SourceName,
@@ -59,14 +61,14 @@ def sync_source(
     return json_response(SyncRunOut.of(sync.execute_sync(factory, handle), name))
 
 
-@sync_router.get("/{name}/syncs", response_model=Page[SyncRunOut])
+@sync_router.get("/{name}/syncs", response_model=Page[SyncRunOut], dependencies=SOURCES.reads)
 def list_syncs(name: SourceName, session: SessionDep, cursor: Cursor = None, limit: Limit = 50) -> Response:
     """A source's sync reports, newest first."""
     page = sync.list_sync_runs(session, source_name=name, cursor=cursor, limit=limit)
     return json_response(page_of(SyncRunOut, page, lambda run: SyncRunOut.of(run, name)))
 
 
-@sync_router.get("/{name}/syncs/{run_id}", response_model=SyncRunOut)
+@sync_router.get("/{name}/syncs/{run_id}", response_model=SyncRunOut, dependencies=SOURCES.reads)
 def get_sync(name: SourceName, run_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep) -> Response:
     """One sync report."""
     return json_response(SyncRunOut.of(sync.get_sync_run(session, source_name=name, run_id=run_id), name))

@@ -12,9 +12,11 @@ from strawberry.scalars import JSON
 from strawberry.types.unset import UNSET
 
 from headwater.auth.actions import Action
+from headwater.auth.policy import Resource
 from headwater.catalog import events as catalog_events
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
+from headwater.catalog.access import dataset_resource
 from headwater.catalog.lookups import FieldOfDataset, fields_of_datasets
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind, SourceStatus
 from headwater.catalog.models import Dataset as DatasetRow
@@ -361,12 +363,17 @@ class CatalogQuery:
         return to_graphql(ChangeFeedOut(items=items, next_after=rows[-1].id if rows else position))
 
 
+def _dataset_of(session: Session, arguments: dict[str, Any]) -> Resource:
+    """The dataset a mutation names by ``id``, for the permission check."""
+    return dataset_resource(session, dataset_id=database_id(arguments["id"], "id"))
+
+
 @strawberry.type
 class CatalogMutation:
     """What tools change in the catalog."""
 
     @strawberry.field(description="Change a dataset's user metadata; expectedRevision is the revision you read.")
-    @answers_errors(Action.CATALOG_EDIT)
+    @answers_errors(Action.CATALOG_EDIT, owned_by=_dataset_of)  # its owners may, without the editor role
     def update_dataset(
         self, info: Info, id: strawberry.ID, input: DatasetMetadataInput, expected_revision: int
     ) -> DatasetResult:

@@ -15,10 +15,11 @@ from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
 from sqlalchemy.exc import DataError
+from sqlalchemy.orm import Session
 
 from headwater.api import unstorable_reason
 from headwater.auth.actions import Action
-from headwater.auth.policy import check
+from headwater.auth.policy import Resource, check, decide
 from headwater.errors import HeadwaterError
 
 __all__ = [
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+# How a root field acting on one thing loads it for the permission check: from the session and the field's
+# arguments (by name), as REST's ``allow(action, owned_by=...)`` does from the path.
+OwnedBy = Callable[[Session, dict[str, Any]], Resource]
 
 
 @strawberry.interface
@@ -117,16 +121,24 @@ def error_of(exc: HeadwaterError) -> Error:
     return kind(message=exc.message, code=exc.code, field=str(where) if where is not None else None)
 
 
-def answers_errors(action: Action) -> Callable[[F], F]:
+def answers_errors(action: Action, *, owned_by: OwnedBy | None = None) -> Callable[[F], F]:
     """Declare the permission a root field needs, and run it in a savepoint: a refusal, a domain error (or a
-    value the database refuses) rolls it back and becomes the field's typed error result."""
+    value the database refuses) rolls it back and becomes the field's typed error result.
+
+    With ``owned_by``, the thing the field acts on is loaded and decided on too: its owners may act without a
+    role granting ``action``; a thing that does not exist is NotFoundError, never ForbiddenError.
+    """
 
     def declare(resolver: F) -> F:
         @functools.wraps(resolver)
         def run(*args: Any, **kwargs: Any) -> Any:
             info: strawberry.Info = kwargs["info"]
+            principal = info.context.principal
             try:
-                check(info.context.principal, action)
+                if owned_by is None or not principal.authenticated or decide(principal, action):
+                    check(principal, action)  # a role decides; anonymous is refused before any look-up
+                else:  # perhaps ownership grants it
+                    check(principal, action, owned_by(info.context.session, kwargs))
                 with info.context.session.begin_nested():
                     return resolver(*args, **kwargs)
             except HeadwaterError as exc:

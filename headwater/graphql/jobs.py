@@ -13,12 +13,14 @@ from sqlalchemy.orm import Session
 from strawberry.scalars import JSON
 
 from headwater.auth.actions import Action
+from headwater.auth.policy import Resource
 from headwater.graphql.arguments import as_filters, page_size, validated
 from headwater.graphql.context import Info, Siblings
 from headwater.graphql.derive import Page, from_model, input_from, to_graphql
 from headwater.graphql.errors import answers_errors, result
 from headwater.graphql.lineage import Run, runs_by_id
 from headwater.jobs import service as jobs
+from headwater.jobs.access import job_resource
 from headwater.jobs.lookups import attempts_of_jobs, transitions_of_jobs
 from headwater.jobs.models import ClusterStatus, ClusterType, CommandStatus, JobStatus
 from headwater.jobs.models import Job as JobRow
@@ -200,6 +202,11 @@ class JobsQuery:
         return JobPage(items=jobs_of(session, page.items), next_cursor=page.next_cursor, total=page.total)
 
 
+def _job_of(session: Session, arguments: dict[str, Any]) -> Resource:
+    """The job a mutation names by ``id``, for the permission check."""
+    return job_resource(session, job_id=str(arguments["id"]))
+
+
 @strawberry.type
 class JobsMutation:
     """What tools change in jobs."""
@@ -216,7 +223,7 @@ class JobsMutation:
         return jobs_of(session, [row])[0]
 
     @strawberry.field(description="Kill a job: at once when no process runs yet, else by its worker.")
-    @answers_errors(Action.JOBS_KILL)
+    @answers_errors(Action.JOBS_KILL, owned_by=_job_of)  # its user may, without the role
     def kill_job(self, info: Info, id: strawberry.ID) -> JobResult:
         session = info.context.session
         return jobs_of(session, [jobs.request_kill(session, job_id=str(id))])[0]

@@ -29,8 +29,9 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from headwater.api import db_slot, error_body
-from headwater.api.auth import principal_of
+from headwater.api.auth import allow, principal_of
 from headwater.apidocs import graphiql_page
+from headwater.auth.actions import Action
 from headwater.db import session_scope
 from headwater.errors import HeadwaterError, InvalidInput
 from headwater.graphql.context import Context
@@ -41,6 +42,9 @@ __all__ = ["graphql_router"]
 
 log = logging.getLogger("headwater.graphql")
 graphql_router = APIRouter(tags=["graphql"])
+# The endpoint needs a signed-in principal (anonymous: 401 before any query runs); each root field then checks
+# its own permission (answers_errors), so one request can read what it may and be refused the rest.
+SIGNED_IN = [allow(Action.SELF)]
 
 _QUERIES = (OperationType.QUERY,)
 
@@ -214,6 +218,7 @@ def _request_of(document: Any) -> tuple[str, dict[str, Any] | None, str | None]:
     response_model=None,
     responses=_GRAPHQL_RESPONSES,
     openapi_extra=_POST_BODY,
+    dependencies=SIGNED_IN,
 )
 async def post_graphql(request: Request) -> Response:
     """A GraphQL request as JSON: ``{"query": ..., "variables": {...}, "operationName": ...}``."""
@@ -251,6 +256,7 @@ async def post_graphql(request: Request) -> Response:
         },
         503: {"description": "GraphiQL's files are not installed (no query given)", "content": {"text/html": {}}},
     },
+    dependencies=SIGNED_IN,
 )
 async def get_graphql(
     request: Request,

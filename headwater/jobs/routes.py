@@ -14,11 +14,14 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from headwater.api.auth import Guard, allow
 from headwater.api.deps import SessionDep
 from headwater.api.pagination import Cursor, Limit, Page, Sort
 from headwater.api.resources import NamedResource, named_resource_router
+from headwater.auth.actions import Action
 from headwater.errors import InvalidInput
 from headwater.jobs import applications, service, workspace
+from headwater.jobs.access import job_owner
 from headwater.jobs.models import JobStatus
 from headwater.jobs.schemas import (
     ApplicationCreate,
@@ -59,19 +62,29 @@ One command.
 Change a command's executable, status, tags, cluster criteria or description.
 Remove a command (409 while jobs run it)."""
 
+# Anyone who reads jobs reads what they run on; registering and changing it is a jobs admin's.
+SETUP = Guard(read=Action.JOBS_READ, write=Action.JOBS_ADMIN)
 _APPLICATION_MODELS = (ApplicationCreate, ApplicationUpdate, ApplicationOut)
 applications_router = named_resource_router(
-    NamedResource.of(applications, "application", _APPLICATION_MODELS, _APPLICATION_DOCS, tag="jobs", egress=True)
+    NamedResource.of(
+        applications, "application", _APPLICATION_MODELS, _APPLICATION_DOCS, tag="jobs", guard=SETUP, egress=True
+    )
 )
 clusters_router = named_resource_router(
-    NamedResource.of(service, "cluster", (ClusterCreate, ClusterUpdate, ClusterOut), _CLUSTER_DOCS, tag="jobs")
+    NamedResource.of(
+        service, "cluster", (ClusterCreate, ClusterUpdate, ClusterOut), _CLUSTER_DOCS, tag="jobs", guard=SETUP
+    )
 )
 commands_router = named_resource_router(
-    NamedResource.of(service, "command", (CommandCreate, CommandUpdate, CommandOut), _COMMAND_DOCS, tag="jobs")
+    NamedResource.of(
+        service, "command", (CommandCreate, CommandUpdate, CommandOut), _COMMAND_DOCS, tag="jobs", guard=SETUP
+    )
 )
 jobs_router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(min_length=1, max_length=255)]
+# A job's user reads and kills it without a role granting that for everyone's jobs.
+READ_JOB = [allow(Action.JOBS_READ, owned_by=job_owner)]
 
 
 # ----------------------------------------------------------------------------------------- jobs
@@ -164,7 +177,13 @@ _SUBMIT_BODY: dict[str, Any] = {
 }
 
 
-@jobs_router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, openapi_extra=_SUBMIT_BODY)
+@jobs_router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    openapi_extra=_SUBMIT_BODY,
+    dependencies=[allow(Action.JOBS_SUBMIT)],
+)
 def submit_job(
     submission: Annotated[Submission, Depends(parse_submission)], session: SessionDep, response: Response
 ) -> JobOut:
@@ -175,7 +194,7 @@ def submit_job(
     return service.job_out(session, [job])[0]
 
 
-@jobs_router.get("", response_model=Page[JobOut])
+@jobs_router.get("", response_model=Page[JobOut], dependencies=[allow(Action.JOBS_READ)])
 def list_jobs(
     session: SessionDep,
     user: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
@@ -195,13 +214,13 @@ def list_jobs(
     return Page[JobOut](items=service.job_out(session, page.items), next_cursor=page.next_cursor, total=page.total)
 
 
-@jobs_router.get("/{job_id}", response_model=JobOut)
+@jobs_router.get("/{job_id}", response_model=JobOut, dependencies=READ_JOB)
 def get_job(job_id: JobId, session: SessionDep) -> JobOut:
     """One job."""
     return service.job_out(session, [service.get_job(session, job_id=job_id)])[0]
 
 
-@jobs_router.get("/{job_id}/status", response_model=JobStatusOut)
+@jobs_router.get("/{job_id}/status", response_model=JobStatusOut, dependencies=READ_JOB)
 def get_job_status(job_id: JobId, session: SessionDep) -> JobStatusOut:
     """The job's status and every transition, with its time and reason."""
     job = service.get_job(session, job_id=job_id)
@@ -211,7 +230,7 @@ def get_job_status(job_id: JobId, session: SessionDep) -> JobStatusOut:
     )
 
 
-@jobs_router.get("/{job_id}/request")
+@jobs_router.get("/{job_id}/request", dependencies=READ_JOB)
 def get_job_request(job_id: JobId, session: SessionDep) -> JobSubmit:
     """The request as submitted, its environment's values redacted (they may be secrets)."""
     job = service.get_job(session, job_id=job_id)
@@ -220,7 +239,7 @@ def get_job_request(job_id: JobId, session: SessionDep) -> JobSubmit:
     return JobSubmit.model_validate(request)
 
 
-@jobs_router.get("/{job_id}/execution", response_model=JobExecutionOut)
+@jobs_router.get("/{job_id}/execution", response_model=JobExecutionOut, dependencies=READ_JOB)
 def get_job_execution(job_id: JobId, session: SessionDep) -> JobExecutionOut:
     """Where and how the job ran: host, pid, exit code."""
     job = service.get_job(session, job_id=job_id)
@@ -229,13 +248,13 @@ def get_job_execution(job_id: JobId, session: SessionDep) -> JobExecutionOut:
     return JobExecutionOut(**where, attempts=attempts)
 
 
-@jobs_router.get("/{job_id}/output", response_model=list[OutputEntry])
+@jobs_router.get("/{job_id}/output", response_model=list[OutputEntry], dependencies=READ_JOB)
 def list_job_output(job_id: JobId, session: SessionDep) -> list[OutputEntry]:
     """The files and directories of the job's working directory."""
     return workspace.list_output(session, job_id=job_id)
 
 
-@jobs_router.get("/{job_id}/output/{path:path}")
+@jobs_router.get("/{job_id}/output/{path:path}", dependencies=READ_JOB)
 def get_job_output_file(job_id: JobId, path: str, session: SessionDep) -> FileResponse:
     """Download one file of the job's working directory (HTTP Range supported)."""
     target = workspace.output_file(session, job_id=job_id, path=path)
@@ -246,6 +265,7 @@ def get_job_output_file(job_id: JobId, path: str, session: SessionDep) -> FileRe
     "/{job_id}/logs/{stream}",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "Log bytes from `offset`."}},
+    dependencies=READ_JOB,
 )
 def get_job_log(
     job_id: JobId,
@@ -276,14 +296,16 @@ def get_job_log(
     return Response(chunk.data, media_type="application/octet-stream", headers=headers)
 
 
-@jobs_router.get("/{job_id}/logs-archive")
+@jobs_router.get("/{job_id}/logs-archive", dependencies=READ_JOB)
 def get_job_log_archive(job_id: JobId, session: SessionDep) -> FileResponse:
     """The gzip tarball of a job's logs, made when retention removed a job that asked for archiving."""
     target = workspace.archive_file(session, job_id=job_id)
     return FileResponse(target, media_type="application/gzip", filename=target.name)
 
 
-@jobs_router.delete("/{job_id}", status_code=202, response_model=JobOut)
+@jobs_router.delete(
+    "/{job_id}", status_code=202, response_model=JobOut, dependencies=[allow(Action.JOBS_KILL, owned_by=job_owner)]
+)
 def kill_job(job_id: JobId, session: SessionDep) -> JobOut:
     """Kill the job: its whole process group is signalled by its worker; the job ends KILLED."""
     job = service.request_kill(session, job_id=job_id)

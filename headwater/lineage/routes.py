@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from headwater.api.auth import Guard, require
 from headwater.api.deps import SessionDep, db_slot
 from headwater.api.params import (
     MAX_ID,
@@ -25,6 +26,7 @@ from headwater.api.params import (
     walk_filter_params,
 )
 from headwater.api.responses import json_response
+from headwater.auth.actions import Action
 from headwater.errors import InvalidInput
 from headwater.lineage import graph, manual, runs
 from headwater.lineage.analyse import analyse_sql
@@ -46,6 +48,7 @@ from headwater.transactions import run_in_transaction
 __all__ = ["lineage_router"]
 
 lineage_router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
+LINEAGE = Guard(read=Action.LINEAGE_READ, write=Action.LINEAGE_WRITE)
 
 Node = Annotated[NodeParams, Depends(node_params())]
 FromNode = Annotated[NodeParams, Depends(node_params("from"))]
@@ -110,13 +113,23 @@ _INGEST_DOC = {
 }
 
 
-@lineage_router.post("", status_code=status.HTTP_201_CREATED, responses=_INGEST_DOC)  # type: ignore[arg-type]
+@lineage_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=_INGEST_DOC,  # type: ignore[arg-type]
+    dependencies=LINEAGE.writes,
+)
 async def post_lineage(request: Request) -> Response:
     """Ingest one OpenLineage RunEvent, JobEvent or DatasetEvent (or a JSON array of them), as Marquez does."""
     return await _ingest(request, batch=False)
 
 
-@lineage_router.post("/batch", status_code=status.HTTP_201_CREATED, responses=_INGEST_DOC)  # type: ignore[arg-type]
+@lineage_router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    responses=_INGEST_DOC,  # type: ignore[arg-type]
+    dependencies=LINEAGE.writes,
+)
 async def post_lineage_batch(request: Request) -> Response:
     """Ingest up to MAX_BATCH events in one transaction: a JSON array, or ``{"events": [...]}``."""
     return await _ingest(request, batch=True)
@@ -125,7 +138,7 @@ async def post_lineage_batch(request: Request) -> Response:
 post_lineage_batch.__doc__ = (post_lineage_batch.__doc__ or "").replace("MAX_BATCH", str(MAX_BATCH))
 
 
-@lineage_router.get("/events")
+@lineage_router.get("/events", dependencies=LINEAGE.reads)
 def get_events(
     session: SessionDep,
     after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
@@ -152,15 +165,18 @@ def get_events(
     )
 
 
-@lineage_router.get("/runs/{run_id}", response_model=RunOut)
+@lineage_router.get("/runs/{run_id}", response_model=RunOut, dependencies=LINEAGE.reads)
 def get_run(run_id: Annotated[str, Path(max_length=64)], session: SessionDep) -> Response:
     """A run's state, times, parent and children."""
     return json_response(runs.get_run(session, run_id=run_id))
 
 
-@lineage_router.post("/sql", response_model=SqlLineageOut)
-def post_sql(data: SqlLineageIn, session: SessionDep) -> Response:
-    """Column lineage of SQL (spark, hive, flink, trino, postgres) against the catalog; ``apply`` records it."""
+@lineage_router.post("/sql", response_model=SqlLineageOut, dependencies=LINEAGE.reads)
+def post_sql(data: SqlLineageIn, session: SessionDep, request: Request) -> Response:
+    """Column lineage of SQL (spark, hive, flink, trino, postgres) against the catalog; ``apply`` records it
+    (and needs lineage.write)."""
+    if data.apply:
+        require(request, Action.LINEAGE_WRITE)
     return json_response(analyse_sql(session, data=data))
 
 
@@ -171,13 +187,24 @@ _EDGE_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-@lineage_router.post("/edges", status_code=status.HTTP_201_CREATED, response_model=ManualEdgeOut, responses=_EDGE_DOC)
+@lineage_router.post(
+    "/edges",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ManualEdgeOut,
+    responses=_EDGE_DOC,
+    dependencies=LINEAGE.writes,
+)
 def post_edge(data: ManualEdgeIn, session: SessionDep) -> Response:
     """Declare a dataset- or column-level edge by hand (origin ``manual``); declaring it again refreshes it."""
     return json_response(manual.declare_edge(session, data=data), status_code=status.HTTP_201_CREATED)
 
 
-@lineage_router.delete("/edges/{level}/{edge_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {}, 409: {}})
+@lineage_router.delete(
+    "/edges/{level}/{edge_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {}, 409: {}},
+    dependencies=LINEAGE.writes,
+)
 def delete_edge(
     level: Literal["column", "dataset"], edge_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep
 ) -> Response:
@@ -245,7 +272,7 @@ def _filters(params: WalkFilterParams) -> graph.WalkFilters:
     )
 
 
-@lineage_router.get("/graph", response_model=GraphOut)
+@lineage_router.get("/graph", response_model=GraphOut, dependencies=LINEAGE.reads)
 def get_graph(
     session: SessionDep, node: Node, reach: Annotated[Reach, Depends(graph_reach)], filters: EdgeFilters
 ) -> Response:
@@ -257,7 +284,7 @@ def get_graph(
     return json_response(found)
 
 
-@lineage_router.get("/impact", response_model=ImpactOut)
+@lineage_router.get("/impact", response_model=ImpactOut, dependencies=LINEAGE.reads)
 def get_impact(
     session: SessionDep, node: Node, reach: Annotated[Reach, Depends(impact_reach)], filters: EdgeFilters
 ) -> Response:
@@ -269,7 +296,7 @@ def get_impact(
     return json_response(found)
 
 
-@lineage_router.get("/path", response_model=PathOut)
+@lineage_router.get("/path", response_model=PathOut, dependencies=LINEAGE.reads)
 def get_path(
     session: SessionDep,
     source: FromNode,

@@ -24,7 +24,8 @@ HEADER = """# REST API reference
 
 Every operation of the REST API, from its OpenAPI document: [openapi.json](openapi.json) (OpenAPI {version}).
 A running server serves the same document at `/openapi.json` and renders it with Swagger UI at `/docs`. How
-to call it: [REST API](../clients/rest.md).
+to call it: [REST API](../clients/rest.md). Each operation needs the permission named (its `x-permission`; see
+[Identity and permissions](../security/identity.md)).
 
 """
 
@@ -53,8 +54,10 @@ def openapi_reference() -> str:
                 continue
             summary = " ".join((operation.get("summary") or "").split()).replace("|", "\\|")
             tag = (operation.get("tags") or ["other"])[0]
-            groups.setdefault(tag, []).append(f"| `{method.upper()}` | `{path}` | {summary} |")
+            permission = operation.get("x-permission", "")
+            groups.setdefault(tag, []).append(f"| `{method.upper()}` | `{path}` | {summary} | `{permission}` |")
     page = HEADER.format(version=document["openapi"])
     for tag, rows in groups.items():
-        page += f"## {tag}\n\n| Method | Path | Summary |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        header = "| Method | Path | Summary | Permission |\n|---|---|---|---|\n"
+        page += f"## {tag}\n\n{header}" + "\n".join(rows) + "\n\n"
     return page.rstrip() + "\n"

@@ -6,7 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from headwater.api.auth import allow
 from headwater.api.deps import SessionDep
+from headwater.auth.actions import Action
 from headwater.catalog.models import DatasetKind
 from headwater.search.base import DocumentType, SearchBackend, SearchQuery, check_prefix
 from headwater.search.indexer import SearchIndexer
@@ -14,7 +16,9 @@ from headwater.search.schemas import SearchResponse, SearchStatusOut, Suggestion
 
 __all__ = ["search_router"]
 
+# Every search route reads: the router declares it once for each.
 search_router = APIRouter(prefix="/api/v1/search", tags=["search"])
+READ = [allow(Action.SEARCH_READ)]
 
 Values = Annotated[list[str] | None, Query(max_length=20)]
 
@@ -24,7 +28,7 @@ def _backend(request: Request) -> SearchBackend:
     return backend
 
 
-@search_router.get("", response_model=SearchResponse)
+@search_router.get("", response_model=SearchResponse, dependencies=READ)
 def search(
     request: Request,
     q: Annotated[str | None, Query(max_length=512, description="Free text; '-word' excludes a word.")] = None,
@@ -49,7 +53,7 @@ def search(
     return SearchResponse.model_validate(_backend(request).search(query), from_attributes=True)
 
 
-@search_router.get("/suggest", response_model=SuggestResponse)
+@search_router.get("/suggest", response_model=SuggestResponse, dependencies=READ)
 def suggest(
     request: Request,
     prefix: Annotated[str, Query(min_length=1, max_length=256, description="What has been typed so far.")],
@@ -61,7 +65,7 @@ def suggest(
     return SuggestResponse(items=[SuggestionOut.model_validate(s, from_attributes=True) for s in found])
 
 
-@search_router.get("/status", response_model=SearchStatusOut)
+@search_router.get("/status", response_model=SearchStatusOut, dependencies=READ)
 def status(request: Request, session: SessionDep) -> SearchStatusOut:
     """How far the index is behind the change outbox, and its document counts beside the catalog's."""
     indexer: SearchIndexer = request.app.state.search_indexer

@@ -23,9 +23,11 @@ from markupsafe import Markup, escape
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
+from headwater.api.auth import allow
 from headwater.api.deps import SessionDep
 from headwater.api.params import parse_id
 from headwater.api.responses import unstorable_reason
+from headwater.auth.actions import Action
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
 from headwater.catalog.schemas import DatasetSummary, SchemaVersionOut
@@ -120,13 +122,13 @@ def _url_maker(path: str, params: dict[str, Any]) -> Callable[..., str]:
     return url
 
 
-@ui_router.get("/")
+@ui_router.get("/", dependencies=[allow(Action.PUBLIC)])  # a redirect, nothing shown
 def home() -> RedirectResponse:
     """The search page."""
     return RedirectResponse("/ui", status_code=307)
 
 
-@ui_router.get("/ui", response_class=HTMLResponse)
+@ui_router.get("/ui", response_class=HTMLResponse, dependencies=[allow(Action.SEARCH_READ)])
 @html_errors(keep_query=True)
 def search_page(request: Request) -> Response:
     """Search with facets: ``q``, ``type`` (dataset or column), facet filters (``tag=...``), ``cursor``."""
@@ -158,7 +160,7 @@ def search_page(request: Request) -> Response:
     return _page("search.html", q=q, type=types[0].value, page=page, filters=filters, url=url, toggle=toggle)
 
 
-@ui_router.get("/ui/datasets/{dataset_id}", response_class=HTMLResponse)
+@ui_router.get("/ui/datasets/{dataset_id}", response_class=HTMLResponse, dependencies=[allow(Action.CATALOG_READ)])
 @html_errors()
 def dataset_page(dataset_id: str, session: SessionDep) -> Response:
     """One dataset: what it is, who owns it, its fields, the datasets it reads from and feeds, its schema history."""
@@ -186,7 +188,7 @@ def dataset_page(dataset_id: str, session: SessionDep) -> Response:
     )
 
 
-@ui_router.get("/ui/impact", response_class=HTMLResponse)
+@ui_router.get("/ui/impact", response_class=HTMLResponse, dependencies=[allow(Action.LINEAGE_READ)])
 @html_errors()
 def impact_page(request: Request, session: SessionDep) -> Response:
     """What breaks if a dataset (``dataset_id``) or one of its columns (``field``, a path) changes."""
@@ -198,7 +200,7 @@ def impact_page(request: Request, session: SessionDep) -> Response:
     return _page("impact.html", impact=answer, dataset_id=dataset_id, field=field, limit=ROWS_SHOWN)
 
 
-@ui_router.get("/ui/lineage", response_class=HTMLResponse)
+@ui_router.get("/ui/lineage", response_class=HTMLResponse, dependencies=[allow(Action.LINEAGE_READ)])
 @html_errors()
 def column_lineage_page(request: Request, session: SessionDep) -> Response:
     """A column's lineage both ways (``dataset_id`` and ``field``, a path), each edge with how it is known."""
@@ -223,7 +225,7 @@ def column_lineage_page(request: Request, session: SessionDep) -> Response:
     )
 
 
-@ui_router.get("/ui/sources", response_class=HTMLResponse)
+@ui_router.get("/ui/sources", response_class=HTMLResponse, dependencies=[allow(Action.CATALOG_READ)])
 @html_errors()
 def sources_page(request: Request, session: SessionDep) -> Response:
     """The federated sources: what each is, how its last contact went, how many datasets it holds."""
@@ -249,7 +251,7 @@ def _tail(session: Any, job_id: str, stream: str) -> _Tail:
     return _Tail(chunk.data.decode("utf-8", errors="replace"), offset, chunk.size)
 
 
-@ui_router.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
+@ui_router.get("/ui/jobs/{job_id}", response_class=HTMLResponse, dependencies=[allow(Action.JOBS_READ)])
 @html_errors()
 def job_page(job_id: str, session: SessionDep) -> Response:
     """One job: its status and history, where it ran, the tail of its logs, and the lineage run it reported."""
@@ -269,7 +271,7 @@ def job_page(job_id: str, session: SessionDep) -> Response:
     )
 
 
-@ui_router.get("/ui/jobs", response_class=HTMLResponse)
+@ui_router.get("/ui/jobs", response_class=HTMLResponse, dependencies=[allow(Action.JOBS_READ)])
 @html_errors()
 def jobs_page(request: Request, session: SessionDep) -> Response:
     """Recent jobs, newest first, by ``user`` and ``status``."""
