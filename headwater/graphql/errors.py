@@ -62,7 +62,8 @@ class InvalidInputError(Error):
 
 @strawberry.type
 class ConflictError(Error):
-    """The request contradicts current state (a duplicate job id, a job that has already ended, ...)."""
+    """The request contradicts current state (a duplicate job id, a job that has already ended, a user at their
+    active-job limit: code too_many_requests, ...)."""
 
 
 @strawberry.type
