@@ -42,7 +42,7 @@ from jobs_common import (  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from headwater.db import create_db_engine, make_sessionmaker, session_scope  # noqa: E402
-from headwater.jobs import service  # noqa: E402
+from headwater.jobs import access, service  # noqa: E402
 from headwater.jobs.models import FINAL_STATUSES, Job  # noqa: E402
 from headwater.jobs.schemas import JobSubmit  # noqa: E402
 
@@ -59,7 +59,8 @@ def run_jobs(url: str, count: int, base: Path, worker_count: int, slots: int) ->
         for start in range(0, count, 100):
             with session_scope(factory) as session:
                 for index in range(start, min(count, start + 100)):
-                    service.submit_job(session, data=JobSubmit.model_validate(job_request(index)))
+                    data = JobSubmit.model_validate(job_request(index))
+                    service.submit_job(session, data=data, submitter=access.trusted_submitter("bench"))
         submitted = time.perf_counter() - began
         deadline = time.monotonic() + 600
         while True:

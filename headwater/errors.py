@@ -19,6 +19,7 @@ __all__ = [
     "PreconditionRequired",
     "DatabaseNotReady",
     "Forbidden",
+    "TooManyRequests",
     "Unauthenticated",
 ]
 
@@ -76,6 +77,15 @@ class PreconditionFailed(HeadwaterError, status_code=412, code="precondition_fai
 
 class PreconditionRequired(HeadwaterError, status_code=428, code="precondition_required"):
     """A guarded write was sent without If-Match."""
+
+
+class TooManyRequests(HeadwaterError, status_code=429, code="too_many_requests"):
+    """A limit is reached (a user's active jobs): the message names it; retry after ``retry_after`` seconds, which
+    the HTTP edge sends as ``Retry-After``."""
+
+    def __init__(self, message: str, *, retry_after: int, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after
 
 
 class DatabaseNotReady(HeadwaterError, status_code=503, code="database_not_ready"):

@@ -27,6 +27,7 @@ _COMMA_SEPARATED = (
     "secrets_allowed_dirs",
     "jobs_pass_env",
     "auth_admins",
+    "jobs_user_limits",
 )
 
 
@@ -267,6 +268,20 @@ class Settings(BaseSettings):
         description="Extra variables of the worker's environment passed to jobs, comma-separated names (PATH, "
         "the locale, TZ, JAVA_HOME and the engines' homes always are). HEADWATER_ variables never are.",
     )
+    # Per-user limits on jobs (docs/security/jobs.md)
+    jobs_user_active_limit: int = Field(
+        default=20,
+        ge=0,
+        le=1_000_000,
+        description="Jobs one user may have queued or running at once; one more is refused with 429 until one "
+        "ends. 0: no limit. Local mode has none.",
+    )
+    jobs_user_limits: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Overrides of HEADWATER_JOBS_USER_ACTIVE_LIMIT, comma-separated `user:NAME=N`, "
+        "`service:NAME=N` or `group:NAME=N` (0: no limit). A principal's own entry wins, else the highest of "
+        "its groups'.",
+    )
 
     # Identity and authorization (docs/security/identity.md)
     auth: Literal["auto", "on", "none"] = Field(
@@ -373,6 +388,16 @@ class Settings(BaseSettings):
             kind, _, name = entry.partition(":")
             if kind not in ("user", "service", "group") or not name:
                 raise ValueError(f"HEADWATER_AUTH_ADMINS: {entry!r} is not user:NAME, service:NAME or group:NAME")
+        return value
+
+    @field_validator("jobs_user_limits")
+    @classmethod
+    def _check_user_limits(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not re.fullmatch(r"(user|service|group):[^=]+=[0-9]{1,7}", entry):
+                raise ValueError(
+                    f"HEADWATER_JOBS_USER_LIMITS: {entry!r} is not user:NAME=N, service:NAME=N or group:NAME=N"
+                )
         return value
 
     @field_validator("jobs_run_as")

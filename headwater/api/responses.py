@@ -73,7 +73,10 @@ def unstorable_reason(exc: DataError) -> str:
 
 
 def challenge(exc: HeadwaterError) -> dict[str, str] | None:
-    """The ``WWW-Authenticate`` header of a 401 (RFC 6750), none for any other error."""
+    """The ``WWW-Authenticate`` header of a 401 (RFC 6750), ``Retry-After`` of a 429, none for any other error."""
+    retry_after = getattr(exc, "retry_after", None)
+    if exc.status_code == 429 and isinstance(retry_after, int):
+        return {"Retry-After": str(retry_after)}
     if exc.status_code != 401:
         return None
     error = exc.detail.get("bearer_error") if isinstance(exc.detail, dict) else None

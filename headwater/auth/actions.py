@@ -24,6 +24,8 @@ class Action(enum.StrEnum):
     SEARCH_READ = "search.read"
     JOBS_READ = "jobs.read"
     JOBS_SUBMIT = "jobs.submit"
+    # Submit a job that runs as another user (a scheduler acting for people): admins only (docs/security/jobs.md).
+    JOBS_SUBMIT_AS = "jobs.submit_as"
     JOBS_KILL = "jobs.kill"  # one's own jobs; admins any job
     JOBS_ADMIN = "jobs.admin"  # clusters, commands, applications
     AUDIT_READ = "audit.read"

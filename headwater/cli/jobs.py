@@ -137,7 +137,7 @@ def jobs_submit(
     match), or with --wait when it ends anything but SUCCEEDED."""
     import os
 
-    from headwater.jobs import service
+    from headwater.jobs import access, service
     from headwater.jobs.schemas import JobSubmit
 
     settings = load_settings()
@@ -163,7 +163,9 @@ def jobs_submit(
         attach or [], settings.jobs_attachments_max_count, settings.jobs_attachments_max_bytes
     )
     with open_session(settings) as session:
-        job = service.submit_job(session, data=request, attachments=attachments)
+        # The CLI holds the database's credentials, so it is the server's operator: it runs as whom it names.
+        submitter = access.trusted_submitter(request.user or "unknown")
+        job = service.submit_job(session, data=request, submitter=submitter, attachments=attachments)
         out = service.job_out(session, [job])[0]
     job_now = _wait_for(out.id) if wait else out.model_dump(mode="json")
     _print_job(job_now, as_json)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from headwater.db import session_scope
 from headwater.demo.lineage import TITLE_DAILY_VIEWS_SQL
 from headwater.errors import Conflict, NotFound
-from headwater.jobs import service
+from headwater.jobs import access, service
 from headwater.jobs.engines import EngineError, find_flink_home, find_spark_submit, write_local_flink_conf
 from headwater.jobs.models import FINAL_STATUSES, ClusterType
 from headwater.jobs.schemas import ClusterCreate, ClusterUpdate, CommandCreate, JobSubmit
@@ -202,7 +202,8 @@ def _submit(session: Session, sql: str) -> tuple[str, str | None]:
         timeout=600,
     )
     try:
-        job = service.submit_job(session, data=data, attachments=[(SQL_FILE, sql.encode())])
+        submitter = access.trusted_submitter("demo")
+        job = service.submit_job(session, data=data, submitter=submitter, attachments=[(SQL_FILE, sql.encode())])
     except Conflict:
         job = service.get_job(session, job_id=DEMO_JOB_ID)
     return job.status, job.status_message

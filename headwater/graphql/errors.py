@@ -66,7 +66,8 @@ class InvalidInputError(Error):
 
 @strawberry.type
 class ConflictError(Error):
-    """The request contradicts current state (a duplicate job id, a job that has already ended, ...)."""
+    """The request contradicts current state (a duplicate job id, a job that has already ended, a user at their
+    active-job limit: code too_many_requests, ...)."""
 
 
 @strawberry.type
@@ -91,8 +92,9 @@ class UnavailableError(Error):
 
 # The GraphQL error type of each HTTP status a HeadwaterError carries. 422 is a body REST could parse but not
 # accept: in GraphQL an invalid argument. 428 (a guarded write sent without its revision) is a failed
-# precondition here too; its ``code`` (precondition_required) tells the two apart. Every 5xx is a backend
-# that cannot answer.
+# precondition here too; its ``code`` (precondition_required) tells the two apart. 429 (a limit reached, such as a
+# user's active jobs) contradicts current state until something ends: a conflict whose ``code`` is
+# too_many_requests. Every 5xx is a backend that cannot answer.
 ERROR_TYPES: dict[int, type[Error]] = {
     400: InvalidInputError,
     401: UnauthenticatedError,
@@ -102,6 +104,7 @@ ERROR_TYPES: dict[int, type[Error]] = {
     409: ConflictError,
     412: PreconditionFailedError,
     428: PreconditionFailedError,
+    429: ConflictError,
     500: UnavailableError,
     501: UnavailableError,
     502: UnavailableError,

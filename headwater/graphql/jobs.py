@@ -4,6 +4,7 @@ off to the jobs service the REST route calls."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from headwater.graphql.context import Info, Siblings
 from headwater.graphql.derive import Page, from_model, input_from, to_graphql
 from headwater.graphql.errors import answers_errors, result
 from headwater.graphql.lineage import Run, runs_by_id
+from headwater.jobs import access
 from headwater.jobs import service as jobs
 from headwater.jobs.access import job_resource
 from headwater.jobs.lookups import attempts_of_jobs, transitions_of_jobs
@@ -133,7 +135,11 @@ class DatasetRefInput:
 @strawberry.input(description="A job request (Genie's): the cluster and command are chosen by tags.")
 class JobSubmitInput:
     name: str
-    user: str
+    user: str | None = strawberry.field(
+        default=None,
+        description="Who the job runs as: by default (and without the permission jobs.submit_as, only) the "
+        "principal submitting it.",
+    )
     cluster_criteria: list[list[str]] = strawberry.field(
         description="Tag sets tried in order: the first set some UP cluster carries all of wins."
     )
@@ -186,7 +192,10 @@ class JobsQuery:
         session = info.context.session
         return jobs_of(session, [jobs.get_job(session, job_id=str(id))])[0]
 
-    @strawberry.field(description="Jobs, newest first by default (sort: created, name, status; '-' descending).")
+    @strawberry.field(
+        description="Jobs, newest first by default (sort: created, name, status; '-' descending); "
+        'filter: {user: "me"} lists your own.'
+    )
     @answers_errors(Action.JOBS_READ)
     def jobs(
         self,
@@ -198,6 +207,7 @@ class JobsQuery:
     ) -> JobPageResult:
         session = info.context.session
         filters = as_filters(jobs.JobFilters, filter or JobFilter())
+        filters = dataclasses.replace(filters, user=access.user_filter(info.context.principal, filters.user))
         page = jobs.list_jobs(session, filters=filters, sort=sort, cursor=after, limit=page_size(first, 100))
         return JobPage(items=jobs_of(session, page.items), next_cursor=page.next_cursor, total=page.total)
 
@@ -219,7 +229,9 @@ class JobsMutation:
     def submit_job(self, info: Info, input: JobSubmitInput) -> JobResult:
         session = info.context.session
         data = {key: value for key, value in strawberry.asdict(input).items() if value is not None}
-        row = jobs.submit_job(session, data=validated(JobSubmit, data, "input"))
+        request = validated(JobSubmit, data, "input")
+        submitter = access.submitter_of(info.context.principal, request.user, info.context.settings)
+        row = jobs.submit_job(session, data=request, submitter=submitter)
         return jobs_of(session, [row])[0]
 
     @strawberry.field(description="Kill a job: at once when no process runs yet, else by its worker.")

@@ -6,7 +6,8 @@ A command's first element names the engine's front-end; the engine swaps it for 
 
 * Spark clusters: ``spark-submit`` or ``spark-sql`` (``-e <sql>`` / ``-f <file>``) from ``spark_home``, else
   from the installed pyspark. Config: ``spark_home``, ``master`` (default ``local[2]``), ``conf`` (``--conf``s),
-  ``local_ip``.
+  ``local_ip``, ``proxy_user`` (``true``: ``--proxy-user <the job's user>``, so the cluster enforces who it is;
+  off by default, since the worker's own Hadoop user must be allowed to impersonate).
 * Flink clusters: ``flink`` (``flink run``: ``-py job.py ...`` for PyFlink, ``[-c Main] app.jar ...`` for jars)
   or ``flink-sql`` (Headwater's SQL-script runner, ``-f <file>`` / ``-e <sql>``, run by ``flink run -py``; pip's
   PyFlink carries no SQL gateway jars, so its ``sql-client.sh`` cannot start). Config: ``flink_home`` (else
@@ -87,6 +88,7 @@ class JobContext:
     args: list[str]
     command: list[str]
     cluster_config: dict[str, Any]
+    user: str = ""  # who submitted it (the job's user)
 
 
 class JobEngine(abc.ABC):
@@ -146,6 +148,9 @@ class SparkEngine(JobEngine):
         )
         for key, value in confs.items():
             argv += ["--conf", f"{key}={value}"]
+        if config.get("proxy_user") is True and job.user:
+            # Genie's way: Spark (and HDFS, YARN, the metastore) act as the job's user, checked by the cluster.
+            argv += ["--proxy-user", job.user]
         env = {"SPARK_LOCAL_IP": str(config.get("local_ip", "127.0.0.1"))}
         return Launch(argv=[*argv, *command, *job.args], env=env)
 

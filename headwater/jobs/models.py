@@ -102,6 +102,8 @@ class Cluster(Base):
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     max_concurrent_jobs: Mapped[int] = mapped_column(Integer, default=8)
+    # Who may run on it (groups, or user names); empty: anyone holding jobs.submit (docs/security/jobs.md).
+    groups: Mapped[list[str]] = mapped_column(JSONType, default=list)
     description: Mapped[LongText | None]
     created_at: Mapped[UTCNow]
     updated_at: Mapped[UTCNow]
@@ -121,6 +123,8 @@ class Command(Base):
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # Ordered tag sets; a cluster must match one of them (empty: any cluster).
     cluster_criteria: Mapped[list[list[str]]] = mapped_column(JSONType, default=list)
+    # Who may run it (groups, or user names); empty: anyone holding jobs.submit (docs/security/jobs.md).
+    groups: Mapped[list[str]] = mapped_column(JSONType, default=list)
     description: Mapped[LongText | None]
     created_at: Mapped[UTCNow]
     updated_at: Mapped[UTCNow]

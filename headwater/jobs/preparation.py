@@ -76,6 +76,7 @@ def _prepare(
         args=list(job.request.get("command_args", [])),
         command=list(command.executable),
         cluster_config=dict(cluster.config or {}),
+        user=job.user_name,
     )
     try:
         launch = engine_for(cluster.type).launch(context)
@@ -94,6 +95,7 @@ def _prepare(
             "HEADWATER_JOB_ID": job.id,
             "HEADWATER_JOB_DIR": str(work_dir),
             "HEADWATER_JOB_ATTEMPT": str(job.attempt),
+            "HEADWATER_JOB_USER": job.user_name,
         },
         work_dir=work_dir,
         timeout=job.timeout_seconds,

@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from headwater.api.auth import Guard, allow
+from headwater.api.auth import Guard, allow, principal_of
 from headwater.api.deps import SessionDep
 from headwater.api.pagination import Cursor, Limit, Page, Sort
 from headwater.api.resources import NamedResource, named_resource_router
 from headwater.auth.actions import Action
 from headwater.errors import InvalidInput
-from headwater.jobs import applications, service, workspace
+from headwater.jobs import access, applications, service, workspace
 from headwater.jobs.access import job_owner
 from headwater.jobs.models import JobStatus
 from headwater.jobs.schemas import (
@@ -185,19 +185,29 @@ _SUBMIT_BODY: dict[str, Any] = {
     dependencies=[allow(Action.JOBS_SUBMIT)],
 )
 def submit_job(
-    submission: Annotated[Submission, Depends(parse_submission)], session: SessionDep, response: Response
+    submission: Annotated[Submission, Depends(parse_submission)],
+    request: Request,
+    session: SessionDep,
+    response: Response,
 ) -> JobOut:
-    """Submit a job (JSON, or multipart with attachments); it is resolved at once (RESOLVED, or INVALID with
-    the reason) and queued."""
-    job = service.submit_job(session, data=submission.request, attachments=submission.attachments)
+    """Submit a job (JSON, or multipart with attachments) that runs as the principal submitting it; it is resolved
+    at once (RESOLVED, or INVALID with the reason) and queued. 403 when its tags match only clusters or commands
+    closed to the principal (naming their groups) or when ``user`` names someone else without jobs.submit_as; 429
+    with Retry-After at the user's active-job limit."""
+    submitter = access.submitter_of(principal_of(request), submission.request.user, request.app.state.settings)
+    job = service.submit_job(session, data=submission.request, submitter=submitter, attachments=submission.attachments)
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return service.job_out(session, [job])[0]
 
 
 @jobs_router.get("", response_model=Page[JobOut], dependencies=[allow(Action.JOBS_READ)])
 def list_jobs(
+    request: Request,
     session: SessionDep,
-    user: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
+    user: Annotated[
+        str | None, Query(min_length=1, max_length=255, description="A user's jobs; `me`: the caller's own.")
+    ] = None,
+    mine: Annotated[bool, Query(description="Only the caller's own jobs (as user=me).")] = False,
     job_status: Annotated[JobStatus | None, Query(alias="status")] = None,
     tag: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
     created_after: dt.datetime | None = None,
@@ -206,9 +216,14 @@ def list_jobs(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[JobOut]:
-    """Jobs, filtered by user, status, tag and creation time, newest first by default."""
+    """Jobs, filtered by user (``me``, or ``mine=true``: the caller's), status, tag and creation time, newest
+    first by default."""
     filters = service.JobFilters(
-        user=user, status=job_status, tag=tag, created_after=created_after, created_before=created_before
+        user=access.user_filter(principal_of(request), user, mine=mine),
+        status=job_status,
+        tag=tag,
+        created_after=created_after,
+        created_before=created_before,
     )
     page = service.list_jobs(session, filters=filters, sort=sort, cursor=cursor, limit=limit)
     return Page[JobOut](items=service.job_out(session, page.items), next_cursor=page.next_cursor, total=page.total)

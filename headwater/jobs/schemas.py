@@ -50,6 +50,8 @@ MAX_ARGS_CHARS = 10_000
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+Group = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+GROUPS_DOC = "Groups (or user names) allowed to run jobs on it; empty: anyone who may submit jobs."
 TagSet = Annotated[list[Tag], Field(min_length=1, max_length=50)]
 
 
@@ -188,6 +190,7 @@ class ClusterCreate(_In):
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     config: JsonObject = Field(default_factory=dict)
     max_concurrent_jobs: int = Field(default=8, ge=1, le=10_000)
+    groups: list[Group] = Field(default_factory=list, max_length=100, description=GROUPS_DOC)
     description: str | None = Field(default=None, max_length=10_000)
 
 
@@ -198,6 +201,7 @@ class ClusterUpdate(_In):
     tags: Omittable[list[Tag]] = Field(default=MISSING, max_length=50)
     config: Omittable[JsonObject] = MISSING
     max_concurrent_jobs: Omittable[int] = Field(default=MISSING, ge=1, le=10_000)
+    groups: Omittable[list[Group]] = Field(default=MISSING, max_length=100, description=GROUPS_DOC)
     description: str | None = Field(default=None, max_length=10_000)
 
 
@@ -213,6 +217,7 @@ class ClusterOut(BaseModel):
     tags: list[str]
     config: dict[str, Any]
     max_concurrent_jobs: int
+    groups: list[str] = Field(description="Groups (or user names) allowed to run on it; empty: anyone.")
     description: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -229,6 +234,7 @@ class CommandCreate(_In):
     applications: AppNames = Field(
         default_factory=list, max_length=50, description="Names of the applications it needs, in order."
     )
+    groups: list[Group] = Field(default_factory=list, max_length=100, description=GROUPS_DOC)
     description: str | None = Field(default=None, max_length=10_000)
 
     @field_validator("executable")
@@ -249,6 +255,7 @@ class CommandUpdate(_In):
     tags: Omittable[list[Tag]] = Field(default=MISSING, max_length=50)
     cluster_criteria: Omittable[list[TagSet]] = Field(default=MISSING, max_length=20)
     applications: Omittable[AppNames] = Field(default=MISSING, max_length=50)
+    groups: Omittable[list[Group]] = Field(default=MISSING, max_length=100, description=GROUPS_DOC)
     description: str | None = Field(default=None, max_length=10_000)
 
 
@@ -264,6 +271,7 @@ class CommandOut(BaseModel):
     tags: list[str]
     cluster_criteria: list[list[str]]
     applications: list[str]
+    groups: list[str] = Field(description="Groups (or user names) allowed to run it; empty: anyone.")
     description: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -288,7 +296,11 @@ class JobSubmit(_In):
         Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")] | None
     ) = None
     name: Name
-    user: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    user: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = Field(
+        default=None,
+        description="Who the job runs as. Default (and, without the permission jobs.submit_as, the only value "
+        "accepted): the principal submitting it.",
+    )
     version: str | None = Field(default=None, max_length=255)
     description: str | None = Field(default=None, max_length=10_000)
     tags: list[Tag] = Field(default_factory=list, max_length=50)

@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from headwater.db import utcnow
-from headwater.errors import Conflict, InvalidInput, NotFound
-from headwater.jobs import applications
+from headwater.errors import Conflict, Forbidden, InvalidInput, NotFound
+from headwater.jobs import access, applications
 from headwater.jobs.models import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -210,23 +210,35 @@ def _run_uuid(job_id: str) -> str:
         return str(uuid.uuid5(RUN_ID_NAMESPACE, job_id))
 
 
-def submit_job(session: Session, *, data: JobSubmit, attachments: Sequence[tuple[str, bytes]] = ()) -> Job:
-    """Accept a job and resolve it to a cluster and command at once (RESOLVED, or INVALID saying why).
+def submit_job(
+    session: Session,
+    *,
+    data: JobSubmit,
+    submitter: access.Submitter,
+    attachments: Sequence[tuple[str, bytes]] = (),
+) -> Job:
+    """Accept a job of ``submitter`` and resolve it to a cluster and command at once (RESOLVED, or INVALID saying
+    why); Forbidden when only clusters or commands closed to the submitter match, TooManyRequests at the user's
+    active-job limit.
 
     ``attachments`` (name, content) are stored with it and written into its working directory before it runs.
     """
     _check_attachment_names([name for name, _ in attachments])
+    data = data.model_copy(update={"user": submitter.user})
     if data.applications:
         applications.check_names(session, names=data.applications)
     job_id = data.id or str(uuid.uuid4())
     if data.id is not None and session.scalar(select(Job.pk).where(Job.id == job_id)) is not None:
         raise Conflict(f"a job with id {job_id!r} already exists", detail={"field": "id"})
+    chosen, why = _resolve(session, data, submitter)
+    if chosen is not None:  # an INVALID job ends at once, so it takes no slot
+        access.hold_active_slot(session, submitter)
     now = utcnow()
     job = Job(
         id=job_id,
         run_uuid=_run_uuid(job_id),
         name=data.name,
-        user_name=data.user,
+        user_name=submitter.user,
         version=data.version,
         status=JobStatus.ACCEPTED.value,
         request=data.model_dump(mode="json"),
@@ -250,7 +262,6 @@ def submit_job(session: Session, *, data: JobSubmit, attachments: Sequence[tuple
     session.add(
         JobTransition(job_pk=job.pk, from_status=None, to_status=JobStatus.ACCEPTED.value, reason="submitted", at=now)
     )
-    chosen, why = _resolve(session, data)
     if chosen is None:
         transition(job, JobStatus.INVALID, why, session=session, now=now)
     else:
@@ -298,26 +309,50 @@ def notify_workers(session: Session) -> None:
         session.execute(text(f"NOTIFY {JOBS_CHANNEL}"))
 
 
-def _resolve(session: Session, data: JobSubmit) -> tuple[tuple[Cluster, Command] | None, str]:
-    """Genie's rule: the first cluster criterion matching an UP cluster with an ACTIVE command wins."""
-    wanted_command = set(data.command_criteria)
-    commands = [
-        c
-        for c in session.scalars(
+def _resolve(
+    session: Session, data: JobSubmit, submitter: access.Submitter
+) -> tuple[tuple[Cluster, Command] | None, str]:
+    """Genie's rule, over the clusters and commands open to the submitter: the first cluster criterion matching an
+    UP cluster with an ACTIVE command wins. When nothing open matches but closed ones would, Forbidden names their
+    groups (they are no secret: anyone with jobs.read lists clusters and commands with their groups)."""
+    commands = list(
+        session.scalars(
             select(Command)
             .where(Command.status == CommandStatus.ACTIVE.value)
             .order_by(Command.id)
             .limit(MAX_CANDIDATES)
         )
-        if wanted_command <= set(c.tags)
-    ]
-    if not commands:
-        return None, f"no ACTIVE command has all of the command criteria tags {sorted(wanted_command)}"
+    )
     clusters = list(
         session.scalars(
             select(Cluster).where(Cluster.status == ClusterStatus.UP.value).order_by(Cluster.id).limit(MAX_CANDIDATES)
         )
     )
+    usable_commands = [c for c in commands if submitter.may_use(c.groups)]
+    usable_clusters = [c for c in clusters if submitter.may_use(c.groups)]
+    chosen, why = _choose(data, usable_clusters, usable_commands)
+    if chosen is not None or (len(usable_commands), len(usable_clusters)) == (len(commands), len(clusters)):
+        return chosen, why
+    closed, _ = _choose(data, clusters, commands)
+    if closed is None:
+        return chosen, why
+    cluster, command = closed
+    groups = sorted({*cluster.groups, *command.groups})
+    raise Forbidden(
+        f"the job's criteria match only clusters or commands {submitter.principal.name!r} may not use: cluster "
+        f"{cluster.name!r} (groups {sorted(cluster.groups)}) with command {command.name!r} (groups "
+        f"{sorted(command.groups)}) would run it; ask to join one of {groups}, or choose other tags",
+        detail={"permission": "jobs.submit", "groups": groups, "field": "cluster_criteria"},
+    )
+
+
+def _choose(
+    data: JobSubmit, clusters: list[Cluster], commands: list[Command]
+) -> tuple[tuple[Cluster, Command] | None, str]:
+    wanted_command = set(data.command_criteria)
+    commands = [c for c in commands if wanted_command <= set(c.tags)]
+    if not commands:
+        return None, f"no ACTIVE command has all of the command criteria tags {sorted(wanted_command)}"
     misses: list[str] = []
     for index, criterion in enumerate(data.cluster_criteria):
         tags = set(criterion)

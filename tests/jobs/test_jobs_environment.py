@@ -55,7 +55,9 @@ async def test_a_job_gets_no_server_setting_and_nothing_outside_the_allowlist(
         "HEADWATER_JOB_ATTEMPT",
         "HEADWATER_JOB_DIR",
         "HEADWATER_JOB_ID",
+        "HEADWATER_JOB_USER",
     ]
+    assert seen["HEADWATER_JOB_USER"] == "alice"  # local mode: the local admin runs it as the user it names
     work_dir = worker.jobs_dir / job_id
     assert seen["DECLARED_TOKEN"] == "job-secret-123"  # what the job declared
     assert seen["TOOL_HOME"] == str(work_dir / "applications" / "tool")  # what its application declared

@@ -1,5 +1,5 @@
 """A real Spark job end to end through the API: spark-submit from pyspark, a PySpark script writing Parquet,
-the job id injected as the OpenLineage parent run, declared datasets recorded as lineage of the run."""
+the job id injected as the OpenLineage parent run, the job's user passed as --proxy-user, declared datasets recorded as lineage of the run."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ SCRIPT = textwrap.dedent(
 
     spark = SparkSession.builder.appName("headwater-test").getOrCreate()
     print("PARENT", spark.conf.get("spark.openlineage.parentRunId"))
+    print("SPARK_USER", spark.sparkContext.sparkUser())
     df = spark.createDataFrame([("a", 1), ("b", 2), ("a", 3)], ["key", "value"])
     df.groupBy("key").sum("value").orderBy("key").write.mode("overwrite").parquet(sys.argv[1])
     spark.stop()
@@ -36,6 +37,9 @@ async def test_spark_job_end_to_end(client: httpx.AsyncClient, worker: JobWorker
     script.write_text(SCRIPT)
     output = tmp_path / "out.parquet"
     await spark_setup(client)
+    # --proxy-user: Spark acts as the job's user (the cluster enforces it; docs/security/jobs.md).
+    config = {"master": "local[1]", "proxy_user": True}
+    assert (await client.patch("/api/v1/clusters/spark-local", json={"config": config})).status_code == 200
     body = {
         "name": "aggregate",
         "user": "alice",
@@ -53,7 +57,9 @@ async def test_spark_job_end_to_end(client: httpx.AsyncClient, worker: JobWorker
     final = (await client.get(f"/api/v1/jobs/{job_id}")).json()
     stderr = (await client.get(f"/api/v1/jobs/{job_id}/output/stderr")).text
     assert final["status"] == "SUCCEEDED", (final, stderr[-3000:])
-    assert f"PARENT {job_id}" in (await client.get(f"/api/v1/jobs/{job_id}/output/stdout")).text
+    stdout = (await client.get(f"/api/v1/jobs/{job_id}/output/stdout")).text
+    assert f"PARENT {job_id}" in stdout
+    assert "SPARK_USER alice" in stdout
     import pyarrow.parquet as pq
 
     rows = sorted(pq.read_table(str(output)).to_pylist(), key=lambda r: r["key"])

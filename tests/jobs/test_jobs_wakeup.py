@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from jobs_helpers import job_body, make_worker, shell_setup
 
 from headwater.db import session_scope
-from headwater.jobs import service
+from headwater.jobs import access, service
 from headwater.jobs.schemas import JobSubmit
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +26,9 @@ async def test_idle_worker_wakes_when_a_job_is_queued(client: httpx.AsyncClient,
 
     def submit() -> None:
         with session_scope(app.state.sessionmaker) as session:
-            service.submit_job(session, data=JobSubmit.model_validate(job_body("true")))
+            service.submit_job(
+                session, data=JobSubmit.model_validate(job_body("true")), submitter=access.trusted_submitter("t")
+            )
 
     try:
         worker.run_once()
