@@ -19,6 +19,7 @@ __all__ = [
     "PreconditionRequired",
     "DatabaseNotReady",
     "Forbidden",
+    "IdentityProviderUnavailable",
     "Unauthenticated",
 ]
 
@@ -80,3 +81,8 @@ class PreconditionRequired(HeadwaterError, status_code=428, code="precondition_r
 
 class DatabaseNotReady(HeadwaterError, status_code=503, code="database_not_ready"):
     """The database is unreachable or not migrated to the code's revision."""
+
+
+class IdentityProviderUnavailable(HeadwaterError, status_code=503, code="identity_provider_unavailable"):
+    """The OIDC issuer (discovery, keys or token endpoint) cannot be reached, so a JWT or a sign-in cannot be
+    checked now; it is refused, never let in unverified."""
