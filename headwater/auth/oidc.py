@@ -3,7 +3,8 @@
 :class:`OidcProvider` holds what one issuer publishes: its discovery document
 (``/.well-known/openid-configuration``) and its key set (JWKS), fetched lazily through the egress policy, cached,
 and fetched again when a token names a key id the cache does not know (at most once per
-``JWKS_REFETCH_SECONDS``, so a stream of forged ``kid`` values cannot make Headwater hammer the issuer).
+``JWKS_REFETCH_SECONDS``: a key rotation is picked up at the first token signed with the new key, and a stream
+of forged ``kid`` values cannot make Headwater hammer the issuer).
 :class:`OidcVerifier` is the Authenticator's :data:`~headwater.auth.authenticate.JwtVerifier`: it checks a
 JWT's algorithm against an allow-list (asymmetric only: never ``none``, never an HMAC keyed with a public key),
 its signature, ``iss``, ``aud``, ``exp`` and ``nbf`` (with ``LEEWAY_SECONDS``), and maps its claims to an
@@ -109,6 +110,7 @@ class OidcProvider:
         self._metadata: tuple[float, ProviderMetadata] | None = None
         self._keys: tuple[float, KeySet] | None = None
         self._failed_until = 0.0
+        self._last_refetch = float("-inf")  # the last fetch for an unknown kid
         self.jwks_fetches = 0  # how often the keys were fetched (tests and the benchmark read it)
 
     # ---------------------------------------------------------------------------------- fetching
@@ -219,9 +221,10 @@ class OidcProvider:
             now = self.clock()
             if cached is None or now - cached[0] >= METADATA_TTL_SECONDS:
                 return self._fetch_keys()
-            if _holds(cached[1], kid) or now - cached[0] < self.refetch_seconds:
+            if _holds(cached[1], kid) or now - self._last_refetch < self.refetch_seconds:
                 return cached[1]
             log.info("a token names key id %r, which the JWKS does not hold: fetching the JWKS again", kid)
+            self._last_refetch = now
             return self._fetch_keys()
 
     # ------------------------------------------------------------------------------ code exchange
