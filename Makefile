@@ -12,10 +12,11 @@ run: setup
 	$(BIN)/headwater demo
 	$(BIN)/headwater serve
 
-## test: set up, make sure the JDK, Chromium and PostgreSQL are there, lint, type-check, run the suite on both databases
+## test: set up, make sure the JDK, Chromium, PostgreSQL and the test OIDC provider are there, lint, type-check, run the suite on both databases
 test: setup flink
 	scripts/ensure-test-tools.sh
 	scripts/ensure-postgres.sh
+	scripts/install-oidc-provider.sh
 	$(BIN)/ruff check headwater tests benchmarks
 	$(BIN)/ruff format --check headwater tests benchmarks
 	$(BIN)/mypy

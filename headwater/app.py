@@ -28,9 +28,11 @@ from headwater.api.crosssite import CLIENT_HEADER, CrossSiteWrites, HostCheck, S
 from headwater.api.limits import RateLimit, TokenBuckets
 from headwater.api.middleware import BodySizeLimit
 from headwater.api.responses import error_body, install_error_handlers
+from headwater.api.session import Sessions, SessionSigner, session_key
 from headwater.apidocs import install_api_docs
 from headwater.auth.actions import Action
 from headwater.auth.authenticate import Authenticator
+from headwater.auth.oidc import OidcVerifier
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync_routes import sync_router
@@ -58,17 +60,31 @@ log = logging.getLogger("headwater")
 PROBE_PATHS = ("/healthz", "/readyz")
 
 
-def install_edge(app: FastAPI, settings: Settings, cache: DatasetCache, authenticator: Authenticator) -> None:
+def install_edge(
+    app: FastAPI,
+    settings: Settings,
+    cache: DatasetCache,
+    authenticator: Authenticator,
+    signer: SessionSigner | None = None,
+) -> None:
     """The middlewares every request passes, outermost first: security headers on every answer, forwarded
     addresses from trusted proxies, the Host check, CORS (when configured), the rate limit, the refusal of
-    cross-site writes, authentication, the refusal of anonymous requests, the dataset cache's hits, and the
+    cross-site writes, the UI's session (and its CSRF check), authentication, the refusal of anonymous requests,
+    the dataset cache's hits, and the
     body-size guard (docs/security/crosssite.md, docs/security/identity.md)."""
     # Each add_middleware wraps what was added before it: added last, run first.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(CachedReads, cache=cache)  # cache hits never reach routing
     app.add_middleware(AnonymousGate, routes=lambda: app.routes)  # anonymous: 401 (or sign in) unless public
     app.add_middleware(Authenticate, authenticator=authenticator)  # the cache serves only who may read
-    app.add_middleware(CrossSiteWrites, trusted_origins=settings.cors_origins, multipart_paths=["/api/v1/jobs"])
+    if signer is not None:  # before Authenticate: a signed-in session is the principal of a request without a token
+        app.add_middleware(Sessions, signer=signer, authenticator=authenticator, max_body=settings.max_body_bytes)
+    app.add_middleware(
+        CrossSiteWrites,
+        trusted_origins=settings.cors_origins,
+        multipart_paths=["/api/v1/jobs"],
+        form_prefixes=["/ui/"] if signer is not None else [],
+    )
     if settings.rate_limit_per_second > 0 and settings.rate_limit_burst > 0:
         buckets = TokenBuckets(
             rate=settings.rate_limit_per_second,
@@ -90,6 +106,12 @@ def install_edge(app: FastAPI, settings: Settings, cache: DatasetCache, authenti
     app.add_middleware(SecurityHeaders)
 
 
+def _session_key(settings: Settings, vault: SecretVault) -> bytes:
+    secret = settings.session_secret.get_secret_value() if settings.session_secret else None
+    derive_from = vault.key_ring.keys()[0] if vault.key_ring is not None and secret is None else None
+    return session_key(secret, derive_from)
+
+
 def create_app(settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
     """Build the application for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
@@ -105,7 +127,9 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         prepared_statements=settings.db_prepared_statements,
     )
     factory = make_sessionmaker(engine)
-    authenticator = Authenticator(settings, factory)
+    oidc = OidcVerifier.from_settings(settings, egress) if settings.oidc_issuer and settings.auth_configured else None
+    authenticator = Authenticator(settings, factory, jwt_verifier=oidc)
+    signer = SessionSigner(_session_key(settings, vault), max_age=settings.session_max_age)
     # Requests holding a session at once: the pool's 2 x db_pool_size connections less a few for the
     # background threads (poller, scheduler, indexer, worker), and well under AnyIO's 40 worker threads.
     db_slots = anyio.Semaphore(max(1, min(2 * settings.db_pool_size - 4, 32)))
@@ -168,6 +192,8 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
             for loop in reversed(loops):
                 loop.stop()
             search_backend.close()
+            if oidc is not None:
+                oidc.provider.close()
             engine.dispose()
 
     app = FastAPI(
@@ -195,7 +221,9 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.job_worker = job_worker
     app.state.job_reaper = job_reaper
     app.state.authenticator = authenticator
-    install_edge(app, settings, cache, authenticator)
+    app.state.oidc = oidc
+    app.state.session_signer = signer
+    install_edge(app, settings, cache, authenticator, signer)
     install_error_handlers(app)
     for router in (sources_router, sync_router, datasets_router, changes_router):
         app.include_router(router)

@@ -20,6 +20,7 @@ __all__ = [
     "DatabaseNotReady",
     "Forbidden",
     "TooManyRequests",
+    "IdentityProviderUnavailable",
     "Unauthenticated",
 ]
 
@@ -90,3 +91,8 @@ class TooManyRequests(HeadwaterError, status_code=429, code="too_many_requests")
 
 class DatabaseNotReady(HeadwaterError, status_code=503, code="database_not_ready"):
     """The database is unreachable or not migrated to the code's revision."""
+
+
+class IdentityProviderUnavailable(HeadwaterError, status_code=503, code="identity_provider_unavailable"):
+    """The OIDC issuer (discovery, keys or token endpoint) cannot be reached, so a JWT or a sign-in cannot be
+    checked now; it is refused, never let in unverified."""

@@ -318,6 +318,14 @@ class Settings(BaseSettings):
     )
     oidc_groups_claim: str = Field(default="groups", description="The claim listing the user's groups.")
     oidc_scopes: str = Field(default="openid profile email", description="Scopes the UI's sign-in asks for.")
+    oidc_redirect_uri: str | None = Field(
+        default=None,
+        description="The sign-in's callback URL registered with the provider (https://HOST/ui/auth/callback). "
+        "Default: built from the request's own scheme and host.",
+    )
+    session_max_age: int = Field(
+        default=8 * 3600, ge=60, le=30 * 86_400, description="Seconds a UI sign-in lasts before signing in again."
+    )
     session_secret: SecretStr | None = Field(
         default=None,
         description="Key that signs the UI's session cookie. Default: derived from the secrets key, or random "

@@ -37,7 +37,7 @@ from headwater.auth.audit import Actor
 from headwater.auth.authenticate import Authenticator, is_loopback
 from headwater.auth.policy import Resource, check, decide
 from headwater.auth.principal import ANONYMOUS, Principal
-from headwater.errors import Unauthenticated
+from headwater.errors import HeadwaterError, Unauthenticated
 
 __all__ = [
     "LOGIN_PATH",
@@ -126,8 +126,9 @@ class Authenticate:
         if principal is None:
             try:
                 principal = await anyio.to_thread.run_sync(self.authenticator.authenticate, authorization)
-            except Unauthenticated as exc:
-                response = JSONResponse(error_body(exc.code, exc.message), status_code=401, headers=challenge(exc))
+            except HeadwaterError as exc:  # 401 for a refused credential; 503 when its issuer cannot be asked
+                headers = challenge(exc) or ({"Retry-After": "5"} if exc.status_code == 503 else None)
+                response = JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code, headers=headers)
                 await response(scope, receive, send_with_id)
                 return
         if principal is ANONYMOUS and "principal" in state:

@@ -11,7 +11,9 @@ mode. So, for unsafe methods:
 * a body must be JSON (``application/json`` or ``application/*+json``): 415 otherwise. A page can send JSON to
   another origin only after a CORS preflight, which this server answers only for configured origins;
 * multipart is taken only where a route needs it (job submission with attachments), and only with the header
-  ``X-Headwater-Client`` (any value) or ``Authorization``, which no form can send.
+  ``X-Headwater-Client`` (any value) or ``Authorization``, which no form can send;
+* the UI's own forms (``form_prefixes``, ``/ui/``) may post form bodies: the session middleware
+  (``headwater.api.session``) refuses each one that lacks the session's CSRF token.
 
 The ``Host`` check stops DNS rebinding: a page of ``evil.example`` whose name is made to resolve to 127.0.0.1 sends
 ``Host: evil.example``. Details and settings: docs/security/crosssite.md.
@@ -40,6 +42,7 @@ __all__ = [
 CLIENT_HEADER = "X-Headwater-Client"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 class SecurityHeaders:
@@ -120,12 +123,20 @@ def _origin_key(scheme: str, netloc: str) -> str:
 
 class CrossSiteWrites:
     """Refuse writes a web page of another site could have sent (403), and bodies that are not JSON (415), except
-    multipart on ``multipart_paths`` from a client that sends ``X-Headwater-Client`` or ``Authorization``."""
+    multipart on ``multipart_paths`` from a client that sends ``X-Headwater-Client`` or ``Authorization``, and forms
+    under ``form_prefixes`` (whose CSRF token the session middleware checks)."""
 
-    def __init__(self, app: ASGIApp, trusted_origins: Iterable[str] = (), multipart_paths: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        trusted_origins: Iterable[str] = (),
+        multipart_paths: Iterable[str] = (),
+        form_prefixes: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.trusted_origins = {o.lower().rstrip("/") for o in trusted_origins}
         self.multipart_paths = frozenset(multipart_paths)
+        self.form_prefixes = tuple(form_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
@@ -170,6 +181,8 @@ class CrossSiteWrites:
         if is_json_media_type(content_type):
             return None
         media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media in _FORM_TYPES and self.form_prefixes and scope["path"].startswith(self.form_prefixes):
+            return None
         if media == "multipart/form-data" and scope["path"] in self.multipart_paths:
             if headers.get(CLIENT_HEADER, "").strip() or headers.get("authorization", "").strip():
                 return None

@@ -7,6 +7,9 @@ script is a static file (``static/``, served at ``/ui/static``): the Content-Sec
 from pathlib import Path
 
 from headwater.ui.routes import ui_router
+from headwater.ui.signin import signin_router
+
+ui_router.include_router(signin_router)
 
 UI_STATIC = Path(__file__).parent / "static"
 

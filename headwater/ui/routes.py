@@ -27,6 +27,7 @@ from headwater.api.auth import allow
 from headwater.api.deps import SessionDep
 from headwater.api.params import parse_id
 from headwater.api.responses import unstorable_reason
+from headwater.api.session import csrf_field, viewer
 from headwater.auth.actions import Action
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
@@ -67,6 +68,8 @@ def marked(text: str | None) -> Markup:
 
 
 _templates.globals["marked"] = marked
+_templates.globals["viewer"] = viewer  # who the page is for (the header), from the request's session
+_templates.globals["csrf_field"] = csrf_field  # {{ csrf_field() }} in every form that POSTs
 
 
 def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -80,7 +83,7 @@ def _error_page(exc: HeadwaterError | DataError, q: str | None = None, session: 
         if session is not None:
             session.rollback()
         exc = InvalidInput(f"a parameter holds a value the database cannot store: {unstorable_reason(exc)}")
-    titles = {404: "Not found", 400: "Cannot show that", 503: "Unavailable"}
+    titles = {404: "Not found", 400: "Cannot show that", 401: "Not signed in", 503: "Unavailable"}
     return _page(
         "error.html", status_code=exc.status_code, title=titles.get(exc.status_code, "Error"), message=exc.message, q=q
     )

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pytest
 from fastapi import FastAPI
+from oidc_provider import oidc_app, oidc_client, oidc_provider, oidc_stack  # noqa: F401  (fixtures)
 from sqlalchemy import Engine
 from suite_tables import empty_tables
 

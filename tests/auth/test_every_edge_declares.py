@@ -60,7 +60,11 @@ def test_the_inventory_fails_for_a_route_added_without_a_permission_or_with_two(
     assert any("/plain" in line for line in wrong)
 
 
-def test_only_probes_docs_static_files_and_the_home_redirect_are_public(app: FastAPI) -> None:
+# Signing in and out is open to anyone: it is how one stops being anonymous.
+SIGN_IN_PAGES = {"/ui/login", "/ui/auth/callback", "/ui/logout", "/ui/signed-out"}
+
+
+def test_only_probes_docs_static_files_sign_in_and_the_home_redirect_are_public(app: FastAPI) -> None:
     public = {route.path for route in routes_of(app.routes) if declared_actions(route) == [Action.PUBLIC]}
     assert public == {
         "/",
@@ -72,11 +76,14 @@ def test_only_probes_docs_static_files_and_the_home_redirect_are_public(app: Fas
         "/assets/swagger-ui",
         "/assets/graphiql",
         "/assets/apidocs",
+        *SIGN_IN_PAGES,
     }
 
 
 def test_every_ui_page_declares_a_reading_action(app: FastAPI) -> None:
-    pages = [r for r in routes_of(app.routes) if r.path.startswith("/ui") and r.path != "/ui/static"]
+    pages = [
+        r for r in routes_of(app.routes) if r.path.startswith("/ui") and r.path not in {"/ui/static", *SIGN_IN_PAGES}
+    ]
     assert pages
     for page in pages:
         assert declared_actions(page)[0] in {
