@@ -23,12 +23,15 @@ from sqlalchemy.orm import Session
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from headwater import __version__, migrations
+from headwater.api.audit import AuditWrites
 from headwater.api.auth import Authenticate
 from headwater.api.crosssite import CLIENT_HEADER, CrossSiteWrites, HostCheck, SecurityHeaders
+from headwater.api.identity import identity_router
 from headwater.api.limits import RateLimit, TokenBuckets
 from headwater.api.middleware import BodySizeLimit
 from headwater.api.responses import error_body, install_error_handlers
 from headwater.apidocs import install_api_docs
+from headwater.auth import audit
 from headwater.auth.authenticate import Authenticator
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
@@ -66,6 +69,7 @@ def install_edge(app: FastAPI, settings: Settings, cache: DatasetCache, authenti
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(CachedReads, cache=cache)  # cache hits never reach routing
     app.add_middleware(Authenticate, authenticator=authenticator)  # the cache serves only who may read
+    app.add_middleware(AuditWrites)  # outside authentication: refused writes are recorded too
     app.add_middleware(CrossSiteWrites, trusted_origins=settings.cors_origins, multipart_paths=["/api/v1/jobs"])
     if settings.rate_limit_per_second > 0 and settings.rate_limit_burst > 0:
         buckets = TokenBuckets(
@@ -104,6 +108,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     )
     factory = make_sessionmaker(engine)
     authenticator = Authenticator(settings, factory)
+    audit.install(factory)  # a write request's first transaction carries its audit entry
     # Requests holding a session at once: the pool's 2 x db_pool_size connections less a few for the
     # background threads (poller, scheduler, indexer, worker), and well under AnyIO's 40 worker threads.
     db_slots = anyio.Semaphore(max(1, min(2 * settings.db_pool_size - 4, 32)))
@@ -197,6 +202,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         app.include_router(router)
     app.include_router(lineage_router)
     app.include_router(search_router)
+    app.include_router(identity_router)
     app.include_router(graphql_router)
     app.include_router(ui_router)
     app.mount("/ui/static", StaticFiles(directory=UI_STATIC), name="ui-static")

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
+from graphql import OperationType
 from sqlalchemy.exc import DataError
 
 from headwater.api import unstorable_reason
+from headwater.auth import audit
 from headwater.auth.actions import Action
 from headwater.auth.policy import check
 from headwater.errors import HeadwaterError
@@ -125,13 +127,17 @@ def answers_errors(action: Action) -> Callable[[F], F]:
         @functools.wraps(resolver)
         def run(*args: Any, **kwargs: Any) -> Any:
             info: strawberry.Info = kwargs["info"]
+            if info.operation.operation is OperationType.MUTATION:  # one audit entry (headwater/auth/audit.py)
+                audit.note_mutation(info.context.session, action, info.field_name)
             try:
                 check(info.context.principal, action)
                 with info.context.session.begin_nested():
                     return resolver(*args, **kwargs)
             except HeadwaterError as exc:
+                audit.settle(info.context.session, exc.status_code)
                 return error_of(exc)
             except DataError as exc:
+                audit.settle(info.context.session, 400)
                 return InvalidInputError(
                     message=f"an argument holds a value the database cannot store: {unstorable_reason(exc)}",
                     code="invalid_value",
