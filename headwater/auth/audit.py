@@ -180,15 +180,16 @@ def _after_rollback(session: Session) -> None:
         pending.outcome = pending.outcome or "failed"
 
 
-def _after_commit(session: Session) -> None:
-    session.info.pop("audit_pending", None)
+def _after_transaction_end(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the outermost (after_commit fires for a savepoint's release too)
+        session.info.pop("audit_pending", None)
 
 
 def install(factory: sessionmaker[Session]) -> None:
     """Give every write request's first transaction on ``factory``'s sessions the request's audit entry."""
     event.listen(factory, "after_begin", _after_begin)
     event.listen(factory, "after_rollback", _after_rollback)
-    event.listen(factory, "after_commit", _after_commit)
+    event.listen(factory, "after_transaction_end", _after_transaction_end)
 
 
 def describe(session: Session, *, target_kind: str, target: str, **summary: object) -> None:
@@ -213,8 +214,9 @@ def note_mutation(session: Session, action: Action, field_name: str) -> None:
         return
     pending.write, pending.action = True, action.value
     pending.target_kind, pending.target = "graphql", field_name
-    if pending.principal is not None:
-        _insert(session.connection(), pending)
+    connection = session.connection()  # a transaction begun here gets the entry from _after_begin
+    if pending.principal is not None and pending.entry_id is None:
+        _insert(connection, pending)
         session.info["audit_pending"] = pending
 
 

@@ -75,3 +75,17 @@ async def test_a_write_that_rolls_back_leaves_a_failed_entry_and_no_ok_one(
     assert answer.status_code == 404
     entries = (await auth_client.get("/api/v1/audit", headers=bearer(admin))).json()["items"]
     assert [(e["outcome"], e["summary"].get("status")) for e in entries] == [("failed", 404)]
+
+
+async def test_a_graphql_mutation_is_audited_and_a_query_is_not(auth_client: httpx.AsyncClient, mint: Mint) -> None:
+    admin = mint("root", roles=(Role.ADMIN,))
+    viewer = mint("victor", roles=(Role.VIEWER,))
+    query = {"query": "{ __typename }"}
+    assert (await auth_client.post("/graphql", json=query, headers=bearer(viewer))).status_code == 200
+    mutation = {"query": 'mutation { killJob(id: "999") { __typename } }'}
+    answer = await auth_client.post("/graphql", json=mutation, headers=bearer(viewer))
+    assert answer.status_code == 200, answer.text
+    entries = (await auth_client.get("/api/v1/audit", headers=bearer(admin))).json()["items"]
+    assert [(e["actor"], e["target_kind"], e["target"], e["outcome"]) for e in entries] == [
+        ("victor", "graphql", "killJob", "refused")
+    ]
