@@ -23,13 +23,16 @@ from sqlalchemy.orm import Session
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from headwater import __version__, migrations
+from headwater.api.audit import AuditWrites
 from headwater.api.auth import AnonymousGate, Authenticate, allow, public, route_action
 from headwater.api.crosssite import CLIENT_HEADER, CrossSiteWrites, HostCheck, SecurityHeaders
+from headwater.api.identity import identity_router
 from headwater.api.limits import RateLimit, TokenBuckets
 from headwater.api.middleware import BodySizeLimit
 from headwater.api.responses import error_body, install_error_handlers
 from headwater.api.session import Sessions, SessionSigner, session_key
 from headwater.apidocs import install_api_docs
+from headwater.auth import audit
 from headwater.auth.actions import Action
 from headwater.auth.authenticate import Authenticator
 from headwater.auth.oidc import OidcVerifier
@@ -77,6 +80,7 @@ def install_edge(
     app.add_middleware(CachedReads, cache=cache)  # cache hits never reach routing
     app.add_middleware(AnonymousGate, routes=lambda: app.routes)  # anonymous: 401 (or sign in) unless public
     app.add_middleware(Authenticate, authenticator=authenticator)  # the cache serves only who may read
+    app.add_middleware(AuditWrites)  # outside authentication: refused writes are recorded too
     if signer is not None:  # before Authenticate: a signed-in session is the principal of a request without a token
         app.add_middleware(Sessions, signer=signer, authenticator=authenticator, max_body=settings.max_body_bytes)
     app.add_middleware(
@@ -130,6 +134,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     oidc = OidcVerifier.from_settings(settings, egress) if settings.oidc_issuer and settings.auth_configured else None
     authenticator = Authenticator(settings, factory, jwt_verifier=oidc)
     signer = SessionSigner(_session_key(settings, vault), max_age=settings.session_max_age)
+    audit.install(factory)  # a write request's first transaction carries its audit entry
     # Requests holding a session at once: the pool's 2 x db_pool_size connections less a few for the
     # background threads (poller, scheduler, indexer, worker), and well under AnyIO's 40 worker threads.
     db_slots = anyio.Semaphore(max(1, min(2 * settings.db_pool_size - 4, 32)))
@@ -229,6 +234,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         app.include_router(router)
     app.include_router(lineage_router)
     app.include_router(search_router)
+    app.include_router(identity_router)
     app.include_router(graphql_router)
     app.include_router(ui_router)
     app.mount("/ui/static", public(StaticFiles(directory=UI_STATIC)), name="ui-static")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from audit_guard import install as install_audit_guard
 from fastapi import FastAPI
 from server_guard import install as install_server_guard
 from sqlalchemy import Engine, create_engine, text
@@ -58,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "single_backend(name): run a database test on that backend only (the others are deselected)"
     )
     install_server_guard(config)
+    install_audit_guard(config)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

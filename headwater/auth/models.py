@@ -93,6 +93,7 @@ class AuditEntry(Base):
         Index("ix_audit_log_actor", "actor", "id"),
         Index("ix_audit_log_action", "action", "id"),
         Index("ix_audit_log_target", "target_kind", "target", "id"),
+        one_of("outcome", ("ok", "refused", "failed")),
     )
 
     id: Mapped[BigIntPK]
@@ -106,4 +107,6 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(1024))
     address: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
+    # ok: the change committed; refused: 401/403; failed: any other error (the change rolled back).
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")
     summary: Mapped[dict[str, object]] = mapped_column(JSONType, default=dict)

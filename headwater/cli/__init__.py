@@ -16,6 +16,7 @@ import typer
 from headwater import migrations
 from headwater.cli.common import console, fail, friendly_errors, load_settings, open_session
 from headwater.cli.datasets import datasets_app
+from headwater.cli.identity import audit_app, roles_app, service_accounts_app, tokens_app
 from headwater.cli.jobs import jobs_app, worker
 from headwater.cli.lineage import lineage_app
 from headwater.cli.search import search_app
@@ -184,3 +185,10 @@ app.add_typer(search_app, name="search")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(jobs_app, name="jobs")
 app.command("worker")(worker)
+for _group, _name in (
+    (tokens_app, "tokens"),
+    (service_accounts_app, "service-accounts"),
+    (roles_app, "roles"),
+    (audit_app, "audit"),
+):
+    app.add_typer(_group, name=_name)

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
+from graphql import OperationType
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from headwater.api import unstorable_reason
+from headwater.auth import audit
 from headwater.auth.actions import Action
 from headwater.auth.policy import Resource, check, decide
 from headwater.errors import HeadwaterError
@@ -136,6 +138,8 @@ def answers_errors(action: Action, *, owned_by: OwnedBy | None = None) -> Callab
         @functools.wraps(resolver)
         def run(*args: Any, **kwargs: Any) -> Any:
             info: strawberry.Info = kwargs["info"]
+            if info.operation.operation is OperationType.MUTATION:  # one audit entry (headwater/auth/audit.py)
+                audit.note_mutation(info.context.session, action, info.field_name)
             principal = info.context.principal
             try:
                 if owned_by is None or not principal.authenticated or decide(principal, action):
@@ -145,8 +149,10 @@ def answers_errors(action: Action, *, owned_by: OwnedBy | None = None) -> Callab
                 with info.context.session.begin_nested():
                     return resolver(*args, **kwargs)
             except HeadwaterError as exc:
+                audit.settle(info.context.session, exc.status_code)
                 return error_of(exc)
             except DataError as exc:
+                audit.settle(info.context.session, 400)
                 return InvalidInputError(
                     message=f"an argument holds a value the database cannot store: {unstorable_reason(exc)}",
                     code="invalid_value",

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from headwater.api.auth import Guard, require
+from headwater.api.auth import Guard, principal_of, require
 from headwater.api.deps import SessionDep, db_slot
 from headwater.api.params import (
     MAX_ID,
@@ -31,6 +31,7 @@ from headwater.errors import InvalidInput
 from headwater.lineage import graph, manual, runs
 from headwater.lineage.analyse import analyse_sql
 from headwater.lineage.ingest import MAX_BATCH, ingest
+from headwater.lineage.producers import check_namespaces
 from headwater.lineage.schemas import (
     GraphOut,
     ImpactOut,
@@ -85,6 +86,7 @@ async def _documents(request: Request, *, batch: bool) -> list[Any]:
 
 async def _ingest(request: Request, *, batch: bool) -> Response:
     documents = await _documents(request, batch=batch)
+    check_namespaces(principal_of(request), documents)  # a producer's token writes its own namespaces only
     if not documents:
         raise InvalidInput("the batch holds no events", detail={"field": "events"})
     # Session, ingestion and commit in one worker-thread hop (SessionDep takes a second hop to commit): an

@@ -49,8 +49,9 @@ def concrete(template: str, *, dataset_id: int, job_id: str) -> str:
         "path": "out.txt",
         "level": "dataset",
         "edge_id": "1",
+        "token_id": "999999",  # not the caller's own: revoking that would end the walk
     }
-    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values[m.group(1)], template)
+    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values.get(m.group(1), "1"), template)
 
 
 async def call(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str] | None = None) -> Any:

@@ -81,7 +81,9 @@ def upgrade() -> None:
         sa.Column("target", sa.String(length=1024), nullable=False),
         sa.Column("address", sa.String(length=64), nullable=True),
         sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("summary", JSONType, nullable=False),
+        sa.CheckConstraint("outcome IN ('ok', 'refused', 'failed')", name=op.f("ck_audit_log_outcome")),
         sa.ForeignKeyConstraint(
             ["token_id"], ["api_tokens.id"], name=op.f("fk_audit_log_token_id_api_tokens"), ondelete="SET NULL"
         ),
