@@ -31,6 +31,7 @@ from headwater.api.responses import error_body, install_error_handlers
 from headwater.apidocs import install_api_docs
 from headwater.auth.authenticate import Authenticator
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
+from headwater.catalog.restriction_routes import restricting_tags_router, restriction_router
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync_routes import sync_router
 from headwater.catalog.sync_scheduler import SyncScheduler
@@ -193,8 +194,9 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.authenticator = authenticator
     install_edge(app, settings, cache, authenticator)
     install_error_handlers(app)
-    for router in (sources_router, sync_router, datasets_router, changes_router):
+    for router in (sources_router, sync_router, restriction_router, datasets_router, changes_router):
         app.include_router(router)
+    app.include_router(restricting_tags_router)
     app.include_router(lineage_router)
     app.include_router(search_router)
     app.include_router(graphql_router)

@@ -19,7 +19,9 @@ from sqlalchemy import TextClause, bindparam, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from headwater.auth.policy import Audience
 from headwater.catalog.models import Dataset, DatasetOwner, Field
+from headwater.catalog.restrictions import hidden_among
 from headwater.db import in_chunks
 from headwater.errors import InvalidInput, NotFound
 from headwater.lineage.models import (
@@ -57,10 +59,14 @@ class NodeRef:
     name: str
     field_id: int | None = None
     field: str | None = None
+    hidden: bool = False  # a placeholder for a restricted dataset (or its column): ``name`` is its label
 
     @property
     def label(self) -> str:
-        """How the node is named in answers: ``namespace/name`` or ``namespace/name#field``."""
+        """How the node is named in answers: ``namespace/name`` or ``namespace/name#field`` (a placeholder's
+        ``restricted-N`` or ``restricted-N#M``)."""
+        if self.hidden:
+            return self.name
         base = f"{self.namespace}/{self.name}"
         return f"{base}#{self.field}" if self.field is not None else base
 
@@ -85,9 +91,43 @@ class WalkResult:
     reason: str | None = None
 
 
+class Masker:
+    """Replaces the nodes of restricted datasets a reader may not see by placeholders, numbered in the order
+    met within one answer, so that the graph keeps its shape and counts without a name, namespace or field."""
+
+    def __init__(self, session: Session, audience: Audience) -> None:
+        self.session = session
+        self.audience = audience
+        self.hidden: set[int] = set()
+        self._checked: set[int] = set()
+        self._datasets: dict[int, int] = {}
+        self._columns: dict[int, int] = {}
+
+    def mask(self, refs: dict[int, NodeRef]) -> dict[int, NodeRef]:
+        """``refs`` with each hidden node replaced by its placeholder."""
+        if self.audience is None or not refs:
+            return refs
+        new = {ref.dataset_id for ref in refs.values()} - self._checked
+        if new:
+            self.hidden |= hidden_among(self.session, new, self.audience)
+            self._checked |= new
+        if not self.hidden:
+            return refs
+        return {key: self.placeholder(ref) if ref.dataset_id in self.hidden else ref for key, ref in refs.items()}
+
+    def placeholder(self, ref: NodeRef) -> NodeRef:
+        """The placeholder of a hidden node."""
+        number = self._datasets.setdefault(ref.dataset_id, len(self._datasets) + 1)
+        label = f"restricted-{number}"
+        if ref.field_id is not None:
+            label += f"#{self._columns.setdefault(ref.field_id, len(self._columns) + 1)}"
+        return NodeRef(ref.dataset_id, "", label, ref.field_id, None, hidden=True)
+
+
 def resolve_node(
     session: Session,
     *,
+    audience: Audience = None,
     dataset_id: int | None = None,
     field_id: int | None = None,
     namespace: str | None = None,
@@ -103,7 +143,7 @@ def resolve_node(
             .join(Dataset, Dataset.id == Field.dataset_id)
             .where(Field.id == field_id)
         ).first()
-        if row is None:
+        if row is None or (audience is not None and hidden_among(session, [row[2]], audience)):
             raise NotFound(f"no column with field id {field_id}", detail={"field": f"{prefix}field_id"})
         return NodeRef(row[2], row[3], row[4], row[0], row[1])
     if dataset_id is not None:
@@ -127,6 +167,11 @@ def resolve_node(
             f"name the node with {prefix}dataset_id, {prefix}field_id, or {prefix}namespace and {prefix}name",
             detail={"field": f"{prefix}name"},
         )
+    if audience is not None and hidden_among(session, [dataset.dataset_id], audience):
+        # Answered exactly as a dataset that does not exist.
+        if dataset_id is not None:
+            raise NotFound(f"no dataset with id {dataset_id}", detail={"field": f"{prefix}dataset_id"})
+        raise NotFound(f"no dataset named {name!r} in namespace {namespace!r}", detail={"field": f"{prefix}name"})
     if field_path is None:
         return dataset
     found = session.scalar(select(Field.id).where(Field.dataset_id == dataset.dataset_id, Field.path == field_path))
@@ -338,11 +383,13 @@ def impact(
     budget: int = 10_000,
     timeout_ms: int | None = 5_000,
     filters: WalkFilters | None = None,
+    audience: Audience = None,
 ) -> ImpactOut:
     """Everything downstream of a column or dataset: columns, datasets, jobs and owners, each with its
-    distance and one shortest path."""
+    distance and one shortest path (restricted datasets ``audience`` may not see as placeholders)."""
     _check_bounds(depth, budget)
     filters = filters or WalkFilters()
+    masker = Masker(session, audience)
     began = time.perf_counter()
     if node.field_id is not None:
         starts = [node.field_id]
@@ -359,7 +406,7 @@ def impact(
         timeout_ms=timeout_ms,
     )
     distances, paths = _shortest(starts, columns_walk.edges)
-    column_refs = {**columns_walk.nodes, **({node.field_id: node} if node.field_id is not None else {})}
+    column_refs = masker.mask({**columns_walk.nodes, **({node.field_id: node} if node.field_id is not None else {})})
     labels = {node_id: ref.label for node_id, ref in column_refs.items()}
     dataset_distance: dict[int, tuple[int, list[str]]] = {}
     columns_out: list[NodeOut] = []
@@ -388,7 +435,7 @@ def impact(
         )
         partial, reason = partial or datasets_walk.partial, reason or datasets_walk.reason
         d_distances, d_paths = _shortest([node.dataset_id], datasets_walk.edges)
-        d_refs = {**datasets_walk.nodes, node.dataset_id: node}
+        d_refs = masker.mask({**datasets_walk.nodes, node.dataset_id: node})
         for dataset_id, distance in d_distances.items():
             if distance == 0 or dataset_id not in d_refs:
                 continue
@@ -397,7 +444,7 @@ def impact(
         for _edge, _prev, _node, job_id, step in datasets_walk.edges:
             job_distance[job_id] = min(job_distance.get(job_id, step), step)
     dataset_distance.pop(node.dataset_id, None)
-    dataset_refs = _datasets(session, dataset_distance)  # one query: datasets are few next to columns
+    dataset_refs = masker.mask(_datasets(session, dataset_distance))  # one query: few datasets next to columns
     datasets_out = [
         _node_out("dataset", dataset_refs[i], d, p)
         for i, (d, p) in sorted(dataset_distance.items(), key=lambda item: (item[1][0], item[0]))
@@ -413,6 +460,7 @@ def impact(
     return ImpactOut(
         root=node.label,
         total=len(columns_out) + len(datasets_out) + len(jobs_out) + len(owners_out),
+        hidden=sum(1 for n in (*columns_out, *datasets_out) if n.hidden),
         isPartial=partial,
         partial_reason=reason,
         columns=columns_out,
@@ -426,6 +474,18 @@ def impact(
 def _node_out(
     kind: Literal["dataset", "column"], ref: NodeRef, distance: int | None, path: list[str] | None
 ) -> NodeOut:
+    if ref.hidden:
+        return NodeOut(
+            kind=kind,
+            id=ref.field_id if kind == "column" and ref.field_id is not None else ref.dataset_id,
+            namespace=None,
+            name=None,
+            label=ref.label,
+            hidden=True,
+            dataset_id=ref.dataset_id,
+            distance=distance,
+            path=path,
+        )
     return NodeOut(
         kind=kind,
         id=ref.field_id if kind == "column" and ref.field_id is not None else ref.dataset_id,
@@ -463,9 +523,12 @@ def graph_around(
     budget: int = 2_000,
     filters: WalkFilters | None = None,
     timeout_ms: int | None = 5_000,
+    audience: Audience = None,
 ) -> GraphOut:
-    """The nodes and edges upstream and/or downstream of a dataset or column, with each edge's provenance."""
+    """The nodes and edges upstream and/or downstream of a dataset or column, with each edge's provenance
+    (restricted datasets ``audience`` may not see as placeholders)."""
     _check_bounds(depth, budget)
+    masker = Masker(session, audience)
     filters = filters or WalkFilters()
     level: Literal["column", "dataset"] = "column" if node.field_id is not None else "dataset"
     start = node.field_id if node.field_id is not None else node.dataset_id
@@ -486,7 +549,7 @@ def graph_around(
         )
         partial = partial or result.partial
         distances, paths = _shortest([start], result.edges)
-        refs = {**result.nodes, start: node}
+        refs = masker.mask({**result.nodes, start: node})
         for node_id, distance in distances.items():
             if node_id in refs:
                 signed = -distance if way == "upstream" else distance
@@ -504,6 +567,7 @@ def graph_around(
         nodes=sorted(nodes.values(), key=lambda n: (n.distance or 0, n.id)),
         edges=list(unique.values()),
         isPartial=partial,
+        hidden=sum(1 for n in nodes.values() if n.hidden),
     )
 
 
@@ -557,6 +621,7 @@ def path_between(
     depth: int = 20,
     budget: int = 20_000,
     filters: WalkFilters | None = None,
+    audience: Audience = None,
 ) -> PathOut:
     """One shortest downstream path from ``source`` to ``target`` (both columns, or both datasets)."""
     _check_bounds(depth, budget)
@@ -584,7 +649,7 @@ def path_between(
         ids = nx.shortest_path(graph, start, goal) if goal in graph else []
     except nx.NetworkXNoPath:
         ids = []
-    refs = {**result.nodes, start: source}
+    refs = Masker(session, audience).mask({**result.nodes, start: source})
     return PathOut(
         source=source.label,
         target=target.label,
