@@ -45,7 +45,7 @@ from headwater.catalog.schemas import DatasetCreate, DatasetUpdate, FieldIn, Own
 from headwater.catalog.snapshots import SOURCE_FACTS, DatasetSnapshot, HistoricalSchema
 from headwater.catalog.sources import DEFAULT_MANUAL_SOURCE, ensure_manual_source, get_source
 from headwater.db import utcnow
-from headwater.errors import Conflict, InvalidInput, PreconditionFailed
+from headwater.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 
 __all__ = [
     "FIELD_VIEW_COLUMNS",
@@ -53,6 +53,7 @@ __all__ = [
     "DatasetFilters",
     "DatasetSnapshot",
     "HistoricalSchema",
+    "NotFound",
     "apply_snapshot",
     "datasets_by_id",
     "delete_dataset",

@@ -32,6 +32,7 @@ from headwater.lineage.models import (
     LineageRun,
     confirmed_provenance,
 )
+from headwater.lineage.nodes import Masker, NodeRef, node_out
 from headwater.lineage.schemas import EdgeOut, GraphOut, ImpactOut, NodeOut, OwnerOut, PathOut
 
 __all__ = [
@@ -48,27 +49,6 @@ __all__ = [
 Direction = Literal["upstream", "downstream"]
 MAX_DEPTH = 50
 MAX_BUDGET = 200_000
-
-
-@dataclass(frozen=True)
-class NodeRef:
-    """A dataset, or one column of it."""
-
-    dataset_id: int
-    namespace: str
-    name: str
-    field_id: int | None = None
-    field: str | None = None
-    hidden: bool = False  # a placeholder for a restricted dataset (or its column): ``name`` is its label
-
-    @property
-    def label(self) -> str:
-        """How the node is named in answers: ``namespace/name`` or ``namespace/name#field`` (a placeholder's
-        ``restricted-N`` or ``restricted-N#M``)."""
-        if self.hidden:
-            return self.name
-        base = f"{self.namespace}/{self.name}"
-        return f"{base}#{self.field}" if self.field is not None else base
 
 
 @dataclass(frozen=True)
@@ -89,39 +69,6 @@ class WalkResult:
     nodes: dict[int, NodeRef] = field(default_factory=dict)
     partial: bool = False
     reason: str | None = None
-
-
-class Masker:
-    """Replaces the nodes of restricted datasets a reader may not see by placeholders, numbered in the order
-    met within one answer, so that the graph keeps its shape and counts without a name, namespace or field."""
-
-    def __init__(self, session: Session, audience: Audience) -> None:
-        self.session = session
-        self.audience = audience
-        self.hidden: set[int] = set()
-        self._checked: set[int] = set()
-        self._datasets: dict[int, int] = {}
-        self._columns: dict[int, int] = {}
-
-    def mask(self, refs: dict[int, NodeRef]) -> dict[int, NodeRef]:
-        """``refs`` with each hidden node replaced by its placeholder."""
-        if self.audience is None or not refs:
-            return refs
-        new = {ref.dataset_id for ref in refs.values()} - self._checked
-        if new:
-            self.hidden |= hidden_among(self.session, new, self.audience)
-            self._checked |= new
-        if not self.hidden:
-            return refs
-        return {key: self.placeholder(ref) if ref.dataset_id in self.hidden else ref for key, ref in refs.items()}
-
-    def placeholder(self, ref: NodeRef) -> NodeRef:
-        """The placeholder of a hidden node."""
-        number = self._datasets.setdefault(ref.dataset_id, len(self._datasets) + 1)
-        label = f"restricted-{number}"
-        if ref.field_id is not None:
-            label += f"#{self._columns.setdefault(ref.field_id, len(self._columns) + 1)}"
-        return NodeRef(ref.dataset_id, "", label, ref.field_id, None, hidden=True)
 
 
 def resolve_node(
@@ -415,7 +362,7 @@ def impact(
         if distance == 0 or ref is None:
             continue
         path = [labels[p] for p in paths[field_id] if p in labels]
-        columns_out.append(_node_out("column", ref, distance, path))
+        columns_out.append(node_out("column", ref, distance, path))
         if ref.dataset_id not in dataset_distance or distance < dataset_distance[ref.dataset_id][0]:
             dataset_distance[ref.dataset_id] = (distance, path)
     job_distance: dict[int, int] = {}
@@ -446,7 +393,7 @@ def impact(
     dataset_distance.pop(node.dataset_id, None)
     dataset_refs = masker.mask(_datasets(session, dataset_distance))  # one query: few datasets next to columns
     datasets_out = [
-        _node_out("dataset", dataset_refs[i], d, p)
+        node_out("dataset", dataset_refs[i], d, p)
         for i, (d, p) in sorted(dataset_distance.items(), key=lambda item: (item[1][0], item[0]))
         if i in dataset_refs
     ]
@@ -468,33 +415,6 @@ def impact(
         jobs=jobs_out,
         owners=owners_out,
         elapsed_ms=round((time.perf_counter() - began) * 1000, 2),
-    )
-
-
-def _node_out(
-    kind: Literal["dataset", "column"], ref: NodeRef, distance: int | None, path: list[str] | None
-) -> NodeOut:
-    if ref.hidden:
-        return NodeOut(
-            kind=kind,
-            id=ref.field_id if kind == "column" and ref.field_id is not None else ref.dataset_id,
-            namespace=None,
-            name=None,
-            label=ref.label,
-            hidden=True,
-            dataset_id=ref.dataset_id,
-            distance=distance,
-            path=path,
-        )
-    return NodeOut(
-        kind=kind,
-        id=ref.field_id if kind == "column" and ref.field_id is not None else ref.dataset_id,
-        namespace=ref.namespace,
-        name=ref.name,
-        field=ref.field if kind == "column" else None,
-        dataset_id=ref.dataset_id,
-        distance=distance,
-        path=path,
     )
 
 
@@ -555,10 +475,10 @@ def graph_around(
                 signed = -distance if way == "upstream" else distance
                 path = [refs[p].label for p in paths[node_id] if p in refs]
                 if node_id not in nodes or node_id == start:
-                    nodes[node_id] = _node_out(level, refs[node_id], signed, path)
+                    nodes[node_id] = node_out(level, refs[node_id], signed, path)
         edges.extend(_edge_details(session, level, [e[0] for e in result.edges], refs))
     if start not in nodes:
-        nodes[start] = _node_out(level, node, 0, [node.label])
+        nodes[start] = node_out(level, node, 0, [node.label])
     nodes[start].distance = 0
     unique = {(e.source, e.target, e.job, e.transformation_type, e.subtype): e for e in edges}
     return GraphOut(
