@@ -13,9 +13,14 @@ What it does, in one run:
 3. builds the whole graph in memory with networkx and times a breadth-first search from the same starts
    (the in-memory floor), with the memory each approach needs (Python RSS growth; table + index size).
 
+With ``--restricted 0.1``, a tenth of the datasets (so of the column nodes) is restricted to a group the
+reader is not in, and the same starts are timed both ways in the same run, alternating: impact as a reader who
+sees every dataset (an admin, no filtering) and as one who gets placeholders (issue 16); the ratio is printed.
+
 Run from the repository root::
 
     .venv/bin/python benchmarks/lineage_impact.py [--database-url URL] [--nodes 1000000] [--edges 3000000]
+        [--restricted 0.1]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import psycopg
@@ -143,6 +149,57 @@ def load(url: str, nodes: int, edge_list: list[tuple[int, int]]) -> None:
         cur.execute("VACUUM ANALYZE")
 
 
+def restrict(url: str, nodes: int, fraction: float, seed: int) -> int:
+    """Restrict ``fraction`` of the datasets (chosen at random) to the group ``bench-restricted``; how many."""
+    datasets = nodes // COLUMNS_PER_DATASET
+    chosen = random.Random(seed).sample(range(1, datasets + 1), round(datasets * fraction))
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM dataset_audience")
+        cur.execute("DELETE FROM dataset_restrictions")
+        with cur.copy("COPY dataset_restrictions (dataset_id, groups, set_by, set_at) FROM STDIN") as copy:
+            for d in chosen:
+                copy.write_row((d, '["bench-restricted"]', "bench", now))
+        with cur.copy("COPY dataset_audience (dataset_id, member) FROM STDIN") as copy:
+            for d in chosen:
+                copy.write_row((d, "bench-restricted"))
+        conn.commit()
+        conn.autocommit = True
+        cur.execute("ANALYZE dataset_audience")
+    return len(chosen)
+
+
+def compare_restricted(engine: Any, starts: list[int], fraction: float) -> None:
+    """Impact p50/p99 as a reader who sees everything and as one who gets placeholders, alternating per start."""
+    factory = make_sessionmaker(engine)
+    reader = frozenset({"analyst", "analysts"})  # not in bench-restricted
+    seen_ms: list[float] = []
+    masked_ms: list[float] = []
+    hidden: list[int] = []
+    with factory() as session:
+        for start in starts[:10]:
+            graph.impact(session, node=graph.resolve_node(session, field_id=start), audience=reader)
+        for start in starts:
+            node = graph.resolve_node(session, field_id=start)
+            began = time.perf_counter()
+            full = graph.impact(session, node=node, depth=20, budget=10_000)
+            seen_ms.append((time.perf_counter() - began) * 1000)
+            began = time.perf_counter()
+            masked = graph.impact(session, node=node, depth=20, budget=10_000, audience=reader)
+            masked_ms.append((time.perf_counter() - began) * 1000)
+            assert masked.total == full.total, "placeholders must keep the impact counts"
+            hidden.append(masked.hidden)
+    s50, s99 = percentile(seen_ms, 0.5), percentile(seen_ms, 0.99)
+    m50, m99 = percentile(masked_ms, 0.5), percentile(masked_ms, 0.99)
+    print()
+    print(f"restricted: {fraction:.0%} of datasets; hidden nodes per answer: mean {statistics.mean(hidden):.0f}")
+    print(f"{'impact() as':42} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'  an admin (no filtering)':42} {s50:8.1f} {s99:8.1f}")
+    print(f"{'  a reader outside the restriction':42} {m50:8.1f} {m99:8.1f}")
+    print(f"ratio filtered/unfiltered: p50 {m50 / s50:.2f}x, p99 {m99 / s99:.2f}x (goal p50 <= 1.2x)")
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-quantile (0..1) by nearest rank."""
     ordered = sorted(values)
@@ -157,6 +214,9 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=200)
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--reuse", action="store_true", help="Keep the database of an earlier run.")
+    parser.add_argument(
+        "--restricted", type=float, default=0.0, help="Restrict this fraction of datasets and compare (0..1)."
+    )
     args = parser.parse_args()
 
     name = "headwater_bench_lineage_impact"
@@ -244,6 +304,12 @@ def main() -> int:
     print(f"networkx graph build: {build_s:.1f} s; ratio impact/networkx p50 {p50 / n50:.1f}x, p99 {p99 / n99:.1f}x")
     goal = p50 <= 50 and p99 <= 250
     print(f"goal p50 <= 50 ms and p99 <= 250 ms: {'PASS' if goal else 'FAIL'}")
+    if args.restricted > 0:
+        if not 0 < args.restricted <= 1:
+            parser.error("--restricted is a fraction between 0 and 1")
+        count = restrict(url, args.nodes, args.restricted, args.seed + 2)
+        print(f"restricted {count:,} datasets to the group bench-restricted")
+        compare_restricted(engine, starts, args.restricted)
     return 0
 
 

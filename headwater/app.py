@@ -37,6 +37,7 @@ from headwater.auth.actions import Action
 from headwater.auth.authenticate import Authenticator
 from headwater.auth.oidc import OidcVerifier
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
+from headwater.catalog.restriction_routes import restricting_tags_router, restriction_router
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync_routes import sync_router
 from headwater.catalog.sync_scheduler import SyncScheduler
@@ -230,8 +231,9 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.session_signer = signer
     install_edge(app, settings, cache, authenticator, signer)
     install_error_handlers(app)
-    for router in (sources_router, sync_router, datasets_router, changes_router):
+    for router in (sources_router, sync_router, restriction_router, datasets_router, changes_router):
         app.include_router(router)
+    app.include_router(restricting_tags_router)
     app.include_router(lineage_router)
     app.include_router(search_router)
     app.include_router(identity_router)

@@ -7,17 +7,19 @@ do (docs/security/identity.md); :mod:`~headwater.auth.audit` records what they d
 from __future__ import annotations
 
 from headwater.auth.actions import Action, Role
-from headwater.auth.policy import Resource, check, decide, may_see
+from headwater.auth.policy import Audience, Resource, audience_of, check, decide, may_see
 from headwater.auth.principal import ANONYMOUS, LOCAL_ADMIN, Principal, PrincipalKind
 
 __all__ = [
     "ANONYMOUS",
+    "Audience",
     "LOCAL_ADMIN",
     "Action",
     "Principal",
     "PrincipalKind",
     "Resource",
     "Role",
+    "audience_of",
     "check",
     "decide",
     "may_see",

@@ -18,6 +18,7 @@ class Action(enum.StrEnum):
     SELF = "self"  # who am I, my own API tokens: any signed-in principal
     CATALOG_READ = "catalog.read"
     CATALOG_EDIT = "catalog.edit"  # descriptions, tags, owners, schemas; a dataset's owners may without the role
+    CATALOG_RESTRICT = "catalog.restrict"  # restrict a dataset to groups or lift it; admins and its owners
     SOURCES_ADMIN = "sources.admin"  # register, change, delete and sync sources (they hold credentials)
     LINEAGE_READ = "lineage.read"
     LINEAGE_WRITE = "lineage.write"  # OpenLineage events, SQL lineage that records

@@ -12,12 +12,16 @@ from dataclasses import dataclass
 
 from headwater.auth.actions import Action
 from headwater.auth.principal import Principal
-from headwater.errors import Forbidden, Unauthenticated
+from headwater.errors import Forbidden, NotFound, Unauthenticated
 
-__all__ = ["Resource", "check", "decide", "may_see"]
+__all__ = ["Audience", "Resource", "audience_of", "check", "decide", "may_see"]
 
 # Actions an owner of the resource may take without a role that grants them.
-_OWNER_ACTIONS = frozenset({Action.CATALOG_EDIT, Action.JOBS_KILL, Action.JOBS_READ})
+_OWNER_ACTIONS = frozenset({Action.CATALOG_EDIT, Action.CATALOG_RESTRICT, Action.JOBS_KILL, Action.JOBS_READ})
+
+Audience = frozenset[str] | None
+"""Whom a reader counts as when restricted datasets are filtered: its name and its groups, or None for a reader
+who sees every dataset (an admin, the local admin, internal callers)."""
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,19 @@ class Resource:
     name: str
     owners: Collection[str] = ()
     restricted_to: Collection[str] = ()
+    missing: str = ""  # what a missing one is answered with (``no dataset with id 5``), said too of a hidden one
 
 
 def may_see(principal: Principal, restricted_to: Collection[str]) -> bool:
     """Whether a thing restricted to ``restricted_to`` (empty: to nobody in particular) is visible."""
     return not restricted_to or principal.is_admin or principal.member_of(set(restricted_to))
+
+
+def audience_of(principal: Principal) -> Audience:
+    """The names ``principal`` sees restricted datasets as (None: it sees them all)."""
+    if principal.is_admin:
+        return None
+    return frozenset({principal.name, *principal.groups})
 
 
 def decide(principal: Principal, action: Action, resource: Resource | None = None) -> bool:
@@ -59,6 +71,8 @@ def check(principal: Principal, action: Action, resource: Resource | None = None
     """
     if decide(principal, action, resource):
         return
+    if resource is not None and not may_see(principal, resource.restricted_to):
+        raise NotFound(resource.missing or f"no such {resource.kind}")  # as if it did not exist: never 403
     if not principal.authenticated:
         raise Unauthenticated(f"sign in or send a bearer token: this needs the permission {action.value!r}")
     raise Forbidden(

@@ -21,7 +21,7 @@ from headwater.api.auth import Guard, ResourceLoader
 from headwater.api.params import MAX_ID
 from headwater.auth.actions import Action
 from headwater.auth.policy import Resource
-from headwater.catalog.models import Dataset, DatasetOwner
+from headwater.catalog.models import Dataset, DatasetAudience, DatasetOwner
 from headwater.errors import NotFound
 
 __all__ = ["CATALOG", "SOURCES", "dataset_owners", "dataset_resource"]
@@ -33,11 +33,19 @@ SOURCES = Guard(read=Action.CATALOG_READ, write=Action.SOURCES_ADMIN)
 def dataset_resource(session: Session, *, dataset_id: int) -> Resource:
     """The dataset ``dataset_id`` as a decision sees it (a deleted one too: the route says it is deleted);
     404 when there is no such dataset, whoever asks."""
+    missing = f"no dataset with id {dataset_id}"  # as the catalog's own lookup says it
     identity = session.execute(select(Dataset.namespace, Dataset.name).where(Dataset.id == dataset_id)).first()
     if identity is None:
-        raise NotFound(f"no dataset with id {dataset_id}")  # as the catalog's own lookup says it
+        raise NotFound(missing)
     owners = session.scalars(select(DatasetOwner.owner).where(DatasetOwner.dataset_id == dataset_id)).all()
-    return Resource(kind="dataset", name=f"{identity.namespace}/{identity.name}", owners=frozenset(owners))
+    audience = session.scalars(select(DatasetAudience.member).where(DatasetAudience.dataset_id == dataset_id)).all()
+    return Resource(
+        kind="dataset",
+        name=f"{identity.namespace}/{identity.name}",
+        owners=frozenset(owners),
+        restricted_to=frozenset(audience),  # one who may not see it is told it does not exist
+        missing=missing,
+    )
 
 
 def dataset_owners(

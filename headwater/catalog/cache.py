@@ -13,6 +13,10 @@ entries went stale (a changed dataset makes every list page stale, since any pag
 * an entry computed from a read that overlapped an invalidation is not stored (the generation check).
 
 Writes guarded by If-Match always check the database, never this cache.
+
+Restricted datasets (catalog.restrictions) never leak through it: a dataset's entry carries its audience and is
+served only to a reader in it (or an admin); list pages are keyed by the reader's audience as well as the query,
+since a page depends on which datasets the reader may see.
 Why cache-first, with the figures: docs/adr/0002-cache-first-reads.md.
 """
 
@@ -29,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from headwater.auth.actions import Action
+from headwater.auth.policy import Audience, audience_of
 from headwater.auth.principal import Principal
 from headwater.catalog.models import ChangeEvent
 from headwater.loops import LoopService
@@ -38,21 +43,24 @@ __all__ = ["CachedReads", "DatasetCache", "OutboxPoller", "list_cache_key"]
 log = logging.getLogger("headwater.cache")
 
 
-CacheKey = int | str  # a dataset id, or "list?" + the raw query string of a list page
+CacheKey = int | str  # a dataset id, or "list" + the reader's audience + "?" + the raw query string of a page
+Entry = tuple[str, bytes, frozenset[str]]  # etag, body, and the dataset's audience (empty: not restricted)
 
 
-def list_cache_key(query_string: str) -> str:
-    """The cache key of a dataset list page."""
-    return "list?" + query_string
+def list_cache_key(query_string: str, audience: Audience = None) -> str:
+    """The cache key of a dataset list page as ``audience`` sees it (None: one who sees every dataset)."""
+    if audience is None:
+        return "list?" + query_string
+    return "list[" + "\x00".join(sorted(audience)) + "]?" + query_string
 
 
 class DatasetCache:
-    """LRU of ``dataset id | list query -> (etag, JSON bytes)``, bounded in bytes; thread-safe."""
+    """LRU of ``dataset id | list query -> (etag, JSON bytes, audience)``, bounded in bytes; thread-safe."""
 
     def __init__(self, *, max_bytes: int, enabled: bool = True) -> None:
         self.max_bytes = max_bytes
         self.enabled = enabled
-        self._entries: OrderedDict[CacheKey, tuple[str, bytes]] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, Entry] = OrderedDict()
         self._size = 0
         self._generation = 0
         self._healthy = True
@@ -64,36 +72,40 @@ class DatasetCache:
         """A token to take before reading the database for an entry; pass it back to :meth:`put`."""
         return self._generation
 
-    def get(self, key: CacheKey) -> tuple[str, bytes] | None:
-        """The cached ``(etag, body)`` of a dataset or a list page, or None."""
+    def get(self, key: CacheKey, audience: Audience = None) -> tuple[str, bytes] | None:
+        """The cached ``(etag, body)`` of a dataset or a list page, or None; None too for a restricted dataset
+        ``audience`` may not see (the route then answers it as not found)."""
         if not (self.enabled and self._healthy):
             return None
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None:
+            if entry is None or (entry[2] and audience is not None and not entry[2] & audience):
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return entry
+            return entry[0], entry[1]
 
-    def put(self, key: CacheKey, generation: int, etag: str, body: bytes) -> tuple[str, bytes]:
-        """Store an entry unless an invalidation happened since ``generation`` was taken."""
-        entry = (etag, body)
+    def put(
+        self, key: CacheKey, generation: int, etag: str, body: bytes, members: frozenset[str] = frozenset()
+    ) -> tuple[str, bytes]:
+        """Store an entry (with the audience ``members`` of a restricted dataset) unless an invalidation happened
+        since ``generation`` was taken."""
+        entry = (etag, body, members)
         if not (self.enabled and self._healthy) or len(body) > self.max_bytes // 4:
-            return entry
+            return etag, body
         with self._lock:
             if generation != self._generation:
-                return entry
+                return etag, body
             old = self._entries.pop(key, None)
             if old is not None:
                 self._size -= len(old[1])
             self._entries[key] = entry
             self._size += len(body)
             while self._size > self.max_bytes and self._entries:
-                _, (_, evicted) = self._entries.popitem(last=False)
+                _, (_, evicted, _) = self._entries.popitem(last=False)
                 self._size -= len(evicted)
-        return entry
+        return etag, body
 
     def invalidate(self, dataset_ids: set[int] | list[int]) -> None:
         """Forget these datasets and every list page (any page may show them)."""
@@ -176,11 +188,11 @@ class OutboxPoller(LoopService[None]):
 _DATASET_PATH = re.compile(r"^/api/v1/datasets/([1-9][0-9]{0,17})$")
 
 
-def _may_read(scope: Scope) -> bool:
+def _reader(scope: Scope) -> Principal | None:
     # Only a principal allowed to read the catalog is answered from the cache; anyone else goes to the route,
     # which refuses them (401 or 403) as it would without the cache.
     principal: Principal | None = scope.get("state", {}).get("principal")
-    return principal is not None and Action.CATALOG_READ in principal.actions
+    return principal if principal is not None and Action.CATALOG_READ in principal.actions else None
 
 
 class CachedReads:
@@ -192,7 +204,7 @@ class CachedReads:
     the same keys are used here, so a hit is byte-for-byte what the route would have answered; anything
     else (a miss, another path, a dataset request with a query string) goes to the app unchanged.
     Authentication (:class:`headwater.api.auth.Authenticate`) runs outside this middleware: a hit is served only
-    to a principal allowed ``catalog.read``.
+    to a principal allowed ``catalog.read``, and only when its audience may see what the entry shows.
     """
 
     def __init__(self, app: ASGIApp, cache: DatasetCache) -> None:
@@ -200,20 +212,20 @@ class CachedReads:
         self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and _may_read(scope):
-            entry = self._lookup(scope["path"], scope.get("query_string", b""))
+        if scope["type"] == "http" and scope["method"] == "GET" and (reader := _reader(scope)) is not None:
+            entry = self._lookup(scope["path"], scope.get("query_string", b""), audience_of(reader))
             if entry is not None:
                 await self._answer(scope, send, *entry)
                 return
         await self.app(scope, receive, send)
 
-    def _lookup(self, path: str, query: bytes) -> tuple[str, bytes] | None:
+    def _lookup(self, path: str, query: bytes, audience: Audience) -> tuple[str, bytes] | None:
         if path == "/api/v1/datasets":
-            return self.cache.get(list_cache_key(query.decode("latin-1")))
+            return self.cache.get(list_cache_key(query.decode("latin-1"), audience))
         match = _DATASET_PATH.match(path)
         if match is None or query:
             return None
-        return self.cache.get(int(match.group(1)))
+        return self.cache.get(int(match.group(1)), audience)
 
     async def _answer(self, scope: Scope, send: Send, etag: str, body: bytes) -> None:
         headers = [(b"content-type", b"application/json")]

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import exists, or_, select, text
 from sqlalchemy.orm import Session
 
-from headwater.catalog.models import ChangeEvent, ChangeKind
+from headwater.auth.policy import Audience
+from headwater.catalog.models import ChangeEvent, ChangeKind, DatasetAudience
 from headwater.db import bulk_insert, utcnow
 from headwater.errors import InvalidInput
 
@@ -88,8 +89,10 @@ def list_changes(
     limit: int = 100,
     entity_type: str | None = None,
     kinds: list[ChangeKind] | None = None,
+    audience: Audience = None,
 ) -> list[ChangeEvent]:
-    """Change events with id greater than ``after``, oldest first, at most ``limit``."""
+    """Change events with id greater than ``after``, oldest first, at most ``limit``; none about a dataset
+    ``audience`` may not see (the feed's ``next_after`` may then skip ids, as with any filter)."""
     if after < 0:
         raise InvalidInput(f"after must be 0 or a change event id, got {after}", detail={"field": "after"})
     if not 1 <= limit <= 1000:
@@ -99,6 +102,16 @@ def list_changes(
         stmt = stmt.where(ChangeEvent.entity_type == entity_type)
     if kinds:
         stmt = stmt.where(ChangeEvent.kind.in_([k.value for k in kinds]))
+    if audience is not None:
+        stmt = stmt.where(
+            or_(
+                ChangeEvent.entity_type != "dataset",
+                ~exists().where(DatasetAudience.dataset_id == ChangeEvent.entity_id),
+                exists().where(
+                    DatasetAudience.dataset_id == ChangeEvent.entity_id, DatasetAudience.member.in_(sorted(audience))
+                ),
+            )
+        )
     return list(session.scalars(stmt.order_by(ChangeEvent.id).limit(limit)))
 
 

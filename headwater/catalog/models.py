@@ -20,10 +20,13 @@ __all__ = [
     "ChangeEvent",
     "ChangeKind",
     "Dataset",
+    "DatasetAudience",
     "DatasetKind",
     "DatasetOwner",
+    "DatasetRestriction",
     "DatasetTag",
     "Field",
+    "RestrictingTag",
     "SchemaVersion",
     "Source",
     "SourceKind",
@@ -221,3 +224,36 @@ class ChangeEvent(Base):
     name: Mapped[Name | None]
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[UTCNow]
+
+
+class DatasetRestriction(Base):
+    """A dataset restricted, by hand, to some groups (or users): who set it, and when."""
+
+    __tablename__ = "dataset_restrictions"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    groups: Mapped[list[str]] = mapped_column(JSONType)
+    set_by: Mapped[str] = mapped_column(String(255))
+    set_at: Mapped[UTCNow]
+
+
+class RestrictingTag(Base):
+    """A tag (a classification such as ``pii``) that restricts every dataset carrying it to some groups."""
+
+    __tablename__ = "restricting_tags"
+
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+    groups: Mapped[list[str]] = mapped_column(JSONType)
+    set_by: Mapped[str] = mapped_column(String(255))
+    set_at: Mapped[UTCNow]
+
+
+class DatasetAudience(Base):
+    """Who may see a restricted dataset: one row per group (or user) of its restriction and of its restricting
+    tags. Derived from the two tables above by ``catalog.restrictions.refresh_audience``; a dataset without rows
+    is not restricted. Kept so that every read filters with one indexed subquery."""
+
+    __tablename__ = "dataset_audience"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    member: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)

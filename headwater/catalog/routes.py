@@ -13,13 +13,14 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from headwater.api.auth import allow
+from headwater.api.auth import allow, principal_of
 from headwater.api.deps import SessionDep, db_slot
 from headwater.api.pagination import Cursor, Limit, Page, Sort, page_of
 from headwater.api.params import MAX_ID, IfMatch, parse_if_match
 from headwater.api.responses import json_response
 from headwater.auth.actions import Action
-from headwater.catalog import events, service, sources
+from headwater.auth.policy import Audience, audience_of
+from headwater.catalog import events, restrictions, service, sources
 from headwater.catalog.access import CATALOG, SOURCES, dataset_owners
 from headwater.catalog.cache import CacheKey, DatasetCache, list_cache_key
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind
@@ -47,24 +48,30 @@ datasets_router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 changes_router = APIRouter(prefix="/api/v1/change-events", tags=["change events"])
 
 
+def audience(request: Request) -> Audience:
+    """The audience the request's principal sees restricted datasets as (None: all of them)."""
+    return audience_of(principal_of(request))
+
+
 async def cached_read(
-    request: Request, key: CacheKey | None, load: Callable[[Session], tuple[str, bytes]]
+    request: Request, key: CacheKey | None, load: Callable[[Session], tuple[str, bytes, frozenset[str]]]
 ) -> tuple[str, bytes]:
-    """A cached ``(etag, body)``, or ``load`` run in a worker thread in its own transaction and cached.
+    """A cached ``(etag, body)``, or ``load`` run in a worker thread in its own transaction and cached (with the
+    audience of the dataset it shows, when it shows a restricted one).
 
     Hits never leave the event loop (no thread hop, no session); that is most reads of a catalog.
     """
     cache: DatasetCache = request.app.state.dataset_cache
     if key is not None:
-        cached = cache.get(key)
+        cached = cache.get(key, audience(request))
         if cached is not None:
             return cached
 
     def miss() -> tuple[str, bytes]:
         generation = cache.generation()
         with session_scope(request.app.state.sessionmaker) as session:
-            etag, body = load(session)
-        return cache.put(key, generation, etag, body) if key is not None else (etag, body)
+            etag, body, members = load(session)
+        return cache.put(key, generation, etag, body, members) if key is not None else (etag, body)
 
     async with db_slot(request):
         return await run_in_threadpool(miss)
@@ -156,11 +163,13 @@ async def list_datasets(
     # The query parameters are DatasetFilters' fields, in its order.
     filters = service.DatasetFilters(source, namespace, kind, tag, owner, name_prefix, include_deleted)
     # Keyed by the raw query string, so the read-through middleware can answer the same request unparsed.
-    key = list_cache_key(request.scope.get("query_string", b"").decode("latin-1"))
+    # Keyed by the reader's audience too: which datasets a page holds depends on who reads it.
+    seen_by = audience(request)
+    key = list_cache_key(request.scope.get("query_string", b"").decode("latin-1"), seen_by)
 
-    def load(session: Session) -> tuple[str, bytes]:
-        page = service.list_datasets(session, filters=filters, sort=sort, cursor=cursor, limit=limit)
-        return "", page_of(DatasetSummary, page, DatasetSummary.summary_of).model_dump_json().encode()
+    def load(session: Session) -> tuple[str, bytes, frozenset[str]]:
+        page = service.list_datasets(session, filters=filters, sort=sort, cursor=cursor, limit=limit, audience=seen_by)
+        return "", page_of(DatasetSummary, page, DatasetSummary.summary_of).model_dump_json().encode(), frozenset()
 
     _, body = await cached_read(request, key, load)
     return Response(body, media_type="application/json")
@@ -168,13 +177,16 @@ async def list_datasets(
 
 @datasets_router.get("/by-name", response_model=DatasetOut, dependencies=CATALOG.reads)
 def get_dataset_by_name(
+    request: Request,
     session: SessionDep,
     namespace: Annotated[str, Query(min_length=1, max_length=512)],
     name: Annotated[str, Query(min_length=1, max_length=1024)],
     include_deleted: bool = False,
 ) -> Response:
     """One dataset by its OpenLineage identity (namespace and name)."""
-    dataset = service.get_dataset_by_name(session, namespace=namespace, name=name, include_deleted=include_deleted)
+    dataset = service.get_dataset_by_name(
+        session, namespace=namespace, name=name, include_deleted=include_deleted, audience=audience(request)
+    )
     return _dataset_response(dataset)
 
 
@@ -182,9 +194,14 @@ def get_dataset_by_name(
 async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: bool = False) -> Response:
     """One dataset with its fields; answers 304 when If-None-Match still matches."""
 
-    def load(session: Session) -> tuple[str, bytes]:
-        dataset, field_rows = service.read_dataset(session, dataset_id=dataset_id, include_deleted=include_deleted)
-        return service.etag_of(dataset), DatasetOut.of(dataset, field_rows).model_dump_json().encode()
+    seen_by = audience(request)
+
+    def load(session: Session) -> tuple[str, bytes, frozenset[str]]:
+        dataset, field_rows = service.read_dataset(
+            session, dataset_id=dataset_id, include_deleted=include_deleted, audience=seen_by
+        )
+        members = frozenset(restrictions.audience_members(session, [dataset_id]).get(dataset_id, ()))
+        return service.etag_of(dataset), DatasetOut.of(dataset, field_rows).model_dump_json().encode(), members
 
     # Deleted datasets are rare reads and must not be cached under the live dataset's key.
     etag, body = await cached_read(request, dataset_id if not include_deleted else None, load)
@@ -199,25 +216,27 @@ async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: 
     dependencies=[allow(Action.CATALOG_EDIT, owned_by=dataset_owners)],  # its owners may, without the role
 )
 def update_dataset(
-    dataset_id: DatasetId, body: DatasetUpdate, session: SessionDep, if_match: IfMatch = None
+    dataset_id: DatasetId, body: DatasetUpdate, request: Request, session: SessionDep, if_match: IfMatch = None
 ) -> Response:
     """Change user metadata (description, tags, owners, properties, field descriptions and tags).
 
     Requires If-Match with the ETag of the version you read: 412 when someone changed it since.
     """
     revision = parse_if_match(if_match, required=True, resource=f"/api/v1/datasets/{dataset_id}")
-    dataset = service.update_dataset_metadata(session, dataset_id=dataset_id, data=body, expected_revision=revision)
+    dataset = service.update_dataset_metadata(
+        session, dataset_id=dataset_id, data=body, expected_revision=revision, principal=principal_of(request)
+    )
     return _dataset_response(dataset)
 
 
 @datasets_router.put("/{dataset_id}/schema", response_model=DatasetOut, dependencies=CATALOG.writes)
 def replace_schema(
-    dataset_id: DatasetId, body: SchemaUpdate, session: SessionDep, if_match: IfMatch = None
+    dataset_id: DatasetId, body: SchemaUpdate, request: Request, session: SessionDep, if_match: IfMatch = None
 ) -> Response:
     """Declare a new schema for a manual dataset; a real change adds a schema version with its diff."""
     revision = parse_if_match(if_match, required=False, resource=f"/api/v1/datasets/{dataset_id}")
     dataset, _ = service.replace_manual_schema(
-        session, dataset_id=dataset_id, fields=body.fields, expected_revision=revision
+        session, dataset_id=dataset_id, fields=body.fields, expected_revision=revision, audience=audience(request)
     )
     return _dataset_response(dataset)
 
@@ -225,19 +244,23 @@ def replace_schema(
 @datasets_router.delete("/{dataset_id}", response_model=DatasetOut, dependencies=CATALOG.writes)
 def delete_dataset(
     dataset_id: DatasetId,
+    request: Request,
     session: SessionDep,
     reason: Annotated[str, Query(min_length=1, max_length=2000, description="Why it is deleted.")],
     if_match: IfMatch = None,
 ) -> Response:
     """Soft-delete a dataset, saying why; it stays readable with include_deleted=true."""
     revision = parse_if_match(if_match, required=False, resource=f"/api/v1/datasets/{dataset_id}")
-    dataset = service.delete_dataset(session, dataset_id=dataset_id, reason=reason, expected_revision=revision)
+    dataset = service.delete_dataset(
+        session, dataset_id=dataset_id, reason=reason, expected_revision=revision, audience=audience(request)
+    )
     return _dataset_response(dataset)
 
 
 @datasets_router.get("/{dataset_id}/schema-versions", response_model=Page[SchemaVersionOut], dependencies=CATALOG.reads)
 def list_schema_versions(
     dataset_id: DatasetId,
+    request: Request,
     session: SessionDep,
     order: Annotated[str, Query(pattern="^(newest|oldest)$")] = "newest",
     cursor: Cursor = None,
@@ -245,7 +268,12 @@ def list_schema_versions(
 ) -> Response:
     """The dataset's schema history, each version with its diff from the one before."""
     page = service.list_schema_versions(
-        session, dataset_id=dataset_id, cursor=cursor, limit=limit, newest_first=order == "newest"
+        session,
+        dataset_id=dataset_id,
+        cursor=cursor,
+        limit=limit,
+        newest_first=order == "newest",
+        audience=audience(request),
     )
     return json_response(page_of(SchemaVersionOut, page))
 
@@ -254,12 +282,11 @@ def list_schema_versions(
     "/{dataset_id}/schema-versions/{version}", response_model=SchemaVersionOut, dependencies=CATALOG.reads
 )
 def get_schema_version(
-    dataset_id: DatasetId, version: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep
+    dataset_id: DatasetId, version: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request, session: SessionDep
 ) -> Response:
     """One schema version."""
-    return json_response(
-        SchemaVersionOut.model_validate(service.get_schema_version(session, dataset_id=dataset_id, version=version))
-    )
+    row = service.get_schema_version(session, dataset_id=dataset_id, version=version, audience=audience(request))
+    return json_response(SchemaVersionOut.model_validate(row))
 
 
 # ------------------------------------------------------------------------------- change events
@@ -267,6 +294,7 @@ def get_schema_version(
 
 @changes_router.get("", response_model=ChangeFeed, dependencies=CATALOG.reads)
 def list_change_events(
+    request: Request,
     session: SessionDep,
     after: Annotated[int, Query(ge=0, le=MAX_ID, description="Return events with a larger id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -274,7 +302,9 @@ def list_change_events(
     kind: Annotated[list[ChangeKind] | None, Query()] = None,
 ) -> Response:
     """The change feed: events after a position, oldest first; pass ``next_after`` back as ``after``."""
-    rows = events.list_changes(session, after=after, limit=limit, entity_type=entity_type, kinds=kind)
+    rows = events.list_changes(
+        session, after=after, limit=limit, entity_type=entity_type, kinds=kind, audience=audience(request)
+    )
     return json_response(
         ChangeFeed(
             items=[ChangeEventOut.model_validate(r) for r in rows],

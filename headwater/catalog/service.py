@@ -9,9 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Select, exists, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from headwater.auth.policy import Audience
+from headwater.auth.principal import Principal
+from headwater.catalog import restrictions
 from headwater.catalog.bulk import validate_fields
 from headwater.catalog.events import Change, record_change, record_changes
 from headwater.catalog.fields import FlatField, diff_schemas, fingerprint, flatten
@@ -26,18 +29,31 @@ from headwater.catalog.models import (
     Source,
     SourceKind,
 )
+from headwater.catalog.reads import (  # re-exported: the catalog's one entry point
+    FIELD_VIEW_COLUMNS,
+    DatasetFilters,
+    dataset_query,
+    datasets_by_id,
+    get_dataset,
+    get_dataset_by_name,
+    get_schema_version,
+    list_datasets,
+    list_schema_versions,
+    read_dataset,
+)
 from headwater.catalog.schemas import DatasetCreate, DatasetUpdate, FieldIn, Owner
 from headwater.catalog.snapshots import SOURCE_FACTS, DatasetSnapshot, HistoricalSchema
 from headwater.catalog.sources import DEFAULT_MANUAL_SOURCE, ensure_manual_source, get_source
-from headwater.db import in_chunks, utcnow
+from headwater.db import utcnow
 from headwater.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
-from headwater.pagination import PageResult, SortKey, paginate
 
 __all__ = [
+    "FIELD_VIEW_COLUMNS",
     "ApplyResult",
     "DatasetFilters",
     "DatasetSnapshot",
     "HistoricalSchema",
+    "NotFound",
     "apply_snapshot",
     "datasets_by_id",
     "delete_dataset",
@@ -53,14 +69,6 @@ __all__ = [
     "update_dataset_metadata",
 ]
 
-DATASET_SORTS = {
-    "name": SortKey(Dataset.name, Dataset.id),
-    "updated_at": SortKey(Dataset.updated_at, Dataset.id, kind="datetime"),
-    "created_at": SortKey(Dataset.created_at, Dataset.id, kind="datetime"),
-    "id": SortKey(Dataset.id, Dataset.id, kind="int"),
-}
-VERSION_SORTS = {"version": SortKey(SchemaVersion.version, SchemaVersion.id, kind="int")}
-
 
 @dataclass
 class ApplyResult:
@@ -68,145 +76,6 @@ class ApplyResult:
 
     dataset: Dataset
     outcome: Literal["created", "restored", "schema_changed", "updated", "unchanged"]
-
-
-@dataclass
-class DatasetFilters:
-    """Filters of the dataset list; every one is optional and they combine with AND."""
-
-    source: str | None = None
-    namespace: str | None = None
-    kind: DatasetKind | None = None
-    tag: str | None = None
-    owner: str | None = None
-    name_prefix: str | None = None
-    include_deleted: bool = False
-
-
-# ------------------------------------------------------------------------------------ reading
-
-
-def _dataset_query() -> Select[Dataset]:
-    return select(Dataset).options(
-        selectinload(Dataset.fields), selectinload(Dataset.tags), selectinload(Dataset.owners)
-    )
-
-
-def _not_found_or_deleted(dataset: Dataset | None, label: str, include_deleted: bool) -> Dataset:
-    if dataset is None:
-        raise NotFound(f"no dataset {label}")
-    if dataset.deleted_at is not None and not include_deleted:
-        raise NotFound(
-            f"dataset {label} was deleted at {dataset.deleted_at.isoformat()} "
-            f"(reason: {dataset.delete_reason}); ask with include_deleted=true to see it",
-            detail={"deleted_at": dataset.deleted_at.isoformat(), "reason": dataset.delete_reason},
-        )
-    return dataset
-
-
-def get_dataset(
-    session: Session, *, dataset_id: int, include_deleted: bool = False, for_update: bool = False
-) -> Dataset:
-    """One dataset with its fields, tags and owners."""
-    stmt = _dataset_query().where(Dataset.id == dataset_id)
-    if for_update:
-        stmt = stmt.with_for_update(of=Dataset)
-    return _not_found_or_deleted(session.scalar(stmt), f"with id {dataset_id}", include_deleted)
-
-
-FIELD_VIEW_COLUMNS = (
-    Field.path,
-    Field.name,
-    Field.parent_path,
-    Field.position,
-    Field.type,
-    Field.normalized_type,
-    Field.nullable,
-    Field.field_id,
-    Field.source_description,
-    Field.user_description,
-    Field.tags,
-)
-
-
-def read_dataset(
-    session: Session, *, dataset_id: int, include_deleted: bool = False
-) -> tuple[Dataset, list[dict[str, Any]]]:
-    """The read path: a dataset with tags and owners, and its field rows as plain dicts.
-
-    Reading thousands of fields as rows rather than ORM objects (identity map, collections) is what
-    makes an uncached GET affordable; writes use :func:`get_dataset`.
-    """
-    stmt = select(Dataset).options(selectinload(Dataset.tags), selectinload(Dataset.owners))
-    dataset = _not_found_or_deleted(
-        session.scalar(stmt.where(Dataset.id == dataset_id)), f"with id {dataset_id}", include_deleted
-    )
-    result = session.execute(select(*FIELD_VIEW_COLUMNS).where(Field.dataset_id == dataset_id).order_by(Field.position))
-    keys = [column.key for column in FIELD_VIEW_COLUMNS]
-    return dataset, [dict(zip(keys, row, strict=True)) for row in result]
-
-
-def get_dataset_by_name(session: Session, *, namespace: str, name: str, include_deleted: bool = False) -> Dataset:
-    """One dataset by its OpenLineage identity."""
-    stmt = _dataset_query().where(Dataset.namespace == namespace, Dataset.name == name)
-    return _not_found_or_deleted(session.scalar(stmt), f"named {name!r} in namespace {namespace!r}", include_deleted)
-
-
-def datasets_by_id(session: Session, *, dataset_ids: Sequence[int]) -> list[Dataset]:
-    """The live datasets among ``dataset_ids`` (tags and owners loaded, fields not), in no particular order."""
-    found: list[Dataset] = []
-    ids = sorted(set(dataset_ids))
-    stmt = select(Dataset).options(selectinload(Dataset.tags), selectinload(Dataset.owners))
-    for chunk in in_chunks(ids):
-        found.extend(session.scalars(stmt.where(Dataset.id.in_(chunk), Dataset.deleted_at.is_(None))))
-    return found
-
-
-def list_datasets(
-    session: Session, *, filters: DatasetFilters, sort: str = "name", cursor: str | None = None, limit: int = 50
-) -> PageResult[Dataset]:
-    """Datasets matching ``filters``, one page at a time, with tags and owners loaded."""
-    stmt = select(Dataset).options(selectinload(Dataset.tags), selectinload(Dataset.owners))
-    if not filters.include_deleted:
-        stmt = stmt.where(Dataset.deleted_at.is_(None))
-    if filters.source:
-        source_id = session.scalar(select(Source.id).where(Source.name == filters.source))
-        if source_id is None:
-            raise NotFound(f"no source named {filters.source!r}", detail={"field": "source"})
-        stmt = stmt.where(Dataset.source_id == source_id)
-    if filters.namespace:
-        stmt = stmt.where(Dataset.namespace == filters.namespace)
-    if filters.kind:
-        stmt = stmt.where(Dataset.kind == filters.kind.value)
-    if filters.tag:
-        stmt = stmt.where(exists().where(DatasetTag.dataset_id == Dataset.id, DatasetTag.tag == filters.tag))
-    if filters.owner:
-        stmt = stmt.where(exists().where(DatasetOwner.dataset_id == Dataset.id, DatasetOwner.owner == filters.owner))
-    if filters.name_prefix:
-        escaped = filters.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = stmt.where(Dataset.name.like(escaped + "%", escape="\\"))
-    return paginate(session, stmt, sorts=DATASET_SORTS, sort=sort, cursor=cursor, limit=limit)
-
-
-def list_schema_versions(
-    session: Session, *, dataset_id: int, cursor: str | None = None, limit: int = 50, newest_first: bool = True
-) -> PageResult[SchemaVersion]:
-    """A dataset's schema history with diffs, newest first by default."""
-    get_dataset(session, dataset_id=dataset_id, include_deleted=True)
-    stmt = select(SchemaVersion).where(SchemaVersion.dataset_id == dataset_id)
-    sort = "-version" if newest_first else "version"
-    return paginate(session, stmt, sorts=VERSION_SORTS, sort=sort, cursor=cursor, limit=limit)
-
-
-def get_schema_version(session: Session, *, dataset_id: int, version: int) -> SchemaVersion:
-    """One schema version of a dataset."""
-    row = session.scalar(
-        select(SchemaVersion).where(SchemaVersion.dataset_id == dataset_id, SchemaVersion.version == version)
-    )
-    if row is None:
-        get_dataset(session, dataset_id=dataset_id, include_deleted=True)
-        raise NotFound(f"dataset {dataset_id} has no schema version {version}", detail={"field": "version"})
-    return row
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -325,7 +194,7 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
     """
     validate_fields(snapshot.fields)
     dataset = session.scalar(
-        _dataset_query()
+        dataset_query()
         .where(Dataset.namespace == snapshot.namespace, Dataset.name == snapshot.name)
         .with_for_update(of=Dataset)
     )
@@ -440,10 +309,15 @@ def register_dataset(session: Session, *, data: DatasetCreate) -> Dataset:
 
 
 def replace_manual_schema(
-    session: Session, *, dataset_id: int, fields: Sequence[FieldIn], expected_revision: int | None
+    session: Session,
+    *,
+    dataset_id: int,
+    fields: Sequence[FieldIn],
+    expected_revision: int | None,
+    audience: Audience = None,
 ) -> tuple[Dataset, bool]:
     """Declare a new schema for a manual dataset; returns the dataset and whether a version was added."""
-    dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
+    dataset = get_dataset(session, dataset_id=dataset_id, for_update=True, audience=audience)
     _check_revision(dataset, expected_revision)
     source = dataset.source
     if source.kind != SourceKind.MANUAL.value:
@@ -494,7 +368,9 @@ def etag_of(dataset: Dataset) -> str:
     return f'"{dataset.id}.{dataset.revision}"'
 
 
-def _apply_user_metadata(session: Session, dataset: Dataset, data: DatasetUpdate, *, record: bool) -> list[str]:
+def _apply_user_metadata(
+    session: Session, dataset: Dataset, data: DatasetUpdate, *, record: bool, principal: Principal | None = None
+) -> list[str]:
     """Apply user metadata changes; returns the names of what changed."""
     changes = data.model_fields_set
     changed: list[str] = []
@@ -504,8 +380,14 @@ def _apply_user_metadata(session: Session, dataset: Dataset, data: DatasetUpdate
     if data.tags is not None:
         wanted = list(dict.fromkeys(data.tags))
         if sorted(wanted) != sorted(t.tag for t in dataset.tags):
+            before = {t.tag for t in dataset.tags}
             dataset.tags = [DatasetTag(tag=tag) for tag in sorted(wanted)]
             changed.append("tags")
+            if restrictions.restricting_tags_among(session, before ^ set(wanted)):
+                if principal is not None:  # adding or removing a restricting tag restricts or lifts
+                    restrictions.check_restrict(principal, dataset)
+                session.flush()
+                restrictions.refresh_audience(session, [dataset.id])
     if data.owners is not None:
         owners = _dedupe_owners(data.owners)
         if owners != sorted((o.owner, o.role) for o in dataset.owners):
@@ -548,19 +430,32 @@ def _dedupe_owners(owners: Sequence[Owner]) -> list[tuple[str, str]]:
 
 
 def update_dataset_metadata(
-    session: Session, *, dataset_id: int, data: DatasetUpdate, expected_revision: int | None
+    session: Session,
+    *,
+    dataset_id: int,
+    data: DatasetUpdate,
+    expected_revision: int | None,
+    principal: Principal | None = None,
 ) -> Dataset:
-    """Change what people say about a dataset; refused when ``expected_revision`` is stale."""
-    dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
+    """Change what people say about a dataset; refused when ``expected_revision`` is stale.
+
+    ``principal`` (None: an internal caller) must see the dataset, and may add or remove a restricting tag only
+    when it may restrict the dataset.
+    """
+    dataset = get_dataset(
+        session, dataset_id=dataset_id, for_update=True, audience=restrictions.audience_or_all(principal)
+    )
     _check_revision(dataset, expected_revision)
-    _apply_user_metadata(session, dataset, data, record=True)
+    _apply_user_metadata(session, dataset, data, record=True, principal=principal)
     session.flush()
     return dataset
 
 
-def delete_dataset(session: Session, *, dataset_id: int, reason: str, expected_revision: int | None) -> Dataset:
+def delete_dataset(
+    session: Session, *, dataset_id: int, reason: str, expected_revision: int | None, audience: Audience = None
+) -> Dataset:
     """Soft-delete a dataset with a reason; it stays readable with include_deleted and can come back."""
-    dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
+    dataset = get_dataset(session, dataset_id=dataset_id, for_update=True, audience=audience)
     _check_revision(dataset, expected_revision)
     mark_deleted(session, [dataset], reason=reason, payload={"by": "user"})
     return dataset

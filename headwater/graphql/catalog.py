@@ -12,7 +12,7 @@ from strawberry.scalars import JSON
 from strawberry.types.unset import UNSET
 
 from headwater.auth.actions import Action
-from headwater.auth.policy import Resource
+from headwater.auth.policy import Resource, audience_of
 from headwater.catalog import events as catalog_events
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
@@ -309,11 +309,16 @@ class CatalogQuery:
         name: str | None = None,
         include_deleted: bool = False,
     ) -> DatasetResult:
-        session = info.context.session
+        session, audience = info.context.session, audience_of(info.context.principal)
         if id is not None:
-            row = catalog.get_dataset(session, dataset_id=database_id(id, "id"), include_deleted=include_deleted)
+            dataset_id = database_id(id, "id")
+            row = catalog.get_dataset(
+                session, dataset_id=dataset_id, include_deleted=include_deleted, audience=audience
+            )
         elif namespace and name:
-            row = catalog.get_dataset_by_name(session, namespace=namespace, name=name, include_deleted=include_deleted)
+            row = catalog.get_dataset_by_name(
+                session, namespace=namespace, name=name, include_deleted=include_deleted, audience=audience
+            )
         else:
             raise InvalidInput("name the dataset by id, or by namespace and name", detail={"field": "id"})
         return datasets_of(session, [row])[0]
@@ -330,7 +335,14 @@ class CatalogQuery:
     ) -> DatasetPageResult:
         session = info.context.session
         filters = as_filters(catalog.DatasetFilters, filter or DatasetFilter())
-        page = catalog.list_datasets(session, filters=filters, sort=sort, cursor=after, limit=page_size(first, 100))
+        page = catalog.list_datasets(
+            session,
+            filters=filters,
+            sort=sort,
+            cursor=after,
+            limit=page_size(first, 100),
+            audience=audience_of(info.context.principal),
+        )
         return DatasetPage(items=datasets_of(session, page.items), next_cursor=page.next_cursor, total=page.total)
 
     @strawberry.field(description="The federated sources (and the manual one).")
@@ -357,7 +369,12 @@ class CatalogQuery:
     ) -> ChangeFeedResult:
         position = 0 if str(after) == "0" else database_id(after, "after")
         rows = catalog_events.list_changes(
-            info.context.session, after=position, limit=page_size(first, 1000), entity_type=entity_type, kinds=kinds
+            info.context.session,
+            after=position,
+            limit=page_size(first, 1000),
+            entity_type=entity_type,
+            kinds=kinds,
+            audience=audience_of(info.context.principal),
         )
         items = [ChangeEventOut.model_validate(r) for r in rows]
         return to_graphql(ChangeFeedOut(items=items, next_after=rows[-1].id if rows else position))
@@ -380,7 +397,11 @@ class CatalogMutation:
         session = info.context.session
         data = validated(DatasetUpdate, _metadata(input), "input")
         row = catalog.update_dataset_metadata(
-            session, dataset_id=database_id(id, "id"), data=data, expected_revision=expected_revision
+            session,
+            dataset_id=database_id(id, "id"),
+            data=data,
+            expected_revision=expected_revision,
+            principal=info.context.principal,
         )
         return datasets_of(session, [row])[0]
 

@@ -12,6 +12,7 @@ import strawberry
 from sqlalchemy.orm import Session
 
 from headwater.auth.actions import Action
+from headwater.auth.policy import Audience, audience_of
 from headwater.graphql.arguments import bounded, database_id, validated
 from headwater.graphql.context import Info
 from headwater.graphql.derive import enum_of, from_model, to_graphql
@@ -220,10 +221,11 @@ def _declaration(given: ManualEdgeInput) -> dict[str, Any]:
     return data
 
 
-def _node(session: Session, node: NodeInput, label: str = "") -> graph.NodeRef:
+def _node(session: Session, node: NodeInput, label: str = "", audience: Audience = None) -> graph.NodeRef:
     prefix = f"{label}." if label else "node."
     return graph.resolve_node(
         session,
+        audience=audience,
         dataset_id=database_id(node.dataset_id, f"{prefix}datasetId") if node.dataset_id is not None else None,
         field_id=database_id(node.field_id, f"{prefix}fieldId") if node.field_id is not None else None,
         namespace=node.namespace,
@@ -274,10 +276,16 @@ class LineageQuery:
         max_nodes: int = 2_000,
         filter: LineageFilter | None = None,
     ) -> LineageGraphResult:
-        session = info.context.session
-        root, walk = _node(session, node), _filters(filter)
+        session, audience = info.context.session, audience_of(info.context.principal)
+        root, walk = _node(session, node, audience=audience), _filters(filter)
         answer = graph.graph_around(
-            session, node=root, direction=direction.value, depth=depth, budget=max_nodes, filters=walk
+            session,
+            node=root,
+            direction=direction.value,
+            depth=depth,
+            budget=max_nodes,
+            filters=walk,
+            audience=audience,
         )
         return to_graphql(answer)
 
@@ -295,9 +303,12 @@ class LineageQuery:
         timeout_ms: int = 5_000,
         filter: LineageFilter | None = None,
     ) -> ImpactResult:
-        session = info.context.session
-        root, walk, timeout = _node(session, node), _filters(filter), bounded(timeout_ms, 10, 60_000, "timeoutMs")
-        answer = graph.impact(session, node=root, depth=depth, budget=max_nodes, timeout_ms=timeout, filters=walk)
+        session, audience = info.context.session, audience_of(info.context.principal)
+        root, walk = _node(session, node, audience=audience), _filters(filter)
+        timeout = bounded(timeout_ms, 10, 60_000, "timeoutMs")
+        answer = graph.impact(
+            session, node=root, depth=depth, budget=max_nodes, timeout_ms=timeout, filters=walk, audience=audience
+        )
         return to_graphql(answer)
 
     @strawberry.field(description="One shortest downstream path between two columns or two datasets.")
@@ -305,13 +316,14 @@ class LineageQuery:
     def path(
         self, info: Info, source: NodeInput, target: NodeInput, depth: int = 20, filter: LineageFilter | None = None
     ) -> PathResult:
-        session = info.context.session
+        session, audience = info.context.session, audience_of(info.context.principal)
         answer = graph.path_between(
             session,
-            source=_node(session, source, "source"),
-            target=_node(session, target, "target"),
+            source=_node(session, source, "source", audience),
+            target=_node(session, target, "target", audience),
             depth=bounded(depth, 1, graph.MAX_DEPTH, "depth"),
             filters=_filters(filter),
+            audience=audience,
         )
         return to_graphql(answer)
 
@@ -360,7 +372,8 @@ class LineageMutation:
     @answers_errors(Action.LINEAGE_WRITE)
     def declare_lineage_edge(self, info: Info, input: ManualEdgeInput) -> ManualEdgeResult:
         data = validated(ManualEdgeIn, _declaration(input), "input")
-        return to_graphql(manual.declare_edge(info.context.session, data=data))
+        audience = audience_of(info.context.principal)
+        return to_graphql(manual.declare_edge(info.context.session, data=data, audience=audience))
 
     @strawberry.field(description="Withdraw an edge declared by hand: retired now; as-of queries before still show it.")
     @answers_errors(Action.LINEAGE_WRITE)

@@ -9,6 +9,7 @@ import strawberry
 from sqlalchemy.orm import Session
 
 from headwater.auth.actions import Action
+from headwater.auth.policy import audience_of
 from headwater.catalog.models import DatasetKind
 from headwater.graphql.arguments import page_size
 from headwater.graphql.catalog import Dataset, datasets_by_id
@@ -147,6 +148,7 @@ class SearchQueryFields:
             limit=first,
             facets=facets,
             highlight=highlight,
+            audience=audience_of(info.context.principal),
         )
         return SearchResults.of(info.context.session, info.context.search_backend.search(search_query))
 
@@ -156,6 +158,9 @@ class SearchQueryFields:
         self, info: Info, prefix: str, types: list[DocumentType] | None = None, first: int = 10
     ) -> SuggestResult:
         found = info.context.search_backend.suggest(
-            check_prefix(prefix), limit=page_size(first, 50), types=types or [DocumentType.DATASET]
+            check_prefix(prefix),
+            limit=page_size(first, 50),
+            types=types or [DocumentType.DATASET],
+            audience=audience_of(info.context.principal),
         )
         return Suggestions(items=to_graphql(found))

@@ -19,7 +19,9 @@ from sqlalchemy import TextClause, bindparam, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from headwater.auth.policy import Audience
 from headwater.catalog.models import Dataset, DatasetOwner, Field
+from headwater.catalog.restrictions import hidden_among
 from headwater.db import in_chunks
 from headwater.errors import InvalidInput, NotFound
 from headwater.lineage.models import (
@@ -30,6 +32,7 @@ from headwater.lineage.models import (
     LineageRun,
     confirmed_provenance,
 )
+from headwater.lineage.nodes import Masker, NodeRef, node_out
 from headwater.lineage.schemas import EdgeOut, GraphOut, ImpactOut, NodeOut, OwnerOut, PathOut
 
 __all__ = [
@@ -46,23 +49,6 @@ __all__ = [
 Direction = Literal["upstream", "downstream"]
 MAX_DEPTH = 50
 MAX_BUDGET = 200_000
-
-
-@dataclass(frozen=True)
-class NodeRef:
-    """A dataset, or one column of it."""
-
-    dataset_id: int
-    namespace: str
-    name: str
-    field_id: int | None = None
-    field: str | None = None
-
-    @property
-    def label(self) -> str:
-        """How the node is named in answers: ``namespace/name`` or ``namespace/name#field``."""
-        base = f"{self.namespace}/{self.name}"
-        return f"{base}#{self.field}" if self.field is not None else base
 
 
 @dataclass(frozen=True)
@@ -88,6 +74,7 @@ class WalkResult:
 def resolve_node(
     session: Session,
     *,
+    audience: Audience = None,
     dataset_id: int | None = None,
     field_id: int | None = None,
     namespace: str | None = None,
@@ -103,7 +90,7 @@ def resolve_node(
             .join(Dataset, Dataset.id == Field.dataset_id)
             .where(Field.id == field_id)
         ).first()
-        if row is None:
+        if row is None or (audience is not None and hidden_among(session, [row[2]], audience)):
             raise NotFound(f"no column with field id {field_id}", detail={"field": f"{prefix}field_id"})
         return NodeRef(row[2], row[3], row[4], row[0], row[1])
     if dataset_id is not None:
@@ -127,6 +114,11 @@ def resolve_node(
             f"name the node with {prefix}dataset_id, {prefix}field_id, or {prefix}namespace and {prefix}name",
             detail={"field": f"{prefix}name"},
         )
+    if audience is not None and hidden_among(session, [dataset.dataset_id], audience):
+        # Answered exactly as a dataset that does not exist.
+        if dataset_id is not None:
+            raise NotFound(f"no dataset with id {dataset_id}", detail={"field": f"{prefix}dataset_id"})
+        raise NotFound(f"no dataset named {name!r} in namespace {namespace!r}", detail={"field": f"{prefix}name"})
     if field_path is None:
         return dataset
     found = session.scalar(select(Field.id).where(Field.dataset_id == dataset.dataset_id, Field.path == field_path))
@@ -338,11 +330,13 @@ def impact(
     budget: int = 10_000,
     timeout_ms: int | None = 5_000,
     filters: WalkFilters | None = None,
+    audience: Audience = None,
 ) -> ImpactOut:
     """Everything downstream of a column or dataset: columns, datasets, jobs and owners, each with its
-    distance and one shortest path."""
+    distance and one shortest path (restricted datasets ``audience`` may not see as placeholders)."""
     _check_bounds(depth, budget)
     filters = filters or WalkFilters()
+    masker = Masker(session, audience)
     began = time.perf_counter()
     if node.field_id is not None:
         starts = [node.field_id]
@@ -359,7 +353,7 @@ def impact(
         timeout_ms=timeout_ms,
     )
     distances, paths = _shortest(starts, columns_walk.edges)
-    column_refs = {**columns_walk.nodes, **({node.field_id: node} if node.field_id is not None else {})}
+    column_refs = masker.mask({**columns_walk.nodes, **({node.field_id: node} if node.field_id is not None else {})})
     labels = {node_id: ref.label for node_id, ref in column_refs.items()}
     dataset_distance: dict[int, tuple[int, list[str]]] = {}
     columns_out: list[NodeOut] = []
@@ -368,7 +362,7 @@ def impact(
         if distance == 0 or ref is None:
             continue
         path = [labels[p] for p in paths[field_id] if p in labels]
-        columns_out.append(_node_out("column", ref, distance, path))
+        columns_out.append(node_out("column", ref, distance, path))
         if ref.dataset_id not in dataset_distance or distance < dataset_distance[ref.dataset_id][0]:
             dataset_distance[ref.dataset_id] = (distance, path)
     job_distance: dict[int, int] = {}
@@ -388,7 +382,7 @@ def impact(
         )
         partial, reason = partial or datasets_walk.partial, reason or datasets_walk.reason
         d_distances, d_paths = _shortest([node.dataset_id], datasets_walk.edges)
-        d_refs = {**datasets_walk.nodes, node.dataset_id: node}
+        d_refs = masker.mask({**datasets_walk.nodes, node.dataset_id: node})
         for dataset_id, distance in d_distances.items():
             if distance == 0 or dataset_id not in d_refs:
                 continue
@@ -397,9 +391,9 @@ def impact(
         for _edge, _prev, _node, job_id, step in datasets_walk.edges:
             job_distance[job_id] = min(job_distance.get(job_id, step), step)
     dataset_distance.pop(node.dataset_id, None)
-    dataset_refs = _datasets(session, dataset_distance)  # one query: datasets are few next to columns
+    dataset_refs = masker.mask(_datasets(session, dataset_distance))  # one query: few datasets next to columns
     datasets_out = [
-        _node_out("dataset", dataset_refs[i], d, p)
+        node_out("dataset", dataset_refs[i], d, p)
         for i, (d, p) in sorted(dataset_distance.items(), key=lambda item: (item[1][0], item[0]))
         if i in dataset_refs
     ]
@@ -413,6 +407,7 @@ def impact(
     return ImpactOut(
         root=node.label,
         total=len(columns_out) + len(datasets_out) + len(jobs_out) + len(owners_out),
+        hidden=sum(1 for n in (*columns_out, *datasets_out) if n.hidden),
         isPartial=partial,
         partial_reason=reason,
         columns=columns_out,
@@ -420,21 +415,6 @@ def impact(
         jobs=jobs_out,
         owners=owners_out,
         elapsed_ms=round((time.perf_counter() - began) * 1000, 2),
-    )
-
-
-def _node_out(
-    kind: Literal["dataset", "column"], ref: NodeRef, distance: int | None, path: list[str] | None
-) -> NodeOut:
-    return NodeOut(
-        kind=kind,
-        id=ref.field_id if kind == "column" and ref.field_id is not None else ref.dataset_id,
-        namespace=ref.namespace,
-        name=ref.name,
-        field=ref.field if kind == "column" else None,
-        dataset_id=ref.dataset_id,
-        distance=distance,
-        path=path,
     )
 
 
@@ -463,9 +443,12 @@ def graph_around(
     budget: int = 2_000,
     filters: WalkFilters | None = None,
     timeout_ms: int | None = 5_000,
+    audience: Audience = None,
 ) -> GraphOut:
-    """The nodes and edges upstream and/or downstream of a dataset or column, with each edge's provenance."""
+    """The nodes and edges upstream and/or downstream of a dataset or column, with each edge's provenance
+    (restricted datasets ``audience`` may not see as placeholders)."""
     _check_bounds(depth, budget)
+    masker = Masker(session, audience)
     filters = filters or WalkFilters()
     level: Literal["column", "dataset"] = "column" if node.field_id is not None else "dataset"
     start = node.field_id if node.field_id is not None else node.dataset_id
@@ -486,16 +469,16 @@ def graph_around(
         )
         partial = partial or result.partial
         distances, paths = _shortest([start], result.edges)
-        refs = {**result.nodes, start: node}
+        refs = masker.mask({**result.nodes, start: node})
         for node_id, distance in distances.items():
             if node_id in refs:
                 signed = -distance if way == "upstream" else distance
                 path = [refs[p].label for p in paths[node_id] if p in refs]
                 if node_id not in nodes or node_id == start:
-                    nodes[node_id] = _node_out(level, refs[node_id], signed, path)
+                    nodes[node_id] = node_out(level, refs[node_id], signed, path)
         edges.extend(_edge_details(session, level, [e[0] for e in result.edges], refs))
     if start not in nodes:
-        nodes[start] = _node_out(level, node, 0, [node.label])
+        nodes[start] = node_out(level, node, 0, [node.label])
     nodes[start].distance = 0
     unique = {(e.source, e.target, e.job, e.transformation_type, e.subtype): e for e in edges}
     return GraphOut(
@@ -504,6 +487,7 @@ def graph_around(
         nodes=sorted(nodes.values(), key=lambda n: (n.distance or 0, n.id)),
         edges=list(unique.values()),
         isPartial=partial,
+        hidden=sum(1 for n in nodes.values() if n.hidden),
     )
 
 
@@ -557,6 +541,7 @@ def path_between(
     depth: int = 20,
     budget: int = 20_000,
     filters: WalkFilters | None = None,
+    audience: Audience = None,
 ) -> PathOut:
     """One shortest downstream path from ``source`` to ``target`` (both columns, or both datasets)."""
     _check_bounds(depth, budget)
@@ -584,7 +569,7 @@ def path_between(
         ids = nx.shortest_path(graph, start, goal) if goal in graph else []
     except nx.NetworkXNoPath:
         ids = []
-    refs = {**result.nodes, start: source}
+    refs = Masker(session, audience).mask({**result.nodes, start: source})
     return PathOut(
         source=source.label,
         target=target.label,

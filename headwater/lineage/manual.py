@@ -15,7 +15,9 @@ from typing import Any, Literal, cast
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from headwater.auth.policy import Audience
 from headwater.catalog.models import Dataset, Field
+from headwater.catalog.restrictions import hidden_among
 from headwater.errors import Conflict, NotFound
 from headwater.lineage.ingest.resolve import load_jobs
 from headwater.lineage.ingest.statements import COLUMN_EDGE_KEYS, COLUMN_EDGE_NEWEST
@@ -33,12 +35,13 @@ class InvalidEdge(InvalidEvent):
     """A declaration whose parts do not fit together (422, naming the field)."""
 
 
-def _end(session: Session, end: EdgeEndIn, label: str) -> tuple[int, int | None]:
-    """(dataset id, field id or None) of one end; 404 naming it when the catalog does not know it."""
+def _end(session: Session, end: EdgeEndIn, label: str, audience: Audience = None) -> tuple[int, int | None]:
+    """(dataset id, field id or None) of one end; 404 naming it when the catalog does not know it (or ``audience``
+    may not see it)."""
     found = session.execute(
         select(Dataset.id, Dataset.deleted_at).where(Dataset.namespace == end.namespace, Dataset.name == end.name)
     ).first()
-    if found is None:
+    if found is None or (audience is not None and hidden_among(session, [found.id], audience)):
         raise NotFound(
             f"{label}: no dataset named {end.name!r} in namespace {end.namespace!r}", detail={"field": f"{label}.name"}
         )
@@ -74,12 +77,14 @@ def _check(data: ManualEdgeIn) -> Level:
     return level
 
 
-def declare_edge(session: Session, *, data: ManualEdgeIn, now: dt.datetime | None = None) -> ManualEdgeOut:
+def declare_edge(
+    session: Session, *, data: ManualEdgeIn, now: dt.datetime | None = None, audience: Audience = None
+) -> ManualEdgeOut:
     """Record (or refresh) an edge declared by hand; 404 for an unknown dataset or column, 409 when the same
     edge is already known another way."""
     level = _check(data)
-    source_dataset, source_field = _end(session, data.source, "source")
-    target_dataset, target_field = _end(session, data.target, "target")
+    source_dataset, source_field = _end(session, data.source, "source", audience)
+    target_dataset, target_field = _end(session, data.target, "target", audience)
     when = now or dt.datetime.now(dt.UTC)
     job_id = load_jobs(session, [(data.job_namespace, data.job_name)])[(data.job_namespace, data.job_name)].id
     provenance: dict[str, Any] = {

@@ -27,6 +27,7 @@ from headwater.api.params import (
 )
 from headwater.api.responses import json_response
 from headwater.auth.actions import Action
+from headwater.auth.policy import Audience, audience_of
 from headwater.errors import InvalidInput
 from headwater.lineage import graph, manual, runs
 from headwater.lineage.analyse import analyse_sql
@@ -142,12 +143,14 @@ post_lineage_batch.__doc__ = (post_lineage_batch.__doc__ or "").replace("MAX_BAT
 
 @lineage_router.get("/events", dependencies=LINEAGE.reads)
 def get_events(
+    request: Request,
     session: SessionDep,
     after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """The raw event log, oldest first; pass the last id back as ``after``."""
     rows = runs.list_events(session, after=after, limit=limit)
+    payloads = runs.redact_events(session, [r.payload for r in rows], _audience(request))
     items = [
         {
             "id": r.id,
@@ -158,9 +161,9 @@ def get_events(
             "run_id": r.run_uuid,
             "job": {"namespace": r.job_namespace, "name": r.job_name} if r.job_name else None,
             "warnings": r.warnings,
-            "event": r.payload,
+            "event": payload,
         }
-        for r in rows
+        for r, payload in zip(rows, payloads, strict=True)
     ]
     return Response(
         orjson.dumps({"items": items, "next_after": rows[-1].id if rows else after}), media_type="application/json"
@@ -196,9 +199,10 @@ _EDGE_DOC: dict[int | str, dict[str, Any]] = {
     responses=_EDGE_DOC,
     dependencies=LINEAGE.writes,
 )
-def post_edge(data: ManualEdgeIn, session: SessionDep) -> Response:
+def post_edge(data: ManualEdgeIn, request: Request, session: SessionDep) -> Response:
     """Declare a dataset- or column-level edge by hand (origin ``manual``); declaring it again refreshes it."""
-    return json_response(manual.declare_edge(session, data=data), status_code=status.HTTP_201_CREATED)
+    declared = manual.declare_edge(session, data=data, audience=_audience(request))
+    return json_response(declared, status_code=status.HTTP_201_CREATED)
 
 
 @lineage_router.delete(
@@ -253,9 +257,14 @@ def path_reach(depth: Annotated[int, Query(ge=1, le=graph.MAX_DEPTH)] = 20) -> R
     return Reach(depth=depth)
 
 
-def _node(session: Session, node: NodeParams) -> graph.NodeRef:
+def _audience(request: Request) -> Audience:
+    return audience_of(principal_of(request))
+
+
+def _node(session: Session, node: NodeParams, audience: Audience = None) -> graph.NodeRef:
     return graph.resolve_node(
         session,
+        audience=audience,
         dataset_id=node.dataset_id,
         field_id=node.field_id,
         namespace=node.namespace,
@@ -276,30 +285,53 @@ def _filters(params: WalkFilterParams) -> graph.WalkFilters:
 
 @lineage_router.get("/graph", response_model=GraphOut, dependencies=LINEAGE.reads)
 def get_graph(
-    session: SessionDep, node: Node, reach: Annotated[Reach, Depends(graph_reach)], filters: EdgeFilters
+    request: Request,
+    session: SessionDep,
+    node: Node,
+    reach: Annotated[Reach, Depends(graph_reach)],
+    filters: EdgeFilters,
 ) -> Response:
     """Upstream and/or downstream of a dataset or a column, with each edge's provenance."""
-    start, walk = _node(session, node), _filters(filters)
+    audience = _audience(request)
+    start, walk = _node(session, node, audience), _filters(filters)
     found = graph.graph_around(
-        session, node=start, direction=reach.direction, depth=reach.depth, budget=reach.max_nodes, filters=walk
+        session,
+        node=start,
+        direction=reach.direction,
+        depth=reach.depth,
+        budget=reach.max_nodes,
+        filters=walk,
+        audience=audience,
     )
     return json_response(found)
 
 
 @lineage_router.get("/impact", response_model=ImpactOut, dependencies=LINEAGE.reads)
 def get_impact(
-    session: SessionDep, node: Node, reach: Annotated[Reach, Depends(impact_reach)], filters: EdgeFilters
+    request: Request,
+    session: SessionDep,
+    node: Node,
+    reach: Annotated[Reach, Depends(impact_reach)],
+    filters: EdgeFilters,
 ) -> Response:
     """What breaks if a column or dataset changes: every downstream column, dataset, job and owner."""
-    start, walk, timeout = _node(session, node), _filters(filters), reach.timeout_ms
+    audience = _audience(request)
+    start, walk, timeout = _node(session, node, audience), _filters(filters), reach.timeout_ms
     found = graph.impact(
-        session, node=start, depth=reach.depth, budget=reach.max_nodes, timeout_ms=timeout, filters=walk
+        session,
+        node=start,
+        depth=reach.depth,
+        budget=reach.max_nodes,
+        timeout_ms=timeout,
+        filters=walk,
+        audience=audience,
     )
     return json_response(found)
 
 
 @lineage_router.get("/path", response_model=PathOut, dependencies=LINEAGE.reads)
 def get_path(
+    request: Request,
     session: SessionDep,
     source: FromNode,
     target: ToNode,
@@ -307,7 +339,9 @@ def get_path(
     filters: TimeFilters,
 ) -> Response:
     """One shortest downstream path between two columns or two datasets."""
-    start, end = _node(session, source), _node(session, target)
-    return json_response(
-        graph.path_between(session, source=start, target=end, depth=reach.depth, filters=_filters(filters))
+    audience = _audience(request)
+    start, end = _node(session, source, audience), _node(session, target, audience)
+    found = graph.path_between(
+        session, source=start, target=end, depth=reach.depth, filters=_filters(filters), audience=audience
     )
+    return json_response(found)

@@ -6,15 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from headwater.auth.policy import Audience
+from headwater.catalog.models import Dataset
+from headwater.catalog.restrictions import hidden_among
 from headwater.db import in_chunks
 from headwater.errors import InvalidInput, NotFound
 from headwater.lineage.models import LineageEvent, LineageJob, LineageRun
 from headwater.lineage.schemas import RunOut
 
-__all__ = ["get_run", "list_events", "runs_by_uuid"]
+__all__ = ["get_run", "list_events", "redact_events", "runs_by_uuid"]
 
 
 def get_run(session: Session, *, run_id: str) -> RunOut:
@@ -79,3 +82,44 @@ def list_events(session: Session, *, after: int = 0, limit: int = 100) -> list[L
     return list(
         session.scalars(select(LineageEvent).where(LineageEvent.id > after).order_by(LineageEvent.id).limit(limit))
     )
+
+
+def redact_events(session: Session, payloads: list[Any], audience: Audience) -> list[Any]:
+    """The raw events' payloads with every input or output dataset ``audience`` may not see replaced by
+    ``{"hidden": true}`` (its name, namespace and facets gone); the same payloads when nothing is hidden."""
+    if audience is None:
+        return payloads
+    named: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for payload in payloads:
+        for key in ("inputs", "outputs"):
+            for entry in payload.get(key) or () if isinstance(payload, dict) else ():
+                if isinstance(entry, dict) and isinstance(entry.get("namespace"), str):
+                    named.setdefault((entry["namespace"], str(entry.get("name"))), []).append(entry)
+    if not named:
+        return payloads
+    ids: dict[int, tuple[str, str]] = {}
+    for chunk in in_chunks(sorted(named)):
+        condition = or_(*(and_(Dataset.namespace == ns, Dataset.name == name) for ns, name in chunk))
+        for dataset_id, ns, name in session.execute(
+            select(Dataset.id, Dataset.namespace, Dataset.name).where(condition)
+        ):
+            ids[dataset_id] = (ns, name)
+    hidden = {ids[i] for i in hidden_among(session, ids, audience)}
+    if not hidden:
+        return payloads
+    out = []
+    for payload in payloads:
+        if not isinstance(payload, dict):
+            out.append(payload)
+            continue
+        copy = dict(payload)
+        for key in ("inputs", "outputs"):
+            if isinstance(copy.get(key), list):
+                copy[key] = [
+                    {"hidden": True}
+                    if isinstance(e, dict) and (e.get("namespace"), str(e.get("name"))) in hidden
+                    else e
+                    for e in copy[key]
+                ]
+        out.append(copy)
+    return out

@@ -347,12 +347,18 @@ class ManualEdgeIn(BaseModel):
 
 
 class NodeOut(BaseModel):
-    """A node of a lineage answer: a dataset, a column or a job."""
+    """A node of a lineage answer: a dataset, a column or a job.
+
+    A restricted dataset the reader may not see (or a column of it) is a placeholder: ``hidden`` true, no
+    namespace, name or field, and a ``label`` (``restricted-N``, ``restricted-N#M``) that paths and edges use.
+    """
 
     kind: Literal["dataset", "column", "job"]
     id: int
-    namespace: str
-    name: str
+    namespace: str | None
+    name: str | None
+    label: str | None = None
+    hidden: bool = False
     field: str | None = None
     dataset_id: int | None = None
     distance: int | None = None
@@ -392,6 +398,7 @@ class GraphOut(BaseModel):
     nodes: list[NodeOut]
     edges: list[EdgeOut]
     isPartial: bool
+    hidden: int = 0  # how many nodes are placeholders of restricted datasets
 
 
 class OwnerOut(BaseModel):
@@ -408,6 +415,7 @@ class ImpactOut(BaseModel):
 
     root: str
     total: int
+    hidden: int = 0  # how many of the columns and datasets are placeholders of restricted datasets
     isPartial: bool
     partial_reason: str | None = None
     columns: list[NodeOut]

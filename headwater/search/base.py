@@ -106,6 +106,8 @@ class SearchDocument:
     # Filled by the lineage and jobs domains once they exist (see documents.ENRICHERS); 0 until then.
     lineage_degree: int = 0
     job_usage: int = 0
+    # Who may find a restricted dataset (and its columns): its audience (catalog.restrictions); empty: anyone.
+    audience: list[str] = field(default_factory=list)
 
     @property
     def short_key(self) -> str:
@@ -162,6 +164,9 @@ class SearchQuery:
     limit: int = 20
     facets: bool = True
     highlight: bool = True
+    # The reader's audience (auth.policy.audience_of): restricted datasets outside it are filtered out in the
+    # query itself, so pages stay full and counts and facets never count them. None: the reader sees all.
+    audience: frozenset[str] | None = None
 
     @classmethod
     def of(
@@ -175,6 +180,7 @@ class SearchQuery:
         limit: int = 20,
         facets: bool = True,
         highlight: bool = True,
+        audience: frozenset[str] | None = None,
     ) -> SearchQuery:
         """A validated query from what an API received: types default to datasets, empty filters are dropped and
         enum values (a kind) taken as their strings."""
@@ -187,6 +193,7 @@ class SearchQuery:
             limit=limit,
             facets=facets,
             highlight=highlight,
+            audience=audience,
         ).validate()
 
     def validate(self) -> SearchQuery:
@@ -311,8 +318,10 @@ class SearchBackend(ABC):
         """Answer a validated query."""
 
     @abstractmethod
-    def suggest(self, prefix: str, *, limit: int, types: Sequence[DocumentType]) -> list[Suggestion]:
-        """Names that complete ``prefix``, best first."""
+    def suggest(
+        self, prefix: str, *, limit: int, types: Sequence[DocumentType], audience: frozenset[str] | None = None
+    ) -> list[Suggestion]:
+        """Names that complete ``prefix``, best first, of datasets ``audience`` may see (None: all)."""
 
     @abstractmethod
     def count_documents(self) -> dict[str, int]:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from headwater.catalog.models import Dataset
+from headwater.catalog.restrictions import audience_members
 from headwater.search.base import ColumnEntry, DocumentType, SearchDocument
 
 __all__ = ["ENRICHERS", "Enricher", "documents_for", "iter_dataset_batches", "load_datasets"]
@@ -58,6 +59,7 @@ def documents_for(session: Session, datasets: Sequence[Dataset], *, include_colu
     for enrich in ENRICHERS:
         for dataset_id, values in enrich(session, [d.id for d in datasets]).items():
             extras.setdefault(dataset_id, {}).update(values)
+    audiences = audience_members(session, [d.id for d in datasets])
     documents: list[SearchDocument] = []
     for dataset in datasets:
         tags = [t.tag for t in dataset.tags]
@@ -74,6 +76,7 @@ def documents_for(session: Session, datasets: Sequence[Dataset], *, include_colu
             "owners": owners,
             "lineage_degree": extra.get("lineage_degree", 0),
             "job_usage": extra.get("job_usage", 0),
+            "audience": sorted(audiences.get(dataset.id, ())),
         }
         documents.append(
             SearchDocument(

@@ -120,6 +120,7 @@ def index_template(alias: str) -> dict[str, Any]:
                     "job_usage": {"type": "integer"},
                     "updated_at": {"type": "date"},
                     "suggest": {"type": "completion", "analyzer": "simple"},
+                    "audience": keyword,  # who may find a restricted dataset; absent: anyone
                 },
             },
         },
@@ -158,6 +159,20 @@ def _source(doc: SearchDocument) -> dict[str, Any]:
         "job_usage": doc.job_usage,
         "updated_at": doc.updated_at.isoformat(),
         "suggest": {"input": inputs[:10]},
+        **({"audience": doc.audience} if doc.audience else {}),
+    }
+
+
+def _visible(audience: frozenset[str]) -> dict[str, Any]:
+    """The filter: a document of an unrestricted dataset, or of one whose audience ``audience`` is in."""
+    return {
+        "bool": {
+            "should": [
+                {"bool": {"must_not": {"exists": {"field": "audience"}}}},
+                {"terms": {"audience": sorted(audience)}},
+            ],
+            "minimum_should_match": 1,
+        }
     }
 
 
@@ -245,13 +260,21 @@ class ElasticsearchBackend(SearchBackend):
             name=f"{self.alias}-template",
             **index_template(self.alias),
         )
-        if not self.live_indices():
+        live = self.live_indices()
+        if not live:
             index = self._new_index_name()
             self._call("creating an index", self.client.indices.create, index=index)
             self._call(
                 "creating the alias",
                 self.client.indices.update_aliases,
                 actions=[{"add": {"index": index, "alias": self.alias}}],
+            )
+        else:  # an index made before restricted datasets existed lacks the audience field (its mapping is strict)
+            self._call(
+                "adding the audience field",
+                self.client.indices.put_mapping,
+                index=",".join(live),
+                properties={"audience": {"type": "keyword"}},
             )
         self._ready = True
 
@@ -325,6 +348,8 @@ class ElasticsearchBackend(SearchBackend):
         filters: list[dict[str, Any]] = [{"terms": {"type": [t.value for t in query.types]}}]
         for facet, values in query.filters.items():
             filters.append({"terms": {_FACET_FIELDS[facet]: values}})
+        if query.audience is not None:
+            filters.append(_visible(query.audience))
         if parsed.empty:
             return {"bool": {"must": [{"match_all": {}}], "filter": filters}}, False
         words = " ".join(parsed.terms)
@@ -460,8 +485,16 @@ class ElasticsearchBackend(SearchBackend):
             highlights=highlights,
         )
 
-    def suggest(self, prefix: str, *, limit: int, types: Sequence[DocumentType]) -> list[Suggestion]:
-        """Completion suggestions on names, their last segment and their word suffixes."""
+    def suggest(
+        self, prefix: str, *, limit: int, types: Sequence[DocumentType], audience: frozenset[str] | None = None
+    ) -> list[Suggestion]:
+        """Completion suggestions on names, their last segment and their word suffixes.
+
+        The completion suggester cannot filter on the audience, so a reader who does not see every dataset is
+        answered by a prefix query with the audience filter in it instead (pages stay full, nothing leaks).
+        """
+        if audience is not None:
+            return self._suggest_filtered(prefix, limit=limit, types=types, audience=audience)
         response = self._call(
             "suggesting",
             self.client.search,
@@ -493,6 +526,42 @@ class ElasticsearchBackend(SearchBackend):
             )
         # Whole-name prefixes first, then shorter names: the same order as the sql backend.
         key = prefix.strip().lower()
+        found.sort(key=lambda s: (not s.text.lower().startswith(key), len(s.text), s.text.lower()))
+        return found[:limit]
+
+    def _suggest_filtered(
+        self, prefix: str, *, limit: int, types: Sequence[DocumentType], audience: frozenset[str]
+    ) -> list[Suggestion]:
+        key = prefix.strip().lower()
+        query = {
+            "bool": {
+                "filter": [{"terms": {"type": [t.value for t in types]}}, _visible(audience)],
+                "should": [
+                    {"prefix": {"name_key": key}},
+                    {"prefix": {"short_key": key}},
+                    {"match_phrase_prefix": {"name.words": key}},
+                ],
+                "minimum_should_match": 1,
+            }
+        }
+        response = self._call(
+            "suggesting",
+            self.client.search,
+            index=self.alias,
+            query=query,
+            size=limit * 3,
+            source_includes=["name", "type", "dataset_id", "namespace", "kind"],
+        )
+        found = [
+            Suggestion(
+                text=src["name"],
+                type=DocumentType(src["type"]),
+                dataset_id=int(src["dataset_id"]),
+                namespace=src["namespace"],
+                kind=src["kind"],
+            )
+            for src in (hit["_source"] for hit in response["hits"]["hits"])
+        ]
         found.sort(key=lambda s: (not s.text.lower().startswith(key), len(s.text), s.text.lower()))
         return found[:limit]
 

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from headwater.api.auth import allow
+from headwater.api.auth import allow, principal_of
 from headwater.api.deps import SessionDep
 from headwater.auth.actions import Action
+from headwater.auth.policy import audience_of
 from headwater.catalog.models import DatasetKind
 from headwater.search.base import DocumentType, SearchBackend, SearchQuery, check_prefix
 from headwater.search.indexer import SearchIndexer
@@ -48,7 +49,15 @@ def search(
     """Free-text search with filters, facet counts, highlighting, sorting and cursor pages."""
     filters = {"source": source, "kind": kind, "namespace": namespace, "tag": tag, "owner": owner, "format": format}
     query = SearchQuery.of(
-        q=q, types=type, filters=filters, sort=sort, cursor=cursor, limit=limit, facets=facets, highlight=highlight
+        q=q,
+        types=type,
+        filters=filters,
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
+        facets=facets,
+        highlight=highlight,
+        audience=audience_of(principal_of(request)),
     )
     return SearchResponse.model_validate(_backend(request).search(query), from_attributes=True)
 
@@ -61,7 +70,12 @@ def suggest(
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> SuggestResponse:
     """Names completing ``prefix``: whole-name prefixes first, then last-segment and word prefixes."""
-    found = _backend(request).suggest(check_prefix(prefix), limit=limit, types=type or [DocumentType.DATASET])
+    found = _backend(request).suggest(
+        check_prefix(prefix),
+        limit=limit,
+        types=type or [DocumentType.DATASET],
+        audience=audience_of(principal_of(request)),
+    )
     return SuggestResponse(items=[SuggestionOut.model_validate(s, from_attributes=True) for s in found])
 
 

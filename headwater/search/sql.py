@@ -301,24 +301,27 @@ class SqlSearchBackend(SearchBackend):
             )
         return hit
 
-    def suggest(self, prefix: str, *, limit: int, types: Sequence[DocumentType]) -> list[Suggestion]:
+    def suggest(
+        self, prefix: str, *, limit: int, types: Sequence[DocumentType], audience: frozenset[str] | None = None
+    ) -> list[Suggestion]:
         """Names starting with ``prefix`` (whole name or last segment), then names with a word starting with it."""
         key = prefix.strip().lower()
         sql = SqlBuilder(self.dialect)
         type_list = sql.bind([t.value for t in types], expanding=True)
         like = sql.bind(like_prefix(key))
+        visible = f" AND {sql.visible(audience, 'search_documents.dataset_id')}" if audience is not None else ""
         statement = (
             "SELECT name, type, dataset_id, namespace, kind, "
             f"CASE WHEN name_key LIKE {like} ESCAPE '\\' THEN 0 ELSE 1 END AS tier FROM search_documents "
-            f"WHERE type IN {type_list} AND (name_key LIKE {like} ESCAPE '\\' OR short_key LIKE {like} ESCAPE '\\') "
-            f"ORDER BY tier, length(name), name_key LIMIT {sql.bind(limit)}"
+            f"WHERE type IN {type_list} AND (name_key LIKE {like} ESCAPE '\\' OR short_key LIKE {like} ESCAPE '\\')"
+            f"{visible} ORDER BY tier, length(name), name_key LIMIT {sql.bind(limit)}"
         )
         try:
             with self.read_engine.connect() as conn:
                 rows = list(conn.execute(sql.statement(statement)).all())
                 words = split_words(key)
                 if len(rows) < limit and words:
-                    rows += self._suggest_words(conn, words, limit - len(rows), types, {r[0] for r in rows})
+                    rows += self._suggest_words(conn, words, limit - len(rows), types, {r[0] for r in rows}, audience)
         except SQLAlchemyError as exc:
             raise SearchUnavailable(f"suggest failed: {describe(exc)}") from exc
         return [
@@ -326,11 +329,19 @@ class SqlSearchBackend(SearchBackend):
         ]
 
     def _suggest_words(
-        self, conn: Connection, words: list[str], limit: int, types: Sequence[DocumentType], seen: set[str]
+        self,
+        conn: Connection,
+        words: list[str],
+        limit: int,
+        types: Sequence[DocumentType],
+        seen: set[str],
+        audience: frozenset[str] | None = None,
     ) -> list[Any]:
         sql = SqlBuilder(self.dialect)
         parsed = ParsedQuery(raw=" ".join(words), exact=" ".join(words), terms=words)
         type_condition = sql.type_condition(types)
+        if audience is not None:
+            type_condition += f" AND {sql.visible(audience)}"
         if self.dialect == "sqlite":
             match, table = sql.bind(sql.fts5(parsed, "name_text")), fts_table(types)
             source = (

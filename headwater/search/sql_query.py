@@ -156,7 +156,18 @@ class SqlBuilder:
                 )
             else:
                 conditions.append(f"d.{facet} IN {self.bind(values, expanding=True)}")
+        if query.audience is not None:
+            conditions.append(self.visible(query.audience))
         return " AND ".join(conditions)
+
+    def visible(self, audience: frozenset[str], column: str = "d.dataset_id") -> str:
+        """The condition: the document's dataset is not restricted, or ``audience`` is in its audience (the
+        catalog's ``dataset_audience``, which this backend shares, so a restriction applies at once)."""
+        members = self.bind(sorted(audience), expanding=True)
+        return (
+            f"(NOT EXISTS (SELECT 1 FROM dataset_audience a WHERE a.dataset_id = {column}) OR EXISTS "
+            f"(SELECT 1 FROM dataset_audience a WHERE a.dataset_id = {column} AND a.member IN {members}))"
+        )
 
     def type_condition(self, types: Iterable[DocumentType], column: str = "d.type") -> str:
         """The condition: the document is of one of ``types``."""

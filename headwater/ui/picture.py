@@ -32,7 +32,7 @@ class _Box:
 
 
 def _label(node: NodeOut) -> str:
-    return f"{node.namespace}/{node.name}"
+    return node.label if node.hidden and node.label else f"{node.namespace}/{node.name}"
 
 
 def _short(text: str) -> str:
@@ -52,7 +52,7 @@ def _layout(graph: GraphOut) -> tuple[dict[str, _Box], list[_Box], int, int]:
     rows = 0
     for distance, nodes in sorted(columns.items()):
         x = PAD + (distance - lowest) * COL_W
-        shown = sorted(nodes, key=lambda n: (n.name, n.namespace))[:PER_COLUMN]
+        shown = sorted(nodes, key=lambda n: (n.name or "", n.namespace or ""))[:PER_COLUMN]
         for row, node in enumerate(shown):
             placed[_label(node)] = _Box(x, PAD + row * ROW_H, node)
         if len(nodes) > PER_COLUMN:
@@ -89,10 +89,16 @@ def lineage_svg(graph: GraphOut) -> Markup:
         node = box.node
         assert node is not None
         root = " root" if node.distance == 0 else ""
+        if node.hidden:  # a restricted dataset's placeholder: no name, no link
+            parts.append(
+                f'<g class="node hidden"><rect x="{box.x}" y="{box.y}" width="{BOX_W}" height="{BOX_H}" rx="6"/>'
+                f'<text x="{box.x + 8}" y="{box.y + 19}">restricted</text><title>{escape(label)}</title></g>'
+            )
+            continue
         parts.append(
             f'<a href="/ui/datasets/{node.id}"><g class="node{root}">'
             f'<rect x="{box.x}" y="{box.y}" width="{BOX_W}" height="{BOX_H}" rx="6"/>'
-            f'<text x="{box.x + 8}" y="{box.y + 19}">{escape(_short(node.name))}</text>'
+            f'<text x="{box.x + 8}" y="{box.y + 19}">{escape(_short(node.name or ""))}</text>'
             f"<title>{escape(label)}</title></g></a>"
         )
     for box in extra:

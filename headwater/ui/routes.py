@@ -23,12 +23,13 @@ from markupsafe import Markup, escape
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from headwater.api.auth import allow
+from headwater.api.auth import allow, principal_of
 from headwater.api.deps import SessionDep
 from headwater.api.params import parse_id
 from headwater.api.responses import unstorable_reason
 from headwater.api.session import csrf_field, viewer
 from headwater.auth.actions import Action
+from headwater.auth.policy import audience_of
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
 from headwater.catalog.schemas import DatasetSummary, SchemaVersionOut
@@ -157,7 +158,12 @@ def search_page(request: Request) -> Response:
         return url(filters={**filters, name: chosen}, cursor=None)
 
     query = SearchQuery.of(
-        q=q, types=types, filters=filters, sort=params.get("sort") or "relevance", cursor=params.get("cursor")
+        q=q,
+        types=types,
+        filters=filters,
+        sort=params.get("sort") or "relevance",
+        cursor=params.get("cursor"),
+        audience=audience_of(principal_of(request)),
     )
     page = request.app.state.search_backend.search(query)
     return _page("search.html", q=q, type=types[0].value, page=page, filters=filters, url=url, toggle=toggle)
@@ -165,16 +171,29 @@ def search_page(request: Request) -> Response:
 
 @ui_router.get("/ui/datasets/{dataset_id}", response_class=HTMLResponse, dependencies=[allow(Action.CATALOG_READ)])
 @html_errors()
-def dataset_page(dataset_id: str, session: SessionDep) -> Response:
+def dataset_page(dataset_id: str, request: Request, session: SessionDep) -> Response:
     """One dataset: what it is, who owns it, its fields, the datasets it reads from and feeds, its schema history."""
-    dataset, fields = catalog.read_dataset(session, dataset_id=parse_id(dataset_id, "dataset id"), include_deleted=True)
+    audience = audience_of(principal_of(request))
+    dataset, fields = catalog.read_dataset(
+        session, dataset_id=parse_id(dataset_id, "dataset id"), include_deleted=True, audience=audience
+    )
     node = graph.NodeRef(dataset.id, dataset.namespace, dataset.name)
     lineage = graph.graph_around(
-        session, node=node, direction="both", depth=LINEAGE_DEPTH, budget=LINEAGE_BUDGET, timeout_ms=2_000
+        session,
+        node=node,
+        direction="both",
+        depth=LINEAGE_DEPTH,
+        budget=LINEAGE_BUDGET,
+        timeout_ms=2_000,
+        audience=audience,
     )
     history = catalog.list_schema_versions(session, dataset_id=dataset.id, limit=HISTORY_SHOWN)
-    upstream = sorted((n for n in lineage.nodes if (n.distance or 0) < 0), key=lambda n: (-(n.distance or 0), n.name))
-    downstream = sorted((n for n in lineage.nodes if (n.distance or 0) > 0), key=lambda n: (n.distance or 0, n.name))
+    upstream = sorted(
+        (n for n in lineage.nodes if (n.distance or 0) < 0), key=lambda n: (-(n.distance or 0), n.name or "")
+    )
+    downstream = sorted(
+        (n for n in lineage.nodes if (n.distance or 0) > 0), key=lambda n: (n.distance or 0, n.name or "")
+    )
     return _page(
         "dataset.html",
         d=DatasetSummary.summary_of(dataset),

@@ -2,8 +2,8 @@
 
 An empty list (every existing row) means anyone holding ``jobs.submit`` may use it, as before.
 
-Revision ID: 0014_job_groups
-Revises: 0013
+Revision ID: 0015_job_groups
+Revises: 0014_restricted
 Create Date: 2026-12-05 17:20:00.000000
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from headwater.db import JSONType
 
-revision: str = "0014_job_groups"
-down_revision: str | None = "0013"
+revision: str = "0015_job_groups"
+down_revision: str | None = "0014_restricted"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
