@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import orjson
 import pytest
@@ -43,6 +44,12 @@ def _is_write(app: Any, request: httpx.Request) -> bool:
     return True
 
 
+def _entry_of(engine: Any, request_id: str) -> int | None:
+    with engine.connect() as connection:
+        found: int | None = connection.scalar(select(AuditEntry.id).where(AuditEntry.request_id == request_id).limit(1))
+    return found
+
+
 def install(config: pytest.Config) -> None:
     """Check every in-process write's audit entry, and fail the test that made one without."""
     original = httpx.ASGITransport.handle_async_request
@@ -53,8 +60,9 @@ def install(config: pytest.Config) -> None:
         request_id = response.headers.get("x-request-id")
         if engine is None or request_id is None or response.status_code >= 400 or not _is_write(self.app, request):
             return response
-        with engine.connect() as connection:
-            found = connection.scalar(select(AuditEntry.id).where(AuditEntry.request_id == request_id).limit(1))
+        # In a thread: on SQLite the lookup waits for the write lock, which a request the event loop is still
+        # serving may hold; blocking the loop here would hold both up until the busy timeout.
+        found = await anyio.to_thread.run_sync(_entry_of, engine, request_id)
         if found is None:
             _missing.append(f"{request.method} {request.url.path} -> {response.status_code} (request {request_id})")
         return response

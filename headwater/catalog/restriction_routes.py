@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from headwater.api.auth import actor_of, allow
+from headwater.api.auth import allow
 from headwater.api.deps import SessionDep
 from headwater.api.params import MAX_ID
 from headwater.api.responses import json_response
@@ -97,15 +97,7 @@ def put_restriction(
     """Restrict a dataset to groups (replacing its own restriction); admins and its owners."""
     dataset = service.get_dataset(session, dataset_id=dataset_id, for_update=True, audience=audience_of(principal))
     restrictions.set_restriction(session, dataset=dataset, groups=body.groups, principal=principal)
-    audit.record(
-        session,
-        actor_of(request),
-        Action.CATALOG_RESTRICT,
-        method="PUT",
-        target_kind="dataset",
-        target=str(dataset_id),
-        summary={"groups": sorted(body.groups)},
-    )
+    audit.describe(session, target_kind="dataset", target=str(dataset_id), groups=sorted(body.groups))
     return _out(session, dataset_id)
 
 
@@ -119,15 +111,7 @@ def delete_restriction(
     """Lift a dataset's own restriction (restricting tags it carries still apply); admins and its owners."""
     dataset = service.get_dataset(session, dataset_id=dataset_id, for_update=True, audience=audience_of(principal))
     restrictions.clear_restriction(session, dataset=dataset, principal=principal)
-    audit.record(
-        session,
-        actor_of(request),
-        Action.CATALOG_RESTRICT,
-        method="DELETE",
-        target_kind="dataset",
-        target=str(dataset_id),
-        summary={"restriction": "lifted"},
-    )
+    audit.describe(session, target_kind="dataset", target=str(dataset_id), restriction="lifted")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -148,15 +132,7 @@ def put_restricting_tag(
 ) -> Response:
     """Make a tag (a classification such as ``pii``) restrict every dataset carrying it to groups; admins."""
     row = restrictions.set_restricting_tag(session, tag=tag, groups=body.groups, principal=principal)
-    audit.record(
-        session,
-        actor_of(request),
-        Action.ADMIN,
-        method="PUT",
-        target_kind="restricting_tag",
-        target=tag,
-        summary={"groups": sorted(body.groups)},
-    )
+    audit.describe(session, target_kind="restricting_tag", target=tag, groups=sorted(body.groups))
     return json_response(RestrictingTagOut.model_validate(row))
 
 
@@ -169,5 +145,5 @@ def delete_restricting_tag(
 ) -> Response:
     """Stop a tag restricting the datasets carrying it; admins."""
     restrictions.clear_restricting_tag(session, tag=tag, principal=principal)
-    audit.record(session, actor_of(request), Action.ADMIN, method="DELETE", target_kind="restricting_tag", target=tag)
+    audit.describe(session, target_kind="restricting_tag", target=tag)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -240,6 +240,10 @@ async def test_impact_through_a_hidden_dataset_counts_it_as_a_placeholder(
         await auth_client.get("/api/v1/lineage/impact", params={"dataset_id": shop.customers}, headers=shop.reader)
     ).json()
     assert again["hidden"] == 0
+    # Each change is one audit entry naming the dataset and what was set.
+    log = (await auth_client.get("/api/v1/audit", params={"action": "catalog.restrict"}, headers=shop.admin)).json()
+    entries = [(e["method"], e["target_kind"], e["target"], e["summary"].get("groups")) for e in log["items"]]
+    assert entries == [("DELETE", "dataset", str(shop.daily), None), ("PUT", "dataset", str(shop.daily), ["team-crm"])]
 
 
 async def test_the_cache_answers_each_reader_of_the_same_url_in_turn_correctly(
