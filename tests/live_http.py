@@ -25,12 +25,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI) -> Iterator[str]:
-    """``app`` served by a real uvicorn on a free loopback port, in a thread (no lifespan: tests run their own
-    background workers); its base URL."""
+def serve_in_thread(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """``app`` served by a real uvicorn on ``port`` (a free loopback one by default), in a thread (no lifespan:
+    tests run their own background workers); its base URL."""
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", access_log=False)
     )

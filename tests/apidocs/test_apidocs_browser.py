@@ -8,8 +8,6 @@ own browser download. Missing either skips locally and fails under ``CI=true``.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,19 +16,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from live_http import headwater_serve
+from playwright_chromium import launched_chromium
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 WAIT_MS = 60_000  # two shared cores: parsing Swagger UI's 1.5 MB bundle can take a while
 
 
@@ -67,21 +56,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """Debian's Chromium, headless, through playwright."""
-    problem = None
-    if importlib.util.find_spec("playwright") is None:
-        problem = "playwright is not installed (pip install playwright; the dev extra has it)"
-    elif not CHROMIUM.is_file():
-        problem = f"no Chromium at {CHROMIUM} (apt-get install chromium; make test installs it)"
-    if problem is not None:
-        if IN_CI:
-            pytest.fail(f"{problem}; CI needs it", pytrace=False)
-        pytest.skip(problem)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
