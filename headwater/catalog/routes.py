@@ -139,9 +139,9 @@ def delete_source(name: Annotated[str, Path(max_length=128)], session: SessionDe
 
 
 @datasets_router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, dependencies=CATALOG.writes)
-def register_dataset(body: DatasetCreate, session: SessionDep) -> Response:
+def register_dataset(body: DatasetCreate, request: Request, session: SessionDep) -> Response:
     """Register a dataset by hand in a manual source."""
-    dataset = service.register_dataset(session, data=body)
+    dataset = service.register_dataset(session, data=body, audience=audience(request))
     return _dataset_response(dataset, status_code=201, location=True)
 
 

@@ -284,8 +284,11 @@ def _manual_source(session: Session, name: str) -> Source:
     return source
 
 
-def register_dataset(session: Session, *, data: DatasetCreate) -> Dataset:
-    """Register a dataset by hand in a manual source (a deleted one with the same identity is restored)."""
+def register_dataset(session: Session, *, data: DatasetCreate, audience: Audience = None) -> Dataset:
+    """Register a dataset by hand in a manual source (a deleted one with the same identity is restored).
+
+    A name taken by a dataset restricted from ``audience`` is refused without its id: the name cannot be had
+    twice, but the refusal must not hand out a handle to the hidden dataset."""
     source = _manual_source(session, data.source)
     namespace = data.namespace or source.namespace
     existing = session.scalar(
@@ -293,6 +296,12 @@ def register_dataset(session: Session, *, data: DatasetCreate) -> Dataset:
             Dataset.namespace == namespace, Dataset.name == data.name, Dataset.deleted_at.is_(None)
         )
     )
+    if existing is not None and audience is not None and restrictions.hidden_among(session, [existing], audience):
+        raise Conflict(
+            f"the name {data.name!r} in namespace {namespace!r} is taken by a dataset you may not see; "
+            "choose another name or ask an admin",
+            detail={"field": "name"},
+        )
     if existing is not None:
         raise Conflict(
             f"dataset {data.name!r} in namespace {namespace!r} already exists with id {existing}",

@@ -410,4 +410,5 @@ class CatalogMutation:
     def register_dataset(self, info: Info, input: DatasetInput) -> DatasetResult:
         session = info.context.session
         data = validated(DatasetCreate, _registration(input), "input")
-        return datasets_of(session, [catalog.register_dataset(session, data=data)])[0]
+        audience = audience_of(info.context.principal)
+        return datasets_of(session, [catalog.register_dataset(session, data=data, audience=audience)])[0]

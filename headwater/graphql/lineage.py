@@ -338,7 +338,7 @@ class LineageQuery:
         default_schema: str | None = None,
     ) -> SqlLineageResult:
         data = _sql_request(sql, dialect, namespace, default_schema)
-        return to_graphql(analyse_sql(info.context.session, data=data))
+        return to_graphql(analyse_sql(info.context.session, data=data, audience=audience_of(info.context.principal)))
 
     @strawberry.field(description="A lineage run (OpenLineage run id) with its state, parent and children.")
     @answers_errors(Action.LINEAGE_READ)
@@ -364,7 +364,7 @@ class LineageMutation:
     ) -> SqlLineageResult:
         more = {"apply": True, "job_namespace": job_namespace, "job_name": job_name}
         data = _sql_request(sql, dialect, namespace, default_schema, **more)
-        return to_graphql(analyse_sql(info.context.session, data=data))
+        return to_graphql(analyse_sql(info.context.session, data=data, audience=audience_of(info.context.principal)))
 
     @strawberry.field(
         description="Declare a dataset- or column-level edge by hand (origin manual); declaring it again refreshes it."

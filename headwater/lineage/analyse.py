@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from headwater.auth.policy import Audience
 from headwater.lineage.ingest.plan import apply_column_lineage
 from headwater.lineage.ingest.resolve import DatasetResolver, WantedDataset
 from headwater.lineage.ingest.write import insert_ignore, upsert_edges
@@ -29,10 +30,18 @@ def _ensure_job(session: Session, namespace: str, name: str, sql: str) -> Lineag
     return job
 
 
-def analyse_sql(session: Session, *, data: SqlLineageIn, now: dt.datetime | None = None) -> SqlLineageOut:
-    """Column lineage of SQL against the catalog's schemas; with ``apply``, recorded as edges of origin ``sql``."""
+def analyse_sql(
+    session: Session, *, data: SqlLineageIn, now: dt.datetime | None = None, audience: Audience = None
+) -> SqlLineageOut:
+    """Column lineage of SQL against the catalog's schemas (those ``audience`` may see); with ``apply``, recorded as
+    edges of origin ``sql``."""
     statements = lineage_of_sql(
-        session, sql=data.sql, dialect=data.dialect, namespace=data.namespace, default_schema=data.default_schema
+        session,
+        sql=data.sql,
+        dialect=data.dialect,
+        namespace=data.namespace,
+        default_schema=data.default_schema,
+        audience=audience,
     )
     out = SqlLineageOut(
         dialect=data.dialect,

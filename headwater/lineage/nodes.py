@@ -72,14 +72,15 @@ class Masker:
 def node_out(kind: Literal["dataset", "column"], ref: NodeRef, distance: int | None, path: list[str] | None) -> NodeOut:
     """The answer's form of a dataset or column node (a placeholder's, for a hidden one)."""
     if ref.hidden:
+        # No id: an id would let answers be joined to follow one restricted dataset, and name it to other routes.
         return NodeOut(
-            kind=kind,
-            id=ref.field_id if kind == "column" and ref.field_id is not None else ref.dataset_id,
+            kind="restricted",
+            id=None,
             namespace=None,
             name=None,
             label=ref.label,
             hidden=True,
-            dataset_id=ref.dataset_id,
+            dataset_id=None,
             distance=distance,
             path=path,
         )

@@ -182,7 +182,7 @@ def post_sql(data: SqlLineageIn, session: SessionDep, request: Request) -> Respo
     (and needs lineage.write)."""
     if data.apply:
         require(request, Action.LINEAGE_WRITE)
-    return json_response(analyse_sql(session, data=data))
+    return json_response(analyse_sql(session, data=data, audience=_audience(request)))
 
 
 _EDGE_DOC: dict[int | str, dict[str, Any]] = {

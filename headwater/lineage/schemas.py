@@ -349,12 +349,14 @@ class ManualEdgeIn(BaseModel):
 class NodeOut(BaseModel):
     """A node of a lineage answer: a dataset, a column or a job.
 
-    A restricted dataset the reader may not see (or a column of it) is a placeholder: ``hidden`` true, no
-    namespace, name or field, and a ``label`` (``restricted-N``, ``restricted-N#M``) that paths and edges use.
+    A restricted dataset the reader may not see (or a column of it) is a placeholder: kind ``restricted``,
+    ``hidden`` true, no id, namespace, name or field, and a ``label`` (``restricted-N`` for the dataset,
+    ``restricted-N#M`` for one of its columns) that paths and edges use. Its numbers hold within one answer only,
+    so two answers cannot be joined to follow one restricted dataset.
     """
 
-    kind: Literal["dataset", "column", "job"]
-    id: int
+    kind: Literal["dataset", "column", "job", "restricted"]
+    id: int | None
     namespace: str | None
     name: str | None
     label: str | None = None

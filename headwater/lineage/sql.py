@@ -28,7 +28,9 @@ from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope
 
+from headwater.auth.policy import Audience
 from headwater.catalog.models import Dataset, Field
+from headwater.catalog.restrictions import hidden_among
 from headwater.errors import InvalidInput
 from headwater.lineage.schemas import ColumnLineageFacet, InputField, OutputFieldLineage, Transformation
 
@@ -158,6 +160,7 @@ class _Tables:
     namespace: str | None
     default_schema: str | None
     known: Sequence[Identity]
+    audience: Audience = None  # restricted datasets it may not see are as if not in the catalog
     identities: dict[str, Identity] = field(default_factory=dict)
     columns: dict[Identity, dict[str, str]] = field(default_factory=dict)
     # Every field path the catalog knows per table, nested struct members (a.b.c) included.
@@ -183,12 +186,14 @@ class _Tables:
         for namespace, name in self.known:  # the event's own datasets first
             if name.lower() == lowered or name.lower().endswith(("." + lowered, "/" + lowered)):
                 return namespace, name
-        stmt = select(Dataset.namespace, Dataset.name).where(Dataset.deleted_at.is_(None))
+        stmt = select(Dataset.namespace, Dataset.name, Dataset.id).where(Dataset.deleted_at.is_(None))
         names = {key, key.lower()} if "." in key else {key, key.lower(), bare}
         stmt = stmt.where(Dataset.name.in_(names))
         if self.namespace:
             stmt = stmt.where(Dataset.namespace == self.namespace)
-        rows = list(self.session.execute(stmt.limit(5)).all())
+        found = list(self.session.execute(stmt.limit(5)).all())
+        hidden = hidden_among(self.session, [r[2] for r in found], self.audience) if self.audience is not None else ()
+        rows = [(r[0], r[1]) for r in found if r[2] not in hidden]
         if len(rows) > 1:
             self.warnings.append(
                 f"table {key!r} matches {len(rows)} catalog datasets ({rows[0][0]}, {rows[1][0]}, ...); "
@@ -205,16 +210,17 @@ class _Tables:
         if not wanted:
             return
         rows = self.session.execute(
-            select(Dataset.namespace, Dataset.name, Field.path, Field.type, Field.parent_path)
+            select(Dataset.namespace, Dataset.name, Field.path, Field.type, Field.parent_path, Dataset.id)
             .join(Field, Field.dataset_id == Dataset.id)
             .where(Dataset.namespace.in_({i[0] for i in wanted}), Dataset.name.in_({i[1] for i in wanted}))
             .order_by(Dataset.id, Field.position)
         ).all()
+        hidden = hidden_among(self.session, {r[5] for r in rows}, self.audience) if self.audience is not None else ()
         for identity in wanted:
             self.columns[identity] = {}
             self.paths[identity] = set()
-        for namespace, name, path, type_, parent in rows:
-            if (namespace, name) in self.columns:
+        for namespace, name, path, type_, parent, dataset_id in rows:
+            if (namespace, name) in self.columns and dataset_id not in hidden:
                 self.paths[(namespace, name)].add(path)
                 if parent is None:
                     self.columns[(namespace, name)][path] = type_
@@ -552,13 +558,16 @@ def lineage_of_sql(
     namespace: str | None = None,
     default_schema: str | None = None,
     known_datasets: Sequence[Identity] = (),
+    audience: Audience = None,
 ) -> list[StatementLineage]:
-    """The column lineage of every statement of ``sql``; raises SqlLineageError naming the position of a parse error."""
+    """The column lineage of every statement of ``sql``; raises SqlLineageError naming the position of a parse error.
+
+    Tables restricted from ``audience`` are answered as if the catalog did not know them (no columns)."""
     if dialect not in DIALECTS:
         raise SqlLineageError(
             f"dialect {dialect!r} is not supported; use one of {', '.join(DIALECTS)}", detail={"field": "dialect"}
         )
-    tables = _Tables(session, namespace, default_schema, known_datasets)
+    tables = _Tables(session, namespace, default_schema, known_datasets, audience)
     results: list[StatementLineage] = []
     for statement in _parse(sql, dialect):
         tables.warnings = []

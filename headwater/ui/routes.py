@@ -39,6 +39,7 @@ from headwater.jobs import workspace
 from headwater.jobs.models import JobStatus
 from headwater.lineage import graph
 from headwater.lineage import runs as lineage_service
+from headwater.lineage.schemas import NodeOut
 from headwater.search.base import FACETS, DocumentType, SearchQuery
 from headwater.ui.picture import lineage_svg
 
@@ -217,9 +218,14 @@ def impact_page(request: Request, session: SessionDep) -> Response:
     params = request.query_params
     field = params.get("field") or None
     dataset_id = parse_id(params.get("dataset_id"), "dataset_id")
-    node = graph.resolve_node(session, dataset_id=dataset_id, field_path=field)
-    answer = graph.impact(session, node=node)
+    audience = audience_of(principal_of(request))
+    node = graph.resolve_node(session, dataset_id=dataset_id, field_path=field, audience=audience)
+    answer = graph.impact(session, node=node, audience=audience)
     return _page("impact.html", impact=answer, dataset_id=dataset_id, field=field, limit=ROWS_SHOWN)
+
+
+def _name(node: NodeOut) -> str:
+    return node.name or node.label or ""
 
 
 @ui_router.get("/ui/lineage", response_class=HTMLResponse, dependencies=[allow(Action.LINEAGE_READ)])
@@ -230,18 +236,25 @@ def column_lineage_page(request: Request, session: SessionDep) -> Response:
     dataset_id = parse_id(params.get("dataset_id"), "dataset_id")
     if not params.get("field"):
         raise InvalidInput("name the column with field (its path); a dataset's lineage is on its page")
-    node = graph.resolve_node(session, dataset_id=dataset_id, field_path=params["field"])
+    audience = audience_of(principal_of(request))
+    node = graph.resolve_node(session, dataset_id=dataset_id, field_path=params["field"], audience=audience)
     answer = graph.graph_around(
-        session, node=node, direction="both", depth=COLUMN_DEPTH, budget=LINEAGE_BUDGET, timeout_ms=2_000
+        session,
+        node=node,
+        direction="both",
+        depth=COLUMN_DEPTH,
+        budget=LINEAGE_BUDGET,
+        timeout_ms=2_000,
+        audience=audience,
     )
-    columns = [n for n in answer.nodes if n.kind == "column"]
+    columns = [n for n in answer.nodes if n.kind in ("column", "restricted")]  # restricted: a placeholder
     return _page(
         "lineage.html",
         graph=answer,
         dataset_id=dataset_id,
         field=params["field"],
-        upstream=sorted((n for n in columns if (n.distance or 0) < 0), key=lambda n: (-(n.distance or 0), n.name)),
-        downstream=sorted((n for n in columns if (n.distance or 0) > 0), key=lambda n: (n.distance or 0, n.name)),
+        upstream=sorted((n for n in columns if (n.distance or 0) < 0), key=lambda n: (-(n.distance or 0), _name(n))),
+        downstream=sorted((n for n in columns if (n.distance or 0) > 0), key=lambda n: (n.distance or 0, _name(n))),
         depth=COLUMN_DEPTH,
         budget=LINEAGE_BUDGET,
     )

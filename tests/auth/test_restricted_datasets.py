@@ -173,7 +173,8 @@ async def test_lineage_shows_the_analyst_a_placeholder_upstream_and_keeps_the_im
     nodes = {n["distance"]: n for n in graph["nodes"]}
     assert nodes[-1]["name"] == "shop.marts.customers_daily"
     placeholder = nodes[-2]
-    assert placeholder["hidden"] is True
+    assert placeholder["hidden"] is True and placeholder["kind"] == "restricted"
+    assert placeholder["id"] is None and placeholder["dataset_id"] is None  # nothing to join answers on
     assert placeholder["name"] is None and placeholder["namespace"] is None and placeholder["field"] is None
     assert placeholder["label"] == "restricted-1" and graph["hidden"] == 1
     assert {e["source"] for e in graph["edges"]} == {"restricted-1", f"{NS}/shop.marts.customers_daily"}
@@ -230,7 +231,9 @@ async def test_impact_through_a_hidden_dataset_counts_it_as_a_placeholder(
     assert as_reader["total"] == as_admin["total"]  # the shape and the counts stay honest
     assert as_reader["hidden"] == 3  # the aggregate and its two columns
     hidden = [d for d in as_reader["datasets"] if d["hidden"]]
-    assert len(hidden) == 1 and hidden[0]["name"] is None
+    assert len(hidden) == 1 and hidden[0]["name"] is None and hidden[0]["id"] is None
+    assert {n["kind"] for n in as_reader["datasets"] + as_reader["columns"] if n["hidden"]} == {"restricted"}
+    assert str(shop.daily) not in {str(n["id"]) for n in as_reader["datasets"]}
     dashboard = next(d for d in as_reader["datasets"] if d["name"] == "shop.marts.customers_dashboard")
     assert dashboard["path"][1] == "restricted-1" or dashboard["path"][0] == "restricted-1"
     assert "customers_daily" not in str(as_reader)
@@ -278,13 +281,14 @@ async def test_graphql_answers_the_analyst_not_found_and_placeholders(
     )
     assert seen.json()["data"]["dataset"]["name"] == "shop.public.customers"
     lineage = """query($id: ID!) { lineage(node: {datasetId: $id}, direction: UPSTREAM, depth: 3) {
-        ... on LineageGraph { hidden nodes { name namespace hidden label distance } } } }"""
+        ... on LineageGraph { hidden nodes { kind id name namespace hidden label distance } } } }"""
     answer = await auth_client.post(
         "/graphql", json={"query": lineage, "variables": {"id": str(shop.dashboard)}}, headers=shop.analyst
     )
     graph = answer.json()["data"]["lineage"]
     assert graph["hidden"] == 1
-    assert {"name": None, "namespace": None, "hidden": True, "label": "restricted-1", "distance": -2} in graph["nodes"]
+    placeholder = {"name": None, "namespace": None, "hidden": True, "label": "restricted-1", "distance": -2}
+    assert {**placeholder, "kind": "RESTRICTED", "id": None} in graph["nodes"]
     search = """{ search(query: "customers") { ... on SearchPage { total items { name } } }
         suggest(prefix: "shop.p") { ... on Suggestions { items { text } } } }"""
     found = (await auth_client.post("/graphql", json={"query": search}, headers=shop.analyst)).json()["data"]
@@ -351,3 +355,74 @@ async def test_removing_the_restricting_tag_needs_the_right_to_restrict(
     assert (await auth_client.get(f"/api/v1/datasets/{shop.customers}", headers=shop.analyst)).status_code == 200
     tags = (await auth_client.get("/api/v1/restricting-tags", headers=shop.analyst)).json()
     assert tags == {"items": []}
+
+
+async def test_a_name_taken_by_a_hidden_dataset_is_refused_without_its_id(
+    auth_client: httpx.AsyncClient, shop: Shop, mint: Mint
+) -> None:
+    editor = bearer(mint("ed", roles=(Role.EDITOR,), groups=("analysts",)))
+    taken = await auth_client.post("/api/v1/datasets", json=_dataset("shop.public.customers", ["id"]), headers=editor)
+    assert taken.status_code == 409
+    error = taken.json()["error"]
+    assert str(shop.customers) not in str(error) and "dataset_id" not in error.get("detail", {})
+    assert "taken by a dataset you may not see" in error["message"]
+    mutation = """mutation($input: DatasetInput!) { registerDataset(input: $input) {
+        __typename ... on Error { message } } }"""
+    variables = {"input": {"namespace": NS, "name": "shop.public.customers", "fields": [{"name": "id", "type": "x"}]}}
+    answer = await auth_client.post("/graphql", json={"query": mutation, "variables": variables}, headers=editor)
+    result = answer.json()["data"]["registerDataset"]
+    assert result["__typename"] == "ConflictError" and str(shop.customers) not in result["message"]
+    # Someone who may see it is told which dataset holds the name.
+    seer = bearer(mint("pat", roles=(Role.EDITOR,), groups=("pii-readers",)))
+    told = await auth_client.post("/api/v1/datasets", json=_dataset("shop.public.customers", ["id"]), headers=seer)
+    assert told.status_code == 409 and told.json()["error"]["detail"]["dataset_id"] == shop.customers
+
+
+async def test_the_ui_shows_the_analyst_restricted_placeholders_without_names_or_links(
+    auth_client: httpx.AsyncClient, shop: Shop
+) -> None:
+    pages = {
+        "dataset": f"/ui/datasets/{shop.daily}",
+        "impact": f"/ui/impact?dataset_id={shop.customers}",
+        "columns": f"/ui/lineage?dataset_id={shop.dashboard}&field=country",
+    }
+    dataset = await auth_client.get(pages["dataset"], headers=shop.analyst)
+    assert dataset.status_code == 200, dataset.text
+    assert "restricted" in dataset.text and "shop.public.customers" not in dataset.text
+    assert f"/ui/datasets/{shop.customers}" not in dataset.text and "/ui/datasets/None" not in dataset.text
+    # The impact of customers itself is not for the analyst; from the reader's side the daily aggregate is hidden.
+    assert (await auth_client.get(pages["impact"], headers=shop.analyst)).status_code == 404
+    columns = await auth_client.get(pages["columns"], headers=shop.analyst)
+    assert columns.status_code == 200, columns.text
+    assert "a column of a restricted dataset" in columns.text and "shop.public.customers" not in columns.text
+    assert "dataset_id=None" not in columns.text
+    restrict = {"groups": ["team-crm"]}
+    assert (
+        await auth_client.put(f"/api/v1/datasets/{shop.daily}/restriction", json=restrict, headers=shop.admin)
+    ).status_code == 200
+    impact = await auth_client.get(pages["impact"], headers=shop.reader)
+    assert impact.status_code == 200, impact.text
+    assert "a restricted dataset" in impact.text and "counted, not named" in impact.text
+    assert "customers_daily" not in impact.text and "/ui/datasets/None" not in impact.text
+    page = await auth_client.get(f"/ui/datasets/{shop.dashboard}", headers=shop.admin)  # an admin sees it all
+    assert "shop.public.customers" in page.text and f"/ui/datasets/{shop.customers}" in page.text
+
+
+async def test_sql_lineage_treats_a_hidden_table_as_unknown_to_the_catalog(
+    auth_client: httpx.AsyncClient, shop: Shop
+) -> None:
+    contacts = _dataset("crm.contacts", ["id", "email", "country"], tags=["pii"])
+    assert (await auth_client.post("/api/v1/datasets", json=contacts, headers=shop.admin)).status_code == 201
+    body = {"sql": "CREATE TABLE crm.copy AS SELECT * FROM crm.contacts", "dialect": "postgres", "namespace": NS}
+    seen = (await auth_client.post("/api/v1/lineage/sql", json=body, headers=shop.reader)).json()
+    assert {c["field"] for c in seen["statements"][0]["columns"]} >= {"email", "country"}
+    blind = await auth_client.post("/api/v1/lineage/sql", json=body, headers=shop.analyst)
+    assert blind.status_code == 200, blind.text
+    assert "email" not in blind.text  # a column only the restricted table has
+    assert any("not in the catalog" in w for w in blind.json()["statements"][0]["warnings"])
+    query = """query($sql: String!, $ns: String) { sqlLineage(sql: $sql, dialect: POSTGRES, namespace: $ns) {
+        __typename ... on SqlLineage { statements { columns { field } warnings } } } }"""
+    variables = {"sql": body["sql"], "ns": NS}
+    answer = await auth_client.post("/graphql", json={"query": query, "variables": variables}, headers=shop.analyst)
+    assert answer.json()["data"]["sqlLineage"]["__typename"] == "SqlLineage", answer.text
+    assert "email" not in answer.text
