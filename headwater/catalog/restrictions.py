@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, delete, exists, or_, select
+from sqlalchemy import ColumnElement, String, cast, delete, exists, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from headwater.auth.actions import Action
@@ -25,6 +25,7 @@ from headwater.catalog.models import (
     DatasetAudience,
     DatasetRestriction,
     DatasetTag,
+    Field,
     RestrictingTag,
 )
 from headwater.db import in_chunks, utcnow
@@ -152,6 +153,15 @@ def refresh_audience(session: Session, dataset_ids: Sequence[int]) -> None:
             .where(DatasetTag.dataset_id.in_(chunk))
         ):
             members.update((dataset_id, g) for g in groups)
+        restricting: dict[str, list[str]] = {
+            t: g for t, g in session.execute(select(RestrictingTag.tag, RestrictingTag.groups))
+        }
+        if restricting:  # a column tagged pii restricts its whole dataset (restriction is per dataset)
+            for dataset_id, tags in session.execute(
+                select(Field.dataset_id, Field.tags).where(Field.dataset_id.in_(chunk))
+            ):
+                for tag in tags or ():
+                    members.update((dataset_id, g) for g in restricting.get(tag, ()))
         session.execute(delete(DatasetAudience).where(DatasetAudience.dataset_id.in_(chunk)))
         if members:
             session.add_all(DatasetAudience(dataset_id=d, member=m) for d, m in sorted(members))
@@ -222,7 +232,13 @@ def clear_restriction(session: Session, *, dataset: Dataset, principal: Principa
 
 
 def _tagged(session: Session, tag: str) -> list[int]:
-    return list(session.scalars(select(DatasetTag.dataset_id).where(DatasetTag.tag == tag)))
+    tagged = set(session.scalars(select(DatasetTag.dataset_id).where(DatasetTag.tag == tag)))
+    # Column tags are a JSON list per field: narrowed by its text in SQL (both databases), then checked exactly.
+    text = cast(Field.tags, String)
+    for dataset_id, tags in session.execute(select(Field.dataset_id, Field.tags).where(text.contains(f'"{tag}"'))):
+        if tag in (tags or ()):
+            tagged.add(dataset_id)
+    return sorted(tagged)
 
 
 def set_restricting_tag(session: Session, *, tag: str, groups: Sequence[str], principal: Principal) -> RestrictingTag:

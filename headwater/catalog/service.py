@@ -419,8 +419,14 @@ def _apply_user_metadata(
                 row.user_description = update.description
                 changed.append(f"fields.{path}.description")
             if update.tags is not None and list(dict.fromkeys(update.tags)) != row.tags:
+                flipped = set(row.tags or ()) ^ set(update.tags)
                 row.tags = list(dict.fromkeys(update.tags))
                 changed.append(f"fields.{path}.tags")
+                if restrictions.restricting_tags_among(session, flipped):  # a pii column restricts its dataset
+                    if principal is not None:
+                        restrictions.check_restrict(principal, dataset)
+                    session.flush()
+                    restrictions.refresh_audience(session, [dataset.id])
     if changed and record:
         dataset.updated_at = utcnow()
         dataset.revision += 1

@@ -426,3 +426,36 @@ async def test_sql_lineage_treats_a_hidden_table_as_unknown_to_the_catalog(
     answer = await auth_client.post("/graphql", json={"query": query, "variables": variables}, headers=shop.analyst)
     assert answer.json()["data"]["sqlLineage"]["__typename"] == "SqlLineage", answer.text
     assert "email" not in answer.text
+
+
+async def test_a_column_tagged_with_a_restricting_tag_restricts_its_dataset(
+    auth_client: httpx.AsyncClient, shop: Shop, mint: Mint
+) -> None:
+    leads = await auth_client.post(
+        "/api/v1/datasets", json=_dataset("crm.leads", ["id", "email", "score"]), headers=shop.admin
+    )
+    lead_id, url = leads.json()["id"], f"/api/v1/datasets/{leads.json()['id']}"
+    assert (await auth_client.get(url, headers=shop.analyst)).status_code == 200
+    editor = bearer(mint("ed", roles=(Role.EDITOR,), groups=("analysts",)))
+
+    async def tag_column(who: dict[str, str], path: str, tags: list[str]) -> httpx.Response:
+        etag = (await auth_client.get(url, headers=shop.admin)).headers["ETag"]
+        body = {"fields": {path: {"tags": tags}}}
+        return await auth_client.patch(url, json=body, headers={**who, "If-Match": etag})
+
+    # Tagging a column pii restricts the dataset: only those who may restrict may do it.
+    assert (await tag_column(editor, "email", ["pii"])).status_code == 403
+    assert (await auth_client.get(url, headers=shop.analyst)).status_code == 200  # nothing was written
+    assert (await tag_column(shop.admin, "email", ["pii"])).status_code == 200
+    assert (await auth_client.get(url, headers=shop.analyst)).status_code == 404
+    assert (await auth_client.get(url, headers=shop.reader)).status_code == 200
+    found = (await auth_client.get("/api/v1/datasets?namespace=" + NS, headers=shop.analyst)).json()
+    assert lead_id not in {d["id"] for d in found["items"]}
+    # A column tag that becomes restricting later restricts its dataset then; lifting the tag shows it again.
+    assert (await tag_column(shop.admin, "email", ["contact"])).status_code == 200
+    assert (await auth_client.get(url, headers=shop.analyst)).status_code == 200
+    made = await auth_client.put("/api/v1/restricting-tags/contact", json={"groups": ["sales"]}, headers=shop.admin)
+    assert made.status_code == 200
+    assert (await auth_client.get(url, headers=shop.analyst)).status_code == 404
+    assert (await auth_client.delete("/api/v1/restricting-tags/contact", headers=shop.admin)).status_code == 204
+    assert (await auth_client.get(url, headers=shop.analyst)).status_code == 200
