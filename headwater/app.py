@@ -55,7 +55,7 @@ from headwater.search import IndexerThread, make_backend, make_indexer
 from headwater.search.routes import search_router
 from headwater.secrets import SecretVault
 from headwater.settings import Settings, get_settings
-from headwater.ui import UI_STATIC, ui_router
+from headwater.ui import UI_STATIC, install_error_pages, ui_router
 
 __all__ = ["create_app", "install_edge"]
 
@@ -231,6 +231,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.session_signer = signer
     install_edge(app, settings, cache, authenticator, signer)
     install_error_handlers(app)
+    install_error_pages(app)  # a UI form refused by its permission answers a page, not JSON
     for router in (sources_router, sync_router, restriction_router, datasets_router, changes_router):
         app.include_router(router)
     app.include_router(restricting_tags_router)

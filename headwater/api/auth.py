@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from headwater.api.deps import SessionDep
 from headwater.api.responses import challenge, error_body
 from headwater.auth.actions import Action
-from headwater.auth.audit import Actor
+from headwater.auth.audit import Actor, unaudited
 from headwater.auth.authenticate import Authenticator, is_loopback
 from headwater.auth.policy import Resource, check, decide
 from headwater.auth.principal import ANONYMOUS, Principal
@@ -125,7 +125,10 @@ class Authenticate:
         principal = self.authenticator.cached(authorization)
         if principal is None:
             try:
-                principal = await anyio.to_thread.run_sync(self.authenticator.authenticate, authorization)
+                # Not the request's change: a token's last-used time must not carry its audit entry (which it
+                # would when a session cookie named the principal already).
+                with unaudited():
+                    principal = await anyio.to_thread.run_sync(self.authenticator.authenticate, authorization)
             except HeadwaterError as exc:  # 401 for a refused credential; 503 when its issuer cannot be asked
                 headers = challenge(exc) or ({"Retry-After": "5"} if exc.status_code == 503 else None)
                 response = JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code, headers=headers)
@@ -186,6 +189,8 @@ def allow(action: Action, *, owned_by: Callable[..., ResourceLoader] | None = No
             if not principal.authenticated or decide(principal, action):
                 check(principal, action)  # a role decides; anonymous is refused before any look-up
             else:  # perhaps ownership grants it: load the owners (a missing thing is 404, as the route says)
+                # Named before the look-up: its transaction is the request's first, which carries the audit entry.
+                request.state.action = action
                 check(principal, action, await anyio.to_thread.run_sync(load, session))
             request.state.action = action
             return principal

@@ -35,7 +35,7 @@ from headwater.auth.schemas import (
     TokenOut,
 )
 
-__all__ = ["identity_router"]
+__all__ = ["identity_router", "issue_token", "withdraw_token"]
 
 identity_router = APIRouter(prefix="/api/v1", tags=["identity"])
 
@@ -83,10 +83,8 @@ def me(principal: Self) -> MeOut:
 # ------------------------------------------------------------------------------------------- tokens
 
 
-@identity_router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenCreated)
-def create_token(body: TokenCreate, principal: Self, session: SessionDep) -> Response:
-    """Make an API token (one's own; an admin's for any user or service account). Its secret is in this answer
-    only: it is stored as a hash."""
+def issue_token(session: Session, principal: Principal, body: TokenCreate) -> TokenCreated:
+    """Make a token and name it in the request's audit entry (never its secret): the REST route's and the UI's."""
     token, secret = service.make_token(session, principal, **body.model_dump())
     audit.describe(
         session,
@@ -97,7 +95,23 @@ def create_token(body: TokenCreate, principal: Self, session: SessionDep) -> Res
         scopes=token.scopes,
         namespaces=token.namespaces,
     )
-    out = TokenCreated(**TokenOut.model_validate(token).model_dump(), secret=secret)
+    return TokenCreated(**TokenOut.model_validate(token).model_dump(), secret=secret)
+
+
+def withdraw_token(request: Request, session: Session, token_id: int, principal: Principal) -> TokenOut:
+    """Revoke a token, audit it, commit, and refuse it at once in this process: the REST route's and the UI's."""
+    token = service.revoke_token(session, token_id, by=principal)
+    audit.describe(session, target_kind="token", target=f"token:{token.id}")
+    out = TokenOut.model_validate(token)
+    _commit_and_forget(request, session, [token_id])
+    return out
+
+
+@identity_router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenCreated)
+def create_token(body: TokenCreate, principal: Self, session: SessionDep) -> Response:
+    """Make an API token (one's own; an admin's for any user or service account). Its secret is in this answer
+    only: it is stored as a hash."""
+    out = issue_token(session, principal, body)
     return json_response(out, status_code=201, headers={"Cache-Control": "no-store"})
 
 
@@ -120,11 +134,7 @@ def revoke_token(
     token_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request, principal: Self, session: SessionDep
 ) -> Response:
     """Revoke a token (one's own; an admin anyone's). Refused at once here, elsewhere within the cache time."""
-    token = service.revoke_token(session, token_id, by=principal)
-    audit.describe(session, target_kind="token", target=f"token:{token.id}")
-    out = TokenOut.model_validate(token)
-    _commit_and_forget(request, session, [token_id])
-    return json_response(out)
+    return json_response(withdraw_token(request, session, token_id, principal))
 
 
 # -------------------------------------------------------------------------------- service accounts

@@ -29,14 +29,17 @@ from headwater.api.params import parse_id
 from headwater.api.responses import unstorable_reason
 from headwater.api.session import csrf_field, viewer
 from headwater.auth.actions import Action
-from headwater.auth.policy import audience_of
+from headwater.auth.policy import Resource, audience_of, decide
+from headwater.auth.principal import Principal
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
-from headwater.catalog.schemas import DatasetSummary, SchemaVersionOut
+from headwater.catalog.access import dataset_resource
+from headwater.catalog.schemas import OWNER_ROLES, DatasetSummary, SchemaVersionOut
 from headwater.errors import HeadwaterError, InvalidInput, NotFound
 from headwater.jobs import service as jobs
 from headwater.jobs import workspace
-from headwater.jobs.models import JobStatus
+from headwater.jobs.access import job_resource
+from headwater.jobs.models import FINAL_STATUSES, JobStatus
 from headwater.lineage import graph
 from headwater.lineage import runs as lineage_service
 from headwater.lineage.schemas import NodeOut
@@ -78,26 +81,44 @@ def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse
     return HTMLResponse(_templates.get_template(template).render(**context), status_code=status_code)
 
 
-def _error_page(exc: HeadwaterError | DataError, q: str | None = None, session: Session | None = None) -> HTMLResponse:
-    """The page of a refusal: a domain error, or a value the database refused (a NUL character in a parameter),
-    whose transaction is rolled back first."""
+def _error_page(
+    exc: HeadwaterError | DataError, q: str | None = None, session: Session | None = None, title: str | None = None
+) -> HTMLResponse:
+    """The page of a refusal: a domain error, or a value the database refused (a NUL character in a parameter).
+    The request's transaction is rolled back first: a form refused halfway writes nothing."""
+    if session is not None:
+        session.rollback()
     if isinstance(exc, DataError):
-        if session is not None:
-            session.rollback()
         exc = InvalidInput(f"a parameter holds a value the database cannot store: {unstorable_reason(exc)}")
-    titles = {404: "Not found", 400: "Cannot show that", 401: "Not signed in", 503: "Unavailable"}
-    return _page(
-        "error.html", status_code=exc.status_code, title=titles.get(exc.status_code, "Error"), message=exc.message, q=q
-    )
+    titles = {
+        404: "Not found",
+        400: "Cannot show that",
+        401: "Not signed in",
+        403: "Not allowed",
+        409: "Changed meanwhile",
+        412: "Changed meanwhile",
+        428: "Cannot show that",
+        503: "Unavailable",
+    }
+    title = title or titles.get(exc.status_code, "Error")
+    return _page("error.html", status_code=exc.status_code, title=title, message=exc.message, q=q)
+
+
+def may(principal: Principal, action: Action, load: Callable[[], Resource]) -> bool:
+    """Whether the page offers a form for ``action``: the one decision its POST route will make (roles first,
+    then the thing's owners, loaded only when the roles do not decide)."""
+    return decide(principal, action) or (principal.authenticated and decide(principal, action, load()))
 
 
 def _query_text(request: Request) -> str | None:
     return (request.query_params.get("q") or "").strip() or None
 
 
-def html_errors(*, keep_query: bool = False) -> Callable[[Callable[P, Response]], Callable[P, Response]]:
+def html_errors(
+    *, keep_query: bool = False, title: str | None = None
+) -> Callable[[Callable[P, Response]], Callable[P, Response]]:
     """The UI's one error handler: a page whose work is refused answers the error page (with the search box
-    still holding ``q`` when ``keep_query``), never the API's JSON."""
+    still holding ``q`` when ``keep_query``; headed ``title`` when given), never the API's JSON."""
 
     def decorate(endpoint: Callable[P, Response]) -> Callable[P, Response]:
         @functools.wraps(endpoint)
@@ -107,7 +128,7 @@ def html_errors(*, keep_query: bool = False) -> Callable[[Callable[P, Response]]
             except (HeadwaterError, DataError) as exc:
                 request, session = kwargs.get("request"), kwargs.get("session")
                 q = _query_text(request) if keep_query and isinstance(request, Request) else None
-                return _error_page(exc, q, session if isinstance(session, Session) else None)
+                return _error_page(exc, q, session if isinstance(session, Session) else None, title)
 
         return page
 
@@ -174,9 +195,14 @@ def search_page(request: Request) -> Response:
 @html_errors()
 def dataset_page(dataset_id: str, request: Request, session: SessionDep) -> Response:
     """One dataset: what it is, who owns it, its fields, the datasets it reads from and feeds, its schema history."""
-    audience = audience_of(principal_of(request))
+    principal = principal_of(request)
+    audience = audience_of(principal)
     dataset, fields = catalog.read_dataset(
         session, dataset_id=parse_id(dataset_id, "dataset id"), include_deleted=True, audience=audience
+    )
+    # A deleted dataset's metadata is not edited: it comes back (with its metadata) when its source sees it again.
+    editable = dataset.deleted_at is None and may(
+        principal, Action.CATALOG_EDIT, lambda: dataset_resource(session, dataset_id=dataset.id)
     )
     node = graph.NodeRef(dataset.id, dataset.namespace, dataset.name)
     lineage = graph.graph_around(
@@ -208,6 +234,9 @@ def dataset_page(dataset_id: str, request: Request, session: SessionDep) -> Resp
         budget=LINEAGE_BUDGET,
         history=[SchemaVersionOut.model_validate(v) for v in history.items],
         history_total=history.total,
+        editable=editable,
+        etag=catalog.etag_of(dataset),
+        owner_roles=OWNER_ROLES,
     )
 
 
@@ -288,9 +317,12 @@ def _tail(session: Any, job_id: str, stream: str) -> _Tail:
 
 @ui_router.get("/ui/jobs/{job_id}", response_class=HTMLResponse, dependencies=[allow(Action.JOBS_READ)])
 @html_errors()
-def job_page(job_id: str, session: SessionDep) -> Response:
+def job_page(job_id: str, request: Request, session: SessionDep) -> Response:
     """One job: its status and history, where it ran, the tail of its logs, and the lineage run it reported."""
     row = jobs.get_job(session, job_id=job_id)
+    killable = JobStatus(row.status) not in FINAL_STATUSES and may(
+        principal_of(request), Action.JOBS_KILL, lambda: job_resource(session, job_id=row.id)
+    )
     logs = [(stream, _tail(session, row.id, stream)) for stream in ("stderr", "stdout")]
     try:
         run = lineage_service.get_run(session, run_id=row.run_uuid)
@@ -303,6 +335,7 @@ def job_page(job_id: str, session: SessionDep) -> Response:
         transitions=jobs.transitions_of(session, job=row),
         logs=logs,
         run=run,
+        killable=killable,
     )
 
 

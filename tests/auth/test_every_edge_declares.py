@@ -82,7 +82,9 @@ def test_only_probes_docs_static_files_sign_in_and_the_home_redirect_are_public(
 
 def test_every_ui_page_declares_a_reading_action(app: FastAPI) -> None:
     pages = [
-        r for r in routes_of(app.routes) if r.path.startswith("/ui") and r.path not in {"/ui/static", *SIGN_IN_PAGES}
+        r
+        for r in routes_of(app.routes)
+        if r.path.startswith("/ui") and r.path not in {"/ui/static", *SIGN_IN_PAGES} and "GET" in (r.methods or ())
     ]
     assert pages
     for page in pages:
@@ -91,7 +93,28 @@ def test_every_ui_page_declares_a_reading_action(app: FastAPI) -> None:
             Action.CATALOG_READ,
             Action.LINEAGE_READ,
             Action.JOBS_READ,
+            Action.SELF,  # one's own API tokens
         }, page.path
+
+
+# Each UI form and the REST route it mirrors: the same permission, so one decision allows or refuses both.
+UI_FORMS = {
+    "/ui/datasets/{dataset_id}/description": ("PATCH", "/api/v1/datasets/{dataset_id}"),
+    "/ui/datasets/{dataset_id}/tags": ("PATCH", "/api/v1/datasets/{dataset_id}"),
+    "/ui/datasets/{dataset_id}/owners": ("PATCH", "/api/v1/datasets/{dataset_id}"),
+    "/ui/jobs/{job_id}/kill": ("DELETE", "/api/v1/jobs/{job_id}"),
+    "/ui/tokens": ("POST", "/api/v1/tokens"),
+    "/ui/tokens/{token_id}/revoke": ("DELETE", "/api/v1/tokens/{token_id}"),
+}
+
+
+def test_every_ui_form_declares_what_its_rest_twin_declares(app: FastAPI) -> None:
+    routes = list(routes_of(app.routes))
+    forms = {r.path: r for r in routes if r.path.startswith("/ui") and "POST" in (r.methods or ())}
+    assert set(forms) - SIGN_IN_PAGES == set(UI_FORMS)
+    for path, (method, twin_path) in UI_FORMS.items():
+        (twin,) = [r for r in routes if r.path == twin_path and method in (r.methods or ())]
+        assert declared_actions(forms[path]) == declared_actions(twin), path
 
 
 def test_every_graphql_root_field_declares_its_action() -> None:

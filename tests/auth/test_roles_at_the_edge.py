@@ -68,8 +68,9 @@ async def test_anonymous_is_401_on_every_api_route_and_sent_to_sign_in_from_ever
     for method, template, action in inventory(auth_app):
         url = concrete(template, dataset_id=dataset_id, job_id=job_id)
         answer = await call(auth_client, method, url)
-        if action is Action.PUBLIC and template.startswith("/ui") and method == "POST":
-            # A public form (signing out) still needs the page's CSRF token, which this request does not carry.
+        if template.startswith("/ui") and method == "POST":
+            # A UI form (signing out, editing, killing, tokens) needs the page's CSRF token before anything else,
+            # and this request does not carry one.
             assert answer.status_code == 403 and answer.json()["error"]["code"] == "csrf_failed", (method, url)
         elif action is Action.PUBLIC:
             assert answer.status_code not in (401, 403), (method, url, answer.text)
