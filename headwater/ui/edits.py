@@ -1,4 +1,5 @@
-"""The UI's writes from the dataset and job pages: a dataset's description, tags and owners, and killing a job.
+"""The UI's writes from the dataset and job pages: a dataset's description, tags and owners, a field's description
+and tags, submitting a job and killing one.
 
 Each form posts to a route declaring the permission its REST twin declares, with the same owner look-up
 (``PATCH /api/v1/datasets/{id}``: ``catalog.edit``, its owners without the role; ``DELETE /api/v1/jobs/{id}``:
@@ -29,7 +30,8 @@ from headwater.catalog.access import dataset_owners
 from headwater.catalog.schemas import OWNER_ROLES, DatasetUpdate
 from headwater.errors import InvalidInput, PreconditionFailed, PreconditionRequired
 from headwater.jobs import service as jobs
-from headwater.jobs.access import job_owner
+from headwater.jobs.access import job_owner, submitter_of
+from headwater.jobs.schemas import JobSubmit
 from headwater.ui.forms import checked, see_other
 from headwater.ui.routes import _page, html_errors
 
@@ -140,10 +142,69 @@ def edit_owners(
     return _edit(request, session, dataset_id=dataset_id, version=version, data=data, form="owners")
 
 
+@edits_router.post("/ui/datasets/{dataset_id}/fields", dependencies=EDIT)
+@html_errors(title=NOT_CHANGED)
+def edit_field(
+    dataset_id: DatasetId,
+    request: Request,
+    session: SessionDep,
+    version: FormText = None,
+    path: FormText = None,
+    description: FormText = None,
+    tags: FormText = None,
+) -> Response:
+    """Replace one field's description and tags (``path`` names it, dotted for nested fields). A restricting tag
+    (``pii``) added or removed here restricts or lifts the whole dataset, and needs ``catalog.restrict``."""
+    if not path:
+        raise InvalidInput("name the field to edit (its path); reload the page", detail={"field": "path"})
+    text = (description or "").replace("\r\n", "\n").strip()
+    words = [word for word in _TAG_SEPARATORS.split(tags or "") if word]
+    data = checked(DatasetUpdate, {"fields": {path: {"description": text or None, "tags": words}}})
+    return _edit(request, session, dataset_id=dataset_id, version=version, data=data, form=f"fields.{path}")
+
+
 @edits_router.post("/ui/jobs/{job_id}/kill", dependencies=[allow(Action.JOBS_KILL, owned_by=job_owner)])
 @html_errors(title="The job was not killed")
 def kill_job(job_id: JobId, session: SessionDep) -> Response:
     """Kill the job (its user, or whoever may kill any job), as ``DELETE /api/v1/jobs/{id}`` does."""
     job = jobs.request_kill(session, job_id=job_id)
     audit.describe(session, target_kind="jobs", target=f"/api/v1/jobs/{job.id}", via="ui")
+    return see_other(f"/ui/jobs/{quote(job.id, safe='')}")
+
+
+def _lines(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").replace("\r\n", "\n").split("\n") if line.strip()]
+
+
+@edits_router.post("/ui/jobs", dependencies=[allow(Action.JOBS_SUBMIT)])
+@html_errors(title="The job was not submitted")
+def submit_job(
+    request: Request,
+    session: SessionDep,
+    name: FormText = None,
+    command: FormText = None,
+    clusters: FormText = None,
+    arguments: FormText = None,
+    description: FormText = None,
+    timeout: FormText = None,
+) -> Response:
+    """Submit a job as the signed-in principal, as ``POST /api/v1/jobs`` does: ``command`` the command's tags
+    (separated by commas or spaces), ``clusters`` one set of cluster tags per line (tried in order, Genie's
+    criteria), ``arguments`` one command argument per line; then the job's page."""
+    body: dict[str, object] = {
+        "name": (name or "").strip(),
+        "command_criteria": [word for word in _TAG_SEPARATORS.split(command or "") if word],
+        "cluster_criteria": [[w for w in _TAG_SEPARATORS.split(line) if w] for line in _lines(clusters)],
+        "command_args": _lines(arguments),
+        "description": (description or "").strip() or None,
+    }
+    seconds = (timeout or "").strip()
+    if seconds:
+        if not seconds.isdigit() or len(seconds) > 7:
+            raise InvalidInput(f"timeout is a number of seconds, not {seconds!r}", detail={"field": "timeout"})
+        body["timeout"] = int(seconds)
+    data = checked(JobSubmit, body)
+    submitter = submitter_of(principal_of(request), None, request.app.state.settings)
+    job = jobs.submit_job(session, data=data, submitter=submitter)
+    audit.describe(session, target_kind="jobs", target=f"/api/v1/jobs/{job.id}", via="ui", name=data.name)
     return see_other(f"/ui/jobs/{quote(job.id, safe='')}")

@@ -352,6 +352,7 @@ def jobs_page(request: Request, session: SessionDep) -> Response:
     url = _url_maker("/ui/jobs", {"user": user, "status": status, "cursor": cursor})
     return _page(
         "jobs.html",
+        can_submit=decide(principal_of(request), Action.JOBS_SUBMIT),
         page=page,
         jobs=jobs.job_out(session, page.items),
         user=user,

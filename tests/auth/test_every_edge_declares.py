@@ -102,6 +102,8 @@ UI_FORMS = {
     "/ui/datasets/{dataset_id}/description": ("PATCH", "/api/v1/datasets/{dataset_id}"),
     "/ui/datasets/{dataset_id}/tags": ("PATCH", "/api/v1/datasets/{dataset_id}"),
     "/ui/datasets/{dataset_id}/owners": ("PATCH", "/api/v1/datasets/{dataset_id}"),
+    "/ui/datasets/{dataset_id}/fields": ("PATCH", "/api/v1/datasets/{dataset_id}"),
+    "/ui/jobs": ("POST", "/api/v1/jobs"),
     "/ui/jobs/{job_id}/kill": ("DELETE", "/api/v1/jobs/{job_id}"),
     "/ui/tokens": ("POST", "/api/v1/tokens"),
     "/ui/tokens/{token_id}/revoke": ("DELETE", "/api/v1/tokens/{token_id}"),

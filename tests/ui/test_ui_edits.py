@@ -286,3 +286,32 @@ async def test_an_owners_rest_patch_is_audited_with_the_action_the_ui_form_is(
         ("alice", "catalog.edit", "PATCH", "datasets", "ok"),
         ("alice", "catalog.edit", "PATCH", "datasets", "ok"),
     ]
+
+
+async def test_a_fields_description_and_tags_are_edited_from_the_fields_table(browser: Browser, engine: Engine) -> None:
+    dataset_id, _ = make_dataset(engine, owners=("alice",))
+    alice = await browser("alice", roles=(Role.VIEWER,))
+    page, csrf, version = await open_dataset(alice, dataset_id)
+    assert f'action="/ui/datasets/{dataset_id}/fields"' in page and 'name="path" value="id"' in page
+    form = {"csrf_token": csrf, "version": version, "path": "id", "description": "The order's key", "tags": "key gold"}
+    saved = await alice.post(f"/ui/datasets/{dataset_id}/fields", data=form)
+    assert saved.status_code == 303, saved.text
+    field = (await alice.get(f"/api/v1/datasets/{dataset_id}")).json()["fields"][0]
+    assert (field["description"], field["tags"]) == ("The order's key", ["key", "gold"])
+    assert audit_of(engine, f"/api/v1/datasets/{dataset_id}")[-1] == ("alice", "catalog.edit", "POST", "datasets", "ok")
+
+    # An unknown field is a 400 naming it; a restricting tag on a column needs catalog.restrict (alice owns the
+    # dataset, so she may); nothing is written on either refusal of a viewer who owns nothing.
+    _, csrf, version = await open_dataset(alice, dataset_id)
+    unknown = await alice.post(f"/ui/datasets/{dataset_id}/fields", data={**form, "version": version, "path": "nope"})
+    assert unknown.status_code == 400 and "nope" in unknown.text
+    viewer = await browser("vera", roles=(Role.VIEWER,))
+    page = (await viewer.get(f"/ui/datasets/{dataset_id}")).text
+    assert f'action="/ui/datasets/{dataset_id}/fields"' not in page
+    forged = await viewer.post(
+        f"/ui/datasets/{dataset_id}/fields",
+        data={"csrf_token": csrf_of(page), "version": version, "path": "id", "description": "owned", "tags": ""},
+    )
+    assert forged.status_code == 403 and "text/html" in forged.headers["content-type"]
+    field = (await alice.get(f"/api/v1/datasets/{dataset_id}")).json()["fields"][0]
+    assert (field["description"], field["tags"]) == ("The order's key", ["key", "gold"])
