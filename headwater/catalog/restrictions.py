@@ -110,6 +110,11 @@ def get_restriction(session: Session, *, dataset_id: int) -> RestrictionView:
             .order_by(RestrictingTag.tag)
         )
     }
+    restricting = {t: g for t, g in session.execute(select(RestrictingTag.tag, RestrictingTag.groups))}
+    for column_tags in session.scalars(select(Field.tags).where(Field.dataset_id == dataset_id)):
+        for tag in column_tags or ():
+            if tag in restricting:  # a restricting tag on a column restricts the dataset too
+                tags[tag] = sorted(restricting[tag])
     return RestrictionView(
         dataset_id=dataset_id,
         groups=sorted(direct.groups) if direct else [],

@@ -31,6 +31,7 @@ from headwater.api.session import csrf_field, viewer
 from headwater.auth.actions import Action
 from headwater.auth.policy import Resource, audience_of, decide
 from headwater.auth.principal import Principal
+from headwater.catalog import restrictions
 from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
 from headwater.catalog.access import dataset_resource
@@ -235,6 +236,7 @@ def dataset_page(dataset_id: str, request: Request, session: SessionDep) -> Resp
         history=[SchemaVersionOut.model_validate(v) for v in history.items],
         history_total=history.total,
         editable=editable,
+        restriction=restrictions.get_restriction(session, dataset_id=dataset.id),
         etag=catalog.etag_of(dataset),
         owner_roles=OWNER_ROLES,
     )

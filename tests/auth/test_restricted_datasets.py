@@ -406,6 +406,8 @@ async def test_the_ui_shows_the_analyst_restricted_placeholders_without_names_or
     assert "customers_daily" not in impact.text and "/ui/datasets/None" not in impact.text
     page = await auth_client.get(f"/ui/datasets/{shop.dashboard}", headers=shop.admin)  # an admin sees it all
     assert "shop.public.customers" in page.text and f"/ui/datasets/{shop.customers}" in page.text
+    own = await auth_client.get(f"/ui/datasets/{shop.customers}", headers=shop.reader)  # who it is restricted to
+    assert "visible only to pii-readers" in own.text and 'through the tag <span class="tag">pii</span>' in own.text
 
 
 async def test_sql_lineage_treats_a_hidden_table_as_unknown_to_the_catalog(
@@ -449,6 +451,8 @@ async def test_a_column_tagged_with_a_restricting_tag_restricts_its_dataset(
     assert (await tag_column(shop.admin, "email", ["pii"])).status_code == 200
     assert (await auth_client.get(url, headers=shop.analyst)).status_code == 404
     assert (await auth_client.get(url, headers=shop.reader)).status_code == 200
+    restriction = (await auth_client.get(f"{url}/restriction", headers=shop.reader)).json()
+    assert restriction["tags"] == {"pii": ["pii-readers"]} and restriction["audience"] == ["pii-readers"]
     found = (await auth_client.get("/api/v1/datasets?namespace=" + NS, headers=shop.analyst)).json()
     assert lead_id not in {d["id"] for d in found["items"]}
     # A column tag that becomes restricting later restricts its dataset then; lifting the tag shows it again.
