@@ -35,6 +35,7 @@ from headwater.apidocs import install_api_docs
 from headwater.auth import audit
 from headwater.auth.actions import Action
 from headwater.auth.authenticate import Authenticator
+from headwater.auth.epoch import RevocationPoller
 from headwater.auth.oidc import OidcVerifier
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.restriction_routes import restricting_tags_router, restriction_router
@@ -152,6 +153,9 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         session.info.pop("changed_entities", None)
 
     poller = OutboxPoller(engine=engine, cache=cache, interval=settings.cache_poll_interval)
+    revocations = RevocationPoller(
+        factory=factory, authenticator=authenticator, interval=settings.auth_revocation_poll_seconds
+    )
     scheduler = SyncScheduler(
         factory,
         poll_seconds=settings.sync_poll_interval,
@@ -178,6 +182,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     loops: list[LoopService[Any]] = [
         loop
         for loop, enabled in (
+            (revocations, authenticator.mode == "on"),
             (poller, settings.cache_enabled),
             (scheduler, settings.sync_scheduler_enabled),
             (indexer_thread, settings.search_indexer_enabled),
@@ -227,6 +232,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.job_worker = job_worker
     app.state.job_reaper = job_reaper
     app.state.authenticator = authenticator
+    app.state.revocations = revocations
     app.state.oidc = oidc
     app.state.session_signer = signer
     install_edge(app, settings, cache, authenticator, signer)

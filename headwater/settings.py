@@ -303,7 +303,16 @@ class Settings(BaseSettings):
         ge=0,
         le=300,
         description="How long a verified token's principal is reused without asking the database again (a "
-        "revocation takes effect in this process at once, in other processes within this time).",
+        "revocation takes effect in this process at once, in other processes at the next poll of the auth epoch, "
+        "and within this time if that poll fails).",
+    )
+    auth_revocation_poll_seconds: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=60,
+        description="How often each server reads the auth epoch, which every revocation (a token, a service "
+        "account, a role binding) moves, to forget its cached credentials: how long a revocation made by another "
+        "process or the CLI takes to hold here.",
     )
     oidc_issuer: str | None = Field(
         default=None, description="The OpenID Connect issuer URL; its discovery document names the JWKS."

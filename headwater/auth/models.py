@@ -14,10 +14,10 @@ from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from headwater.auth.actions import Role
-from headwater.db import Base, JSONType
+from headwater.db import Base, BigInt, JSONType
 from headwater.orm import BigIntPK, UTCNow, UTCTime, one_of
 
-__all__ = ["ApiToken", "AuditEntry", "RoleBinding", "ServiceAccount", "SubjectKind"]
+__all__ = ["ApiToken", "AuditEntry", "AuthEpoch", "RoleBinding", "ServiceAccount", "SubjectKind"]
 
 
 class SubjectKind(enum.StrEnum):
@@ -110,3 +110,15 @@ class AuditEntry(Base):
     # ok: the change committed; refused: 401/403; failed: any other error (the change rolled back).
     outcome: Mapped[str] = mapped_column(String(16), default="ok")
     summary: Mapped[dict[str, object]] = mapped_column(JSONType, default=dict)
+
+
+class AuthEpoch(Base):
+    """One row counting the changes that take access away (a token revoked, a service account disabled, a role
+    binding changed): every process polls it and forgets its cached credentials when it moves
+    (:mod:`headwater.auth.epoch`), so a revocation holds everywhere within a poll, not a cache lifetime."""
+
+    __tablename__ = "auth_epoch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInt, default=0)
+    changed_at: Mapped[UTCNow]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from headwater.auth import epoch
 from headwater.auth.actions import Action, Role
 from headwater.auth.models import ApiToken, AuditEntry, RoleBinding, ServiceAccount, SubjectKind
 from headwater.auth.policy import check
@@ -131,6 +132,7 @@ def revoke_token(session: Session, token_id: int, *, by: Principal) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         session.flush()
+        epoch.bump(session)
     return token
 
 
@@ -175,6 +177,7 @@ def disable_service_account(session: Session, name: str) -> tuple[ServiceAccount
     for token in tokens:
         token.revoked_at = now
     session.flush()
+    epoch.bump(session)
     return account, [token.id for token in tokens]
 
 
@@ -186,7 +189,9 @@ def grant(session: Session, *, subject_kind: str, subject: str, role: Role, by: 
     kind = _SUBJECTS[subject_kind]
     if kind is SubjectKind.SERVICE and session.scalar(select(ServiceAccount.id).filter_by(name=subject)) is None:
         raise NotFound(f"no service account {subject!r}", detail={"field": "subject"})
-    return bind(session, kind=kind, subject=subject, role=role, by=by)
+    binding = bind(session, kind=kind, subject=subject, role=role, by=by)
+    epoch.bump(session)  # cached principals carry their roles: they are read again everywhere
+    return binding
 
 
 def revoke(session: Session, *, subject_kind: str, subject: str, role: Role) -> RoleBinding:
@@ -198,6 +203,7 @@ def revoke(session: Session, *, subject_kind: str, subject: str, role: Role) -> 
         raise NotFound(f"{subject_kind} {subject!r} has no role {role.value!r}", detail={"field": "role"})
     session.delete(binding)
     session.flush()
+    epoch.bump(session)
     return binding
 
 
