@@ -27,7 +27,8 @@ class Action(enum.StrEnum):
     JOBS_SUBMIT = "jobs.submit"
     # Submit a job that runs as another user (a scheduler acting for people): admins only (docs/security/jobs.md).
     JOBS_SUBMIT_AS = "jobs.submit_as"
-    JOBS_KILL = "jobs.kill"  # one's own jobs; admins any job
+    JOBS_KILL = "jobs.kill"  # anyone's job: admins; a job's user kills their own through ownership
+    JOBS_LOGS = "jobs.logs"  # anyone's job's logs and output files: admins; a job's user reads their own
     JOBS_ADMIN = "jobs.admin"  # clusters, commands, applications
     AUDIT_READ = "audit.read"
     ADMIN = "admin"  # role bindings, service accounts, anyone's tokens
@@ -46,6 +47,6 @@ _READ = frozenset({Action.SELF, Action.CATALOG_READ, Action.LINEAGE_READ, Action
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.VIEWER: _READ,
     Role.EDITOR: _READ | {Action.CATALOG_EDIT, Action.LINEAGE_WRITE},
-    Role.OPERATOR: _READ | {Action.JOBS_SUBMIT, Action.JOBS_KILL},
+    Role.OPERATOR: _READ | {Action.JOBS_SUBMIT},  # they kill and read the logs of their own jobs as owners
     Role.ADMIN: frozenset(Action),
 }

@@ -37,7 +37,14 @@ __all__ = [
 
 # Requests declaring one of these are reads, whatever their method (a GraphQL query sent by POST).
 READ_ACTIONS = frozenset(
-    {Action.CATALOG_READ, Action.LINEAGE_READ, Action.SEARCH_READ, Action.JOBS_READ, Action.AUDIT_READ}
+    {
+        Action.CATALOG_READ,
+        Action.LINEAGE_READ,
+        Action.SEARCH_READ,
+        Action.JOBS_READ,
+        Action.JOBS_LOGS,
+        Action.AUDIT_READ,
+    }
 )
 
 

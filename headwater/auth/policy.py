@@ -17,7 +17,9 @@ from headwater.errors import Forbidden, NotFound, Unauthenticated
 __all__ = ["Audience", "Resource", "audience_of", "check", "decide", "may_see"]
 
 # Actions an owner of the resource may take without a role that grants them.
-_OWNER_ACTIONS = frozenset({Action.CATALOG_EDIT, Action.CATALOG_RESTRICT, Action.JOBS_KILL, Action.JOBS_READ})
+_OWNER_ACTIONS = frozenset(
+    {Action.CATALOG_EDIT, Action.CATALOG_RESTRICT, Action.JOBS_KILL, Action.JOBS_READ, Action.JOBS_LOGS}
+)
 
 Audience = frozenset[str] | None
 """Whom a reader counts as when restricted datasets are filtered: its name and its groups, or None for a reader

@@ -4,7 +4,8 @@ The edge turns the request's principal into a :class:`Submitter` (:func:`submitt
 when it accepts a job: the job's user is the submitter's, resolution only considers clusters and commands open to
 the principal, and :func:`hold_active_slot` refuses a job over its user's limit, race-free on both databases.
 The reasoning is in docs/security/jobs.md. :func:`job_resource` is what the permission checks need of a job:
-its user, who may kill it and read its logs and output without a role granting that for everyone's jobs.
+its user, who may kill it and read its logs and output without a role granting that for everyone's jobs
+(``jobs.kill``, ``jobs.logs``: admins').
 """
 
 from __future__ import annotations

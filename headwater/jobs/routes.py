@@ -83,8 +83,9 @@ commands_router = named_resource_router(
 jobs_router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(min_length=1, max_length=255)]
-# A job's user reads and kills it without a role granting that for everyone's jobs.
+# A job's user reads it, its logs and its output, and kills it, without a role granting that for everyone's jobs.
 READ_JOB = [allow(Action.JOBS_READ, owned_by=job_owner)]
+READ_LOGS = [allow(Action.JOBS_LOGS, owned_by=job_owner)]
 
 
 # ----------------------------------------------------------------------------------------- jobs
@@ -263,15 +264,16 @@ def get_job_execution(job_id: JobId, session: SessionDep) -> JobExecutionOut:
     return JobExecutionOut(**where, attempts=attempts)
 
 
-@jobs_router.get("/{job_id}/output", response_model=list[OutputEntry], dependencies=READ_JOB)
+@jobs_router.get("/{job_id}/output", response_model=list[OutputEntry], dependencies=READ_LOGS)
 def list_job_output(job_id: JobId, session: SessionDep) -> list[OutputEntry]:
-    """The files and directories of the job's working directory."""
+    """The files and directories of the job's working directory: for its user, and whoever holds jobs.logs."""
     return workspace.list_output(session, job_id=job_id)
 
 
-@jobs_router.get("/{job_id}/output/{path:path}", dependencies=READ_JOB)
+@jobs_router.get("/{job_id}/output/{path:path}", dependencies=READ_LOGS)
 def get_job_output_file(job_id: JobId, path: str, session: SessionDep) -> FileResponse:
-    """Download one file of the job's working directory (HTTP Range supported)."""
+    """Download one file of the job's working directory (HTTP Range supported): for its user, and whoever holds
+    jobs.logs."""
     target = workspace.output_file(session, job_id=job_id, path=path)
     return FileResponse(target, media_type="application/octet-stream", filename=target.name)
 
@@ -280,7 +282,7 @@ def get_job_output_file(job_id: JobId, path: str, session: SessionDep) -> FileRe
     "/{job_id}/logs/{stream}",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "Log bytes from `offset`."}},
-    dependencies=READ_JOB,
+    dependencies=READ_LOGS,
 )
 def get_job_log(
     job_id: JobId,
@@ -294,7 +296,8 @@ def get_job_log(
     follow: Annotated[bool, Query(description="Stream the log as it grows until the job ends.")] = False,
 ) -> Response:
     """The live tail of a job's stdout or stderr: bytes from ``offset``, with ``X-Log-Next-Offset`` to poll
-    from next and ``X-Job-Finished: true`` once nothing more will be written; ``follow=true`` streams instead."""
+    from next and ``X-Job-Finished: true`` once nothing more will be written; ``follow=true`` streams instead.
+    For the job's user, and whoever holds jobs.logs."""
     chunk = workspace.read_log(session, job_id=job_id, stream=stream, offset=offset, limit=limit)
     headers = {
         "X-Log-Offset": str(chunk.offset),
@@ -311,9 +314,10 @@ def get_job_log(
     return Response(chunk.data, media_type="application/octet-stream", headers=headers)
 
 
-@jobs_router.get("/{job_id}/logs-archive", dependencies=READ_JOB)
+@jobs_router.get("/{job_id}/logs-archive", dependencies=READ_LOGS)
 def get_job_log_archive(job_id: JobId, session: SessionDep) -> FileResponse:
-    """The gzip tarball of a job's logs, made when retention removed a job that asked for archiving."""
+    """The gzip tarball of a job's logs, made when retention removed a job that asked for archiving: for its
+    user, and whoever holds jobs.logs."""
     target = workspace.archive_file(session, job_id=job_id)
     return FileResponse(target, media_type="application/gzip", filename=target.name)
 
@@ -322,6 +326,7 @@ def get_job_log_archive(job_id: JobId, session: SessionDep) -> FileResponse:
     "/{job_id}", status_code=202, response_model=JobOut, dependencies=[allow(Action.JOBS_KILL, owned_by=job_owner)]
 )
 def kill_job(job_id: JobId, session: SessionDep) -> JobOut:
-    """Kill the job: its whole process group is signalled by its worker; the job ends KILLED."""
+    """Kill the job: its whole process group is signalled by its worker; the job ends KILLED. Its user may;
+    anyone else needs jobs.kill."""
     job = service.request_kill(session, job_id=job_id)
     return service.job_out(session, [job])[0]

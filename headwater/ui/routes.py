@@ -39,7 +39,7 @@ from headwater.catalog.schemas import OWNER_ROLES, DatasetSummary, SchemaVersion
 from headwater.errors import HeadwaterError, InvalidInput, NotFound
 from headwater.jobs import service as jobs
 from headwater.jobs import workspace
-from headwater.jobs.access import job_resource
+from headwater.jobs.access import job_owner, job_resource
 from headwater.jobs.models import FINAL_STATUSES, JobStatus
 from headwater.lineage import graph
 from headwater.lineage import runs as lineage_service
@@ -317,15 +317,20 @@ def _tail(session: Any, job_id: str, stream: str) -> _Tail:
     return _Tail(chunk.data.decode("utf-8", errors="replace"), offset, chunk.size)
 
 
-@ui_router.get("/ui/jobs/{job_id}", response_class=HTMLResponse, dependencies=[allow(Action.JOBS_READ)])
+@ui_router.get(
+    "/ui/jobs/{job_id}", response_class=HTMLResponse, dependencies=[allow(Action.JOBS_READ, owned_by=job_owner)]
+)
 @html_errors()
 def job_page(job_id: str, request: Request, session: SessionDep) -> Response:
-    """One job: its status and history, where it ran, the tail of its logs, and the lineage run it reported."""
+    """One job: its status and history, where it ran, the tail of its logs (for its user, and whoever holds
+    jobs.logs), and the lineage run it reported."""
     row = jobs.get_job(session, job_id=job_id)
+    principal = principal_of(request)
     killable = JobStatus(row.status) not in FINAL_STATUSES and may(
-        principal_of(request), Action.JOBS_KILL, lambda: job_resource(session, job_id=row.id)
+        principal, Action.JOBS_KILL, lambda: job_resource(session, job_id=row.id)
     )
-    logs = [(stream, _tail(session, row.id, stream)) for stream in ("stderr", "stdout")]
+    shown = may(principal, Action.JOBS_LOGS, lambda: job_resource(session, job_id=row.id))
+    logs = [(stream, _tail(session, row.id, stream)) for stream in ("stderr", "stdout")] if shown else []
     try:
         run = lineage_service.get_run(session, run_id=row.run_uuid)
     except NotFound:
@@ -336,6 +341,8 @@ def job_page(job_id: str, request: Request, session: SessionDep) -> Response:
         arguments=row.request.get("command_args", []),
         transitions=jobs.transitions_of(session, job=row),
         logs=logs,
+        logs_shown=shown,
+        logs_permission=Action.JOBS_LOGS.value,
         run=run,
         killable=killable,
     )

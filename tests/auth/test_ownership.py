@@ -78,11 +78,18 @@ async def test_a_jobs_user_kills_and_reads_their_own_job_without_a_role_but_not_
     mine = make_job(engine, "alice-job", user="alice")
     theirs = make_job(engine, "bob-job", user="bob")
     alice = mint("alice")  # no role at all: only ownership
-    for path in ("", "/status", "/request", "/execution", "/logs/stdout"):
+    for path, permission in [
+        ("", "jobs.read"),
+        ("/status", "jobs.read"),
+        ("/request", "jobs.read"),
+        ("/execution", "jobs.read"),
+        ("/logs/stdout", "jobs.logs"),
+        ("/output", "jobs.logs"),
+    ]:
         answer = await auth_client.get(f"/api/v1/jobs/{mine}{path}", headers=bearer(alice))
         assert answer.status_code not in (401, 403), (path, answer.text)
         refused = await auth_client.get(f"/api/v1/jobs/{theirs}{path}", headers=bearer(alice))
-        assert refused.status_code == 403 and refused.json()["error"]["detail"] == {"permission": "jobs.read"}
+        assert refused.status_code == 403 and refused.json()["error"]["detail"] == {"permission": permission}
     assert (await auth_client.delete(f"/api/v1/jobs/{theirs}", headers=bearer(alice))).status_code == 403
     killed = await auth_client.delete(f"/api/v1/jobs/{mine}", headers=bearer(alice))
     assert killed.status_code == 202, killed.text

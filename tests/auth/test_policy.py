@@ -25,7 +25,11 @@ def user(
     [
         (Role.VIEWER, [Action.CATALOG_READ, Action.LINEAGE_READ, Action.SEARCH_READ], [Action.CATALOG_EDIT]),
         (Role.EDITOR, [Action.CATALOG_EDIT, Action.LINEAGE_WRITE], [Action.JOBS_SUBMIT, Action.SOURCES_ADMIN]),
-        (Role.OPERATOR, [Action.JOBS_SUBMIT, Action.JOBS_KILL, Action.JOBS_READ], [Action.CATALOG_EDIT]),
+        (
+            Role.OPERATOR,
+            [Action.JOBS_SUBMIT, Action.JOBS_READ],
+            [Action.CATALOG_EDIT, Action.JOBS_KILL, Action.JOBS_LOGS],
+        ),
         (Role.ADMIN, list(Action), []),
     ],
 )
@@ -55,6 +59,18 @@ def test_owners_edit_their_dataset_without_the_editor_role_by_name_or_by_group()
     assert not decide(user("dave", Role.VIEWER, groups=("team-search",)), Action.CATALOG_EDIT, orders)
     # Ownership lets an owner edit, never administer sources or submit jobs.
     assert not decide(user("alice", Role.VIEWER), Action.SOURCES_ADMIN, orders)
+
+
+def test_a_jobs_user_kills_it_and_reads_its_logs_and_only_admins_do_so_for_anyones_job() -> None:
+    olives = Resource(kind="job", name="nightly", owners=["olive"])
+    for action in (Action.JOBS_KILL, Action.JOBS_LOGS):
+        assert decide(user("olive", Role.OPERATOR), action, olives)
+        assert decide(user("olive"), action, olives)  # ownership alone, no role
+        assert not decide(user("otto", Role.OPERATOR), action, olives)
+        assert not decide(user("vera", Role.VIEWER), action, olives)
+        assert not decide(user("eddie", Role.EDITOR), action, olives)
+        assert decide(user("root", Role.ADMIN), action, olives)
+    assert decide(user("vera", Role.VIEWER), Action.JOBS_READ, olives)  # what it is, where it ran: every role
 
 
 def test_a_restricted_resource_is_refused_to_outsiders_whatever_their_role_but_not_to_admins() -> None:
