@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from headwater.api.responses import validation_message
 from headwater.errors import HeadwaterError, InvalidInput
-from headwater.ui.routes import _error_page
+from headwater.ui.routes import _error_page, sign_in_link
 
 __all__ = ["checked", "install_error_pages", "see_other"]
 
@@ -55,14 +55,15 @@ async def _answer(handler: Callable[[Request, Exception], Any], request: Request
 
 
 def install_error_pages(app: FastAPI) -> None:
-    """Answer a UI form's refusal by its declared permission (403, or the 404 of a missing or hidden thing) and
-    a malformed path parameter (400) with the UI error page, after the API's handlers are installed."""
+    """Answer a UI page's or form's refusal by its declared permission (403 naming it, 401 with a link to sign in
+    when OIDC sign-in is configured, or the 404 of a missing or hidden thing) and a malformed path parameter (400)
+    with the UI error page, after the API's handlers are installed."""
     domain = app.exception_handlers[HeadwaterError]
     invalid = app.exception_handlers[RequestValidationError]
 
     async def domain_error(request: Request, exc: Exception) -> Response:
         if _from_browser(request) and isinstance(exc, HeadwaterError):
-            return _error_page(exc)
+            return _error_page(exc, sign_in=sign_in_link(request) if exc.status_code == 401 else None)
         return await _answer(domain, request, exc)
 
     async def invalid_request(request: Request, exc: Exception) -> Response:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 from headwater.api.auth import allow, principal_of
 from headwater.api.deps import SessionDep
 from headwater.api.params import parse_id
-from headwater.api.responses import unstorable_reason
-from headwater.api.session import csrf_field, viewer
+from headwater.api.responses import challenge, unstorable_reason
+from headwater.api.session import LOGIN_PATH, csrf_field, viewer
 from headwater.auth.actions import Action
 from headwater.auth.policy import Resource, audience_of, decide
 from headwater.auth.principal import Principal
@@ -47,7 +47,7 @@ from headwater.lineage.schemas import NodeOut
 from headwater.search.base import FACETS, DocumentType, SearchQuery
 from headwater.ui.picture import lineage_svg
 
-__all__ = ["ui_router"]
+__all__ = ["sign_in_link", "ui_router"]
 
 ui_router = APIRouter(include_in_schema=False)
 P = ParamSpec("P")
@@ -78,15 +78,22 @@ _templates.globals["viewer"] = viewer  # who the page is for (the header), from 
 _templates.globals["csrf_field"] = csrf_field  # {{ csrf_field() }} in every form that POSTs
 
 
-def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(_templates.get_template(template).render(**context), status_code=status_code)
+def _page(template: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_templates.get_template(template).render(**context), status_code=status_code, headers=headers)
 
 
 def _error_page(
-    exc: HeadwaterError | DataError, q: str | None = None, session: Session | None = None, title: str | None = None
+    exc: HeadwaterError | DataError,
+    q: str | None = None,
+    session: Session | None = None,
+    title: str | None = None,
+    *,
+    sign_in: str | None = None,
 ) -> HTMLResponse:
     """The page of a refusal: a domain error, or a value the database refused (a NUL character in a parameter).
-    The request's transaction is rolled back first: a form refused halfway writes nothing."""
+    The request's transaction is rolled back first: a form refused halfway writes nothing. A 403 names the
+    permission missing; ``sign_in`` (the sign-in page, when OIDC sign-in is configured) is linked to, for a visitor
+    who must sign in (again)."""
     if session is not None:
         session.rollback()
     if isinstance(exc, DataError):
@@ -101,14 +108,33 @@ def _error_page(
         428: "Cannot show that",
         503: "Unavailable",
     }
-    title = title or titles.get(exc.status_code, "Error")
-    return _page("error.html", status_code=exc.status_code, title=title, message=exc.message, q=q)
+    permission = exc.detail.get("permission") if exc.status_code == 403 and isinstance(exc.detail, dict) else None
+    return _page(
+        "error.html",
+        status_code=exc.status_code,
+        headers=challenge(exc),
+        title=title or titles.get(exc.status_code, "Error"),
+        message=exc.message,
+        q=q,
+        permission=permission,
+        sign_in=sign_in,
+    )
 
 
 def may(principal: Principal, action: Action, load: Callable[[], Resource]) -> bool:
     """Whether the page offers a form for ``action``: the one decision its POST route will make (roles first,
     then the thing's owners, loaded only when the roles do not decide)."""
     return decide(principal, action) or (principal.authenticated and decide(principal, action, load()))
+
+
+def sign_in_link(request: Request, back_to: str | None = None) -> str | None:
+    """Where a visitor signs in and comes back to ``back_to`` (default: this page); None when this server has no
+    OIDC sign-in."""
+    oidc = getattr(request.app.state, "oidc", None)
+    if oidc is None or oidc.client_id is None:
+        return None
+    here = back_to or request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return f"{LOGIN_PATH}?next={quote(here, safe='')}"
 
 
 def _query_text(request: Request) -> str | None:
@@ -128,8 +154,13 @@ def html_errors(
                 return endpoint(*args, **kwargs)
             except (HeadwaterError, DataError) as exc:
                 request, session = kwargs.get("request"), kwargs.get("session")
-                q = _query_text(request) if keep_query and isinstance(request, Request) else None
-                return _error_page(exc, q, session if isinstance(session, Session) else None, title)
+                sign_in: str | None = None
+                q: str | None = None
+                if isinstance(request, Request):
+                    q = _query_text(request) if keep_query else None
+                    if isinstance(exc, HeadwaterError) and exc.status_code == 401:
+                        sign_in = sign_in_link(request)
+                return _error_page(exc, q, session if isinstance(session, Session) else None, title, sign_in=sign_in)
 
         return page
 

@@ -24,7 +24,7 @@ from headwater.api.session import LOGIN_PATH, SESSION_COOKIE, SessionSigner, UiS
 from headwater.auth.actions import Action
 from headwater.auth.oidc import OidcVerifier
 from headwater.errors import HeadwaterError, InvalidInput, NotFound, Unauthenticated
-from headwater.ui.routes import _error_page, _page
+from headwater.ui.routes import _error_page, _page, sign_in_link
 
 __all__ = ["CALLBACK_PATH", "LOGOUT_PATH", "signin_router"]
 
@@ -132,7 +132,8 @@ def callback(request: Request) -> Response:
         )
         identity = verifier.verify_id_token(tokens.id_token, nonce=pending["n"])
     except HeadwaterError as exc:
-        refused = _error_page(exc)
+        again = sign_in_link(request, local_next(pending.get("next") if pending else None))
+        refused = _error_page(exc, sign_in=again if exc.status_code in (400, 401) else None)
         refused.delete_cookie(SIGNIN_COOKIE, path="/ui/auth")
         return refused
     signer = _signer(request)

@@ -144,3 +144,29 @@ async def test_a_forged_session_cookie_is_no_one(oidc_client: httpx.AsyncClient,
     oidc_client.cookies.set("headwater_session", forged, domain="headwater.test")
     page = await oidc_client.get("/ui/sources")
     assert page.status_code == 303 and page.headers["location"].startswith("/ui/login?next=")  # anonymous
+
+
+async def test_a_refused_sign_in_links_to_signing_in_again_back_to_the_page_asked_for(
+    oidc_client: httpx.AsyncClient, oidc_provider: OidcTestProvider
+) -> None:
+    start = await oidc_client.get("/ui/login", params={"next": "/ui/jobs?status=FAILED"})
+    assert start.status_code == 302
+    denied = await oidc_client.get("/ui/auth/callback", params={"error": "access_denied"})
+    assert denied.status_code == 401 and denied.headers["content-type"].startswith("text/html")
+    assert "<h1>Not signed in</h1>" in denied.text
+    assert 'id="sign-in" href="/ui/login?next=%2Fui%2Fjobs%3Fstatus%3DFAILED"' in denied.text
+    again = await oidc_client.get("/ui/login", params={"next": "/ui/jobs?status=FAILED"})
+    back = await sign_in_at_provider(oidc_client, again.headers["location"], login="alice")
+    done = await oidc_client.get(back.headers["location"])
+    assert done.status_code == 303 and done.headers["location"] == "/ui/jobs?status=FAILED"
+
+
+async def test_a_signed_in_person_without_a_role_gets_the_ui_403_page_naming_the_permission(
+    oidc_client: httpx.AsyncClient, oidc_provider: OidcTestProvider
+) -> None:
+    done = await sign_in(oidc_client, "bob")  # no role binding: HEADWATER_AUTH_DEFAULT_ROLE is none here
+    assert done.status_code == 303
+    page = await oidc_client.get("/ui/sources")
+    assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
+    assert "<h1>Not allowed</h1>" in page.text and "<code>catalog.read</code>" in page.text
+    assert ">bob<" in page.text and "Sign out" in page.text  # the UI's frame: who is signed in, and a way out
