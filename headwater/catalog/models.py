@@ -20,6 +20,7 @@ __all__ = [
     "ChangeEvent",
     "ChangeKind",
     "Dataset",
+    "DatasetAlias",
     "DatasetAudience",
     "DatasetKind",
     "DatasetOwner",
@@ -257,3 +258,17 @@ class DatasetAudience(Base):
 
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
     member: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+
+
+class DatasetAlias(Base):
+    """Another name of a catalog dataset (a Spark file path whose OpenLineage symlink is a Hive table): any name
+    a producer or a source used for it resolves to it (:mod:`headwater.catalog.identity`). The table keeps the
+    name the lineage tables gave it first."""
+
+    __tablename__ = "lineage_dataset_aliases"
+    __table_args__ = (UniqueConstraint("namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(512))
+    name: Mapped[str] = mapped_column(String(1024))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)

@@ -13,7 +13,7 @@ from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session, selectinload
 
 from headwater.auth.policy import Audience
-from headwater.catalog import restrictions
+from headwater.catalog import identity, restrictions
 from headwater.catalog.models import Dataset, DatasetKind, DatasetOwner, DatasetTag, Field, SchemaVersion, Source
 from headwater.db import in_chunks
 from headwater.errors import NotFound
@@ -140,10 +140,11 @@ def read_dataset(
 def get_dataset_by_name(
     session: Session, *, namespace: str, name: str, include_deleted: bool = False, audience: Audience = None
 ) -> Dataset:
-    """One dataset by its OpenLineage identity."""
-    stmt = dataset_query().where(Dataset.namespace == namespace, Dataset.name == name)
+    """One dataset by its OpenLineage identity or any other name it is known by (an alias)."""
+    dataset_id = identity.resolve_id(session, namespace, name)
+    found = None if dataset_id is None else session.scalar(dataset_query().where(Dataset.id == dataset_id))
     label = f"named {name!r} in namespace {namespace!r}"
-    return _not_found_or_deleted(session.scalar(stmt), label, include_deleted, session, audience)
+    return _not_found_or_deleted(found, label, include_deleted, session, audience)
 
 
 def datasets_by_id(session: Session, *, dataset_ids: Sequence[int], audience: Audience = None) -> list[Dataset]:

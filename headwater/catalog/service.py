@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from headwater.auth.policy import Audience
 from headwater.auth.principal import Principal
-from headwater.catalog import restrictions
+from headwater.catalog import identity, restrictions
 from headwater.catalog.bulk import validate_fields
 from headwater.catalog.events import Change, record_change, record_changes
 from headwater.catalog.fields import FlatField, diff_schemas, fingerprint, flatten
@@ -296,6 +296,16 @@ def register_dataset(session: Session, *, data: DatasetCreate, audience: Audienc
             Dataset.namespace == namespace, Dataset.name == data.name, Dataset.deleted_at.is_(None)
         )
     )
+    if existing is None:  # the name may be another name (an alias) of a dataset: one dataset, one node
+        aliased = identity.resolve_id(session, namespace, data.name)
+        if aliased is not None and (target := session.get(Dataset, aliased)) is not None and target.deleted_at is None:
+            existing = aliased
+            if audience is None or not restrictions.hidden_among(session, [aliased], audience):
+                raise Conflict(
+                    f"{namespace}/{data.name} is another name of dataset {aliased} ({target.namespace}/{target.name}); "
+                    "use that dataset",
+                    detail={"field": "name", "dataset_id": aliased},
+                )
     if existing is not None and audience is not None and restrictions.hidden_among(session, [existing], audience):
         raise Conflict(
             f"the name {data.name!r} in namespace {namespace!r} is taken by a dataset you may not see; "

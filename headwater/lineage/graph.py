@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from headwater.auth.policy import Audience
+from headwater.catalog import identity
 from headwater.catalog.models import Dataset, DatasetOwner, Field
 from headwater.catalog.restrictions import hidden_among
 from headwater.db import in_chunks
@@ -101,11 +102,12 @@ def resolve_node(
             raise NotFound(f"no dataset with id {dataset_id}", detail={"field": f"{prefix}dataset_id"})
         dataset = NodeRef(ds[0], ds[1], ds[2])
     elif namespace and name:
-        ds = session.execute(
-            select(Dataset.id, Dataset.namespace, Dataset.name).where(
-                Dataset.namespace == namespace, Dataset.name == name
-            )
-        ).first()
+        known = identity.resolve_id(session, namespace, name)  # its own name or another it is known by
+        ds = (
+            None
+            if known is None
+            else session.execute(select(Dataset.id, Dataset.namespace, Dataset.name).where(Dataset.id == known)).first()
+        )
         if ds is None:
             raise NotFound(f"no dataset named {name!r} in namespace {namespace!r}", detail={"field": f"{prefix}name"})
         dataset = NodeRef(ds[0], ds[1], ds[2])

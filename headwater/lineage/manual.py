@@ -16,6 +16,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from headwater.auth.policy import Audience
+from headwater.catalog import identity
 from headwater.catalog.models import Dataset, Field
 from headwater.catalog.restrictions import hidden_among
 from headwater.errors import Conflict, NotFound
@@ -35,27 +36,33 @@ class InvalidEdge(InvalidEvent):
     """A declaration whose parts do not fit together (422, naming the field)."""
 
 
-def _end(session: Session, end: EdgeEndIn, label: str, audience: Audience = None) -> tuple[int, int | None]:
-    """(dataset id, field id or None) of one end; 404 naming it when the catalog does not know it (or ``audience``
-    may not see it)."""
-    found = session.execute(
-        select(Dataset.id, Dataset.deleted_at).where(Dataset.namespace == end.namespace, Dataset.name == end.name)
-    ).first()
+def _end(session: Session, end: EdgeEndIn, label: str, audience: Audience = None) -> tuple[int, int | None, str]:
+    """(dataset id, field id or None, the node's canonical label) of one end, named by the dataset's own name or
+    any other it is known by; 404 naming it when the catalog does not know it (or ``audience`` may not see it)."""
+    known = identity.resolve_id(session, end.namespace, end.name)
+    found = (
+        None
+        if known is None
+        else session.execute(
+            select(Dataset.id, Dataset.deleted_at, Dataset.namespace, Dataset.name).where(Dataset.id == known)
+        ).first()
+    )
     if found is None or (audience is not None and hidden_among(session, [found.id], audience)):
         raise NotFound(
             f"{label}: no dataset named {end.name!r} in namespace {end.namespace!r}", detail={"field": f"{label}.name"}
         )
     if found.deleted_at is not None:
         raise NotFound(f"{label}: dataset {end.namespace}/{end.name} is deleted", detail={"field": f"{label}.name"})
+    base = f"{found.namespace}/{found.name}"
     if end.field is None:
-        return found.id, None
+        return found.id, None, base
     field_id = session.scalar(select(Field.id).where(Field.dataset_id == found.id, Field.path == end.field))
     if field_id is None:
         raise NotFound(
             f"{label}: dataset {end.namespace}/{end.name} has no column {end.field!r}",
             detail={"field": f"{label}.field"},
         )
-    return found.id, field_id
+    return found.id, field_id, f"{base}#{end.field}"
 
 
 def _check(data: ManualEdgeIn) -> Level:
@@ -68,12 +75,6 @@ def _check(data: ManualEdgeIn) -> Level:
     if level == "dataset" and (data.transformation_type is not None or data.subtype is not None):
         which = "transformation_type" if data.transformation_type is not None else "subtype"
         raise InvalidEdge(f"{which} describes a column edge; this edge joins two datasets", detail={"field": which})
-    if (data.source.namespace, data.source.name, data.source.field) == (
-        data.target.namespace,
-        data.target.name,
-        data.target.field,
-    ):
-        raise InvalidEdge("an edge cannot join a node to itself", detail={"field": "target"})
     return level
 
 
@@ -83,8 +84,10 @@ def declare_edge(
     """Record (or refresh) an edge declared by hand; 404 for an unknown dataset or column, 409 when the same
     edge is already known another way."""
     level = _check(data)
-    source_dataset, source_field = _end(session, data.source, "source", audience)
-    target_dataset, target_field = _end(session, data.target, "target", audience)
+    source_dataset, source_field, source_label = _end(session, data.source, "source", audience)
+    target_dataset, target_field, target_label = _end(session, data.target, "target", audience)
+    if (source_dataset, source_field) == (target_dataset, target_field):  # two names of one node count as one
+        raise InvalidEdge("an edge cannot join a node to itself", detail={"field": "target"})
     when = now or dt.datetime.now(dt.UTC)
     job_id = load_jobs(session, [(data.job_namespace, data.job_name)])[(data.job_namespace, data.job_name)].id
     provenance: dict[str, Any] = {
@@ -130,8 +133,8 @@ def declare_edge(
         id=edge.id,
         level=level,
         created=existing is None,
-        source=_label(data.source),
-        target=_label(data.target),
+        source=source_label,
+        target=target_label,
         job=f"{data.job_namespace}/{data.job_name}",
         transformation_type=row.get("transformation_type"),
         subtype=row.get("subtype") or None,
@@ -142,11 +145,6 @@ def declare_edge(
         retired_at=edge.retired_at,
         last_run_id=None,
     )
-
-
-def _label(end: EdgeEndIn) -> str:
-    base = f"{end.namespace}/{end.name}"
-    return f"{base}#{end.field}" if end.field is not None else base
 
 
 def withdraw_edge(session: Session, *, level: Level, edge_id: int, now: dt.datetime | None = None) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, and_, case
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from headwater.catalog.models import DatasetAlias  # re-exported: the catalog owns a dataset's other names
 from headwater.db import Base, BigInt, JSONType
 from headwater.orm import BigIntPK, Code, Count, LongText, Name, Namespace, UTCNow, UTCTime, one_of
 
@@ -131,14 +132,6 @@ class LineageRun(Base):
     event_count: Mapped[Count]
     created_at: Mapped[UTCNow]
     updated_at: Mapped[UTCNow]
-
-
-class DatasetAlias(_Named, Base):
-    """Another OpenLineage identity of a catalog dataset (a Spark file path whose symlink is a Hive table)."""
-
-    __tablename__ = "lineage_dataset_aliases"
-
-    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
 
 
 class _Provenance:

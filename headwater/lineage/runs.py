@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from headwater.auth.policy import Audience
-from headwater.catalog.models import Dataset
+from headwater.catalog import identity
 from headwater.catalog.restrictions import hidden_among
 from headwater.db import in_chunks
 from headwater.errors import InvalidInput, NotFound
@@ -97,14 +97,9 @@ def redact_events(session: Session, payloads: list[Any], audience: Audience) -> 
                     named.setdefault((entry["namespace"], str(entry.get("name"))), []).append(entry)
     if not named:
         return payloads
-    ids: dict[int, tuple[str, str]] = {}
-    for chunk in in_chunks(sorted(named)):
-        condition = or_(*(and_(Dataset.namespace == ns, Dataset.name == name) for ns, name in chunk))
-        for dataset_id, ns, name in session.execute(
-            select(Dataset.id, Dataset.namespace, Dataset.name).where(condition)
-        ):
-            ids[dataset_id] = (ns, name)
-    hidden = {ids[i] for i in hidden_among(session, ids, audience)}
+    known = identity.resolve_ids(session, named)  # an alias of a hidden dataset names it too
+    hidden_ids = hidden_among(session, set(known.values()), audience)
+    hidden = {name for name, dataset_id in known.items() if dataset_id in hidden_ids}
     if not hidden:
         return payloads
     out = []

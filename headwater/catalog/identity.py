@@ -1,0 +1,59 @@
+"""One dataset, whatever it is called: the canonical dataset of any name it is known by.
+
+A dataset has its own OpenLineage identity ``(namespace, name)`` and may have other names: the storage path a
+Spark job wrote (``s3://bucket`` + ``warehouse/orders``) whose symlinks facet names the Hive table, the names
+producers used before a source federated the table. Those are kept as aliases (``lineage_dataset_aliases``).
+Every edge that looks a dataset up by name (REST by-name, lineage graph, impact, path and declared edges,
+GraphQL, the UI, raw-event redaction) asks here, so every name reaches the same node. A dataset's own name wins
+over an alias of another one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from headwater.catalog.models import Dataset, DatasetAlias
+from headwater.db import in_chunks
+
+__all__ = ["Name", "aliases_of", "resolve_id", "resolve_ids"]
+
+Name = tuple[str, str]  # (namespace, name), as OpenLineage names a dataset
+
+
+def resolve_ids(session: Session, names: Iterable[Name]) -> dict[Name, int]:
+    """The dataset each of ``names`` is (its own name first, then an alias); unknown names are absent. Deleted
+    datasets are found too: whether one may be shown is the caller's decision."""
+    wanted = sorted(set(names))
+    found: dict[Name, int] = {}
+    for chunk in in_chunks(wanted):
+        own = tuple_(Dataset.namespace, Dataset.name).in_(chunk)
+        for dataset_id, ns, n in session.execute(select(Dataset.id, Dataset.namespace, Dataset.name).where(own)):
+            found[(ns, n)] = dataset_id
+        rest = [name for name in chunk if name not in found]
+        if not rest:
+            continue
+        other = tuple_(DatasetAlias.namespace, DatasetAlias.name).in_(rest)
+        for dataset_id, ns, n in session.execute(
+            select(DatasetAlias.dataset_id, DatasetAlias.namespace, DatasetAlias.name).where(other)
+        ):
+            found[(ns, n)] = dataset_id
+    return found
+
+
+def resolve_id(session: Session, namespace: str, name: str) -> int | None:
+    """The dataset named ``namespace``/``name`` by its own name or an alias; None when no dataset is."""
+    return resolve_ids(session, [(namespace, name)]).get((namespace, name))
+
+
+def aliases_of(session: Session, dataset_id: int, *, limit: int = 100) -> list[Name]:
+    """The other names of a dataset, sorted (at most ``limit``)."""
+    rows = session.execute(
+        select(DatasetAlias.namespace, DatasetAlias.name)
+        .where(DatasetAlias.dataset_id == dataset_id)
+        .order_by(DatasetAlias.namespace, DatasetAlias.name)
+        .limit(limit)
+    )
+    return [(ns, n) for ns, n in rows]
