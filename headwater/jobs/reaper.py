@@ -25,7 +25,7 @@ from headwater.jobs.dispatch import LostJob, end_attempts
 from headwater.jobs.exit_status import read_exit_status
 from headwater.jobs.models import ACTIVE_STATUSES, Job, JobStatus
 from headwater.jobs.processes import kill_group, runs_job
-from headwater.jobs.run_lineage import record_run_lineage
+from headwater.jobs.run_lineage import OUTCOMES, Outcome, record_run_lineage
 from headwater.jobs.service import notify_workers, transition
 from headwater.leases import renewed_before
 from headwater.loops import LoopService
@@ -92,11 +92,13 @@ def reap_lost_jobs(
         requeued = False
         if exits[job.pk] is not None:
             note = f"{reason} (recorded from its exit status: its worker was lost)"
-            if outcome is JobStatus.SUCCEEDED:
-                note = _lineage_of(session, job) or note
+            note = _lineage_of(session, job, OUTCOMES[outcome], note) or note
             transition(job, outcome, note, session=session, now=now)
         elif job.kill_requested:
-            transition(job, JobStatus.KILLED, "worker lost while the job was being killed", session=session, now=now)
+            note = "worker lost while the job was being killed"
+            transition(
+                job, JobStatus.KILLED, _lineage_of(session, job, "ABORT", note) or note, session=session, now=now
+            )
         elif job.attempt < job.max_attempts:
             pid = job.pid
             job.attempt += 1
@@ -106,7 +108,8 @@ def reap_lost_jobs(
             lost.append(LostJob(id=job.id, host=job.host, pid=pid, requeued=True))
             continue
         else:
-            transition(job, JobStatus.FAILED, "worker lost", session=session, now=now)
+            note = _lineage_of(session, job, "FAIL", "worker lost") or "worker lost"
+            transition(job, JobStatus.FAILED, note, session=session, now=now)
         lost.append(LostJob(id=job.id, host=job.host, pid=job.pid, requeued=requeued))
     notify_workers(session)  # a cluster slot is free, and perhaps a job is queued again
     session.flush()
@@ -122,9 +125,16 @@ def _exit_status(job: Job, *, host: str | None, shared_work_dirs: bool) -> int |
     return read_exit_status(Path(job.work_dir))
 
 
-def _lineage_of(session: Session, job: Job) -> str | None:
+_OUTCOMES: dict[JobStatus, Outcome] = {
+    JobStatus.SUCCEEDED: "COMPLETE",
+    JobStatus.FAILED: "FAIL",
+    JobStatus.KILLED: "ABORT",
+}
+
+
+def _lineage_of(session: Session, job: Job, outcome: Outcome, reason: str) -> str | None:
     try:
-        return record_run_lineage(session, job)
+        return record_run_lineage(session, job, outcome=outcome, reason=reason)
     except Exception:  # the job's outcome must be recorded all the same
         log.exception("job %s: recording its lineage failed", job.id)
         return None

@@ -1,26 +1,40 @@
-"""The lineage of a job's run: when a job succeeds, its declared inputs and outputs, and the tables and column
-lineage parsed from a Spark SQL or Flink SQL job's SQL, are ingested as OpenLineage events of the run whose id is
-the job's run id (START and COMPLETE), in a savepoint of the transaction that records the job's end."""
+"""The lineage of a job's run: when a job ends after it ran, its declared inputs and outputs, and the tables and
+column lineage parsed from a Spark SQL or Flink SQL job's SQL, are ingested as OpenLineage events of the run whose
+id is the job's run id (START, then COMPLETE, FAIL or ABORT as the job succeeded, failed or was killed; a failed
+run's events carry its reason in the ``errorMessage`` run facet), in a savepoint of the transaction that records
+the job's end. A failed run leaves a trace: its state, its datasets, and the job's declared lineage."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from sqlalchemy.orm import Session
 
 from headwater.db import utcnow
 from headwater.errors import HeadwaterError
-from headwater.jobs.models import Cluster, Command, Job
+from headwater.jobs.models import Cluster, Command, Job, JobStatus
 
-__all__ = ["PRODUCER", "record_run_lineage"]
+__all__ = ["OUTCOMES", "PRODUCER", "Outcome", "record_run_lineage"]
 
 PRODUCER = "https://github.com/headwater/headwater/jobs"
+Outcome = Literal["COMPLETE", "FAIL", "ABORT"]
+# How a job's end is told to lineage (OpenLineage's event types): a killed job's run was aborted.
+OUTCOMES: dict[JobStatus, Outcome] = {
+    JobStatus.SUCCEEDED: "COMPLETE",
+    JobStatus.FAILED: "FAIL",
+    JobStatus.KILLED: "ABORT",
+}
 
 
-def record_run_lineage(session: Session, job: Job) -> str | None:
-    """Declared datasets, and a SQL job's tables and column lineage, become lineage of the run; problems are noted.
+def record_run_lineage(
+    session: Session, job: Job, *, outcome: Outcome = "COMPLETE", reason: str = "exit code 0"
+) -> str | None:
+    """Declared datasets, and a SQL job's tables and column lineage, become lineage of the run that ended with
+    ``outcome``; problems are noted.
 
-    What it returns replaces the succeeded job's status reason ("exit code 0") when there is something to say.
+    What it returns replaces the job's status ``reason`` (``reason`` followed by the notes) when there is
+    something to say.
     """
     from headwater.jobs.sql_lineage import JobSqlError, find_job_sql, sql_job_lineage
     from headwater.lineage.ingest import ingest_events
@@ -59,18 +73,29 @@ def record_run_lineage(session: Session, job: Job) -> str | None:
                     "query": found.query,
                     "dialect": job_sql.dialect,
                 }
-    if not inputs and not outputs:
-        return ("exit code 0; " + "; ".join(notes)[:2000]) if notes else None
+    if not inputs and not outputs and outcome == "COMPLETE":
+        return (f"{reason}; " + "; ".join(notes)[:2000]) if notes else None
     now = utcnow()
     started = job.started_at or now
     base: dict[str, object] = {"producer": PRODUCER, "run": {"runId": job.run_uuid}}
+    end_run: dict[str, object] = {"runId": job.run_uuid}
+    if outcome != "COMPLETE":
+        end_run["facets"] = {
+            "errorMessage": {
+                "_producer": PRODUCER,
+                "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json",
+                "message": reason[:2000],
+                "programmingLanguage": "shell",
+            }
+        }
     identity: dict[str, object] = {"namespace": "headwater", "name": job.name}
     events = [
         {**base, "job": identity, "eventType": "START", "eventTime": started.isoformat()},
         {
             **base,
+            "run": end_run,
             "job": {**identity, "facets": job_facets},
-            "eventType": "COMPLETE",
+            "eventType": outcome,
             "eventTime": now.isoformat(),
             "inputs": inputs,
             "outputs": outputs,
@@ -80,8 +105,8 @@ def record_run_lineage(session: Session, job: Job) -> str | None:
         with session.begin_nested():
             result = ingest_events(session, documents=events)
     except HeadwaterError as exc:
-        return f"exit code 0; lineage not recorded: {exc.message}"
+        return f"{reason}; lineage not recorded: {exc.message}"
     notes += result.warnings
     if notes:
-        return "exit code 0; lineage warnings: " + "; ".join(notes)[:2000]
+        return f"{reason}; lineage warnings: " + "; ".join(notes)[:2000]
     return None

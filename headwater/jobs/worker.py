@@ -42,7 +42,7 @@ from headwater.jobs.isolation import JobIsolation
 from headwater.jobs.models import FINAL_STATUSES, Job, JobStatus
 from headwater.jobs.preparation import prepare_claimed
 from headwater.jobs.processes import PreparedJob, RunningJob, cancel_outside, kill_group, start_process
-from headwater.jobs.run_lineage import record_run_lineage
+from headwater.jobs.run_lineage import OUTCOMES, record_run_lineage
 from headwater.jobs.wakeup import Wakeup
 from headwater.loops import LoopService
 from headwater.settings import Settings
@@ -511,12 +511,13 @@ class JobWorker:
             status, reason = JobStatus.SUCCEEDED, "exit code 0"
         else:
             status, reason = JobStatus.FAILED, f"exit code {code}"
-        if status is JobStatus.SUCCEEDED:
+        outcome = OUTCOMES.get(status) if run.kill_reason != FENCED else None  # a fenced run is the reaper's
+        if outcome is not None:
             try:
-                reason = record_run_lineage(session, job) or reason
+                reason = record_run_lineage(session, job, outcome=outcome, reason=reason) or reason
             except Exception as exc:  # several jobs end in one transaction: one's lineage must not undo the rest
                 log.exception("job %s: recording its lineage failed", run.job_id)
-                reason = f"exit code 0; lineage not recorded: {exc}"
+                reason = f"{reason}; lineage not recorded: {exc}"
         return job, status, reason
 
 
