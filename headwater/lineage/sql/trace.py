@@ -1,0 +1,158 @@
+"""Tracing the expressions of a qualified query to the base table columns they come from, with their roles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from sqlglot import exp
+from sqlglot.optimizer.scope import Scope
+
+from headwater.lineage.sql.catalog import Tables
+from headwater.lineage.sql.model import RANK, Found, Role, keep
+
+__all__ = ["Tracer", "branches", "indirect", "walk_columns"]
+
+_MASKING = {"md5", "sha", "sha1", "sha2", "sha256", "hash", "xxhash64", "murmur3", "crc32", "mask"}
+
+
+def walk_columns(expression: exp.Expr) -> Iterator[exp.Column]:
+    """Columns of an expression, not descending into subqueries (they are scopes of their own)."""
+    for node in expression.walk(prune=lambda n: isinstance(n, exp.Subquery | exp.Select) and n is not expression):
+        if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
+            yield node
+
+
+def _reference(column: exp.Column) -> tuple[tuple[str, ...], exp.Expr]:
+    """The struct members a column reference reads (``t.a.b.c``: ``(b, c)``) and the whole reference.
+
+    Qualified against the catalog, ``a.b.c`` over a table with a column ``a`` is ``Dot(Dot(t.a, b), c)``.
+    """
+    suffix: list[str] = []
+    node: exp.Expr = column
+    while isinstance(node.parent, exp.Dot) and node.arg_key == "this":
+        member = node.parent.expression
+        if not isinstance(member, exp.Identifier):
+            break
+        suffix.append(member.name)
+        node = node.parent
+    return tuple(suffix), node
+
+
+def _role(column: exp.Expr, root: exp.Expr) -> Role:
+    """(type, subtype, masking) of a column inside one output expression."""
+    if column is root:
+        return "DIRECT", "IDENTITY", False
+    subtype = "TRANSFORMATION"
+    masking = False
+    node: exp.Expr = column
+    while node is not root and node.parent is not None:
+        parent = node.parent
+        if isinstance(parent, exp.Window) and node.arg_key in ("partition_by", "order"):
+            return "INDIRECT", "WINDOW", False
+        if isinstance(parent, exp.If) and node.arg_key == "this":
+            return "INDIRECT", "CONDITIONAL", False
+        if isinstance(parent, exp.Case) and node.arg_key == "this":
+            return "INDIRECT", "CONDITIONAL", False
+        if isinstance(parent, exp.AggFunc):
+            subtype = "AGGREGATION"
+        if isinstance(parent, exp.Func) and parent.sql_name().lower() in _MASKING:
+            masking = True
+        node = parent
+    return "DIRECT", subtype, masking
+
+
+def _compose(outer: Role, inner: Role) -> Role:
+    """The role of a base column seen through two steps: indirect anywhere makes it indirect."""
+    masking = outer[2] or inner[2]
+    if outer[0] == "INDIRECT":
+        return outer[0], outer[1], masking
+    if inner[0] == "INDIRECT":
+        return inner[0], inner[1], masking
+    subtype = max(outer[1], inner[1], key=lambda s: RANK.get(s, 1))
+    return "DIRECT", subtype, masking
+
+
+class Tracer:
+    """Traces expressions of a qualified query to base table columns."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+
+    def expression(self, scope: Scope, root: exp.Expr) -> Found:
+        """Base columns behind one expression of ``scope`` with their roles."""
+        found: Found = {}
+        inner = root.this if isinstance(root, exp.Alias) else root
+        for column in walk_columns(inner):
+            suffix, reference = _reference(column)
+            role = _role(reference, inner)
+            for base, base_role in self.column(scope, column, suffix).items():
+                keep(found, base, _compose(role, base_role))
+        for subquery in inner.find_all(exp.Subquery):  # scalar subqueries feed the value
+            child = next((s for s in scope.subquery_scopes if s.expression is subquery.this), None)
+            if child is not None and isinstance(child.expression, exp.Select) and child.expression.selects:
+                for base, base_role in self.expression(child, child.expression.selects[0]).items():
+                    keep(found, base, _compose(("DIRECT", "TRANSFORMATION", False), base_role))
+        return found
+
+    def column(self, scope: Scope, column: exp.Column, suffix: Sequence[str] = ()) -> Found:
+        """Base columns a (qualified) column reference stands for; ``suffix`` are the struct members it reads."""
+        table = column.table
+        if not table and len(scope.sources) == 1:
+            table = next(iter(scope.sources))
+        source = scope.sources.get(table)
+        if isinstance(source, exp.Table):
+            identity = self.tables.identity(source)
+            path = self.tables.member(identity, column.name, suffix)
+            return {(identity[0], identity[1], path): ("DIRECT", "IDENTITY", False)}
+        if isinstance(source, Scope):
+            found: Found = {}
+            for branch in branches(source):
+                select_ = _select_named(branch.expression, column.name)
+                if select_ is not None:
+                    for base, role in self.expression(branch, select_).items():
+                        if suffix and role[1] == "IDENTITY":  # the struct passed through unchanged: its member
+                            base = (*base[:2], self.tables.member(base[:2], base[2], suffix))
+                        keep(found, base, role)
+            return found
+        return {}
+
+
+def branches(scope: Scope) -> list[Scope]:
+    """The SELECT scopes of a scope (both sides of a UNION, recursively)."""
+    if scope.set_operation_scopes:
+        return [b for s in scope.set_operation_scopes for b in branches(s)]
+    return [scope]
+
+
+def _select_named(query: exp.Expr, name: str) -> exp.Expr | None:
+    if not isinstance(query, exp.Select):
+        return None
+    for item in query.selects:
+        if item.alias_or_name == name:
+            return item
+    return None
+
+
+_CLAUSES = (("where", "FILTER"), ("having", "FILTER"), ("qualify", "FILTER"), ("group", "GROUP_BY"), ("order", "SORT"))
+
+
+def indirect(tracer: Tracer, root: Scope) -> Found:
+    """Columns that decide which rows come out: filters, join keys, grouping and sorting, in every scope."""
+    found: Found = {}
+    for scope in root.traverse():
+        query = scope.expression
+        if not isinstance(query, exp.Select):
+            continue
+        clauses: list[tuple[exp.Expr, str]] = [
+            (query.args[key], subtype) for key, subtype in _CLAUSES if query.args.get(key) is not None
+        ]
+        clauses += [(join.args["on"], "JOIN") for join in query.args.get("joins") or [] if join.args.get("on")]
+        for clause, subtype in clauses:
+            for column in walk_columns(clause):
+                for base in tracer.column(scope, column, _reference(column)[0]):
+                    found.setdefault(base, ("INDIRECT", subtype, False))
+        if scope.is_subquery and scope.parent is not None and query.selects:  # WHERE x IN (SELECT y ...)
+            for item in query.selects:
+                for base in tracer.expression(scope, item):
+                    found.setdefault(base, ("INDIRECT", "FILTER", False))
+    return found
