@@ -15,15 +15,19 @@ so that error positions still point into the text the caller sent. Flink's windo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
+from sqlglot import exp
 
 from headwater.auth.policy import Audience
 from headwater.lineage.sql.catalog import Tables
 from headwater.lineage.sql.model import ColumnInput, Identity, StatementLineage
 from headwater.lineage.sql.parse import DIALECTS, SqlLineageError, dialect_of, parse, too_deep
 from headwater.lineage.sql.statements import statement_lineage
+
+log = logging.getLogger("headwater.lineage.sql")
 
 __all__ = ["DIALECTS", "ColumnInput", "SqlLineageError", "StatementLineage", "dialect_of", "lineage_of_sql"]
 
@@ -50,9 +54,29 @@ def lineage_of_sql(
     for statement in parse(sql, dialect):
         tables.warnings = []
         try:
-            lineage = statement_lineage(tables, statement, dialect)
+            found = statement_lineage(tables, statement, dialect)
         except RecursionError:
             raise too_deep(dialect) from None
-        lineage.warnings = [*tables.warnings, *lineage.warnings]
-        results.append(lineage)
+        except SqlLineageError:
+            raise
+        except Exception as exc:  # a statement the analysis cannot follow is answered partially, never a 500
+            log.warning("SQL lineage could not trace a statement: %r", exc, exc_info=True)
+            found = [_untraced(tables, statement, exc)]
+        for lineage in found:
+            lineage.warnings = [*tables.warnings, *(w for w in lineage.warnings if w not in tables.warnings)]
+        results += found
     return results
+
+
+def _untraced(tables: Tables, statement: exp.Expr, exc: Exception) -> StatementLineage:
+    """What is known of a statement whose columns could not be traced: the tables it names."""
+    target = statement.this if isinstance(statement, exp.Insert | exp.Create | exp.Merge | exp.Update) else None
+    target = target.this if isinstance(target, exp.Schema) else target
+    named = [t for t in statement.find_all(exp.Table) if t.name and t is not target]
+    ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
+    return StatementLineage(
+        kind=type(statement).__name__.lower(),
+        target=tables.identity(target) if isinstance(target, exp.Table) else None,
+        inputs=list(dict.fromkeys(tables.identity(t) for t in named if t.db or t.name.lower() not in ctes)),
+        warnings=[f"the statement's columns could not be traced ({type(exc).__name__}: {exc}); only its tables are"],
+    )

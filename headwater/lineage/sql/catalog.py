@@ -37,6 +37,17 @@ class Tables:
     paths: dict[Identity, set[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
+    def warn(self, message: str) -> None:
+        """Add a warning once."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def has_columns(self, table: exp.Table) -> bool:
+        """Whether the catalog lists columns for ``table``."""
+        identity = self.identity(table)
+        self.load_columns([identity])
+        return bool(self.columns.get(identity))
+
     def sql_name(self, table: exp.Table) -> str:
         parts = [p for p in (table.db, table.name) if p]
         if len(parts) == 1 and self.default_schema:
@@ -118,13 +129,16 @@ def tables_in(expression: exp.Expr) -> list[exp.Table]:
     return tables
 
 
-def schema_for(tables: Tables, sql_tables: Sequence[exp.Table]) -> dict[str, Any]:
-    """The catalog's columns in sqlglot's nested ``{db: {table: {column: type}}}`` form."""
+def schema_for(
+    tables: Tables, sql_tables: Sequence[exp.Table], extra: dict[str, set[str]] | None = None
+) -> dict[str, Any]:
+    """The catalog's columns in sqlglot's nested ``{db: {table: {column: type}}}`` form, with ``extra`` columns
+    (by SQL name) that the statement shows a table has."""
     identities = {tables.sql_name(t): tables.identity(t) for t in sql_tables}
     tables.load_columns(list(identities.values()))
     schema: dict[str, Any] = {}
     for sql_name, identity in identities.items():
-        columns = tables.columns.get(identity) or {}
+        columns = [*(tables.columns.get(identity) or {}), *sorted((extra or {}).get(sql_name, ()))]
         if not columns:
             continue
         db, _, name = sql_name.rpartition(".")

@@ -77,6 +77,7 @@ class Tracer:
 
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
+        self._tracing: set[tuple[int, str]] = set()
 
     def expression(self, scope: Scope, root: exp.Expr) -> Found:
         """Base columns behind one expression of ``scope`` with their roles."""
@@ -96,25 +97,80 @@ class Tracer:
 
     def column(self, scope: Scope, column: exp.Column, suffix: Sequence[str] = ()) -> Found:
         """Base columns a (qualified) column reference stands for; ``suffix`` are the struct members it reads."""
-        table = column.table
-        if not table and len(scope.sources) == 1:
-            table = next(iter(scope.sources))
+        table = column.table or self._owner(scope, column.name)
         source = scope.sources.get(table)
         if isinstance(source, exp.Table):
             identity = self.tables.identity(source)
             path = self.tables.member(identity, column.name, suffix)
             return {(identity[0], identity[1], path): ("DIRECT", "IDENTITY", False)}
         if isinstance(source, Scope):
-            found: Found = {}
-            for branch in branches(source):
-                select_ = _select_named(branch.expression, column.name)
-                if select_ is not None:
-                    for base, role in self.expression(branch, select_).items():
-                        if suffix and role[1] == "IDENTITY":  # the struct passed through unchanged: its member
-                            base = (*base[:2], self.tables.member(base[:2], base[2], suffix))
-                        keep(found, base, role)
-            return found
+            visit = (id(source), column.name)
+            if visit in self._tracing:  # a recursive CTE reading itself adds no base column
+                return {}
+            self._tracing.add(visit)
+            try:
+                return self._through(source, column, suffix)
+            finally:
+                self._tracing.discard(visit)
         return {}
+
+    def _through(self, source: Scope, column: exp.Column, suffix: Sequence[str]) -> Found:
+        """Base columns behind an output column of a subquery or CTE."""
+        found: Found = {}
+        for branch in branches(source):
+            select_ = _select_named(branch.expression, column.name)
+            if select_ is None and _unexpanded_star(branch.expression):  # SELECT * over an unknown table
+                for base, role in self.column(branch, exp.column(column.name), suffix).items():
+                    keep(found, base, role)
+            elif select_ is not None:
+                for base, role in self.expression(branch, select_).items():
+                    if suffix and role[1] == "IDENTITY":  # the struct passed through unchanged: its member
+                        base = (*base[:2], self.tables.member(base[:2], base[2], suffix))
+                    keep(found, base, role)
+        return found
+
+    def _owner(self, scope: Scope, name: str) -> str:
+        """The source an unqualified column belongs to: the only source, else the only one without known columns."""
+        if len(scope.sources) == 1:
+            return next(iter(scope.sources))
+        if not scope.sources:
+            return ""
+        unknown = [alias for alias, source in scope.sources.items() if not self._lists_columns(source)]
+        if len(unknown) == 1:
+            self.tables.warn(
+                f"column {name!r} is in no table with known columns; taken to be {self._label(scope, unknown[0])}'s"
+            )
+            return unknown[0]
+        holders = [a for a, source in scope.sources.items() if a in unknown or name in self._columns(source)]
+        if holders:
+            labels = ", ".join(self._label(scope, a) for a in holders)
+            self.tables.warn(f"column {name!r} could belong to any of {labels}; not traced")
+        return ""
+
+    def _label(self, scope: Scope, alias: str) -> str:
+        source = scope.sources[alias]
+        return self.tables.sql_name(source) if isinstance(source, exp.Table) else alias
+
+    def _columns(self, source: exp.Table | Scope) -> set[str]:
+        if isinstance(source, exp.Table):
+            return set(self.tables.columns.get(self.tables.identity(source)) or {})
+        return {
+            s.alias_or_name
+            for b in branches(source)
+            if isinstance(b.expression, exp.Select)
+            for s in b.expression.selects
+        }
+
+    def _lists_columns(self, source: exp.Table | Scope) -> bool:
+        if isinstance(source, exp.Table):
+            return self.tables.has_columns(source)
+        return not any(_unexpanded_star(b.expression) for b in branches(source))
+
+
+def _unexpanded_star(query: exp.Expr) -> bool:
+    return isinstance(query, exp.Select) and any(
+        isinstance(s, exp.Star) or (isinstance(s, exp.Column) and isinstance(s.this, exp.Star)) for s in query.selects
+    )
 
 
 def branches(scope: Scope) -> list[Scope]:
