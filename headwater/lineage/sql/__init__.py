@@ -72,7 +72,9 @@ def _untraced(tables: Tables, statement: exp.Expr, exc: Exception) -> StatementL
     """What is known of a statement whose columns could not be traced: the tables it names."""
     target = statement.this if isinstance(statement, exp.Insert | exp.Create | exp.Merge | exp.Update) else None
     target = target.this if isinstance(target, exp.Schema) else target
-    named = [t for t in statement.find_all(exp.Table) if t.name and t is not target]
+    named = [
+        t for t in statement.find_all(exp.Table) if t.name and not isinstance(t.this, exp.Func) and t is not target
+    ]
     ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
     return StatementLineage(
         kind=type(statement).__name__.lower(),

@@ -123,7 +123,11 @@ class Tables:
 def tables_in(expression: exp.Expr) -> list[exp.Table]:
     """Base tables a statement reads or writes (CTE names excluded)."""
     ctes = {cte.alias_or_name.lower() for cte in expression.find_all(exp.CTE)}
-    tables = [t for t in expression.find_all(exp.Table) if t.name and not (not t.db and t.name.lower() in ctes)]
+    tables = [
+        t
+        for t in expression.find_all(exp.Table)
+        if t.name and not isinstance(t.this, exp.Func) and not (not t.db and t.name.lower() in ctes)
+    ]
     if len(tables) > _MAX_SQL_TABLES:
         raise SqlLineageError(f"the SQL names {len(tables)} tables; at most {_MAX_SQL_TABLES} are analysed")
     return tables

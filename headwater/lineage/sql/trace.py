@@ -99,6 +99,13 @@ class Tracer:
         """Base columns a (qualified) column reference stands for; ``suffix`` are the struct members it reads."""
         table = column.table or self._owner(scope, column.name)
         source = scope.sources.get(table)
+        generator = _generator(source)
+        if generator is not None:  # explode(a) / UNNEST(a) WITH ORDINALITY / jsonb_array_elements(a): from a
+            found: Found = {}
+            for inner in walk_columns(generator):
+                for base, role in self.column(scope, inner, _reference(inner)[0]).items():
+                    keep(found, base, _compose(("DIRECT", "TRANSFORMATION", False), role))
+            return found
         if isinstance(source, exp.Table):
             identity = self.tables.identity(source)
             path = self.tables.member(identity, column.name, suffix)
@@ -135,6 +142,10 @@ class Tracer:
             return next(iter(scope.sources))
         if not scope.sources:
             return ""
+        for alias, source in scope.sources.items():  # UNNEST(tags) AS tag, LATERAL VIEW explode(x) t AS tag
+            generator = _generator(source)
+            if generator is not None and name in {alias, *_generated(generator)}:
+                return alias
         unknown = [alias for alias, source in scope.sources.items() if not self._lists_columns(source)]
         if len(unknown) == 1:
             self.tables.warn(
@@ -165,6 +176,27 @@ class Tracer:
         if isinstance(source, exp.Table):
             return self.tables.has_columns(source)
         return not any(_unexpanded_star(b.expression) for b in branches(source))
+
+
+def _generated(generator: exp.Expr) -> list[str]:
+    """The column names a generator's alias gives (``g AS a, b`` / ``t(a, n)`` / ``WITH ORDINALITY``'s ``n``)."""
+    holder = generator.parent if isinstance(generator.parent, exp.Lateral) else generator
+    alias = holder.args.get("alias")
+    names = [c.name for c in alias.columns] if isinstance(alias, exp.TableAlias) else []
+    offset = generator.args.get("offset") if isinstance(generator, exp.Unnest) else None
+    return names + ([offset.name] if isinstance(offset, exp.Identifier) else [])
+
+
+def _generator(source: exp.Table | Scope | None) -> exp.Expr | None:
+    """The function call of a source that generates rows from columns (LATERAL VIEW, UNNEST, a function in FROM)."""
+    if isinstance(source, Scope):
+        node = source.expression
+        if isinstance(node, exp.Lateral):
+            node = node.this
+        return node if isinstance(node, exp.Unnest | exp.Func) else None
+    if isinstance(source, exp.Table) and isinstance(source.this, exp.Func):
+        return source.this
+    return None
 
 
 def _unexpanded_star(query: exp.Expr) -> bool:
