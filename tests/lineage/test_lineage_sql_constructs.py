@@ -255,3 +255,73 @@ def test_a_recursive_cte_is_never_a_catalog_table(session: Session) -> None:
         "top_manager": {("hr.employees", "name", "DIRECT", "IDENTITY")},
     }
     assert ("hr.employees", "manager_id") in {(table, column) for table, column, _ in indirect(lineage)}
+
+
+SALES = {**TABLES, "raw.sales": ["year", "quarter", "region", "amount"], "raw.wide": ["year", "q1", "q2", "q3"]}
+
+
+def test_pivot_columns_come_from_the_aggregate_and_the_pivoted_key_decides(session: Session) -> None:
+    catalog(session, SALES)
+    lineage = one(
+        session,
+        "SELECT year, q1, q2 FROM raw.sales PIVOT (sum(amount) FOR quarter IN ('Q1' AS q1, 'Q2' AS q2))",
+        "spark",
+    )
+    quarterly = {("raw.sales", "amount", "DIRECT", "AGGREGATION"), ("raw.sales", "quarter", "INDIRECT", "CONDITIONAL")}
+    assert cols(lineage) == {"year": {("raw.sales", "year", "DIRECT", "IDENTITY")}, "q1": quarterly, "q2": quarterly}
+
+
+def test_unpivot_values_come_from_every_unpivoted_column(session: Session) -> None:
+    catalog(session, SALES)
+    lineage = one(session, "SELECT * FROM raw.wide UNPIVOT (amount FOR quarter IN (q1, q2, q3))", "spark")
+    assert cols(lineage) == {
+        "year": {("raw.wide", "year", "DIRECT", "IDENTITY")},
+        "quarter": set(),  # the unpivoted columns' names, no column's values
+        "amount": {("raw.wide", q, "DIRECT", "IDENTITY") for q in ("q1", "q2", "q3")},
+    }
+
+
+CLICKS = {**TABLES, "raw.clicks": ["user_id", "url", "ts"], "curated.top_users": ["window_start", "user_id", "clicks"]}
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        "TUMBLE(TABLE raw.clicks, DESCRIPTOR(ts), INTERVAL '10' MINUTES)",
+        "HOP(TABLE raw.clicks, DESCRIPTOR(ts), INTERVAL '5' MINUTES, INTERVAL '10' MINUTES)",
+        "CUMULATE(TABLE raw.clicks, DESCRIPTOR(ts), INTERVAL '2' MINUTES, INTERVAL '10' MINUTES)",
+    ],
+)
+def test_flink_window_table_functions_and_top_n(session: Session, window: str) -> None:
+    catalog(session, CLICKS)
+    lineage = one(
+        session,
+        f"""
+        INSERT INTO curated.top_users
+        SELECT window_start, user_id, clicks FROM (
+            SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY clicks DESC) AS rownum
+            FROM (
+                SELECT window_start, window_end, user_id, COUNT(url) AS clicks
+                FROM TABLE({window})
+                GROUP BY window_start, window_end, user_id
+            )
+        ) WHERE rownum <= 3
+        """,
+        "flink",
+    )
+    assert cols(lineage) == {
+        "window_start": {("raw.clicks", "ts", "DIRECT", "TRANSFORMATION")},
+        "user_id": {("raw.clicks", "user_id", "DIRECT", "IDENTITY")},
+        "clicks": {("raw.clicks", "url", "DIRECT", "AGGREGATION")},
+    }
+    assert lineage.inputs == [(NS, "raw.clicks")] and lineage.warnings == []
+    assert ("raw.clicks", "url") in {(table, column) for table, column, _ in indirect(lineage)}  # ranks: Top-N
+
+
+def test_a_parse_error_after_a_flink_window_function_points_into_the_sql_sent(session: Session) -> None:
+    from headwater.lineage.sql import SqlLineageError, lineage_of_sql
+
+    sql = "SELECT window_start FROM TABLE(TUMBLE(TABLE raw.clicks, DESCRIPTOR(ts), INTERVAL '1' MINUTES))\nWHERE (("
+    with pytest.raises(SqlLineageError) as caught:
+        lineage_of_sql(session, sql=sql, dialect="flink")
+    assert caught.value.detail["line"] == 2

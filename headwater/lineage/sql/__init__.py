@@ -1,16 +1,16 @@
 """Column lineage from SQL with sqlglot, using the catalog as the schema source.
 
-Each statement (INSERT ... SELECT, CREATE TABLE ... AS, CREATE VIEW, MERGE, or a bare query) is qualified
+Each statement (INSERT, CTAS, CREATE VIEW, MERGE, UPDATE, or a bare query: see ``statements``) is qualified
 by sqlglot's optimizer against the columns the catalog knows (so ``SELECT *`` expands), then every output
 column is traced through CTEs, subqueries, joins, unions, aggregates and window functions to the base
 table columns it comes from, with OpenLineage transformation types: DIRECT (IDENTITY, TRANSFORMATION,
 AGGREGATION) for columns whose values flow into the output, INDIRECT (FILTER, JOIN, GROUP_BY, SORT,
 WINDOW, CONDITIONAL) for columns that only decide which rows or values come out.
 
-sqlglot has no Flink dialect: Flink SQL (Calcite, backtick identifiers, Hive-compatible functions) is read
-with the Hive dialect, after renaming Flink's ``SESSION(`` group window to a same-length function name
-so that error positions still point into the text the caller sent. Flink's window table functions
-(``TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), ...))``) do not parse and are reported with their position.
+sqlglot has no Flink dialect: Flink SQL is read with the Hive dialect after length-preserving rewrites
+(:mod:`headwater.lineage.sql.flink`). When the catalog falls short, a statement answers what it could trace and
+warnings naming what it could not (:mod:`headwater.lineage.sql.resolve`); only SQL that does not parse, or nests
+too deeply to analyse, is refused.
 """
 
 from __future__ import annotations

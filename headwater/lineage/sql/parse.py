@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from headwater.errors import InvalidInput
+from headwater.lineage.sql.flink import flink_text, flink_windows
 
 __all__ = ["DIALECTS", "SqlLineageError", "dialect_of", "parse", "too_deep"]
 
 # Our dialect names -> sqlglot's.
 DIALECTS = {"spark": "spark", "hive": "hive", "flink": "hive", "trino": "trino", "postgres": "postgres"}
-_FLINK_SESSION = re.compile(r"\bSESSION\s*\(", re.IGNORECASE)
 
 
 class SqlLineageError(InvalidInput):
@@ -30,7 +28,8 @@ def dialect_of(name: str | None) -> str:
 
 
 def parse(sql: str, dialect: str) -> list[exp.Expr]:
-    text = _FLINK_SESSION.sub(lambda m: "SESSIO_" + m.group(0)[7:], sql) if dialect == "flink" else sql
+    """The statements of ``sql``; raises SqlLineageError naming the line and column where parsing stopped."""
+    text = flink_text(sql) if dialect == "flink" else sql
     try:
         statements = sqlglot.parse(text, read=DIALECTS[dialect])
     except ParseError as exc:
@@ -50,6 +49,8 @@ def parse(sql: str, dialect: str) -> list[exp.Expr]:
         ) from None
     except RecursionError:
         raise too_deep(dialect) from None
+    if dialect == "flink":
+        return [flink_windows(s) for s in statements if s is not None]
     return [s for s in statements if s is not None]
 
 

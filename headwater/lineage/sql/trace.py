@@ -95,9 +95,12 @@ class Tracer:
                     keep(found, base, _compose(("DIRECT", "TRANSFORMATION", False), base_role))
         return found
 
-    def column(self, scope: Scope, column: exp.Column, suffix: Sequence[str] = ()) -> Found:
+    def column(self, scope: Scope, column: exp.Column, suffix: Sequence[str] = (), pivoted: bool = True) -> Found:
         """Base columns a (qualified) column reference stands for; ``suffix`` are the struct members it reads."""
         table = column.table or self._owner(scope, column.name)
+        pivot = next((p for p in scope.pivots if p.alias_or_name == table), None) if pivoted else None
+        if pivot is not None:
+            return self._pivot(scope, pivot, column.name, suffix)
         source = scope.sources.get(table)
         generator = _generator(source)
         if generator is not None:  # explode(a) / UNNEST(a) WITH ORDINALITY / jsonb_array_elements(a): from a
@@ -120,6 +123,31 @@ class Tracer:
             finally:
                 self._tracing.discard(visit)
         return {}
+
+    def _pivot(self, scope: Scope, pivot: exp.Pivot, name: str, suffix: Sequence[str]) -> Found:
+        """A column of ``PIVOT (agg(v) FOR k IN (...))`` comes from v (k decides which column: CONDITIONAL); a value
+        column of ``UNPIVOT (v FOR k IN (a, b))`` from a and b; other columns pass through from the source."""
+        source = pivot.parent.alias_or_name if pivot.parent is not None else ""
+        field = pivot.args["fields"][0] if pivot.args.get("fields") else None
+        found: Found = {}
+        if not pivot.args.get("unpivot") and name in {c.name for c in pivot.args.get("columns") or []}:
+            for aggregate in pivot.expressions:
+                for base, role in self.expression(scope, aggregate).items():
+                    keep(found, base, role)
+            for column in walk_columns(field.this) if isinstance(field, exp.In) else []:
+                for base in self.column(scope, column, pivoted=False):
+                    keep(found, base, ("INDIRECT", "CONDITIONAL", False))
+            return found
+        if pivot.args.get("unpivot") and isinstance(field, exp.In):
+            if name in {e.name for e in pivot.expressions}:
+                for column in field.expressions:
+                    if isinstance(column, exp.Column):
+                        for base, role in self.column(scope, column, suffix, pivoted=False).items():
+                            keep(found, base, role)
+                return found
+            if name == field.this.name:  # the names of the unpivoted columns: no column's values
+                return found
+        return self.column(scope, exp.column(name, source), suffix, pivoted=False)
 
     def _through(self, source: Scope, column: exp.Column, suffix: Sequence[str]) -> Found:
         """Base columns behind an output column of a subquery or CTE."""
