@@ -25,6 +25,7 @@ GENRE = ("raw.movies", "genres", "DIRECT", "TRANSFORMATION")
     [
         ("spark", "SELECT m.id, g.genre FROM raw.movies m LATERAL VIEW explode(m.genres) g AS genre"),
         ("hive", "SELECT id, genre FROM raw.movies LATERAL VIEW OUTER explode(genres) g AS genre"),
+        ("spark", "SELECT m.id, col AS genre FROM raw.movies m LATERAL VIEW explode(m.genres) g"),  # Spark's name
         ("trino", "SELECT m.id, t.genre FROM raw.movies m CROSS JOIN UNNEST(m.genres) AS t(genre)"),
         ("postgres", "SELECT m.id, genre FROM raw.movies m, unnest(m.genres) AS genre"),
         ("postgres", "SELECT m.id, g.genre FROM raw.movies m CROSS JOIN LATERAL unnest(m.genres) AS g(genre)"),

@@ -212,6 +212,8 @@ def _generated(generator: exp.Expr) -> list[str]:
     alias = holder.args.get("alias")
     names = [c.name for c in alias.columns] if isinstance(alias, exp.TableAlias) else []
     offset = generator.args.get("offset") if isinstance(generator, exp.Unnest) else None
+    if not names and isinstance(generator, exp.Explode | exp.Posexplode):  # Spark's names when none are given
+        names = ["pos", "col", "key", "value"]
     return names + ([offset.name] if isinstance(offset, exp.Identifier) else [])
 
 
