@@ -42,7 +42,7 @@ SQL_FRONT_ENDS: dict[str, tuple[frozenset[str], str]] = {
     "spark": (frozenset({"spark-sql"}), "spark"),
     "flink": (frozenset({"flink-sql"}), "flink"),
 }
-_LINEAGE_KINDS = {"insert", "create_table_as", "create_view", "merge"}
+_LINEAGE_KINDS = {"insert", "create_table_as", "create_view", "merge", "update"}
 Identity = tuple[str, str]
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 from ol_events import dataset, run_event
+from sql_cases import NS, cols, indirect, one
+from sql_cases import catalog as _catalog
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -23,44 +25,13 @@ from headwater.lineage.graph import impact, resolve_node
 from headwater.lineage.ingest import ingest_events
 from headwater.lineage.ingest.statements import PAIR_LOCK_KEY
 from headwater.lineage.schemas import SqlLineageIn
-from headwater.lineage.sql import SqlLineageError, StatementLineage, lineage_of_sql
+from headwater.lineage.sql import SqlLineageError, lineage_of_sql
 from headwater.settings import get_settings
-
-NS = "hive://metastore:9083"
-
-
-def _catalog(session: Session) -> None:
-    for name, columns in {
-        "raw.events": ["user_id", "ts", "amount", "country", "kind"],
-        "raw.users": ["user_id", "name", "email", "country"],
-        "curated.daily": ["ds", "country", "total", "n_users"],
-    }.items():
-        register_dataset(
-            session,
-            data=DatasetCreate(name=name, namespace=NS, fields=[FieldIn(name=c, type="string") for c in columns]),
-        )
-    session.flush()
-
-
-def _one(session: Session, sql: str, dialect: str = "spark") -> StatementLineage:
-    statements = lineage_of_sql(session, sql=sql, dialect=dialect, namespace=NS)
-    assert len(statements) == 1
-    return statements[0]
-
-
-def _cols(statement: StatementLineage) -> dict[str, set[tuple[str, str, str, str]]]:
-    return {
-        column: {(i.name, i.field, i.type, i.subtype) for i in inputs} for column, inputs in statement.columns.items()
-    }
-
-
-def _indirect(statement: StatementLineage) -> set[tuple[str, str, str]]:
-    return {(i.name, i.field, i.subtype) for i in statement.dataset_inputs}
 
 
 def test_insert_select_with_join_aggregate_and_filter(session: Session) -> None:
     _catalog(session)
-    lineage = _one(
+    lineage = one(
         session,
         """
         INSERT OVERWRITE TABLE curated.daily
@@ -72,13 +43,13 @@ def test_insert_select_with_join_aggregate_and_filter(session: Session) -> None:
     )
     assert lineage.kind == "insert" and lineage.target == (NS, "curated.daily")
     assert sorted(lineage.inputs) == [(NS, "raw.events"), (NS, "raw.users")]
-    assert _cols(lineage) == {
+    assert cols(lineage) == {
         "ds": {("raw.events", "ts", "DIRECT", "TRANSFORMATION")},
         "country": {("raw.users", "country", "DIRECT", "IDENTITY")},
         "total": {("raw.events", "amount", "DIRECT", "AGGREGATION")},
         "n_users": {("raw.events", "user_id", "DIRECT", "AGGREGATION")},
     }
-    assert _indirect(lineage) == {
+    assert indirect(lineage) == {
         ("raw.events", "kind", "FILTER"),
         ("raw.events", "user_id", "JOIN"),
         ("raw.users", "user_id", "JOIN"),
@@ -89,22 +60,22 @@ def test_insert_select_with_join_aggregate_and_filter(session: Session) -> None:
 
 def test_insert_maps_columns_by_position_into_the_catalog_table(session: Session) -> None:
     _catalog(session)
-    lineage = _one(session, "INSERT INTO curated.daily SELECT ts, country, amount, user_id FROM raw.events")
-    assert set(_cols(lineage)) == {"ds", "country", "total", "n_users"}
-    assert _cols(lineage)["total"] == {("raw.events", "amount", "DIRECT", "IDENTITY")}
+    lineage = one(session, "INSERT INTO curated.daily SELECT ts, country, amount, user_id FROM raw.events")
+    assert set(cols(lineage)) == {"ds", "country", "total", "n_users"}
+    assert cols(lineage)["total"] == {("raw.events", "amount", "DIRECT", "IDENTITY")}
 
 
 def test_ctas_expands_select_star_from_the_catalog(session: Session) -> None:
     _catalog(session)
-    lineage = _one(session, "CREATE TABLE curated.users_copy AS SELECT * FROM raw.users")
+    lineage = one(session, "CREATE TABLE curated.users_copy AS SELECT * FROM raw.users")
     assert lineage.kind == "create_table_as" and lineage.target == (NS, "curated.users_copy")
     assert list(lineage.columns) == ["user_id", "name", "email", "country"]
-    assert _cols(lineage)["email"] == {("raw.users", "email", "DIRECT", "IDENTITY")}
+    assert cols(lineage)["email"] == {("raw.users", "email", "DIRECT", "IDENTITY")}
 
 
 def test_view_with_cte_subquery_and_window(session: Session) -> None:
     _catalog(session)
-    lineage = _one(
+    lineage = one(
         session,
         """
         CREATE VIEW curated.ranked AS
@@ -115,13 +86,13 @@ def test_view_with_cte_subquery_and_window(session: Session) -> None:
         """,
     )
     assert lineage.kind == "create_view"
-    cols = _cols(lineage)
-    assert cols["cents"] == {("raw.events", "amount", "DIRECT", "TRANSFORMATION")}
-    assert cols["rn"] == {
+    found = cols(lineage)
+    assert found["cents"] == {("raw.events", "amount", "DIRECT", "TRANSFORMATION")}
+    assert found["rn"] == {
         ("raw.events", "user_id", "INDIRECT", "WINDOW"),
         ("raw.events", "amount", "INDIRECT", "WINDOW"),
     }
-    assert cols["running"] == {
+    assert found["running"] == {
         ("raw.events", "amount", "DIRECT", "AGGREGATION"),
         ("raw.events", "user_id", "INDIRECT", "WINDOW"),
     }
@@ -129,7 +100,7 @@ def test_view_with_cte_subquery_and_window(session: Session) -> None:
 
 def test_union_and_case_and_masking(session: Session) -> None:
     _catalog(session)
-    lineage = _one(
+    lineage = one(
         session,
         """
         INSERT INTO curated.people
@@ -138,12 +109,12 @@ def test_union_and_case_and_masking(session: Session) -> None:
         SELECT user_id, CASE WHEN kind = 'anon' THEN 'x' ELSE country END FROM raw.events
         """,
     )
-    cols = _cols(lineage)
-    assert cols["user_id"] == {
+    found = cols(lineage)
+    assert found["user_id"] == {
         ("raw.users", "user_id", "DIRECT", "IDENTITY"),
         ("raw.events", "user_id", "DIRECT", "IDENTITY"),
     }
-    assert cols["who"] == {
+    assert found["who"] == {
         ("raw.users", "email", "DIRECT", "TRANSFORMATION"),
         ("raw.events", "country", "DIRECT", "TRANSFORMATION"),
         ("raw.events", "kind", "INDIRECT", "CONDITIONAL"),
@@ -153,7 +124,7 @@ def test_union_and_case_and_masking(session: Session) -> None:
 
 def test_merge(session: Session) -> None:
     _catalog(session)
-    lineage = _one(
+    lineage = one(
         session,
         """
         MERGE INTO raw.users AS t
@@ -165,19 +136,19 @@ def test_merge(session: Session) -> None:
     )
     assert lineage.kind == "merge" and lineage.target == (NS, "raw.users")
     assert lineage.inputs == [(NS, "raw.events")]
-    assert _cols(lineage) == {
+    assert cols(lineage) == {
         "country": {("raw.events", "country", "DIRECT", "TRANSFORMATION")},
         "user_id": {("raw.events", "user_id", "DIRECT", "IDENTITY")},
     }
-    assert ("raw.events", "kind", "FILTER") in _indirect(lineage)
-    assert ("raw.users", "user_id", "JOIN") in _indirect(lineage)
+    assert ("raw.events", "kind", "FILTER") in indirect(lineage)
+    assert ("raw.users", "user_id", "JOIN") in indirect(lineage)
 
 
 def test_subquery_in_where_is_a_filter(session: Session) -> None:
     _catalog(session)
-    lineage = _one(session, "SELECT name FROM raw.users WHERE user_id IN (SELECT user_id FROM raw.events)")
+    lineage = one(session, "SELECT name FROM raw.users WHERE user_id IN (SELECT user_id FROM raw.events)")
     assert lineage.kind == "select" and lineage.target is None
-    assert ("raw.events", "user_id", "FILTER") in _indirect(lineage)
+    assert ("raw.events", "user_id", "FILTER") in indirect(lineage)
 
 
 def test_struct_members_are_traced_to_their_nested_columns(session: Session) -> None:
@@ -206,7 +177,7 @@ def test_struct_members_are_traced_to_their_nested_columns(session: Session) -> 
         ),
     )
     session.flush()
-    lineage = _one(
+    lineage = one(
         session,
         """
         INSERT INTO curated.clicks
@@ -217,20 +188,20 @@ def test_struct_members_are_traced_to_their_nested_columns(session: Session) -> 
         WHERE c.device.geo.country IS NOT NULL
         """,
     )
-    assert _cols(lineage) == {
+    assert cols(lineage) == {
         "id": {("raw.clicks", "id", "DIRECT", "IDENTITY")},
         "os": {("raw.clicks", "device.os", "DIRECT", "IDENTITY")},
         "country": {("raw.clicks", "device.geo.country", "DIRECT", "IDENTITY")},
         "geo": {("raw.clicks", "device.geo", "DIRECT", "IDENTITY")},
         "label": {("raw.clicks", "device.geo.city", "DIRECT", "TRANSFORMATION")},
     }
-    assert _indirect(lineage) == {
+    assert indirect(lineage) == {
         ("raw.clicks", "device.os", "FILTER"),
         ("raw.clicks", "device.geo.country", "FILTER"),
     }
     # A member the catalog does not list resolves to the deepest path it knows.
-    loose = _one(session, "SELECT device.geo.zip AS zip, t.device.os FROM raw.clicks t")
-    assert _cols(loose) == {
+    loose = one(session, "SELECT device.geo.zip AS zip, t.device.os FROM raw.clicks t")
+    assert cols(loose) == {
         "zip": {("raw.clicks", "device.geo", "DIRECT", "IDENTITY")},
         "os": {("raw.clicks", "device.os", "DIRECT", "IDENTITY")},
     }
@@ -268,7 +239,7 @@ def test_struct_members_are_traced_to_their_nested_columns(session: Session) -> 
 )
 def test_dialects(session: Session, dialect: str, sql: str) -> None:
     _catalog(session)
-    lineage = _one(session, sql, dialect)
+    lineage = one(session, sql, dialect)
     assert lineage.target == (NS, "curated.daily")
     assert {i.field for i in lineage.columns["country"]} == {"country"}
     assert {i.field for i in lineage.columns["ds"]} == {"ts"}
