@@ -14,6 +14,10 @@ import httpx
 import orjson
 import pytest
 from ol_events import PRODUCER, at, dataset, run_event, schema
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from headwater.lineage.models import LineageJob
 
 pytestmark = pytest.mark.anyio
 
@@ -96,6 +100,20 @@ async def test_a_late_start_without_sql_after_a_complete_with_it_is_applied(clie
     run = (await client.get(f"/api/v1/lineage/runs/{run_id}")).json()
     assert run["state"] == "COMPLETE" and run["started_at"].startswith("2026-03-01T12:00")
     assert await _total_comes_from_amount(client)
+
+
+async def test_a_late_start_is_the_only_event_with_the_query_and_the_job_keeps_it(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    run_id = str(uuid.uuid4())
+    assert (await _post(client, _run("COMPLETE", run_id, 5, sql=False, job="late"))).status_code == 201
+    assert not await _total_comes_from_amount(client)
+    assert (await _post(client, _run("START", run_id, 0, sql=True, job="late"))).status_code == 201
+    assert await _total_comes_from_amount(client)
+    # The older event filled in what the job did not know, so the job's next run without the facet reads it.
+    with Session(engine) as session:
+        job = session.scalars(select(LineageJob).where(LineageJob.name == "late")).one()
+        assert job.sql == QUERY and job.facets["sql"]["dialect"] == "postgres"
 
 
 async def test_two_job_events_the_second_without_sql_are_applied(client: httpx.AsyncClient) -> None:

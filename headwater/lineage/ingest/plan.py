@@ -191,13 +191,19 @@ def _apply(batch: Plan, event: LineageEventIn, label: str) -> None:
 def _job(event: RunEventIn | JobEventIn, label: str, job: JobRow) -> JobRow:
     facets = event.job.facets
     if job.described_at is not None and event.eventTime < job.described_at:
-        return job  # an older description never replaces a newer one
-    merged = {**job.facets, **facets}
-    if merged == job.facets and job.described_at is not None:
-        return job  # nothing new: no write (the common case of a job's every run)
+        # An older description never replaces a newer one, but fills in the facets it lacks: a late START may
+        # be the only event that carried the job's query.
+        facets = {key: value for key, value in facets.items() if key not in job.facets}
+        if not facets:
+            return job
+        job.facets = {**job.facets, **facets}
+    else:
+        merged = {**job.facets, **facets}
+        if merged == job.facets and job.described_at is not None:
+            return job  # nothing new: no write (the common case of a job's every run)
+        job.described_at = event.eventTime
+        job.facets = merged
     job.dirty = True
-    job.described_at = event.eventTime
-    job.facets = merged
     if facets.get("sql"):
         job.sql = parse_facet(SqlJobFacet, facets["sql"], where=f"{label}.job.facets.sql").query
     job_type = facets.get("jobType")
