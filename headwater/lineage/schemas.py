@@ -12,7 +12,17 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from headwater.errors import InvalidInput
 from headwater.inputs import JsonObject
@@ -175,12 +185,24 @@ class _EventBase(_Open):
     producer: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     schemaURL: str | None = None
 
-    @field_validator("eventTime")
-    @classmethod
-    def _aware(cls, value: dt.datetime) -> dt.datetime:
-        if value.tzinfo is None:
-            raise ValueError("eventTime needs a timezone offset (e.g. 2026-01-01T00:00:00Z)")
-        return value.astimezone(dt.UTC)
+    # Set when eventTime came without a timezone offset and was read as UTC (as Marquez reads it).
+    _assumed_utc: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _aware(self) -> _EventBase:
+        if self.eventTime.tzinfo is None:
+            self.eventTime = self.eventTime.replace(tzinfo=dt.UTC)
+            self._assumed_utc = True
+        else:
+            self.eventTime = self.eventTime.astimezone(dt.UTC)
+        return self
+
+    def time_warnings(self) -> list[str]:
+        """What reading this event's time assumed (none for a time with an offset)."""
+        if not self._assumed_utc:
+            return []
+        shown = self.eventTime.replace(tzinfo=None).isoformat()
+        return [f"eventTime {shown} has no timezone offset; it was read as UTC ({shown}Z)"]
 
 
 def _no_nulls(value: Any) -> Any:

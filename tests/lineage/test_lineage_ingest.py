@@ -324,8 +324,6 @@ def _broken(change: str) -> dict[str, Any]:
         event["outputs"][0]["facets"]["columnLineage"]["fields"]["total"]["inputFields"][0]["transformations"][0][
             "type"
         ] = "SIDEWAYS"
-    elif change == "naive_time":
-        event["eventTime"] = "2026-03-01T12:00:00"
     return event
 
 
@@ -336,7 +334,6 @@ def _broken(change: str) -> dict[str, Any]:
         ("event_time", "event.eventTime"),
         ("event_type", "event.eventType"),
         ("producer", "event.producer"),
-        ("naive_time", "event.eventTime"),
         ("facet", "event.outputs[0].facets.columnLineage.fields.total.inputFields[0].transformations[0].type"),
     ],
 )

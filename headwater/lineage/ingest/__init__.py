@@ -86,7 +86,7 @@ def ingest(session: Session, *, documents: Sequence[Any]) -> Outcome[IngestResul
     plan = Plan.open(session, batch.names, snapshot)  # 3
     warned: list[dict[str, Any]] = []
     for label, event, row_id in todo:
-        warnings = plan.apply(event, label)  # 4
+        warnings = event.time_warnings() + plan.apply(event, label)  # 4
         if warnings:
             warned.append({"id": row_id, "warnings": warnings})
             result.warnings.extend(f"{label}: {w}" for w in warnings)

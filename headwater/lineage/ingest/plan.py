@@ -140,7 +140,7 @@ def _apply(batch: Plan, event: LineageEventIn, label: str) -> None:
     lineage_sets = _column_lineage_sets(event.outputs, outputs, label)
     is_sql = False
     if not lineage_sets and job.sql and (outputs or isinstance(event, JobEventIn)):
-        lineage_sets = _sql_lineage_sets(session, event, resolver, inputs, outputs)
+        lineage_sets = _sql_lineage_sets(session, _sql_facet(event, job, label), resolver, inputs, outputs)
         is_sql = bool(lineage_sets)
     extra: dict[tuple[str, str], WantedDataset] = {}
     by_identity = {(w.namespace, w.name): w for w in [*inputs, *outputs]}
@@ -191,13 +191,19 @@ def _apply(batch: Plan, event: LineageEventIn, label: str) -> None:
 def _job(event: RunEventIn | JobEventIn, label: str, job: JobRow) -> JobRow:
     facets = event.job.facets
     if job.described_at is not None and event.eventTime < job.described_at:
-        return job  # an older description never replaces a newer one
-    merged = {**job.facets, **facets}
-    if merged == job.facets and job.described_at is not None:
-        return job  # nothing new: no write (the common case of a job's every run)
+        # An older description never replaces a newer one, but fills in the facets it lacks: a late START may
+        # be the only event that carried the job's query.
+        facets = {key: value for key, value in facets.items() if key not in job.facets}
+        if not facets:
+            return job
+        job.facets = {**job.facets, **facets}
+    else:
+        merged = {**job.facets, **facets}
+        if merged == job.facets and job.described_at is not None:
+            return job  # nothing new: no write (the common case of a job's every run)
+        job.described_at = event.eventTime
+        job.facets = merged
     job.dirty = True
-    job.described_at = event.eventTime
-    job.facets = merged
     if facets.get("sql"):
         job.sql = parse_facet(SqlJobFacet, facets["sql"], where=f"{label}.job.facets.sql").query
     job_type = facets.get("jobType")
@@ -391,17 +397,26 @@ def apply_column_lineage(
     return len(rows)
 
 
+def _sql_facet(event: RunEventIn | JobEventIn, job: JobRow, label: str) -> SqlJobFacet:
+    """The ``sql`` facet a run's lineage is read from: the event's own, else the job's stored one (producers send
+    it once, e.g. on START only, and a late or later event without it reads the one the job keeps)."""
+    if event.job.facets.get("sql"):
+        return parse_facet(SqlJobFacet, event.job.facets["sql"], where=f"{label}.job.facets.sql")
+    stored = job.facets.get("sql")
+    dialect = stored.get("dialect") if isinstance(stored, dict) else None
+    return SqlJobFacet(query=job.sql or "", dialect=dialect if isinstance(dialect, str) else None)
+
+
 def _sql_lineage_sets(
     session: Session,
-    event: RunEventIn | JobEventIn,
+    facet: SqlJobFacet,
     resolver: DatasetResolver,
     inputs: Sequence[WantedDataset],
     outputs: Sequence[WantedDataset],
 ) -> list[ColumnLineageSet]:
-    """Column lineage derived from the job's ``sql`` facet when the event carries no columnLineage facet."""
+    """Column lineage derived from a ``sql`` facet when the event carries no columnLineage facet."""
     from headwater.lineage.sql import SqlLineageError, dialect_of, lineage_of_sql
 
-    facet = SqlJobFacet.model_validate(event.job.facets["sql"])
     known = [(w.namespace, w.name) for w in [*inputs, *outputs]]
     try:
         statements = lineage_of_sql(session, sql=facet.query, dialect=dialect_of(facet.dialect), known_datasets=known)
