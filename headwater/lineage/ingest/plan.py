@@ -122,7 +122,7 @@ class Plan:
 def _apply(batch: Plan, event: LineageEventIn, label: str) -> None:
     session, resolver = batch.session, batch.resolver
     if isinstance(event, DatasetEventIn):
-        wanted = wanted_from(event.dataset, where=f"{label}.dataset")
+        wanted = wanted_from(event.dataset, where=f"{label}.dataset", at=event.eventTime)
         resolver.resolve(wanted)
         if event.dataset.facets.get("columnLineage"):
             resolver.warnings.append(
@@ -135,9 +135,12 @@ def _apply(batch: Plan, event: LineageEventIn, label: str) -> None:
     if isinstance(event, RunEventIn):
         run = _run(batch, event, job, label)
         origin = EdgeOrigin.OPENLINEAGE
-    inputs = [wanted_from(d, where=f"{label}.inputs[{i}]") for i, d in enumerate(event.inputs)]
-    outputs = [wanted_from(d, where=f"{label}.outputs[{i}]") for i, d in enumerate(event.outputs)]
+    at = event.eventTime
+    inputs = [wanted_from(d, where=f"{label}.inputs[{i}]", at=at) for i, d in enumerate(event.inputs)]
+    outputs = [wanted_from(d, where=f"{label}.outputs[{i}]", at=at) for i, d in enumerate(event.outputs)]
     lineage_sets = _column_lineage_sets(event.outputs, outputs, label)
+    for lineage_set in lineage_sets:
+        lineage_set.output.note_renames(lineage_set.facet)
     is_sql = False
     if not lineage_sets and job.sql and (outputs or isinstance(event, JobEventIn)):
         lineage_sets = _sql_lineage_sets(session, event, resolver, inputs, outputs)
