@@ -105,9 +105,13 @@ async def test_a_batch_out_of_order_ends_at_its_newest_schema(client: httpx.Asyn
 
 
 async def test_a_rename_a_field_id_states_keeps_what_people_wrote(client: httpx.AsyncClient) -> None:
-    await post(
-        client, _write(0, {"name": "member_id", "type": "bigint", "id": 1}, {"name": "secs", "type": "int", "id": 2})
+    first = _write(
+        0,
+        {"name": "member_id", "type": "bigint", "id": 1},
+        {"name": "secs", "type": "int", "id": 2},
+        columnLineage=column_lineage({"secs": [(HIVE, "raw.playback", "ts")]}, subtype="TRANSFORMATION"),
     )
+    await post(client, first)
     await _describe(client, "secs", "seconds watched")
     await post(
         client,
@@ -119,6 +123,11 @@ async def test_a_rename_a_field_id_states_keeps_what_people_wrote(client: httpx.
     diff = (await _versions(client))[-1]["diff"]
     assert diff["renamed"] == [{"field_id": 2, "old_path": "secs", "new_path": "watch_seconds"}]
     assert diff["removed"] == [] and diff["added"] == []
+    # The column edge into the field follows it to its new name.
+    impact = (
+        await client.get("/api/v1/lineage/impact", params={"namespace": HIVE, "name": "raw.playback", "field": "ts"})
+    ).json()
+    assert [(c["name"], c["field"]) for c in impact["columns"]] == [(SESSIONS, "watch_seconds")]
 
 
 async def test_a_rename_the_events_column_lineage_states_keeps_what_people_wrote(client: httpx.AsyncClient) -> None:
