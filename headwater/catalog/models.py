@@ -123,8 +123,8 @@ class Dataset(Base):
     user_description: Mapped[LongText | None]
     user_properties: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     current_schema_version: Mapped[int | None] = mapped_column(Integer)
-    # For a schema taken from lineage events: the event time of the newest schema statement applied, so that an
-    # older event delivered late never rolls the schema back.
+    # For a schema taken from lineage events: the event time of its newest statement (a repetition included), so
+    # that an older event delivered late never rolls the schema back.
     schema_stated_at: Mapped[UTCTime | None]
     # Kept beside the field rows so lists need not count them per dataset.
     field_count: Mapped[Count]

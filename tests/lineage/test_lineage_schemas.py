@@ -92,6 +92,18 @@ async def test_late_events_never_roll_a_newer_schema_back(client: httpx.AsyncCli
     assert len(await _versions(client)) == 1
 
 
+async def test_a_late_event_does_not_undo_a_restatement_of_the_schema(client: httpx.AsyncClient) -> None:
+    await post(client, _write(0, "a", "b"))
+    await post(client, _write(10, "a"))
+    await post(client, _write(30, "a"))  # the same schema again: no new version, but newer
+    await post(client, _write(20, "a", "b"))  # delivered late: older than the restatement
+    assert await _paths(client) == ["a"]
+    # The same inside one batch.
+    await post(client, [_write(40, "a", "d"), _write(35, "a")])
+    assert await _paths(client) == ["a", "d"]
+    assert len(await _versions(client)) == 3
+
+
 async def test_a_batch_out_of_order_ends_at_its_newest_schema(client: httpx.AsyncClient) -> None:
     await post(client, [_write(10, "a"), _write(20, "a", "c"), _write(0, "a", "b")])
     assert await _paths(client) == ["a", "c"]

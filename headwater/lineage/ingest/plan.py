@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from headwater.catalog.models import Dataset
 from headwater.db import utcnow
 from headwater.lineage.ingest.confirm import ColumnEdgeBuffer
 from headwater.lineage.ingest.parse import Names
@@ -109,6 +110,8 @@ class Plan:
         _write_runs(writes, self.runs.values())
         writes.upsert(JobDataset, self.job_datasets, ["job_id", "dataset_id", "direction"], newest_wins=("origin",))
         writes.upsert(DatasetEdge, self.dataset_edges, ["source_id", "target_id", "job_id"], newest_wins=("origin",))
+        stated = sorted(self.resolver.stated.items())
+        writes.update(Dataset, [{"id": i, "schema_stated_at": at} for i, at in stated], newest="schema_stated_at")
         self.column_edges.flush(self.session, writes)
         return writes
 

@@ -14,7 +14,8 @@ belongs to its source, and a column the source does not know is reported, not in
 federates a lineage dataset later adopts it: :func:`~headwater.catalog.service.apply_snapshot`).
 
 What an event's schema facet makes of a lineage dataset's columns is :mod:`.columns`; the resolver applies it
-only when the event is not older than the schema statement last applied (``Dataset.schema_stated_at``), so a late
+only when the event is not older than the newest statement of the schema, a repetition included
+(``Dataset.schema_stated_at``, moved forward with the batch's write: :attr:`DatasetResolver.stated`), so a late
 event never rolls a schema back.
 """
 
@@ -206,6 +207,8 @@ class DatasetResolver:
         self._source_checked = False
         # Identities known (from prefetch) to name no catalog dataset and no alias.
         self._absent: set[tuple[str, str]] = set()
+        # Lineage datasets by id -> the newest event time that stated their schema in this batch, changed or not.
+        self.stated: dict[int, dt.datetime] = {}
         self.warnings: list[str] = []
 
     def lineage_source(self) -> Source:
@@ -388,6 +391,10 @@ class DatasetResolver:
             self._absent.discard((created.namespace, created.name))
         elif self._needs_update(resolved, wanted):
             resolved = self._update(resolved, wanted)
+        if resolved.lineage_owned and wanted.schema is not None and wanted.at is not None:
+            # Restating the schema moves its mark too (written with the batch): a late event older than the
+            # restatement must not undo it.
+            self.stated[resolved.id] = max(wanted.at, self.stated.get(resolved.id, wanted.at))
         self._alias(resolved, identities)
         missing = [path for path in wanted.columns if path not in resolved.fields]
         if missing:
@@ -416,7 +423,9 @@ class DatasetResolver:
         if dataset.source.name != LINEAGE_SOURCE:  # adopted by a federated source meanwhile: its schema wins
             return self._with_fields(dataset.id, dataset.namespace, dataset.name, False, dataset.deleted_at is not None)
         current = [flat_of(row) for row in dataset.fields]
-        stated = dataset.schema_stated_at
+        stated = max(
+            (t for t in (dataset.schema_stated_at, self.stated.get(dataset.id)) if t is not None), default=None
+        )
         renamed: dict[str, str] = {}
         if wanted.at is not None and stated is not None and wanted.at < stated:
             fields = current  # older than the schema last stated: it may restore the dataset, nothing more
