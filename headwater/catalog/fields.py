@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -176,11 +176,14 @@ def fingerprint(fields: Sequence[FlatField]) -> str:
     return hashlib.sha256(orjson.dumps(canonical)).hexdigest()
 
 
-def diff_schemas(old: Sequence[dict[str, Any]], new: Sequence[FlatField]) -> SchemaDiff:
+def diff_schemas(
+    old: Sequence[dict[str, Any]], new: Sequence[FlatField], renamed: Mapping[str, str] | None = None
+) -> SchemaDiff:
     """What changed from ``old`` (a stored version's fields) to ``new``.
 
     Fields are matched by source field id where both sides have one, so a rename is a rename and not
-    a drop plus an add; otherwise by path.
+    a drop plus an add; then by ``renamed`` (new path -> old path, a rename the source stated otherwise);
+    otherwise by path.
     """
     old_by_id = {f["field_id"]: f for f in old if f.get("field_id") is not None}
     old_by_path = {f["path"]: f for f in old}
@@ -188,6 +191,8 @@ def diff_schemas(old: Sequence[dict[str, Any]], new: Sequence[FlatField]) -> Sch
     result = SchemaDiff()
     for item in new:
         before = old_by_id.get(item.field_id) if item.field_id is not None else None
+        if before is None and renamed and item.path in renamed:
+            before = old_by_path.get(renamed[item.path])
         if before is None:
             candidate = old_by_path.get(item.path)
             # A same-path field with a different id is a different field (dropped and re-added).

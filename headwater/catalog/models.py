@@ -71,6 +71,8 @@ class ChangeKind(enum.StrEnum):
     METADATA_UPDATED = "metadata_updated"
     DELETED = "deleted"
     RESTORED = "restored"
+    # A dataset lineage (or a person) filed in a manual source is now stated by the federated source that holds it.
+    ADOPTED = "adopted"
 
 
 class Source(Base):
@@ -122,6 +124,9 @@ class Dataset(Base):
     user_description: Mapped[LongText | None]
     user_properties: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     current_schema_version: Mapped[int | None] = mapped_column(Integer)
+    # For a schema taken from lineage events: the event time of its newest statement (a repetition included), so
+    # that an older event delivered late never rolls the schema back.
+    schema_stated_at: Mapped[UTCTime | None]
     # Kept beside the field rows so lists need not count them per dataset.
     field_count: Mapped[Count]
     created_at: Mapped[UTCNow]

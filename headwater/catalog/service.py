@@ -5,7 +5,7 @@ schema history and listing. Every function takes the session keyword-only and fl
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -75,7 +75,7 @@ class ApplyResult:
     """What applying a snapshot did."""
 
     dataset: Dataset
-    outcome: Literal["created", "restored", "schema_changed", "updated", "unchanged"]
+    outcome: Literal["adopted", "created", "restored", "schema_changed", "updated", "unchanged"]
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -91,14 +91,19 @@ def _current_version(session: Session, dataset: Dataset) -> SchemaVersion | None
     )
 
 
-def _match_rows(rows: Sequence[Field], fields: Sequence[FlatField]) -> list[Field | None]:
-    """For each new field, the existing row it continues: same source field id, else same path."""
+def _match_rows(
+    rows: Sequence[Field], fields: Sequence[FlatField], renamed: Mapping[str, str] | None = None
+) -> list[Field | None]:
+    """For each new field, the existing row it continues: same source field id, else the path it was renamed
+    from, else same path."""
     by_id = {row.field_id: row for row in rows if row.field_id is not None}
     by_path = {row.path: row for row in rows}
     used: set[int] = set()
     matches: list[Field | None] = []
     for item in fields:
         row = by_id.get(item.field_id) if item.field_id is not None else None
+        if row is None and renamed and item.path in renamed:
+            row = by_path.get(renamed[item.path])
         if row is None:
             candidate = by_path.get(item.path)
             if candidate is not None and (item.field_id is None or candidate.field_id in (None, item.field_id)):
@@ -111,10 +116,12 @@ def _match_rows(rows: Sequence[Field], fields: Sequence[FlatField]) -> list[Fiel
     return matches
 
 
-def _write_field_rows(session: Session, dataset: Dataset, fields: Sequence[FlatField]) -> None:
+def _write_field_rows(
+    session: Session, dataset: Dataset, fields: Sequence[FlatField], renamed: Mapping[str, str] | None = None
+) -> None:
     """Make the dataset's field rows match ``fields``, keeping each surviving row (its id and what people
     wrote on it) across renames and retypes."""
-    matches = _match_rows(dataset.fields, fields)
+    matches = _match_rows(dataset.fields, fields, renamed)
     kept = {id(row) for row in matches if row is not None}
     for row in list(dataset.fields):
         if id(row) not in kept:
@@ -146,14 +153,18 @@ def _write_field_rows(session: Session, dataset: Dataset, fields: Sequence[FlatF
 
 
 def _add_schema_version(
-    session: Session, dataset: Dataset, fields: Sequence[FlatField], source_schema_id: str | None
+    session: Session,
+    dataset: Dataset,
+    fields: Sequence[FlatField],
+    source_schema_id: str | None,
+    renamed: Mapping[str, str] | None = None,
 ) -> SchemaVersion | None:
     """Record a new schema version when the schema differs from the current one."""
     current = _current_version(session, dataset)
     new_print = fingerprint(fields)
     if current is not None and current.fingerprint == new_print:
         return None
-    diff = diff_schemas(current.fields if current else [], fields)
+    diff = diff_schemas(current.fields if current else [], fields, renamed)
     version = SchemaVersion(
         dataset_id=dataset.id,
         version=(current.version + 1) if current else 1,
@@ -198,12 +209,16 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
         .where(Dataset.namespace == snapshot.namespace, Dataset.name == snapshot.name)
         .with_for_update(of=Dataset)
     )
+    adopted_from: Source | None = None
     if dataset is not None and dataset.source_id != source.id:
-        raise Conflict(
-            f"dataset {snapshot.name!r} in namespace {snapshot.namespace!r} belongs to source "
-            f"{dataset.source.name!r}, not {source.name!r}",
-            detail={"field": "name", "dataset_id": dataset.id},
-        )
+        if not _adoptable(dataset, source):
+            raise Conflict(
+                f"dataset {snapshot.name!r} in namespace {snapshot.namespace!r} belongs to source "
+                f"{dataset.source.name!r}, not {source.name!r}",
+                detail={"field": "name", "dataset_id": dataset.id},
+            )
+        adopted_from = dataset.source
+        dataset.source = source
     facts = snapshot.facts()
     now = utcnow()
     if dataset is None:
@@ -228,11 +243,15 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
     for key in changed_facts:
         setattr(dataset, key, facts[key])
     earlier = _add_history(session, dataset, snapshot.schema_history)
-    version = _add_schema_version(session, dataset, snapshot.fields, snapshot.source_schema_id) or earlier
+    version = (
+        _add_schema_version(session, dataset, snapshot.fields, snapshot.source_schema_id, snapshot.renamed) or earlier
+    )
     comments_changed = [row.source_description for row in dataset.fields] != [f.description for f in snapshot.fields]
     if version is not None or comments_changed:
-        _write_field_rows(session, dataset, snapshot.fields)
-    if not (restored or changed_facts or version is not None or comments_changed):
+        _write_field_rows(session, dataset, snapshot.fields, snapshot.renamed)
+    if adopted_from is not None:
+        dataset.schema_stated_at = None  # the schema is the source's from now on, never an event's
+    elif not (restored or changed_facts or version is not None or comments_changed):
         return ApplyResult(dataset, "unchanged")
 
     dataset.deleted_at = None
@@ -240,7 +259,14 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
     dataset.updated_at = now
     dataset.revision += 1
     session.flush()
-    outcome: Literal["restored", "schema_changed", "updated"]
+    outcome: Literal["adopted", "restored", "schema_changed", "updated"]
+    if adopted_from is not None:
+        _record(
+            session,
+            dataset,
+            ChangeKind.ADOPTED,
+            {"source": source.name, "from_source": adopted_from.name, "was_deleted": restored},
+        )
     if restored:
         outcome = "restored"
         _record(session, dataset, ChangeKind.RESTORED, {"source": source.name})
@@ -256,7 +282,14 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
             ChangeKind.METADATA_UPDATED,
             {"by": "source", "changed": changed_facts or ["field_descriptions"]},
         )
-    return ApplyResult(dataset, outcome)
+    return ApplyResult(dataset, "adopted" if adopted_from is not None else outcome)
+
+
+def _adoptable(dataset: Dataset, source: Source) -> bool:
+    """Whether federated ``source`` takes over ``dataset``, which another source holds: only from a manual source
+    (lineage's, or one people register in), which no connector states, and never from another federated source,
+    whose claim is a conflict to report (docs/concepts/catalog.md, Adoption)."""
+    return source.kind != SourceKind.MANUAL.value and dataset.source.kind == SourceKind.MANUAL.value
 
 
 def _snapshot_from_create(data: DatasetCreate, namespace: str) -> DatasetSnapshot:

@@ -39,6 +39,8 @@ class DatasetSnapshot:
     # Earlier schemas, oldest first: all become versions before the current one when the dataset is first
     # seen; for a known dataset, those after the one its current version came from.
     schema_history: list[HistoricalSchema] = field(default_factory=list)
+    # Renames the source states without field ids (new path -> old path): the field keeps its row and metadata.
+    renamed: dict[str, str] = field(default_factory=dict)
 
     def facts(self) -> dict[str, Any]:
         """The snapshot's values of :data:`SOURCE_FACTS`, as the dataset columns hold them."""

@@ -15,6 +15,8 @@ Safety rules, in the order the engine applies them:
   unhealthy with the error and leaves the last known metadata served.
 - Schema changes and user metadata are handled by :func:`~headwater.catalog.service.apply_snapshot`:
   a changed schema adds a version with its diff and a change event; what people wrote is never touched.
+  A listed dataset a manual source holds (lineage filed it first, or a person registered it) is adopted;
+  one another federated source holds is counted as failed, a conflict for a person to look at.
 - Secrets are decrypted and resolved (references checked against the server's allowlists again) only when
   the run starts reading; every message the run stores or logs first goes through a
   :class:`~headwater.secrets.Scrubber` of the values it resolved.

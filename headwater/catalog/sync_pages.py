@@ -133,6 +133,7 @@ def _store_state(session: Session, handle: SyncHandle, dataset_id: int, version:
 
 
 _OUTCOME_COUNTER = {
+    "adopted": "added",
     "created": "added",
     "restored": "restored",
     "schema_changed": "changed",

@@ -141,7 +141,8 @@ def datasets_by_id(session: Session, dataset_ids: list[int]) -> dict[int, Datase
 
 @from_model(ChangeEventOut, name="ChangeEvent", ids=("id", "entity_id"))
 class ChangeEvent:
-    """One entry of the catalog's change feed (created, schema_changed, metadata_updated, deleted, restored)."""
+    """One entry of the catalog's change feed (created, schema_changed, metadata_updated, deleted, restored,
+    adopted)."""
 
 
 @from_model(ChangeFeedOut, name="ChangeFeed", ids=("next_after",))

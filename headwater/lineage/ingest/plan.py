@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from headwater.catalog.models import Dataset
 from headwater.db import utcnow
 from headwater.lineage.ingest.confirm import ColumnEdgeBuffer
 from headwater.lineage.ingest.parse import Names
@@ -109,6 +110,8 @@ class Plan:
         _write_runs(writes, self.runs.values())
         writes.upsert(JobDataset, self.job_datasets, ["job_id", "dataset_id", "direction"], newest_wins=("origin",))
         writes.upsert(DatasetEdge, self.dataset_edges, ["source_id", "target_id", "job_id"], newest_wins=("origin",))
+        stated = sorted(self.resolver.stated.items())
+        writes.update(Dataset, [{"id": i, "schema_stated_at": at} for i, at in stated], newest="schema_stated_at")
         self.column_edges.flush(self.session, writes)
         return writes
 
@@ -122,7 +125,7 @@ class Plan:
 def _apply(batch: Plan, event: LineageEventIn, label: str) -> None:
     session, resolver = batch.session, batch.resolver
     if isinstance(event, DatasetEventIn):
-        wanted = wanted_from(event.dataset, where=f"{label}.dataset")
+        wanted = wanted_from(event.dataset, where=f"{label}.dataset", at=event.eventTime)
         resolver.resolve(wanted)
         if event.dataset.facets.get("columnLineage"):
             resolver.warnings.append(
@@ -135,9 +138,12 @@ def _apply(batch: Plan, event: LineageEventIn, label: str) -> None:
     if isinstance(event, RunEventIn):
         run = _run(batch, event, job, label)
         origin = EdgeOrigin.OPENLINEAGE
-    inputs = [wanted_from(d, where=f"{label}.inputs[{i}]") for i, d in enumerate(event.inputs)]
-    outputs = [wanted_from(d, where=f"{label}.outputs[{i}]") for i, d in enumerate(event.outputs)]
+    at = event.eventTime
+    inputs = [wanted_from(d, where=f"{label}.inputs[{i}]", at=at) for i, d in enumerate(event.inputs)]
+    outputs = [wanted_from(d, where=f"{label}.outputs[{i}]", at=at) for i, d in enumerate(event.outputs)]
     lineage_sets = _column_lineage_sets(event.outputs, outputs, label)
+    for lineage_set in lineage_sets:
+        lineage_set.output.note_renames(lineage_set.facet)
     is_sql = False
     if not lineage_sets and job.sql and (outputs or isinstance(event, JobEventIn)):
         lineage_sets = _sql_lineage_sets(session, _sql_facet(event, job, label), resolver, inputs, outputs)

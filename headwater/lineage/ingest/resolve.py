@@ -10,7 +10,13 @@ alias or a ``symlinks`` identifier names. An unknown one is created through the 
 lineage-owned ``manual`` source (so it gets schema versions and change events like any other dataset),
 under its first symlink when it has one: a Spark file path whose symlink is a Hive table becomes the
 table. Only datasets of the lineage source take their schema from events; a federated dataset's schema
-belongs to its source, and a column the source does not know is reported, not invented.
+belongs to its source, and a column the source does not know is reported, not invented (a source that
+federates a lineage dataset later adopts it: :func:`~headwater.catalog.service.apply_snapshot`).
+
+What an event's schema facet makes of a lineage dataset's columns is :mod:`.columns`; the resolver applies it
+only when the event is not older than the newest statement of the schema, a repetition included
+(``Dataset.schema_stated_at``, moved forward with the batch's write: :attr:`DatasetResolver.stated`), so a late
+event never rolls a schema back.
 """
 
 from __future__ import annotations
@@ -22,21 +28,26 @@ from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any, cast
 
-import orjson
-from sqlalchemy import Table, func, select, tuple_
+from sqlalchemy import Table, func, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 
 from headwater.catalog.bulk import create_datasets, validate_fields
-from headwater.catalog.fields import FlatField
 from headwater.catalog.models import Dataset, DatasetKind, Field, Source, SourceKind
 from headwater.catalog.schemas import SourceCreate
 from headwater.catalog.service import DatasetSnapshot, apply_snapshot
 from headwater.catalog.sources import create_source
 from headwater.db import utcnow
+from headwater.lineage.ingest.columns import (
+    WantedDataset,
+    facts_of,
+    flat_of,
+    merged_fields,
+    stated_fields,
+    wanted_from,
+)
 from headwater.lineage.ingest.statements import CHUNK, insert_statement
 from headwater.lineage.ingest.write import insert_ignore
 from headwater.lineage.models import DatasetAlias, LineageJob, LineageRun
-from headwater.lineage.schemas import DatasetIn, SchemaFacet, SchemaField, SymlinksFacet, parse_facet
 
 __all__ = [
     "JOB_COLUMNS",
@@ -54,7 +65,6 @@ __all__ = [
 
 LINEAGE_SOURCE = "lineage"
 LINEAGE_NAMESPACE = "lineage"
-UNKNOWN_TYPE = "unknown"
 
 
 # ------------------------------------------------------------------------------------- jobs and runs
@@ -183,92 +193,6 @@ class ResolvedDataset:
     deleted: bool = False
 
 
-@dataclass
-class WantedDataset:
-    """What one event says about a dataset: its identities, schema, and the columns lineage names."""
-
-    namespace: str
-    name: str
-    symlinks: list[tuple[str, str]] = field(default_factory=list)
-    schema: list[FlatField] | None = None
-    columns: list[str] = field(default_factory=list)
-    # What the schema says, for comparing with the catalog's: (path, type) of its typed fields, paths of the others.
-    schema_facts: tuple[frozenset[tuple[str, str]], frozenset[str]] | None = field(default=None, repr=False)
-    # ``columns`` as a set.
-    column_set: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self.column_set.update(self.columns)
-
-    def add_columns(self, paths: Iterable[str]) -> None:
-        """Remember columns the event's lineage refers to."""
-        named = self.column_set
-        for path in paths:
-            if path not in named:
-                self.columns.append(path)
-                named.add(path)
-
-
-def flat_schema(fields: Sequence[SchemaField], parent: str | None = None) -> list[FlatField]:
-    """The schema facet's (possibly nested) fields as catalog flat fields."""
-    flat: list[FlatField] = []
-    for item in fields:
-        path = f"{parent}.{item.name}" if parent else item.name
-        flat.append(
-            FlatField(
-                path=path,
-                name=item.name,
-                type=(item.type or UNKNOWN_TYPE)[:4096],
-                parent_path=parent,
-                description=item.description,
-            )
-        )
-        flat.extend(flat_schema(item.fields, path))
-    return flat
-
-
-def wanted_from(dataset: DatasetIn, *, where: str) -> WantedDataset:
-    """Read the identity, symlinks and schema facets of one event dataset."""
-    wanted = WantedDataset(dataset.namespace, dataset.name)
-    facets = dataset.facets
-    if facets.get("symlinks"):
-        symlinks = parse_facet(SymlinksFacet, facets["symlinks"], where=f"{where}.facets.symlinks")
-        wanted.symlinks = [(i.namespace, i.name) for i in symlinks.identifiers]
-    if facets.get("schema"):
-        schema, wanted.schema_facts = _schema_of(facets["schema"], where=f"{where}.facets.schema")
-        wanted.schema = list(schema)
-    return wanted
-
-
-_Facts = tuple[frozenset[tuple[str, str]], frozenset[str]]
-
-# Schema facets already read, by their JSON: a job's every run repeats the same facet (bounded; FlatField is frozen).
-_SCHEMAS: dict[bytes, tuple[list[FlatField], _Facts]] = {}
-
-
-def _facts_of(schema: Sequence[FlatField]) -> _Facts:
-    typed = frozenset((f.path, f.type) for f in schema if f.type != UNKNOWN_TYPE)
-    return typed, frozenset(f.path for f in schema if f.type == UNKNOWN_TYPE)
-
-
-def _schema_of(facet: Any, *, where: str) -> tuple[list[FlatField], _Facts]:
-    try:
-        key: bytes | None = orjson.dumps(facet)
-    except TypeError:
-        key = None
-    cached = _SCHEMAS.get(key) if key is not None else None
-    if cached is None:
-        schema = parse_facet(SchemaFacet, facet, where=where)
-        seen: set[str] = set()
-        flat = [f for f in flat_schema(schema.fields) if not (f.path in seen or seen.add(f.path))]  # type: ignore[func-returns-value]
-        cached = (flat, _facts_of(flat))
-        if key is not None:
-            if len(_SCHEMAS) >= 1024:
-                _SCHEMAS.clear()
-            _SCHEMAS[key] = cached
-    return cached
-
-
 def _kind_of(namespace: str) -> DatasetKind:
     return DatasetKind.TOPIC if namespace.startswith("kafka") else DatasetKind.TABLE
 
@@ -283,6 +207,8 @@ class DatasetResolver:
         self._source_checked = False
         # Identities known (from prefetch) to name no catalog dataset and no alias.
         self._absent: set[tuple[str, str]] = set()
+        # Lineage datasets by id -> the newest event time that stated their schema in this batch, changed or not.
+        self.stated: dict[int, dt.datetime] = {}
         self.warnings: list[str] = []
 
     def lineage_source(self) -> Source:
@@ -453,74 +379,85 @@ class DatasetResolver:
                 if resolved is not None:
                     break
         if resolved is None:
-            fields = self._merged_fields([], wanted)
+            fields = merged_fields([], wanted) if wanted.schema is None else stated_fields([], wanted)[0]
             snapshot = DatasetSnapshot(namespace=namespace, name=name, kind=_kind_of(namespace), fields=fields)
             validate_fields(snapshot.fields)
             # The catalog's bulk path: a handful of statements, where the ORM's apply_snapshot took about ten
             # round trips (the lock above already rules out a concurrent creation of the same dataset).
             created = create_datasets(self.session, source=self.lineage_source(), snapshots=[snapshot])[0]
+            if wanted.schema is not None and wanted.at is not None:
+                self.session.execute(update(Dataset).where(Dataset.id == created.id).values(schema_stated_at=wanted.at))
             resolved = self._with_fields(created.id, created.namespace, created.name, True, False)
             self._absent.discard((created.namespace, created.name))
         elif self._needs_update(resolved, wanted):
-            # Locked, then read afresh: a concurrent request adding other columns is waited for and kept.
-            dataset = self.session.scalar(
-                select(Dataset)
-                .options(selectinload(Dataset.fields))
-                .where(Dataset.id == resolved.id)
-                .with_for_update(of=Dataset)
-                .execution_options(populate_existing=True)
-            )
-            assert dataset is not None
-            current = [_flat_of(row) for row in dataset.fields]
-            fields = self._merged_fields(current, wanted)
-            snapshot = DatasetSnapshot(
-                namespace=dataset.namespace, name=dataset.name, kind=DatasetKind(dataset.kind), fields=fields
-            )
-            apply_snapshot(self.session, source=self.lineage_source(), snapshot=snapshot)
-            self.session.flush()
-            resolved = self._with_fields(dataset.id, dataset.namespace, dataset.name, True, False)
+            resolved = self._update(resolved, wanted)
+        if resolved.lineage_owned and wanted.schema is not None and wanted.at is not None:
+            # Restating the schema moves its mark too (written with the batch): a late event older than the
+            # restatement must not undo it.
+            self.stated[resolved.id] = max(wanted.at, self.stated.get(resolved.id, wanted.at))
         self._alias(resolved, identities)
         missing = [path for path in wanted.columns if path not in resolved.fields]
         if missing:
             self.warnings.append(
-                f"dataset {resolved.namespace}/{resolved.name} belongs to a federated source that does not know "
-                f"column(s) {', '.join(missing[:10])}; lineage through them was not recorded"
+                f"dataset {resolved.namespace}/{resolved.name} "
+                + (
+                    "has no column(s) "
+                    if resolved.lineage_owned
+                    else "belongs to a federated source that does not know column(s) "
+                )
+                + f"{', '.join(missing[:10])}; lineage through them was not recorded"
             )
         return resolved
+
+    def _update(self, resolved: ResolvedDataset, wanted: WantedDataset) -> ResolvedDataset:
+        """Apply what ``wanted`` says to a lineage dataset's schema (or restore it); the dataset as it is then."""
+        # Locked, then read afresh: a concurrent request adding other columns is waited for and kept.
+        dataset = self.session.scalar(
+            select(Dataset)
+            .options(selectinload(Dataset.fields))
+            .where(Dataset.id == resolved.id)
+            .with_for_update(of=Dataset)
+            .execution_options(populate_existing=True)
+        )
+        assert dataset is not None
+        if dataset.source.name != LINEAGE_SOURCE:  # adopted by a federated source meanwhile: its schema wins
+            return self._with_fields(dataset.id, dataset.namespace, dataset.name, False, dataset.deleted_at is not None)
+        current = [flat_of(row) for row in dataset.fields]
+        stated = max(
+            (t for t in (dataset.schema_stated_at, self.stated.get(dataset.id)) if t is not None), default=None
+        )
+        renamed: dict[str, str] = {}
+        if wanted.at is not None and stated is not None and wanted.at < stated:
+            fields = current  # older than the schema last stated: it may restore the dataset, nothing more
+        elif wanted.schema is None:
+            fields = merged_fields(current, wanted)
+        else:
+            fields, renamed = stated_fields(current, wanted)
+            if wanted.at is not None:
+                dataset.schema_stated_at = wanted.at
+        if fields != current or dataset.deleted_at is not None:
+            snapshot = DatasetSnapshot(
+                namespace=dataset.namespace,
+                name=dataset.name,
+                kind=DatasetKind(dataset.kind),
+                fields=fields,
+                renamed=renamed,
+            )
+            apply_snapshot(self.session, source=self.lineage_source(), snapshot=snapshot)
+        self.session.flush()
+        return self._with_fields(dataset.id, dataset.namespace, dataset.name, True, False)
 
     def _needs_update(self, resolved: ResolvedDataset, wanted: WantedDataset) -> bool:
         if not resolved.lineage_owned:
             return False
-        if resolved.deleted or not resolved.fields.keys() >= wanted.column_set:
+        if resolved.deleted:
             return True
         if wanted.schema is None:
-            return False
-        # A typed column the catalog lacks or types differently, or an untyped one it lacks (set operations: this
-        # runs for every dataset of every event).
-        typed, untyped = wanted.schema_facts or _facts_of(wanted.schema)
-        return not (typed <= resolved.types.items() and untyped <= resolved.fields.keys())
-
-    @staticmethod
-    def _merged_fields(current: list[FlatField], wanted: WantedDataset) -> list[FlatField]:
-        """The event's schema first (it is the newest statement), then columns only known before or only named
-        by lineage. Columns are never dropped: events arrive out of order and each names only some columns."""
-        merged: dict[str, FlatField] = {}
-        known = {f.path: f for f in current}
-        for item in wanted.schema or []:
-            old = known.get(item.path)
-            if item.type == UNKNOWN_TYPE and old is not None:
-                item = old
-            merged[item.path] = item
-        for item in current:
-            merged.setdefault(item.path, item)
-        for path in wanted.columns:
-            if path not in merged:
-                parent, _, leaf = path.rpartition(".")
-                if parent and parent not in merged:
-                    merged[parent] = FlatField(path=parent, name=parent.rpartition(".")[2], type="struct")
-                merged[path] = FlatField(path=path, name=leaf, type=UNKNOWN_TYPE, parent_path=parent or None)
-        # Parents before their members, as the catalog keeps them.
-        return sorted(merged.values(), key=lambda f: _order_key(f.path, list(merged)))
+            return not resolved.fields.keys() >= wanted.column_set
+        # A typed column the catalog lacks or types differently, or a set of columns that differs (set operations:
+        # this runs for every dataset of every event).
+        typed, _untyped, paths = wanted.schema_facts or facts_of(wanted.schema)
+        return not (typed <= resolved.types.items() and paths == resolved.fields.keys())
 
     def _alias(self, resolved: ResolvedDataset, identities: list[tuple[str, str]]) -> None:
         """Remember every identity the dataset went by; record the non-canonical ones as aliases."""
@@ -543,26 +480,3 @@ class DatasetResolver:
                     [{"namespace": identity[0], "name": identity[1], "dataset_id": resolved.id}],
                     ["namespace", "name"],
                 )
-
-
-def _order_key(path: str, order: list[str]) -> tuple[int, ...]:
-    """Sort key keeping parents before members while preserving declaration order among siblings."""
-    parts = path.split(".")
-    key: list[int] = []
-    for depth in range(1, len(parts) + 1):
-        prefix = ".".join(parts[:depth])
-        key.append(order.index(prefix) if prefix in order else len(order))
-    return tuple(key)
-
-
-def _flat_of(row: Field) -> FlatField:
-    return FlatField(
-        path=row.path,
-        name=row.name,
-        type=row.type,
-        nullable=row.nullable,
-        parent_path=row.parent_path,
-        field_id=row.field_id,
-        description=row.source_description,
-        tags=tuple(row.tags or ()),
-    )

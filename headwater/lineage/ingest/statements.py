@@ -255,10 +255,11 @@ class Upsert:
 
 @dataclass(frozen=True)
 class Update:
-    """Rows updated by id."""
+    """Rows updated by id (with ``newest``, only those whose ``newest`` column is NULL or older than the row's)."""
 
     model: type[Base]
     columns: tuple[str, ...]
+    newest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -364,21 +365,30 @@ def retire_statement(param: str) -> Any:
 
 
 @cache
-def update_by_id(model: type[Base], columns: tuple[str, ...], param: str | None) -> Any:
-    """``UPDATE table SET columns WHERE id = ...``: from a JSON array on PostgreSQL (``param``), else executemany."""
+def update_by_id(model: type[Base], columns: tuple[str, ...], param: str | None, newest: str | None = None) -> Any:
+    """``UPDATE table SET columns WHERE id = ...``: from a JSON array on PostgreSQL (``param``), else executemany;
+    with ``newest``, a row whose ``newest`` column is not older is left alone."""
     table = table_of(model)
     if param is None:
-        return update(table).where(table.c.id == bindparam("b_id")).values({c: bindparam(f"b_{c}") for c in columns})
+        statement = (
+            update(table).where(table.c.id == bindparam("b_id")).values({c: bindparam(f"b_{c}") for c in columns})
+        )
+        if newest is not None:
+            statement = statement.where(or_(table.c[newest].is_(None), table.c[newest] < bindparam(f"b_{newest}")))
+        return statement
     rows = text(f"json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r")
     source = select(*(literal_column(f"r.{c}").label(c) for c in ("id", *columns))).select_from(rows).subquery("src")
     # The ids again as an array: "= ANY(ARRAY(...))" is estimated at a few rows, so the rows are found through
     # the primary key rather than by hashing a sequential scan of the table (JSON rows are estimated at 100).
     ids = text(f"ARRAY(SELECT CAST(e->>'id' AS bigint) FROM json_array_elements(CAST(:{param} AS json)) AS e)")
-    return (
+    statement = (
         update(table)
         .values({c: source.c[c] for c in columns})
         .where(table.c.id == source.c.id, table.c.id == func.any(ids))
     )
+    if newest is not None:
+        statement = statement.where(or_(table.c[newest].is_(None), table.c[newest] < source.c[newest]))
+    return statement
 
 
 Part = Upsert | Update | Replace | Retire
@@ -408,7 +418,7 @@ def combined(parts: tuple[Part, ...]) -> Any:
         elif isinstance(part, Replace):
             statement = replace_statement("postgresql", part, param)
         else:
-            statement = update_by_id(part.model, part.columns, param)
+            statement = update_by_id(part.model, part.columns, param, part.newest)
         ctes.append(statement.cte(f"write_{index}"))
     return select(literal_column("1")).add_cte(*ctes)
 

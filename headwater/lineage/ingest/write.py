@@ -185,10 +185,11 @@ class WriteSet:
             part=part,
         )
 
-    def update(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
-        """Set the columns of each row (a dict with ``id`` and the same other keys) on the row with that id."""
+    def update(self, model: type[Base], rows: Sequence[dict[str, Any]], newest: str | None = None) -> None:
+        """Set the columns of each row (a dict with ``id`` and the same other keys) on the row with that id (with
+        ``newest``, only on rows whose ``newest`` column is NULL or older than the row's)."""
         if rows:
-            self._add(Update(model, tuple(c for c in rows[0] if c != "id")), list(rows))
+            self._add(Update(model, tuple(c for c in rows[0] if c != "id"), newest), list(rows))
 
     def execute(self, session: Session) -> None:
         """Run every write now, in the open transaction; the set is empty afterwards."""
@@ -215,7 +216,7 @@ class WriteSet:
                     session.connection().execute(replace_statement("sqlite", part), rows)
                 else:
                     bound = [{f"b_{k}": v for k, v in row.items()} for row in rows]
-                    session.connection().execute(update_by_id(part.model, part.columns, None), bound)
+                    session.connection().execute(update_by_id(part.model, part.columns, None, part.newest), bound)
             return None
         shapes = tuple(part for part, _ in parts)
         params = {
