@@ -49,6 +49,16 @@ NOT_CHANGED = "Nothing was changed"
 _TAG_SEPARATORS = re.compile(r"[,\s]+")
 
 
+def _words(text: str | None) -> list[str]:
+    """A tags box's words: separated by commas or spaces."""
+    return [word for word in _TAG_SEPARATORS.split(text or "") if word]
+
+
+def _text(text: str | None) -> str:
+    """A text box's text, with the browser's line ends made plain and the ends trimmed."""
+    return (text or "").replace("\r\n", "\n").strip()
+
+
 def _revision(version: str | None, dataset_id: int) -> int:
     """The revision a form's ``version`` (the ETag its page was rendered at) names; a form without one was not
     made by the dataset's page, and ``*`` (any revision) would overwrite blindly: both refused."""
@@ -102,7 +112,7 @@ def edit_description(
     description: FormText = None,
 ) -> Response:
     """Replace the dataset's description (an empty one clears it, showing the source's again)."""
-    text = (description or "").replace("\r\n", "\n").strip()
+    text = _text(description)
     data = checked(DatasetUpdate, {"description": text or None})
     return _edit(request, session, dataset_id=dataset_id, version=version, data=data, form="description")
 
@@ -113,7 +123,7 @@ def edit_tags(
     dataset_id: DatasetId, request: Request, session: SessionDep, version: FormText = None, tags: FormText = None
 ) -> Response:
     """Replace the dataset's tags: the words of ``tags``, separated by commas or spaces (none: no tags)."""
-    words = [word for word in _TAG_SEPARATORS.split(tags or "") if word]
+    words = _words(tags)
     data = checked(DatasetUpdate, {"tags": words})
     return _edit(request, session, dataset_id=dataset_id, version=version, data=data, form="tags")
 
@@ -157,8 +167,8 @@ def edit_field(
     (``pii``) added or removed here restricts or lifts the whole dataset, and needs ``catalog.restrict``."""
     if not path:
         raise InvalidInput("name the field to edit (its path); reload the page", detail={"field": "path"})
-    text = (description or "").replace("\r\n", "\n").strip()
-    words = [word for word in _TAG_SEPARATORS.split(tags or "") if word]
+    text = _text(description)
+    words = _words(tags)
     data = checked(DatasetUpdate, {"fields": {path: {"description": text or None, "tags": words}}})
     return _edit(request, session, dataset_id=dataset_id, version=version, data=data, form=f"fields.{path}")
 

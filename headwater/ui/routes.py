@@ -29,7 +29,7 @@ from headwater.api.params import parse_id
 from headwater.api.responses import challenge, unstorable_reason
 from headwater.api.session import LOGIN_PATH, csrf_field, viewer
 from headwater.auth.actions import Action
-from headwater.auth.policy import Resource, audience_of, decide
+from headwater.auth.policy import Audience, Resource, audience_of, decide
 from headwater.auth.principal import Principal
 from headwater.catalog import restrictions
 from headwater.catalog import service as catalog
@@ -43,7 +43,7 @@ from headwater.jobs.access import job_owner, job_resource
 from headwater.jobs.models import FINAL_STATUSES, JobStatus
 from headwater.lineage import graph
 from headwater.lineage import runs as lineage_service
-from headwater.lineage.schemas import NodeOut
+from headwater.lineage.schemas import GraphOut, NodeOut
 from headwater.search.base import FACETS, DocumentType, SearchQuery
 from headwater.ui.picture import lineage_svg
 
@@ -237,15 +237,7 @@ def dataset_page(dataset_id: str, request: Request, session: SessionDep) -> Resp
         principal, Action.CATALOG_EDIT, lambda: dataset_resource(session, dataset_id=dataset.id)
     )
     node = graph.NodeRef(dataset.id, dataset.namespace, dataset.name)
-    lineage = graph.graph_around(
-        session,
-        node=node,
-        direction="both",
-        depth=LINEAGE_DEPTH,
-        budget=LINEAGE_BUDGET,
-        timeout_ms=2_000,
-        audience=audience,
-    )
+    lineage = _both_ways(session, node, LINEAGE_DEPTH, audience)
     history = catalog.list_schema_versions(session, dataset_id=dataset.id, limit=HISTORY_SHOWN)
     upstream = sorted(
         (n for n in lineage.nodes if (n.distance or 0) < 0), key=lambda n: (-(n.distance or 0), n.name or "")
@@ -286,6 +278,13 @@ def impact_page(request: Request, session: SessionDep) -> Response:
     return _page("impact.html", impact=answer, dataset_id=dataset_id, field=field, limit=ROWS_SHOWN)
 
 
+def _both_ways(session: Session, node: graph.NodeRef, depth: int, audience: Audience) -> GraphOut:
+    """A page's lineage around ``node``, both ways, as ``audience`` may see it (placeholders for the rest)."""
+    return graph.graph_around(
+        session, node=node, direction="both", depth=depth, budget=LINEAGE_BUDGET, timeout_ms=2_000, audience=audience
+    )
+
+
 def _name(node: NodeOut) -> str:
     return node.name or node.label or ""
 
@@ -300,15 +299,7 @@ def column_lineage_page(request: Request, session: SessionDep) -> Response:
         raise InvalidInput("name the column with field (its path); a dataset's lineage is on its page")
     audience = audience_of(principal_of(request))
     node = graph.resolve_node(session, dataset_id=dataset_id, field_path=params["field"], audience=audience)
-    answer = graph.graph_around(
-        session,
-        node=node,
-        direction="both",
-        depth=COLUMN_DEPTH,
-        budget=LINEAGE_BUDGET,
-        timeout_ms=2_000,
-        audience=audience,
-    )
+    answer = _both_ways(session, node, COLUMN_DEPTH, audience)
     columns = [n for n in answer.nodes if n.kind in ("column", "restricted")]  # restricted: a placeholder
     return _page(
         "lineage.html",
