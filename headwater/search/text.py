@@ -69,6 +69,18 @@ class ParsedQuery:
         """True when there is nothing to match (browse mode)."""
         return not self.terms
 
+    @property
+    def corrected_exact(self) -> str | None:
+        """The whole query with each corrected word replaced by its best correction (``subscriptons`` ->
+        ``subscriptions``), compared with names for the exact tier too; None when nothing was corrected."""
+        if not self.corrections:
+            return None
+        corrected = self.exact
+        for typo, words in self.corrections.items():
+            if words:
+                corrected = re.sub(rf"(?<![^\W_]){re.escape(typo)}(?![^\W_])", words[0], corrected)
+        return corrected if corrected != self.exact else None
+
     def alternatives(self, term: str) -> list[str]:
         """The word itself and the corrections found for it."""
         return [term, *self.corrections.get(term, [])]
