@@ -6,7 +6,8 @@ hits, :func:`search_with_fallback` answers, in this order:
 1. words typed apart that the catalog writes as one (``sign ups`` -> ``signups``): that query's hits, with
    ``searched`` saying what was searched and the joined query among ``suggestions``;
 2. the best partial matches: the documents matching the most words (words that match nothing alone are
-   dropped first, then the largest subset of the rest that finds something), marked ``partial: true`` with
+   dropped first, then the largest subset of the rest that finds something; among equally large subsets the
+   one with the longest words, then the most hits), marked ``partial: true`` with
    the ``dropped`` words and the other word subsets that find something as ``suggestions``.
 
 Every retry is the reader's own query with other words (filters, phrases and the audience kept), so nothing
@@ -89,7 +90,8 @@ def _fallback(
             break
     if not subsets:
         return None
-    best = max(subsets, key=lambda words: (prober.hits(words), -subsets.index(words)))
+    # Longer words say more than short ones ("who", "the" match much and mean little); then more hits.
+    best = max(subsets, key=lambda words: (sum(map(len, words)), prober.hits(words), -subsets.index(words)))
     page = backend.run(query.with_text(prober.text(best)))
     page.partial = True
     page.searched = prober.text(best)
