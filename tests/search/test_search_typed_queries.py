@@ -211,6 +211,11 @@ def test_words_nobody_wrote_answer_the_best_partial_matches(search_backend: Sear
     page = ask(search_backend, "refunds genre")
     assert page.partial and page.searched == "refunds" and page.dropped == ["genre"]
     assert page.suggestions == ["refunds", "genre"]
+    # A partial answer pages like any other: the typed query with the cursor it handed out.
+    first = search_backend.search(SearchQuery(q="who refunds", limit=1).validate())
+    second = search_backend.search(SearchQuery(q="who refunds", limit=1, cursor=first.next_cursor).validate())
+    assert first.partial and second.partial and second.next_cursor is None
+    assert [h.name for h in first.items + second.items] == ["accounting.adjustments", "warehouse.zone_totals"]
     # Words typed apart that the catalog writes as one.
     page = ask(search_backend, "sign ups")
     assert not page.partial and page.searched == "signups" and page.suggestions == ["signups"]
