@@ -5,7 +5,8 @@ A backend stores :class:`SearchDocument` objects and answers :class:`SearchQuery
 given datasets (the dataset and its columns) for new ones, so replaying a change is harmless. Ranking is
 the same contract on every backend, in tiers:
 
-0. exact name: the query is the dataset's full name or its last segment;
+0. exact name: the query (or its typo-corrected form, or its words joined by ``_``) is the dataset's full name
+   or its last segment;
 1. name prefix: the full name or its last segment starts with the query;
 2. every query word is among the name's words (``analytics.title_daily_views`` -> analytics/title/daily/views);
 3. ... among the name and descriptions;

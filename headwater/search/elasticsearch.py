@@ -394,7 +394,7 @@ class ElasticsearchBackend(SearchBackend):
 
         near = [{"fuzzy": {key: {"value": exact, "fuzziness": "AUTO", "prefix_length": 1}}} for key in keys]
         should = [
-            tier({"bool": {"should": [{"term": {key: exact}} for key in keys]}}, _TIER_BOOSTS[0]),
+            tier({"bool": {"should": [{"terms": {key: parsed.exact_forms}} for key in keys]}}, _TIER_BOOSTS[0]),
             tier({"bool": {"should": near}}, _NEAR_EXACT),
             tier(
                 {"bool": {"should": [{"prefix": {"name_key": exact}}, {"prefix": {"short_key": exact}}]}},

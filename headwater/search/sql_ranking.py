@@ -140,8 +140,7 @@ def _like_words(parsed: ParsedQuery, column: str, bind: Any) -> str:
 
 def like_tier(parsed: ParsedQuery, bind: Any) -> str:
     """The match tier of ``d`` from its stored words alone (for a page's rows: no full-text pass)."""
-    exact, prefix = bind(parsed.exact), bind(like_prefix(parsed.exact))
-    corrected = bind(parsed.corrected_exact or parsed.exact)
+    exact, prefix = bind(parsed.exact_forms, expanding=True), bind(like_prefix(parsed.exact))
     tiers = [
         terms_condition(parsed, bind, columns)
         for columns in (
@@ -151,7 +150,7 @@ def like_tier(parsed: ParsedQuery, bind: Any) -> str:
         )
     ]
     return (
-        f"CASE WHEN d.name_key IN ({exact}, {corrected}) OR d.short_key IN ({exact}, {corrected}) THEN 0 "
+        f"CASE WHEN d.name_key IN {exact} OR d.short_key IN {exact} THEN 0 "
         f"WHEN d.name_key LIKE {prefix} ESCAPE '\\' OR d.short_key LIKE {prefix} ESCAPE '\\' THEN 1 "
         f"WHEN {tiers[0]} THEN 2 WHEN {tiers[1]} THEN 3 WHEN {tiers[2]} THEN 4 ELSE 5 END"
     )
@@ -175,10 +174,8 @@ class _Steps:
         self.facet_filters = bool(query.filters)
         self.where = sql.filters(query)
         self.where_unindexed = sql.filters(query, type_index=False)
-        self.exact = sql.bind(parsed.exact)
         # A typo corrected to a name (``subscriptons`` -> ``subscriptions``) earns the exact tier too.
-        self.corrected = sql.bind(parsed.corrected_exact) if parsed.corrected_exact else None
-        self.exact_keys = f"({self.exact}, {self.corrected})" if self.corrected else f"({self.exact})"
+        self.exact_keys = sql.bind(parsed.exact_forms, expanding=True)
         if dialect == "sqlite":
             # SQLite's LIKE ignores case and so cannot use a BINARY index: prefixes are index ranges.
             low, high = sql.bind(parsed.exact), sql.bind(parsed.exact + "\U0010ffff")

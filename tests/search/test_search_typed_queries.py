@@ -174,6 +174,10 @@ def test_a_typo_corrected_to_a_name_ranks_that_dataset_first(search_backend: Sea
     # Without the correction, the alphabetically first name holding the word would come first.
     assert "analytics.subscriptions_daily" in [h.name for h in page.items[1:]]
     assert names(search_backend, "billing.subscriptons")[0] == "billing.subscriptions"
+    # A name's words typed apart are that name too (the words in another order are not).
+    typed = ask(search_backend, "title daily views").items[0]
+    assert (typed.name, typed.match) == ("content.title_daily_views", MatchTier.EXACT)
+    assert ask(search_backend, "daily title views").items[0].match is not MatchTier.EXACT
 
 
 def test_one_tie_break_order_on_every_backend(search_backend: SearchBackend, catalog: Any) -> None:
