@@ -78,6 +78,10 @@ class SearchResults:
     facets: list[Facet]
     facets_approximate: bool
     corrections: list[Correction]
+    partial: bool = strawberry.field(description="True when no hit matches every word: these match the most words.")
+    dropped: list[str] = strawberry.field(description="The words a partial answer left out.")
+    searched: str | None = strawberry.field(description="The words searched instead of the typed ones, if any.")
+    suggestions: list[str] = strawberry.field(description="Queries that find something, best first.")
 
     @classmethod
     def of(cls, session: Session, page: SearchPage) -> SearchResults:
@@ -91,6 +95,10 @@ class SearchResults:
             facets=[Facet(name=name, values=to_graphql(counts)) for name, counts in page.facets.items()],
             facets_approximate=page.facets_approximate,
             corrections=[Correction(word=w, suggestions=list(s)) for w, s in page.corrections.items()],
+            partial=page.partial,
+            dropped=list(page.dropped),
+            searched=page.searched,
+            suggestions=list(page.suggestions),
         )
 
 
@@ -124,7 +132,10 @@ class SearchFilter:
 class SearchQueryFields:
     """What tools search."""
 
-    @strawberry.field(description="Free-text search over datasets and columns, with filters and facet counts.")
+    @strawberry.field(
+        description="Free-text search over datasets and columns, with filters and facet counts. The query text "
+        'takes tag:pii owner:alice kind:topic source:x namespace:y format:avro "exact phrase" -word.'
+    )
     @answers_errors(Action.SEARCH_READ)
     def search(
         self,

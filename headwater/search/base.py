@@ -5,14 +5,18 @@ A backend stores :class:`SearchDocument` objects and answers :class:`SearchQuery
 given datasets (the dataset and its columns) for new ones, so replaying a change is harmless. Ranking is
 the same contract on every backend, in tiers:
 
-0. exact name: the query is the dataset's full name or its last segment;
+0. exact name: the query (or its typo-corrected form, or its words joined by ``_``) is the dataset's full name
+   or its last segment;
 1. name prefix: the full name or its last segment starts with the query;
 2. every query word is among the name's words (``analytics.title_daily_views`` -> analytics/title/daily/views);
 3. ... among the name and descriptions;
 4. ... among the name, descriptions and columns;
 5. anything else that matched (tags, owners, namespace, source, format).
 
-Inside a tier the backend's own relevance score orders hits.
+Inside a tier every backend orders hits the same way: by name, then by dataset id (then by document), so the
+first hit never depends on the database or the engine. A typo corrected to a dataset's name earns the exact
+tier. The typed syntax (``tag:pii "a phrase" -word``) is :mod:`headwater.search.query_syntax`; what happens
+when all words together find nothing is :mod:`headwater.search.fallback`.
 Why two backends, the sql one by default, with the figures: docs/adr/0005-sql-vs-elasticsearch-search.md.
 """
 
@@ -167,6 +171,9 @@ class SearchQuery:
     # The reader's audience (auth.policy.audience_of): restricted datasets outside it are filtered out in the
     # query itself, so pages stay full and counts and facets never count them. None: the reader sees all.
     audience: frozenset[str] | None = None
+    # Quoted phrases of the typed query (query_syntax): each must appear, words in order, in one field.
+    phrases: list[str] = field(default_factory=list)
+    _syntax_applied: bool = field(default=False, repr=False, compare=False)
 
     @classmethod
     def of(
@@ -202,6 +209,7 @@ class SearchQuery:
             raise InvalidInput(f"q is {len(self.q)} characters long; at most 512 are allowed", detail={"field": "q"})
         if self.q is not None and "\x00" in self.q:
             raise InvalidInput("q holds a NUL character (\\u0000); remove it", detail={"field": "q"})
+        self._apply_syntax()
         if self.sort not in SORTS:
             raise InvalidInput(
                 f"sort {self.sort!r} is not supported; use one of {', '.join(SORTS)}", detail={"field": "sort"}
@@ -221,6 +229,27 @@ class SearchQuery:
         if not self.types:
             raise InvalidInput("type needs at least one of dataset, column", detail={"field": "type"})
         return self
+
+    def _apply_syntax(self) -> None:
+        """Read ``tag:pii owner:x "phrase" -word`` out of ``q`` once: facet keys join the filters, ``q`` keeps
+        the free words and ``-word`` s (see :mod:`headwater.search.query_syntax`)."""
+        if self._syntax_applied or not self.q:
+            return
+        from headwater.search.query_syntax import parse_syntax
+
+        syntax = parse_syntax(self.q)
+        self._syntax_applied = True
+        self.q = syntax.text or None
+        self.phrases = list(dict.fromkeys([*self.phrases, *syntax.phrases]))
+        for facet, values in syntax.filters.items():
+            merged = self.filters.setdefault(facet, [])
+            merged.extend(v for v in values if v not in merged)
+
+    def with_text(self, q: str | None, **changes: Any) -> SearchQuery:
+        """This query (filters, phrases, audience) with other free text: for the partial-match retries."""
+        import dataclasses
+
+        return dataclasses.replace(self, q=q, filters=dict(self.filters), _syntax_applied=True, **changes)
 
     @property
     def effective_sort(self) -> str:
@@ -280,6 +309,12 @@ class SearchPage:
     # True when ``total`` / the facet counts cover a capped candidate set, not every match (sql backend).
     total_approximate: bool = False
     facets_approximate: bool = False
+    # When every word together found nothing (fallback): the hits match only some words (``partial``), the
+    # words left out (``dropped``), the words searched instead (``searched``) and queries worth trying.
+    partial: bool = False
+    dropped: list[str] = field(default_factory=list)
+    searched: str | None = None
+    suggestions: list[str] = field(default_factory=list)
 
 
 class Suggestion(_Answer):
@@ -313,9 +348,15 @@ class SearchBackend(ABC):
     def replace(self, dataset_ids: Sequence[int], documents: Sequence[SearchDocument]) -> None:
         """Make the documents of ``dataset_ids`` exactly ``documents`` (idempotent)."""
 
-    @abstractmethod
     def search(self, query: SearchQuery) -> SearchPage:
-        """Answer a validated query."""
+        """Answer a validated query; when all its words together find nothing, the best partial matches."""
+        from headwater.search.fallback import search_with_fallback
+
+        return search_with_fallback(self, query)
+
+    @abstractmethod
+    def run(self, query: SearchQuery) -> SearchPage:
+        """Answer a validated query exactly as asked (every word must match)."""
 
     @abstractmethod
     def suggest(

@@ -6,8 +6,8 @@
 * Searches and incremental writes go through an alias. ``headwater search reindex`` builds a new
   versioned index (``<alias>-v<timestamp>``) beside the live one, then moves the alias in one atomic
   ``_aliases`` call and deletes the old index: readers never see an empty or half-built index.
-* Tiers (see :mod:`headwater.search.base`) are ``constant_score`` clauses whose boosts differ by 10x, so
-  the sum of the clauses a document meets orders it by tier; one scored ``multi_match`` orders inside a tier.
+* Tiers (see :mod:`headwater.search.base`) are ``constant_score`` clauses under one ``dis_max``, so a hit's
+  score is its best tier's boost alone; hits of one tier are then ordered by name and dataset id, as on sql.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ _FACET_FIELDS = {
     "owner": "owners",
 }
 _TIER_BOOSTS = [1_000_000.0, 100_000.0, 10_000.0, 1_000.0, 100.0]
+# A name within the typo distance of the whole query (``subscriptons``): exact tier, after true exact names.
+_NEAR_EXACT = 500_000.0
 _SORTS: dict[str, list[dict[str, str]]] = {
-    "relevance": [{"_score": "desc"}, {"key": "asc"}],
+    "relevance": [{"_score": "desc"}, {"name_key": "asc"}, {"dataset_id": "asc"}, {"key": "asc"}],
     "name": [{"name_key": "asc"}, {"key": "asc"}],
     "-name": [{"name_key": "desc"}, {"key": "desc"}],
     "updated_at": [{"updated_at": "asc"}, {"key": "asc"}],
@@ -177,6 +179,8 @@ def _visible(audience: frozenset[str]) -> dict[str, Any]:
 
 
 def _tier(score: float) -> MatchTier:
+    if score >= _NEAR_EXACT:
+        return MatchTier.EXACT
     for tier, boost in enumerate(_TIER_BOOSTS):
         if score >= boost:
             return MatchTier(tier)
@@ -350,10 +354,19 @@ class ElasticsearchBackend(SearchBackend):
             filters.append({"terms": {_FACET_FIELDS[facet]: values}})
         if query.audience is not None:
             filters.append(_visible(query.audience))
+        fields = ["name.words", "description", "columns", "other"]
+        for phrase in query.phrases:
+            phrased = [{"match_phrase": {f: phrase}} for f in fields]
+            filters.append({"bool": {"should": phrased, "minimum_should_match": 1}})
         if parsed.empty:
             return {"bool": {"must": [{"match_all": {}}], "filter": filters}}, False
         words = " ".join(parsed.terms)
         exact = parsed.exact
+        keys = ("name_key", "short_key")
+
+        def anywhere(word: str) -> dict[str, Any]:
+            every = [*fields, "name.edge"]
+            return {"multi_match": {"query": word, "fields": every, "fuzziness": "AUTO", "prefix_length": 1}}
 
         def tier(clause: dict[str, Any], boost: float) -> dict[str, Any]:
             return {"constant_score": {"filter": clause, "boost": boost}}
@@ -379,45 +392,25 @@ class ElasticsearchBackend(SearchBackend):
                 }
             }
 
+        near = [{"fuzzy": {key: {"value": exact, "fuzziness": "AUTO", "prefix_length": 1}}} for key in keys]
         should = [
-            tier(
-                {"bool": {"should": [{"term": {"name_key": exact}}, {"term": {"short_key": exact}}]}}, _TIER_BOOSTS[0]
-            ),
+            tier({"bool": {"should": [{"terms": {key: parsed.exact_forms}} for key in keys]}}, _TIER_BOOSTS[0]),
+            tier({"bool": {"should": near}}, _NEAR_EXACT),
             tier(
                 {"bool": {"should": [{"prefix": {"name_key": exact}}, {"prefix": {"short_key": exact}}]}},
                 _TIER_BOOSTS[1],
             ),
             tier(words_in(["name.words"]), _TIER_BOOSTS[2]),
-            # Inside the name tier, the words in the query's order (a phrase) are the closer match.
-            tier({"match_phrase": {"name.words": words}}, _TIER_BOOSTS[2] / 2),
             tier(words_in(["name.words", "description"]), _TIER_BOOSTS[3]),
             tier(words_in(["name.words", "description", "columns"]), _TIER_BOOSTS[4]),
-            # Every word somewhere (typos allowed): the same AND semantics as the sql backend; its score
-            # orders hits inside a tier.
-            {
-                "bool": {
-                    "must": [
-                        {
-                            "multi_match": {
-                                "query": word,
-                                "fields": ["name.words^10", "name.edge^3", "description^4", "columns", "other^2"],
-                                "fuzziness": "AUTO",
-                                "prefix_length": 1,
-                            }
-                        }
-                        for word in parsed.terms
-                    ]
-                }
-            },
+            # Every word somewhere (typos allowed): the same AND semantics as the sql backend.
+            tier({"bool": {"must": [anywhere(word) for word in parsed.terms]}}, 1.0),
         ]
-        must_not = [
-            {"multi_match": {"query": w, "fields": ["name.words", "description", "columns", "other"]}}
-            for w in parsed.excluded
-        ]
-        return {"bool": {"should": should, "minimum_should_match": 1, "filter": filters, "must_not": must_not}}, True
+        must_not = [{"multi_match": {"query": w, "fields": fields}} for w in parsed.excluded]
+        return {"bool": {"must": [{"dis_max": {"queries": should}}], "filter": filters, "must_not": must_not}}, True
 
-    def search(self, query: SearchQuery) -> SearchPage:
-        """Answer a validated query."""
+    def run(self, query: SearchQuery) -> SearchPage:
+        """Answer a validated query exactly as asked (every word must match)."""
         es_query, scored = self._query(query)
         sort = query.effective_sort if scored else ("name" if query.sort == "relevance" else query.sort)
         body: dict[str, Any] = {
@@ -430,7 +423,7 @@ class ElasticsearchBackend(SearchBackend):
         }
         if query.cursor:
             values = decode_cursor(query.cursor, f"search:{sort}")
-            if len(values) != 2:
+            if len(values) != len(_SORTS[sort]):
                 raise InvalidInput("cursor is malformed", detail={"field": "cursor"})
             body["search_after"] = values
         if query.facets:

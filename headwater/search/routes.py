@@ -32,7 +32,14 @@ def _backend(request: Request) -> SearchBackend:
 @search_router.get("", response_model=SearchResponse, dependencies=READ)
 def search(
     request: Request,
-    q: Annotated[str | None, Query(max_length=512, description="Free text; '-word' excludes a word.")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="Free text: words, '\"exact phrase\"', '-word' to exclude, and filters typed inline: "
+            "tag:pii owner:alice kind:topic source:x namespace:y format:avro (unknown 'key:' is plain words).",
+        ),
+    ] = None,
     type: Annotated[list[DocumentType] | None, Query(description="dataset (default) and/or column.")] = None,
     source: Values = None,
     kind: Annotated[list[DatasetKind] | None, Query()] = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.search.base import FacetCount, SearchHit, Suggestion
 
@@ -25,7 +25,8 @@ class FacetCountOut(FacetCount):
 
 
 class SearchResponse(_Out):
-    """A page of hits; ``corrections`` lists the typos the query was widened for.
+    """A page of hits; ``corrections`` lists the typos the query was widened for. When every word together finds
+    nothing, the page holds the best partial matches (``partial``, ``dropped``, ``searched``, ``suggestions``).
 
     ``total_approximate`` / ``facets_approximate`` are true when a broad query was ranked over a capped
     candidate set: ``total`` and the facet counts then count that set (a lower bound), not every match.
@@ -38,6 +39,10 @@ class SearchResponse(_Out):
     corrections: dict[str, list[str]]
     total_approximate: bool = False
     facets_approximate: bool = False
+    partial: bool = Field(False, description="True when no hit matches every word: these match the most words.")
+    dropped: list[str] = Field(default_factory=list, description="The words a partial answer left out.")
+    searched: str | None = Field(None, description="The words searched instead of the typed ones, if any.")
+    suggestions: list[str] = Field(default_factory=list, description="Queries that find something, best first.")
 
 
 class SuggestionOut(Suggestion):

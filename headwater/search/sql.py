@@ -159,8 +159,8 @@ class SqlSearchBackend(SearchBackend):
         counts.update({row[0]: row[1] for row in rows})
         return counts
 
-    def search(self, query: SearchQuery) -> SearchPage:
-        """Answer a validated query."""
+    def run(self, query: SearchQuery) -> SearchPage:
+        """Answer a validated query exactly as asked (every word must match)."""
         parsed = parse_query(query.q)
         try:
             with self.read_engine.connect() as conn:

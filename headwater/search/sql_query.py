@@ -19,7 +19,7 @@ from headwater.errors import InvalidInput
 from headwater.search.base import DocumentType, SearchQuery
 from headwater.search.text import ParsedQuery
 
-__all__ = ["HIT_COLUMNS", "SORTS", "SqlBuilder", "bm25", "fts_table", "json_list", "like_prefix"]
+__all__ = ["HIT_COLUMNS", "SORTS", "SqlBuilder", "bm25", "fts_table", "json_list", "like_escape", "like_prefix"]
 
 # The wide columns a page's hits are built from (fetched for the page's rows only).
 HIT_COLUMNS = (
@@ -27,9 +27,8 @@ HIT_COLUMNS = (
     "d.format, d.description, d.tags, d.owners, d.columns, d.updated_at"
 )
 SORTS = {
-    # Inside the name tiers the closer match first: the query's words in order (a phrase), then the shorter
-    # name (title_daily_views before title_daily_views_backup).
-    "relevance": ("tier ASC, closeness ASC, score DESC, id ASC", ("tier", "closeness", "score", "id")),
+    # One order on every backend (sql_ranking sorts candidates in Python by the same key): tier, name, dataset.
+    "relevance": ("tier ASC, name_key ASC, dataset_id ASC, id ASC", ("tier", "name_key", "dataset_id", "id")),
     "name": ("name_key ASC, id ASC", ("name_key", "id")),
     "-name": ("name_key DESC, id DESC", ("name_key", "id")),
     "updated_at": ("updated_at ASC, id ASC", ("updated_at", "id")),
@@ -55,9 +54,14 @@ def bm25(table: str) -> str:
     return f"bm25({table}, {BM25_WEIGHTS})"
 
 
+def like_escape(value: str) -> str:
+    """``value`` with LIKE's wildcards escaped (escape character ``\\``)."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def like_prefix(value: str) -> str:
     """A LIKE pattern (escape ``\\``) matching strings that start with ``value``."""
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return like_escape(value) + "%"
 
 
 def json_list(value: Any) -> list[str]:
@@ -135,14 +139,6 @@ class SqlBuilder:
             return f"d.id IN (SELECT rowid FROM {table} WHERE {table} MATCH {match})"
         return f"d.fts_vector @@ to_tsquery('simple', {self.bind(self.tsquery(parsed))})"
 
-    def phrase(self, parsed: ParsedQuery) -> str:
-        """1 when the query's words appear in the name in the query's order (the closer name match)."""
-        if len(parsed.terms) < 2:
-            return "1"
-        words = [parsed.corrections[t][0] if t in parsed.corrections else t for t in parsed.terms]
-        pattern = self.bind("% " + " ".join(words) + "%")
-        return f"CASE WHEN (' ' || d.name_text || ' ') LIKE {pattern} THEN 1 ELSE 0 END"
-
     def filters(self, query: SearchQuery, *, type_index: bool = True) -> str:
         """The WHERE conditions of the type and facet filters on ``d``; ``type_index=False`` keeps SQLite
         from reading the type index (where another index is far more selective)."""
@@ -156,6 +152,12 @@ class SqlBuilder:
                 )
             else:
                 conditions.append(f"d.{facet} IN {self.bind(values, expanding=True)}")
+        for phrase in query.phrases:
+            # The phrase's words side by side in one field (fields are stored as space-separated words).
+            fields = " || ' | ' || ".join(
+                f"d.{c}" for c in ("name_text", "description_text", "columns_text", "other_text")
+            )
+            conditions.append(f"(' ' || {fields} || ' ') LIKE {self.bind(f'% {like_escape(phrase)} %')} ESCAPE '\\'")
         if query.audience is not None:
             conditions.append(self.visible(query.audience))
         return " AND ".join(conditions)

@@ -8,12 +8,15 @@ through an index that yields that tier directly and reads at most :data:`CANDIDA
 1. **exact** names (``name_key`` / ``short_key`` equality) and **name prefixes** (index ranges, shortest
    names first);
 2. **name words**: the name-only full-text index (SQLite: the FTS5 ``name_text`` column; PostgreSQL: the
-   GIN index on ``to_tsvector('simple', name_text)`` of migration 0006), the query's words in order and
-   shorter names first;
+   GIN index on ``to_tsvector('simple', name_text)`` of migration 0006);
 3. **name + description words** (SQLite: FTS5 column filter; PostgreSQL: the GIN index on name and
    description words of migration 0006), only when step 2 found fewer than the cap;
 4. **any field**, only when step 3 found fewer than the cap; the column tier is told from the rest by
    ``LIKE`` on the returned rows alone.
+
+Exact means the typed text or, when a word was a typo, the corrected text. Candidates are ordered by tier,
+then name, then dataset id (:attr:`Candidate.sort_key`), as every backend orders them; the engine's score
+(bm25 / ts_rank) is reported but never orders, since SQLite and PostgreSQL score the same match differently.
 
 Filters are applied inside every step, so a capped step still returns a full set of matching documents.
 Each step returns the columns ranking and facet counting need, so the candidates are ranked, paged and
@@ -22,8 +25,8 @@ counted in Python, and only the page's rows are read in full afterwards.
 When a step hits the cap, later (worse) tiers are not read: the first pages are still exact (they come
 from the best tiers), but ``total`` and the facet counts describe the candidates, not every match, and the
 page says so (``total_approximate`` / ``facets_approximate``); relevance pages end with the candidates.
-Inside the broad "any field" step the cap takes the first matches in index order, scored by the engine
-(bm25 / ts_rank) among themselves: ordering every broad match by score is exactly the cost avoided here.
+Inside the broad "any field" step the cap takes the first matches in index order: ordering every broad
+match is exactly the cost avoided here.
 """
 
 from __future__ import annotations
@@ -55,8 +58,8 @@ __all__ = ["CANDIDATE_CAP", "Candidate", "Candidates", "find_candidates", "like_
 # facets and totals are counted over when a query is broad, and how deep its relevance pages go.
 CANDIDATE_CAP = 500
 
-_STEP_COLUMNS = "d.id, d.name_key, d.source, d.kind, d.namespace, d.format, d.tags, d.owners"
-_SELECTED = ("id", "name_key", "source", "kind", "namespace", "format", "tags", "owners", "tier", "phrase", "score")
+_STEP_COLUMNS = "d.id, d.name_key, d.source, d.kind, d.namespace, d.format, d.tags, d.owners, d.dataset_id"
+_SELECTED = ("id", "name_key", "source", "kind", "namespace", "format", "tags", "owners", "dataset_id", "tier", "score")
 
 
 @dataclass(slots=True)
@@ -65,25 +68,20 @@ class Candidate:
 
     id: int
     name_key: str
+    dataset_id: int
     tier: int
-    phrase: int
-    score: float | None
+    score: float | None  # the engine's (bm25 / ts_rank): reported, never used to order (engines differ)
     # source, kind, namespace, format, then tags and owners as the driver returns JSON (parsed when counted).
     facets: tuple[Any, ...] = ()
 
     @property
-    def closeness(self) -> int:
-        """Inside the name tiers: a phrase match first, then the shorter name; 0 in the other tiers."""
-        return (1 - self.phrase) * 100_000 + len(self.name_key) if self.tier <= 2 else 0
-
-    @property
-    def sort_key(self) -> tuple[int, int, float, int]:
-        """Ascending order of relevance: tier, closeness, score (higher first), id."""
-        return (self.tier, self.closeness, -(self.score or 0.0), self.id)
+    def sort_key(self) -> tuple[int, str, int, int]:
+        """The order every backend shares: tier, then name, then dataset id (then the document)."""
+        return (self.tier, self.name_key, self.dataset_id, self.id)
 
     def cursor_values(self) -> list[Any]:
         """What a cursor after this candidate stores."""
-        return [self.tier, self.closeness, self.score or 0.0, self.id]
+        return list(self.sort_key)
 
 
 @dataclass
@@ -98,7 +96,9 @@ class Candidates:
         if len(values) != 4:
             raise InvalidInput("cursor is malformed", detail={"field": "cursor"})
         try:
-            key = (int(values[0]), int(values[1]), -float(values[2]), int(values[3]))
+            if not isinstance(values[1], str):
+                raise TypeError(values[1])
+            key = (int(values[0]), values[1], int(values[2]), int(values[3]))
         except (TypeError, ValueError) as exc:
             raise InvalidInput("cursor holds a value of the wrong type", detail={"field": "cursor"}) from exc
         return [c for c in self.items if c.sort_key > key]
@@ -140,7 +140,7 @@ def _like_words(parsed: ParsedQuery, column: str, bind: Any) -> str:
 
 def like_tier(parsed: ParsedQuery, bind: Any) -> str:
     """The match tier of ``d`` from its stored words alone (for a page's rows: no full-text pass)."""
-    exact, prefix = bind(parsed.exact), bind(like_prefix(parsed.exact))
+    exact, prefix = bind(parsed.exact_forms, expanding=True), bind(like_prefix(parsed.exact))
     tiers = [
         terms_condition(parsed, bind, columns)
         for columns in (
@@ -150,7 +150,7 @@ def like_tier(parsed: ParsedQuery, bind: Any) -> str:
         )
     ]
     return (
-        f"CASE WHEN d.name_key = {exact} OR d.short_key = {exact} THEN 0 "
+        f"CASE WHEN d.name_key IN {exact} OR d.short_key IN {exact} THEN 0 "
         f"WHEN d.name_key LIKE {prefix} ESCAPE '\\' OR d.short_key LIKE {prefix} ESCAPE '\\' THEN 1 "
         f"WHEN {tiers[0]} THEN 2 WHEN {tiers[1]} THEN 3 WHEN {tiers[2]} THEN 4 ELSE 5 END"
     )
@@ -174,7 +174,8 @@ class _Steps:
         self.facet_filters = bool(query.filters)
         self.where = sql.filters(query)
         self.where_unindexed = sql.filters(query, type_index=False)
-        self.exact = sql.bind(parsed.exact)
+        # A typo corrected to a name (``subscriptons`` -> ``subscriptions``) earns the exact tier too.
+        self.exact_keys = sql.bind(parsed.exact_forms, expanding=True)
         if dialect == "sqlite":
             # SQLite's LIKE ignores case and so cannot use a BINARY index: prefixes are index ranges.
             low, high = sql.bind(parsed.exact), sql.bind(parsed.exact + "\U0010ffff")
@@ -184,7 +185,6 @@ class _Steps:
             like = sql.bind(like_prefix(parsed.exact))  # text_pattern_ops indexes (migration 0004)
             self.prefix_name = f"d.name_key LIKE {like} ESCAPE '\\'"
             self.prefix_short = f"d.short_key LIKE {like} ESCAPE '\\'"
-        self.phrase = sql.phrase(parsed)
         self.all_query = self.excluded = ""
         if dialect == "postgresql":
             self.all_query = sql.bind(sql.tsquery(parsed))
@@ -194,19 +194,20 @@ class _Steps:
 
     def _tier(self, otherwise: str) -> str:
         return (
-            f"CASE WHEN d.name_key = {self.exact} OR d.short_key = {self.exact} THEN 0 "
+            f"CASE WHEN d.name_key IN {self.exact_keys} OR d.short_key IN {self.exact_keys} THEN 0 "
             f"WHEN {self.prefix_name} OR {self.prefix_short} THEN 1 ELSE {otherwise} END"
         )
 
     def _columns(self, tier: str, score: str) -> str:
-        return f"{_STEP_COLUMNS}, {self._tier(tier)} AS tier, {self.phrase} AS phrase, {score} AS score"
+        return f"{_STEP_COLUMNS}, {self._tier(tier)} AS tier, {score} AS score"
 
     def names(self, limit: str) -> str:
         """Exact names and name prefixes, from the name indexes (shortest prefix matches first)."""
         columns = self._columns("2", "CAST(NULL AS DOUBLE PRECISION)")
         steps = [
-            f"SELECT {columns} FROM search_documents d WHERE d.name_key = {self.exact} AND {self.where}",
-            f"SELECT {columns} FROM search_documents d WHERE d.short_key = {self.exact} AND {self.where_unindexed}",
+            f"SELECT {columns} FROM search_documents d WHERE d.name_key IN {self.exact_keys} AND {self.where}",
+            f"SELECT {columns} FROM search_documents d WHERE d.short_key IN {self.exact_keys} "
+            f"AND {self.where_unindexed}",
         ]
         # Without statistics SQLite's planner prefers the (type, updated_at) index here: name the right one.
         short_index = " INDEXED BY fts_search_documents_type_short_key" if self.dialect == "sqlite" else ""
@@ -273,14 +274,13 @@ class _Steps:
 def _merge(found: dict[int, Candidate], rows: Iterable[Any]) -> None:
     """Add a step's rows: the best tier wins; the first step that scored a document gives its score."""
     for row in rows:
-        # Columns: id, name_key, source, kind, namespace, format, tags, owners, tier, phrase, score.
+        # Columns: id, name_key, source, kind, namespace, format, tags, owners, dataset_id, tier, score.
         known = found.get(row[0])
         if known is None:
             score = None if row[10] is None else float(row[10])
             found[row[0]] = Candidate(row[0], row[1], int(row[8]), int(row[9]), score, tuple(row[2:8]))
             continue
-        known.phrase = max(known.phrase, int(row[9]))
-        known.tier = min(known.tier, int(row[8]))
+        known.tier = min(known.tier, int(row[9]))
         if known.score is None and row[10] is not None:
             known.score = float(row[10])
 

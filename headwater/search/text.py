@@ -69,6 +69,28 @@ class ParsedQuery:
         """True when there is nothing to match (browse mode)."""
         return not self.terms
 
+    @property
+    def corrected_exact(self) -> str | None:
+        """The whole query with each corrected word replaced by its best correction (``subscriptons`` ->
+        ``subscriptions``), compared with names for the exact tier too; None when nothing was corrected."""
+        if not self.corrections:
+            return None
+        corrected = self.exact
+        for typo, words in self.corrections.items():
+            if words:
+                corrected = re.sub(rf"(?<![^\W_]){re.escape(typo)}(?![^\W_])", words[0], corrected)
+        return corrected if corrected != self.exact else None
+
+    @property
+    def exact_forms(self) -> list[str]:
+        """Every text a name must equal for the exact tier: the query, its corrected form, and its words joined
+        the way names usually join them (``title daily views`` -> ``title_daily_views``)."""
+        forms = [self.exact, self.corrected_exact]
+        if len(self.terms) > 1 and not self.excluded:
+            forms.append("_".join(self.terms))
+            forms.append("_".join(self.corrections[t][0] if self.corrections.get(t) else t for t in self.terms))
+        return [form for form in dict.fromkeys(forms) if form]
+
     def alternatives(self, term: str) -> list[str]:
         """The word itself and the corrections found for it."""
         return [term, *self.corrections.get(term, [])]

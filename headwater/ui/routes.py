@@ -45,6 +45,7 @@ from headwater.lineage import graph
 from headwater.lineage import runs as lineage_service
 from headwater.lineage.schemas import GraphOut, NodeOut
 from headwater.search.base import FACETS, DocumentType, SearchQuery
+from headwater.search.query_syntax import SYNTAX_HELP
 from headwater.ui.picture import lineage_svg
 
 __all__ = ["sign_in_link", "ui_router"]
@@ -220,7 +221,16 @@ def search_page(request: Request) -> Response:
         audience=audience_of(principal_of(request)),
     )
     page = request.app.state.search_backend.search(query)
-    return _page("search.html", q=q, type=types[0].value, page=page, filters=filters, url=url, toggle=toggle)
+    return _page(
+        "search.html",
+        q=q,
+        type=types[0].value,
+        page=page,
+        filters=filters,
+        url=url,
+        toggle=toggle,
+        syntax_help=SYNTAX_HELP,
+    )
 
 
 @ui_router.get("/ui/datasets/{dataset_id}", response_class=HTMLResponse, dependencies=[allow(Action.CATALOG_READ)])

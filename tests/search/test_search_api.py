@@ -101,3 +101,38 @@ async def test_bad_suggest_input(client: httpx.AsyncClient) -> None:
         response = await client.get("/api/v1/search/suggest", params=params)
         assert 400 <= response.status_code < 500, (params, response.text)
         assert "prefix" in response.json()["error"]["message"] or "limit" in response.json()["error"]["message"]
+
+
+async def test_typed_syntax_and_partial_answers_through_rest_graphql_and_the_ui(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    await register(client, "crm.customers", tags=["pii"], owners=[{"name": "alice"}], description="Customer e-mails")
+    await register(client, "marketing.email_sends", kind="topic", description="Every e-mail sent")
+    await register(client, "billing.subscription_cancellations", description="One row per cancelled subscription")
+    app.state.search_indexer.catch_up()
+
+    body = (await client.get("/api/v1/search", params={"q": "tag:pii owner:alice mails"})).json()
+    assert [i["name"] for i in body["items"]] == ["crm.customers"] and not body["partial"]
+    assert [i["name"] for i in (await client.get("/api/v1/search", params={"q": "kind:topic"})).json()["items"]] == [
+        "marketing.email_sends"
+    ]
+    partial = (await client.get("/api/v1/search", params={"q": "who cancelled"})).json()
+    assert partial["partial"] and partial["dropped"] == ["who"] and partial["searched"] == "cancelled"
+    assert partial["suggestions"] == ["cancelled"]
+    assert [i["name"] for i in partial["items"]] == ["billing.subscription_cancellations"]
+
+    query = """query($q: String) { search(query: $q) { ... on SearchPage {
+        partial dropped searched suggestions items { name } } } }"""
+    response = await client.post("/graphql", json={"query": query, "variables": {"q": "who cancelled"}})
+    page = response.json()["data"]["search"]
+    assert page["partial"] and page["dropped"] == ["who"] and page["suggestions"] == ["cancelled"]
+    assert [i["name"] for i in page["items"]] == ["billing.subscription_cancellations"]
+    typed = await client.post("/graphql", json={"query": query, "variables": {"q": "tag:pii"}})
+    assert [i["name"] for i in typed.json()["data"]["search"]["items"]] == ["crm.customers"]
+
+    ui = await client.get("/ui", params={"q": "who cancelled"})
+    assert ui.status_code == 200 and "No dataset matches every word" in ui.text and "<del>who</del>" in ui.text
+    assert 'href="/ui?q=cancelled&amp;type=dataset"' in ui.text  # the suggested query, one click away
+    assert "tag:pii" in ui.text and "owner:alice" in ui.text  # the syntax help line
+    narrowed = await client.get("/ui", params={"q": "tag:pii mails"})
+    assert "crm.customers" in narrowed.text and "marketing.email_sends" not in narrowed.text
