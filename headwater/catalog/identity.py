@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from headwater.catalog.models import Dataset, DatasetAlias
 from headwater.db import in_chunks
 
-__all__ = ["Name", "aliases_of", "resolve_id", "resolve_ids"]
+__all__ = ["Name", "aliases_among", "aliases_of", "resolve_id", "resolve_ids"]
 
 Name = tuple[str, str]  # (namespace, name), as OpenLineage names a dataset
 
@@ -57,3 +57,16 @@ def aliases_of(session: Session, dataset_id: int, *, limit: int = 100) -> list[N
         .limit(limit)
     )
     return [(ns, n) for ns, n in rows]
+
+
+def aliases_among(session: Session, dataset_ids: Iterable[int]) -> dict[int, list[Name]]:
+    """The other names of each of ``dataset_ids`` that has any, sorted."""
+    found: dict[int, list[Name]] = {}
+    for chunk in in_chunks(sorted(set(dataset_ids))):
+        for dataset_id, ns, n in session.execute(
+            select(DatasetAlias.dataset_id, DatasetAlias.namespace, DatasetAlias.name)
+            .where(DatasetAlias.dataset_id.in_(chunk))
+            .order_by(DatasetAlias.dataset_id, DatasetAlias.namespace, DatasetAlias.name)
+        ):
+            found.setdefault(dataset_id, []).append((ns, n))
+    return found
