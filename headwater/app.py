@@ -37,6 +37,7 @@ from headwater.auth.actions import Action
 from headwater.auth.authenticate import Authenticator
 from headwater.auth.epoch import RevocationPoller
 from headwater.auth.oidc import OidcVerifier
+from headwater.catalog.alias_routes import aliases_router
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
 from headwater.catalog.restriction_routes import restricting_tags_router, restriction_router
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
@@ -238,7 +239,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     install_edge(app, settings, cache, authenticator, signer)
     install_error_handlers(app)
     install_error_pages(app)  # a UI form refused by its permission answers a page, not JSON
-    for router in (sources_router, sync_router, restriction_router, datasets_router, changes_router):
+    for router in (sources_router, sync_router, restriction_router, aliases_router, datasets_router, changes_router):
         app.include_router(router)
     app.include_router(restricting_tags_router)
     app.include_router(lineage_router)

@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from headwater.catalog.models import Dataset, DatasetAlias
-from headwater.db import in_chunks
+from headwater.catalog.events import Change, record_changes
+from headwater.catalog.models import ChangeKind, Dataset, DatasetAlias
+from headwater.db import in_chunks, utcnow
+from headwater.errors import Conflict, NotFound
 
-__all__ = ["Name", "aliases_of", "resolve_id", "resolve_ids"]
+__all__ = ["Name", "add_alias", "aliases_among", "aliases_of", "remove_alias", "resolve_id", "resolve_ids"]
 
 Name = tuple[str, str]  # (namespace, name), as OpenLineage names a dataset
 
@@ -57,3 +59,58 @@ def aliases_of(session: Session, dataset_id: int, *, limit: int = 100) -> list[N
         .limit(limit)
     )
     return [(ns, n) for ns, n in rows]
+
+
+def aliases_among(session: Session, dataset_ids: Iterable[int]) -> dict[int, list[Name]]:
+    """The other names of each of ``dataset_ids`` that has any, sorted."""
+    found: dict[int, list[Name]] = {}
+    for chunk in in_chunks(sorted(set(dataset_ids))):
+        for dataset_id, ns, n in session.execute(
+            select(DatasetAlias.dataset_id, DatasetAlias.namespace, DatasetAlias.name)
+            .where(DatasetAlias.dataset_id.in_(chunk))
+            .order_by(DatasetAlias.dataset_id, DatasetAlias.namespace, DatasetAlias.name)
+        ):
+            found.setdefault(dataset_id, []).append((ns, n))
+    return found
+
+
+def _changed(session: Session, dataset: Dataset, payload: dict[str, object]) -> None:
+    """A dataset's names changed: its revision (ETag) moves and a change event tells caches and the search index."""
+    dataset.revision += 1
+    dataset.updated_at = utcnow()
+    session.flush()
+    change = Change(ChangeKind.METADATA_UPDATED, "dataset", dataset.id, dataset.namespace, dataset.name, payload)
+    record_changes(session, [change])
+
+
+def add_alias(session: Session, *, dataset: Dataset, namespace: str, name: str, by: str) -> bool:
+    """Declare ``namespace``/``name`` another name of ``dataset`` (from now on every lookup and every event naming
+    it reaches the dataset); whether it is new. A name that is another dataset's own name or alias is refused:
+    two datasets that are one are not merged here."""
+    if (namespace, name) == (dataset.namespace, dataset.name):
+        raise Conflict("that is the dataset's own name", detail={"field": "name"})
+    holder = resolve_id(session, namespace, name)
+    if holder == dataset.id:
+        return False
+    if holder is not None:
+        raise Conflict(
+            f"{namespace}/{name} already names dataset {holder}; two datasets that are one cannot be merged yet: "
+            "delete one of them first",
+            detail={"field": "name", "dataset_id": holder},
+        )
+    session.add(DatasetAlias(dataset_id=dataset.id, namespace=namespace, name=name))
+    _changed(session, dataset, {"by": by, "changed": ["aliases"], "added": f"{namespace}/{name}"})
+    return True
+
+
+def remove_alias(session: Session, *, dataset: Dataset, namespace: str, name: str, by: str) -> None:
+    """Stop ``namespace``/``name`` naming ``dataset``; NotFound when it does not."""
+    alias = session.scalar(
+        select(DatasetAlias).where(
+            DatasetAlias.dataset_id == dataset.id, DatasetAlias.namespace == namespace, DatasetAlias.name == name
+        )
+    )
+    if alias is None:
+        raise NotFound(f"{namespace}/{name} is not another name of dataset {dataset.id}", detail={"field": "name"})
+    session.delete(alias)
+    _changed(session, dataset, {"by": by, "changed": ["aliases"], "removed": f"{namespace}/{name}"})

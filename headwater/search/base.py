@@ -112,6 +112,8 @@ class SearchDocument:
     job_usage: int = 0
     # Who may find a restricted dataset (and its columns): its audience (catalog.restrictions); empty: anyone.
     audience: list[str] = field(default_factory=list)
+    # The dataset's other names (``namespace/name``: a storage path filed under its table), found as its own.
+    aliases: list[str] = field(default_factory=list)
 
     @property
     def short_key(self) -> str:
@@ -139,9 +141,15 @@ class SearchDocument:
 
     @property
     def other_text(self) -> str:
-        """The words of tags, owners, namespace, source, kind and format."""
+        """The words of tags, owners, namespace, source, kind, format and the dataset's other names."""
         return join_words(
-            " ".join(self.tags), " ".join(self.owners), self.namespace, self.source, self.kind, self.format
+            " ".join(self.tags),
+            " ".join(self.owners),
+            self.namespace,
+            self.source,
+            self.kind,
+            self.format,
+            " ".join(self.aliases),
         )
 
     def facet_values(self) -> dict[str, list[str]]:

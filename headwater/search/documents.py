@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from headwater.catalog import identity
 from headwater.catalog.models import Dataset
 from headwater.catalog.restrictions import audience_members
 from headwater.search.base import ColumnEntry, DocumentType, SearchDocument
@@ -60,6 +61,7 @@ def documents_for(session: Session, datasets: Sequence[Dataset], *, include_colu
         for dataset_id, values in enrich(session, [d.id for d in datasets]).items():
             extras.setdefault(dataset_id, {}).update(values)
     audiences = audience_members(session, [d.id for d in datasets])
+    aliases = identity.aliases_among(session, [d.id for d in datasets])
     documents: list[SearchDocument] = []
     for dataset in datasets:
         tags = [t.tag for t in dataset.tags]
@@ -77,6 +79,7 @@ def documents_for(session: Session, datasets: Sequence[Dataset], *, include_colu
             "lineage_degree": extra.get("lineage_degree", 0),
             "job_usage": extra.get("job_usage", 0),
             "audience": sorted(audiences.get(dataset.id, ())),
+            "aliases": [f"{ns}/{n}" for ns, n in aliases.get(dataset.id, ())],
         }
         documents.append(
             SearchDocument(

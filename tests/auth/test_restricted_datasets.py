@@ -463,3 +463,18 @@ async def test_a_column_tagged_with_a_restricting_tag_restricts_its_dataset(
     assert (await auth_client.get(url, headers=shop.analyst)).status_code == 404
     assert (await auth_client.delete("/api/v1/restricting-tags/contact", headers=shop.admin)).status_code == 204
     assert (await auth_client.get(url, headers=shop.analyst)).status_code == 200
+
+
+async def test_only_admins_declare_a_datasets_other_names_and_a_hidden_ones_are_not_shown(
+    auth_client: httpx.AsyncClient, shop: Shop
+) -> None:
+    alias = {"namespace": "s3://shop-lake", "name": "public/customers"}
+    url = f"/api/v1/datasets/{shop.customers}/aliases"
+    refused = await auth_client.put(f"/api/v1/datasets/{shop.daily}/aliases", json=alias, headers=shop.reader)
+    assert refused.status_code == 403 and refused.json()["error"]["detail"]["permission"] == "admin"
+    assert (await auth_client.put(url, json=alias, headers=shop.admin)).status_code == 200
+    assert (await auth_client.get(url, headers=shop.reader)).json()["items"] == [alias]
+    assert (await auth_client.get(url, headers=shop.analyst)).status_code == 404
+    # The other name of a hidden dataset is hidden as its own name is.
+    by_alias = await auth_client.get("/api/v1/datasets/by-name", params=alias, headers=shop.analyst)
+    assert by_alias.status_code == 404

@@ -137,3 +137,49 @@ async def test_an_edge_declared_by_a_storage_path_lands_on_the_table(client: htt
     )
     assert taken.status_code == 409, taken.text
     assert "sales.daily_revenue" in taken.json()["error"]["message"]
+
+
+async def test_an_admin_declares_another_bootstrap_host_a_name_of_the_topic_and_events_land_on_it(
+    client: httpx.AsyncClient,
+) -> None:
+    # The catalog knows the topic by one broker; a Flink job's events name it by another of the cluster's brokers.
+    topic = {
+        "namespace": "kafka://broker-1.prod:9092",
+        "name": "orders",
+        "fields": [{"name": "order_id", "type": "long"}],
+    }
+    registered = await client.post("/api/v1/datasets", json=topic)
+    assert registered.status_code == 201, registered.text
+    topic_id, url = registered.json()["id"], f"/api/v1/datasets/{registered.json()['id']}/aliases"
+    other = {"namespace": "kafka://broker-2.prod:9092", "name": "orders"}
+    declared = await client.put(url, json=other)
+    assert declared.status_code == 200 and declared.json()["items"] == [other], declared.text
+    assert (await client.put(url, json=other)).json()["items"] == [other]  # declaring it again changes nothing
+    flink_run = str(uuid.uuid4())
+    event = run_event(
+        "COMPLETE",
+        job="orders_enrichment",
+        job_namespace="flink",
+        run_id=flink_run,
+        inputs=[dataset("kafka://broker-2.prod:9092", "orders", schema=schema(("order_id", "long")))],
+        outputs=[dataset(HIVE, "stream.orders_enriched", schema=schema(("order_id", "long")))],
+    )
+    await _send(client, [event])
+    found = (await client.get("/api/v1/datasets", params={"namespace": "kafka://broker-2.prod:9092"})).json()
+    assert found["total"] == 0  # no second dataset for the other broker's name
+    upstream = await client.get(
+        "/api/v1/lineage/graph",
+        params={"namespace": HIVE, "name": "stream.orders_enriched", "direction": "upstream", "depth": 1},
+    )
+    assert topic_id in {n["id"] for n in upstream.json()["nodes"] if n["kind"] == "dataset"}
+    # A name another dataset already has is refused, naming it; the topic's own name is not an alias.
+    taken = await client.put(url, json={"namespace": HIVE, "name": "stream.orders_enriched"})
+    assert taken.status_code == 409 and "already names dataset" in taken.json()["error"]["message"]
+    own = await client.put(url, json={"namespace": "kafka://broker-1.prod:9092", "name": "orders"})
+    assert own.status_code == 409
+    removed = await client.delete(url, params=other)
+    assert removed.status_code == 204
+    assert (await client.get(url)).json()["items"] == []
+    assert (await client.delete(url, params=other)).status_code == 404
+    changes = (await client.get("/api/v1/change-events", params={"entity_id": topic_id})).json()["items"]
+    assert sum(1 for c in changes if "aliases" in (c.get("payload") or {}).get("changed", [])) == 2

@@ -1,0 +1,47 @@
+"""A dataset is found by the names producers use for it: a Spark job wrote ``sales.daily_revenue`` by its storage
+path (``s3://acme-lake/landing/zone7/dailyrev``) and named the table in a symlinks facet; someone who only knows
+the path, from a Spark UI or a bucket listing, types a piece of it into search and finds the table."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+
+pytestmark = pytest.mark.anyio
+
+HIVE = "hive://metastore.prod:9083"
+
+
+async def test_a_word_of_a_storage_path_finds_the_table_it_is_filed_under(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    output = {
+        "namespace": "s3://acme-lake",
+        "name": "landing/zone7/dailyrev",
+        "facets": {
+            "symlinks": {"identifiers": [{"namespace": HIVE, "name": "sales.daily_revenue", "type": "TABLE"}]},
+            "schema": {"fields": [{"name": "day", "type": "date"}, {"name": "revenue", "type": "decimal(18,2)"}]},
+        },
+    }
+    event = {
+        "eventType": "COMPLETE",
+        "eventTime": "2026-12-01T04:00:00Z",
+        "producer": "https://github.com/OpenLineage/OpenLineage/tree/1.24.2/integration/spark",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": str(uuid.uuid4())},
+        "job": {"namespace": "spark", "name": "daily_revenue.execute_insert_into_hadoop_fs_relation_command"},
+        "inputs": [],
+        "outputs": [output],
+    }
+    sent = await client.post(
+        "/api/v1/lineage", content=orjson.dumps(event), headers={"content-type": "application/json"}
+    )
+    assert sent.status_code == 201, sent.text
+    app.state.search_indexer.catch_up()
+    for query in ("zone7", "dailyrev"):
+        found = (await client.get("/api/v1/search", params={"q": query})).json()
+        assert [(h["namespace"], h["name"]) for h in found["items"]][:1] == [(HIVE, "sales.daily_revenue")], query
