@@ -1,0 +1,183 @@
+"""PySpark jobs report their column lineage through Headwater's Python hook (no JVM agent): the Spark engine puts
+the hook on the driver's path, the hook reads each write's analysed plan, and the worker files the events it
+wrote as child runs of the job's run. The hook's file is the job's writing: the worker pins it to the job."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import httpx
+import pytest
+from engine_helpers import run_job
+
+from headwater.jobs.engines import JobContext, SparkEngine
+from headwater.jobs.hook_lineage import MAX_EVENTS, read_hook_events
+from headwater.jobs.models import Job
+from headwater.jobs.pyspark_hook import EVENTS_FILE, EVENTS_FILE_ENV, HOOK_DIR
+from headwater.jobs.worker import JobWorker
+
+pytestmark = pytest.mark.anyio
+
+RUN = "2f0d7c9e-4d7a-4a43-9f55-1f2d0c7e9a10"
+
+# The scenario of the issue: revenue per country from orders joined to customers, written to a table.
+REVENUE_JOB = textwrap.dedent(
+    """
+    from pyspark.sql import SparkSession, functions as F
+
+    spark = SparkSession.builder.appName("revenue").getOrCreate()
+    spark.createDataFrame(
+        [(1, "c1", 10.0), (2, "c2", 5.0), (3, "c1", 1.5)], ["order_id", "customer_id", "amount"]
+    ).write.saveAsTable("orders")
+    spark.createDataFrame([("c1", "FR", "Ann"), ("c2", "DE", "Bo")], ["customer_id", "country", "name"]).write.saveAsTable(
+        "customers"
+    )
+    orders, customers = spark.table("orders"), spark.table("customers")
+    revenue = orders.join(customers, "customer_id").groupBy("country").agg(F.sum("amount").alias("revenue"))
+    revenue.write.saveAsTable("revenue_by_country")
+    print("ROWS", sorted((r.country, r.revenue) for r in spark.table("revenue_by_country").collect()))
+    spark.stop()
+    """
+)
+
+
+def _context(command: list[str], **config: Any) -> JobContext:
+    return JobContext(job_id="job-1", job_name="nightly", run_uuid=RUN, args=[], command=command, cluster_config=config)
+
+
+def test_spark_submit_gets_the_hook_on_its_python_path_unless_turned_off() -> None:
+    launch = SparkEngine().launch(_context(["spark-submit"], lineage_namespace="hive://metastore:9083"))
+    assert launch.env["PYTHONPATH"] == str(HOOK_DIR)
+    assert (HOOK_DIR / "sitecustomize.py").is_file()
+    assert launch.env[EVENTS_FILE_ENV] == EVENTS_FILE
+    assert "spark.headwater.lineageNamespace=hive://metastore:9083" in launch.argv
+    off = SparkEngine().launch(_context(["spark-submit"], pyspark_lineage=False))
+    assert "PYTHONPATH" not in off.env and EVENTS_FILE_ENV not in off.env
+    # spark-sql runs no Python driver; its SQL is analysed from the command line instead.
+    assert "PYTHONPATH" not in SparkEngine().launch(_context(["spark-sql"])).env
+
+
+def _job(work_dir: Path) -> Job:
+    return cast(Job, SimpleNamespace(work_dir=str(work_dir), run_uuid=RUN, name="nightly"))
+
+
+def _event(run_id: str, job_name: str, **extra: Any) -> dict[str, Any]:
+    return {"eventType": "COMPLETE", "run": {"runId": run_id}, "job": {"namespace": "x", "name": job_name}, **extra}
+
+
+def test_hook_events_are_pinned_to_the_job_and_its_run(tmp_path: Path) -> None:
+    other_run = str(uuid.uuid4())
+    lines = [
+        json.dumps(_event(other_run, "nightly.save_as_table.default.t")),
+        "not json",
+        json.dumps(["a", "list"]),
+        json.dumps(_event(other_run, "somebody_else", run={"runId": other_run, "facets": {"parent": {"run": {}}}})),
+    ]
+    (tmp_path / EVENTS_FILE).write_text("\n".join(lines) + "\n")
+    events, notes = read_hook_events(_job(tmp_path))
+    assert notes == ["2 line(s) of the lineage hook file are not OpenLineage run events"]
+    assert [e["job"] for e in events] == [
+        {"namespace": "headwater", "name": "nightly.save_as_table.default.t"},
+        {"namespace": "headwater", "name": "nightly.somebody_else"},
+    ]
+    for event in events:
+        # Another run's id is never written to: ids are mapped into the job's own space.
+        assert event["run"]["runId"] == str(uuid.uuid5(uuid.UUID(RUN), other_run)) != other_run
+        parent = event["run"]["facets"]["parent"]
+        assert parent["run"] == {"runId": RUN} and parent["job"] == {"namespace": "headwater", "name": "nightly"}
+
+
+def test_hook_file_is_bounded_and_never_followed_through_a_symlink(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps(_event(RUN, "x")) + "\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    os.symlink(secret, work / EVENTS_FILE)
+    assert read_hook_events(_job(work)) == ([], ["lineage hook file not read: Too many levels of symbolic links"])
+    (work / EVENTS_FILE).unlink()
+    (work / EVENTS_FILE).write_text((json.dumps(_event(RUN, "x")) + "\n") * (MAX_EVENTS + 5))
+    events, notes = read_hook_events(_job(work))
+    assert len(events) == MAX_EVENTS
+    assert notes == [f"lineage hook wrote more than {MAX_EVENTS} events: the rest were not read"]
+    assert read_hook_events(_job(tmp_path / "no-such-dir")) == ([], [])
+
+
+async def _upstream_edges(client: httpx.AsyncClient, name: str, column: str) -> set[tuple[str, str, str, str]]:
+    graph = (
+        await client.get(
+            "/api/v1/lineage/graph",
+            params={"namespace": "spark://local", "name": name, "field": column, "direction": "upstream"},
+        )
+    ).json()
+    return {
+        (e["source"], e["target"].rsplit("#")[1], e["transformation_type"], e["subtype"], e["last_run_id"])
+        for e in graph["edges"]
+    }
+
+
+@pytest.mark.integration
+@pytest.mark.single_backend("postgres")  # one real Spark run (~20 s): the engine path is database-blind
+async def test_pyspark_join_and_aggregate_written_to_a_table_records_column_lineage(
+    client: httpx.AsyncClient, worker: JobWorker, tmp_path: Path
+) -> None:
+    r = await client.post(
+        "/api/v1/clusters",
+        json={
+            "name": "spark-local",
+            "type": "spark",
+            "tags": ["sched:spark"],
+            "config": {
+                "master": "local[1]",
+                "lineage_namespace": "spark://local",
+                "conf": {"spark.sql.catalogImplementation": "in-memory"},
+            },
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post("/api/v1/commands", json={"name": "spark", "executable": ["spark-submit"], "tags": ["py"]})
+    assert r.status_code == 201, r.text
+    script = tmp_path / "revenue.py"
+    script.write_text(REVENUE_JOB)
+    job = await run_job(
+        client,
+        worker,
+        {
+            "name": "revenue-nightly",
+            "user": "alice",
+            "command_args": [str(script)],
+            "cluster_criteria": [["sched:spark"]],
+            "command_criteria": ["py"],
+            "timeout": 240,
+        },
+    )
+    assert job["status"] == "SUCCEEDED", (job["status_message"], job["stderr"][-3000:])
+    assert "ROWS [('DE', 5.0), ('FR', 11.5)]" in job["stdout"]
+    assert job["status_message"] == "exit code 0"  # no lineage warning
+    assert "headwater lineage hook" not in job["stderr"]
+
+    edges = await _upstream_edges(client, "default.revenue_by_country", "revenue")
+    edges |= await _upstream_edges(client, "default.revenue_by_country", "country")
+    found = {edge[:4] for edge in edges}
+    assert {
+        ("spark://local/default.orders#amount", "revenue", "DIRECT", "AGGREGATION"),
+        ("spark://local/default.customers#country", "country", "DIRECT", "IDENTITY"),
+        ("spark://local/default.orders#customer_id", "revenue", "INDIRECT", "JOIN"),
+        ("spark://local/default.customers#customer_id", "country", "INDIRECT", "JOIN"),
+        ("spark://local/default.customers#country", "revenue", "INDIRECT", "GROUP_BY"),
+    } <= found
+    assert not any(edge[0].endswith("#name") or edge[0].endswith("#order_id") for edge in found)
+    # The edges come from one run of the write, a child of the job's run.
+    (write_run,) = {edge[4] for edge in edges}
+    run = (await client.get(f"/api/v1/lineage/runs/{write_run}")).json()
+    assert run["parent_run_id"] == job["run_id"], run
+    assert run["job_name"] == "revenue-nightly.save_as_table.default.revenue_by_country"
+    assert run["state"] == "COMPLETE"
+    parent = (await client.get(f"/api/v1/lineage/runs/{job['run_id']}")).json()
+    assert parent["state"] == "COMPLETE" and write_run in parent["children"], parent
+    assert len(parent["children"]) == 3  # orders, customers, revenue_by_country
