@@ -181,3 +181,65 @@ async def test_pyspark_join_and_aggregate_written_to_a_table_records_column_line
     parent = (await client.get(f"/api/v1/lineage/runs/{job['run_id']}")).json()
     assert parent["state"] == "COMPLETE" and write_run in parent["children"], parent
     assert len(parent["children"]) == 3  # orders, customers, revenue_by_country
+
+
+def _attr(expr_id: int, name: str) -> dict[str, Any]:
+    return {
+        "class": "org.apache.spark.sql.catalyst.expressions.AttributeReference",
+        "num-children": 0,
+        "name": name,
+        "dataType": "string",
+        "exprId": {"id": expr_id},
+    }
+
+
+def _relation(*attrs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "class": "org.apache.spark.sql.execution.datasources.LogicalRelation",
+        "num-children": 0,
+        "output": [[a] for a in attrs],
+    }
+
+
+def test_plan_lineage_follows_unions_by_position_and_marks_hashes_as_masking() -> None:
+    from headwater.jobs.pyspark_hook.headwater_pyspark_plan import column_lineage
+
+    alias = {"class": "org.apache.spark.sql.catalyst.expressions.Alias", "num-children": 1, "exprId": {"id": 9}}
+    sha2 = {"class": "org.apache.spark.sql.catalyst.expressions.Sha2", "num-children": 1}
+    plan = [  # SELECT sha2(email) AS h FROM (SELECT email FROM a UNION ALL SELECT mail FROM b)
+        {"class": "org.apache.spark.sql.catalyst.plans.logical.Project", "num-children": 1,
+         "projectList": [[alias, sha2, _attr(1, "email")]]},
+        {"class": "org.apache.spark.sql.catalyst.plans.logical.Union", "num-children": 2},
+        _relation(_attr(1, "email")),
+        _relation(_attr(2, "mail")),
+    ]  # fmt: skip
+    found = column_lineage(plan, [(("file", "/a"), []), (("file", "/b"), [])], [(9, "h")])
+    assert found["fields"] == {
+        "h": {
+            "inputFields": [
+                {"namespace": "file", "name": name, "field": field,
+                 "transformations": [{"type": "DIRECT", "subtype": "TRANSFORMATION", "masking": True}]}
+                for name, field in (("/a", "email"), ("/b", "mail"))
+            ]
+        }
+    }  # fmt: skip
+    assert found["dataset"] == []
+    assert [dataset for dataset, _ in found["_inputs"]] == [("file", "/a"), ("file", "/b")]
+
+
+def test_sitecustomize_runs_the_one_it_shadows_and_stays_out_of_executors(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    other = tmp_path / "site"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("print('SITE CUSTOMIZED')\n")
+    probe = "import sys; print(any(type(f).__name__ == '_Finder' for f in sys.meta_path))"
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{HOOK_DIR}{os.pathsep}{other}"}
+    env[EVENTS_FILE_ENV] = EVENTS_FILE
+    executor = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert executor.stdout.split() == ["SITE", "CUSTOMIZED", "False"], executor.stderr
+    driver = subprocess.run(
+        [sys.executable, "-c", probe], env={**env, "PYSPARK_GATEWAY_PORT": "1"}, capture_output=True, text=True
+    )
+    assert driver.stdout.split() == ["SITE", "CUSTOMIZED", "True"], driver.stderr

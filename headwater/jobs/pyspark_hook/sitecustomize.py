@@ -19,8 +19,9 @@ def _install() -> None:
     # PYSPARK_GATEWAY_PORT is set only for the driver spark-submit starts, not for Python workers on executors.
     if not os.environ.get("PYSPARK_GATEWAY_PORT") or not os.environ.get("HEADWATER_JOB_LINEAGE_FILE"):
         return
-    # Relative to the directory the driver starts in (the job's), whatever the job later changes to.
-    os.environ["HEADWATER_JOB_LINEAGE_FILE"] = os.path.abspath(os.environ["HEADWATER_JOB_LINEAGE_FILE"])
+    # Relative to the job's directory (where the driver starts), whatever directory the job later changes to.
+    base = os.environ.get("HEADWATER_JOB_DIR") or os.getcwd()
+    os.environ["HEADWATER_JOB_LINEAGE_FILE"] = os.path.join(base, os.environ["HEADWATER_JOB_LINEAGE_FILE"])
     try:
         import headwater_pyspark_lineage  # type: ignore[import-not-found]  # beside this file, on PYTHONPATH
 
