@@ -243,3 +243,12 @@ def test_sitecustomize_runs_the_one_it_shadows_and_stays_out_of_executors(tmp_pa
         [sys.executable, "-c", probe], env={**env, "PYSPARK_GATEWAY_PORT": "1"}, capture_output=True, text=True
     )
     assert driver.stdout.split() == ["SITE", "CUSTOMIZED", "True"], driver.stderr
+
+
+def test_a_retry_starts_with_no_lineage_of_the_attempt_before(tmp_path: Path) -> None:
+    from headwater.jobs.workspace import prepare_workspace
+
+    (tmp_path / EVENTS_FILE).write_text(json.dumps(_event(RUN, "x")) + "\n")
+    prepare_workspace(tmp_path, attempt=2, attachments=[], applications=[])
+    assert read_hook_events(_job(tmp_path)) == ([], [])  # recorded on the first attempt's run already
+    assert (tmp_path / "attempts" / "1" / EVENTS_FILE).is_file()
