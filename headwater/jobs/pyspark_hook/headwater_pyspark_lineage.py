@@ -383,16 +383,19 @@ def _emit(captured: dict[str, Any] | None, started: str, *, error: BaseException
         run_id = str(uuid.uuid4())
         base = {"producer": PRODUCER, "schemaURL": f"{_SPEC}/2-0-2/OpenLineage.json#/definitions/RunEvent"}
         end_facets = dict(run_facets)
+        outputs = captured["outputs"]
         if error is not None:
+            # A failed write changed nothing: its target keeps its schema and its column lineage.
+            outputs = [{"namespace": o["namespace"], "name": o["name"], "facets": {}} for o in outputs]
             end_facets["errorMessage"] = _facet("errorMessage", message=str(error)[:2000], programmingLanguage="python")
         events = [
             {**base, "eventType": "START", "eventTime": started, "run": {"runId": run_id, "facets": run_facets},
-             "job": job, "inputs": captured["inputs"], "outputs": captured["outputs"]},
+             "job": job, "inputs": captured["inputs"], "outputs": outputs},
             {**base, "eventType": "FAIL" if error is not None else "COMPLETE", "eventTime": _now(),
              "run": {"runId": run_id, "facets": end_facets}, "job": job,
-             "inputs": captured["inputs"], "outputs": captured["outputs"]},
+             "inputs": captured["inputs"], "outputs": outputs},
         ]  # fmt: skip
-        for dataset in [*captured["inputs"], *captured["outputs"]]:
+        for dataset in [*captured["inputs"], *outputs]:
             location = _LOCATIONS.get((dataset["namespace"], dataset["name"]))
             if location is not None:
                 dataset["facets"]["symlinks"] = location
