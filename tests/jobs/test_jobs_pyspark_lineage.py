@@ -41,6 +41,7 @@ REVENUE_JOB = textwrap.dedent(
     orders, customers = spark.table("orders"), spark.table("customers")
     revenue = orders.join(customers, "customer_id").groupBy("country").agg(F.sum("amount").alias("revenue"))
     revenue.write.saveAsTable("revenue_by_country")
+    spark.sql("CREATE TABLE top_country USING parquet AS SELECT country FROM revenue_by_country WHERE revenue > 6")
     try:
         orders.write.saveAsTable("customers")  # exists already: this write fails, and the job goes on
     except Exception as exc:
@@ -191,11 +192,18 @@ async def test_pyspark_join_and_aggregate_written_to_a_table_records_column_line
     assert [f["path"] for f in customers.json()["fields"]] == ["customer_id", "country", "name"], customers.text
     children = [(await client.get(f"/api/v1/lineage/runs/{child}")).json() for child in parent["children"]]
     assert sorted((c["job_name"].removeprefix("revenue-nightly."), c["state"]) for c in children) == [
+        ("create_data_source_table_as_select_command.default.top_country", "COMPLETE"),
         ("save_as_table.default.customers", "COMPLETE"),
         ("save_as_table.default.customers", "FAIL"),  # the failed write is reported too
         ("save_as_table.default.orders", "COMPLETE"),
         ("save_as_table.default.revenue_by_country", "COMPLETE"),
     ]
+    # spark.sql statements that write are read the same way.
+    top = await _upstream_edges(client, "default.top_country", "country")
+    assert {edge[:4] for edge in top} >= {
+        ("spark://local/default.revenue_by_country#country", "country", "DIRECT", "IDENTITY"),
+        ("spark://local/default.revenue_by_country#revenue", "country", "INDIRECT", "FILTER"),
+    }
 
 
 def _attr(expr_id: int, name: str) -> dict[str, Any]:
