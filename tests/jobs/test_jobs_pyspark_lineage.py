@@ -236,7 +236,7 @@ def test_plan_lineage_follows_unions_by_position_and_marks_hashes_as_masking() -
         _relation(_attr(1, "email")),
         _relation(_attr(2, "mail")),
     ]  # fmt: skip
-    found = column_lineage(plan, [(("file", "/a"), []), (("file", "/b"), [])], [(9, "h")])
+    found = column_lineage(plan, [("file", "/a"), ("file", "/b")], [(9, "h")])
     assert found["fields"] == {
         "h": {
             "inputFields": [

@@ -215,12 +215,12 @@ def _command_target(spark: Any, command: Any, kind: str) -> Dataset | None:
     if kind == "InsertIntoHadoopFsRelationCommand":
         table = command.catalogTable()
         if table.isDefined():
-            return _catalog_table(spark, table.get())[0]
+            return _catalog_table(spark, table.get())
         return _path_dataset(command.outputPath().toUri().toString())
     if kind in {"CreateDataSourceTableAsSelectCommand", "CreateHiveTableAsSelectCommand"}:
-        return _catalog_table(spark, command.table())[0]
+        return _catalog_table(spark, command.table())
     if kind in {"InsertIntoHiveTable", "OptimizedCreateHiveTableAsSelectCommand"}:
-        return _catalog_table(spark, command.table() if kind == "InsertIntoHiveTable" else command.tableDesc())[0]
+        return _catalog_table(spark, command.table() if kind == "InsertIntoHiveTable" else command.tableDesc())
     if kind in {"CreateTableAsSelect", "ReplaceTableAsSelect"}:
         return _table_dataset(spark, [str(p) for p in command.name().toString().strip("[]").split(", ")])
     return _table_dataset(spark, _parse_name(spark, command.table().name()))
@@ -230,7 +230,7 @@ def _describe(spark: Any, plan: Any, output: Dataset, names: list[str] | None, *
     """The inputs, output schema and column lineage of ``plan`` (the analysed query) written to ``output``."""
     nodes = json.loads(plan.toJSON())
     leaves = plan.collectLeaves()
-    datasets: list[tuple[Dataset, list[str]] | None] = []
+    datasets: list[Dataset | None] = []
     for index in range(leaves.size()):
         try:
             datasets.append(_leaf_dataset(spark, leaves.apply(index)))
@@ -287,7 +287,7 @@ def _table_dataset(spark: Any, parts: list[str]) -> Dataset:
     return _namespace(spark), ".".join(parts)
 
 
-def _catalog_table(spark: Any, table: Any) -> tuple[Dataset, list[str]]:
+def _catalog_table(spark: Any, table: Any) -> Dataset:
     ident = table.identifier()
     database = ident.database().get() if ident.database().isDefined() else spark.catalog.currentDatabase()
     dataset = (_namespace(spark), f"{database}.{ident.table()}")
@@ -299,7 +299,7 @@ def _catalog_table(spark: Any, table: Any) -> tuple[Dataset, list[str]]:
             )
     except Exception:  # a view or a table without a location
         pass
-    return dataset, []
+    return dataset
 
 
 def _path_dataset(uri: str) -> Dataset | None:
@@ -318,7 +318,7 @@ def _path_dataset(uri: str) -> Dataset | None:
     return f"{scheme}://{parts.netloc}", path
 
 
-def _leaf_dataset(spark: Any, leaf: Any) -> tuple[Dataset, list[str]] | None:
+def _leaf_dataset(spark: Any, leaf: Any) -> Dataset | None:
     kind = leaf.getClass().getSimpleName()
     if kind == "LogicalRelation":
         table = leaf.catalogTable()
@@ -326,11 +326,11 @@ def _leaf_dataset(spark: Any, leaf: Any) -> tuple[Dataset, list[str]] | None:
             return _catalog_table(spark, table.get())
         paths = leaf.relation().location().rootPaths()
         found = _path_dataset(paths.apply(0).toUri().toString()) if paths.size() else None
-        return (found, []) if found else None
+        return found
     if kind == "HiveTableRelation":
         return _catalog_table(spark, leaf.tableMeta())
     if kind == "DataSourceV2Relation":
-        return _table_dataset(spark, _parse_name(spark, leaf.table().name())), []
+        return _table_dataset(spark, _parse_name(spark, leaf.table().name()))
     return None
 
 

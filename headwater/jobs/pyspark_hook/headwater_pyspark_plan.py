@@ -70,7 +70,7 @@ Origins = dict[tuple[int, str], tuple[str, bool]]  # (dataset index, field) -> (
 
 def column_lineage(
     nodes: list[dict[str, Any]],
-    datasets: list[tuple[Dataset, list[str]] | None],
+    datasets: list[Dataset | None],
     output: list[tuple[int, str]],
 ) -> dict[str, Any]:
     """The ``columnLineage`` facet's ``fields`` and ``dataset`` for the plan ``nodes`` (``toJSON``'s list) whose
@@ -132,7 +132,7 @@ def column_lineage(
                 types[int(attribute["exprId"]["id"])] = str(attribute.get("dataType"))
             if read is None:
                 return
-            dataset = read[0]
+            dataset = read
             if dataset not in index_of:
                 index_of[dataset] = len(inputs)
                 inputs.append((dataset, []))
