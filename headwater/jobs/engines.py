@@ -18,7 +18,9 @@ A command's first element names the engine's front-end; the engine swaps it for 
   installed ``flink_home`` when absent), ``conf`` (``-D`` options), ``openlineage_url``.
 
 Lineage: a job's run id is its OpenLineage run id. Spark gets ``spark.openlineage.parentJobNamespace`` /
-``parentJobName`` / ``parentRunId``, so events of the OpenLineage Spark listener attach to the job's run. Flink's
+``parentJobName`` / ``parentRunId``, so events of the OpenLineage Spark listener attach to the job's run, and a
+``spark-submit`` gets Headwater's PySpark lineage hook on its ``PYTHONPATH`` (:mod:`.pyspark_hook`; cluster config
+``pyspark_lineage: false`` turns it off; ``lineage_namespace`` names the namespace of the tables it reports). Flink's
 OpenLineage listener (Flink 2's ``execution.job-status-changed-listeners``) cannot be given a parent run or a run
 id, so Flink gets what it can use: ``openlineage.job.namespace`` / ``openlineage.job.name`` (its events land on the
 job Headwater records) and ``openlineage.run.tags`` holding ``headwater_run_id:<run id>``; with the cluster's
@@ -41,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from headwater.jobs.models import ClusterType
+from headwater.jobs.pyspark_hook import EVENTS_FILE, EVENTS_FILE_ENV, NAMESPACE_CONF
+from headwater.jobs.pyspark_hook import HOOK_DIR as PYSPARK_HOOK_DIR
 
 __all__ = [
     "FLINK_SQL_RUNNER",
@@ -146,12 +150,19 @@ class SparkEngine(JobEngine):
                 "spark.openlineage.parentRunId": job.run_uuid,
             }
         )
+        if isinstance(config.get("lineage_namespace"), str):
+            confs[NAMESPACE_CONF] = config["lineage_namespace"]
         for key, value in confs.items():
             argv += ["--conf", f"{key}={value}"]
         if config.get("proxy_user") is True and job.user:
             # Genie's way: Spark (and HDFS, YARN, the metastore) act as the job's user, checked by the cluster.
             argv += ["--proxy-user", job.user]
         env = {"SPARK_LOCAL_IP": str(config.get("local_ip", "127.0.0.1"))}
+        if front_end == "spark-submit" and config.get("pyspark_lineage", True) is not False:
+            # A PySpark driver imports the hook's sitecustomize; its events land in the job's directory (the
+            # driver's working directory, resolved there), which the worker ingests as the job ends.
+            env["PYTHONPATH"] = str(PYSPARK_HOOK_DIR)
+            env[EVENTS_FILE_ENV] = EVENTS_FILE
         return Launch(argv=[*argv, *command, *job.args], env=env)
 
 

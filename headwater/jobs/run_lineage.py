@@ -36,6 +36,7 @@ def record_run_lineage(
     What it returns replaces the job's status ``reason`` (``reason`` followed by the notes) when there is
     something to say.
     """
+    from headwater.jobs.hook_lineage import ingest_hook_events, read_hook_events
     from headwater.jobs.sql_lineage import JobSqlError, find_job_sql, sql_job_lineage
     from headwater.lineage.ingest import ingest_events
 
@@ -73,7 +74,9 @@ def record_run_lineage(
                     "query": found.query,
                     "dialect": job_sql.dialect,
                 }
-    if not inputs and not outputs and outcome == "COMPLETE":
+    hook_events, hook_notes = read_hook_events(job)  # a PySpark job's writes, reported by its lineage hook
+    notes += hook_notes
+    if not inputs and not outputs and not hook_events and outcome == "COMPLETE":
         return (f"{reason}; " + "; ".join(notes)[:2000]) if notes else None
     now = utcnow()
     started = job.started_at or now
@@ -106,7 +109,7 @@ def record_run_lineage(
             result = ingest_events(session, documents=events)
     except HeadwaterError as exc:
         return f"{reason}; lineage not recorded: {exc.message}"
-    notes += result.warnings
+    notes += result.warnings + ingest_hook_events(session, hook_events)
     if notes:
         return f"{reason}; lineage warnings: " + "; ".join(notes)[:2000]
     return None

@@ -32,6 +32,7 @@ from headwater.errors import HeadwaterError, InvalidInput, NotFound
 from headwater.jobs.applications import AppSetup
 from headwater.jobs.files import FileFetchError, file_name, is_remote
 from headwater.jobs.models import FINAL_STATUSES, Job, JobAttachment, JobStatus
+from headwater.jobs.pyspark_hook import EVENTS_FILE
 from headwater.jobs.schemas import OutputEntry
 from headwater.jobs.service import get_job
 
@@ -275,8 +276,9 @@ def prepare_workspace(
 
 
 def _keep_previous_logs(work_dir: Path, previous: int) -> None:
-    # The same host ran the earlier attempt: keep its logs beside the new ones rather than overwrite them.
-    present = [work_dir / stream for stream in LOG_STREAMS if (work_dir / stream).exists()]
+    # The same host ran the earlier attempt: keep its logs (and its lineage hook's events, already recorded on
+    # its run) beside the new ones rather than overwrite them or read them again.
+    present = [work_dir / name for name in (*LOG_STREAMS, EVENTS_FILE) if (work_dir / name).exists()]
     if not present:
         return
     target = work_dir / "attempts" / str(previous)
