@@ -27,7 +27,10 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from headwater_pyspark_plan import column_lineage  # type: ignore[import-not-found]  # beside this file
+try:  # in a PySpark driver: this directory is on PYTHONPATH, without the headwater package
+    from headwater_pyspark_plan import column_lineage  # type: ignore[import-not-found]
+except ImportError:  # imported as part of the headwater package (tools and tests walking it)
+    from headwater.jobs.pyspark_hook.headwater_pyspark_plan import column_lineage
 
 __all__ = ["install"]
 
