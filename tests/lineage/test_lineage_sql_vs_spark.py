@@ -5,16 +5,14 @@ for real (pyspark's spark-submit, local[1]); the tables are created empty in bot
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from spark_submit import spark_submit
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -57,35 +55,11 @@ QUERIES = {
 def spark_columns(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Spark's answer for every query, asked once (one JVM) for both databases' runs."""
     tmp_path = tmp_path_factory.mktemp("spark-analyse")
-    spec = importlib.util.find_spec("pyspark")
-    assert spec is not None and spec.submodule_search_locations, "pyspark is not installed (make test installs it)"
-    home = Path(next(iter(spec.submodule_search_locations)))
     cases, answers = tmp_path / "cases.json", tmp_path / "answers.json"
     cases.write_text(json.dumps({"tables": TABLES, "queries": QUERIES}))
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(home),
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-    }
-    command = [
-        str(home / "bin" / "spark-submit"),
-        "--master",
-        "local[1]",
-        "--driver-memory",
-        "1g",
-        "--conf",
-        "spark.ui.enabled=false",
-        "--conf",
-        f"spark.sql.warehouse.dir={tmp_path / 'warehouse'}",
-        "--conf",
-        f"spark.driver.extraJavaOptions=-Dderby.system.home={tmp_path}",
-        str(HERE / "spark_analyse_job.py"),
-        str(cases),
-        str(answers),
-    ]
+    warehouse = {"spark.sql.warehouse.dir": str(tmp_path / "warehouse")}
+    script = HERE / "spark_analyse_job.py"
+    command, env = spark_submit(script, str(cases), str(answers), derby_home=tmp_path, conf=warehouse)
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return dict(json.loads(answers.read_text()))

@@ -17,11 +17,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from spark_submit import spark_submit
 
 HERE = Path(__file__).parent
 LAUNCHER = HERE / "LocalMetastore.java"
@@ -230,32 +231,9 @@ class HiveImage:
         server.root.mkdir(parents=True, exist_ok=True)
         server.start()
         try:
-            home = pyspark_home()
             spark_dir = self.root / "spark"
             spark_dir.mkdir(exist_ok=True)
-            env = {
-                **os.environ,
-                "SPARK_HOME": str(home),
-                "SPARK_LOCAL_IP": "127.0.0.1",
-                "PYSPARK_PYTHON": sys.executable,
-                "PYSPARK_DRIVER_PYTHON": sys.executable,
-                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-            }
-            command = [
-                str(home / "bin" / "spark-submit"),
-                "--master",
-                "local[1]",
-                "--driver-memory",
-                "1g",
-                "--conf",
-                "spark.ui.enabled=false",
-                "--conf",
-                f"spark.driver.extraJavaOptions=-Dderby.system.home={spark_dir} {FAST_START}",
-                str(FILL_JOB),
-                server.uri,
-                self.warehouse,
-                str(self.external),
-            ]
+            command, env = spark_submit(FILL_JOB, server.uri, self.warehouse, str(self.external), derby_home=spark_dir)
             log = self.root / "spark-fill.log"
             with log.open("wb") as out:
                 result = subprocess.run(
