@@ -19,8 +19,8 @@ from sqlalchemy import exists, or_, select, text
 from sqlalchemy.orm import Session
 
 from headwater.auth.policy import Audience
-from headwater.catalog.models import ChangeEvent, ChangeKind, DatasetAudience
-from headwater.db import bulk_insert, utcnow
+from headwater.catalog.models import ChangeEvent, ChangeKind, Dataset, DatasetAudience
+from headwater.db import bulk_insert, in_chunks, utcnow
 from headwater.errors import InvalidInput
 
 __all__ = ["OUTBOX_LOCK_KEY", "Change", "list_changes", "record_change", "record_changes"]
@@ -66,6 +66,23 @@ def record_changes(session: Session, changes: Sequence[Change]) -> None:
     )
     # Read by the after-commit hook that keeps this process's dataset cache exact.
     session.info.setdefault("changed_entities", set()).update((c.entity_type, c.entity_id) for c in changes)
+
+
+def metadata_changed(session: Session, dataset_ids: Sequence[int], payload: dict[str, Any]) -> None:
+    """Something about these datasets that is not their schema changed (a restriction, their other names): bump
+    each one's revision (its ETag) and append its ``metadata_updated`` event, so caches and the search index see
+    it."""
+    now = utcnow()
+    changes: list[Change] = []
+    for chunk in in_chunks(sorted(set(dataset_ids))):
+        for dataset in session.scalars(select(Dataset).where(Dataset.id.in_(chunk))):
+            dataset.revision += 1
+            dataset.updated_at = now
+            changes.append(
+                Change(ChangeKind.METADATA_UPDATED, "dataset", dataset.id, dataset.namespace, dataset.name, payload)
+            )
+    session.flush()
+    record_changes(session, changes)
 
 
 def record_change(

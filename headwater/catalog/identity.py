@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from headwater.catalog.events import Change, record_changes
-from headwater.catalog.models import ChangeKind, Dataset, DatasetAlias
-from headwater.db import in_chunks, utcnow
+from headwater.catalog.events import metadata_changed
+from headwater.catalog.models import Dataset, DatasetAlias
+from headwater.db import in_chunks
 from headwater.errors import Conflict, NotFound
 
 __all__ = ["Name", "add_alias", "aliases_among", "aliases_of", "remove_alias", "resolve_id", "resolve_ids"]
@@ -74,15 +74,6 @@ def aliases_among(session: Session, dataset_ids: Iterable[int]) -> dict[int, lis
     return found
 
 
-def _changed(session: Session, dataset: Dataset, payload: dict[str, object]) -> None:
-    """A dataset's names changed: its revision (ETag) moves and a change event tells caches and the search index."""
-    dataset.revision += 1
-    dataset.updated_at = utcnow()
-    session.flush()
-    change = Change(ChangeKind.METADATA_UPDATED, "dataset", dataset.id, dataset.namespace, dataset.name, payload)
-    record_changes(session, [change])
-
-
 def add_alias(session: Session, *, dataset: Dataset, namespace: str, name: str, by: str) -> bool:
     """Declare ``namespace``/``name`` another name of ``dataset`` (from now on every lookup and every event naming
     it reaches the dataset); whether it is new. A name that is another dataset's own name or alias is refused:
@@ -99,7 +90,8 @@ def add_alias(session: Session, *, dataset: Dataset, namespace: str, name: str, 
             detail={"field": "name", "dataset_id": holder},
         )
     session.add(DatasetAlias(dataset_id=dataset.id, namespace=namespace, name=name))
-    _changed(session, dataset, {"by": by, "changed": ["aliases"], "added": f"{namespace}/{name}"})
+    session.flush()
+    metadata_changed(session, [dataset.id], {"by": by, "changed": ["aliases"], "added": f"{namespace}/{name}"})
     return True
 
 
@@ -113,4 +105,5 @@ def remove_alias(session: Session, *, dataset: Dataset, namespace: str, name: st
     if alias is None:
         raise NotFound(f"{namespace}/{name} is not another name of dataset {dataset.id}", detail={"field": "name"})
     session.delete(alias)
-    _changed(session, dataset, {"by": by, "changed": ["aliases"], "removed": f"{namespace}/{name}"})
+    session.flush()
+    metadata_changed(session, [dataset.id], {"by": by, "changed": ["aliases"], "removed": f"{namespace}/{name}"})

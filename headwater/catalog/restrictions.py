@@ -18,9 +18,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from headwater.auth.actions import Action
 from headwater.auth.policy import Audience, Resource, audience_of, check, may_see
 from headwater.auth.principal import Principal
-from headwater.catalog.events import Change, record_changes
+from headwater.catalog.events import metadata_changed
 from headwater.catalog.models import (
-    ChangeKind,
     Dataset,
     DatasetAudience,
     DatasetRestriction,
@@ -179,22 +178,6 @@ def check_restrict(principal: Principal, dataset: Dataset) -> None:
     check(principal, Action.CATALOG_RESTRICT, Resource("dataset", dataset.name, owners=owners))
 
 
-def _record(session: Session, dataset_ids: Sequence[int], payload: dict[str, object]) -> None:
-    """A restriction changed: bump each dataset's revision (its ETag) and append its change event, so caches and
-    the search index see the new audience."""
-    now = utcnow()
-    changes: list[Change] = []
-    for chunk in in_chunks(sorted(set(dataset_ids))):
-        for dataset in session.scalars(select(Dataset).where(Dataset.id.in_(chunk))):
-            dataset.revision += 1
-            dataset.updated_at = now
-            changes.append(
-                Change(ChangeKind.METADATA_UPDATED, "dataset", dataset.id, dataset.namespace, dataset.name, payload)
-            )
-    session.flush()
-    record_changes(session, changes)
-
-
 def _groups(groups: Sequence[str]) -> list[str]:
     cleaned = sorted({g.strip() for g in groups})
     if not cleaned or "" in cleaned:
@@ -221,7 +204,7 @@ def set_restriction(session: Session, *, dataset: Dataset, groups: Sequence[str]
         row.groups, row.set_by, row.set_at = wanted, principal.name, utcnow()
     session.flush()
     refresh_audience(session, [dataset.id])
-    _record(session, [dataset.id], {"by": principal.name, "changed": ["restriction"]})
+    metadata_changed(session, [dataset.id], {"by": principal.name, "changed": ["restriction"]})
 
 
 def clear_restriction(session: Session, *, dataset: Dataset, principal: Principal) -> None:
@@ -233,7 +216,7 @@ def clear_restriction(session: Session, *, dataset: Dataset, principal: Principa
     session.delete(row)
     session.flush()
     refresh_audience(session, [dataset.id])
-    _record(session, [dataset.id], {"by": principal.name, "changed": ["restriction"]})
+    metadata_changed(session, [dataset.id], {"by": principal.name, "changed": ["restriction"]})
 
 
 def _tagged(session: Session, tag: str) -> list[int]:
@@ -259,7 +242,7 @@ def set_restricting_tag(session: Session, *, tag: str, groups: Sequence[str], pr
     session.flush()
     tagged = _tagged(session, tag)
     refresh_audience(session, tagged)
-    _record(session, tagged, {"by": principal.name, "changed": ["restriction"], "tag": tag})
+    metadata_changed(session, tagged, {"by": principal.name, "changed": ["restriction"], "tag": tag})
     return row
 
 
@@ -273,7 +256,7 @@ def clear_restricting_tag(session: Session, *, tag: str, principal: Principal) -
     session.flush()
     tagged = _tagged(session, tag)
     refresh_audience(session, tagged)
-    _record(session, tagged, {"by": principal.name, "changed": ["restriction"], "tag": tag})
+    metadata_changed(session, tagged, {"by": principal.name, "changed": ["restriction"], "tag": tag})
 
 
 def audience_or_all(principal: Principal | None) -> Audience:

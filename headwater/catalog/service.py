@@ -324,31 +324,26 @@ def register_dataset(session: Session, *, data: DatasetCreate, audience: Audienc
     twice, but the refusal must not hand out a handle to the hidden dataset."""
     source = _manual_source(session, data.source)
     namespace = data.namespace or source.namespace
-    existing = session.scalar(
-        select(Dataset.id).where(
-            Dataset.namespace == namespace, Dataset.name == data.name, Dataset.deleted_at.is_(None)
-        )
-    )
-    if existing is None:  # the name may be another name (an alias) of a dataset: one dataset, one node
-        aliased = identity.resolve_id(session, namespace, data.name)
-        if aliased is not None and (target := session.get(Dataset, aliased)) is not None and target.deleted_at is None:
-            existing = aliased
-            if audience is None or not restrictions.hidden_among(session, [aliased], audience):
-                raise Conflict(
-                    f"{namespace}/{data.name} is another name of dataset {aliased} ({target.namespace}/{target.name}); "
-                    "use that dataset",
-                    detail={"field": "name", "dataset_id": aliased},
-                )
-    if existing is not None and audience is not None and restrictions.hidden_among(session, [existing], audience):
+    # The name may be a live dataset's own, or another name (an alias) of one: one dataset, one node. A deleted
+    # dataset's own name is free: registering it restores that dataset.
+    holder_id = identity.resolve_id(session, namespace, data.name)
+    holder = session.get(Dataset, holder_id) if holder_id is not None else None
+    if holder is not None and holder.deleted_at is None:
+        if audience is not None and restrictions.hidden_among(session, [holder.id], audience):
+            raise Conflict(
+                f"the name {data.name!r} in namespace {namespace!r} is taken by a dataset you may not see; "
+                "choose another name or ask an admin",
+                detail={"field": "name"},
+            )
+        if (holder.namespace, holder.name) != (namespace, data.name):
+            raise Conflict(
+                f"{namespace}/{data.name} is another name of dataset {holder.id} ({holder.namespace}/{holder.name}); "
+                "use that dataset",
+                detail={"field": "name", "dataset_id": holder.id},
+            )
         raise Conflict(
-            f"the name {data.name!r} in namespace {namespace!r} is taken by a dataset you may not see; "
-            "choose another name or ask an admin",
-            detail={"field": "name"},
-        )
-    if existing is not None:
-        raise Conflict(
-            f"dataset {data.name!r} in namespace {namespace!r} already exists with id {existing}",
-            detail={"field": "name", "dataset_id": existing},
+            f"dataset {data.name!r} in namespace {namespace!r} already exists with id {holder.id}",
+            detail={"field": "name", "dataset_id": holder.id},
         )
     result = apply_snapshot(session, source=source, snapshot=_snapshot_from_create(data, namespace))
     dataset = result.dataset

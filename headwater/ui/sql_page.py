@@ -5,8 +5,6 @@ nothing (``apply`` is the API's), so the form is a GET and its URL can be shared
 
 from __future__ import annotations
 
-from typing import get_args
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -16,13 +14,13 @@ from headwater.auth.actions import Action
 from headwater.auth.policy import audience_of
 from headwater.lineage.analyse import analyse_sql
 from headwater.lineage.schemas import SqlLineageIn
+from headwater.lineage.sql import DIALECTS
 from headwater.ui.forms import checked
 from headwater.ui.routes import _page, html_errors
 
 __all__ = ["sql_router"]
 
 sql_router = APIRouter(include_in_schema=False)
-DIALECTS: tuple[str, ...] = get_args(SqlLineageIn.model_fields["dialect"].annotation)
 MAX_URL_SQL = 6_000  # a GET form: longer SQL belongs in the API (POST /api/v1/lineage/sql)
 
 
@@ -43,4 +41,4 @@ def sql_page(request: Request, session: SessionDep) -> Response:
         namespace = form["namespace"].strip() or None
         data = checked(SqlLineageIn, {"sql": text, "dialect": form["dialect"], "namespace": namespace})
         answer = analyse_sql(session, data=data, audience=audience_of(principal_of(request)))
-    return _page("sql.html", form=form, dialects=DIALECTS, answer=answer, too_long=too_long)
+    return _page("sql.html", form=form, dialects=list(DIALECTS), answer=answer, too_long=too_long)
