@@ -10,8 +10,6 @@ job's own space (a UUID derived from the job's run id), so no job can write into
 from __future__ import annotations
 
 import json
-import os
-import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from sqlalchemy.orm import Session
 from headwater.errors import HeadwaterError
 from headwater.jobs.models import Job
 from headwater.jobs.pyspark_hook import EVENTS_FILE
+from headwater.jobs.workspace import NotRegularFile, open_job_file
 
 __all__ = ["MAX_BYTES", "MAX_EVENTS", "ingest_hook_events", "read_hook_events"]
 
@@ -37,14 +36,14 @@ def read_hook_events(job: Job) -> tuple[list[dict[str, Any]], list[str]]:
         return [], []
     path = Path(job.work_dir) / EVENTS_FILE
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        handle = open_job_file(path)
     except FileNotFoundError:
         return [], []
+    except NotRegularFile:
+        return [], ["lineage hook file is not a regular file: not read"]
     except OSError as exc:
         return [], [f"lineage hook file not read: {exc.strerror or type(exc).__name__}"]
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return [], ["lineage hook file is not a regular file: not read"]
+    with handle:
         data = handle.read(MAX_BYTES + 1)
     notes: list[str] = []
     if len(data) > MAX_BYTES:

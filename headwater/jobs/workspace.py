@@ -148,19 +148,31 @@ def read_log(session: Session, *, job_id: str, stream: str, offset: int, limit: 
     )
 
 
+class NotRegularFile(OSError):
+    """A file of a job's directory that is a FIFO, a device or a directory: never read."""
+
+
+def open_job_file(path: Path) -> IO[bytes]:
+    """A file of a job's directory, opened for reading only if it is a regular file reached without following a link:
+    a job owns its directory (run as another user) and could swap a file for a link to one the server can read, or a
+    FIFO that would block the reader. A link raises OSError (ELOOP), anything else not regular NotRegularFile."""
+    handle = open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb")  # noqa: SIM115
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise NotRegularFile(f"{path.name} is not a regular file")
+    return handle
+
+
 def _open_log(path: Path, job_id: str, stream: str) -> IO[bytes]:
-    """The log file, opened only if it is a regular file: a job owns its directory (run as another user) and could
-    swap its log for a link to a file the server can read, or a FIFO that would block the reader."""
+    """The log file, if it is a regular file (:func:`open_job_file`); else NotFound saying why it is not served."""
     try:
-        handle = open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb")  # noqa: SIM115
+        return open_job_file(path)
+    except NotRegularFile:
+        raise NotFound(f"job {job_id!r}'s {stream} is not a regular file, which is not served") from None
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
         raise NotFound(f"job {job_id!r}'s {stream} is a symbolic link, which is not served") from None
-    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-        handle.close()
-        raise NotFound(f"job {job_id!r}'s {stream} is not a regular file, which is not served")
-    return handle
 
 
 async def follow_log(
