@@ -50,6 +50,7 @@ from headwater.graphql import graphql_router
 from headwater.jobs.reaper import ReaperThread
 from headwater.jobs.routes import applications_router, clusters_router, commands_router, jobs_router
 from headwater.jobs.worker import JobWorker, WorkerThread
+from headwater.lineage.merge_routes import merges_router
 from headwater.lineage.routes import lineage_router
 from headwater.loops import LoopService
 from headwater.openapi import install_openapi
@@ -243,6 +244,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         app.include_router(router)
     app.include_router(restricting_tags_router)
     app.include_router(lineage_router)
+    app.include_router(merges_router)
     app.include_router(search_router)
     app.include_router(identity_router)
     app.include_router(graphql_router)

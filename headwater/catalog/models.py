@@ -73,6 +73,9 @@ class ChangeKind(enum.StrEnum):
     RESTORED = "restored"
     # A dataset lineage (or a person) filed in a manual source is now stated by the federated source that holds it.
     ADOPTED = "adopted"
+    # An admin said two datasets are one: the duplicate's names and lineage now reach the other (and undid it).
+    MERGED = "merged"
+    UNMERGED = "unmerged"
 
 
 class Source(Base):
@@ -135,6 +138,11 @@ class Dataset(Base):
     delete_reason: Mapped[LongText | None]
     # Bumped by every change; the ETag is derived from it.
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    # Set when an admin merged this dataset into another (it is deleted then): every name of this one resolves to
+    # that one. Always a dataset that is not merged itself, so resolution is one step (headwater/lineage/merges.py).
+    merged_into_id: Mapped[int | None] = mapped_column(
+        BigInt, ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
 
     source: Mapped[Source] = relationship(lazy="joined", innerjoin=True)
     fields: Mapped[list[Field]] = relationship(

@@ -81,7 +81,11 @@ def _not_found_or_deleted(
         raise NotFound(
             f"dataset {label} was deleted at {dataset.deleted_at.isoformat()} "
             f"(reason: {dataset.delete_reason}); ask with include_deleted=true to see it",
-            detail={"deleted_at": dataset.deleted_at.isoformat(), "reason": dataset.delete_reason},
+            detail={
+                "deleted_at": dataset.deleted_at.isoformat(),
+                "reason": dataset.delete_reason,
+                **({"merged_into": dataset.merged_into_id} if dataset.merged_into_id is not None else {}),
+            },
         )
     return dataset
 

@@ -254,6 +254,9 @@ class DatasetSummary(_Out):
     updated_at: dt.datetime
     deleted_at: dt.datetime | None
     delete_reason: str | None
+    merged_into: int | None = Field(
+        default=None, description="The dataset an admin merged this one into: every name of this one reaches it."
+    )
 
     @classmethod
     def summary_of(cls, dataset: Any) -> DatasetSummary:
@@ -311,6 +314,7 @@ def _summary_dict(dataset: Any) -> dict[str, Any]:
         "updated_at": dataset.updated_at,
         "deleted_at": dataset.deleted_at,
         "delete_reason": dataset.delete_reason,
+        "merged_into": dataset.merged_into_id,
     }
 
 

@@ -209,6 +209,10 @@ def apply_snapshot(session: Session, *, source: Source, snapshot: DatasetSnapsho
         .where(Dataset.namespace == snapshot.namespace, Dataset.name == snapshot.name)
         .with_for_update(of=Dataset)
     )
+    if dataset is not None and dataset.merged_into_id is not None:
+        # An admin merged it into another dataset: its source still lists it, but every name of it reaches that
+        # one now, and re-federating it would split them again. It stays as the merge left it until undone.
+        return ApplyResult(dataset, "unchanged")
     adopted_from: Source | None = None
     if dataset is not None and dataset.source_id != source.id:
         if not _adoptable(dataset, source):

@@ -24,6 +24,7 @@ __all__ = [
     "ColumnEdge",
     "DatasetAlias",
     "DatasetEdge",
+    "DatasetMerge",
     "EdgeOrigin",
     "JobDataset",
     "LineageEvent",
@@ -269,3 +270,25 @@ def confirmed_provenance() -> tuple[Any, Any, Any, Any]:
         case((confirmed, ColumnConfirmation.producer), else_=ColumnEdge.producer),
         on,
     )
+
+
+class DatasetMerge(Base):
+    """An admin's statement that two datasets are one: ``duplicate`` was merged into ``into``.
+
+    ``moved`` records what the merge changed, so that undoing it puts back exactly that: the ids of the lineage
+    rows it repointed (with where they pointed before), the rows it removed because ``into`` had the same one
+    already (whole), the datasets merged into the duplicate earlier that now point at ``into``, and the metadata
+    it copied (headwater/lineage/merges.py).
+    """
+
+    __tablename__ = "lineage_dataset_merges"
+
+    id: Mapped[BigIntPK]
+    into_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    duplicate_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    merged_by: Mapped[str] = mapped_column(String(255))
+    merged_at: Mapped[UTCNow]
+    reason: Mapped[LongText | None]
+    moved: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    undone_at: Mapped[UTCTime | None]
+    undone_by: Mapped[str | None] = mapped_column(String(255))

@@ -5,8 +5,8 @@ one query each (creating the missing ones), applies its events to these in-memor
 plan writes back only the rows that changed. Runs are locked (``FOR UPDATE`` on PostgreSQL) so two requests
 carrying events of the same run serialise instead of overwriting each other's state.
 
-A dataset named in an event is the catalog dataset with the same ``(namespace, name)``, or the one an
-alias or a ``symlinks`` identifier names. An unknown one is created through the catalog service in the
+A dataset named in an event is the one :mod:`headwater.catalog.identity` resolves its name or a ``symlinks``
+identifier to (own name, alias, merge), as every other lookup does. An unknown one is created through the catalog service in the
 lineage-owned ``manual`` source (so it gets schema versions and change events like any other dataset),
 under its first symlink when it has one: a Spark file path whose symlink is a Hive table becomes the
 table. Only datasets of the lineage source take their schema from events; a federated dataset's schema
@@ -32,6 +32,7 @@ from sqlalchemy import Table, func, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 
 from headwater.catalog.bulk import create_datasets, validate_fields
+from headwater.catalog.identity import resolve_id, resolve_ids
 from headwater.catalog.models import Dataset, DatasetKind, Field, Source, SourceKind
 from headwater.catalog.schemas import SourceCreate
 from headwater.catalog.service import DatasetSnapshot, apply_snapshot
@@ -250,41 +251,31 @@ class DatasetResolver:
         wanted = [i for i in dict.fromkeys(identities) if i not in self._by_identity and i not in self._absent]
         if not wanted:
             return
-        # The source's name rather than its id (no query for the lineage source), and the fields joined in:
-        # one query answers for every identity the batch names.
+        # The source's name rather than its id (no query for the lineage source), and the fields joined in.
         owned = select(Source.name).where(Source.id == Dataset.source_id).scalar_subquery() == LINEAGE_SOURCE
         columns = (Dataset.id, owned, Dataset.namespace, Dataset.name, Dataset.deleted_at)
         with_fields = (*columns, Field.path, Field.id, Field.type)
-        found: dict[tuple[str, str], tuple[Any, ...]] = {}
         fields: dict[int, dict[str, int]] = {}
         types: dict[int, dict[str, str]] = {}
 
-        def collect(identity: tuple[str, str], row: Sequence[Any]) -> None:
-            found[identity] = tuple(row[:5])
-            paths, kinds = fields.setdefault(row[0], {}), types.setdefault(row[0], {})
+        def collect(dataset_id: int, row: Sequence[Any]) -> None:
+            paths, kinds = fields.setdefault(dataset_id, {}), types.setdefault(dataset_id, {})
             if row[5] is not None:
                 paths[row[5]] = row[6]
                 kinds[row[5]] = row[7]
 
-        for start in range(0, len(wanted), CHUNK):
-            chunk = wanted[start : start + CHUNK]
-            by_name = (
-                select(*with_fields)
-                .outerjoin(Field, Field.dataset_id == Dataset.id)
-                .where(tuple_(Dataset.namespace, Dataset.name).in_(chunk))
-            )
-            for row in self.session.execute(by_name):
-                collect((row[2], row[3]), row)
-            aliased = [i for i in chunk if i not in found]
-            if aliased:
-                by_alias = (
-                    select(DatasetAlias.namespace, DatasetAlias.name, *with_fields)
-                    .join(Dataset, DatasetAlias.dataset_id == Dataset.id)
-                    .outerjoin(Field, Field.dataset_id == Dataset.id)
-                    .where(tuple_(DatasetAlias.namespace, DatasetAlias.name).in_(aliased))
-                )
-                for alias in self.session.execute(by_alias):
-                    collect((alias[0], alias[1]), tuple(alias)[2:])
+        # Which dataset each name is (headwater.catalog.identity's one rule), then those datasets with their
+        # fields joined in, one query per chunk of ids.
+        resolved = resolve_ids(self.session, wanted)
+        rows_by_id: dict[int, tuple[Any, ...]] = {}
+        ids = sorted(set(resolved.values()))
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            by_id = select(*with_fields).outerjoin(Field, Field.dataset_id == Dataset.id).where(Dataset.id.in_(chunk))
+            for row in self.session.execute(by_id):
+                collect(row[0], row)
+                rows_by_id[row[0]] = tuple(row[:5])
+        found = {name: rows_by_id[dataset_id] for name, dataset_id in resolved.items() if dataset_id in rows_by_id}
         self.accept(
             wanted,
             {i: (row[0], bool(row[1]), row[2], row[3], row[4] is not None) for i, row in found.items()},
@@ -321,17 +312,16 @@ class DatasetResolver:
         """A catalog dataset by identity or alias, with its fields' ids and types (no ORM objects loaded)."""
         if (namespace, name) in self._absent:
             return None
-        row = self.session.execute(
-            select(Dataset.id, Dataset.source_id, Dataset.namespace, Dataset.name, Dataset.deleted_at).where(
-                Dataset.namespace == namespace, Dataset.name == name
-            )
-        ).first()
-        if row is None:
-            row = self.session.execute(
-                select(Dataset.id, Dataset.source_id, Dataset.namespace, Dataset.name, Dataset.deleted_at)
-                .join(DatasetAlias, DatasetAlias.dataset_id == Dataset.id)
-                .where(DatasetAlias.namespace == namespace, DatasetAlias.name == name)
+        dataset_id = resolve_id(self.session, namespace, name)
+        row = (
+            None
+            if dataset_id is None
+            else self.session.execute(
+                select(Dataset.id, Dataset.source_id, Dataset.namespace, Dataset.name, Dataset.deleted_at).where(
+                    Dataset.id == dataset_id
+                )
             ).first()
+        )
         if row is None:
             return None
         owner = self._existing_source()

@@ -95,14 +95,19 @@ ds AS (
            d.deleted_at IS NOT NULL AS deleted, coalesce(s.name = :lineage_source, false) AS owned
     FROM wanted_datasets w
     CROSS JOIN LATERAL (
-        SELECT id, namespace, name, deleted_at, source_id FROM datasets
-        WHERE namespace = w.namespace AND name = w.name
-        UNION ALL
-        SELECT d.id, d.namespace, d.name, d.deleted_at, d.source_id
-        FROM lineage_dataset_aliases a JOIN datasets d ON d.id = a.dataset_id
-        WHERE a.namespace = w.namespace AND a.name = w.name
-        LIMIT 1
-    ) d
+        -- headwater.catalog.identity's rule: the own name, else an alias; a merged dataset answers as the one it
+        -- was merged into (never merged itself: one step).
+        SELECT coalesce(f.merged_into_id, f.id) AS id FROM (
+            SELECT id, merged_into_id FROM datasets
+            WHERE namespace = w.namespace AND name = w.name
+            UNION ALL
+            SELECT d.id, d.merged_into_id
+            FROM lineage_dataset_aliases a JOIN datasets d ON d.id = a.dataset_id
+            WHERE a.namespace = w.namespace AND a.name = w.name
+            LIMIT 1
+        ) f
+    ) r
+    JOIN datasets d ON d.id = r.id
     LEFT JOIN sources s ON s.id = d.source_id
 ),
 groups AS (
