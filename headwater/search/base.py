@@ -366,6 +366,12 @@ class SearchBackend(ABC):
     def run(self, query: SearchQuery) -> SearchPage:
         """Answer a validated query exactly as asked (every word must match)."""
 
+    def spelling(self, words: Sequence[str]) -> dict[str, list[str]]:
+        """Up to three words of the index's vocabulary (names, columns, tags) near each of ``words``, nearest
+        first, the way a spelling suggester finds them. They come from every dataset, restricted ones too:
+        :mod:`headwater.search.fallback` offers one only once a probe as the reader finds it. None by default."""
+        return {}
+
     @abstractmethod
     def suggest(
         self, prefix: str, *, limit: int, types: Sequence[DocumentType], audience: frozenset[str] | None = None

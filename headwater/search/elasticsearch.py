@@ -2,7 +2,8 @@
 
 * An index template with explicit mappings (``dynamic: strict``) and analyzers: names split into words
   on punctuation, underscores and camelCase; an edge n-gram subfield for search-as-you-type; a completion
-  field for suggestions.
+  field for suggestions (:mod:`headwater.search.elasticsearch_index`). Spelling suggestions come from the
+  term suggester over the indexed words.
 * Searches and incremental writes go through an alias. ``headwater search reindex`` builds a new
   versioned index (``<alias>-v<timestamp>``) beside the live one, then moves the alias in one atomic
   ``_aliases`` call and deletes the old index: readers never see an empty or half-built index.
@@ -34,7 +35,8 @@ from headwater.search.base import (
     describe,
     facet_list,
 )
-from headwater.search.text import MARK_END, MARK_START, parse_query, split_words
+from headwater.search.elasticsearch_index import SPELLING_FIELDS, document_source, index_template
+from headwater.search.text import MARK_END, MARK_START, near_spellings, parse_query, spelling_edits
 
 __all__ = ["ElasticsearchBackend", "index_template"]
 
@@ -58,111 +60,6 @@ _SORTS: dict[str, list[dict[str, str]]] = {
     "updated_at": [{"updated_at": "asc"}, {"key": "asc"}],
     "-updated_at": [{"updated_at": "desc"}, {"key": "desc"}],
 }
-_WORDS = {"type": "text", "analyzer": "hw_words"}
-
-
-def index_template(alias: str) -> dict[str, Any]:
-    """The index template every versioned index behind ``alias`` is created from."""
-    keyword = {"type": "keyword"}
-    return {
-        "index_patterns": [f"{alias}-v*"],
-        "priority": 200,
-        "template": {
-            "settings": {
-                "number_of_shards": 1,
-                "analysis": {
-                    "tokenizer": {
-                        # Words: runs of letters/digits; camelCase boundaries split too.
-                        "hw_words": {"type": "pattern", "pattern": "[^\\p{L}\\p{N}]+|(?<=\\p{Ll})(?=\\p{Lu})"},
-                        "hw_edge": {
-                            "type": "edge_ngram",
-                            "min_gram": 1,
-                            "max_gram": 20,
-                            "token_chars": ["letter", "digit"],
-                        },
-                    },
-                    "analyzer": {
-                        "hw_words": {
-                            "type": "custom",
-                            "tokenizer": "hw_words",
-                            "filter": ["lowercase", "asciifolding"],
-                        },
-                        "hw_edge": {"type": "custom", "tokenizer": "hw_edge", "filter": ["lowercase", "asciifolding"]},
-                    },
-                },
-            },
-            "mappings": {
-                "dynamic": "strict",
-                "properties": {
-                    "key": keyword,
-                    "type": keyword,
-                    "dataset_id": {"type": "long"},
-                    "name": {
-                        "type": "keyword",
-                        "fields": {
-                            "words": _WORDS,
-                            "edge": {"type": "text", "analyzer": "hw_edge", "search_analyzer": "hw_words"},
-                        },
-                    },
-                    "name_key": keyword,
-                    "short_key": keyword,
-                    "dataset_name": keyword,
-                    "namespace": keyword,
-                    "source": keyword,
-                    "kind": keyword,
-                    "format": keyword,
-                    "description": _WORDS,
-                    "columns": _WORDS,  # field paths, descriptions and tags (or a column's dataset name)
-                    "column_paths": {"type": "keyword", "index": False},
-                    "other": _WORDS,
-                    "tags": keyword,
-                    "owners": keyword,
-                    "field_type": {"type": "keyword", "index": False},
-                    "lineage_degree": {"type": "integer"},
-                    "job_usage": {"type": "integer"},
-                    "updated_at": {"type": "date"},
-                    "suggest": {"type": "completion", "analyzer": "simple"},
-                    "audience": keyword,  # who may find a restricted dataset; absent: anyone
-                },
-            },
-        },
-    }
-
-
-def _source(doc: SearchDocument) -> dict[str, Any]:
-    words = split_words(doc.name)
-    inputs = list(
-        dict.fromkeys([doc.name, doc.short_key, " ".join(words), *[" ".join(words[i:]) for i in range(1, len(words))]])
-    )
-    return {
-        "key": doc.key,
-        "type": doc.type.value,
-        "dataset_id": doc.dataset_id,
-        "name": doc.name,
-        "name_key": doc.name.lower(),
-        "short_key": doc.short_key,
-        "dataset_name": doc.dataset_name,
-        "namespace": doc.namespace,
-        "source": doc.source,
-        "kind": doc.kind,
-        "format": doc.format,
-        "description": " ".join(
-            filter(
-                None, [doc.description, doc.source_description if doc.source_description != doc.description else None]
-            )
-        ),
-        "columns": doc.columns_text,
-        "column_paths": [c.path for c in doc.columns],
-        "other": doc.other_text,
-        "tags": doc.tags,
-        "owners": doc.owners,
-        "field_type": doc.field_type,
-        "lineage_degree": doc.lineage_degree,
-        "job_usage": doc.job_usage,
-        "updated_at": doc.updated_at.isoformat(),
-        "suggest": {"input": inputs[:10]},
-        **({"audience": doc.audience} if doc.audience else {}),
-    }
 
 
 def _visible(audience: frozenset[str]) -> dict[str, Any]:
@@ -291,7 +188,7 @@ class ElasticsearchBackend(SearchBackend):
 
         def actions() -> Iterator[dict[str, Any]]:
             for doc in documents:
-                yield {"_op_type": "index", "_index": index, "_id": doc.key, "_source": _source(doc)}
+                yield {"_op_type": "index", "_index": index, "_id": doc.key, "_source": document_source(doc)}
 
         if documents:
             try:
@@ -477,6 +374,27 @@ class ElasticsearchBackend(SearchBackend):
             score=score,
             highlights=highlights,
         )
+
+    def spelling(self, words: Sequence[str]) -> dict[str, list[str]]:
+        """Near terms of names, columns and tags from the term suggester (at most two edits, Lucene's limit; the
+        first letter may be wrong too, which fuzzy matching never forgives). ``suggest_mode: always`` so the
+        answer does not depend on whether the word itself is indexed somewhere the reader cannot see."""
+        wanted = [w for w in words if spelling_edits(w)]
+        if not wanted:
+            return {}
+        options = {"suggest_mode": "always", "max_edits": 2, "prefix_length": 0, "min_word_length": 4, "size": 10}
+        suggest = {
+            f"f{i}": {"text": " ".join(wanted), "term": {"field": field, **options}}
+            for i, field in enumerate(SPELLING_FIELDS)
+        }
+        response = self._call("suggesting spellings", self.client.search, index=self.alias, size=0, suggest=suggest)
+        found: dict[str, set[str]] = {}
+        for entries in response.get("suggest", {}).values():
+            for entry in entries:
+                found.setdefault(entry["text"], set()).update(option["text"] for option in entry["options"])
+        # Ranked and bounded as on sql, so both backends offer the same words.
+        ranked = {word: near_spellings(word, found.get(word, ())) for word in wanted}
+        return {word: near for word, near in ranked.items() if near}
 
     def suggest(
         self, prefix: str, *, limit: int, types: Sequence[DocumentType], audience: frozenset[str] | None = None

@@ -26,7 +26,8 @@ class FacetCountOut(FacetCount):
 
 class SearchResponse(_Out):
     """A page of hits; ``corrections`` lists the typos the query was widened for. When every word together finds
-    nothing, the page holds the best partial matches (``partial``, ``dropped``, ``searched``, ``suggestions``).
+    nothing, the page holds the best partial matches (``partial``, ``dropped``, ``searched``, ``suggestions``);
+    when no word finds anything, no hits and the query spelled with the catalog's words in ``suggestions``.
 
     ``total_approximate`` / ``facets_approximate`` are true when a broad query was ranked over a capped
     candidate set: ``total`` and the facet counts then count that set (a lower bound), not every match.

@@ -46,7 +46,7 @@ from headwater.search.sql_query import (
     like_prefix,
 )
 from headwater.search.sql_ranking import CANDIDATE_CAP, Candidate, find_candidates, like_tier
-from headwater.search.sql_typos import Vocabulary
+from headwater.search.sql_typos import Vocabulary, spelling
 from headwater.search.text import ParsedQuery, highlights_for, parse_query, split_words, trigrams
 
 __all__ = ["SqlSearchBackend"]
@@ -300,6 +300,14 @@ class SqlSearchBackend(SearchBackend):
                 parsed, name=hit.name, description=hit.description, columns=json_list(row["columns"]), tags=tags
             )
         return hit
+
+    def spelling(self, words: Sequence[str]) -> dict[str, list[str]]:
+        """Vocabulary words near each word, through the trigram table (:func:`headwater.search.sql_typos.spelling`)."""
+        try:
+            with self.read_engine.connect() as conn:
+                return spelling(conn, list(words))
+        except SQLAlchemyError as exc:
+            raise SearchUnavailable(f"spelling suggestions failed: {describe(exc)}") from exc
 
     def suggest(
         self, prefix: str, *, limit: int, types: Sequence[DocumentType], audience: frozenset[str] | None = None

@@ -1,6 +1,7 @@
 """Typo tolerance for the ``sql`` backend: words of a query that no indexed name, column or tag contains
 are corrected to near words of the vocabulary (``search_terms``), found through its trigram table
-(``search_term_trigrams``) and confirmed with a Damerau-Levenshtein check.
+(``search_term_trigrams``) and confirmed with a Damerau-Levenshtein check. :func:`spelling` finds the same way,
+with one edit more, the words a zero-hit query may have meant (see :mod:`headwater.search.fallback`).
 
 Works the same on SQLite and PostgreSQL without extensions (``pg_trgm`` is not assumed to be installed).
 :class:`Vocabulary` remembers answers so most queries cost no vocabulary round trip: a known word stays
@@ -17,9 +18,16 @@ from sqlalchemy import Connection, select, text
 
 from headwater.search.models import SearchTerm, SearchTermTrigram
 from headwater.search.sql_query import like_prefix
-from headwater.search.text import ParsedQuery, allowed_typos, edit_distance, trigrams
+from headwater.search.text import (
+    ParsedQuery,
+    allowed_typos,
+    edit_distance,
+    near_spellings,
+    spelling_edits,
+    trigrams,
+)
 
-__all__ = ["CORRECTION_TTL", "Vocabulary"]
+__all__ = ["CORRECTION_TTL", "Vocabulary", "spelling"]
 
 CORRECTION_TTL = 60.0
 # How many vocabulary words sharing the most trigrams with a typo are checked by edit distance.
@@ -80,14 +88,28 @@ class Vocabulary:
             remembered.update(words)
 
 
+def spelling(conn: Connection, words: list[str]) -> dict[str, list[str]]:
+    """Up to three vocabulary words near each word (:func:`headwater.search.text.near_spellings`: one edit beyond
+    typo tolerance, ``custmr`` -> ``customer``); every dataset's words, restricted ones too: the caller confirms
+    each."""
+    found = {word: near_spellings(word, _sharing_trigrams(conn, word)) for word in words if spelling_edits(word)}
+    return {word: near for word, near in found.items() if near}
+
+
+def _sharing_trigrams(conn: Connection, term: str) -> list[str]:
+    """The vocabulary words sharing the most trigrams with ``term`` (at most :data:`_NEAREST`)."""
+    return list(
+        conn.execute(
+            select(SearchTermTrigram.term)
+            .where(SearchTermTrigram.trigram.in_(sorted(trigrams(term))))
+            .group_by(SearchTermTrigram.term)
+            .order_by(text("count(*) DESC"), SearchTermTrigram.term)
+            .limit(_NEAREST)
+        ).scalars()
+    )
+
+
 def _nearest(conn: Connection, term: str) -> list[str]:
-    shared = conn.execute(
-        select(SearchTermTrigram.term)
-        .where(SearchTermTrigram.trigram.in_(sorted(trigrams(term))))
-        .group_by(SearchTermTrigram.term)
-        .order_by(text("count(*) DESC"), SearchTermTrigram.term)
-        .limit(_NEAREST)
-    ).scalars()
     limit = allowed_typos(term)
-    scored = sorted((edit_distance(term, word, limit), word) for word in shared)
+    scored = sorted((edit_distance(term, word, limit), word) for word in _sharing_trigrams(conn, term))
     return [word for distance, word in scored if distance <= limit][:3]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "MARK_END",
     "MARK_START",
+    "near_spellings",
     "ParsedQuery",
     "edit_distance",
     "highlight",
@@ -21,6 +22,8 @@ __all__ = [
     "join_words",
     "parse_query",
     "short_name",
+    "similarity",
+    "spelling_edits",
     "split_words",
     "trigrams",
 ]
@@ -131,6 +134,32 @@ def edit_distance(a: str, b: str, limit: int) -> int:
 def allowed_typos(term: str) -> int:
     """How many edits a word of this length may carry and still be corrected (Elasticsearch's AUTO)."""
     return 0 if len(term) < 4 else 1 if len(term) < 8 else 2
+
+
+def spelling_edits(term: str) -> int:
+    """How many edits a spelling suggestion may be from a word: one more than typo tolerance allows, none for
+    words under four letters or of digits only (``2024`` is no misspelling of ``2025``)."""
+    allowed = allowed_typos(term)
+    return allowed + 1 if allowed and not term.isdigit() else 0
+
+
+def near_spellings(term: str, words: Iterable[str]) -> list[str]:
+    """Up to three of ``words`` a misspelt ``term`` may have meant, nearest first: within
+    :func:`spelling_edits` of the shorter of the two (``chirm`` is two edits from ``crm`` but means ``churn``),
+    fewest edits first, then the most trigrams shared (pg_trgm's similarity), then alphabetically."""
+    scored = []
+    for word in set(words) - {term}:
+        limit = spelling_edits(term if len(term) <= len(word) else word)
+        distance = edit_distance(term, word, limit)
+        if limit and distance <= limit:
+            scored.append((distance, -similarity(term, word), word))
+    return [word for *_, word in sorted(scored)][:3]
+
+
+def similarity(a: str, b: str) -> float:
+    """The share of trigrams two words have in common, as pg_trgm's ``similarity()`` computes it."""
+    ta, tb = trigrams(a), trigrams(b)
+    return len(ta & tb) / len(ta | tb) if ta or tb else 0.0
 
 
 def trigrams(term: str) -> set[str]:
