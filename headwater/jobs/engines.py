@@ -19,7 +19,7 @@ A command's first element names the engine's front-end; the engine swaps it for 
 
 Lineage: a job's run id is its OpenLineage run id. Spark gets ``spark.openlineage.parentJobNamespace`` /
 ``parentJobName`` / ``parentRunId``, so events of the OpenLineage Spark listener attach to the job's run, and a
-``spark-submit`` gets Headwater's PySpark lineage hook on its ``PYTHONPATH`` (:mod:`.pyspark_hook`; cluster config
+``spark-submit`` gets Headwater's PySpark lineage hook on its ``PYTHONPATH`` (:mod:`.lineage_hook`; cluster config
 ``pyspark_lineage: false`` turns it off; ``lineage_namespace`` names the namespace of the tables it reports). Flink's
 OpenLineage listener (Flink 2's ``execution.job-status-changed-listeners``) cannot be given a parent run or a run
 id, so Flink gets what it can use: ``openlineage.job.namespace`` / ``openlineage.job.name`` (its events land on the
@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from headwater.jobs.models import ClusterType
-from headwater.jobs.pyspark_hook import EVENTS_FILE, EVENTS_FILE_ENV, NAMESPACE_CONF
-from headwater.jobs.pyspark_hook import HOOK_DIR as PYSPARK_HOOK_DIR
+from headwater.jobs.lineage_hook import EVENTS_FILE, EVENTS_FILE_ENV, NAMESPACE_CONF
+from headwater.jobs.lineage_hook import HOOK_DIR
 
 __all__ = [
     "FLINK_SQL_RUNNER",
@@ -161,7 +161,7 @@ class SparkEngine(JobEngine):
         if front_end == "spark-submit" and config.get("pyspark_lineage", True) is not False:
             # A PySpark driver imports the hook's sitecustomize; its events land in the job's directory (the
             # driver's working directory, resolved there), which the worker ingests as the job ends.
-            env["PYTHONPATH"] = str(PYSPARK_HOOK_DIR)
+            env["PYTHONPATH"] = str(HOOK_DIR)
             env[EVENTS_FILE_ENV] = EVENTS_FILE
         return Launch(argv=[*argv, *command, *job.args], env=env)
 

@@ -1,4 +1,4 @@
-"""Lineage a job's own process reported: the OpenLineage events the PySpark hook (:mod:`.pyspark_hook`) appended to
+"""Lineage a job's own process reported: the OpenLineage events the PySpark hook (:mod:`.lineage_hook`) appended to
 the job's directory, read when the job ends and ingested as child runs of the job's run.
 
 The file is the job's writing, so it is read as untrusted input: never through a symlink, at most
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from headwater.errors import HeadwaterError
 from headwater.jobs.models import Job
-from headwater.jobs.pyspark_hook import EVENTS_FILE
+from headwater.jobs.lineage_hook import EVENTS_FILE
 from headwater.jobs.workspace import NotRegularFile, open_job_file
 
 __all__ = ["MAX_BYTES", "MAX_EVENTS", "ingest_hook_events", "read_hook_events"]

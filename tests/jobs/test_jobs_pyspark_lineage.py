@@ -19,7 +19,7 @@ from engine_helpers import run_job
 from headwater.jobs.engines import JobContext, SparkEngine
 from headwater.jobs.hook_lineage import MAX_EVENTS, read_hook_events
 from headwater.jobs.models import Job
-from headwater.jobs.pyspark_hook import EVENTS_FILE, EVENTS_FILE_ENV, HOOK_DIR
+from headwater.jobs.lineage_hook import EVENTS_FILE, EVENTS_FILE_ENV, HOOK_DIR
 from headwater.jobs.worker import JobWorker
 
 pytestmark = pytest.mark.anyio
@@ -225,7 +225,7 @@ def _relation(*attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_plan_lineage_follows_unions_by_position_and_marks_hashes_as_masking() -> None:
-    from headwater.jobs.pyspark_hook.headwater_pyspark_plan import column_lineage
+    from headwater.jobs.lineage_hook.headwater_pyspark_plan import column_lineage
 
     alias = {"class": "org.apache.spark.sql.catalyst.expressions.Alias", "num-children": 1, "exprId": {"id": 9}}
     sha2 = {"class": "org.apache.spark.sql.catalyst.expressions.Sha2", "num-children": 1}

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 try:  # in a PySpark driver: this directory is on PYTHONPATH, without the headwater package
     from headwater_pyspark_plan import column_lineage  # type: ignore[import-not-found]
 except ImportError:  # imported as part of the headwater package (tools and tests walking it)
-    from headwater.jobs.pyspark_hook.headwater_pyspark_plan import column_lineage
+    from headwater.jobs.lineage_hook.headwater_pyspark_plan import column_lineage
 
 __all__ = ["install"]
 
