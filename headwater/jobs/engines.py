@@ -26,6 +26,9 @@ id, so Flink gets what it can use: ``openlineage.job.namespace`` / ``openlineage
 job Headwater records) and ``openlineage.run.tags`` holding ``headwater_run_id:<run id>``; with the cluster's
 ``openlineage_url``, ``openlineage.transport.*`` points its HTTP transport at Headwater's ``/api/v1/lineage``.
 The listener itself (the openlineage-flink jar) is the installation's business: list its factory in ``conf``.
+A ``flink run -py`` job gets the same hook directory on its ``PYTHONPATH``: in the PyFlink client it records the
+SQL statements and Table API writes it runs, which the worker analyses as ``flink-sql``'s SQL (cluster config
+``pyflink_lineage: false`` turns it off).
 """
 
 from __future__ import annotations
@@ -42,9 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from headwater.jobs.lineage_hook import EVENTS_FILE, EVENTS_FILE_ENV, HOOK_DIR, NAMESPACE_CONF
 from headwater.jobs.models import ClusterType
-from headwater.jobs.lineage_hook import EVENTS_FILE, EVENTS_FILE_ENV, NAMESPACE_CONF
-from headwater.jobs.lineage_hook import HOOK_DIR
 
 __all__ = [
     "FLINK_SQL_RUNNER",
@@ -310,10 +312,16 @@ class FlinkEngine(JobEngine):
         if program == "flink-sql":
             # "--" ends flink's own options: its CLI would otherwise take the runner's -e as its --executor.
             tail = ["-py", str(FLINK_SQL_RUNNER), "--", *tail]
+        python_job = any(arg in {"-py", "--python", "-pym", "--pyModule"} for arg in tail)
         python = _flink_python(config, home)
-        if python and any(arg in {"-py", "--python", "-pym", "--pyModule"} for arg in tail):
+        if python and python_job:
             argv += ["-pyclientexec", python, "-pyexec", python]
         env = {"FLINK_HOME": str(home)}
+        if program == "flink" and python_job and config.get("pyflink_lineage", True) is not False:
+            # The PyFlink client (on this host, for a session cluster too) imports the hook's sitecustomize and
+            # records the statements it runs in the job's directory; flink-sql's SQL is read from its arguments.
+            env["PYTHONPATH"] = str(HOOK_DIR)
+            env[EVENTS_FILE_ENV] = EVENTS_FILE
         if config.get("conf_dir"):
             env["FLINK_CONF_DIR"] = str(config["conf_dir"])
         if jobmanager:
