@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from headwater.jobs.engines import JobContext, SparkEngine
-from headwater.jobs.pyspark_hook import EVENTS_FILE, HOOK_DIR
+from headwater.jobs.lineage_hook import EVENTS_FILE, HOOK_DIR
 
 JOB = textwrap.dedent(
     """

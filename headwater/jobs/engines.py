@@ -19,13 +19,16 @@ A command's first element names the engine's front-end; the engine swaps it for 
 
 Lineage: a job's run id is its OpenLineage run id. Spark gets ``spark.openlineage.parentJobNamespace`` /
 ``parentJobName`` / ``parentRunId``, so events of the OpenLineage Spark listener attach to the job's run, and a
-``spark-submit`` gets Headwater's PySpark lineage hook on its ``PYTHONPATH`` (:mod:`.pyspark_hook`; cluster config
+``spark-submit`` gets Headwater's PySpark lineage hook on its ``PYTHONPATH`` (:mod:`.lineage_hook`; cluster config
 ``pyspark_lineage: false`` turns it off; ``lineage_namespace`` names the namespace of the tables it reports). Flink's
 OpenLineage listener (Flink 2's ``execution.job-status-changed-listeners``) cannot be given a parent run or a run
 id, so Flink gets what it can use: ``openlineage.job.namespace`` / ``openlineage.job.name`` (its events land on the
 job Headwater records) and ``openlineage.run.tags`` holding ``headwater_run_id:<run id>``; with the cluster's
 ``openlineage_url``, ``openlineage.transport.*`` points its HTTP transport at Headwater's ``/api/v1/lineage``.
 The listener itself (the openlineage-flink jar) is the installation's business: list its factory in ``conf``.
+A ``flink run -py`` job gets the same hook directory on its ``PYTHONPATH``: in the PyFlink client it records the
+SQL statements and Table API writes it runs, which the worker analyses as ``flink-sql``'s SQL (cluster config
+``pyflink_lineage: false`` turns it off).
 """
 
 from __future__ import annotations
@@ -42,9 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from headwater.jobs.lineage_hook import EVENTS_FILE, EVENTS_FILE_ENV, HOOK_DIR, NAMESPACE_CONF
 from headwater.jobs.models import ClusterType
-from headwater.jobs.pyspark_hook import EVENTS_FILE, EVENTS_FILE_ENV, NAMESPACE_CONF
-from headwater.jobs.pyspark_hook import HOOK_DIR as PYSPARK_HOOK_DIR
 
 __all__ = [
     "FLINK_SQL_RUNNER",
@@ -161,7 +163,7 @@ class SparkEngine(JobEngine):
         if front_end == "spark-submit" and config.get("pyspark_lineage", True) is not False:
             # A PySpark driver imports the hook's sitecustomize; its events land in the job's directory (the
             # driver's working directory, resolved there), which the worker ingests as the job ends.
-            env["PYTHONPATH"] = str(PYSPARK_HOOK_DIR)
+            env["PYTHONPATH"] = str(HOOK_DIR)
             env[EVENTS_FILE_ENV] = EVENTS_FILE
         return Launch(argv=[*argv, *command, *job.args], env=env)
 
@@ -310,10 +312,16 @@ class FlinkEngine(JobEngine):
         if program == "flink-sql":
             # "--" ends flink's own options: its CLI would otherwise take the runner's -e as its --executor.
             tail = ["-py", str(FLINK_SQL_RUNNER), "--", *tail]
+        python_job = any(arg in {"-py", "--python", "-pym", "--pyModule"} for arg in tail)
         python = _flink_python(config, home)
-        if python and any(arg in {"-py", "--python", "-pym", "--pyModule"} for arg in tail):
+        if python and python_job:
             argv += ["-pyclientexec", python, "-pyexec", python]
         env = {"FLINK_HOME": str(home)}
+        if program == "flink" and python_job and config.get("pyflink_lineage", True) is not False:
+            # The PyFlink client (on this host, for a session cluster too) imports the hook's sitecustomize and
+            # records the statements it runs in the job's directory; flink-sql's SQL is read from its arguments.
+            env["PYTHONPATH"] = str(HOOK_DIR)
+            env[EVENTS_FILE_ENV] = EVENTS_FILE
         if config.get("conf_dir"):
             env["FLINK_CONF_DIR"] = str(config["conf_dir"])
         if jobmanager:

@@ -1,5 +1,6 @@
-"""The lineage of a job's run: when a job ends after it ran, its declared inputs and outputs, and the tables and
-column lineage parsed from a Spark SQL or Flink SQL job's SQL, are ingested as OpenLineage events of the run whose
+"""The lineage of a job's run: when a job ends after it ran, its declared inputs and outputs, the tables and
+column lineage parsed from a Spark SQL or Flink SQL job's SQL, and what a PySpark or PyFlink job's lineage hook
+reported (child runs), are ingested as OpenLineage events of the run whose
 id is the job's run id (START, then COMPLETE, FAIL or ABORT as the job succeeded, failed or was killed; a failed
 run's events carry its reason in the ``errorMessage`` run facet), in a savepoint of the transaction that records
 the job's end. A failed run leaves a trace: its state, its datasets, and the job's declared lineage."""
@@ -36,8 +37,9 @@ def record_run_lineage(
     What it returns replaces the job's status ``reason`` (``reason`` followed by the notes) when there is
     something to say.
     """
-    from headwater.jobs.hook_lineage import ingest_hook_events, read_hook_events
-    from headwater.jobs.sql_lineage import JobSqlError, find_job_sql, sql_job_lineage
+    from headwater.jobs.hook_lineage import ingest_hook_events, read_hook_file
+    from headwater.jobs.sql_lineage import SQL_FRONT_ENDS, JobSqlError, find_job_sql, sql_job_lineage
+    from headwater.jobs.statement_lineage import statement_events
     from headwater.lineage.ingest import ingest_events
 
     inputs: list[dict[str, str]] = list(job.request.get("inputs") or [])
@@ -46,6 +48,9 @@ def record_run_lineage(
     job_facets: dict[str, object] = {}
     cluster = session.get(Cluster, job.cluster_id) if job.cluster_id else None
     command = session.get(Command, job.command_id) if job.command_id else None
+    configured = (cluster.config or {}).get("lineage_namespace") if cluster is not None else None
+    namespace = configured if isinstance(configured, str) else None
+    declared = [(d["namespace"], d["name"]) for d in [*inputs, *outputs]]
     if cluster is not None and command is not None:
         try:
             job_sql = find_job_sql(
@@ -58,11 +63,7 @@ def record_run_lineage(
             job_sql = None
             notes.append(str(exc))
         if job_sql is not None:
-            namespace = (cluster.config or {}).get("lineage_namespace")
-            declared = [(d["namespace"], d["name"]) for d in [*inputs, *outputs]]
-            found = sql_job_lineage(
-                session, job_sql=job_sql, namespace=namespace if isinstance(namespace, str) else None, declared=declared
-            )
+            found = sql_job_lineage(session, job_sql=job_sql, namespace=namespace, declared=declared)
             notes += found.warnings
             known = set(declared)
             inputs += [{"namespace": ns, "name": name} for ns, name in found.inputs if (ns, name) not in known]
@@ -74,8 +75,21 @@ def record_run_lineage(
                     "query": found.query,
                     "dialect": job_sql.dialect,
                 }
-    hook_events, hook_notes = read_hook_events(job)  # a PySpark job's writes, reported by its lineage hook
-    notes += hook_notes
+    hook = read_hook_file(job)  # what a PySpark or PyFlink job's lineage hook reported
+    notes += hook.notes
+    hook_events = hook.events
+    if hook.statements and cluster is not None and cluster.type in SQL_FRONT_ENDS:
+        # The PyFlink hook's statements, analysed as the cluster's SQL front-end's would be.
+        found_events, found_notes = statement_events(
+            session,
+            hook.statements,
+            job=job,
+            dialect=SQL_FRONT_ENDS[cluster.type][1],
+            namespace=namespace,
+            declared=declared,
+            outcome=outcome,
+        )
+        hook_events, notes = [*hook_events, *found_events], [*notes, *found_notes]
     if not inputs and not outputs and not hook_events and outcome == "COMPLETE":
         return (f"{reason}; " + "; ".join(notes)[:2000]) if notes else None
     now = utcnow()

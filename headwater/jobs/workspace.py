@@ -31,8 +31,8 @@ from headwater.egress import EgressRefused, default_policy
 from headwater.errors import HeadwaterError, InvalidInput, NotFound
 from headwater.jobs.applications import AppSetup
 from headwater.jobs.files import FileFetchError, file_name, is_remote
+from headwater.jobs.lineage_hook import EVENTS_FILE
 from headwater.jobs.models import FINAL_STATUSES, Job, JobAttachment, JobStatus
-from headwater.jobs.pyspark_hook import EVENTS_FILE
 from headwater.jobs.schemas import OutputEntry
 from headwater.jobs.service import get_job
 

@@ -117,3 +117,18 @@ async def run_pyflink_aggregate(
         },
     )
     return job, sink, time.monotonic() - started
+
+
+FLINK_SQL = """
+-- a batch job: daily totals per key, from a CSV without header into CSV
+CREATE TABLE events (k STRING, v INT, note STRING) WITH ('connector'='filesystem', 'path'='{source}', 'format'='csv');
+CREATE TABLE key_totals (k STRING, total INT) WITH ('connector'='filesystem', 'path'='{sink}', 'format'='csv');
+INSERT INTO key_totals SELECT k, SUM(v) AS total FROM events WHERE note <> 'skip;me' GROUP BY k;
+"""
+# The column edges into key_totals.total that FLINK_SQL gives, in namespace flink://local: run as a flink-sql
+# script, or statement by statement from a PyFlink job.
+KEY_TOTALS_EDGES = {
+    ("flink://local/events#v", "DIRECT", "AGGREGATION", "sql"),
+    ("flink://local/events#k", "INDIRECT", "GROUP_BY", "sql"),
+    ("flink://local/events#note", "INDIRECT", "FILTER", "sql"),
+}

@@ -13,6 +13,8 @@ import httpx
 import pytest
 from engine_helpers import (
     AGGREGATE_TOTALS,
+    FLINK_SQL,
+    KEY_TOTALS_EDGES,
     flink_setup,
     read_csv_parts,
     require_flink_home,
@@ -100,14 +102,6 @@ async def test_flink_job_that_fails_ends_failed_with_its_exit_code(
     assert "missing_column" in job["stderr"] + job["stdout"]
 
 
-FLINK_SQL = """
--- a batch job: daily totals per key, from a CSV without header into CSV
-CREATE TABLE events (k STRING, v INT, note STRING) WITH ('connector'='filesystem', 'path'='{source}', 'format'='csv');
-CREATE TABLE key_totals (k STRING, total INT) WITH ('connector'='filesystem', 'path'='{sink}', 'format'='csv');
-INSERT INTO key_totals SELECT k, SUM(v) AS total FROM events WHERE note <> 'skip;me' GROUP BY k;
-"""
-
-
 @pytest.mark.integration
 @pytest.mark.single_backend("postgres")
 async def test_flink_sql_job_records_its_column_lineage(
@@ -140,11 +134,7 @@ async def test_flink_sql_job_records_its_column_lineage(
         )
     ).json()
     edges = {(e["source"], e["transformation_type"], e["subtype"], e["origin"]) for e in graph["edges"]}
-    assert edges == {
-        ("flink://local/events#v", "DIRECT", "AGGREGATION", "sql"),
-        ("flink://local/events#k", "INDIRECT", "GROUP_BY", "sql"),
-        ("flink://local/events#note", "INDIRECT", "FILTER", "sql"),
-    }
+    assert edges == KEY_TOTALS_EDGES
     assert {e["last_run_id"] for e in graph["edges"]} == {job["run_id"]}  # one id: status, logs and lineage
     run = (await client.get(f"/api/v1/lineage/runs/{job['run_id']}")).json()
     assert run["state"] == "COMPLETE", run

@@ -116,7 +116,9 @@ def flink_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlinkSes
 async def test_pyflink_jobs_run_and_are_killed_on_a_session_cluster(
     client: httpx.AsyncClient, worker: JobWorker, tmp_path: Path, flink_session: FlinkSession
 ) -> None:
-    await flink_setup(client, tmp_path / "client-conf", jobmanager=flink_session.address)
+    await flink_setup(
+        client, tmp_path / "client-conf", jobmanager=flink_session.address, lineage_namespace="flink://session"
+    )
     job, sink, elapsed = await run_pyflink_aggregate(client, worker, tmp_path, "flink-session-aggregate")
     assert job["status"] == "SUCCEEDED", (job["status_message"], job["stderr"][-3000:], job["stdout"][-3000:])
     assert read_csv_parts(sink) == AGGREGATE_TOTALS
@@ -127,6 +129,21 @@ async def test_pyflink_jobs_run_and_are_killed_on_a_session_cluster(
     assert jobs[found.group(1)]["state"] == "FINISHED", jobs
     assert jobs[found.group(1)]["name"].startswith("insert-into_default_catalog.default_database.totals")
     print(f"flink session-cluster job end to end: {elapsed:.1f} s")
+    # Its client ran here, with the lineage hook: the INSERT it ran is a child run of the job's, with its edges.
+    graph = (
+        await client.get(
+            "/api/v1/lineage/graph",
+            params={"namespace": "flink://session", "name": "totals", "field": "k", "direction": "upstream"},
+        )
+    ).json()
+    assert {(e["source"], e["transformation_type"], e["subtype"]) for e in graph["edges"]} == {
+        ("flink://session/events#k", "DIRECT", "IDENTITY"),
+        ("flink://session/events#k", "INDIRECT", "GROUP_BY"),
+    }, graph
+    (insert_run,) = {e["last_run_id"] for e in graph["edges"]}
+    run = (await client.get(f"/api/v1/lineage/runs/{insert_run}")).json()
+    assert run["parent_run_id"] == job["run_id"] and run["state"] == "COMPLETE", run
+    assert run["job_name"] == "flink-session-aggregate.execute_sql.totals", run
 
     # Killing the job kills its client, and cancels what the client submitted: the cluster's job ends CANCELED.
     endless = tmp_path / "endless.py"

@@ -17,9 +17,9 @@ import pytest
 from engine_helpers import run_job
 
 from headwater.jobs.engines import JobContext, SparkEngine
-from headwater.jobs.hook_lineage import MAX_EVENTS, read_hook_events
+from headwater.jobs.hook_lineage import MAX_EVENTS, HookFile, read_hook_file
+from headwater.jobs.lineage_hook import EVENTS_FILE, EVENTS_FILE_ENV, HOOK_DIR
 from headwater.jobs.models import Job
-from headwater.jobs.pyspark_hook import EVENTS_FILE, EVENTS_FILE_ENV, HOOK_DIR
 from headwater.jobs.worker import JobWorker
 
 pytestmark = pytest.mark.anyio
@@ -85,8 +85,9 @@ def test_hook_events_are_pinned_to_the_job_and_its_run(tmp_path: Path) -> None:
         json.dumps(_event(other_run, "somebody_else", run={"runId": other_run, "facets": {"parent": {"run": {}}}})),
     ]
     (tmp_path / EVENTS_FILE).write_text("\n".join(lines) + "\n")
-    events, notes = read_hook_events(_job(tmp_path))
-    assert notes == ["2 line(s) of the lineage hook file are not OpenLineage run events"]
+    found = read_hook_file(_job(tmp_path))
+    events = found.events
+    assert found.notes == ["2 line(s) of the lineage hook file are not run events or statement records"]
     assert [e["job"] for e in events] == [
         {"namespace": "headwater", "name": "nightly.save_as_table.default.t"},
         {"namespace": "headwater", "name": "nightly.somebody_else"},
@@ -104,13 +105,15 @@ def test_hook_file_is_bounded_and_never_followed_through_a_symlink(tmp_path: Pat
     work = tmp_path / "work"
     work.mkdir()
     os.symlink(secret, work / EVENTS_FILE)
-    assert read_hook_events(_job(work)) == ([], ["lineage hook file not read: Too many levels of symbolic links"])
+    assert read_hook_file(_job(work)) == HookFile(
+        notes=["lineage hook file not read: Too many levels of symbolic links"]
+    )
     (work / EVENTS_FILE).unlink()
     (work / EVENTS_FILE).write_text((json.dumps(_event(RUN, "x")) + "\n") * (MAX_EVENTS + 5))
-    events, notes = read_hook_events(_job(work))
-    assert len(events) == MAX_EVENTS
-    assert notes == [f"lineage hook wrote more than {MAX_EVENTS} events: the rest were not read"]
-    assert read_hook_events(_job(tmp_path / "no-such-dir")) == ([], [])
+    found = read_hook_file(_job(work))
+    assert len(found.events) == MAX_EVENTS
+    assert found.notes == [f"lineage hook wrote more than {MAX_EVENTS} records: the rest were not read"]
+    assert read_hook_file(_job(tmp_path / "no-such-dir")) == HookFile()
 
 
 async def _upstream_edges(client: httpx.AsyncClient, name: str, column: str) -> set[tuple[str, str, str, str]]:
@@ -225,7 +228,7 @@ def _relation(*attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_plan_lineage_follows_unions_by_position_and_marks_hashes_as_masking() -> None:
-    from headwater.jobs.pyspark_hook.headwater_pyspark_plan import column_lineage
+    from headwater.jobs.lineage_hook.headwater_pyspark_plan import column_lineage
 
     alias = {"class": "org.apache.spark.sql.catalyst.expressions.Alias", "num-children": 1, "exprId": {"id": 9}}
     sha2 = {"class": "org.apache.spark.sql.catalyst.expressions.Sha2", "num-children": 1}
@@ -273,5 +276,5 @@ def test_a_retry_starts_with_no_lineage_of_the_attempt_before(tmp_path: Path) ->
 
     (tmp_path / EVENTS_FILE).write_text(json.dumps(_event(RUN, "x")) + "\n")
     prepare_workspace(tmp_path, attempt=2, attachments=[], applications=[])
-    assert read_hook_events(_job(tmp_path)) == ([], [])  # recorded on the first attempt's run already
+    assert read_hook_file(_job(tmp_path)) == HookFile()  # recorded on the first attempt's run already
     assert (tmp_path / "attempts" / "1" / EVENTS_FILE).is_file()

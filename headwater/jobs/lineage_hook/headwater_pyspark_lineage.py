@@ -14,23 +14,26 @@ on stderr and the write goes on.
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import importlib.machinery
 import json
 import os
 import re
-import sys
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 try:  # in a PySpark driver: this directory is on PYTHONPATH, without the headwater package
+    from headwater_hook_support import (  # type: ignore[import-not-found]
+        append_records,
+        now,
+        patch_on_import,
+        warn,
+    )
     from headwater_pyspark_plan import column_lineage  # type: ignore[import-not-found]
 except ImportError:  # imported as part of the headwater package (tools and tests walking it)
-    from headwater.jobs.pyspark_hook.headwater_pyspark_plan import column_lineage
+    from headwater.jobs.lineage_hook.headwater_hook_support import append_records, now, patch_on_import, warn
+    from headwater.jobs.lineage_hook.headwater_pyspark_plan import column_lineage
 
 __all__ = ["install"]
 
@@ -61,58 +64,15 @@ _WRITER_METHODS = ("save", "saveAsTable", "insertInto", "parquet", "csv", "json"
 _WRITER_V2_METHODS = ("append", "overwrite", "overwritePartitions", "create", "replace", "createOrReplace")
 
 _state = threading.local()
-_warned: set[str] = set()
 Dataset = tuple[str, str]  # (namespace, name)
-
-
-def _warn(what: str, exc: BaseException) -> None:
-    """Tell the job's stderr, once per kind of problem, that a write's lineage was not recorded."""
-    if what not in _warned:
-        _warned.add(what)
-        print(f"headwater lineage hook: {what}: {exc!r} (the job goes on)", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------- installing
 
 
-class _Finder(importlib.abc.MetaPathFinder):
-    """Patches pyspark's writer and session modules as they are first imported (importing pyspark here would
-    slow every Python process down)."""
-
-    targets: dict[str, Callable[[Any], None]] = {}
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        patch = self.targets.get(fullname)
-        if patch is None:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                original = spec.loader.exec_module
-
-                def exec_module(module: Any, original: Callable[[Any], None] = original) -> None:
-                    original(module)
-                    try:
-                        patch(module)
-                    except Exception as exc:
-                        _warn(f"patching {fullname}", exc)
-
-                spec.loader.exec_module = exec_module  # type: ignore[method-assign]
-                return spec
-        return None
-
-
 def install() -> None:
     """Wrap pyspark's write paths (now if already imported, else when they are)."""
-    targets = {"pyspark.sql.readwriter": _patch_writers, "pyspark.sql.session": _patch_session}
-    for name, patch in targets.items():
-        if name in sys.modules:
-            patch(sys.modules[name])
-    _Finder.targets = {k: v for k, v in targets.items() if k not in sys.modules}
-    if _Finder.targets:
-        sys.meta_path.insert(0, _Finder())
+    patch_on_import({"pyspark.sql.readwriter": _patch_writers, "pyspark.sql.session": _patch_session})
 
 
 def _patch_writers(module: Any) -> None:
@@ -134,13 +94,13 @@ def _patch_session(module: Any) -> None:
     def sql(self: Any, sqlQuery: str, *args: Any, **kwargs: Any) -> Any:
         result = original(self, sqlQuery, *args, **kwargs)
         if not getattr(_state, "active", False):
-            started = _now()
+            started = now()
             try:
                 plan = result._jdf.queryExecution().analyzed()
                 if plan.getClass().getSimpleName() in _SQL_WRITES:
                     _record_command(self, plan, started)
             except Exception as exc:
-                _warn("reading a SQL statement's plan", exc)
+                warn("reading a SQL statement's plan", exc)
         return result
 
     sql._headwater = True  # type: ignore[attr-defined]
@@ -152,12 +112,12 @@ def _wrap_writer(original: Callable[..., Any], method: str) -> Callable[..., Any
     def write(self: Any, *args: Any, **kwargs: Any) -> Any:
         if getattr(_state, "active", False):
             return original(self, *args, **kwargs)
-        started = _now()
+        started = now()
         captured = None
         try:
             captured = _capture_write(self, method, args, kwargs)
         except Exception as exc:
-            _warn(f"reading the plan of {method}", exc)
+            warn(f"reading the plan of {method}", exc)
         _state.active = True
         try:
             result = original(self, *args, **kwargs)
@@ -238,7 +198,7 @@ def _describe(spark: Any, plan: Any, output: Dataset, names: list[str] | None, *
         try:
             datasets.append(_leaf_dataset(spark, leaves.apply(index)))
         except Exception as exc:
-            _warn("naming a relation read", exc)
+            warn("naming a relation read", exc)
             datasets.append(None)
     jout = plan.output()
     out_attrs = [(jout.apply(i).exprId().id(), jout.apply(i).name()) for i in range(jout.size())]
@@ -344,10 +304,6 @@ def _facet(name: str, **fields: Any) -> dict[str, Any]:
     return {"_producer": PRODUCER, "_schemaURL": _FACET_URLS[name], **fields}
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()  # noqa: UP017  (the job's Python may be older than 3.11)
-
-
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
@@ -394,7 +350,7 @@ def _emit(captured: dict[str, Any] | None, started: str, *, error: BaseException
         events = [
             {**base, "eventType": "START", "eventTime": started, "run": {"runId": run_id, "facets": run_facets},
              "job": job, "inputs": captured["inputs"], "outputs": outputs},
-            {**base, "eventType": "FAIL" if error is not None else "COMPLETE", "eventTime": _now(),
+            {**base, "eventType": "FAIL" if error is not None else "COMPLETE", "eventTime": now(),
              "run": {"runId": run_id, "facets": end_facets}, "job": job,
              "inputs": captured["inputs"], "outputs": outputs},
         ]  # fmt: skip
@@ -402,12 +358,6 @@ def _emit(captured: dict[str, Any] | None, started: str, *, error: BaseException
             location = _LOCATIONS.get((dataset["namespace"], dataset["name"]))
             if location is not None:
                 dataset["facets"]["symlinks"] = location
-        data = "".join(json.dumps(event, separators=(",", ":")) + "\n" for event in events).encode()
-        path = os.environ["HEADWATER_JOB_LINEAGE_FILE"]
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        append_records(events)
     except Exception as exc:
-        _warn("writing lineage events", exc)
+        warn("writing lineage events", exc)
