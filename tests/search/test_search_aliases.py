@@ -45,3 +45,48 @@ async def test_a_word_of_a_storage_path_finds_the_table_it_is_filed_under(
     for query in ("zone7", "dailyrev"):
         found = (await client.get("/api/v1/search", params={"q": query})).json()
         assert [(h["namespace"], h["name"]) for h in found["items"]][:1] == [(HIVE, "sales.daily_revenue")], query
+
+
+async def test_a_name_a_later_job_uses_is_searchable_at_once(client: httpx.AsyncClient, app: FastAPI) -> None:
+    """The table is known first (a dbt run reads it by its Hive name); a Spark backfill writes it by a path a week
+    later. The path's words find the table as soon as the indexer catches up, without waiting for another change
+    to the table."""
+    dbt = {
+        "eventType": "COMPLETE",
+        "eventTime": "2026-12-01T04:00:00Z",
+        "producer": "https://github.com/OpenLineage/OpenLineage/tree/1.24.2/integration/dbt",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": str(uuid.uuid4())},
+        "job": {"namespace": "dbt", "name": "marts.finance.revenue"},
+        "inputs": [{"namespace": HIVE, "name": "sales.refunds", "facets": {}}],
+        "outputs": [],
+    }
+    backfill = {
+        **dbt,
+        "eventTime": "2026-12-08T04:00:00Z",
+        "producer": "https://github.com/OpenLineage/OpenLineage/tree/1.24.2/integration/spark",
+        "run": {"runId": str(uuid.uuid4())},
+        "job": {"namespace": "spark", "name": "refunds_backfill.execute_insert_into_hadoop_fs_relation_command"},
+        "inputs": [],
+        "outputs": [
+            {
+                "namespace": "s3://acme-lake",
+                "name": "backfill/q3rebuild/refundz",
+                "facets": {
+                    "symlinks": {"identifiers": [{"namespace": HIVE, "name": "sales.refunds", "type": "TABLE"}]}
+                },
+            }
+        ],
+    }
+    for event in (dbt, backfill):
+        sent = await client.post(
+            "/api/v1/lineage", content=orjson.dumps(event), headers={"content-type": "application/json"}
+        )
+        assert sent.status_code == 201, sent.text
+        app.state.search_indexer.catch_up()
+    found = (await client.get("/api/v1/search", params={"q": "q3rebuild"})).json()
+    assert [(h["namespace"], h["name"]) for h in found["items"]] == [(HIVE, "sales.refunds")]
+    changes = (await client.get("/api/v1/change-events", params={"kind": "metadata_updated"})).json()["items"]
+    assert [c["payload"] for c in changes if c["name"] == "sales.refunds"] == [
+        {"by": "lineage", "changed": ["aliases"]}
+    ]

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from headwater.catalog.events import metadata_changed
 from headwater.catalog.models import Dataset
 from headwater.db import utcnow
 from headwater.lineage.ingest.confirm import ColumnEdgeBuffer
@@ -113,6 +114,8 @@ class Plan:
         stated = sorted(self.resolver.stated.items())
         writes.update(Dataset, [{"id": i, "schema_stated_at": at} for i, at in stated], newest="schema_stated_at")
         self.column_edges.flush(self.session, writes)
+        if self.resolver.named:  # rare: the first event naming a dataset by another name
+            metadata_changed(self.session, sorted(self.resolver.named), {"by": "lineage", "changed": ["aliases"]})
         return writes
 
     def apply(self, event: LineageEventIn, label: str) -> list[str]:

@@ -210,6 +210,8 @@ class DatasetResolver:
         self._absent: set[tuple[str, str]] = set()
         # Lineage datasets by id -> the newest event time that stated their schema in this batch, changed or not.
         self.stated: dict[int, dt.datetime] = {}
+        # Datasets this batch recorded a new name of: their search documents and cached answers list their names.
+        self.named: set[int] = set()
         self.warnings: list[str] = []
 
     def lineage_source(self) -> Source:
@@ -464,9 +466,11 @@ class DatasetResolver:
                 )
             )
             if canonical is None:
-                insert_ignore(
+                added = insert_ignore(
                     self.session,
                     DatasetAlias,
                     [{"namespace": identity[0], "name": identity[1], "dataset_id": resolved.id}],
                     ["namespace", "name"],
                 )
+                if added:
+                    self.named.add(resolved.id)

@@ -40,11 +40,15 @@ from headwater.transactions import FinalStatement
 __all__ = ["WriteSet", "insert_ignore", "merge_provenance_rows", "upsert_edges"]
 
 
-def insert_ignore(session: Session, model: type[Base], rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
-    """Insert rows, silently skipping those whose ``keys`` already exist."""
-    if rows:
-        dialect = session.get_bind().dialect.name
-        session.execute(ignore_statement(dialect, model, tuple(keys)), list(rows))
+def insert_ignore(session: Session, model: type[Base], rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> int:
+    """Insert rows, silently skipping those whose ``keys`` already exist; how many were inserted."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    # RETURNING, not rowcount: in psycopg's pipeline mode a rowcount is not known yet.
+    statement = ignore_statement(dialect, model, tuple(keys))
+    returning = statement.returning(*table_of(model).primary_key.columns)
+    return len(session.execute(returning, list(rows)).all())
 
 
 def merge_provenance_rows(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
