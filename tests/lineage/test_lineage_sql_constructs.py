@@ -291,6 +291,12 @@ CLICKS = {**TABLES, "raw.clicks": ["user_id", "url", "ts"], "curated.top_users":
         "TUMBLE(TABLE raw.clicks, DESCRIPTOR(ts), INTERVAL '10' MINUTES)",
         "HOP(TABLE raw.clicks, DESCRIPTOR(ts), INTERVAL '5' MINUTES, INTERVAL '10' MINUTES)",
         "CUMULATE(TABLE raw.clicks, DESCRIPTOR(ts), INTERVAL '2' MINUTES, INTERVAL '10' MINUTES)",
+        # Flink 1.19+: session windows as a table function, partitioned by key.
+        "SESSION(TABLE raw.clicks PARTITION BY user_id, DESCRIPTOR(ts), INTERVAL '5' MINUTES)",
+        # Named arguments, as Flink's docs write them.
+        "TUMBLE(DATA => TABLE raw.clicks, TIMECOL => DESCRIPTOR(ts), SIZE => INTERVAL '10' MINUTES)",
+        "HOP(DATA => TABLE raw.clicks, TIMECOL => DESCRIPTOR(ts), SLIDE => INTERVAL '5' MINUTES, "
+        "SIZE => INTERVAL '10' MINUTES)",
     ],
 )
 def test_flink_window_table_functions_and_top_n(session: Session, window: str) -> None:
