@@ -13,6 +13,10 @@ What it does, in one run:
 3. builds the whole graph in memory with networkx and times a breadth-first search from the same starts
    (the in-memory floor), with the memory each approach needs (Python RSS growth; table + index size).
 
+The edges are loaded sorted by source, so each start's edges share a few pages, and the walk runs in process;
+``lineage_impact_http.py`` measures impact over HTTP on the same graph with its edges in random physical order,
+against a floor measured in the same run (issue 18).
+
 With ``--restricted 0.1``, a tenth of the datasets (so of the column nodes) is restricted to a group the
 reader is not in, and the same starts are timed both ways in the same run, alternating: impact as a reader who
 sees every dataset (an admin, no filtering) and as one who gets placeholders (issue 16); the ratio is printed.

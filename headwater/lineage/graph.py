@@ -3,7 +3,8 @@
 The walk runs in the database as one recursive CTE over the edge table, breadth first, bounded by a depth
 and a row budget (and on PostgreSQL by a time budget), so a request never reads more than that budget
 of the graph; cycles terminate because every step adds one to a depth that is bounded. networkx then
-works on the small subgraph the walk returned: distances and one shortest path per node.
+works on the small subgraph the walk returned: distances and one shortest path per node. Why the walk's
+limits are written into its statement: ``docs/adr/0009-impact-walk-plans.md``.
 """
 
 from __future__ import annotations
@@ -171,9 +172,11 @@ def walk(
     )
     if direction == "upstream":
         src, dst = dst, src
-    # The budget counts reached nodes beyond the starts (one more row tells that it was exceeded).
-    params: dict[str, object] = {"starts": list(starts), "max_depth": max_depth, "budget": budget + len(starts) + 1}
-    params["keep"] = budget + len(starts)
+    # The budget counts reached nodes beyond the starts (one more row tells that it was exceeded). The limits are
+    # written into the statement, not bound: the generic plan PostgreSQL may use from a connection's tenth run
+    # took a bound LIMIT for one row and probed the edge index once per pair of reached nodes (ADR 0009).
+    keep = int(budget) + len(starts)
+    params: dict[str, object] = {"starts": list(starts), "max_depth": max_depth}
     where = _edge_filter(filters, params, level == "column")
     # The names of the reached nodes come back with the walk: one round trip, no IN lists.
     if level == "column":
@@ -186,7 +189,7 @@ def walk(
         joins = "JOIN datasets d ON d.id = r2.node"
     sqlite = session.get_bind().dialect.name == "sqlite"
     # SQLite stops a recursive CTE at a LIMIT inside it; PostgreSQL stops when the outer LIMIT is reached.
-    inner_limit = " LIMIT :budget" if sqlite else ""
+    inner_limit = f" LIMIT {keep + 1}" if sqlite else ""
     # The recursion carries only (node, depth), so each node is expanded once per depth however many edges
     # reach it; the edges among the reached nodes are then read once, for paths, jobs and provenance.
     sql = text(
@@ -197,8 +200,8 @@ def walk(
             SELECT e.{dst}, w.depth + 1 FROM walk w JOIN {table} e ON e.{src} = w.node
             WHERE w.depth < :max_depth AND {where}{inner_limit}
         ),
-        limited AS (SELECT node, depth FROM walk LIMIT :budget),
-        reached AS (SELECT node, min(depth) AS depth FROM (SELECT * FROM limited LIMIT :keep) k GROUP BY node)
+        limited AS (SELECT node, depth FROM walk LIMIT {keep + 1}),
+        reached AS (SELECT node, min(depth) AS depth FROM (SELECT * FROM limited LIMIT {keep}) k GROUP BY node)
         SELECT e.id, e.{src}, e.{dst}, e.job_id, r2.depth, {names}, (SELECT count(*) FROM limited)
         FROM reached r1 JOIN {table} e ON e.{src} = r1.node JOIN reached r2 ON r2.node = e.{dst} {joins}
         WHERE {where}
@@ -218,7 +221,7 @@ def walk(
         if r[2] not in nodes:
             nodes[r[2]] = NodeRef(r[6], r[7], r[8], r[2], r[5]) if level == "column" else NodeRef(r[6], r[7], r[8])
     walked = rows[0][9] if rows else 0
-    if walked > budget + len(starts):
+    if walked > keep:
         result.partial = True
         result.reason = f"node budget of {budget} reached"
     elif result.edges and max(e[4] for e in result.edges) >= max_depth:
