@@ -16,7 +16,8 @@ server's ETag as ``If-None-Match``, else the answer's metadata location), see
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from pyiceberg.types import IcebergType
 
 __all__ = ["IcebergConfig", "IcebergConnector", "flatten_schema"]
+
+# A REST catalog's tables are asked for this many at a time.
+REST_CONCURRENCY = 4
 
 
 class IcebergConfig(ConnectorConfig):
@@ -374,23 +378,53 @@ class IcebergConnector(Connector):
     def load(self, ref: DatasetRef) -> LoadedDataset | Unmodified:
         """Load one table's metadata (no data files are read); Unmodified when a REST catalog's answer says the
         stored token still holds."""
+        return self._finish(ref, self._read(ref))
+
+    def load_many(
+        self, refs: Sequence[DatasetRef]
+    ) -> Iterator[tuple[DatasetRef, LoadedDataset | Unmodified | ConnectorError]]:
+        """Load tables; a REST catalog's are asked for ``REST_CONCURRENCY`` at a time (one request each, which
+        a remote server's latency, not our work, makes slow), then converted here one by one."""
+        if self.config.type != "rest" or len(refs) < 2:
+            yield from super().load_many(refs)
+            return
+        self.catalog  # noqa: B018 - connect (and authenticate) once, before the threads share the session
+        with ThreadPoolExecutor(REST_CONCURRENCY, thread_name_prefix="iceberg-rest") as pool:
+            for ref, read in zip(refs, pool.map(self._read_or_error, refs), strict=True):
+                try:
+                    yield ref, self._finish(ref, read)
+                except ConnectorError as exc:
+                    yield ref, exc
+
+    def _read_or_error(self, ref: DatasetRef) -> tuple[Table, str | None] | Unmodified | ConnectorError:
+        try:
+            return self._read(ref)
+        except ConnectorError as exc:
+            return exc
+
+    def _read(self, ref: DatasetRef) -> tuple[Table, str | None] | Unmodified:
+        """The table (and its token, when it is not the metadata location alone), or Unmodified."""
         identifier = tuple(ref.name.split("."))
-        version: str | None = None
         try:
             if ref.version:
-                table = self._load_listed(identifier, ref.version)
-            elif self.config.type == "rest":
-                loaded = load_rest(self.catalog, identifier, ref.stored_version)
-                if isinstance(loaded, Unmodified):
-                    self.not_modified += 1
-                    return loaded
-                table, version = loaded
-            else:
-                table = self.catalog.load_table(identifier)
+                return self._load_listed(identifier, ref.version), None
+            if self.config.type == "rest":
+                return load_rest(self.catalog, identifier, ref.stored_version)
+            return self.catalog.load_table(identifier), None
         except ConnectorError:
             raise
         except Exception as exc:
             raise _source_error(f"cannot load Iceberg table {ref.name!r}", exc) from exc
+
+    def _finish(
+        self, ref: DatasetRef, read: tuple[Table, str | None] | Unmodified | ConnectorError
+    ) -> LoadedDataset | Unmodified:
+        if isinstance(read, ConnectorError):
+            raise read
+        if isinstance(read, Unmodified):
+            self.not_modified += 1
+            return read
+        table, version = read
         self.loaded += 1
         return LoadedDataset(snapshot=self.snapshot_of(ref, table), version=version or table.metadata_location)
 
