@@ -25,7 +25,8 @@ no-change re-sync (REST: one bare ``loadTable`` per table with its ETag; Hive: e
 - ``rest``: the Iceberg REST stand-in of the tests (``tests/catalog/connectors/iceberg_rest_standin.py``)
   in a child process over the SQL catalog, with ETags (``rest``) and without (``rest-noetag``);
 - ``hive``: a real Hive Metastore (``tests/catalog/connectors/hive_test_server.py``: Java and pyspark's
-  jars) on an empty Derby database, each table registered in it with pyiceberg's ``register_table``.
+  jars) on an empty Derby database, each table registered in it with pyiceberg's ``register_table``;
+- ``hive-connector``: the same metastore read by the ``hive`` connector (the tables as Hive tables).
 
 Goal: a no-change re-sync <= 0.2x a full sync for every catalog type.
 
@@ -308,15 +309,12 @@ def run_size(tables: int, columns: int, workdir: Path, reuse: bool, wanted: list
     engine = create_db_engine(url)
     factory = make_sessionmaker(engine)
 
-    def add(name: str, config: dict[str, Any]) -> None:
+    def add(name: str, config: dict[str, Any], kind: SourceKind = SourceKind.ICEBERG) -> None:
         with session_scope(factory) as session:
             create_source(
                 session,
                 data=SourceCreate(
-                    name=name,
-                    kind=SourceKind.ICEBERG,
-                    namespace=f"iceberg://{name}",
-                    config={**config, "page_size": 500},
+                    name=name, kind=kind, namespace=f"{kind.value}://{name}", config={**config, "page_size": 500}
                 ),
             )
 
@@ -336,8 +334,8 @@ def run_size(tables: int, columns: int, workdir: Path, reuse: bool, wanted: list
     assert (reread.status, reread.unchanged, reread.changed) == ("succeeded", tables, 0)
     catalogs: dict[str, dict[str, dict[str, float]]] = {"sql": {"full": phases["full"], "resync": phases["resync"]}}
 
-    def other(name: str, config: dict[str, Any], floor: Any) -> None:
-        add(name, config)
+    def other(name: str, config: dict[str, Any], floor: Any, kind: SourceKind = SourceKind.ICEBERG) -> None:
+        add(name, config, kind)
         timed: dict[str, dict[str, float]] = {"source_floor": {}, "full": {}, "resync": {}}
         print(f"  {name}: full sync, then a no-change re-sync", flush=True)
         with sampler.phase(timed["full"]):
@@ -360,6 +358,11 @@ def run_size(tables: int, columns: int, workdir: Path, reuse: bool, wanted: list
                 warehouse = (root / "warehouse").as_uri()
                 config = {"type": "hive", "uri": thrift_uri, "catalog_name": "bench", "warehouse": warehouse}
                 other(kind, config, lambda: hive_floor(thrift_uri))
+        elif kind == "hive-connector":  # the same metastore read as Hive tables by the hive connector
+            with hive_metastore(root, workdir) as thrift_uri:
+                port = int(thrift_uri.rsplit(":", 1)[1])
+                config = {"host": "127.0.0.1", "port": port, "databases": [f"ns{n:02d}" for n in range(NAMESPACES)]}
+                other(kind, config, lambda: hive_floor(thrift_uri), SourceKind.HIVE)
     sampler.stop()
     engine.dispose()
     drop_database(url)
@@ -437,7 +440,7 @@ def main() -> None:
         "--catalogs",
         nargs="*",
         default=["rest", "hive"],
-        choices=["rest", "rest-noetag", "hive"],
+        choices=["rest", "rest-noetag", "hive", "hive-connector"],
         help="catalog types to sync besides SQL (always run)",
     )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child: run one size, print JSON
