@@ -11,7 +11,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.catalog.bulk import create_datasets, unchanged_datasets, validate_fields
-from headwater.catalog.connectors import Connector, ConnectorError, DatasetRef, LoadedDataset
+from headwater.catalog.connectors import Connector, ConnectorError, DatasetRef, LoadedDataset, Unmodified
 from headwater.catalog.models import Dataset, Source
 from headwater.catalog.service import apply_snapshot
 from headwater.catalog.sync_models import DatasetSyncState, SyncLease, SyncRun
@@ -149,7 +149,7 @@ class LoadedPage:
     refs: list[DatasetRef]
     known: dict[tuple[str, str], tuple[Any, ...]]
     unchanged_ids: list[int]
-    loaded: list[tuple[DatasetRef, LoadedDataset | ConnectorError]]
+    loaded: list[tuple[DatasetRef, LoadedDataset | Unmodified | ConnectorError]]
 
 
 def _read_page(
@@ -162,15 +162,13 @@ def _read_page(
     to_load: list[DatasetRef] = []
     for ref in refs:
         row = known.get((ref.namespace, ref.name))
-        if (
-            not handle.full
-            and row is not None
-            and row[1] == handle.source_id
-            and row[2] is None
-            and ref.version is not None
-            and row[3] == ref.version
-        ):
+        if handle.full or row is None or row[1] != handle.source_id or row[2] is not None:
+            to_load.append(ref)
+        elif ref.version is not None and row[3] == ref.version:
             unchanged_ids.append(row[0])
+        elif ref.version is None and row[3] is not None:
+            # No token in the listing: the connector may still tell "unchanged" from the stored one.
+            to_load.append(replace(ref, stored_version=row[3]))
         else:
             to_load.append(ref)
     # Read from the source outside any transaction of ours.
@@ -275,8 +273,16 @@ def write_page(factory: sessionmaker[Session], handle: SyncHandle, page: LoadedP
         keep_ids = list(page.unchanged_ids)  # listed, so they exist: stamp them seen
         new: list[tuple[DatasetRef, LoadedDataset]] = []
         rest: list[tuple[DatasetRef, LoadedDataset]] = []
+        retokened: list[dict[str, Any]] = []
         for ref, result in page.loaded:
             row = page.known.get((ref.namespace, ref.name))
+            if isinstance(result, Unmodified):  # a conditional read found it unchanged (only known ones are asked)
+                if row is not None:
+                    run.unchanged += 1
+                    keep_ids.append(row[0])
+                    if result.version != row[3]:
+                        retokened.append({"dataset_id": row[0], "version": result.version})
+                continue
             if isinstance(result, ConnectorError):
                 run.failed += 1
                 add_error(handle, ref.name, result.message)
@@ -300,6 +306,8 @@ def write_page(factory: sessionmaker[Session], handle: SyncHandle, page: LoadedP
             failed_id = _apply_one(session, handle, source, ref, result, page.known.get((ref.namespace, ref.name)))
             if failed_id is not None:
                 keep_ids.append(failed_id)
+        if retokened:
+            session.execute(update(DatasetSyncState), retokened)
         _mark_seen(session, handle, keep_ids)
         session.merge(run)  # the report so far, so GET .../syncs/{id} shows a running sync's progress
 

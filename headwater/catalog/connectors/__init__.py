@@ -25,7 +25,7 @@ from headwater.catalog.connectors.base import (
     ConnectorNotInstalled,
     InvalidSourceConfig,
 )
-from headwater.catalog.connectors.listing import DatasetRef, ListingPage, LoadedDataset
+from headwater.catalog.connectors.listing import DatasetRef, ListingPage, LoadedDataset, Unmodified
 from headwater.egress import EgressPolicy, default_policy
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "InvalidSourceConfig",
     "ListingPage",
     "LoadedDataset",
+    "Unmodified",
     "connector_class",
     "check_egress",
     "endpoint_changes",

@@ -9,7 +9,9 @@ A connector reads one source in two steps, so a sync can be incremental:
    stored at the last sync and loads only what changed.
 2. :meth:`Connector.load` reads one dataset fully into a :class:`LoadedDataset`: the
    :class:`~headwater.catalog.snapshots.DatasetSnapshot` of its current state, with earlier schemas (oldest
-   first) in ``snapshot.schema_history`` where the source keeps them.
+   first) in ``snapshot.schema_history`` where the source keeps them. A source whose listing has no cheap
+   token may still answer a *conditional* read: the engine hands such a dataset's stored token over in
+   ``ref.stored_version`` and the connector answers :class:`Unmodified` when it still holds.
 
 A listing is *complete* only when ``list_pages`` ran to its end and no page reported a part of the
 source it could not list (``ListingPage.unlisted``). An exception from ``list_pages`` (source down, a
@@ -26,7 +28,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from headwater.catalog.connectors.listing import DatasetRef, ListingPage, LoadedDataset
+from headwater.catalog.connectors.listing import DatasetRef, ListingPage, LoadedDataset, Unmodified
 from headwater.egress import EgressPolicy, default_policy
 from headwater.errors import HeadwaterError
 
@@ -129,10 +131,13 @@ class Connector(abc.ABC):
         """Every dataset of the source, page by page, with version tokens; raises ConnectorError on failure."""
 
     @abc.abstractmethod
-    def load(self, ref: DatasetRef) -> LoadedDataset:
-        """Read one dataset fully; raises ConnectorError when it cannot be read."""
+    def load(self, ref: DatasetRef) -> LoadedDataset | Unmodified:
+        """Read one dataset fully (or answer Unmodified when ``ref.stored_version`` still holds); raises
+        ConnectorError when it cannot be read."""
 
-    def load_many(self, refs: Sequence[DatasetRef]) -> Iterator[tuple[DatasetRef, LoadedDataset | ConnectorError]]:
+    def load_many(
+        self, refs: Sequence[DatasetRef]
+    ) -> Iterator[tuple[DatasetRef, LoadedDataset | Unmodified | ConnectorError]]:
         """Read several datasets; one that fails yields its error instead. Override to batch reads."""
         for ref in refs:
             try:

@@ -10,11 +10,15 @@ listing page. The table objects of the page just listed are kept, so loading the
 than the partition count, which is read with ``get_partition_names`` capped at ``max_partition_count``
 — the connector never fetches every partition of a table.
 
-Each table's version token is a hash of everything the connector reports about it except the partition
-count (columns, partition keys, storage, parameters — which include ``transient_lastDdlTime`` — and the
-view text), so an incremental sync loads only tables whose definition changed. Adding partitions changes
-no definition, so partitioned tables get no token while ``recount_partitions`` is on (the default): each
-sync recounts them with one capped call, and the sync engine finds the unchanged ones in bulk.
+Each table's version token is a hash of the Thrift table object as the metastore sent it (columns,
+partition keys, storage, parameters — which include ``transient_lastDdlTime`` and, for an Iceberg table,
+its ``metadata_location`` — and the view text) and of its database's, taken *before* any type is parsed,
+so a table whose token did not change costs its listing and nothing more: no schema conversion, no
+comparison with the catalog. ``transient_lastDdlTime`` alone would not do: the metastore sets it only
+when a client leaves it out of an ``alter_table`` (one that passes the table it read back keeps the old
+value), and it counts seconds. Adding partitions changes no definition, so while ``recount_partitions`` is
+on (the default) a partitioned table's token also holds its capped partition count, read by the listing
+with one capped call per partitioned table.
 
 Spark's datasource tables keep their real schema as JSON in the ``spark.sql.sources.schema`` parameter
 (or split into ``spark.sql.sources.schema.numParts`` + ``.part.N``); where it is present it is the
@@ -119,18 +123,36 @@ def _timestamp(seconds: int | None) -> str | None:
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat()
 
 
-def _version(snapshot: DatasetSnapshot) -> str:
-    """A hash of what the connector reports about a table (its partition count aside)."""
-    payload = {
-        "fields": [(f.path, f.type, f.nullable, f.description) for f in snapshot.fields],
-        "kind": snapshot.kind.value,
-        "format": snapshot.format,
-        "location": snapshot.location,
-        "partitioning": snapshot.partitioning,
-        "description": snapshot.description,
-        "properties": snapshot.properties,
-    }
+def _fields(columns: Any) -> list[tuple[Any, Any, Any]]:
+    return [(c.name, c.type, c.comment) for c in columns or []]
+
+
+def _database_print(database: Any) -> str:
+    """A hash of what a table's snapshot takes from its database."""
+    payload = [database.description, database.locationUri, database.parameters or {}]
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _version(database_print: str, table: Any, count: tuple[int, bool] | None) -> str:
+    """A table's version token: a hash of its Thrift definition and its database's (see the module docstring),
+    plus its partition count when it is recounted."""
+    sd = table.sd
+    serde = sd.serdeInfo if sd else None
+    payload = {
+        "database": database_print,
+        "type": table.tableType,
+        "owner": table.owner,
+        "created": table.createTime,
+        "parameters": table.parameters or {},
+        "partition_keys": _fields(table.partitionKeys),
+        "view": [table.viewOriginalText, table.viewExpandedText],
+        "sd": None
+        if sd is None
+        else [_fields(sd.cols), sd.location, sd.inputFormat, sd.outputFormat, sd.numBuckets, sd.bucketCols],
+        "serde": None if serde is None else [serde.serializationLib, serde.parameters or {}],
+    }
+    digest = hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return digest if count is None else f"{digest}:{count[0]}{'+' if count[1] else ''}"
 
 
 class HiveConnector(Connector):
@@ -150,7 +172,9 @@ class HiveConnector(Connector):
         self._transport: Any = None
         self._client: Any = None
         self._databases: dict[str, Any] = {}
-        self._page: dict[str, tuple[Any, DatasetSnapshot]] = {}
+        # The page just listed: name -> (database, table object, partition count if the listing counted).
+        self._page: dict[str, tuple[Any, Any, tuple[int, bool] | None]] = {}
+        self.converted = 0  # tables whose definition was converted to a snapshot (what a token spares)
 
     @property
     def where(self) -> str:
@@ -258,12 +282,20 @@ class HiveConnector(Connector):
                 # A table dropped since get_all_tables is simply not returned: it is gone.
                 self._page = {}
                 refs: list[DatasetRef] = []
+                db_print = _database_print(db)
                 for table in sorted(objects, key=lambda t: t.tableName):
-                    snapshot = self._snapshot(db, table)
-                    # No version token means "always load": what recounting partitions needs.
-                    version = None if self._recounts(table) else _version(snapshot)
-                    ref = DatasetRef(namespace=self.namespace, name=snapshot.name, version=version, kind=snapshot.kind)
-                    self._page[ref.name] = (table, snapshot)
+                    name = f"{table.dbName}.{table.tableName}"
+                    try:
+                        count = (
+                            self._partition_count(database, table.tableName, table) if self._recounts(table) else None
+                        )
+                    except _Gone:
+                        continue  # dropped since it was read
+                    kind = DatasetKind.VIEW if table.tableType in _VIEW_TYPES else DatasetKind.TABLE
+                    ref = DatasetRef(
+                        namespace=self.namespace, name=name, version=_version(db_print, table, count), kind=kind
+                    )
+                    self._page[name] = (db, table, count)
                     refs.append(ref)
                 if refs:
                     yield ListingPage(refs=refs)
@@ -276,15 +308,16 @@ class HiveConnector(Connector):
         database, _, name = ref.name.partition(".")
         cached = self._page.get(ref.name)
         try:
-            if cached is None:
-                table = self._call(f"read table {ref.name!r}", "get_table", database, name)
-                snapshot = self._snapshot(self._database(database), table)
+            if cached is None or (cached[2] is None and self._counts_partitions(cached[1])):
+                db = self._database(database)
+                table = cached[1] if cached else self._call(f"read table {ref.name!r}", "get_table", database, name)
+                count = self._partition_count(database, name, table)
             else:
-                table, snapshot = cached
-            count = self._partition_count(database, name, table)
+                db, table, count = cached
         except _Gone as exc:
             raise ConnectorError(f"table {ref.name!r} disappeared while it was read") from exc
-        version = ref.version or _version(snapshot)  # the definition's hash, as a listing computes it
+        snapshot = self._snapshot(db, table)
+        version = ref.version or _version(_database_print(db), table, count if self._recounts(table) else None)
         if count is not None:
             properties = {**snapshot.properties, "hive.partition_count": str(count[0])}
             if count[1]:
@@ -337,6 +370,7 @@ class HiveConnector(Connector):
         return hive_columns, problem
 
     def _snapshot(self, database: Any, table: Any) -> DatasetSnapshot:
+        self.converted += 1
         parameters: dict[str, str] = dict(table.parameters or {})
         columns, problem = self._columns(table, parameters)
         sd = table.sd

@@ -6,21 +6,26 @@ schema as history, the partition spec, sort order, table and namespace propertie
 version and the current snapshot's summary.
 
 The version token of a table is its metadata location, which changes with every commit. For SQL
-catalogs the listing reads it straight from the catalog's ``iceberg_tables`` rows, page by page, so a
-no-change re-sync loads no table; other catalogs report no token and every table is loaded.
+catalogs the listing reads it straight from the catalog's ``iceberg_tables`` rows, page by page, and for
+Hive catalogs from the metastore's table objects, so a no-change re-sync loads no table. A REST catalog
+lists identifiers only: its tables are loaded conditionally on the token stored at the last sync (the
+server's ETag as ``If-None-Match``, else the answer's metadata location), see
+:mod:`~headwater.catalog.connectors.iceberg_tokens`. Glue catalogs report no token: every table is loaded.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from headwater.catalog.connectors.base import Connector, ConnectorConfig, ConnectorError, unreachable
-from headwater.catalog.connectors.listing import DatasetRef, ListingPage, LoadedDataset
+from headwater.catalog.connectors.iceberg_tokens import list_hive, load_rest
+from headwater.catalog.connectors.listing import DatasetRef, ListingPage, LoadedDataset, Unmodified
 from headwater.catalog.fields import FlatField
 from headwater.catalog.models import DatasetKind
 from headwater.catalog.snapshots import DatasetSnapshot, HistoricalSchema
@@ -34,6 +39,9 @@ if TYPE_CHECKING:
     from pyiceberg.types import IcebergType
 
 __all__ = ["IcebergConfig", "IcebergConnector", "flatten_schema"]
+
+# A REST catalog's tables are asked for this many at a time.
+REST_CONCURRENCY = 4
 
 
 class IcebergConfig(ConnectorConfig):
@@ -174,6 +182,9 @@ class IcebergConnector(Connector):
         self._catalog: Catalog | None = None
         self._namespace_properties: dict[tuple[str, ...], dict[str, str]] = {}
         self._file_io: dict[str, FileIO] = {}
+        # Tables read and converted, and conditional loads answered "unchanged", by this connector.
+        self.loaded = 0
+        self.not_modified = 0
 
     # ------------------------------------------------------------------------------ connecting
 
@@ -259,14 +270,27 @@ class IcebergConnector(Connector):
         return chosen is None or any(namespace == n or namespace.startswith(n + ".") for n in chosen)
 
     def list_pages(self) -> Iterator[ListingPage]:
-        """Every table, page by page; SQL catalogs give each table's metadata location as its version."""
+        """Every table, page by page; SQL and Hive catalogs give each table's metadata location as its version."""
         from pyiceberg.catalog.sql import SqlCatalog
 
         catalog = self.catalog
         if isinstance(catalog, SqlCatalog):
             yield from self._list_sql(catalog)
+        elif self.config.type == "hive":
+            yield from self._list_hive(catalog)
         else:
             yield from self._list_generic(catalog)
+
+    def _list_hive(self, catalog: Catalog) -> Iterator[ListingPage]:
+        pages = list_hive(catalog, namespace=self.namespace, page_size=self.config.page_size, wanted=self._wanted)
+        while True:
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise _source_error("cannot list the catalog's tables", exc) from exc
+            yield page
 
     def _list_sql(self, catalog: Any) -> Iterator[ListingPage]:
         from pyiceberg.catalog.sql import IcebergTables
@@ -351,16 +375,58 @@ class IcebergConnector(Connector):
             self._namespace_properties[namespace] = {k: str(v) for k, v in props.items() if k != "exists"}
         return self._namespace_properties[namespace]
 
-    def load(self, ref: DatasetRef) -> LoadedDataset:
-        """Load one table's metadata (no data files are read)."""
+    def load(self, ref: DatasetRef) -> LoadedDataset | Unmodified:
+        """Load one table's metadata (no data files are read); Unmodified when a REST catalog's answer says the
+        stored token still holds."""
+        return self._finish(ref, self._read(ref))
+
+    def load_many(
+        self, refs: Sequence[DatasetRef]
+    ) -> Iterator[tuple[DatasetRef, LoadedDataset | Unmodified | ConnectorError]]:
+        """Load tables; a REST catalog's are asked for ``REST_CONCURRENCY`` at a time (one request each, which
+        a remote server's latency, not our work, makes slow), then converted here one by one."""
+        if self.config.type != "rest" or len(refs) < 2:
+            yield from super().load_many(refs)
+            return
+        self.catalog  # noqa: B018 - connect (and authenticate) once, before the threads share the session
+        with ThreadPoolExecutor(REST_CONCURRENCY, thread_name_prefix="iceberg-rest") as pool:
+            for ref, read in zip(refs, pool.map(self._read_or_error, refs), strict=True):
+                try:
+                    yield ref, self._finish(ref, read)
+                except ConnectorError as exc:
+                    yield ref, exc
+
+    def _read_or_error(self, ref: DatasetRef) -> tuple[Table, str | None] | Unmodified | ConnectorError:
+        try:
+            return self._read(ref)
+        except ConnectorError as exc:
+            return exc
+
+    def _read(self, ref: DatasetRef) -> tuple[Table, str | None] | Unmodified:
+        """The table (and its token, when it is not the metadata location alone), or Unmodified."""
         identifier = tuple(ref.name.split("."))
         try:
-            table = self._load_listed(identifier, ref.version) if ref.version else self.catalog.load_table(identifier)
+            if ref.version:
+                return self._load_listed(identifier, ref.version), None
+            if self.config.type == "rest":
+                return load_rest(self.catalog, identifier, ref.stored_version)
+            return self.catalog.load_table(identifier), None
         except ConnectorError:
             raise
         except Exception as exc:
             raise _source_error(f"cannot load Iceberg table {ref.name!r}", exc) from exc
-        return LoadedDataset(snapshot=self.snapshot_of(ref, table), version=table.metadata_location)
+
+    def _finish(
+        self, ref: DatasetRef, read: tuple[Table, str | None] | Unmodified | ConnectorError
+    ) -> LoadedDataset | Unmodified:
+        if isinstance(read, ConnectorError):
+            raise read
+        if isinstance(read, Unmodified):
+            self.not_modified += 1
+            return read
+        table, version = read
+        self.loaded += 1
+        return LoadedDataset(snapshot=self.snapshot_of(ref, table), version=version or table.metadata_location)
 
     def _load_listed(self, identifier: tuple[str, ...], metadata_location: str) -> Table:
         """A table whose metadata location the listing already read (SQL catalogs): its metadata file, read

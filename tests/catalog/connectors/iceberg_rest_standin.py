@@ -7,11 +7,15 @@ real metadata files: the stand-in translates, it invents nothing. It implements 
 ``POST /v1/oauth/tokens`` (client credentials), namespace listing with ``parent`` and pagination
 (``pageSize`` / ``pageToken``), namespace properties, table listing with pagination and ``loadTable``
 with the spec's error bodies (``NoSuchNamespaceException`` / ``NoSuchTableException``,
-``NotAuthorizedException``, ``invalid_client``). It does not write.
+``NotAuthorizedException``, ``invalid_client``). ``loadTable`` sends an ``ETag`` (a hash of the metadata
+location, as Iceberg's reference server makes it) and answers ``If-None-Match`` with ``304 Not Modified``
+from the catalog's row alone, without reading the metadata file; ``etags=False`` makes a server that predates
+both. It does not write.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from http.server import BaseHTTPRequestHandler
@@ -29,11 +33,17 @@ class IcebergRestStandIn(StandInServer):
 
     thread_name = "iceberg-rest-standin"
 
-    def __init__(self, catalog: Any, *, client_id: str | None = None, client_secret: str | None = None) -> None:
+    def __init__(
+        self, catalog: Any, *, client_id: str | None = None, client_secret: str | None = None, etags: bool = True
+    ) -> None:
         self.catalog = catalog
         self.client = (client_id, client_secret) if client_id is not None else None
+        self.etags = etags
         self.tokens: set[str] = set()
         self.requests: list[str] = []
+        # loadTable answers: full bodies sent, and 304s.
+        self.loads = 0
+        self.not_modified = 0
         super().__init__()
 
     # ------------------------------------------------------------------------------ dispatch
@@ -84,15 +94,41 @@ class IcebergRestStandIn(StandInServer):
                 items, token = self._page(identifiers, query)
                 return self._send(request, 200, {"identifiers": items, "next-page-token": token})
             if len(route) == 3 and route[1] == "tables":
-                table = self.catalog.load_table((*namespace, route[2]))
-                metadata = json.loads(Path(urlsplit(table.metadata_location).path).read_text())
-                body = {"metadata-location": table.metadata_location, "metadata": metadata, "config": {}}
-                return self._send(request, 200, body)
+                return self._load_table(request, (*namespace, route[2]))
         except NoSuchTableError as exc:
             return self._error(request, 404, "NoSuchTableException", str(exc))
         except NoSuchNamespaceError as exc:
             return self._error(request, 404, "NoSuchNamespaceException", str(exc))
         return self._error(request, 404, "NotFoundException", f"no route {method} {'/'.join(route)}")
+
+    def _load_table(self, request: Any, identifier: tuple[str, ...]) -> None:
+        from pyiceberg.exceptions import NoSuchTableError
+
+        location = self._metadata_location(identifier)
+        if location is None:
+            raise NoSuchTableError(f"table {'.'.join(identifier)} does not exist")
+        etag = '"' + hashlib.sha256(location.encode()).hexdigest() + '"'
+        if self.etags and request.headers.get("If-None-Match") == etag:
+            self.not_modified += 1
+            return self._send(request, 304, None, etag=etag)
+        metadata = json.loads(Path(urlsplit(location).path).read_text())
+        self.loads += 1
+        body = {"metadata-location": location, "metadata": metadata, "config": {}}
+        return self._send(request, 200, body, etag=etag if self.etags else None)
+
+    def _metadata_location(self, identifier: tuple[str, ...]) -> str | None:
+        """The table's current metadata location, from the catalog's row (what a server keeps in its database)."""
+        from pyiceberg.catalog.sql import IcebergTables
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        stmt = select(IcebergTables.metadata_location).where(
+            IcebergTables.catalog_name == self.catalog.name,
+            IcebergTables.table_namespace == ".".join(identifier[:-1]),
+            IcebergTables.table_name == identifier[-1],
+        )
+        with Session(self.catalog.engine) as session:
+            return session.scalar(stmt)
 
     # ---------------------------------------------------------------------------- helpers
 
@@ -128,11 +164,13 @@ class IcebergRestStandIn(StandInServer):
     def _error(self, request: Any, status: int, kind: str, message: str) -> None:
         self._send(request, status, {"error": {"message": message, "type": kind, "code": status}})
 
-    def _send(self, request: Any, status: int, body: Any) -> None:
+    def _send(self, request: Any, status: int, body: Any, *, etag: str | None = None) -> None:
         data = b"" if body is None else json.dumps(body).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
         request.send_header("Content-Length", str(len(data)))
+        if etag is not None:
+            request.send_header("ETag", etag)
         request.end_headers()
         if request.command != "HEAD":
             request.wfile.write(data)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from headwater.catalog import service, sources, sync
+from headwater.catalog import events, service, sources, sync
 from headwater.catalog.connectors.hive import HiveConnector
 from headwater.catalog.connectors.hive_types import flatten_columns, parse_hive_type, parse_spark_schema
 from headwater.catalog.models import SourceKind, SourceStatus
@@ -266,3 +266,100 @@ def test_hive_type_strings_and_spark_schemas_parse_into_nested_fields() -> None:
     for bad in ("struct<a:int", "map<string>", "array<int>>", "decimal(10"):
         with pytest.raises(ValueError, match="cannot parse Hive type"):
             parse_hive_type(bad)
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, cls: type[Any], method: str) -> list[str]:
+    """Record each call of ``cls.method`` (its first argument after self), calling through."""
+    calls: list[str] = []
+    real = getattr(cls, method)
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(str(args[0] if args else ""))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, spy)
+    return calls
+
+
+def _changes_since(factory: sessionmaker[Session], after: int) -> list[tuple[str, str | None]]:
+    with session_scope(factory) as session:
+        return [(c.kind, c.name) for c in events.list_changes(session, after=after, entity_type="dataset")]
+
+
+@pytest.mark.integration
+def test_unchanged_hive_tables_are_not_converted_again_and_altered_ones_are(
+    sync_factory: sessionmaker[Session], scratch_metastore: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hive_test_server import add_partition, alter_columns
+
+    converted = _count_calls(monkeypatch, HiveConnector, "_snapshot")
+    namespace = _add_source(sync_factory, scratch_metastore)
+    first = sync.run_sync(sync_factory, source_name="metastore")
+    assert (first.added, len(converted)) == (len(SPARK_TABLES), len(SPARK_TABLES))
+    with session_scope(sync_factory) as session:
+        before = events.latest_change_id(session)
+
+    again = sync.run_sync(sync_factory, source_name="metastore")
+    assert (again.status, again.unchanged, again.changed) == ("succeeded", len(SPARK_TABLES), 0)
+    assert len(converted) == len(SPARK_TABLES)  # no table's schema was parsed again, partitioned ones included
+    assert _changes_since(sync_factory, before) == []
+
+    with scratch_metastore.client() as client:
+        ddl_time = client.get_table("sales", "customers").parameters["transient_lastDdlTime"]
+        columns = [(c.name, c.type) for c in client.get_table("sales", "customers").sd.cols]
+        alter_columns(client, "sales", "customers", [*columns, ("phone", "string")])  # ADD COLUMNS (phone string)
+        # A client that hands back the table it read keeps the DDL time: it cannot be the token alone.
+        assert client.get_table("sales", "customers").parameters["transient_lastDdlTime"] == ddl_time
+        add_partition(client, "sales", "orders", ["2024-02-01"])
+    altered = sync.run_sync(sync_factory, source_name="metastore")
+    assert (altered.status, altered.changed, altered.unchanged) == ("succeeded", 2, len(SPARK_TABLES) - 2)
+    assert len(converted) == len(SPARK_TABLES) + 2  # the two changed tables only
+    changes = _changes_since(sync_factory, before)
+    assert {name for _, name in changes} == {"sales.customers", "sales.orders"}
+    assert ("schema_changed", "sales.customers") in changes
+    assert _fields(_get(sync_factory, namespace, "sales.customers"))[-1] == ("phone", "string")
+    assert _get(sync_factory, namespace, "sales.orders").source_properties["hive.partition_count"] == "4"
+
+
+@pytest.mark.integration
+def test_an_iceberg_hive_catalog_lists_metadata_locations_and_reads_only_changed_tables(
+    sync_factory: sessionmaker[Session], scratch_metastore: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyiceberg.catalog.hive import HiveCatalog
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    from headwater.catalog.connectors.iceberg import IcebergConnector
+
+    warehouse = f"file://{tmp_path / 'lakehouse'}"
+    catalog = HiveCatalog("lake", uri=scratch_metastore.uri, warehouse=warehouse)
+    catalog.create_namespace("lakehouse")
+    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "name", StringType()))
+    catalog.create_table("lakehouse.customers", schema)
+    catalog.create_table("lakehouse.orders", schema)
+    loads = _count_calls(monkeypatch, IcebergConnector, "snapshot_of")
+    config = {"type": "hive", "uri": scratch_metastore.uri, "catalog_name": "lake", "warehouse": warehouse}
+    with session_scope(sync_factory) as session:
+        sources.create_source(
+            session, data=SourceCreate(name="lake", kind=SourceKind.ICEBERG, namespace="iceberg://lake", config=config)
+        )
+    first = sync.run_sync(sync_factory, source_name="lake")
+    # Spark's Hive tables share the metastore; only the Iceberg ones are the catalog's.
+    assert (first.status, first.added, len(loads)) == ("succeeded", 2, 2)
+
+    again = sync.run_sync(sync_factory, source_name="lake")
+    assert (again.status, again.unchanged, len(loads)) == ("succeeded", 2, 2)
+
+    # pyiceberg commits under a metastore lock, which the test metastore (no transaction tables) cannot grant:
+    # the writer, not the code under test, is given one; the commit itself is pyiceberg's alter_table.
+    from hive_metastore import ThriftHiveMetastore
+    from hive_metastore.ttypes import LockResponse, LockState
+
+    monkeypatch.setattr(ThriftHiveMetastore.Client, "lock", lambda self, request: LockResponse(1, LockState.ACQUIRED))
+    monkeypatch.setattr(ThriftHiveMetastore.Client, "unlock", lambda self, request: None)
+    with catalog.load_table("lakehouse.orders").update_schema() as update:
+        update.add_column("total", LongType())
+    changed = sync.run_sync(sync_factory, source_name="lake")
+    assert (changed.status, changed.changed, changed.unchanged, len(loads)) == ("succeeded", 1, 1, 3)
+    orders = _get(sync_factory, "iceberg://lake", "lakehouse.orders")
+    assert [f.path for f in orders.fields] == ["id", "name", "total"] and orders.current_schema_version == 2

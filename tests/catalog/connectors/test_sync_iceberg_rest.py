@@ -11,10 +11,10 @@ import pytest
 from iceberg_rest_standin import IcebergRestStandIn
 from sqlalchemy.orm import Session, sessionmaker
 
-from headwater.catalog import service, sources, sync
+from headwater.catalog import events, service, sources, sync
 from headwater.catalog.models import SourceKind, SourceStatus
 from headwater.catalog.schemas import SourceCreate
-from headwater.catalog.sync_models import SyncRun
+from headwater.catalog.sync_models import SyncMode, SyncRun
 from headwater.db import session_scope
 from headwater.secrets import KeyRing, ReferencePolicy, SecretVault, generate_key
 
@@ -148,3 +148,47 @@ def test_a_table_dropped_behind_the_rest_catalog_is_soft_deleted_and_a_stopped_s
     with session_scope(sync_factory) as session:
         titles = service.get_dataset_by_name(session, namespace=REST_NS, name="analytics.titles")
         assert titles.deleted_at is None
+
+
+def _changes_since(factory: sessionmaker[Session], after: int) -> list[tuple[str, str | None]]:
+    with session_scope(factory) as session:
+        return [(c.kind, c.name) for c in events.list_changes(session, after=after, entity_type="dataset")]
+
+
+def _latest_change(factory: sessionmaker[Session]) -> int:
+    with session_scope(factory) as session:
+        return events.latest_change_id(session)
+
+
+@pytest.mark.parametrize("etags", [True, False], ids=["etag-server", "no-etag-server"])
+def test_an_unchanged_rest_table_is_not_read_again_and_a_new_schema_is(
+    sync_factory: sessionmaker[Session], warehouse: Any, etags: bool
+) -> None:
+    standin = IcebergRestStandIn(warehouse.catalog, etags=etags).start()
+    try:
+        _add(sync_factory, "lake-rest", REST_NS, {"type": "rest", "uri": standin.url, "catalog_name": "lake"})
+        first = _run(sync_factory, source_name="lake-rest")
+        assert (first.status, first.added, standin.loads) == ("succeeded", 3, 3)
+        before = _latest_change(sync_factory)
+
+        again = _run(sync_factory, source_name="lake-rest")
+        assert (again.status, again.unchanged, again.changed, again.added) == ("succeeded", 3, 0, 0)
+        # A server with ETags answers 304 and sends no metadata; one without sends it, and the metadata
+        # location, compared first, spares converting it. Either way nothing new is written.
+        assert (standin.not_modified, standin.loads) == ((3, 3) if etags else (0, 6))
+        assert _changes_since(sync_factory, before) == []
+        assert len(_seen(sync_factory, REST_NS, "analytics.title_views")["versions"]) == 1
+
+        warehouse.rename_and_widen()  # a new schema: a new metadata location and ETag for one table
+        changed = _run(sync_factory, source_name="lake-rest")
+        assert (changed.status, changed.changed, changed.unchanged) == ("succeeded", 1, 2)
+        assert (standin.not_modified, standin.loads) == ((5, 4) if etags else (0, 9))
+        assert _changes_since(sync_factory, before) == [("schema_changed", "analytics.title_views")]
+        versions = _seen(sync_factory, REST_NS, "analytics.title_views")["versions"]
+        assert versions[-1][1]["renamed"] == [{"field_id": 4, "old_path": "views", "new_path": "view_count"}]
+
+        full = _run(sync_factory, source_name="lake-rest", mode=SyncMode.FULL)  # reads everything, conditionally never
+        assert (full.status, full.unchanged, full.changed) == ("succeeded", 3, 0)
+        assert standin.loads == (7 if etags else 12)
+    finally:
+        standin.stop()
