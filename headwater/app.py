@@ -54,6 +54,7 @@ from headwater.lineage.merge_routes import merges_router
 from headwater.lineage.routes import lineage_router
 from headwater.loops import LoopService
 from headwater.openapi import install_openapi
+from headwater.retention import RetentionPolicy, RetentionThread
 from headwater.search import IndexerThread, make_backend, make_indexer
 from headwater.search.routes import search_router
 from headwater.secrets import SecretVault
@@ -180,6 +181,8 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         shared_work_dirs=settings.jobs_shared_work_dirs,
     )
 
+    retention = RetentionThread(factory, RetentionPolicy.from_settings(settings), interval=settings.retention_interval)
+
     # The background loops the settings enable, in the order they start; they stop in the reverse order.
     loops: list[LoopService[Any]] = [
         loop
@@ -190,6 +193,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
             (indexer_thread, settings.search_indexer_enabled),
             (job_thread, settings.should_run_job_worker),
             (job_reaper, settings.jobs_reaper_interval > 0),
+            (retention, settings.retention_enabled),
         )
         if enabled
     ]

@@ -283,6 +283,54 @@ class Settings(BaseSettings):
         "its groups'.",
     )
 
+    # Storage retention (docs/operate/storage.md): the raw event log, runs and the change outbox are trimmed.
+    retention_enabled: bool = Field(
+        default=True, description="Run the retention loop inside the server (`headwater retention run` runs it once)."
+    )
+    retention_interval: float = Field(
+        default=300.0, gt=0, le=86_400, description="Seconds between the retention loop's passes."
+    )
+    retention_chunk_rows: int = Field(
+        default=1000, ge=10, le=50_000, description="Rows one retention DELETE removes (one short transaction each)."
+    )
+    retention_pass_rows: int = Field(
+        default=500_000,
+        ge=1000,
+        description="Most rows of each table one retention pass removes (the rest wait for the next pass).",
+    )
+    lineage_events_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        le=36_500,
+        description="Days a raw OpenLineage event is kept in the event log after it was received; 0 keeps them "
+        "forever. The lineage graph and its provenance made from the events stay. A duplicate of an event already "
+        "trimmed is no longer recognised as one and is applied again.",
+    )
+    lineage_runs_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        le=36_500,
+        description="Days a run is kept after its last event (its end, for a finished run); 0 keeps them forever. "
+        "Each job's latest runs (HEADWATER_LINEAGE_RUNS_KEPT_PER_JOB) are kept whatever their age.",
+    )
+    lineage_runs_kept_per_job: int = Field(
+        default=10, ge=0, le=100_000, description="Latest runs of each job that run retention never removes."
+    )
+    outbox_retention_days: float = Field(
+        default=7.0,
+        ge=0,
+        le=36_500,
+        description="Days a change event is kept at least, even once every registered consumer (the search "
+        "indexers) has passed it, so a consumer that was down can catch up; 0 keeps the outbox forever.",
+    )
+    outbox_retention_max_days: float = Field(
+        default=30.0,
+        ge=0,
+        le=36_500,
+        description="Days after which a change event is removed even if a registered consumer has not passed it "
+        "(that consumer then rebuilds from the catalog); 0: never without every consumer past it.",
+    )
+
     # Identity and authorization (docs/security/identity.md)
     auth: Literal["auto", "on", "none"] = Field(
         default="auto",

@@ -10,7 +10,8 @@ entries went stale (a changed dataset makes every list page stale, since any pag
 * writes made by other processes (CLI, workers, other server replicas) are found by a poller that
   reads new outbox rows every ``cache_poll_interval`` seconds (0.25 by default);
 * when the poller cannot reach the database, the cache empties and stops serving until it can;
-* an entry computed from a read that overlapped an invalidation is not stored (the generation check).
+* an entry computed from a read that overlapped an invalidation is not stored (the generation check);
+* a poller whose position is behind what retention removed from the outbox empties the cache.
 
 Writes guarded by If-Match always check the database, never this cache.
 
@@ -35,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from headwater.auth.actions import Action
 from headwater.auth.policy import Audience, audience_of
 from headwater.auth.principal import Principal
+from headwater.catalog.events import trimmed_through
 from headwater.catalog.models import ChangeEvent
 from headwater.loops import LoopService
 
@@ -168,6 +170,12 @@ class OutboxPoller(LoopService[None]):
                     self.position = latest or 0
                     self.cache.set_healthy(True)
                     return
+                if self.position < (through := trimmed_through(session)):
+                    # Retention removed changes this poller had not read (it was stopped or cut off that long):
+                    # which entries went stale is unknown, so every entry is.
+                    log.warning("change outbox trimmed past this cache's position %d: emptying it", self.position)
+                    self.cache.clear()
+                    self.position = through
                 while True:
                     rows = session.execute(
                         select(ChangeEvent.id, ChangeEvent.entity_type, ChangeEvent.entity_id)

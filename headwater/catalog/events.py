@@ -11,19 +11,29 @@ Why one lock, and what it costs: docs/adr/0003-outbox-ordering-lock.md.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, or_, select, text
+from sqlalchemy import delete, exists, or_, select, text
 from sqlalchemy.orm import Session
 
 from headwater.auth.policy import Audience
-from headwater.catalog.models import ChangeEvent, ChangeKind, Dataset, DatasetAudience
+from headwater.catalog.models import ChangeEvent, ChangeEventTrim, ChangeKind, Dataset, DatasetAudience
 from headwater.db import bulk_insert, in_chunks, utcnow
-from headwater.errors import InvalidInput
+from headwater.errors import Conflict, InvalidInput
 
-__all__ = ["OUTBOX_LOCK_KEY", "Change", "list_changes", "record_change", "record_changes"]
+__all__ = [
+    "OUTBOX_LOCK_KEY",
+    "Change",
+    "check_not_trimmed",
+    "list_changes",
+    "record_change",
+    "record_changes",
+    "trim_changes",
+    "trimmed_through",
+]
 
 # An arbitrary, fixed 64-bit key naming "the change outbox" among advisory locks.
 OUTBOX_LOCK_KEY = 0x4857_4F55_5442_4F58  # "HWOUTBOX"
@@ -114,6 +124,7 @@ def list_changes(
         raise InvalidInput(f"after must be 0 or a change event id, got {after}", detail={"field": "after"})
     if not 1 <= limit <= 1000:
         raise InvalidInput(f"limit must be between 1 and 1000, got {limit}", detail={"field": "limit"})
+    check_not_trimmed(session, after)
     stmt = select(ChangeEvent).where(ChangeEvent.id > after)
     if entity_type:
         stmt = stmt.where(ChangeEvent.entity_type == entity_type)
@@ -133,5 +144,60 @@ def list_changes(
 
 
 def latest_change_id(session: Session) -> int:
-    """The id of the newest change event, 0 when there is none."""
-    return session.scalar(select(ChangeEvent.id).order_by(ChangeEvent.id.desc()).limit(1)) or 0
+    """The id of the newest change event (at least the retention mark's), 0 when there was none."""
+    return max(
+        session.scalar(select(ChangeEvent.id).order_by(ChangeEvent.id.desc()).limit(1)) or 0, trimmed_through(session)
+    )
+
+
+# ------------------------------------------------------------------------------------ retention
+
+
+def trimmed_through(session: Session) -> int:
+    """The id up to which retention removed the outbox (0: nothing removed yet); a consumer behind it resyncs."""
+    return session.scalar(select(ChangeEventTrim.through).where(ChangeEventTrim.id == 1)) or 0
+
+
+def check_not_trimmed(session: Session, after: int) -> None:
+    """Refuse to read the feed from a position retention has removed events after: they would be missed."""
+    through = trimmed_through(session)
+    if after < through:
+        raise Conflict(
+            f"after={after} is behind the change feed's retention: the events up to {through} were removed; read "
+            f"the catalog afresh, then follow the feed from after={through} or a later position",
+            detail={"field": "after", "trimmed_through": through},
+        )
+
+
+def trim_changes(session: Session, *, through: int, before: dt.datetime, limit: int) -> int:
+    """Remove at most ``limit`` of the oldest change events, those with an id up to ``through`` created before
+    ``before``, and record how far the outbox is removed; the number removed (the caller commits).
+
+    Only a prefix of the outbox goes (the oldest ids, stopping at the first one too new), read and removed through
+    the primary key, so the mark is exact: every id up to it is gone, every id above it is still there.
+    """
+    rows = session.execute(
+        select(ChangeEvent.id, ChangeEvent.created_at)
+        .where(ChangeEvent.id <= through)
+        .order_by(ChangeEvent.id)
+        .limit(limit)
+    ).all()
+    newest = session.scalar(select(ChangeEvent.id).order_by(ChangeEvent.id.desc()).limit(1))
+    last = 0
+    for row_id, created_at in rows:
+        # The newest row stays: SQLite hands out max(id) + 1, so removing it would hand its id out again.
+        if created_at >= before or row_id == newest:
+            break
+        last = row_id
+    if not last:
+        return 0
+    removed = session.execute(
+        delete(ChangeEvent).where(ChangeEvent.id <= last), execution_options={"synchronize_session": False}
+    )
+    mark = session.get(ChangeEventTrim, 1)
+    if mark is None:
+        session.add(ChangeEventTrim(id=1, through=last, trimmed_at=utcnow()))
+    elif mark.through < last:
+        mark.through, mark.trimmed_at = last, utcnow()
+    session.flush()
+    return int(getattr(removed, "rowcount", 0) or 0)

@@ -18,6 +18,7 @@ from headwater.orm import BigIntPK, Code, Count, LongText, Name, Namespace, UTCN
 
 __all__ = [
     "ChangeEvent",
+    "ChangeEventTrim",
     "ChangeKind",
     "Dataset",
     "DatasetAlias",
@@ -238,6 +239,20 @@ class ChangeEvent(Base):
     name: Mapped[Name | None]
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[UTCNow]
+
+
+class ChangeEventTrim(Base):
+    """How far retention has removed the outbox: every change event with an id up to ``through`` is gone.
+
+    One row. A consumer whose position is below ``through`` may have missed changes and must resync from the
+    catalog rather than carry on (docs/operate/storage.md).
+    """
+
+    __tablename__ = "change_event_trims"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # always 1
+    through: Mapped[int] = mapped_column(BigInt)
+    trimmed_at: Mapped[UTCTime]
 
 
 class DatasetRestriction(Base):

@@ -19,6 +19,7 @@ from headwater.cli.datasets import datasets_app
 from headwater.cli.identity import audit_app, roles_app, service_accounts_app, tokens_app
 from headwater.cli.jobs import jobs_app, worker
 from headwater.cli.lineage import lineage_app
+from headwater.cli.retention import retention_app
 from headwater.cli.search import search_app
 from headwater.cli.secrets import secrets_app
 from headwater.cli.sources import sources_app
@@ -182,6 +183,7 @@ def demo(
 app.add_typer(sources_app, name="sources")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(search_app, name="search")
+app.add_typer(retention_app, name="retention")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(jobs_app, name="jobs")
 app.command("worker")(worker)

@@ -10,6 +10,8 @@
   compare-and-set, so a rebuild's rewind is never overwritten by a round that started before it.
 * A rebuild records the outbox position first, rewrites everything, then rewinds to that position:
   changes made during the rebuild are replayed onto the rebuilt index.
+* An indexer whose position is behind the outbox's retention (``catalog.events.trimmed_through``: it was down
+  longer than HEADWATER_OUTBOX_RETENTION_MAX_DAYS, or its index is new) could miss changes: it rebuilds instead.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from headwater.catalog.events import latest_change_id, list_changes
+from headwater.catalog.events import latest_change_id, list_changes, trimmed_through
 from headwater.catalog.models import Dataset
 from headwater.db import session_scope, utcnow
 from headwater.errors import Conflict
@@ -141,14 +143,26 @@ class SearchIndexer:
             state = session.get(SearchIndexState, self.name)
             assert state is not None
             position = state.position
-            events = list_changes(session, after=position, limit=self.batch_size)
-            if not events:
-                return RoundReport(0, 0, position)
-            dataset_ids = sorted({e.entity_id for e in events if e.entity_type == "dataset"})
-            documents = documents_for(
-                session, load_datasets(session, dataset_ids), include_columns=self.include_columns
+            through = trimmed_through(session)
+            behind = position < through
+            if not behind:
+                events = list_changes(session, after=position, limit=self.batch_size)
+                if not events:
+                    return RoundReport(0, 0, position)
+                dataset_ids = sorted({e.entity_id for e in events if e.entity_type == "dataset"})
+                documents = documents_for(
+                    session, load_datasets(session, dataset_ids), include_columns=self.include_columns
+                )
+                last = events[-1].id
+        if behind:  # changes it has not seen were removed: only a rebuild is sure to hold them
+            log.warning(
+                "search index %r is at change %d, behind the outbox's retention (removed through %d): rebuilding",
+                self.name,
+                position,
+                through,
             )
-            last = events[-1].id
+            rebuilt = self.rebuild()
+            return RoundReport(0, rebuilt.datasets, rebuilt.position, skipped="rebuilt: behind the outbox's retention")
         # The read transaction is over before the backend is written (SQLite has a single writer).
         if dataset_ids:
             self.backend.replace(dataset_ids, documents)

@@ -17,6 +17,7 @@ import orjson
 
 from headwater.db import utcnow
 from headwater.errors import InvalidInput
+from headwater.lineage.models import pack_payload
 from headwater.lineage.schemas import (
     DatasetEventIn,
     JobEventIn,
@@ -117,7 +118,7 @@ def _log_rows(
             "run_uuid": run_uuid,
             "job_namespace": job.namespace if job else None,
             "job_name": job.name if job else None,
-            "payload": document,
+            "payload": pack_payload(document),
             "warnings": [],
             "received_at": now,
         }

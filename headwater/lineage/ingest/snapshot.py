@@ -180,7 +180,8 @@ def read_snapshot(
     ``RunRow.fresh``), read the jobs, runs and datasets the batch ``names`` and lock its pairs; see the module doc."""
     jobs, runs, datasets, groups = names.jobs, names.runs, names.datasets, names.groups
     params = {
-        "log": json_rows(log_rows, LOG_COLUMNS),
+        # The packed payload as bytea's text form, which json_populate_recordset reads.
+        "log": json_rows([{**row, "payload": "\\x" + row["payload"].hex()} for row in log_rows], LOG_COLUMNS),
         "jobs": orjson.dumps([{"namespace": ns, "name": n} for ns, n in jobs]).decode(),
         "runs": orjson.dumps(
             [
