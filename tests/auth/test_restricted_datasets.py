@@ -478,3 +478,25 @@ async def test_only_admins_declare_a_datasets_other_names_and_a_hidden_ones_are_
     # The other name of a hidden dataset is hidden as its own name is.
     by_alias = await auth_client.get("/api/v1/datasets/by-name", params=alias, headers=shop.analyst)
     assert by_alias.status_code == 404
+
+
+async def test_a_stored_answer_of_customers_never_reaches_the_analyst_even_from_a_cold_cache(
+    auth_app: FastAPI, auth_client: httpx.AsyncClient, shop: Shop
+) -> None:
+    url = f"/api/v1/datasets/{shop.customers}"
+    seen = await auth_client.get(url, headers=shop.reader)  # stores the answer (catalog.answers)
+    assert seen.status_code == 200
+    auth_app.state.dataset_cache.clear()
+    for _ in range(2):  # first from the stored answer alone, then from the in-process cache the reader filled
+        hidden = await auth_client.get(url, headers=shop.analyst)
+        assert hidden.status_code == 404
+        assert hidden.json()["error"]["message"] == f"no dataset with id {shop.customers}"
+        again = await auth_client.get(url, headers=shop.reader)
+        assert again.status_code == 200 and again.content == seen.content
+    # The tag that restricts it is lifted: the same stored answer is no longer any use (new revision), and the
+    # analyst gets the fresh one.
+    lifted = await auth_client.delete("/api/v1/restricting-tags/pii", headers=shop.admin)
+    assert lifted.status_code == 204, lifted.text
+    auth_app.state.dataset_cache.clear()
+    now = await auth_client.get(url, headers=shop.analyst)
+    assert now.status_code == 200 and now.json()["revision"] > seen.json()["revision"]

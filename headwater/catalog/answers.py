@@ -1,0 +1,79 @@
+"""Stored answers: each dataset's ready-to-send ``GET /api/v1/datasets/{id}`` body, kept in the database so that a
+read that misses the in-process cache (a cold process, a random id, a read right after a write) costs one indexed
+read instead of loading and serialising hundreds of field rows.
+
+An answer is stored with the dataset revision it was built from, and served only while the dataset is live and
+still at that revision: every change to a dataset bumps its revision (that is what its ETag means), so a write on
+any path (a PATCH, a sync, a restriction, an alias, a merge, a bulk load) makes the old answer unusable in the
+same transaction, without every writer having to know about this table. The API's own single-dataset writes store
+the new answer in their transaction; any other write leaves it to the next read, which stores what it built.
+The stored body never carries who may read it: the dataset's audience is read in the same statement and checked
+before the answer is served. Why, with the figures: docs/adr/0002-cache-first-reads.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ForeignKey, Integer, LargeBinary, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from headwater.catalog.models import Dataset, DatasetAudience
+from headwater.db import Base, BigInt
+
+__all__ = ["DatasetAnswer", "StoredAnswer", "read_answer", "store_answer"]
+
+
+class DatasetAnswer(Base):
+    """A dataset's serialised answer as of ``revision`` (valid only while the dataset is at that revision)."""
+
+    __tablename__ = "dataset_answers"
+
+    dataset_id: Mapped[int] = mapped_column(
+        BigInt, ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    revision: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """A current stored answer and the audience of its dataset (empty: not restricted)."""
+
+    revision: int
+    body: bytes
+    members: frozenset[str]
+
+
+def read_answer(session: Session, dataset_id: int) -> StoredAnswer | None:
+    """The stored answer of a live dataset at its current revision, with its audience; None when there is none
+    (never stored, or stale since a change, or the dataset is deleted or gone). One statement, by primary key."""
+    rows = session.execute(
+        select(DatasetAnswer.revision, DatasetAnswer.body, DatasetAudience.member)
+        .join(Dataset, Dataset.id == DatasetAnswer.dataset_id)
+        .outerjoin(DatasetAudience, DatasetAudience.dataset_id == DatasetAnswer.dataset_id)
+        .where(
+            DatasetAnswer.dataset_id == dataset_id,
+            Dataset.revision == DatasetAnswer.revision,
+            Dataset.deleted_at.is_(None),
+        )
+    ).all()
+    if not rows:
+        return None
+    members = frozenset(row.member for row in rows if row.member is not None)
+    return StoredAnswer(rows[0].revision, bytes(rows[0].body), members)
+
+
+def store_answer(session: Session, *, dataset_id: int, revision: int, body: bytes) -> None:
+    """Keep ``body`` as the answer of ``dataset_id`` at ``revision`` (an answer of a newer revision is kept)."""
+    values = {"dataset_id": dataset_id, "revision": revision, "body": body}
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(DatasetAnswer).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[DatasetAnswer.dataset_id],
+        set_={"revision": stmt.excluded.revision, "body": stmt.excluded.body},
+        where=DatasetAnswer.revision < stmt.excluded.revision,
+    )
+    session.execute(stmt)
