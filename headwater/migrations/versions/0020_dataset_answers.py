@@ -2,7 +2,7 @@
 from, so that a read missing the in-process cache costs one indexed read (issue 18).
 
 Revision ID: 0020_dataset_answers
-Revises: 0018_merges
+Revises: 0019_retention
 Create Date: 2026-12-07 01:30:00.000000
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from headwater.db import BigInt
 
 revision: str = "0020_dataset_answers"
-down_revision: str | None = "0018_merges"
+down_revision: str | None = "0019_retention"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
