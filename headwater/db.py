@@ -16,7 +16,20 @@ from functools import cache
 from typing import Any, TypeVar, cast
 
 import orjson
-from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, Table, create_engine, event, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    create_engine,
+    delete,
+    event,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.engine import Dialect
@@ -38,6 +51,7 @@ __all__ = [
     "execute_and_commit",
     "execute_on_driver",
     "in_chunks",
+    "trim_oldest",
     "make_sessionmaker",
     "session_scope",
     "utcnow",
@@ -379,3 +393,27 @@ def bulk_insert_returning_ids(session: Session, model: type[Base], rows: Sequenc
     )
     bulk_insert(session, model, [{"id": new_id, **row} for new_id, row in zip(ids, rows, strict=True)])
     return ids
+
+
+def trim_oldest(
+    session: Session, id_column: Any, time_column: Any, *, before: dt.datetime, limit: int, through: int | None = None
+) -> tuple[int, int]:
+    """Remove the oldest rows of an append-only table: a prefix by id (at most ``limit`` rows, ids up to ``through``
+    when given; the columns are a model's mapped attributes), stopping at the first row whose ``time_column`` is not before ``before``; (rows removed, the last
+    id removed or 0). Read and removed through the primary key, so the caller's mark is exact: every id up to it is
+    gone. The newest row always stays: SQLite hands out max(id) + 1, so removing it would hand its id out again."""
+    query = select(id_column, time_column).order_by(id_column).limit(limit)
+    if through is not None:
+        query = query.where(id_column <= through)
+    rows = session.execute(query).all()
+    newest = session.scalar(select(id_column).order_by(id_column.desc()).limit(1))
+    last = 0
+    for row_id, at in rows:
+        if at >= before or row_id == newest:
+            break
+        last = row_id
+    if not last:
+        return 0, 0
+    table = id_column.class_ if hasattr(id_column, "class_") else id_column.table
+    removed = session.execute(delete(table).where(id_column <= last), execution_options={"synchronize_session": False})
+    return int(getattr(removed, "rowcount", 0) or 0), last

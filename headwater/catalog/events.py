@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, exists, or_, select, text
+from sqlalchemy import exists, or_, select, text
 from sqlalchemy.orm import Session
 
 from headwater.auth.policy import Audience
 from headwater.catalog.models import ChangeEvent, ChangeEventTrim, ChangeKind, Dataset, DatasetAudience
-from headwater.db import bulk_insert, in_chunks, utcnow
+from headwater.db import bulk_insert, in_chunks, trim_oldest, utcnow
 from headwater.errors import Conflict, InvalidInput
 
 __all__ = [
@@ -176,28 +176,15 @@ def trim_changes(session: Session, *, through: int, before: dt.datetime, limit: 
     Only a prefix of the outbox goes (the oldest ids, stopping at the first one too new), read and removed through
     the primary key, so the mark is exact: every id up to it is gone, every id above it is still there.
     """
-    rows = session.execute(
-        select(ChangeEvent.id, ChangeEvent.created_at)
-        .where(ChangeEvent.id <= through)
-        .order_by(ChangeEvent.id)
-        .limit(limit)
-    ).all()
-    newest = session.scalar(select(ChangeEvent.id).order_by(ChangeEvent.id.desc()).limit(1))
-    last = 0
-    for row_id, created_at in rows:
-        # The newest row stays: SQLite hands out max(id) + 1, so removing it would hand its id out again.
-        if created_at >= before or row_id == newest:
-            break
-        last = row_id
+    removed, last = trim_oldest(
+        session, ChangeEvent.id, ChangeEvent.created_at, before=before, limit=limit, through=through
+    )
     if not last:
         return 0
-    removed = session.execute(
-        delete(ChangeEvent).where(ChangeEvent.id <= last), execution_options={"synchronize_session": False}
-    )
     mark = session.get(ChangeEventTrim, 1)
     if mark is None:
         session.add(ChangeEventTrim(id=1, through=last, trimmed_at=utcnow()))
     elif mark.through < last:
         mark.through, mark.trimmed_at = last, utcnow()
     session.flush()
-    return int(getattr(removed, "rowcount", 0) or 0)
+    return removed

@@ -11,7 +11,7 @@ import datetime as dt
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, aliased
 
-from headwater.db import in_chunks
+from headwater.db import in_chunks, trim_oldest
 from headwater.lineage.models import LineageEvent, LineageRun
 
 __all__ = ["trim_events", "trim_runs"]
@@ -23,22 +23,9 @@ def trim_events(session: Session, *, before: dt.datetime, limit: int) -> int:
     The log is read from its oldest id through the primary key and stops at the first event received since
     ``before`` (ids follow arrival), so no index on the arrival time is needed.
     """
-    rows = session.execute(
-        select(LineageEvent.id, LineageEvent.received_at).order_by(LineageEvent.id).limit(limit)
-    ).all()
-    newest = session.scalar(select(LineageEvent.id).order_by(LineageEvent.id.desc()).limit(1))
-    last = 0
-    for row_id, received_at in rows:
-        # The newest event stays: SQLite hands out max(id) + 1, and the events API's cursors must not see an id twice.
-        if received_at >= before or row_id == newest:
-            break
-        last = row_id
-    if not last:
-        return 0
-    result = session.execute(
-        delete(LineageEvent).where(LineageEvent.id <= last), execution_options={"synchronize_session": False}
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    # The newest event stays (trim_oldest): the events API's cursors must not see an id twice either.
+    removed, _ = trim_oldest(session, LineageEvent.id, LineageEvent.received_at, before=before, limit=limit)
+    return removed
 
 
 def trim_runs(session: Session, *, before: dt.datetime, keep: int, after: int, limit: int) -> tuple[int, int | None]:
