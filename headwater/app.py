@@ -140,9 +140,10 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     authenticator = Authenticator(settings, factory, jwt_verifier=oidc)
     signer = SessionSigner(_session_key(settings, vault), max_age=settings.session_max_age)
     audit.install(factory)  # a write request's first transaction carries its audit entry
-    # Requests holding a session at once: the pool's 2 x db_pool_size connections less a few for the
-    # background threads (poller, scheduler, indexer, worker), and well under AnyIO's 40 worker threads.
-    db_slots = anyio.Semaphore(max(1, min(2 * settings.db_pool_size - 4, 32)))
+    # Requests holding a session at once: fewer than the db_pool_size connections the pool keeps open, so a burst of
+    # requests never opens and closes overflow connections (each a PostgreSQL backend forked and torn down: a tenth
+    # of a cold read's time at 32 clients in a py-spy profile); the background threads' few sessions may overflow.
+    db_slots = anyio.Semaphore(max(1, min(settings.db_pool_size - 2, 32)))
     cache = DatasetCache(max_bytes=settings.cache_max_bytes, enabled=settings.cache_enabled)
 
     @event.listens_for(factory, "after_commit")

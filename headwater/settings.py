@@ -109,7 +109,10 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600, description="Seconds a GraphQL request may run before it is stopped."
     )
     db_pool_size: int = Field(
-        default=10, ge=1, description="Connections kept per process (as many again may overflow)."
+        default=10,
+        ge=1,
+        description="Connections kept per process; requests hold at most this less two (at least one) at once (background "
+        "services may overflow by as many again).",
     )
     db_echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
     db_prepared_statements: bool = Field(

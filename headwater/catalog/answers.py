@@ -13,16 +13,17 @@ before the answer is served. Why, with the figures: docs/adr/0002-cache-first-re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, select
+from sqlalchemy import Engine, ForeignKey, Integer, LargeBinary, Row, Select, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from headwater.catalog.models import Dataset, DatasetAudience
 from headwater.db import Base, BigInt
 
-__all__ = ["DatasetAnswer", "StoredAnswer", "read_answer", "store_answer"]
+__all__ = ["DatasetAnswer", "StoredAnswer", "read_answer", "read_answer_at_once", "store_answer"]
 
 
 class DatasetAnswer(Base):
@@ -46,10 +47,8 @@ class StoredAnswer:
     members: frozenset[str]
 
 
-def read_answer(session: Session, dataset_id: int) -> StoredAnswer | None:
-    """The stored answer of a live dataset at its current revision, with its audience; None when there is none
-    (never stored, or stale since a change, or the dataset is deleted or gone). One statement, by primary key."""
-    rows = session.execute(
+def _answer_statement(dataset_id: int) -> Select[int, bytes, str]:
+    return (
         select(DatasetAnswer.revision, DatasetAnswer.body, DatasetAudience.member)
         .join(Dataset, Dataset.id == DatasetAnswer.dataset_id)
         .outerjoin(DatasetAudience, DatasetAudience.dataset_id == DatasetAnswer.dataset_id)
@@ -58,11 +57,31 @@ def read_answer(session: Session, dataset_id: int) -> StoredAnswer | None:
             Dataset.revision == DatasetAnswer.revision,
             Dataset.deleted_at.is_(None),
         )
-    ).all()
+    )
+
+
+def _answer_of(rows: Sequence[Row[int, bytes, str]]) -> StoredAnswer | None:
     if not rows:
         return None
     members = frozenset(row.member for row in rows if row.member is not None)
     return StoredAnswer(rows[0].revision, bytes(rows[0].body), members)
+
+
+def read_answer(session: Session, dataset_id: int) -> StoredAnswer | None:
+    """The stored answer of a live dataset at its current revision, with its audience; None when there is none
+    (never stored, or stale since a change, or the dataset is deleted or gone). One statement, by primary key."""
+    return _answer_of(session.execute(_answer_statement(dataset_id)).all())
+
+
+def read_answer_at_once(engine: Engine, dataset_id: int) -> StoredAnswer | None:
+    """:func:`read_answer` in one round trip to PostgreSQL: the one statement outside a transaction (autocommit), so
+    no BEGIN before it and no COMMIT after it. One statement sees one snapshot either way; a cold read is mostly
+    those round trips (three instead of one, each a wake-up of a backend on a busy machine). None on SQLite, which
+    has no round trips to save: the caller reads in its transaction as before."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        return _answer_of(connection.execute(_answer_statement(dataset_id)).all())
 
 
 def store_answer(session: Session, *, dataset_id: int, revision: int, body: bytes) -> None:

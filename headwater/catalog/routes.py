@@ -53,11 +53,18 @@ def audience(request: Request) -> Audience:
     return audience_of(principal_of(request))
 
 
+Loaded = tuple[str, bytes, frozenset[str]]  # etag, body, and the audience of the dataset it shows
+
+
 async def cached_read(
-    request: Request, key: CacheKey | None, load: Callable[[Session], tuple[str, bytes, frozenset[str]]]
+    request: Request,
+    key: CacheKey | None,
+    load: Callable[[Session], Loaded],
+    quick: Callable[[], Loaded | None] | None = None,
 ) -> tuple[str, bytes]:
     """A cached ``(etag, body)``, or ``load`` run in a worker thread in its own transaction and cached (with the
-    audience of the dataset it shows, when it shows a restricted one).
+    audience of the dataset it shows, when it shows a restricted one). ``quick``, when given, is tried first in that
+    thread, without a session: a cheaper read that answers most misses (None: it could not).
 
     Hits never leave the event loop (no thread hop, no session); that is most reads of a catalog.
     """
@@ -69,8 +76,11 @@ async def cached_read(
 
     def miss() -> tuple[str, bytes]:
         generation = cache.generation()
-        with session_scope(request.app.state.sessionmaker) as session:
-            etag, body, members = load(session)
+        found = quick() if quick is not None else None
+        if found is None:
+            with session_scope(request.app.state.sessionmaker) as session:
+                found = load(session)
+        etag, body, members = found
         return cache.put(key, generation, etag, body, members) if key is not None else (etag, body)
 
     async with db_slot(request):
@@ -202,12 +212,19 @@ async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: 
 
     seen_by = audience(request)
 
-    def load(session: Session) -> tuple[str, bytes, frozenset[str]]:
+    def answered(stored: answers.StoredAnswer) -> Loaded:
+        # One indexed read; the audience comes with it and is checked as read_dataset would.
+        if stored.members and seen_by is not None and not stored.members & seen_by:
+            raise service.NotFound(f"no dataset with id {dataset_id}")
+        return f'"{dataset_id}.{stored.revision}"', stored.body, stored.members
+
+    def quick() -> Loaded | None:
+        stored = answers.read_answer_at_once(request.app.state.engine, dataset_id)
+        return answered(stored) if stored is not None else None
+
+    def load(session: Session) -> Loaded:
         if not include_deleted and (stored := answers.read_answer(session, dataset_id)) is not None:
-            # One indexed read; the audience comes with it and is checked as read_dataset would.
-            if stored.members and seen_by is not None and not stored.members & seen_by:
-                raise service.NotFound(f"no dataset with id {dataset_id}")
-            return f'"{dataset_id}.{stored.revision}"', stored.body, stored.members
+            return answered(stored)
         dataset, field_rows = service.read_dataset(
             session, dataset_id=dataset_id, include_deleted=include_deleted, audience=seen_by
         )
@@ -218,7 +235,9 @@ async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: 
         return service.etag_of(dataset), body, members
 
     # Deleted datasets are rare reads and must not be cached under the live dataset's key.
-    etag, body = await cached_read(request, dataset_id if not include_deleted else None, load)
+    etag, body = await cached_read(
+        request, dataset_id if not include_deleted else None, load, quick if not include_deleted else None
+    )
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
     return Response(body, media_type="application/json", headers={"ETag": etag})

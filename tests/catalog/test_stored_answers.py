@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from headwater.catalog import service
@@ -186,3 +186,36 @@ async def test_a_stored_answer_of_an_older_revision_never_replaces_a_newer_one(
     # Revision 5 is not the dataset's (it is at 1): the stored answer is not served.
     response = await client.get(f"/api/v1/datasets/{dataset_id}")
     assert response.status_code == 200 and response.json()["revision"] == 1
+
+
+async def test_a_cold_read_of_a_stored_answer_is_one_statement_outside_a_transaction_on_postgresql(
+    app: FastAPI, client: httpx.AsyncClient, engine: Engine
+) -> None:
+    """BEGIN, the read and COMMIT are three round trips; the stored answer needs one (PostgreSQL: on SQLite there
+    are no round trips to save, and the read stays in its transaction)."""
+    dataset_id = (await client.post("/api/v1/datasets", json=_orders())).json()["id"]
+    served: Engine = app.state.engine
+    statements: list[str] = []
+    autocommit: list[bool] = []  # psycopg sends BEGIN (and later COMMIT) only for a connection not in autocommit
+
+    def on_statement(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+        autocommit.append(bool(getattr(conn.connection.driver_connection, "autocommit", False)))
+
+    event.listen(served, "before_cursor_execute", on_statement)
+    try:
+        app.state.dataset_cache.clear()
+        cold = await client.get(f"/api/v1/datasets/{dataset_id}")
+    finally:
+        event.remove(served, "before_cursor_execute", on_statement)
+    assert cold.status_code == 200 and cold.json()["id"] == dataset_id
+    reads = [s for s in statements if "dataset_answers" in s]
+    assert len(reads) == 1, statements
+    if served.dialect.name == "postgresql":
+        assert statements == reads, "a stored answer costs exactly one statement"
+        assert autocommit == [True], "and no transaction: no BEGIN before it, no COMMIT after it"
+        connection_level = served.raw_connection()
+        try:  # the pooled connection went back without a transaction left open or its autocommit left on
+            assert connection_level.driver_connection.autocommit is False  # type: ignore[union-attr]
+        finally:
+            connection_level.close()
