@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -273,24 +274,32 @@ def _has_more(
 def _shortest(
     starts: Sequence[int], edges: Iterable[tuple[int, int, int, int, int]]
 ) -> tuple[dict[int, int], dict[int, list[int]]]:
-    """Distance and one shortest path from the starts to every node the walk reached (networkx BFS)."""
-    graph: nx.DiGraph[int] = nx.DiGraph()
-    root = -1
-    graph.add_node(root)  # a dataset without columns has no starts: then nothing is reached, not an error
-    graph.add_edges_from((root, s) for s in starts)
-    graph.add_edges_from((e[1], e[2]) for e in edges)
-    paths = nx.single_source_shortest_path(graph, root)
-    start_set = set(starts)
+    """Distance and one shortest path from the starts to every node the walk reached: a breadth-first search over
+    the walk's edges, each node's path through the parent that found it first (as networkx's BFS chooses). Plain
+    dicts and a deque: building a networkx graph of an impact's few thousand edges cost more than the search."""
+    following: dict[int, list[int]] = {}
+    for edge in edges:
+        following.setdefault(edge[1], []).append(edge[2])
+    parent: dict[int, int | None] = {}
     distances: dict[int, int] = {}
+    frontier: deque[int] = deque()
+    for start in starts:
+        if start not in parent:
+            parent[start] = None
+            distances[start] = 0
+            frontier.append(start)
+    while frontier:
+        node = frontier.popleft()
+        step = distances[node] + 1
+        for target in following.get(node, ()):
+            if target not in parent:
+                parent[target] = node
+                distances[target] = step
+                frontier.append(target)
     node_paths: dict[int, list[int]] = {}
-    for node, path in paths.items():
-        if node == root:
-            continue
-        distances[node] = len(path) - 2
-        node_paths[node] = path[1:]
-        if node in start_set:
-            distances[node] = 0
-            node_paths[node] = [node]
+    for node in distances:  # in breadth-first order: a parent's path is known before its children's
+        before = parent[node]
+        node_paths[node] = [node] if before is None else [*node_paths[before], node]
     return distances, node_paths
 
 
