@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from headwater.api.auth import allow, principal_of
 from headwater.api.deps import SessionDep, db_slot
-from headwater.api.pagination import Cursor, Limit, Page, Sort, page_of
+from headwater.api.pagination import CountParam, Cursor, Limit, Page, Sort, page_of
 from headwater.api.params import MAX_ID, IfMatch, parse_if_match
 from headwater.api.responses import json_response
 from headwater.auth.actions import Action
@@ -23,6 +23,7 @@ from headwater.auth.policy import Audience, audience_of
 from headwater.catalog import answers, events, restrictions, service, sources
 from headwater.catalog.access import CATALOG, SOURCES, dataset_owners
 from headwater.catalog.cache import CacheKey, DatasetCache, list_cache_key
+from headwater.catalog.list_pages import ListSpan, span_of
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind
 from headwater.catalog.schemas import (
     ChangeEventOut,
@@ -53,11 +54,12 @@ def audience(request: Request) -> Audience:
     return audience_of(principal_of(request))
 
 
-async def cached_read(
-    request: Request, key: CacheKey | None, load: Callable[[Session], tuple[str, bytes, frozenset[str]]]
-) -> tuple[str, bytes]:
+Loaded = tuple[str, bytes, frozenset[str], ListSpan | None]  # etag, body, audience, a list page's span
+
+
+async def cached_read(request: Request, key: CacheKey | None, load: Callable[[Session], Loaded]) -> tuple[str, bytes]:
     """A cached ``(etag, body)``, or ``load`` run in a worker thread in its own transaction and cached (with the
-    audience of the dataset it shows, when it shows a restricted one).
+    audience of the dataset it shows, when it shows a restricted one, or the span of the list page it is).
 
     Hits never leave the event loop (no thread hop, no session); that is most reads of a catalog.
     """
@@ -70,8 +72,8 @@ async def cached_read(
     def miss() -> tuple[str, bytes]:
         generation = cache.generation()
         with session_scope(request.app.state.sessionmaker) as session:
-            etag, body, members = load(session)
-        return cache.put(key, generation, etag, body, members) if key is not None else (etag, body)
+            etag, body, members, span = load(session)
+        return cache.put(key, generation, etag, body, members, span) if key is not None else (etag, body)
 
     async with db_slot(request):
         return await run_in_threadpool(miss)
@@ -164,8 +166,12 @@ async def list_datasets(
     sort: Annotated[str, Query(max_length=32, description="name, updated_at, created_at or id; '-' = desc.")] = "name",
     cursor: Cursor = None,
     limit: Limit = 50,
+    count: CountParam = "estimate",
 ) -> Response:
-    """Datasets matching every filter given, one page at a time (served from the cache while nothing changed)."""
+    """Datasets matching every filter given, one page at a time (served from the cache while nothing changed).
+
+    ``total`` is counted as ``count`` says; ``total_exact`` tells whether it is exact (see the ``count`` parameter).
+    """
     # The query parameters are DatasetFilters' fields, in its order.
     filters = service.DatasetFilters(source, namespace, kind, tag, owner, name_prefix, include_deleted)
     # Keyed by the raw query string, so the read-through middleware can answer the same request unparsed.
@@ -173,9 +179,12 @@ async def list_datasets(
     seen_by = audience(request)
     key = list_cache_key(request.scope.get("query_string", b"").decode("latin-1"), seen_by)
 
-    def load(session: Session) -> tuple[str, bytes, frozenset[str]]:
-        page = service.list_datasets(session, filters=filters, sort=sort, cursor=cursor, limit=limit, audience=seen_by)
-        return "", page_of(DatasetSummary, page, DatasetSummary.summary_of).model_dump_json().encode(), frozenset()
+    def load(session: Session) -> Loaded:
+        page = service.list_datasets(
+            session, filters=filters, sort=sort, cursor=cursor, limit=limit, audience=seen_by, count=count
+        )
+        body = page_of(DatasetSummary, page, DatasetSummary.summary_of).model_dump_json().encode()
+        return "", body, frozenset(), span_of(page, sort)
 
     _, body = await cached_read(request, key, load)
     return Response(body, media_type="application/json")
@@ -202,12 +211,12 @@ async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: 
 
     seen_by = audience(request)
 
-    def load(session: Session) -> tuple[str, bytes, frozenset[str]]:
+    def load(session: Session) -> Loaded:
         if not include_deleted and (stored := answers.read_answer(session, dataset_id)) is not None:
             # One indexed read; the audience comes with it and is checked as read_dataset would.
             if stored.members and seen_by is not None and not stored.members & seen_by:
                 raise service.NotFound(f"no dataset with id {dataset_id}")
-            return f'"{dataset_id}.{stored.revision}"', stored.body, stored.members
+            return f'"{dataset_id}.{stored.revision}"', stored.body, stored.members, None
         dataset, field_rows = service.read_dataset(
             session, dataset_id=dataset_id, include_deleted=include_deleted, audience=seen_by
         )
@@ -215,7 +224,7 @@ async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: 
         body = DatasetOut.of(dataset, field_rows).model_dump_json().encode()
         if dataset.deleted_at is None:
             answers.store_answer(session, dataset_id=dataset_id, revision=dataset.revision, body=body)
-        return service.etag_of(dataset), body, members
+        return service.etag_of(dataset), body, members, None
 
     # Deleted datasets are rare reads and must not be cached under the live dataset's key.
     etag, body = await cached_read(request, dataset_id if not include_deleted else None, load)
