@@ -4,8 +4,8 @@ The dataset list is ordered by name, and the list cache decides which cached pag
 comparing names in Python (headwater.catalog.list_pages), which is code-point order. SQLite already compares names
 by their UTF-8 bytes, the same order; a PostgreSQL database created with a linguistic collation (en_US.UTF-8, ICU)
 ordered them otherwise (``a`` before ``B``, punctuation weighed last), so pages and cache could disagree. "C" also
-lets ``name_prefix`` filters read the name index as a range. The indexes on ``name`` are rebuilt and the table analysed again (the
-type change drops the column's statistics, which estimated list totals read). SQLite: nothing.
+lets ``name_prefix`` filters read the name index as a range. The indexes on ``name`` are rebuilt and the table
+analysed again (the type change drops the column's statistics, which estimated list totals read). SQLite: nothing.
 
 Revision ID: 0021_dataset_name_collation
 Revises: 0020_dataset_answers
