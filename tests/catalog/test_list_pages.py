@@ -289,3 +289,19 @@ def test_a_page_read_while_an_unrelated_write_committed_is_still_cached() -> Non
     cache.clear()
     cache.put("list?c", generation, "", b"[page]", span=span)
     assert cache.get("list?c") is None, "what a clear() dropped is unknown"
+
+
+def test_an_estimate_reads_the_filtered_statement_of_a_restricted_reader(
+    session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pagination, "EXACT_COUNT_CAP", 2)
+    for i in range(6):
+        service.register_dataset(session, data=DatasetCreate(name=f"r{i}", tags=["hot"] if i % 2 else []))
+    session.commit()
+    filters = service.DatasetFilters(tag="hot", name_prefix="r")
+    page = service.list_datasets(
+        session, filters=filters, limit=1, audience=frozenset({"team:a", "b"}), count="estimate"
+    )
+    assert [d.name for d in page.items] == ["r1"] and not page.total_exact and page.total >= 3
+    exact = service.list_datasets(session, filters=filters, limit=1, audience=frozenset({"team:a"}), count="exact")
+    assert exact.total == 3 and exact.total_exact
