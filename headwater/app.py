@@ -39,6 +39,7 @@ from headwater.auth.epoch import RevocationPoller
 from headwater.auth.oidc import OidcVerifier
 from headwater.catalog.alias_routes import aliases_router
 from headwater.catalog.cache import CachedReads, DatasetCache, OutboxPoller
+from headwater.catalog.list_pages import row_keys
 from headwater.catalog.restriction_routes import restricting_tags_router, restriction_router
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync_routes import sync_router
@@ -146,15 +147,26 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     db_slots = anyio.Semaphore(max(1, min(settings.db_pool_size - 2, 32)))
     cache = DatasetCache(max_bytes=settings.cache_max_bytes, enabled=settings.cache_enabled)
 
+    @event.listens_for(factory, "before_commit")
+    def _keys_of_changed(session: Session) -> None:
+        # The changed datasets' sort keys as this transaction commits them: which cached list pages they can alter.
+        changed = session.info.get("changed_entities")
+        if changed and cache.enabled and not session.in_nested_transaction():  # a savepoint's release: not yet
+            ids = {entity_id for entity_type, entity_id in changed if entity_type == "dataset"}
+            session.flush()  # the keys as committed, not as last flushed
+            session.info["changed_keys"] = row_keys(session, ids) if ids else {}
+
     @event.listens_for(factory, "after_commit")
     def _invalidate_committed(session: Session) -> None:
         changed = session.info.pop("changed_entities", None)
+        keys = session.info.pop("changed_keys", None)
         if changed:
-            cache.invalidate({entity_id for entity_type, entity_id in changed if entity_type == "dataset"})
+            cache.invalidate({entity_id for entity_type, entity_id in changed if entity_type == "dataset"}, keys)
 
     @event.listens_for(factory, "after_rollback")
     def _forget_rolled_back(session: Session) -> None:
         session.info.pop("changed_entities", None)
+        session.info.pop("changed_keys", None)
 
     poller = OutboxPoller(engine=engine, cache=cache, interval=settings.cache_poll_interval)
     revocations = RevocationPoller(

@@ -4,13 +4,16 @@ exact by the change-event outbox.
 Reading one dataset means loading up to thousands of field rows and serialising them; a list page means
 a hundred datasets with their tags and owners. Most reads are of data that has not changed. Every
 change to a dataset appends a ChangeEvent in the same transaction, so the outbox tells exactly which
-entries went stale (a changed dataset makes every list page stale, since any page may show it):
+entries went stale: the changed dataset's own entry, and the list pages it can alter, found from its current sort
+keys and each page's key range (headwater.catalog.list_pages):
 
-* writes made by this process invalidate their datasets as soon as their transaction commits;
+* writes made by this process invalidate their datasets as soon as their transaction commits, with the sort keys
+  read in that transaction;
 * writes made by other processes (CLI, workers, other server replicas) are found by a poller that
-  reads new outbox rows every ``cache_poll_interval`` seconds (0.25 by default);
+  reads new outbox rows every ``cache_poll_interval`` seconds (0.25 by default), and the sort keys then;
 * when the poller cannot reach the database, the cache empties and stops serving until it can;
-* an entry computed from a read that overlapped an invalidation is not stored (the generation check);
+* an entry computed from a read that overlapped an invalidation is not stored (the generation check), unless the
+  invalidations it overlapped (the last ``RECENT_INVALIDATIONS`` are kept) would not have dropped it;
 * a poller whose position is behind what retention removed from the outbox empties the cache.
 
 Writes guarded by If-Match always check the database, never this cache.
@@ -26,7 +29,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Collection, Mapping
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,6 +41,7 @@ from headwater.auth.actions import Action
 from headwater.auth.policy import Audience, audience_of
 from headwater.auth.principal import Principal
 from headwater.catalog.events import trimmed_through
+from headwater.catalog.list_pages import ListSpan, RowKeys, row_keys
 from headwater.catalog.models import ChangeEvent
 from headwater.loops import LoopService
 
@@ -44,6 +49,12 @@ __all__ = ["CachedReads", "DatasetCache", "OutboxPoller", "list_cache_key"]
 
 log = logging.getLogger("headwater.cache")
 
+
+# A batch of more changed datasets than this (a sync's page) drops every list page instead of checking each against
+# each page under the lock; such a batch would alter most pages anyway.
+PER_PAGE_CHECKS = 64
+# Invalidations remembered so that an entry read while they happened may still be stored if none concerns it.
+RECENT_INVALIDATIONS = 256
 
 CacheKey = int | str  # a dataset id, or "list" + the reader's audience + "?" + the raw query string of a page
 Entry = tuple[str, bytes, frozenset[str]]  # etag, body, and the dataset's audience (empty: not restricted)
@@ -56,6 +67,13 @@ def list_cache_key(query_string: str, audience: Audience = None) -> str:
     return "list[" + "\x00".join(sorted(audience)) + "]?" + query_string
 
 
+def _alters(span: ListSpan | None, dataset_ids: Collection[int], keys: Mapping[int, RowKeys] | None) -> bool:
+    """Whether changes to these datasets (now at ``keys``) may alter a list page of ``span`` (None: unknown)."""
+    if span is None or keys is None or len(dataset_ids) > PER_PAGE_CHECKS:
+        return True
+    return any(span.changed_by(dataset_id, keys.get(dataset_id)) for dataset_id in dataset_ids)
+
+
 class DatasetCache:
     """LRU of ``dataset id | list query -> (etag, JSON bytes, audience)``, bounded in bytes; thread-safe."""
 
@@ -63,8 +81,14 @@ class DatasetCache:
         self.max_bytes = max_bytes
         self.enabled = enabled
         self._entries: OrderedDict[CacheKey, Entry] = OrderedDict()
+        # Every cached list page's span (None: unknown, so any dataset change drops it).
+        self._pages: dict[str, ListSpan | None] = {}
         self._size = 0
         self._generation = 0
+        # (generation, dataset ids, their keys or None) of the latest invalidations, oldest first.
+        self._recent: deque[tuple[int, Collection[int], Mapping[int, RowKeys] | None]] = deque(
+            maxlen=RECENT_INVALIDATIONS
+        )
         self._healthy = True
         self._lock = threading.Lock()
         self.hits = 0
@@ -89,44 +113,71 @@ class DatasetCache:
             return entry[0], entry[1]
 
     def put(
-        self, key: CacheKey, generation: int, etag: str, body: bytes, members: frozenset[str] = frozenset()
+        self,
+        key: CacheKey,
+        generation: int,
+        etag: str,
+        body: bytes,
+        members: frozenset[str] = frozenset(),
+        span: ListSpan | None = None,
     ) -> tuple[str, bytes]:
-        """Store an entry (with the audience ``members`` of a restricted dataset) unless an invalidation happened
-        since ``generation`` was taken."""
+        """Store an entry (with the audience ``members`` of a restricted dataset, or the ``span`` of a list page)
+        unless an invalidation happened since ``generation`` was taken."""
         entry = (etag, body, members)
         if not (self.enabled and self._healthy) or len(body) > self.max_bytes // 4:
             return etag, body
         with self._lock:
-            if generation != self._generation:
+            if generation != self._generation and self._overlapped(key, generation, span):
                 return etag, body
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._size -= len(old[1])
+            self._forget(key)
             self._entries[key] = entry
+            if isinstance(key, str):
+                self._pages[key] = span
             self._size += len(body)
             while self._size > self.max_bytes and self._entries:
-                _, (_, evicted, _) = self._entries.popitem(last=False)
-                self._size -= len(evicted)
+                self._forget(next(iter(self._entries)))
         return etag, body
 
-    def invalidate(self, dataset_ids: set[int] | list[int]) -> None:
-        """Forget these datasets and every list page (any page may show them)."""
+    def _overlapped(self, key: CacheKey, generation: int, span: ListSpan | None) -> bool:
+        # Under the lock: whether an invalidation since ``generation`` concerns this entry (or may have: unknown).
+        since = [entry for entry in self._recent if entry[0] > generation]
+        if len(since) != self._generation - generation:  # forgotten, or a clear(): unknown
+            return True
+        if isinstance(key, int):
+            return any(key in dataset_ids for _, dataset_ids, _ in since)
+        return any(_alters(span, dataset_ids, keys) for _, dataset_ids, keys in since)
+
+    def _forget(self, key: CacheKey) -> None:
+        # Under the lock.
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._size -= len(old[1])
+            if isinstance(key, str):
+                self._pages.pop(key, None)
+
+    def invalidate(self, dataset_ids: Collection[int], keys: Mapping[int, RowKeys] | None = None) -> None:
+        """Forget these datasets and the list pages their changes may alter: given ``keys`` (their current sort
+        keys, read after the change), only the pages whose span they touch; without (or for more than
+        PER_PAGE_CHECKS datasets), every list page."""
         if not dataset_ids:
             return
         with self._lock:
             self._generation += 1
-            stale: list[CacheKey] = [key for key in self._entries if isinstance(key, str)]
-            stale.extend(dataset_ids)
+            self._recent.append((self._generation, frozenset(dataset_ids), keys))
+            stale: list[CacheKey] = list(dataset_ids)
+            for page, span in self._pages.items():
+                if span is None or _alters(span, dataset_ids, keys) or span.outlived(len(dataset_ids)):
+                    stale.append(page)
             for key in stale:
-                old = self._entries.pop(key, None)
-                if old is not None:
-                    self._size -= len(old[1])
+                self._forget(key)
 
     def clear(self) -> None:
         """Forget every entry."""
         with self._lock:
             self._generation += 1
+            self._recent.clear()
             self._entries.clear()
+            self._pages.clear()
             self._size = 0
 
     def set_healthy(self, healthy: bool) -> None:
@@ -185,7 +236,9 @@ class OutboxPoller(LoopService[None]):
                     ).all()
                     if not rows:
                         break
-                    self.cache.invalidate({row.entity_id for row in rows if row.entity_type == "dataset"})
+                    changed = {row.entity_id for row in rows if row.entity_type == "dataset"}
+                    # Keys read now, after the changes: a later change to the same dataset is its own event.
+                    self.cache.invalidate(changed, row_keys(session, changed) if changed else None)
                     self.position = rows[-1].id
             self.cache.set_healthy(True)
         except SQLAlchemyError as exc:

@@ -116,7 +116,9 @@ class Dataset(Base):
     id: Mapped[BigIntPK]
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="RESTRICT"))
     namespace: Mapped[Namespace]
-    name: Mapped[Name]
+    # Code-point order on both databases (SQLite compares bytes): the list's order, and the order the list cache
+    # compares names in (headwater.catalog.list_pages; migration 0021).
+    name: Mapped[str] = mapped_column(String(1024).with_variant(String(1024, collation="C"), "postgresql"))
     kind: Mapped[Code]
     # Physical facts, as the source states them.
     format: Mapped[str | None] = mapped_column(String(64))

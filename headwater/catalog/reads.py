@@ -172,8 +172,10 @@ def list_datasets(
     cursor: str | None = None,
     limit: int = 50,
     audience: Audience = None,
+    count: str = "exact",
 ) -> PageResult[Dataset]:
-    """Datasets matching ``filters`` that ``audience`` may see, one page at a time, with tags and owners loaded."""
+    """Datasets matching ``filters`` that ``audience`` may see, one page at a time, with tags and owners loaded; the
+    total counted as ``count`` says (headwater.pagination.COUNT_MODES)."""
     stmt = select(Dataset).options(selectinload(Dataset.tags), selectinload(Dataset.owners))
     if (condition := restrictions.visible(Dataset.id, audience)) is not None:
         stmt = stmt.where(condition)  # in the query, so that pages stay full
@@ -195,7 +197,7 @@ def list_datasets(
     if filters.name_prefix:
         escaped = filters.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = stmt.where(Dataset.name.like(escaped + "%", escape="\\"))
-    return paginate(session, stmt, sorts=DATASET_SORTS, sort=sort, cursor=cursor, limit=limit)
+    return paginate(session, stmt, sorts=DATASET_SORTS, sort=sort, cursor=cursor, limit=limit, count=count)
 
 
 def list_schema_versions(

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from headwater.api.auth import allow, principal_of
 from headwater.api.deps import SessionDep, db_slot
-from headwater.api.pagination import Cursor, Limit, Page, Sort, page_of
+from headwater.api.pagination import CountParam, Cursor, Limit, Page, Sort, page_of
 from headwater.api.params import MAX_ID, IfMatch, parse_if_match
 from headwater.api.responses import json_response
 from headwater.auth.actions import Action
@@ -23,6 +23,7 @@ from headwater.auth.policy import Audience, audience_of
 from headwater.catalog import answers, events, restrictions, service, sources
 from headwater.catalog.access import CATALOG, SOURCES, dataset_owners
 from headwater.catalog.cache import CacheKey, DatasetCache, list_cache_key
+from headwater.catalog.list_pages import ListSpan, span_of
 from headwater.catalog.models import ChangeKind, DatasetKind, SourceKind
 from headwater.catalog.schemas import (
     ChangeEventOut,
@@ -53,7 +54,7 @@ def audience(request: Request) -> Audience:
     return audience_of(principal_of(request))
 
 
-Loaded = tuple[str, bytes, frozenset[str]]  # etag, body, and the audience of the dataset it shows
+Loaded = tuple[str, bytes, frozenset[str], ListSpan | None]  # etag, body, audience, a list page's span
 
 
 async def cached_read(
@@ -63,8 +64,9 @@ async def cached_read(
     quick: Callable[[], Loaded | None] | None = None,
 ) -> tuple[str, bytes]:
     """A cached ``(etag, body)``, or ``load`` run in a worker thread in its own transaction and cached (with the
-    audience of the dataset it shows, when it shows a restricted one). ``quick``, when given, is tried first in that
-    thread, without a session: a cheaper read that answers most misses (None: it could not).
+    audience of the dataset it shows, when it shows a restricted one, or the span of the list page it is).
+    ``quick``, when given, is tried first in that thread, without a session: a cheaper read that answers most misses
+    (None: it could not).
 
     Hits never leave the event loop (no thread hop, no session); that is most reads of a catalog.
     """
@@ -80,8 +82,8 @@ async def cached_read(
         if found is None:
             with session_scope(request.app.state.sessionmaker) as session:
                 found = load(session)
-        etag, body, members = found
-        return cache.put(key, generation, etag, body, members) if key is not None else (etag, body)
+        etag, body, members, span = found
+        return cache.put(key, generation, etag, body, members, span) if key is not None else (etag, body)
 
     async with db_slot(request):
         return await run_in_threadpool(miss)
@@ -174,8 +176,12 @@ async def list_datasets(
     sort: Annotated[str, Query(max_length=32, description="name, updated_at, created_at or id; '-' = desc.")] = "name",
     cursor: Cursor = None,
     limit: Limit = 50,
+    count: CountParam = "estimate",
 ) -> Response:
-    """Datasets matching every filter given, one page at a time (served from the cache while nothing changed)."""
+    """Datasets matching every filter given, one page at a time (served from the cache while nothing changed).
+
+    ``total`` is counted as ``count`` says; ``total_exact`` tells whether it is exact (see the ``count`` parameter).
+    """
     # The query parameters are DatasetFilters' fields, in its order.
     filters = service.DatasetFilters(source, namespace, kind, tag, owner, name_prefix, include_deleted)
     # Keyed by the raw query string, so the read-through middleware can answer the same request unparsed.
@@ -183,9 +189,12 @@ async def list_datasets(
     seen_by = audience(request)
     key = list_cache_key(request.scope.get("query_string", b"").decode("latin-1"), seen_by)
 
-    def load(session: Session) -> tuple[str, bytes, frozenset[str]]:
-        page = service.list_datasets(session, filters=filters, sort=sort, cursor=cursor, limit=limit, audience=seen_by)
-        return "", page_of(DatasetSummary, page, DatasetSummary.summary_of).model_dump_json().encode(), frozenset()
+    def load(session: Session) -> Loaded:
+        page = service.list_datasets(
+            session, filters=filters, sort=sort, cursor=cursor, limit=limit, audience=seen_by, count=count
+        )
+        body = page_of(DatasetSummary, page, DatasetSummary.summary_of).model_dump_json().encode()
+        return "", body, frozenset(), span_of(page, sort)
 
     _, body = await cached_read(request, key, load)
     return Response(body, media_type="application/json")
@@ -216,7 +225,7 @@ async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: 
         # One indexed read; the audience comes with it and is checked as read_dataset would.
         if stored.members and seen_by is not None and not stored.members & seen_by:
             raise service.NotFound(f"no dataset with id {dataset_id}")
-        return f'"{dataset_id}.{stored.revision}"', stored.body, stored.members
+        return f'"{dataset_id}.{stored.revision}"', stored.body, stored.members, None
 
     def quick() -> Loaded | None:
         stored = answers.read_answer_at_once(request.app.state.engine, dataset_id)
@@ -232,7 +241,7 @@ async def get_dataset(dataset_id: DatasetId, request: Request, include_deleted: 
         body = DatasetOut.of(dataset, field_rows).model_dump_json().encode()
         if dataset.deleted_at is None:
             answers.store_answer(session, dataset_id=dataset_id, revision=dataset.revision, body=body)
-        return service.etag_of(dataset), body, members
+        return service.etag_of(dataset), body, members, None
 
     # Deleted datasets are rare reads and must not be cached under the live dataset's key.
     etag, body = await cached_read(

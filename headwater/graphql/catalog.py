@@ -4,7 +4,7 @@ hands off to the catalog service the REST route calls."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy.orm import Session
@@ -39,6 +39,7 @@ from headwater.graphql.arguments import as_filters, bounded, database_id, is_set
 from headwater.graphql.context import Info, Siblings
 from headwater.graphql.derive import Page, from_model, input_from, to_graphql
 from headwater.graphql.errors import answers_errors, result
+from headwater.pagination import COUNT_HELP
 
 __all__ = ["CatalogMutation", "CatalogQuery", "Dataset", "datasets_of", "datasets_by_id"]
 
@@ -333,6 +334,7 @@ class CatalogQuery:
         sort: str = "name",
         first: int = 50,
         after: str | None = None,
+        count: Annotated[str, strawberry.argument(description=COUNT_HELP)] = "estimate",
     ) -> DatasetPageResult:
         session = info.context.session
         filters = as_filters(catalog.DatasetFilters, filter or DatasetFilter())
@@ -343,8 +345,14 @@ class CatalogQuery:
             cursor=after,
             limit=page_size(first, 100),
             audience=audience_of(info.context.principal),
+            count=count,
         )
-        return DatasetPage(items=datasets_of(session, page.items), next_cursor=page.next_cursor, total=page.total)
+        return DatasetPage(
+            items=datasets_of(session, page.items),
+            next_cursor=page.next_cursor,
+            total=page.total,
+            total_exact=page.total_exact,
+        )
 
     @strawberry.field(description="The federated sources (and the manual one).")
     @answers_errors(Action.CATALOG_READ)

@@ -40,7 +40,8 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None
-    total: int
+    total: int = strawberry.field(description="The total: exact unless totalExact is false (an estimate, or -1).")
+    total_exact: bool = strawberry.field(default=True, description="Whether total is exact.")
 
 
 def graphql_of(annotation: Any, *, is_id: bool = False) -> Any:
