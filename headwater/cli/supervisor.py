@@ -36,7 +36,6 @@ __all__ = ["Supervisor", "prepare_for_workers", "serve_workers"]
 log = logging.getLogger("uvicorn.error")  # the supervisor's own lines go where uvicorn's go
 _spawn = multiprocessing.get_context("spawn")  # as uvicorn starts its workers: no state forked from the parent
 SERVING_APP = "headwater.app:serving_app"
-SERVICES_START_SECONDS = 120.0  # a first run on the embedded database builds its search index before "ready"
 SERVICES_RESTART_SECONDS = 5.0  # at most one restart of a dying services process this often
 SERVICES_STOP_SECONDS = 60.0  # the job worker gives its jobs the kill grace; then the process is killed
 
@@ -50,6 +49,7 @@ class Supervisor(Multiprocess):
         self.services: BaseProcess | None = None
         self.services_ready: ProcessEvent | None = None
         self.failed = False
+        self.services_were_ready = False  # once they were, a services process that dies is restarted
         self._services_started = 0.0
 
     def _start_services(self) -> BaseProcess:
@@ -61,23 +61,24 @@ class Supervisor(Multiprocess):
         return process
 
     def init_processes(self) -> None:
-        """The services first (a database they cannot use stops everything before a worker starts), then workers."""
+        """The services process and the workers, starting side by side."""
         if self.run_services:
-            process = self._start_services()
-            deadline = time.monotonic() + SERVICES_START_SECONDS
-            while self.services_ready is not None and not self.services_ready.wait(0.2):
-                if not process.is_alive() or time.monotonic() > deadline:
-                    log.error("The background services did not start (see above); stopping.")
-                    self.failed = True
-                    self.should_exit.set()
-                    return
+            self._start_services()
         super().init_processes()
 
     def keep_subprocess_alive(self) -> None:
-        """Restart a dead worker (uvicorn's way) or a dead services process (at most every few seconds)."""
+        """Restart a dead worker (uvicorn's way) or a dead services process (at most every few seconds); services
+        that died before they ever started (a database they cannot use, a bad setting) stop everything."""
         super().keep_subprocess_alive()
-        process = self.services
+        process, ready = self.services, self.services_ready
+        if ready is not None and ready.is_set():
+            self.services_were_ready = True
         if self.should_exit.is_set() or process is None or process.is_alive():
+            return
+        if not self.services_were_ready:
+            log.error("The background services did not start (exit code %s, see above); stopping.", process.exitcode)
+            self.failed = True
+            self.should_exit.set()
             return
         if time.monotonic() - self._services_started < SERVICES_RESTART_SECONDS:
             return
