@@ -3,8 +3,9 @@
 The sync scheduler, the search indexer, the job reaper, storage retention and (where enabled) the job worker act on
 the whole database, not on one process's memory. ``headwater serve`` with one process runs them as threads beside
 the API; with several (``--workers``) they run in one process of their own, and ``headwater services`` runs them
-alone (docs/operate/processes.md). The cache and revocation pollers are not here: they keep one serving process's
-memory coherent, so every serving process runs its own.
+alone (docs/operate/processes.md; why a process of their own: docs/adr/0010-serving-processes.md). The cache and
+revocation pollers are not here: they keep one serving process's memory coherent, so each serving process runs its
+own.
 """
 
 from __future__ import annotations
