@@ -138,7 +138,8 @@ def main() -> None:
                             print(
                                 f"round {round_number} workers {workers} {name:<6} {clients:>3} clients: "
                                 f"{result['rps']:8.1f} req/s p50 {result['p50_ms']:7.1f} ms "
-                                f"p99 {result['p99_ms']:7.1f} ms errors {result['errors']:.0f} (load {load})",
+                                f"p99 {result['p99_ms']:7.1f} ms errors {result['errors']:.0f} non-2xx {result['non_2xx']:.0f} "
+                                f"(load {load})",
                                 flush=True,
                             )
                 finally:
