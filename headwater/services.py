@@ -188,6 +188,9 @@ def services_process(settings: Settings, ready: Any) -> None:
     stop_on_signals(stop)
     try:
         run_services(settings, stop, ready)
+    except ValueError as exc:  # a setting it cannot honour (a run-as user, a key): its message says which
+        log.error("the background services could not start: %s", exc)
+        sys.exit(3)
     except Exception:
         log.exception("the background services could not start")
         sys.exit(3)

@@ -302,3 +302,16 @@ def test_services_with_every_service_turned_off_says_so(tmp_path: Path, fresh_da
     )
     assert done.returncode == 1
     assert "every background service is turned off" in done.stderr and "nothing to run" in done.stderr
+
+
+def test_a_run_as_user_the_services_cannot_honour_stops_serve_before_any_child_starts(
+    tmp_path: Path, fresh_database: MakeDatabase
+) -> None:
+    env = _environment(
+        _database("sqlite", fresh_database), tmp_path, HEADWATER_JOBS_RUN_AS="no_such_user_for_headwater"
+    )
+    command = [sys.executable, "-m", "headwater.cli", "serve", "--port", str(free_port()), "--workers", "2"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "no_such_user_for_headwater" in done.stderr and "Traceback" not in done.stderr + done.stdout
+    assert "Started parent process" not in done.stderr + done.stdout

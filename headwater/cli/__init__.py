@@ -108,10 +108,15 @@ def serve(
     with console.status("Checking the database…"):
         prepare_database(settings)
     several = settings.workers > 1
+    from headwater.jobs.isolation import RunAsError
+
     if several:
         from headwater.cli import supervisor
 
-        settings = supervisor.prepare_for_workers(settings)
+        try:
+            settings = supervisor.prepare_for_workers(settings)
+        except RunAsError as exc:
+            raise fail(str(exc)) from None
     processes = f"{settings.workers} worker processes" if several else "one process"
     if not settings.serve_services:
         processes += ", background services not run (`headwater services` runs them)"
@@ -133,8 +138,6 @@ def serve(
         with listener:
             supervisor.serve_workers(config, listener, settings, services=settings.serve_services)
         return
-    from headwater.jobs.isolation import RunAsError
-
     try:
         application = create_app(settings, prepare=False)
     except RunAsError as exc:

@@ -27,6 +27,7 @@ from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
 
 from headwater.cli.common import console
+from headwater.jobs.isolation import JobIsolation
 from headwater.secrets import SecretVault
 from headwater.services import services_process
 from headwater.settings import Settings
@@ -107,9 +108,12 @@ class Supervisor(Multiprocess):
 
 def prepare_for_workers(settings: Settings) -> Settings:
     """Settings every process of a multi-process server agrees on: the embedded database's key file made once, here
-    (not raced by N processes), and a UI session key shared by all when no setting fixes one."""
+    (not raced by N processes), and a UI session key shared by all when no setting fixes one. A job worker's run-as
+    user that cannot be honoured raises RunAsError here, as it does in one process, before any child starts."""
     vault = SecretVault.from_settings(settings)
     vault.check_keys()
+    if settings.serve_services and settings.should_run_job_worker:
+        JobIsolation(run_as=settings.jobs_run_as, pass_env=settings.jobs_pass_env)
     if settings.session_secret is None and vault.key_ring is None:
         console.print(
             "[yellow]No HEADWATER_SESSION_SECRET and no secrets key: the worker processes share a random key for UI "
