@@ -43,26 +43,23 @@ from headwater.catalog.list_pages import row_keys
 from headwater.catalog.restriction_routes import restricting_tags_router, restriction_router
 from headwater.catalog.routes import changes_router, datasets_router, sources_router
 from headwater.catalog.sync_routes import sync_router
-from headwater.catalog.sync_scheduler import SyncScheduler
 from headwater.database import prepare_database
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.egress import EgressPolicy
 from headwater.graphql import graphql_router
-from headwater.jobs.reaper import ReaperThread
 from headwater.jobs.routes import applications_router, clusters_router, commands_router, jobs_router
-from headwater.jobs.worker import JobWorker, WorkerThread
 from headwater.lineage.merge_routes import merges_router
 from headwater.lineage.routes import lineage_router
 from headwater.loops import LoopService
 from headwater.openapi import install_openapi
-from headwater.retention import RetentionPolicy, RetentionThread
-from headwater.search import IndexerThread, make_backend, make_indexer
+from headwater.search import make_backend, make_indexer
 from headwater.search.routes import search_router
 from headwater.secrets import SecretVault
+from headwater.services import SharedServices, die_with_parent
 from headwater.settings import Settings, get_settings
 from headwater.ui import UI_STATIC, install_error_pages, ui_router
 
-__all__ = ["create_app", "install_edge"]
+__all__ = ["create_app", "install_edge", "serving_app"]
 
 log = logging.getLogger("headwater")
 # Health probes: never rate limited.
@@ -122,8 +119,18 @@ def _session_key(settings: Settings, vault: SecretVault) -> bytes:
     return session_key(secret, derive_from)
 
 
-def create_app(settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
-    """Build the application for ``settings`` (default: from the environment)."""
+def serving_app(settings: Settings | None = None) -> FastAPI:
+    """The app of one of several serving processes under a process manager (``headwater serve --workers``, uvicorn
+    ``--factory --workers``, gunicorn): the API and the pollers keeping its memory coherent, never the shared
+    background services (``headwater services`` runs them once); it ends when its manager ends. The database must
+    be migrated already (docs/operate/processes.md)."""
+    die_with_parent()
+    return create_app(settings, prepare=False, services=False)
+
+
+def create_app(settings: Settings | None = None, *, prepare: bool = True, services: bool | None = None) -> FastAPI:
+    """Build the application for ``settings`` (default: from the environment); ``services`` runs the shared
+    background services in it too (default: ``HEADWATER_SERVE_SERVICES``; false in each of several workers)."""
     settings = settings or get_settings()
     vault = SecretVault.from_settings(settings)
     egress = EgressPolicy.from_settings(settings)
@@ -172,44 +179,22 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     revocations = RevocationPoller(
         factory=factory, authenticator=authenticator, interval=settings.auth_revocation_poll_seconds
     )
-    scheduler = SyncScheduler(
-        factory,
-        poll_seconds=settings.sync_poll_interval,
-        lease_seconds=settings.sync_lease_seconds,
-        vault=vault,
-        egress=egress,
-    )
     search_backend = make_backend(settings, engine)
     search_indexer = make_indexer(settings, engine, search_backend)
-    indexer_thread = IndexerThread(search_indexer, interval=settings.search_index_interval)
-    # A server that runs no worker neither needs root for HEADWATER_JOBS_RUN_AS nor touches the data dir's modes.
-    worker_settings = settings if settings.should_run_job_worker else settings.model_copy(update={"jobs_run_as": None})
-    job_worker = JobWorker.from_settings(factory, worker_settings)
-    job_thread = WorkerThread(job_worker, interval=settings.jobs_poll_interval)
-    # Lost jobs are reaped by the server too, so they end even when no worker is alive (docs/security/fencing.md).
-    job_reaper = ReaperThread(
-        factory,
-        interval=settings.jobs_reaper_interval,
-        timeout_seconds=settings.jobs_heartbeat_timeout,
-        shared_work_dirs=settings.jobs_shared_work_dirs,
-    )
+    run_shared = settings.serve_services if services is None else services
+    shared = SharedServices.build(settings, factory, search_indexer, vault=vault, egress=egress, run=run_shared)
 
-    retention = RetentionThread(factory, RetentionPolicy.from_settings(settings), interval=settings.retention_interval)
-
-    # The background loops the settings enable, in the order they start; they stop in the reverse order.
+    # The background loops this process runs, in the order they start; they stop in the reverse order. The pollers
+    # keep this process's memory coherent; the shared services run here only when this process is the only one.
     loops: list[LoopService[Any]] = [
         loop
         for loop, enabled in (
             (revocations, authenticator.mode == "on"),
             (poller, settings.cache_enabled),
-            (scheduler, settings.sync_scheduler_enabled),
-            (indexer_thread, settings.search_indexer_enabled),
-            (job_thread, settings.should_run_job_worker),
-            (job_reaper, settings.jobs_reaper_interval > 0),
-            (retention, settings.retention_enabled),
         )
         if enabled
     ]
+    loops.extend(shared.loops)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -244,12 +229,12 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.state.db_slots = db_slots
     app.state.dataset_cache = cache
     app.state.cache_poller = poller
-    app.state.sync_scheduler = scheduler
+    app.state.sync_scheduler = shared.scheduler
     app.state.search_backend = search_backend
     app.state.search_indexer = search_indexer
-    app.state.search_indexer_thread = indexer_thread
-    app.state.job_worker = job_worker
-    app.state.job_reaper = job_reaper
+    app.state.search_indexer_thread = shared.indexer_thread
+    app.state.job_worker = shared.job_worker
+    app.state.job_reaper = shared.job_reaper
     app.state.authenticator = authenticator
     app.state.revocations = revocations
     app.state.oidc = oidc

@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `headwater serve` binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `headwater serve` binds.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes `headwater serve` answers requests with, sharing its socket. With more than one, "
+        "the shared background services (sync scheduler, search indexer, job reaper, retention, job worker) run "
+        "in one more process of their own instead of as threads of the server (docs/operate/processes.md).",
+    )
+    serve_services: bool = Field(
+        default=True,
+        description="Run the shared background services with `headwater serve`; false for API-only replicas "
+        "whose services run in `headwater services` elsewhere.",
+    )
     log_level: LogLevel = Field(default="info", description="Log level of the server and CLI.")
     # Egress: where the server and its workers may connect and read files (docs/security/egress.md).
     egress_allow: Annotated[list[str], NoDecode] = Field(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Annotated
+import threading
+from typing import Annotated, Any
 
 import typer
 
@@ -64,8 +65,25 @@ def _listen(host: str, port: int) -> socket.socket:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (HEADWATER_HOST).")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port to bind (HEADWATER_PORT).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes answering requests (HEADWATER_WORKERS); with more than one, the background services "
+            "run in one process of their own.",
+        ),
+    ] = None,
+    services: Annotated[
+        bool | None,
+        typer.Option(
+            "--services/--no-services",
+            help="Run the background services (HEADWATER_SERVE_SERVICES); --no-services: API only, with "
+            "`headwater services` running elsewhere.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the HTTP API (OpenAPI docs at /docs)."""
+    """Run the HTTP API (OpenAPI docs at /docs), in one process or several (--workers)."""
     import uvicorn
 
     from headwater.app import create_app
@@ -74,7 +92,14 @@ def serve(
     settings = load_settings()
     bind_host, bind_port = host or settings.host, port or settings.port
     # The address actually bound decides local mode, not the setting an option overrode.
-    settings = settings.model_copy(update={"host": bind_host, "port": bind_port})
+    settings = settings.model_copy(
+        update={
+            "host": bind_host,
+            "port": bind_port,
+            "workers": workers or settings.workers,
+            "serve_services": settings.serve_services if services is None else services,
+        }
+    )
     try:
         auth_mode(settings)
     except StartRefused as exc:
@@ -82,27 +107,70 @@ def serve(
     listener = _listen(bind_host, bind_port)
     with console.status("Checking the database…"):
         prepare_database(settings)
-    console.print(
-        f"Headwater on [bold]http://{bind_host}:{bind_port}[/] "
-        f"(database: {settings.resolved_database_url.split('://')[0]}; search UI: /ui, GraphQL: /graphql, "
-        "REST docs: /docs)"
-    )
+    several = settings.workers > 1
     from headwater.jobs.isolation import RunAsError
 
+    if several:
+        from headwater.cli import supervisor
+
+        try:
+            settings = supervisor.prepare_for_workers(settings)
+        except RunAsError as exc:
+            raise fail(str(exc)) from None
+    processes = f"{settings.workers} worker processes" if several else "one process"
+    if not settings.serve_services:
+        processes += ", background services not run (`headwater services` runs them)"
+    elif several:
+        processes += " and one for the background services"
+    console.print(
+        f"Headwater on [bold]http://{bind_host}:{bind_port}[/] "
+        f"(database: {settings.resolved_database_url.split('://')[0]}; {processes}; search UI: /ui, "
+        "GraphQL: /graphql, REST docs: /docs)"
+    )
+    config: dict[str, Any] = {
+        "host": bind_host,
+        "port": bind_port,
+        "log_level": settings.log_level,
+        "access_log": settings.log_level == "debug",
+        "proxy_headers": False,  # the app believes X-Forwarded-For from HEADWATER_TRUSTED_PROXIES only
+    }
+    if several:
+        with listener:
+            supervisor.serve_workers(config, listener, settings, services=settings.serve_services)
+        return
     try:
         application = create_app(settings, prepare=False)
     except RunAsError as exc:
         raise fail(str(exc)) from None
-    config = uvicorn.Config(
-        application,
-        host=bind_host,
-        port=bind_port,
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        proxy_headers=False,  # the app believes X-Forwarded-For from HEADWATER_TRUSTED_PROXIES only
-    )
     with listener:
-        uvicorn.Server(config).run(sockets=[listener])
+        uvicorn.Server(uvicorn.Config(application, **config)).run(sockets=[listener])
+
+
+@app.command()
+@friendly_errors
+def services() -> None:
+    """Run the background services alone: sync scheduler, search indexer, job reaper, retention and (where
+    enabled) the job worker, until SIGINT/SIGTERM; beside API-only servers (`serve --no-services`)."""
+    from headwater.jobs.isolation import RunAsError
+    from headwater.services import enabled_services, run_services, stop_on_signals
+
+    settings = load_settings()
+    names = enabled_services(settings)
+    if not names:
+        raise fail(
+            "every background service is turned off (HEADWATER_SYNC_SCHEDULER_ENABLED, "
+            "HEADWATER_SEARCH_INDEXER_ENABLED, HEADWATER_JOBS_WORKER_ENABLED, HEADWATER_JOBS_REAPER_INTERVAL, "
+            "HEADWATER_RETENTION_ENABLED): nothing to run"
+        )
+    with console.status("Checking the database…"):
+        prepare_database(settings)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    console.print(f"Background services: {', '.join(names)} (stop with Ctrl-C or SIGTERM)")
+    try:
+        run_services(settings, stop)
+    except RunAsError as exc:
+        raise fail(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------- db
@@ -187,6 +255,7 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(jobs_app, name="jobs")
 app.command("worker")(worker)
+
 for _group, _name in (
     (tokens_app, "tokens"),
     (service_accounts_app, "service-accounts"),
