@@ -133,8 +133,12 @@ def prepare(url: str, *, total: int, base: int, reuse: bool) -> None:
             count = connection.execute(text("SELECT count(*) FROM datasets WHERE deleted_at IS NULL")).scalar_one()
         engine.dispose()
         if count == total:
-            print(f"reusing {make_url(url).database!r} ({count:,} datasets)", flush=True)
+            print(f"reusing {make_url(url).database!r} ({count:,} datasets); its stored answers dropped", flush=True)
             migrations.upgrade(url)
+            engine = create_db_engine(url)
+            with engine.begin() as connection:  # the first-read pass reads datasets no earlier run answered
+                connection.execute(text("TRUNCATE dataset_answers"))
+            engine.dispose()
             return
     print(f"creating {make_url(url).database!r}: {base:,} registered, copied to {total:,} ...", flush=True)
     recreate_database(url)
