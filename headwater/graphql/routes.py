@@ -21,8 +21,9 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 from graphql import GraphQLError
-from sqlalchemy import text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.schema.exceptions import InvalidOperationTypeError
@@ -131,6 +132,17 @@ def _timed_out(error: GraphQLError) -> bool:
     return isinstance(original, OperationalError) and getattr(original.orig, "sqlstate", None) == "57014"
 
 
+def _limit_statements(session: Session, budget: float) -> None:
+    """Give every transaction ``session`` begins a statement timeout of ``budget``: set as it begins, so a request
+    whose resolvers never use the session (search reads through its backend) pays no round trip for it."""
+    timeout = {"ms": str(int(budget * 1000))}
+
+    def begun(_session: Session, _transaction: Any, connection: Connection) -> None:
+        connection.execute(text("SELECT set_config('statement_timeout', :ms, true)"), timeout)
+
+    event.listen(session, "after_begin", begun)
+
+
 def _execute(
     request: Request, query: str, variables: dict[str, Any] | None, operation: str | None, post: bool
 ) -> Response:
@@ -143,7 +155,7 @@ def _execute(
     )
     with session_scope(state.sessionmaker) as session:
         if session.get_bind().dialect.name == "postgresql":  # no single statement outlives the budget either
-            session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(budget * 1000))})
+            _limit_statements(session, budget)
         context = Context(
             session=session,
             settings=settings,
