@@ -1,7 +1,7 @@
 """GraphQL's error results: the ``Error`` interface, one type per kind of domain error, and the mapping to them.
 
 Errors are results, not exceptions (``DatasetResult = Dataset | NotFoundError | ...``): each root field runs in a
-savepoint (:func:`answers_errors`) that turns any :class:`~headwater.errors.HeadwaterError` (or a value the
+savepoint (a query's only root field, in the transaction itself: :func:`answers_errors`) that turns any :class:`~headwater.errors.HeadwaterError` (or a value the
 database refuses) into its typed result, so each union names every error type, and a client's
 ``... on Error { message code field }`` catches whatever it is. The mapping is total: an error maps by its HTTP
 status (:data:`ERROR_TYPES`), and a test checks every subclass of ``HeadwaterError`` has a status listed there.

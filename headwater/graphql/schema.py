@@ -3,9 +3,10 @@
 Each domain's types and resolvers live in its module (:mod:`~headwater.graphql.catalog`,
 :mod:`~headwater.graphql.search`, :mod:`~headwater.graphql.lineage`, :mod:`~headwater.graphql.jobs`); this module
 assembles them. Each resolver hands off to the domain function the REST route calls (Dagster's rule: one line of
-glue), so both APIs answer the same. Each root field runs in a savepoint of the request's transaction and answers
-a domain error as a typed result (:mod:`headwater.graphql.errors`): a mutation that fails leaves nothing behind,
-and the fields before and after it still answer.
+glue), so both APIs answer the same. Each root field runs in a savepoint of the request's transaction (a query's
+only root field, in the transaction itself) and answers a domain error as a typed result
+(:mod:`headwater.graphql.errors`): a mutation that fails leaves nothing behind, and the fields before and after it
+still answer.
 """
 
 from __future__ import annotations
