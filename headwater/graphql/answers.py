@@ -96,7 +96,14 @@ class CachedAnswers:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal: Principal | None = scope.get("state", {}).get("principal") if scope["type"] == "http" else None
         length = _declared_length(scope) if principal is not None and scope["method"] == "POST" else None
-        if principal is None or length is None or scope["path"] != "/graphql" or length > 2 * MAX_CACHED_QUERY:
+        # The route needs a signed-in principal (AnonymousGate, outside, refuses the others first): so does a hit.
+        if (
+            principal is None
+            or not decide(principal, Action.SELF)
+            or length is None
+            or scope["path"] != "/graphql"
+            or length > 2 * MAX_CACHED_QUERY
+        ):
             await self.app(scope, receive, send)
             return
         read: list[Message] = []
