@@ -47,6 +47,7 @@ from headwater.database import prepare_database
 from headwater.db import create_db_engine, make_sessionmaker
 from headwater.egress import EgressPolicy
 from headwater.graphql import graphql_router
+from headwater.graphql.answers import CachedAnswers
 from headwater.jobs.routes import applications_router, clusters_router, commands_router, jobs_router
 from headwater.lineage.merge_routes import merges_router
 from headwater.lineage.routes import lineage_router
@@ -76,9 +77,10 @@ def install_edge(
     """The middlewares every request passes, outermost first: security headers on every answer, forwarded
     addresses from trusted proxies, the Host check, CORS (when configured), the rate limit, the refusal of
     cross-site writes, the UI's session (and its CSRF check), authentication, the refusal of anonymous requests,
-    the dataset cache's hits, and the
-    body-size guard (docs/security/crosssite.md, docs/security/identity.md)."""
+    the dataset cache's hits, the
+    body-size guard and GraphQL's cached answers (docs/security/crosssite.md, docs/security/identity.md)."""
     # Each add_middleware wraps what was added before it: added last, run first.
+    app.add_middleware(CachedAnswers, cache=cache)  # GraphQL's cached catalog reads, inside the size guard
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(CachedReads, cache=cache)  # cache hits never reach routing
     app.add_middleware(AnonymousGate, routes=lambda: app.routes)  # anonymous: 401 (or sign in) unless public

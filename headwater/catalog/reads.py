@@ -57,11 +57,10 @@ class DatasetFilters:
     include_deleted: bool = False
 
 
-def dataset_query() -> Select[Dataset]:
-    """A select of datasets with their fields, tags and owners loaded."""
-    return select(Dataset).options(
-        selectinload(Dataset.fields), selectinload(Dataset.tags), selectinload(Dataset.owners)
-    )
+def dataset_query(*, with_fields: bool = True) -> Select[Dataset]:
+    """A select of datasets with their tags and owners loaded, and their fields unless ``with_fields`` is false."""
+    loads = (selectinload(Dataset.tags), selectinload(Dataset.owners))
+    return select(Dataset).options(*((selectinload(Dataset.fields),) if with_fields else ()), *loads)
 
 
 def _not_found_or_deleted(
@@ -97,9 +96,10 @@ def get_dataset(
     include_deleted: bool = False,
     for_update: bool = False,
     audience: Audience = None,
+    with_fields: bool = True,
 ) -> Dataset:
-    """One dataset with its fields, tags and owners (NotFound when ``audience`` may not see it)."""
-    stmt = dataset_query().where(Dataset.id == dataset_id)
+    """One dataset with its tags, owners and (``with_fields``) fields (NotFound when ``audience`` may not see it)."""
+    stmt = dataset_query(with_fields=with_fields).where(Dataset.id == dataset_id)
     if for_update:
         stmt = stmt.with_for_update(of=Dataset)
     return _not_found_or_deleted(session.scalar(stmt), f"with id {dataset_id}", include_deleted, session, audience)
@@ -142,11 +142,21 @@ def read_dataset(
 
 
 def get_dataset_by_name(
-    session: Session, *, namespace: str, name: str, include_deleted: bool = False, audience: Audience = None
+    session: Session,
+    *,
+    namespace: str,
+    name: str,
+    include_deleted: bool = False,
+    audience: Audience = None,
+    with_fields: bool = True,
 ) -> Dataset:
     """One dataset by its OpenLineage identity or any other name it is known by (an alias)."""
     dataset_id = identity.resolve_id(session, namespace, name)
-    found = None if dataset_id is None else session.scalar(dataset_query().where(Dataset.id == dataset_id))
+    found = (
+        None
+        if dataset_id is None
+        else session.scalar(dataset_query(with_fields=with_fields).where(Dataset.id == dataset_id))
+    )
     label = f"named {name!r} in namespace {namespace!r}"
     return _not_found_or_deleted(found, label, include_deleted, session, audience)
 

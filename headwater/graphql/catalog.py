@@ -315,11 +315,16 @@ class CatalogQuery:
         if id is not None:
             dataset_id = database_id(id, "id")
             row = catalog.get_dataset(
-                session, dataset_id=dataset_id, include_deleted=include_deleted, audience=audience
+                session, dataset_id=dataset_id, include_deleted=include_deleted, audience=audience, with_fields=False
             )
         elif namespace and name:
             row = catalog.get_dataset_by_name(
-                session, namespace=namespace, name=name, include_deleted=include_deleted, audience=audience
+                session,
+                namespace=namespace,
+                name=name,
+                include_deleted=include_deleted,
+                audience=audience,
+                with_fields=False,  # the fields resolver loads them as rows, when asked
             )
         else:
             raise InvalidInput("name the dataset by id, or by namespace and name", detail={"field": "id"})

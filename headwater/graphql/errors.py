@@ -1,7 +1,7 @@
 """GraphQL's error results: the ``Error`` interface, one type per kind of domain error, and the mapping to them.
 
 Errors are results, not exceptions (``DatasetResult = Dataset | NotFoundError | ...``): each root field runs in a
-savepoint (:func:`answers_errors`) that turns any :class:`~headwater.errors.HeadwaterError` (or a value the
+savepoint (a query's only root field, in the transaction itself: :func:`answers_errors`) that turns any :class:`~headwater.errors.HeadwaterError` (or a value the
 database refuses) into its typed result, so each union names every error type, and a client's
 ``... on Error { message code field }`` catches whatever it is. The mapping is total: an error maps by its HTTP
 status (:data:`ERROR_TYPES`), and a test checks every subclass of ``HeadwaterError`` has a status listed there.
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
-from graphql import OperationType
+from graphql import FieldNode, OperationType
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
@@ -126,6 +126,20 @@ def error_of(exc: HeadwaterError) -> Error:
     return kind(message=exc.message, code=exc.code, field=str(where) if where is not None else None)
 
 
+def _alone(info: strawberry.Info) -> bool:
+    """Whether this root field is the only field of a query: nothing runs after it in the transaction, so a failure
+    is undone by rolling the transaction back (:func:`_undo_alone`) and it needs no savepoint (two round trips)."""
+    operation = info.operation
+    selections = operation.selection_set.selections
+    return operation.operation is OperationType.QUERY and len(selections) == 1 and isinstance(selections[0], FieldNode)
+
+
+def _undo_alone(info: strawberry.Info) -> None:
+    """Undo what a failed lone query field did (its savepoint's rollback, when it ran in one)."""
+    if _alone(info):
+        info.context.session.rollback()
+
+
 def answers_errors(action: Action, *, owned_by: OwnedBy | None = None) -> Callable[[F], F]:
     """Declare the permission a root field needs, and run it in a savepoint: a refusal, a domain error (or a
     value the database refuses) rolls it back and becomes the field's typed error result.
@@ -146,12 +160,16 @@ def answers_errors(action: Action, *, owned_by: OwnedBy | None = None) -> Callab
                     check(principal, action)  # a role decides; anonymous is refused before any look-up
                 else:  # perhaps ownership grants it
                     check(principal, action, owned_by(info.context.session, kwargs))
+                if _alone(info):
+                    return resolver(*args, **kwargs)
                 with info.context.session.begin_nested():
                     return resolver(*args, **kwargs)
             except HeadwaterError as exc:
+                _undo_alone(info)
                 audit.settle(info.context.session, exc.status_code)
                 return error_of(exc)
             except DataError as exc:
+                _undo_alone(info)
                 audit.settle(info.context.session, 400)
                 return InvalidInputError(
                     message=f"an argument holds a value the database cannot store: {unstorable_reason(exc)}",

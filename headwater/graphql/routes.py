@@ -21,8 +21,9 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 from graphql import GraphQLError
-from sqlalchemy import text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.schema.exceptions import InvalidOperationTypeError
@@ -32,8 +33,10 @@ from headwater.api import db_slot, error_body
 from headwater.api.auth import allow, principal_of
 from headwater.apidocs import graphiql_page
 from headwater.auth.actions import Action
+from headwater.catalog.cache import DatasetCache
 from headwater.db import session_scope
 from headwater.errors import HeadwaterError, InvalidInput
+from headwater.graphql.answers import answer_key
 from headwater.graphql.context import Context
 from headwater.graphql.limits import TimeBudgetExceeded
 from headwater.graphql.schema import schema
@@ -131,9 +134,38 @@ def _timed_out(error: GraphQLError) -> bool:
     return isinstance(original, OperationalError) and getattr(original.orig, "sqlstate", None) == "57014"
 
 
-def _execute(
+def _limit_statements(session: Session, budget: float) -> None:
+    """Give every transaction ``session`` begins a statement timeout of ``budget``: set as it begins, so a request
+    whose resolvers never use the session (search reads through its backend) pays no round trip for it."""
+    timeout = {"ms": str(int(budget * 1000))}
+
+    def begun(_session: Session, _transaction: Any, connection: Connection) -> None:
+        connection.execute(text("SELECT set_config('statement_timeout', :ms, true)"), timeout)
+
+    event.listen(session, "after_begin", begun)
+
+
+async def _answer(
     request: Request, query: str, variables: dict[str, Any] | None, operation: str | None, post: bool
 ) -> Response:
+    """The cached answer of a catalog read (:mod:`headwater.graphql.answers`: no thread hop, no session), or the
+    operation run in a worker thread, its answer cached when it is one."""
+    cache: DatasetCache = request.app.state.dataset_cache
+    key = answer_key(principal_of(request), query, variables, operation)
+    if key is not None and (hit := cache.get(key)) is not None:
+        return Response(hit[1], media_type="application/json")
+    generation = cache.generation()  # taken before the read: an answer overlapping a change is not kept
+    async with db_slot(request):
+        response, clean = await run_in_threadpool(_execute, request, query, variables, operation, post)
+    if key is not None and clean:
+        cache.put(key, generation, "", bytes(response.body))
+    return response
+
+
+def _execute(
+    request: Request, query: str, variables: dict[str, Any] | None, operation: str | None, post: bool
+) -> tuple[Response, bool]:
+    """The operation's answer, and whether it ran and answered without an error (typed error results are data)."""
     state = request.app.state
     settings = state.settings
     budget = settings.graphql_time_budget
@@ -143,7 +175,7 @@ def _execute(
     )
     with session_scope(state.sessionmaker) as session:
         if session.get_bind().dialect.name == "postgresql":  # no single statement outlives the budget either
-            session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(budget * 1000))})
+            _limit_statements(session, budget)
         context = Context(
             session=session,
             settings=settings,
@@ -163,14 +195,14 @@ def _execute(
             )
         except InvalidOperationTypeError:
             refusal = error_body("method_not_allowed", "mutations are accepted only with POST; send this one by POST")
-            return Response(orjson.dumps(refusal), status_code=405, media_type="application/json")
+            return Response(orjson.dumps(refusal), status_code=405, media_type="application/json"), False
         except TimeBudgetExceeded:
             session.rollback()
-            return _refused("time_budget_exceeded", over_budget, budget=budget)
+            return _refused("time_budget_exceeded", over_budget, budget=budget), False
         errors = result.errors or []
         if any(_timed_out(e) for e in errors):
             session.rollback()
-            return _refused("time_budget_exceeded", over_budget, budget=budget)
+            return _refused("time_budget_exceeded", over_budget, budget=budget), False
         data = result.data
         if any(_unexpected(e) for e in errors):
             session.rollback()  # nothing of this request is kept, so no data is answered either
@@ -182,16 +214,17 @@ def _execute(
         limit = settings.graphql_max_result_bytes
         if len(answer) > limit:
             session.rollback()
-            return _refused(
+            too_large = _refused(
                 "result_too_large",
                 f"the answer is {len(answer):,} bytes, more than the {limit:,} allowed "
                 "(HEADWATER_GRAPHQL_MAX_RESULT_BYTES); nothing it did is kept: ask for smaller pages or fewer fields",
                 size=len(answer),
                 limit=limit,
             )
+            return too_large, False
     # Nothing ran (a syntax or validation error, a query refused for its cost): the request's fault, 400.
     status = 400 if result.data is None and errors and all(e.original_error is None for e in errors) else 200
-    return Response(answer, status_code=status, media_type="application/json")
+    return Response(answer, status_code=status, media_type="application/json"), status == 200 and not errors
 
 
 def _request_of(document: Any) -> tuple[str, dict[str, Any] | None, str | None]:
@@ -236,8 +269,7 @@ async def post_graphql(request: Request) -> Response:
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}", detail={"field": "body"}) from None
     query, variables, operation = _request_of(document)
-    async with db_slot(request):
-        return await run_in_threadpool(_execute, request, query, variables, operation, True)
+    return await _answer(request, query, variables, operation, True)
 
 
 @graphql_router.get(
@@ -272,5 +304,4 @@ async def get_graphql(
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"variables is not valid JSON: {exc}", detail={"field": "variables"}) from None
     query, parsed, operation = _request_of({"query": query, "variables": parsed, "operationName": operation_name})
-    async with db_slot(request):
-        return await run_in_threadpool(_execute, request, query, parsed, operation, False)
+    return await _answer(request, query, parsed, operation, False)

@@ -3,16 +3,18 @@
 Each domain's types and resolvers live in its module (:mod:`~headwater.graphql.catalog`,
 :mod:`~headwater.graphql.search`, :mod:`~headwater.graphql.lineage`, :mod:`~headwater.graphql.jobs`); this module
 assembles them. Each resolver hands off to the domain function the REST route calls (Dagster's rule: one line of
-glue), so both APIs answer the same. Each root field runs in a savepoint of the request's transaction and answers
-a domain error as a typed result (:mod:`headwater.graphql.errors`): a mutation that fails leaves nothing behind,
-and the fields before and after it still answer.
+glue), so both APIs answer the same. Each root field runs in a savepoint of the request's transaction (a query's
+only root field, in the transaction itself) and answers a domain error as a typed result
+(:mod:`headwater.graphql.errors`): a mutation that fails leaves nothing behind, and the fields before and after it
+still answer.
 """
 
 from __future__ import annotations
 
 from graphql import GraphQLError
 from strawberry import Schema
-from strawberry.extensions import MaxAliasesLimiter, ParserCache, ValidationCache
+from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
+from strawberry.extensions.max_aliases import create_validator
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -45,12 +47,15 @@ class _Schema(Schema):
 # What a query may return is estimated and refused over HEADWATER_GRAPHQL_MAX_COST before it runs; a request past
 # its time budget is stopped as it completes objects (headwater.graphql.limits).
 MAX_ALIASES = 30
+# One rule class for the process: the validation cache is keyed by the rules too, and MaxAliasesLimiter made as a
+# factory creates a new class per request, which made every request miss it (validated every time).
+_ALIASES_RULE = create_validator(MAX_ALIASES)
 schema = _Schema(
     query=Query,
     mutation=Mutation,
     types=[Error],
     extensions=[
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: AddValidationRules([_ALIASES_RULE]),
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         CostLimit,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from headwater.auth.actions import Role
+from headwater.auth.actions import Action, Role
 
 pytestmark = pytest.mark.anyio
 
@@ -296,6 +296,32 @@ async def test_graphql_answers_the_analyst_not_found_and_placeholders(
     datasets = """{ datasets(first: 50) { ... on DatasetPage { items { name } } } }"""
     listed = (await auth_client.post("/graphql", json={"query": datasets}, headers=shop.analyst)).json()["data"]
     assert "shop.public.customers" not in {d["name"] for d in listed["datasets"]["items"]}
+
+
+async def test_cached_graphql_answers_are_served_only_to_the_audience_and_permission_they_were_made_for(
+    auth_client: httpx.AsyncClient, shop: Shop, mint: Mint
+) -> None:
+    """A catalog read's answer is cached (headwater.graphql.answers) per audience, like REST's list pages: whoever
+    asks first, each reader gets what running the query would give them, and one without catalog.read is refused."""
+    listing = """{ datasets(first: 50) { ... on DatasetPage { total items { name } } ... on Error { code } } }"""
+    one = """query($id: ID!) { dataset(id: $id) { __typename ... on Dataset { name } } }"""
+    # The analyst again, with a token scoped to lineage: the same audience as the cached answers, no catalog.read.
+    scoped = bearer(mint("ann", groups=("analysts",), scopes=(Action.LINEAGE_READ,)))
+    for _ in range(2):  # the second round is answered from the cache
+        for who, total in ((shop.admin, 3), (shop.analyst, 2), (shop.reader, 3), (shop.analyst, 2)):
+            page = await auth_client.post("/graphql", json={"query": listing}, headers=who)
+            assert page.json()["data"]["datasets"]["total"] == total, page.text
+            answer = await auth_client.post(
+                "/graphql", json={"query": one, "variables": {"id": str(shop.customers)}}, headers=who
+            )
+            expected = (
+                {"__typename": "NotFoundError"}
+                if total == 2
+                else {"__typename": "Dataset", "name": "shop.public.customers"}
+            )
+            assert answer.json()["data"]["dataset"] == expected
+        refused = await auth_client.post("/graphql", json={"query": listing}, headers=scoped)
+        assert refused.json()["data"]["datasets"] == {"code": "forbidden"}
 
 
 async def test_only_admins_and_owners_restrict_and_an_owner_cannot_restrict_a_dataset_away_from_themselves(

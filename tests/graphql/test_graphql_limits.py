@@ -12,8 +12,10 @@ from typing import Any
 import httpx
 import pytest
 from graphql import get_named_type, get_nullable_type, is_list_type, is_object_type, parse
+from sqlalchemy import text
 
 from headwater.app import create_app
+from headwater.catalog import sources
 from headwater.graphql.limits import LIST_BOUNDS, estimate
 from headwater.graphql.schema import schema
 from headwater.settings import Settings
@@ -155,3 +157,24 @@ def test_the_limits_default_to_what_a_single_page_needs(tmp_path: Path) -> None:
     defaults = Settings(data_dir=tmp_path)
     assert defaults.graphql_max_cost >= _cost("{ " + PAGE % "name" + " }")
     assert (defaults.graphql_max_result_bytes, defaults.graphql_time_budget) == (10 * 1024 * 1024, 30.0)
+
+
+async def test_a_statement_past_the_time_budget_is_cancelled_by_postgresql(
+    client: httpx.AsyncClient, limited: Limited, app_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget reaches the database as the transaction's statement_timeout, however late the transaction begins
+    (headwater.graphql.routes sets it as the session begins one): one slow statement is stopped at the budget."""
+    if not app_settings.resolved_database_url.startswith("postgresql"):
+        pytest.skip("statement_timeout is PostgreSQL's; SQLite has the deadline check only")
+
+    def slow(session: Any, **_kwargs: Any) -> Any:
+        session.execute(text("SELECT pg_sleep(5)"))
+        raise AssertionError("pg_sleep(5) finished: no statement timeout")
+
+    monkeypatch.setattr(sources, "list_sources", slow)
+    async with limited(graphql_time_budget=0.3) as http:
+        began = time.monotonic()
+        answer = await http.post("/graphql", json={"query": "{ sources { ... on SourceList { items { name } } } }"})
+    assert time.monotonic() - began < 3
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errors"][0]["extensions"]["code"] == "time_budget_exceeded"
