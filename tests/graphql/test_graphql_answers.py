@@ -7,8 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from strawberry.extensions.validation_cache import _get_validate_cache
-
-from tests.graphql.test_graphql_api import PLAY, gql, register, statements
+from test_graphql_api import PLAY, gql, register, statements
 
 pytestmark = pytest.mark.anyio
 
