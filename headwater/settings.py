@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     )
     search_batch_size: int = Field(default=200, ge=1, le=1000, description="Change events (or datasets) per batch.")
     search_concurrency: int = Field(
-        default=4,
+        default=0,
         ge=0,
         le=1024,
         description="Searches one server process runs at once (0: no bound); later ones wait their turn, first "

@@ -1,5 +1,5 @@
-"""Search admission: a process runs at most ``search_concurrency`` searches at once; the rest wait their turn
-(docs/adr/0014-search-admission.md)."""
+"""Search admission: with ``search_concurrency`` set, a process runs at most that many searches at once; the rest
+wait their turn (docs/adr/0014-search-admission.md). Off (0) by default."""
 
 from __future__ import annotations
 
@@ -96,6 +96,16 @@ def test_the_server_backend_takes_its_bound_from_the_settings(tmp_path: Path) ->
         assert backend._slots is not None
         assert backend._slots.acquire(blocking=False) and backend._slots.acquire(blocking=False)
         assert not backend._slots.acquire(blocking=False)  # a third would wait its turn
+    finally:
+        backend.close()
+        engine.dispose()
+
+
+def test_searches_are_unbounded_by_default(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'search.db'}")
+    backend = make_backend(Settings(), engine)
+    try:
+        assert backend._slots is None
     finally:
         backend.close()
         engine.dispose()
