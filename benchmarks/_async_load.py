@@ -2,7 +2,9 @@
 
 Runs in its own process: ``concurrency`` asyncio tasks, each on its own kept-alive HTTP/1.1 connection,
 send GET requests to one URL back to back for ``duration`` seconds, timing each one, and print one JSON
-object (requests, errors, req/s, p50/p99 in ms).
+object (requests, errors, req/s, p50/p99 in ms). With ``--paths FILE`` (one path and query string a line) the
+requests go to those paths of the URL's host instead, each taken once, in the file's order, by whichever task
+is free (``search_concurrency.py``: many different queries, none repeated; the run ends early if they run out).
 
 It speaks just enough HTTP/1.1 over asyncio streams (responses with Content-Length, which both servers
 send) because a full client caps the figures it is meant to measure: on a 2-core machine, httpx 0.28 at
@@ -53,15 +55,26 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def run(
-    url: str, *, concurrency: int, duration: float, timeout: float, headers: list[str] | None = None
+    url: str,
+    *,
+    concurrency: int,
+    duration: float,
+    timeout: float,
+    headers: list[str] | None = None,
+    paths: list[str] | None = None,
 ) -> dict[str, Any]:
     """Load ``url`` with ``concurrency`` connections for ``duration`` seconds (each request carrying the
-    ``Name: value`` lines of ``headers``); the figures as a dict."""
+    ``Name: value`` lines of ``headers``; with ``paths``, each request to the next of them instead of the URL's
+    own path); the figures as a dict."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     extra = "".join(f"{line}\r\n" for line in headers or ())
-    request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: */*\r\n{extra}\r\n".encode()
+
+    def request_for(target: str) -> bytes:
+        return f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: */*\r\n{extra}\r\n".encode()
+
+    own = request_for((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+    queue = iter([request_for(path) for path in paths]) if paths else None
     latencies: list[float] = []
     errors = 0
     non_2xx = 0
@@ -72,6 +85,9 @@ async def run(
         nonlocal errors, non_2xx
         connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         while time.perf_counter() < deadline:
+            request = own if queue is None else next(queue, None)
+            if request is None:
+                break  # every path has been asked once
             try:
                 if connection is None:
                     connection = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -113,9 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--header", action="append", default=[], help="a `Name: value` line sent with each request")
+    parser.add_argument("--paths", help="a file of paths (with query strings), one a line, each requested once")
     args = parser.parse_args(argv)
+    paths = None
+    if args.paths:
+        with open(args.paths, encoding="utf-8") as listed:
+            paths = [line.rstrip("\n") for line in listed if line.strip()]
     load = run(
-        args.url, concurrency=args.concurrency, duration=args.duration, timeout=args.timeout, headers=args.header
+        args.url,
+        concurrency=args.concurrency,
+        duration=args.duration,
+        timeout=args.timeout,
+        headers=args.header,
+        paths=paths,
     )
     try:
         import uvloop

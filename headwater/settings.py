@@ -155,6 +155,13 @@ class Settings(BaseSettings):
         default=True, description="Index every column as a searchable document of its own (type=column)."
     )
     search_batch_size: int = Field(default=200, ge=1, le=1000, description="Change events (or datasets) per batch.")
+    search_concurrency: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="Searches one server process runs at once (0: no bound); later ones wait their turn, first "
+        "come first served, so a burst of clients queues instead of slowing every search alike.",
+    )
     search_candidate_cap: int = Field(
         default=500, ge=50, le=20_000, description="sql backend: documents a broad relevance query ranks and counts."
     )

@@ -38,7 +38,14 @@ __all__ = [
 
 
 def make_backend(settings: Settings, engine: Engine) -> SearchBackend:
-    """The backend ``settings`` select; the ``sql`` one shares the catalog's engine."""
+    """The backend ``settings`` select (the ``sql`` one shares the catalog's engine), running at most
+    ``search_concurrency`` searches at once."""
+    backend = _backend(settings, engine)
+    backend.limit_concurrency(settings.search_concurrency)
+    return backend
+
+
+def _backend(settings: Settings, engine: Engine) -> SearchBackend:
     if settings.search_backend == "elasticsearch":
         from headwater.search.elasticsearch import ElasticsearchBackend
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -342,6 +343,13 @@ class SearchBackend(ABC):
     """A place search documents live. Implementations: ``sql`` (default) and ``elasticsearch``."""
 
     name: str = "abstract"
+    # At most this many searches run at once in a process (None: no bound); see :meth:`limit_concurrency`.
+    _slots: threading.BoundedSemaphore | None = None
+
+    def limit_concurrency(self, searches: int) -> None:
+        """Run at most ``searches`` searches at once (0: no bound); later ones wait their turn, in arrival order.
+        Why: docs/adr/0014-search-admission.md."""
+        self._slots = threading.BoundedSemaphore(searches) if searches > 0 else None
 
     @property
     def position_key(self) -> str:
@@ -360,7 +368,11 @@ class SearchBackend(ABC):
         """Answer a validated query; when all its words together find nothing, the best partial matches."""
         from headwater.search.fallback import search_with_fallback
 
-        return search_with_fallback(self, query)
+        slots = self._slots
+        if slots is None:
+            return search_with_fallback(self, query)
+        with slots:
+            return search_with_fallback(self, query)
 
     @abstractmethod
     def run(self, query: SearchQuery) -> SearchPage:
