@@ -1,7 +1,8 @@
-"""The storage floor of ``lineage_ingest.py``'s HTTP mode: an app that only inserts each POSTed event, raw.
+"""The storage floor of the HTTP ingestion benchmarks: an app that only inserts each POSTed event, raw.
 
 ``POST /api/v1/lineage`` takes the body as it is and inserts it into a plain table (``id bigserial, body
-jsonb``) of the database named by ``HEADWATER_DATABASE_URL``, one transaction per request, through the same
+jsonb``) of the database named by ``HEADWATER_DATABASE_URL``; ``POST /api/v1/lineage/batch`` takes a JSON array
+and inserts each event of it as a row (one executemany). One transaction per request, through the same
 engine settings Headwater uses (``headwater.db.create_db_engine``), and answers 201. It runs under the same
 uvicorn options as Headwater, so the two differ only in what is done with the event: stored, or stored and
 applied to the lineage model.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+import orjson
 from sqlalchemy import Connection, TextClause, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -33,7 +35,7 @@ def raw_table(connection: Connection, table: str) -> TextClause:
 
 
 def create_app() -> Starlette:
-    """The floor app: ``POST /api/v1/lineage`` and ``GET /readyz``."""
+    """The floor app: ``POST /api/v1/lineage``, ``POST /api/v1/lineage/batch`` and ``GET /readyz``."""
     engine = create_db_engine(os.environ["HEADWATER_DATABASE_URL"])
     with engine.begin() as connection:
         connection.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))
@@ -43,11 +45,26 @@ def create_app() -> Starlette:
         with engine.begin() as connection:
             connection.execute(statement, {"body": body})
 
+    def insert_many(bodies: list[str]) -> None:
+        with engine.begin() as connection:
+            connection.execute(statement, [{"body": body} for body in bodies])
+
     async def post(request: Request) -> Response:
         await run_in_threadpool(insert, (await request.body()).decode())
         return Response(b'{"received":1,"applied":1}', status_code=201, media_type="application/json")
 
+    async def post_batch(request: Request) -> Response:
+        bodies = [orjson.dumps(event).decode() for event in orjson.loads(await request.body())]
+        await run_in_threadpool(insert_many, bodies)
+        answer = orjson.dumps({"received": len(bodies), "applied": len(bodies)})
+        return Response(answer, status_code=201, media_type="application/json")
+
     async def readyz(_: Request) -> Response:
         return Response(b'{"status":"ready"}', media_type="application/json")
 
-    return Starlette(routes=[Route("/api/v1/lineage", post, methods=["POST"]), Route("/readyz", readyz)])
+    routes = [
+        Route("/api/v1/lineage", post, methods=["POST"]),
+        Route("/api/v1/lineage/batch", post_batch, methods=["POST"]),
+        Route("/readyz", readyz),
+    ]
+    return Starlette(routes=routes)

@@ -145,9 +145,9 @@ FLOOR_APP = "_raw_insert_app:create_app"
 
 
 @contextlib.contextmanager
-def server(url: str, app: str = HEADWATER_APP) -> Iterator[str]:
-    """A uvicorn process (one worker) serving ``app`` (Headwater, or the floor app) on ``url``'s database; its base
-    URL. Stopped by its id."""
+def server(url: str, app: str = HEADWATER_APP, environment: dict[str, str] | None = None) -> Iterator[str]:
+    """A uvicorn process (one worker) serving ``app`` (Headwater, or the floor app) on ``url``'s database, with
+    ``environment`` added to its own; its base URL. Stopped by its id."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
@@ -155,6 +155,7 @@ def server(url: str, app: str = HEADWATER_APP) -> Iterator[str]:
     here = Path(__file__).resolve().parent
     env.update(HEADWATER_DATABASE_URL=url, HEADWATER_LOG_LEVEL="warning", PYTHONPATH=f"{Path.cwd()}:{here}")
     env["HEADWATER_RATE_LIMIT_PER_SECOND"] = "0"  # one client sending as fast as it can, on purpose
+    env.update(environment or {})
     command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
     with tempfile.TemporaryDirectory() as work, open(Path(work) / "server.log", "wb") as log:

@@ -53,6 +53,7 @@ __all__ = [
     "in_chunks",
     "trim_oldest",
     "make_sessionmaker",
+    "read_scope",
     "session_scope",
     "utcnow",
 ]
@@ -231,6 +232,18 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def read_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A transaction that only reads: ended with COMMIT, not ROLLBACK (an exception still rolls it back).
+
+    psycopg deallocates every statement a connection has prepared when that connection rolls back, and the pool
+    hands the same connection to the next request: a background loop that ended its reads with a ROLLBACK every
+    quarter second threw away the lineage ingestion's prepared statements just as often (ADR 0004, issue 18).
+    For a transaction that wrote nothing, COMMIT and ROLLBACK leave the database the same."""
+    with session_scope(factory) as session:
+        yield session
 
 
 # Where psycopg's dialect writes a parameter (``%(name)s``) or a literal percent sign (``%%``).

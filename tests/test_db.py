@@ -291,3 +291,36 @@ def test_a_connection_lost_under_a_named_statement_raises_sqlalchemys_error(db_u
         assert _backend_pid(engine) != dead
     finally:
         engine.dispose()
+
+
+def _prepared_count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        count = connection.execute(
+            text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO begin_probe%'")
+        ).scalar_one()
+        connection.commit()  # not a rollback: that would deallocate what it counts
+        return int(count)
+
+
+def test_a_read_scope_keeps_the_connections_prepared_statements_where_a_rollback_drops_them(
+    probe_engine: Engine,
+) -> None:
+    factory = make_sessionmaker(probe_engine)  # one pooled connection: every session below shares it
+    with factory() as session:
+        begin_and_fetch_one(session, _INSERT_PROBE, {"name": "prepared"})
+        session.commit()
+    assert _prepared_count(probe_engine) == 1
+    with db.read_scope(factory) as session:
+        assert session.execute(text("SELECT count(*) FROM begin_probe")).scalar_one() == 1
+    assert _prepared_count(probe_engine) == 1  # ended with COMMIT: still prepared
+    with factory() as session:  # the same read, ended as a plain session ends it (ROLLBACK)
+        session.execute(text("SELECT count(*) FROM begin_probe"))
+    assert _prepared_count(probe_engine) == 0  # psycopg deallocated it
+
+
+def test_a_read_scope_rolls_back_on_an_exception(probe_engine: Engine) -> None:
+    factory = make_sessionmaker(probe_engine)
+    with pytest.raises(RuntimeError), db.read_scope(factory) as session:
+        session.execute(text("INSERT INTO begin_probe (name) VALUES ('not kept')"))
+        raise RuntimeError("the loop failed")
+    assert _names(probe_engine) == []

@@ -175,7 +175,8 @@ def allow(action: Action, *, owned_by: Callable[..., ResourceLoader] | None = No
     thing that does not exist is the loader's 404, never a 403.
     """
 
-    # Async: a decision in memory, so it runs on the event loop rather than costing a worker-thread hop.
+    # A coroutine, though it never waits: FastAPI runs a plain function dependency in a worker thread, and that
+    # hop cost a lineage POST about a tenth of its time (issue 18). The check is pure computation.
     async def authorised(request: Request) -> Principal:
         principal = principal_of(request)
         check(principal, action)

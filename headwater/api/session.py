@@ -39,6 +39,7 @@ from headwater.api.auth import LOGIN_PATH
 from headwater.api.responses import refusal
 from headwater.auth.authenticate import Authenticator, Identity
 from headwater.auth.principal import ANONYMOUS, Principal, PrincipalKind
+from headwater.db import read_scope
 from headwater.errors import HeadwaterError
 
 __all__ = [
@@ -281,7 +282,7 @@ class Sessions:
             return hit[1]
 
         def resolve() -> Principal:
-            with self.authenticator._sessionmaker() as db:
+            with read_scope(self.authenticator._sessionmaker) as db:
                 return self.authenticator.principal_of(identity, db)
 
         principal = await anyio.to_thread.run_sync(resolve)

@@ -30,6 +30,7 @@ from headwater.auth.models import SubjectKind
 from headwater.auth.principal import ANONYMOUS, LOCAL_ADMIN, Principal, PrincipalKind
 from headwater.auth.roles import roles_of
 from headwater.auth.tokens import TOKEN_PREFIX, principal_kind, touch, verify_token
+from headwater.db import read_scope
 from headwater.errors import HeadwaterError, Unauthenticated
 from headwater.settings import Settings
 
@@ -187,6 +188,6 @@ class Authenticator:
         if self._jwt_verifier is None:
             raise _refused("this server accepts API tokens (hw_...) only: no OIDC issuer is configured")
         identity = self._jwt_verifier(credential)
-        with self._sessionmaker() as session:
+        with read_scope(self._sessionmaker) as session:
             principal = self.principal_of(identity, session)
         return principal, identity.expires_at

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.auth.models import AuthEpoch
-from headwater.db import utcnow
+from headwater.db import read_scope, utcnow
 from headwater.loops import LoopService
 
 __all__ = ["RevocationPoller", "bump", "current"]
@@ -66,7 +66,7 @@ class RevocationPoller(LoopService[None]):
     def run_once(self) -> None:
         """One poll; a database that cannot be read leaves the cache lifetime as the bound."""
         try:
-            with self._factory() as session:
+            with read_scope(self._factory) as session:
                 epoch = current(session)
         except SQLAlchemyError as exc:
             log.warning(

@@ -43,6 +43,7 @@ from headwater.auth.principal import Principal
 from headwater.catalog.events import trimmed_through
 from headwater.catalog.list_pages import ListSpan, RowKeys, row_keys
 from headwater.catalog.models import ChangeEvent
+from headwater.db import read_scope
 from headwater.loops import LoopService
 
 __all__ = ["CachedReads", "DatasetCache", "OutboxPoller", "list_cache_key"]
@@ -215,7 +216,7 @@ class OutboxPoller(LoopService[None]):
     def poll_once(self) -> None:
         """Read outbox rows after the last position and invalidate the datasets they name."""
         try:
-            with self._factory() as session:
+            with read_scope(self._factory) as session:
                 if self.position is None:
                     latest = session.scalar(select(ChangeEvent.id).order_by(ChangeEvent.id.desc()).limit(1))
                     self.position = latest or 0
