@@ -222,7 +222,9 @@ def _planner_rows(session: Session, stmt: Select[Any]) -> int:
 
 
 def _after(key: SortKey, value: Any, pk: int, *, descending: bool) -> ColumnElement[bool]:
-    # Spelled out instead of a row-value comparison so both SQLite and PostgreSQL use the index.
+    # Spelled out instead of a row-value comparison, for SQLite; the leading bound (redundant with the OR) is what
+    # either planner can start an index range at: without it PostgreSQL read the sort index from its first entry and
+    # filtered every row before the cursor (75,116 rows, 110 ms, for a page in the middle of 100,000 datasets).
     if descending:
-        return or_(key.column < value, and_(key.column == value, key.pk < pk))
-    return or_(key.column > value, and_(key.column == value, key.pk > pk))
+        return and_(key.column <= value, or_(key.column < value, and_(key.column == value, key.pk < pk)))
+    return and_(key.column >= value, or_(key.column > value, and_(key.column == value, key.pk > pk)))

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from secrets_fixtures import MakeServer
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from headwater import migrations, pagination
 from headwater.catalog import service
@@ -305,3 +305,47 @@ def test_an_estimate_reads_the_filtered_statement_of_a_restricted_reader(
     assert [d.name for d in page.items] == ["r1"] and not page.total_exact and page.total >= 3
     exact = service.list_datasets(session, filters=filters, limit=1, audience=frozenset({"team:a"}), count="exact")
     assert exact.total == 3 and exact.total_exact
+
+
+@pytest.mark.parametrize("sort", ["name", "-name", "-updated_at"])
+def test_a_page_after_a_cursor_starts_its_index_range_at_the_cursor(engine: Engine, sort: str) -> None:
+    """A page in the middle of the catalog reads from the cursor on, not every row before it: the keyset condition
+    gives the planner a bound on the sort column to start the index range at (an OR alone is only a filter)."""
+    factory = make_sessionmaker(engine)
+    with session_scope(factory) as session:
+        run = uuid.uuid4().hex[:6]  # the engine's tables are shared by this test's parameters
+        for i in range(120):
+            service.register_dataset(session, data=DatasetCreate(name=f"sales.orders_{run}_{i:03d}"))
+    with session_scope(factory) as session:
+        middle = service.list_datasets(session, filters=service.DatasetFilters(), limit=60, sort=sort)
+        assert middle.next_cursor is not None
+    statements: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "ORDER BY" in statement and "datasets" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        with session_scope(factory) as session:
+            page = service.list_datasets(
+                session, filters=service.DatasetFilters(), limit=10, sort=sort, cursor=middle.next_cursor
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    assert len(page.items) == 10
+    statement, parameters = statements[0]
+    column = "updated_at" if "updated_at" in sort else "name"
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            for plan_kind in ("seqscan", "bitmapscan", "sort"):  # a table this small, unanalysed, is read any way
+                connection.exec_driver_sql(f"SET enable_{plan_kind} = off")
+            plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+            # Read in order from the cursor on: an index range, not the whole index filtered.
+            assert "Index Scan" in plan and "Sort" not in plan, plan
+            assert f"Index Cond: (({column})" in plan or f"Index Cond: ({column}" in plan, plan
+        else:
+            plan = "\n".join(
+                str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            )
+            assert f"({column}<" in plan or f"({column}>" in plan, plan
