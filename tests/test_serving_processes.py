@@ -21,15 +21,18 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import TEST_SECRETS_KEY
 from live_http import free_port
 
 from headwater import migrations
+from headwater.secrets import generate_key
 
 pytestmark = pytest.mark.integration
 MakeDatabase = Callable[..., str]
 BACKENDS = ["postgres", "sqlite"]
 # Three processes importing Headwater at once: about 8 s on an idle 2-core machine, far more on a loaded one.
+# The servers here have databases of their own: any key serves (the suite's is in a conftest this module cannot
+# import by name, since every test directory's conftest is a module called conftest).
+TEST_SECRETS_KEY = generate_key()
 START_SECONDS = 150  # four processes importing Headwater on a 2-core machine running the suite
 
 
