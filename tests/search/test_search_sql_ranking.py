@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
 from headwater.catalog import service
@@ -181,3 +181,33 @@ def test_dataset_searches_read_the_dataset_only_indexes_and_they_follow_updates_
     finally:
         indexer.release()
         backend.close()
+
+
+def test_a_word_matching_more_documents_than_the_gin_bound_still_ranks_the_exact_name_first(
+    engine: Engine, capped: SqlSearchBackend, add_dataset: AddDataset, index: Callable[[], int]
+) -> None:
+    """PostgreSQL's GIN scans return about ten times the cap (here 30) of a common word's documents, a random part
+    of them past that; the exact name still comes first (the names step reads the name index), the page holds the cap
+    and says its totals are approximate."""
+    for i in range(70):
+        add_dataset(f"analytics.title_metric_{i:02d}")
+    add_dataset("core.title")
+    index()
+    statements: list[str] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(capped.read_engine, "before_cursor_execute", keep)
+    try:
+        page = capped.search(SearchQuery(q="title").validate())
+    finally:
+        event.remove(capped.read_engine, "before_cursor_execute", keep)
+    assert page.items[0].name == "core.title" and page.items[0].match is MatchTier.EXACT
+    assert len(page.items) == 3 and all(h.name.startswith("analytics.title_metric_") for h in page.items[1:])
+    assert page.total_approximate and page.facets_approximate
+    bounded = [s for s in statements if "gin_fuzzy_search_limit" in s]
+    if engine.dialect.name == "postgresql":
+        assert bounded == ["SET LOCAL gin_fuzzy_search_limit = 30"]
+    else:
+        assert bounded == []
