@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from secrets_fixtures import MakeServer
 from sqlalchemy import Engine, event, text
+from suite_tables import empty_tables
 
 from headwater import migrations, pagination
 from headwater.catalog import service
@@ -307,13 +309,21 @@ def test_an_estimate_reads_the_filtered_statement_of_a_restricted_reader(
     assert exact.total == 3 and exact.total_exact
 
 
+@pytest.fixture
+def emptied_after(engine: Engine) -> Iterator[Engine]:
+    """The suite's engine; the tables are emptied after the test (others expect an empty catalog)."""
+    yield engine
+    empty_tables(engine)
+
+
 @pytest.mark.parametrize("sort", ["name", "-name", "-updated_at"])
-def test_a_page_after_a_cursor_starts_its_index_range_at_the_cursor(engine: Engine, sort: str) -> None:
+def test_a_page_after_a_cursor_starts_its_index_range_at_the_cursor(emptied_after: Engine, sort: str) -> None:
     """A page in the middle of the catalog reads from the cursor on, not every row before it: the keyset condition
     gives the planner a bound on the sort column to start the index range at (an OR alone is only a filter)."""
+    engine = emptied_after
     factory = make_sessionmaker(engine)
     with session_scope(factory) as session:
-        run = uuid.uuid4().hex[:6]  # the engine's tables are shared by this test's parameters
+        run = uuid.uuid4().hex[:6]
         for i in range(120):
             service.register_dataset(session, data=DatasetCreate(name=f"sales.orders_{run}_{i:03d}"))
     with session_scope(factory) as session:
