@@ -19,6 +19,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -143,14 +144,17 @@ def main(argv: list[str] | None = None) -> int:
         headers=args.header,
         paths=paths,
     )
+    json.dump(run_fastest(load), sys.stdout)
+    return 0
+
+
+def run_fastest(load: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run a load coroutine on uvloop when it is installed (a faster client), else on asyncio's own loop."""
     try:
         import uvloop
     except ImportError:
-        figures = asyncio.run(load)
-    else:
-        figures = uvloop.run(load)
-    json.dump(figures, sys.stdout)
-    return 0
+        return asyncio.run(load)
+    return uvloop.run(load)
 
 
 if __name__ == "__main__":

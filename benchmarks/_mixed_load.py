@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import random
 import sys
 import time
@@ -25,17 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of already sorted values (0.0 when there are none)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-class ProtocolError(Exception):
-    """The server's answer is not one this client understands."""
+from _async_load import ProtocolError, percentile, run_fastest
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes], bytes]:
@@ -203,13 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         writes_per_second=args.writes_per_second,
         write_ids=write_ids,
     )
-    try:
-        import uvloop
-    except ImportError:
-        figures = asyncio.run(load)
-    else:
-        figures = uvloop.run(load)
-    json.dump(figures, sys.stdout)
+    json.dump(run_fastest(load), sys.stdout)
     return 0
 
 
