@@ -1,0 +1,166 @@
+"""The supervisor of a job that runs on a cluster manager: the job's own process on the worker.
+
+    python -I -m headwater.jobs.drivers.supervise [--poll S] [--kill-wait S] [--lost-after S] -- SUBMIT_ARGV...
+
+with the manager's spec (``{"manager": NAME, "config": {...}}``) as JSON in ``$HEADWATER_CLUSTER_MANAGER``. It
+
+1. runs the submitter (``spark-submit --deploy-mode cluster ...``), its output on the job's stdout, and finds the
+   application id in it; no id is a failed job (the submitter's exit code, else 1);
+2. writes the id into the job's directory (:data:`~.base.APP_RECORD`), where the worker and the reaper find it;
+3. reads the application's state every ``--poll`` seconds until it is final, writing each change into the record
+   and a line on stderr; a manager that cannot be reached for ``--lost-after`` seconds fails the job, the
+   application killed first (best effort), so nothing runs on unwatched;
+4. on SIGTERM (a kill or a timeout: the launcher passes it on) kills the application through the manager and
+   waits up to ``--kill-wait`` seconds for it to end;
+5. fetches the driver's logs into ``driver/`` in the job's directory, and exits 0 when the application succeeded,
+   its exit code (else 1) when it failed, 143 when it was killed.
+
+It runs in the job's directory, as the job's user, with the job's environment, and imports nothing of Headwater but
+this package, so it never sees the server's settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+
+from headwater.jobs.drivers.base import (
+    DRIVER_LOGS_DIR,
+    SPEC_ENV,
+    AppRecord,
+    AppState,
+    AppStatus,
+    ClusterManager,
+    ManagerError,
+    manager_for,
+    say,
+    write_app_record,
+)
+
+__all__ = ["main", "supervise"]
+
+EXIT_KILLED = 128 + signal.SIGTERM
+_stop: list[int] = []
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    _stop.append(signum)
+
+
+def _update(work_dir: Path, record: AppRecord, status: AppStatus) -> AppRecord:
+    record = replace(
+        record, state=status.state.value, raw=status.raw, detail=status.detail, exit_code=status.exit_code,
+        where=status.where or record.where,
+    )  # fmt: skip
+    write_app_record(work_dir, record)
+    return record
+
+
+def _exit_code(record: AppRecord) -> int:
+    if record.state == AppState.SUCCEEDED.value:
+        return 0
+    if record.state == AppState.KILLED.value:
+        return EXIT_KILLED
+    return record.exit_code if record.exit_code not in (None, 0) else 1
+
+
+def supervise(
+    manager: ClusterManager,
+    argv: list[str],
+    *,
+    work_dir: Path,
+    env: dict[str, str],
+    poll: float = 2.0,
+    kill_wait: float = 30.0,
+    lost_after: float = 300.0,
+) -> int:
+    """Submit ``argv`` to ``manager``, follow the application to its end, fetch its logs; the exit code."""
+    submission = manager.submit(argv, env=env, cwd=work_dir, echo=lambda line: print(line, end="", flush=True))
+    if submission.app_id is None:
+        say(f"the submitter printed no {manager.name} application id (exit code {submission.returncode})")
+        return submission.returncode or 1
+    record = AppRecord(manager=manager.name, app_id=submission.app_id, config=manager.config)
+    write_app_record(work_dir, record)
+    say(f"submitted {submission.app_id} to {manager.name}")
+    if submission.returncode != 0:
+        say(f"the submitter exited {submission.returncode} after printing the id; following the application anyway")
+    killed_at: float | None = None
+    reached = time.monotonic()
+    last: tuple[str, str] | None = None
+    while True:
+        if _stop and killed_at is None:
+            killed_at = time.monotonic()
+            say(f"killing {submission.app_id} through {manager.name}")
+            try:
+                manager.kill(submission.app_id)
+            except ManagerError as exc:
+                say(f"kill of {submission.app_id} failed: {exc}")
+        try:
+            status = manager.status(submission.app_id)
+            reached = time.monotonic()
+        except ManagerError as exc:
+            if time.monotonic() - reached > lost_after:
+                say(f"{manager.name} unreachable for {lost_after:.0f} s: {exc}; killing {submission.app_id}")
+                with contextlib.suppress(ManagerError):
+                    manager.kill(submission.app_id)
+                record = _update(work_dir, record, AppStatus(AppState.FAILED, raw="LOST", detail=str(exc)))
+                break
+            status = None
+        if status is not None:
+            if (status.state.value, status.raw) != last:
+                last = (status.state.value, status.raw)
+                where = f" on {status.where}" if status.where else ""
+                say(
+                    f"{submission.app_id} {status.state.value} ({status.raw}){where}"
+                    + (f": {status.detail}" if status.detail else "")
+                )
+                record = _update(work_dir, record, status)
+            if status.state.final:
+                break
+        if killed_at is not None and time.monotonic() - killed_at > kill_wait:
+            say(f"{submission.app_id} did not end within {kill_wait:.0f} s of its kill")
+            record = _update(work_dir, record, AppStatus(AppState.KILLED, raw=record.raw, detail="kill not confirmed"))
+            break
+        time.sleep(min(poll, 0.2) if _stop else poll)
+    try:
+        logs = manager.fetch_logs(submission.app_id, work_dir / DRIVER_LOGS_DIR)
+        record = replace(record, logs=[str(path.relative_to(work_dir)) for path in logs])
+        write_app_record(work_dir, record)
+    except (ManagerError, OSError, ValueError) as exc:
+        say(f"could not fetch the driver's logs of {submission.app_id}: {exc}")
+    return _exit_code(record)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and the spec, then :func:`supervise`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in args:
+        raise SystemExit("usage: python -m headwater.jobs.drivers.supervise [--poll S] [--kill-wait S] -- ARGV")
+    split = args.index("--")
+    options = dict(zip(args[:split:2], args[1:split:2], strict=True))
+    command = args[split + 1 :]
+    env = dict(os.environ)
+    try:
+        spec = json.loads(env.pop(SPEC_ENV))
+        manager = manager_for(str(spec["manager"]), spec.get("config") or {})
+    except (KeyError, ValueError, TypeError, ManagerError) as exc:
+        say(f"no usable cluster manager spec in ${SPEC_ENV}: {exc}")
+        return 2
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    return supervise(
+        manager, command, work_dir=Path.cwd(), env=env,
+        poll=float(options.get("--poll", 2.0)), kill_wait=float(options.get("--kill-wait", 30.0)),
+        lost_after=float(options.get("--lost-after", 300.0)),
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
