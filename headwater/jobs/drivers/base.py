@@ -150,6 +150,11 @@ class ClusterManager(abc.ABC):
         """Copy the driver's logs into ``dest`` (created); the files written. Managers that cannot, write none."""
         return []
 
+    def close(self) -> None:
+        """Release what :meth:`submit` started on this host (an application cluster's own processes); called once
+        the application ended and its logs were fetched, and on every way out of the supervisor."""
+        return None
+
 
 _MANAGERS: dict[str, type[ClusterManager]] = {}
 

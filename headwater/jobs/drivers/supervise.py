@@ -82,6 +82,25 @@ def supervise(
     lost_after: float = 300.0,
 ) -> int:
     """Submit ``argv`` to ``manager``, follow the application to its end, fetch its logs; the exit code."""
+    try:
+        return _supervise(
+            manager, argv, work_dir=work_dir, env=env, poll=poll, kill_wait=kill_wait, lost_after=lost_after
+        )
+    finally:
+        manager.close()
+
+
+def _supervise(
+    manager: ClusterManager,
+    argv: list[str],
+    *,
+    work_dir: Path,
+    env: dict[str, str],
+    poll: float = 2.0,
+    kill_wait: float = 30.0,
+    lost_after: float = 300.0,
+) -> int:
+    """:func:`supervise` without the manager's close."""
     submission = manager.submit(argv, env=env, cwd=work_dir, echo=lambda line: print(line, end="", flush=True))
     if submission.app_id is None:
         say(f"the submitter printed no {manager.name} application id (exit code {submission.returncode})")
