@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
+
 __all__ = [
     "APP_RECORD",
     "DRIVER_LOGS_DIR",
@@ -110,8 +112,18 @@ class ClusterManager(abc.ABC):
     # The submitter's output that names the application id (first group); used by the default parse_submission.
     submission_id: ClassVar[re.Pattern[str] | None] = None
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any], *, http: httpx.Client | None = None) -> None:
         self.config = dict(config)
+        # Server-side callers (the worker's kill, the reaper) pass a client of the egress policy
+        # (headwater.egress.http_client); the supervisor, which is the job's own process, uses a plain one.
+        self._http = http
+
+    @property
+    def http(self) -> httpx.Client:
+        """The HTTP client the manager's REST calls use (made on first use when none was given)."""
+        if self._http is None:
+            self._http = httpx.Client(timeout=float(self.config.get("timeout", 10.0)), trust_env=False)
+        return self._http
 
     def submit(
         self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, echo: Callable[[str], object]
@@ -165,15 +177,15 @@ def register(cls: type[ClusterManager]) -> type[ClusterManager]:
     return cls
 
 
-def manager_for(name: str, config: Mapping[str, Any]) -> ClusterManager:
-    """The manager called ``name``, configured by ``config``."""
+def manager_for(name: str, config: Mapping[str, Any], *, http: httpx.Client | None = None) -> ClusterManager:
+    """The manager called ``name``, configured by ``config`` (``http``: see :class:`ClusterManager`)."""
     from headwater.jobs import drivers  # noqa: F401  # imports every implementation, which registers itself
 
     try:
         cls = _MANAGERS[name]
     except KeyError:
         raise ManagerError(f"no cluster manager {name!r}; known: {sorted(_MANAGERS)}") from None
-    return cls(config)
+    return cls(config, http=http)
 
 
 def write_app_record(work_dir: Path, record: AppRecord) -> None:
