@@ -278,7 +278,7 @@ class YarnManager(ClusterManager):
         text, returncode, truncated = self._bounded_output(args)
         if any(marker in text for marker in NO_AGGREGATED_LOGS) and "LogType:" not in text:
             return []  # aggregation is off or not finished: nothing to copy, and no error to the job
-        if returncode != 0 and "LogType:" not in text:
+        if returncode != 0 and not truncated and "LogType:" not in text:
             raise ManagerError(f"`yarn {' '.join(args)}` exited {returncode}: {_one_line(text[-DETAIL_CHARS:])}")
         dest.mkdir(parents=True, exist_ok=True)
         whole = dest / "yarn-logs.txt"
