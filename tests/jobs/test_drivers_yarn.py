@@ -18,7 +18,7 @@ import pytest
 import yarn_recorded as recorded
 from drivers_helpers import finish, recorded_submitter, start_supervisor, wait_for_record
 
-from headwater.jobs.drivers import AppState, ManagerError, manager_for, read_app_record
+from headwater.jobs.drivers import AppState, ClusterManager, ManagerError, manager_for, read_app_record
 from headwater.jobs.drivers.yarn import YarnManager, app_status, parse_application_report, split_container_logs
 
 APP_ID = recorded.APP_ID
@@ -92,6 +92,11 @@ def test_the_aggregated_logs_are_cut_into_their_files() -> None:
     assert {log.container for log in logs} == {"container_1663000676736_0003_01_000001"}
     assert logs[1].text == "rows written: 42\nall done\n\n"
     assert "Final app status: SUCCEEDED" in logs[2].text
+
+
+def test_spark_submit_is_told_to_return_once_yarn_accepted_the_application() -> None:
+    assert manager_for("yarn", {}).submit_confs({}) == {"spark.yarn.submit.waitAppCompletion": "false"}
+    assert ClusterManager.submit_confs({"anything": 1}) == {}  # the contract's default: nothing to add
 
 
 # -- the CLI path, through the stand-in yarn ---------------------------------------------------------------------

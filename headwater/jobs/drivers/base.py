@@ -125,6 +125,12 @@ class ClusterManager(abc.ABC):
             self._http = httpx.Client(timeout=float(self.config.get("timeout", 10.0)), trust_env=False)
         return self._http
 
+    @classmethod
+    def submit_confs(cls, config: Mapping[str, Any]) -> dict[str, str]:
+        """Settings the engine adds to the submitter's command (Spark ``--conf`` key/values) so that the submitter
+        returns once the application is accepted and the supervisor follows it; none by default."""
+        return {}
+
     def submit(
         self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, echo: Callable[[str], object]
     ) -> Submission:
