@@ -253,6 +253,8 @@ class K8sApiStandIn:
                 return self.send(request, 404, not_found(key[1]))
             if match.group(3):  # the log
                 data = self.logs[key]
+                if "tailLines" in query:  # the kubelet starts from the tail, then applies limitBytes
+                    data = b"".join(data.splitlines(keepends=True)[-int(query["tailLines"][0]) :])
                 limit = int(query.get("limitBytes", ["0"])[0])
                 return self.send_bytes(request, 200, data[:limit] if limit else data, "text/plain")
             pod = phases[0]

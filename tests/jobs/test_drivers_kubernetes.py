@@ -148,14 +148,25 @@ def test_kill_deletes_the_driver_pod_with_the_grace_period_and_again_is_no_error
 
 
 @pytest.mark.integration
-def test_the_drivers_log_is_fetched_bounded_into_driver_stdout(api: K8sApiStandIn, tmp_path: Path) -> None:
+def test_the_drivers_log_is_fetched_into_driver_stdout(api: K8sApiStandIn, tmp_path: Path) -> None:
     api.add_pod([k8s.SUCCEEDED])
-    manager = manager_for("kubernetes", config(api, tmp_path, max_log_bytes=64))
-    written = manager.fetch_logs(SUBMISSION, tmp_path / "driver")
+    written = manager_for("kubernetes", config(api, tmp_path)).fetch_logs(SUBMISSION, tmp_path / "driver")
     assert written == [tmp_path / "driver" / "stdout"]
-    assert written[0].read_bytes() == k8s.DRIVER_LOG[:64] + b"\n[headwater: cut at max_log_bytes]\n"
-    _, path, query, _ = [r for r in api.requests if r[1].endswith("/log")][0]
-    assert query == {"container": ["spark-kubernetes-driver"], "limitBytes": ["64"]}
+    assert written[0].read_bytes() == k8s.DRIVER_LOG
+    _, _, query, _ = [r for r in api.requests if r[1].endswith("/log")][0]
+    assert query == {"container": ["spark-kubernetes-driver"], "limitBytes": [str(8 * 1024 * 1024)]}
+
+
+@pytest.mark.integration
+def test_a_long_log_keeps_its_head_and_its_last_lines(api: K8sApiStandIn, tmp_path: Path) -> None:
+    api.add_pod([k8s.FAILED], log=k8s.DRIVER_LOG + b"Traceback (most recent call last):\nValueError: boom\n")
+    manager = manager_for("kubernetes", config(api, tmp_path, log_max_bytes=64, log_tail_lines=2))
+    written = manager.fetch_logs(SUBMISSION, tmp_path / "driver")
+    assert [p.name for p in written] == ["stdout", "stdout-tail"]
+    assert written[0].read_bytes().startswith(k8s.DRIVER_LOG[:64] + b"\n[headwater: cut at log_max_bytes")
+    assert written[1].read_bytes() == b"Traceback (most recent call last):\nValueError: boom\n"
+    queries = [r[2] for r in api.requests if r[1].endswith("/log")]
+    assert queries[1] == {"container": ["spark-kubernetes-driver"], "limitBytes": ["64"], "tailLines": ["2"]}
 
 
 @pytest.mark.integration

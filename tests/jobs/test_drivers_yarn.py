@@ -90,8 +90,7 @@ def test_the_aggregated_logs_are_cut_into_their_files() -> None:
     logs = split_container_logs(recorded.AGGREGATED_LOGS)
     assert [log.log_type for log in logs] == ["prelaunch.out", "stdout", "stderr"]
     assert {log.container for log in logs} == {"container_1663000676736_0003_01_000001"}
-    assert logs[1].text == "rows written: 42\nall done\n\n"
-    assert "Final app status: SUCCEEDED" in logs[2].text
+    assert [log.text for log in logs] == [recorded.PRELAUNCH_OUT, recorded.DRIVER_STDOUT, recorded.DRIVER_STDERR]
 
 
 def test_spark_submit_is_told_to_return_once_yarn_accepted_the_application() -> None:
@@ -210,17 +209,25 @@ def test_the_drivers_aggregated_logs_are_fetched_into_driver(tmp_path: Path) -> 
     dest = tmp_path / "job" / "driver"
     written = manager_for("yarn", yarn.config()).fetch_logs(APP_ID, dest)
     assert sorted(p.name for p in written) == ["prelaunch.out", "stderr", "stdout", "yarn-logs.txt"]
-    assert (dest / "stdout").read_text() == "rows written: 42\nall done\n\n"
+    assert (dest / "stdout").read_text() == recorded.DRIVER_STDOUT
     assert "LogAggregationType: AGGREGATED" in (dest / "yarn-logs.txt").read_text()
-    assert ["logs", "-applicationId", APP_ID, "-am", "1"] in yarn.state["calls"]
+    assert ["logs", "-applicationId", APP_ID, "-am", "1", "-size", f"-{8 * 1024 * 1024}"] in yarn.state["calls"]
 
 
-def test_logs_are_cut_at_max_log_bytes(tmp_path: Path) -> None:
+def test_yarn_is_asked_for_the_tail_of_each_log_file(tmp_path: Path) -> None:
     yarn = YarnStandIn(tmp_path, [["FINISHED", "SUCCEEDED", "", "SUCCEEDED"]], logs="aggregated")
-    written = manager_for("yarn", yarn.config(max_log_bytes=400)).fetch_logs(APP_ID, tmp_path / "driver")
+    manager_for("yarn", yarn.config(log_max_bytes=12, log_files_max=1000)).fetch_logs(APP_ID, tmp_path / "driver")
+    assert (tmp_path / "driver" / "stdout").read_text() == recorded.DRIVER_STDOUT[-12:]
+    assert (tmp_path / "driver" / "stderr").read_text() == recorded.DRIVER_STDERR[-12:]
+
+
+def test_the_whole_logs_output_is_cut_at_its_bound(tmp_path: Path) -> None:
+    yarn = YarnStandIn(tmp_path, [["FINISHED", "SUCCEEDED", "", "SUCCEEDED"]], logs="aggregated")
+    config = yarn.config(log_max_bytes=100, log_files_max=4)  # the tails fit, the whole output (> 400 B) does not
+    written = manager_for("yarn", config).fetch_logs(APP_ID, tmp_path / "driver")
     whole = (tmp_path / "driver" / "yarn-logs.txt").read_text()
-    assert whole.endswith("[headwater: cut at max_log_bytes]\n")
-    assert len(whole.encode()) <= 400 + len("\n[headwater: cut at max_log_bytes]\n")
+    marker = "\n[headwater: cut at log_max_bytes x log_files_max]\n"
+    assert whole.endswith(marker) and len(whole.encode()) == 400 + len(marker)
     assert "stderr" not in {p.name for p in written}  # past the cut
 
 

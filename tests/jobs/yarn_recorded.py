@@ -154,53 +154,53 @@ CLI_UNREACHABLE = (
     "http://wiki.apache.org/hadoop/ConnectionRefused\n"
 )
 
-# `yarn logs -applicationId <id> -am 1` of a finished Spark driver: LogToolUtils.formatContainerLogHeader before
-# each file, "End of LogType:<file>" and a line of stars after it (Hadoop 3.x; the prelaunch.out block is as a
-# Hadoop 3 cluster printed it, the stdout/stderr blocks are the driver's).
-AGGREGATED_LOGS = """\
-2023-05-04 10:20:01,002 INFO client.DefaultNoHARMFailoverProxyProvider: Connecting to ResourceManager at rm.example.com/10.0.0.5:8032
-Container: container_1663000676736_0003_01_000001 on worker-2.example.com_45454
-LogAggregationType: AGGREGATED
-=================================================================================
-LogType:prelaunch.out
-LogLastModifiedTime:Thu Nov 10 20:16:13 +0800 2022
-LogLength:100
-LogContents:
-Setting up env variables
-Setting up job resources
-Copying debugging information
-Launching container
+AM_CONTAINER = "container_1663000676736_0003_01_000001"
+AM_NODE = "worker-2.example.com_45454"
 
-End of LogType:prelaunch.out
-******************************************************************************
 
-Container: container_1663000676736_0003_01_000001 on worker-2.example.com_45454
-LogAggregationType: AGGREGATED
-=================================================================================
-LogType:stdout
-LogLastModifiedTime:Thu Nov 10 20:16:40 +0800 2022
-LogLength:27
-LogContents:
-rows written: 42
-all done
+def log_block(log_type: str, content: str, *, container: str = AM_CONTAINER, node: str = AM_NODE) -> str:
+    """One log file as ``yarn logs`` prints it (Hadoop 3.x): LogToolUtils.formatContainerLogHeader, the content,
+    then "\nEnd of LogType:<file>\n" and a line of stars 50 longer than that, and an empty line."""
+    header = f"Container: {container} on {node}"
+    end = f"End of LogType:{log_type}"
+    return (
+        f"{header}\nLogAggregationType: AGGREGATED\n{'=' * len(header)}\nLogType:{log_type}\n"
+        f"LogLastModifiedTime:Thu Nov 10 20:16:40 +0800 2022\nLogLength:{len(content.encode())}\nLogContents:\n"
+        f"{content}\n{end}\n{'*' * (len(end) + 50)}\n\n"
+    )
 
-End of LogType:stdout
-******************************************************************************
 
-Container: container_1663000676736_0003_01_000001 on worker-2.example.com_45454
-LogAggregationType: AGGREGATED
-=================================================================================
-LogType:stderr
-LogLastModifiedTime:Thu Nov 10 20:16:40 +0800 2022
-LogLength:96
-LogContents:
-22/11/10 20:16:20 INFO ApplicationMaster: Registered signal handlers for [TERM, HUP, INT]
-22/11/10 20:16:39 INFO ApplicationMaster: Final app status: SUCCEEDED, exitCode: 0
+# The prelaunch.out content as a Hadoop 3 cluster printed it (a public `yarn logs` sample); stdout and stderr are
+# a Spark driver's (its ApplicationMaster's own log lines on stderr).
+PRELAUNCH_OUT = (
+    "Setting up env variables\nSetting up job resources\nCopying debugging information\nLaunching container\n"
+)
+DRIVER_STDOUT = "rows written: 42\nall done\n"
+DRIVER_STDERR = (
+    "22/11/10 20:16:20 INFO ApplicationMaster: Registered signal handlers for [TERM, HUP, INT]\n"
+    "22/11/10 20:16:39 INFO ApplicationMaster: Final app status: SUCCEEDED, exitCode: 0\n"
+)
+# `yarn logs -applicationId <id> -am 1` of a finished Spark driver: the CLI's log line on stderr, then each file.
+AGGREGATED_LOGS = (
+    "2023-05-04 10:20:01,002 INFO client.DefaultNoHARMFailoverProxyProvider: Connecting to ResourceManager at "
+    "rm.example.com/10.0.0.5:8032\n"
+    + log_block("prelaunch.out", PRELAUNCH_OUT)
+    + log_block("stdout", DRIVER_STDOUT)
+    + log_block("stderr", DRIVER_STDERR)
+)
 
-End of LogType:stderr
-******************************************************************************
 
-"""
+def tail_each_file(text: str, size: int) -> str:
+    """``text`` with each file's content cut to its last ``size`` bytes, as ``yarn logs -size -<size>`` prints
+    it (LogToolUtils.outputContainerLog skips to the tail; the header keeps the file's whole length)."""
+    import re
+
+    def cut(match: re.Match[str]) -> str:
+        content = match.group(2).encode()
+        return match.group(1) + content[-size:].decode(errors="replace") + match.group(3)
+
+    return re.sub(r"(LogContents:\n)(.*?)(\nEnd of LogType:)", cut, text, flags=re.DOTALL)
+
 
 # `yarn logs` when aggregation is off or not finished (Hadoop 3.x LogsCLI: the remote log directory is missing).
 LOGS_NOT_AGGREGATED = """\

@@ -70,7 +70,11 @@ def answer(state: dict, args: list[str]) -> int:
         return 0
     if args[:1] == ["logs"]:
         if state.get("logs") == "aggregated":
-            sys.stdout.write(recorded.AGGREGATED_LOGS)
+            text = recorded.AGGREGATED_LOGS
+            if "-size" in args:
+                size = int(args[args.index("-size") + 1])
+                text = recorded.tail_each_file(text, -size) if size < 0 else text
+            sys.stdout.write(text)
             return 0
         sys.stdout.write(recorded.LOGS_NOT_AGGREGATED)
         return 255

@@ -58,7 +58,8 @@ class KubernetesConfig(BaseModel):
     delete_grace_period: int = Field(default=30, ge=0)  # seconds the driver gets to stop after a kill
     connect_timeout: float = Field(default=10.0, gt=0)
     request_timeout: float = Field(default=30.0, gt=0)
-    max_log_bytes: int = Field(default=16 * 1024 * 1024, gt=0)  # limitBytes of the driver's log
+    log_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)  # limitBytes of the driver's log (its head)
+    log_tail_lines: int = Field(default=2000, ge=0)  # when the head was cut: the last lines, into stdout-tail
 
 
 def _kubernetes() -> Any:
@@ -222,30 +223,43 @@ class KubernetesManager(ClusterManager):
                 raise
 
     def fetch_logs(self, app_id: str, dest: Path) -> list[Path]:
-        """The driver container's log (stdout and stderr as the kubelet keeps them), at most ``max_log_bytes``,
-        into ``driver/stdout``; none when the pod is gone."""
+        """The driver container's log (stdout and stderr as the kubelet keeps them) into ``driver/stdout``: its
+        first ``log_max_bytes`` (the API's limitBytes) and, when that cut it, its last ``log_tail_lines`` lines in
+        ``driver/stdout-tail`` (where a failed driver's error is). None when the pod is gone."""
         namespace, pod = split_submission_id(app_id, self.settings.namespace)
+        limit = self.settings.log_max_bytes
+        head = self._log(namespace, pod, limit_bytes=limit)
+        if head is None:
+            return []
+        dest.mkdir(parents=True, exist_ok=True)
+        truncated = len(head) >= limit  # the server's limit is approximate: it may send a little more
+        path = dest / "stdout"
+        path.write_bytes(
+            head[:limit] + (b"\n[headwater: cut at log_max_bytes; the end is in stdout-tail]\n" if truncated else b"")
+        )
+        written = [path]
+        if truncated and self.settings.log_tail_lines:
+            tail = self._log(namespace, pod, limit_bytes=limit, tail_lines=self.settings.log_tail_lines)
+            if tail:
+                (dest / "stdout-tail").write_bytes(tail[:limit])
+                written.append(dest / "stdout-tail")
+        return written
+
+    def _log(self, namespace: str, pod: str, **bounds: int) -> bytes | None:
+        """The driver container's log within ``bounds`` (limit_bytes, tail_lines); None when the pod is gone."""
         try:
             response = self._call(
                 f"reading the log of {namespace}/{pod}", self.core.read_namespaced_pod_log, name=pod,
-                namespace=namespace, container=self.settings.driver_container, limit_bytes=self.settings.max_log_bytes,
-                _preload_content=False,
+                namespace=namespace, container=self.settings.driver_container, _preload_content=False, **bounds,
             )  # fmt: skip
         except _ApiError as exc:
             if exc.status == 404:
-                return []
+                return None
             raise
         try:
-            data = response.read(self.settings.max_log_bytes + 1)  # the server's limit is approximate
+            return bytes(response.read(bounds["limit_bytes"] + 1))
         finally:
             response.release_conn()
-        dest.mkdir(parents=True, exist_ok=True)
-        path = dest / "stdout"
-        truncated = len(data) >= self.settings.max_log_bytes
-        path.write_bytes(
-            data[: self.settings.max_log_bytes] + (b"\n[headwater: cut at max_log_bytes]\n" if truncated else b"")
-        )
-        return [path]
 
     def close(self) -> None:
         """Close the API client's connection pool."""

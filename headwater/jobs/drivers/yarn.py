@@ -85,7 +85,8 @@ class YarnConfig(BaseModel):
     logs_args: list[str] = Field(default_factory=lambda: ["-am", "1"])  # the driver is the first AM's container
     logs_wait: float = Field(default=60.0, ge=0)  # how long to wait for log aggregation once the app ended
     logs_poll: float = Field(default=5.0, gt=0)
-    max_log_bytes: int = Field(default=16 * 1024 * 1024, gt=0)  # what `yarn logs` may write into driver/
+    log_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)  # the tail of each log file kept (`yarn logs -size -N`)
+    log_files_max: int = Field(default=8, gt=0)  # the whole `yarn logs` output is cut at log_max_bytes times this
     timeout: float = Field(default=10.0, gt=0)  # one REST call
 
 
@@ -147,7 +148,9 @@ def split_container_logs(text: str) -> list[ContainerLog]:
             elif line.rstrip("\r\n") in ("LogContents:", "Log Contents:"):
                 body = []
         elif line.startswith(f"End of LogType:{log_type}"):
-            logs.append(ContainerLog(container, log_type, "".join(body)))
+            # Hadoop prints "\nEnd of LogType:<file>" after the content: that newline is not the file's.
+            text = "".join(body)
+            logs.append(ContainerLog(container, log_type, text[:-1] if text.endswith("\n") else text))
             body = None
         else:
             body.append(line)
@@ -268,13 +271,14 @@ class YarnManager(ClusterManager):
         raise self._failure(args, done)
 
     def fetch_logs(self, app_id: str, dest: Path) -> list[Path]:
-        """The ApplicationMaster's aggregated logs (``yarn logs -applicationId ID -am 1``), bounded by
-        ``max_log_bytes``: the whole output in ``driver/yarn-logs.txt``, and each log file of the driver's container
-        (stdout, stderr...) as ``driver/<name>``. None when YARN aggregated none (aggregation off or not done)."""
+        """The ApplicationMaster's aggregated logs (``yarn logs -applicationId ID -am 1 -size -N``: the last
+        ``log_max_bytes`` of each file): the whole output in ``driver/yarn-logs.txt``, and each log file of the
+        driver's container (stdout, stderr...) as ``driver/<name>``. None when YARN aggregated none (aggregation
+        off, or not done within ``logs_wait``)."""
         self._check_id(app_id)
         if not self._aggregated(app_id):
             return []
-        args = ["logs", "-applicationId", app_id, *self.settings.logs_args]
+        args = ["logs", "-applicationId", app_id, *self.settings.logs_args, "-size", f"-{self.settings.log_max_bytes}"]
         text, returncode, truncated = self._bounded_output(args)
         if any(marker in text for marker in NO_AGGREGATED_LOGS) and "LogType:" not in text:
             return []  # aggregation is off or not finished: nothing to copy, and no error to the job
@@ -282,7 +286,7 @@ class YarnManager(ClusterManager):
             raise ManagerError(f"`yarn {' '.join(args)}` exited {returncode}: {_one_line(text[-DETAIL_CHARS:])}")
         dest.mkdir(parents=True, exist_ok=True)
         whole = dest / "yarn-logs.txt"
-        whole.write_text(text + ("\n[headwater: cut at max_log_bytes]\n" if truncated else ""))
+        whole.write_text(text + ("\n[headwater: cut at log_max_bytes x log_files_max]\n" if truncated else ""))
         written = [whole]
         seen: set[str] = set()
         for log in split_container_logs(text):
@@ -311,10 +315,10 @@ class YarnManager(ClusterManager):
             time.sleep(min(self.settings.logs_poll, max(deadline - time.monotonic(), 0.0)))
 
     def _bounded_output(self, args: Sequence[str]) -> tuple[str, int, bool]:
-        """Run ``yarn args``, keeping at most ``max_log_bytes`` of its output (it is stopped past that, and when it
-        runs past ``logs_timeout``)."""
+        """Run ``yarn args``, keeping at most ``log_max_bytes * log_files_max`` of its output (it is stopped past
+        that, and when it runs past ``logs_timeout``)."""
         argv = [self.yarn_cli(), *args]
-        limit = self.settings.max_log_bytes
+        limit = self.settings.log_max_bytes * self.settings.log_files_max
         chunks: list[bytes] = []
         size, truncated, returncode = 0, False, 0
         try:
