@@ -37,6 +37,16 @@ def test_a_submission_yarn_refused_has_no_application_id() -> None:
     assert YarnManager({}).parse_submission(recorded.SPARK_SUBMIT_REFUSED) is None
 
 
+def test_ids_of_any_cluster_timestamp_are_accepted(tmp_path: Path) -> None:
+    yarn = YarnStandIn(tmp_path, [["RUNNING", "UNDEFINED", "", ""]])
+    manager = manager_for("yarn", yarn.config())
+    assert manager.parse_submission("INFO YarnClientImpl: Submitted application application_1234_0005\n") == (
+        "application_1234_0005"
+    )
+    with pytest.raises(ManagerError, match="does not know application_1234_0005"):
+        manager.status("application_1234_0005")  # asked: a valid id the stand-in RM does not know
+
+
 def test_the_recorded_report_generator_prints_what_hadoops_own_cli_test_expects() -> None:
     # Guards the stand-in: its reports are field for field what TestYarnCLI expects printApplicationReport to print.
     printed = recorded.application_report(
@@ -229,6 +239,19 @@ def test_the_whole_logs_output_is_cut_at_its_bound(tmp_path: Path) -> None:
     marker = "\n[headwater: cut at log_max_bytes x log_files_max]\n"
     assert whole.endswith(marker) and len(whole.encode()) == 400 + len(marker)
     assert "stderr" not in {p.name for p in written}  # past the cut
+
+
+def test_a_log_type_cannot_name_a_file_outside_driver(tmp_path: Path) -> None:
+    hostile = (
+        recorded.log_block("..", "x\n")
+        + recorded.log_block("../escape", "y\n")
+        + recorded.log_block("/etc/passwd", "z\n")
+    )
+    yarn = YarnStandIn(tmp_path, [["FINISHED", "SUCCEEDED", "", "SUCCEEDED"]], logs="custom", custom_logs=hostile)
+    written = manager_for("yarn", yarn.config()).fetch_logs(APP_ID, tmp_path / "job" / "driver")
+    assert all(p.parent == tmp_path / "job" / "driver" for p in written)
+    assert sorted(p.name for p in written) == ["_..", "_.._escape", "_etc_passwd", "yarn-logs.txt"]
+    assert not (tmp_path / "job" / "escape").exists()
 
 
 @pytest.mark.parametrize("aggregation", ["DISABLED", "SUCCEEDED"])

@@ -4,7 +4,8 @@
     python yarn_standin.py --state STATE.json logs -applicationId ID [...]
 
 STATE.json says what the stand-in ResourceManager knows:
-``{"app_id": ..., "states": [[state, final, diagnostics, aggregation], ...], "logs": "aggregated"|"missing",
+``{"app_id": ..., "states": [[state, final, diagnostics, aggregation], ...], "logs": "aggregated"|"missing"|"custom",
+"custom_logs": TEXT,
 "unreachable": false, "hang": false}``. Each ``-status`` answers with the first entry and drops it while more
 follow (so an application moves through its states one reading at a time); ``-kill`` of an application not
 ended makes the next readings KILLED. Every call's arguments are appended to ``calls`` in the file.
@@ -75,6 +76,9 @@ def answer(state: dict, args: list[str]) -> int:
                 size = int(args[args.index("-size") + 1])
                 text = recorded.tail_each_file(text, -size) if size < 0 else text
             sys.stdout.write(text)
+            return 0
+        if state.get("logs") == "custom":
+            sys.stdout.write(state["custom_logs"])
             return 0
         sys.stdout.write(recorded.LOGS_NOT_AGGREGATED)
         return 255

@@ -37,11 +37,11 @@ __all__ = [
 ]
 
 # Hadoop's ApplicationId.toString: application_<clusterTimestamp>_<sequence, at least 4 digits>.
-APP_ID = re.compile(r"\bapplication_\d{10,}_\d{4,}\b")
+APP_ID = re.compile(r"\bapplication_\d+_\d{4,}\b")
 # What spark-submit prints once the RM accepted the application: Hadoop's YarnClientImpl "Submitted application
 # <id>", Spark's Client "Submitting application <id> to ResourceManager" and "Application report for <id> (state:".
 SUBMITTED = re.compile(
-    r"(?:Submitted application|Submitting application|Application report for) (application_\d{10,}_\d{4,})\b"
+    r"(?:Submitted application|Submitting application|Application report for) (application_\d+_\d{4,})\b"
 )
 
 # YarnApplicationState -> Headwater's state; FINISHED is decided by the final status the application reported.
@@ -170,7 +170,9 @@ def _where(value: str) -> str:
 
 
 def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "log"
+    """A log type as a file name in ``driver/``: no separators, and never ``.``, ``..`` or a hidden name."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return f"_{name}" if not name or name.startswith(".") else name
 
 
 @register
@@ -286,7 +288,9 @@ class YarnManager(ClusterManager):
             raise ManagerError(f"`yarn {' '.join(args)}` exited {returncode}: {_one_line(text[-DETAIL_CHARS:])}")
         dest.mkdir(parents=True, exist_ok=True)
         whole = dest / "yarn-logs.txt"
-        whole.write_text(text + ("\n[headwater: cut at log_max_bytes x log_files_max]\n" if truncated else ""))
+        whole.write_text(
+            text + ("\n[headwater: cut at log_max_bytes x log_files_max]\n" if truncated else ""), encoding="utf-8"
+        )
         written = [whole]
         seen: set[str] = set()
         for log in split_container_logs(text):
@@ -295,7 +299,7 @@ class YarnManager(ClusterManager):
                 continue
             seen.add(name)
             path = dest / name
-            path.write_text(log.text)
+            path.write_text(log.text, encoding="utf-8")
             written.append(path)
         return written
 
