@@ -170,6 +170,12 @@ def test_a_long_log_keeps_its_head_and_its_last_lines(api: K8sApiStandIn, tmp_pa
 
 
 @pytest.mark.integration
+def test_a_pod_deleted_by_someone_else_is_an_error_naming_it(api: K8sApiStandIn, tmp_path: Path) -> None:
+    with pytest.raises(ManagerError, match=f"no driver pod {k8s.NAMESPACE}/{k8s.POD} .*deleted by someone else"):
+        manager_for("kubernetes", config(api, tmp_path)).status(SUBMISSION)
+
+
+@pytest.mark.integration
 def test_no_log_and_no_error_when_the_pod_is_gone(api: K8sApiStandIn, tmp_path: Path) -> None:
     assert manager_for("kubernetes", config(api, tmp_path)).fetch_logs(SUBMISSION, tmp_path / "driver") == []
 

@@ -176,7 +176,9 @@ def test_an_application_the_rm_does_not_know_is_a_manager_error(tmp_path: Path) 
 
 def test_an_unreachable_resourcemanager_is_a_manager_error_naming_the_cause(tmp_path: Path) -> None:
     manager = manager_for("yarn", YarnStandIn(tmp_path, [["RUNNING", "UNDEFINED", "", ""]], unreachable=True).config())
-    with pytest.raises(ManagerError, match="exited 1: .*java.net.ConnectException: Call From worker-1"):
+    with pytest.raises(
+        ManagerError, match="could not reach the ResourceManager: .*ConnectException: Call From worker-1"
+    ):
         manager.status(APP_ID)
 
 

@@ -148,6 +148,7 @@ class KubernetesManager(ClusterManager):
             raise ManagerError(f"invalid kubernetes cluster config: {exc.errors(include_url=False)}") from None
         self._api_client: ApiClient | None = None
         self._core: CoreV1Api | None = None
+        self._killed: set[str] = set()  # submission ids this manager deleted: their pod being gone is their end
 
     @classmethod
     def submit_confs(cls, config: Mapping[str, Any]) -> dict[str, str]:
@@ -194,17 +195,24 @@ class KubernetesManager(ClusterManager):
             raise ManagerError(f"{what}: could not reach the Kubernetes API server ({type(exc).__name__})") from None
 
     def status(self, app_id: str) -> AppStatus:
-        """The driver pod's phase and its driver container's state. A pod that no longer exists was deleted
-        (killed, or removed by someone): KILLED."""
+        """The driver pod's phase and its driver container's state. A pod this manager deleted and that is gone
+        is KILLED; a pod it never saw deleted and cannot find is an error (deleted by someone else, or never made:
+        the supervisor fails the job after ``lost_after``)."""
         namespace, pod = split_submission_id(app_id, self.settings.namespace)
         try:
             found = self._call(
                 f"reading pod {namespace}/{pod}", self.core.read_namespaced_pod, name=pod, namespace=namespace
             )
         except _ApiError as exc:
-            if exc.status == 404:
-                return AppStatus(AppState.KILLED, raw="NotFound", detail=f"the driver pod {namespace}/{pod} is gone")
-            raise
+            if exc.status != 404:
+                raise
+            if app_id in self._killed:
+                return AppStatus(
+                    AppState.KILLED, raw="NotFound", detail=f"the driver pod {namespace}/{pod} was deleted"
+                )
+            raise ManagerError(
+                f"no driver pod {namespace}/{pod} (submission {app_id}): deleted by someone else, or never created"
+            ) from None
         return pod_status(found, self.settings.driver_container)
 
     def kill(self, app_id: str) -> None:
@@ -212,6 +220,7 @@ class KubernetesManager(ClusterManager):
         a pod already gone is no error."""
         namespace, pod = split_submission_id(app_id, self.settings.namespace)
         kubernetes = _kubernetes()
+        self._killed.add(app_id)
         body = kubernetes.client.V1DeleteOptions(grace_period_seconds=self.settings.delete_grace_period)
         try:
             self._call(

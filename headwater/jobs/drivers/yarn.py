@@ -68,6 +68,8 @@ NO_AGGREGATED_LOGS = (
     "Can not find the logs for the application",
     "Can not find any log file matching the pattern",
 )
+# Java exceptions of a ResourceManager that cannot be reached (worded as the REST path words it: "could not reach").
+UNREACHABLE = ("ConnectException", "UnknownHostException", "NoRouteToHostException", "SocketTimeoutException")
 AGGREGATING = frozenset({"NOT_START", "RUNNING"})  # LogAggregationStatus values of an aggregation not done yet
 DETAIL_CHARS = 500
 
@@ -227,7 +229,8 @@ class YarnManager(ClusterManager):
         lines = [line for line in (done.stderr + "\n" + done.stdout).splitlines() if line.strip()]
         # The last exception line says why (a ConnectException, an AccessControlException...), not the log noise.
         reason = next((line for line in reversed(lines) if "Exception" in line), lines[-1] if lines else "")
-        return ManagerError(f"`yarn {' '.join(args)}` exited {done.returncode}: {_one_line(reason)}")
+        unreachable = "could not reach the ResourceManager: " if any(e in reason for e in UNREACHABLE) else ""
+        return ManagerError(f"{unreachable}`yarn {' '.join(args)}` exited {done.returncode}: {_one_line(reason)}")
 
     def _check_id(self, app_id: str) -> str:
         if not APP_ID.fullmatch(app_id):
