@@ -89,6 +89,13 @@ def test_a_missing_kubeconfig_is_a_manager_error(tmp_path: Path) -> None:
         manager_for("kubernetes", {"kubeconfig": str(tmp_path / "absent")}).status(SUBMISSION)
 
 
+def test_in_cluster_outside_a_pod_is_a_manager_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    with pytest.raises(ManagerError, match="no usable Kubernetes client configuration: Service host/port is not set"):
+        manager_for("kubernetes", {"in_cluster": True}).status(SUBMISSION)
+
+
 def test_an_invalid_config_is_refused_with_the_key_named() -> None:
     with pytest.raises(ManagerError, match="delete_grace_period"):
         manager_for("kubernetes", {"delete_grace_period": -5})
