@@ -18,11 +18,11 @@ from __future__ import annotations
 import copy
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
+
+from standin_http import JsonStandIn, Request
 
 NAMESPACE = "spark-jobs"
 POD = "headwater-job-7f3c2a9e1b-driver"
@@ -165,44 +165,15 @@ def not_found(name: str) -> dict[str, Any]:
     }
 
 
-class K8sApiStandIn:
+class K8sApiStandIn(JsonStandIn):
     """The stand-in API server: pods by (namespace, name), each a list of Pod objects read one after the other."""
 
+    thread_name = "k8s-standin"
+
     def __init__(self) -> None:
+        super().__init__()
         self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.logs: dict[tuple[str, str], bytes] = {}
-        self.requests: list[tuple[str, str, dict[str, list[str]], Any]] = []
-        self.lock = threading.Lock()
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                standin.answer(self, "GET")
-
-            def do_DELETE(self) -> None:
-                standin.answer(self, "DELETE")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="k8s-standin", daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The API server's address."""
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> Self:
-        """Serve in a background thread."""
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self.thread.is_alive():
-            self.server.shutdown()
-        self.server.server_close()
 
     def add_pod(
         self, phases: list[dict[str, Any]], log: bytes = DRIVER_LOG, namespace: str = NAMESPACE, name: str = POD
@@ -232,52 +203,34 @@ class K8sApiStandIn:
         path.write_text(json.dumps(config))  # JSON is YAML
         return path
 
-    def answer(self, request: BaseHTTPRequestHandler, method: str) -> None:
+    def answer(self, handler: BaseHTTPRequestHandler, request: Request) -> None:
         """Answer one request."""
-        parts = urlsplit(request.path)
-        length = int(request.headers.get("Content-Length") or 0)
-        body = json.loads(request.rfile.read(length)) if length else None
-        query = parse_qs(parts.query)
-        with self.lock:
-            self.requests.append((method, parts.path, query, body))
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self.send(request, 401, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                            "message": "Unauthorized", "reason": "Unauthorized", "code": 401})  # fmt: skip
-        match = PODS.match(parts.path)
+        if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
+            unauthorized = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "Unauthorized",
+                            "reason": "Unauthorized", "code": 401}  # fmt: skip
+            return self.send(handler, 401, unauthorized)
+        match = PODS.match(request.path)
         if match is None:
-            return self.send(request, 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
-        key = (match.group(1), match.group(2))
+            return self.send(handler, 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
+        key, query = (match.group(1), match.group(2)), request.query
         with self.lock:
             phases = self.pods.get(key)
             if phases is None:
-                return self.send(request, 404, not_found(key[1]))
+                return self.send(handler, 404, not_found(key[1]))
             if match.group(3):  # the log
                 data = self.logs[key]
                 if "tailLines" in query:  # the kubelet starts from the tail, then applies limitBytes
                     data = b"".join(data.splitlines(keepends=True)[-int(query["tailLines"][0]) :])
                 limit = int(query.get("limitBytes", ["0"])[0])
-                return self.send_bytes(request, 200, data[:limit] if limit else data, "text/plain")
+                return self.send_bytes(handler, 200, data[:limit] if limit else data, "text/plain")
             pod = phases[0]
-            if method == "DELETE":
+            if request.method == "DELETE":
                 del self.pods[key]
                 deleted = copy.deepcopy(pod)
                 deleted["metadata"]["deletionTimestamp"] = "2025-03-14T09:13:00Z"
-                grace = (body or {}).get("gracePeriodSeconds", query.get("gracePeriodSeconds", [None])[0])
+                grace = (request.body or {}).get("gracePeriodSeconds", query.get("gracePeriodSeconds", [None])[0])
                 deleted["metadata"]["deletionGracePeriodSeconds"] = int(grace) if grace is not None else 30
-                return self.send(request, 200, deleted)
+                return self.send(handler, 200, deleted)
             if len(phases) > 1:
                 phases.pop(0)
-        self.send(request, 200, pod)
-
-    def send(self, request: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
-        """Send ``payload`` as JSON."""
-        self.send_bytes(request, status, json.dumps(payload).encode(), "application/json")
-
-    @staticmethod
-    def send_bytes(request: BaseHTTPRequestHandler, status: int, data: bytes, content_type: str) -> None:
-        """Send ``data``."""
-        request.send_response(status)
-        request.send_header("Content-Type", content_type)
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        self.send(handler, 200, pod)

@@ -126,7 +126,7 @@ def test_status_follows_the_driver_pod_through_its_phases(api: K8sApiStandIn, tm
     manager.close()
     assert [s.state for s in seen] == [AppState.SUBMITTED, AppState.RUNNING, AppState.SUCCEEDED]
     assert seen[0].detail == "ContainerCreating" and seen[2].exit_code == 0
-    method, path, _, _ = api.requests[0]
+    method, path = api.requests[0].method, api.requests[0].path
     assert (method, path) == ("GET", f"/api/v1/namespaces/{k8s.NAMESPACE}/pods/{k8s.POD}")
 
 
@@ -146,10 +146,10 @@ def test_kill_deletes_the_driver_pod_with_the_grace_period_and_again_is_no_error
     manager = manager_for("kubernetes", config(api, tmp_path, delete_grace_period=5))
     manager.kill(SUBMISSION)
     manager.kill(SUBMISSION)  # the pod is gone: 404, no error
-    deletes = [r for r in api.requests if r[0] == "DELETE"]
+    deletes = [r for r in api.requests if r.method == "DELETE"]
     assert len(deletes) == 2
-    assert deletes[0][1] == f"/api/v1/namespaces/{k8s.NAMESPACE}/pods/{k8s.POD}"
-    assert deletes[0][3]["gracePeriodSeconds"] == 5
+    assert deletes[0].path == f"/api/v1/namespaces/{k8s.NAMESPACE}/pods/{k8s.POD}"
+    assert deletes[0].body["gracePeriodSeconds"] == 5
     gone = manager.status(SUBMISSION)
     assert (gone.state, gone.raw) == (AppState.KILLED, "NotFound")
 
@@ -160,7 +160,7 @@ def test_the_drivers_log_is_fetched_into_driver_stdout(api: K8sApiStandIn, tmp_p
     written = manager_for("kubernetes", config(api, tmp_path)).fetch_logs(SUBMISSION, tmp_path / "driver")
     assert written == [tmp_path / "driver" / "stdout"]
     assert written[0].read_bytes() == k8s.DRIVER_LOG
-    _, _, query, _ = [r for r in api.requests if r[1].endswith("/log")][0]
+    query = next(r.query for r in api.requests if r.path.endswith("/log"))
     assert query == {"container": ["spark-kubernetes-driver"], "limitBytes": [str(8 * 1024 * 1024)]}
 
 
@@ -172,7 +172,7 @@ def test_a_long_log_keeps_its_head_and_its_last_lines(api: K8sApiStandIn, tmp_pa
     assert [p.name for p in written] == ["stdout", "stdout-tail"]
     assert written[0].read_bytes().startswith(k8s.DRIVER_LOG[:64] + b"\n[headwater: cut at log_max_bytes")
     assert written[1].read_bytes() == b"Traceback (most recent call last):\nValueError: boom\n"
-    queries = [r[2] for r in api.requests if r[1].endswith("/log")]
+    queries = [r.query for r in api.requests if r.path.endswith("/log")]
     assert queries[1] == {"container": ["spark-kubernetes-driver"], "limitBytes": ["64"], "tailLines": ["2"]}
 
 
@@ -247,6 +247,8 @@ def test_sigterm_deletes_the_driver_pod_and_the_supervisor_exits_143(api: K8sApi
     process.send_signal(signal.SIGTERM)
     code, _, stderr = finish(process)
     assert code == 128 + signal.SIGTERM, stderr
-    assert [r[1] for r in api.requests if r[0] == "DELETE"] == [f"/api/v1/namespaces/{k8s.NAMESPACE}/pods/{k8s.POD}"]
+    assert [r.path for r in api.requests if r.method == "DELETE"] == [
+        f"/api/v1/namespaces/{k8s.NAMESPACE}/pods/{k8s.POD}"
+    ]
     record = read_app_record(work)
     assert record is not None and record.state == "KILLED" and record.logs == []

@@ -7,16 +7,15 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yarn_recorded as recorded
 from drivers_helpers import finish, recorded_submitter, start_supervisor, wait_for_record
+from rm_standin import ResourceManagerStandIn
 
 from headwater.jobs.drivers import AppState, ClusterManager, ManagerError, manager_for, read_app_record
 from headwater.jobs.drivers.yarn import YarnManager, app_status, parse_application_report, split_container_logs
@@ -347,78 +346,14 @@ def test_sigterm_kills_the_yarn_application_and_the_supervisor_exits_143(tmp_pat
 # -- the REST path, through a stand-in ResourceManager ---------------------------------------------------------------
 
 
-class ResourceManagerStandIn:
-    """A stand-in ResourceManager web service (``/ws/v1/cluster/apps/{id}`` and its ``/state``), on 127.0.0.1,
-    answering the JSON ResourceManagerRest.md documents; states advance one reading at a time."""
-
-    def __init__(self, states: list[list[str]]) -> None:
-        self.states = states
-        self.requests: list[tuple[str, str, dict[str, list[str]], Any]] = []
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                standin.answer(self, "GET")
-
-            def do_PUT(self) -> None:
-                standin.answer(self, "PUT")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="rm-standin", daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The RM's web address."""
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def answer(self, request: BaseHTTPRequestHandler, method: str) -> None:
-        """Answer one request."""
-        parts = urlsplit(request.path)
-        length = int(request.headers.get("Content-Length") or 0)
-        body = json.loads(request.rfile.read(length)) if length else None
-        self.requests.append((method, parts.path, parse_qs(parts.query), body))
-        prefix = "/ws/v1/cluster/apps/"
-        app_id = parts.path[len(prefix) :].removesuffix("/state")
-        if app_id != APP_ID:
-            payload = json.loads(json.dumps(recorded.RM_NOT_FOUND).replace("{app_id}", app_id))
-            return self.send(request, 404, payload)
-        if method == "PUT":
-            state, final, diagnostics, aggregation = self.states[0]
-            if state in ("FINISHED", "FAILED", "KILLED"):
-                return self.send(request, 200, {"state": state})
-            self.states = [["KILLED", "KILLED", "Application killed by user.", aggregation]]
-            return self.send(request, 202, {"state": state})
-        state, final, diagnostics, aggregation = self.states[0]
-        if len(self.states) > 1:
-            self.states.pop(0)
-        self.send(
-            request, 200, recorded.rm_app(state=state, final=final, diagnostics=diagnostics, aggregation=aggregation)
-        )
-
-    @staticmethod
-    def send(request: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
-        """Send ``payload`` as JSON."""
-        data = json.dumps(payload).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
-
-
 @pytest.fixture
 def rm_standin() -> Iterator[ResourceManagerStandIn]:
     """A ResourceManager stand-in, started for the test and stopped after it."""
     standin = ResourceManagerStandIn(
         [["ACCEPTED", "UNDEFINED", "", "NOT_START"], ["RUNNING", "UNDEFINED", "", "NOT_START"]]
-    )
-    standin.thread.start()
+    ).start()
     yield standin
-    standin.server.shutdown()
-    standin.server.server_close()
+    standin.stop()
 
 
 @pytest.mark.integration
@@ -432,7 +367,7 @@ def test_status_and_kill_go_through_the_rest_api_when_configured(rm_standin: Res
     manager.kill(APP_ID)
     assert manager.status(APP_ID).state is AppState.KILLED
     manager.kill(APP_ID)  # again: already ended, no error
-    method, path, query, body = rm_standin.requests[2]
+    method, path, query, body = astuple(rm_standin.requests[2])
     assert (method, path, body) == ("PUT", f"/ws/v1/cluster/apps/{APP_ID}/state", {"state": "KILLED"})
     assert query == {"user.name": ["hadoop"]}
 
@@ -447,8 +382,7 @@ def test_an_application_the_rm_rest_api_does_not_know_is_a_manager_error(rm_stan
 @pytest.mark.integration
 def test_a_resourcemanager_that_went_away_is_a_manager_error(rm_standin: ResourceManagerStandIn) -> None:
     manager = manager_for("yarn", {"resourcemanager_url": rm_standin.url, "timeout": 2})
-    rm_standin.server.shutdown()
-    rm_standin.server.server_close()
+    rm_standin.stop()
     with pytest.raises(ManagerError, match="could not reach the ResourceManager"):
         manager.status(APP_ID)
 
@@ -465,5 +399,5 @@ def test_the_supervisor_follows_and_kills_through_the_rest_api(
     process.send_signal(signal.SIGTERM)
     code, _, stderr = finish(process)
     assert code == 143, stderr
-    assert any(r[0] == "PUT" for r in rm_standin.requests)
+    assert any(r.method == "PUT" for r in rm_standin.requests)
     assert "calls" not in yarn.state or all(c[0] == "logs" for c in yarn.state["calls"])
