@@ -96,6 +96,16 @@ def test_in_cluster_outside_a_pod_is_a_manager_error(monkeypatch: pytest.MonkeyP
         manager_for("kubernetes", {"in_cluster": True}).status(SUBMISSION)
 
 
+def test_nothing_is_submitted_when_the_client_cannot_be_configured(tmp_path: Path) -> None:
+    work = tmp_path / "job"
+    argv = recorded_submitter(tmp_path, k8s.SPARK_SUBMIT_K8S)
+    config = {"kubeconfig": str(tmp_path / "absent")}
+    code, stdout, _ = finish(start_supervisor("kubernetes", config, argv, work))
+    assert code == 2
+    assert "headwater: not submitted: no usable Kubernetes client configuration" in stdout
+    assert "Deployed Spark application" not in stdout and read_app_record(work) is None
+
+
 def test_an_invalid_config_is_refused_with_the_key_named() -> None:
     with pytest.raises(ManagerError, match="delete_grace_period"):
         manager_for("kubernetes", {"delete_grace_period": -5})

@@ -330,6 +330,15 @@ def test_the_supervisor_fails_a_submission_yarn_refused(tmp_path: Path) -> None:
     assert read_app_record(work) is None and "calls" not in yarn.state
 
 
+def test_nothing_is_submitted_without_a_yarn_cli_to_follow_it(tmp_path: Path) -> None:
+    work = tmp_path / "job"
+    argv = recorded_submitter(tmp_path, recorded.SPARK_SUBMIT_CLUSTER)
+    code, stdout, _ = finish(start_supervisor("yarn", {"yarn": str(tmp_path / "no-yarn")}, argv, work))
+    assert code == 2
+    assert f"headwater: not submitted: no yarn CLI at '{tmp_path / 'no-yarn'}'" in stdout
+    assert "Submitting application" not in stdout and read_app_record(work) is None
+
+
 def test_sigterm_kills_the_yarn_application_and_the_supervisor_exits_143(tmp_path: Path) -> None:
     yarn = YarnStandIn(tmp_path, [["RUNNING", "UNDEFINED", "", "NOT_START"]], logs="missing")
     work = tmp_path / "job"

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from headwater.jobs.drivers.base import AppState, AppStatus, ClusterManager, ManagerError, register
+from headwater.jobs.drivers.base import AppState, AppStatus, ClusterManager, ManagerError, Submission, register
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, CoreV1Api
@@ -159,6 +159,18 @@ class KubernetesManager(ClusterManager):
         if namespace:
             confs["spark.kubernetes.namespace"] = str(namespace)
         return confs
+
+    def submit(
+        self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, echo: Callable[[str], object]
+    ) -> Submission:
+        """Check first that the Kubernetes client and its configuration load (else nothing is submitted: a driver
+        pod nobody can follow or delete is not created), then submit as every manager does."""
+        try:
+            self.core  # noqa: B018  # builds the client: the package, the kubeconfig or the service account
+        except ManagerError as exc:
+            echo(f"headwater: not submitted: {exc}\n")
+            return Submission(app_id=None, returncode=2, output=str(exc))
+        return super().submit(argv, env=env, cwd=cwd, echo=echo)
 
     @property
     def core(self) -> CoreV1Api:

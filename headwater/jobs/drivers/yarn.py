@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from headwater.jobs.drivers.base import AppState, AppStatus, ClusterManager, ManagerError, register
+from headwater.jobs.drivers.base import AppState, AppStatus, ClusterManager, ManagerError, Submission, register
 
 __all__ = [
     "YarnConfig",
@@ -199,12 +199,29 @@ class YarnManager(ClusterManager):
         YARN accepted it, and the supervisor, not spark-submit, follows it to its end."""
         return dict(cls.SUBMIT_CONFS)
 
+    def submit(
+        self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, echo: Callable[[str], object]
+    ) -> Submission:
+        """Check first that the yarn CLI the manager follows the application with is there (else nothing is
+        submitted: a driver nobody can follow or kill is not started), then submit as every manager does."""
+        try:
+            self.yarn_cli()
+        except ManagerError as exc:
+            echo(f"headwater: not submitted: {exc}\n")
+            return Submission(app_id=None, returncode=2, output=str(exc))
+        return super().submit(argv, env=env, cwd=cwd, echo=echo)
+
     # -- the yarn CLI ---------------------------------------------------------------------------------------------
 
     def yarn_cli(self) -> str:
         """The yarn executable: the ``yarn`` key, else ``$HADOOP_HOME/bin/yarn``, else ``yarn`` on PATH."""
         if self.settings.yarn:
-            return self.settings.yarn
+            found = shutil.which(self.settings.yarn)
+            if found is None:
+                raise ManagerError(
+                    f"no yarn CLI at {self.settings.yarn!r} (the cluster's `yarn` key): not an executable"
+                )
+            return found
         home = os.environ.get("HADOOP_HOME") or os.environ.get("HADOOP_YARN_HOME")
         if home and (Path(home) / "bin" / "yarn").is_file():
             return str(Path(home) / "bin" / "yarn")
