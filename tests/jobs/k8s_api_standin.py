@@ -28,6 +28,7 @@ NAMESPACE = "spark-jobs"
 POD = "headwater-job-7f3c2a9e1b-driver"
 SPARK_APP_ID = "spark-3f6a0c5d2b7e4f1a9c8d7e6f5a4b3c2d"
 TOKEN = "standin-token"
+GONE: dict[str, Any] = {}  # in a pod's readings: deleted by now (404)
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)(/log)?$")
 
 # spark-submit --master k8s://... --deploy-mode cluster --conf spark.kubernetes.submission.waitAppCompletion=false:
@@ -174,14 +175,23 @@ class K8sApiStandIn(JsonStandIn):
         super().__init__()
         self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.logs: dict[tuple[str, str], bytes] = {}
+        self.terminating: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def add_pod(
-        self, phases: list[dict[str, Any]], log: bytes = DRIVER_LOG, namespace: str = NAMESPACE, name: str = POD
+        self,
+        phases: list[dict[str, Any]],
+        log: bytes = DRIVER_LOG,
+        namespace: str = NAMESPACE,
+        name: str = POD,
+        *,
+        terminating: list[dict[str, Any]] | None = None,
     ) -> None:
-        """A driver pod that reads as each of ``phases`` in turn."""
+        """A driver pod that reads as each of ``phases`` in turn. Deleted, it is gone at once, or first reads as
+        each of ``terminating`` (with its deletionTimestamp: the grace period, while the driver stops)."""
         with self.lock:
             self.pods[(namespace, name)] = [copy.deepcopy(p) for p in phases]
             self.logs[(namespace, name)] = log
+            self.terminating[(namespace, name)] = [copy.deepcopy(p) for p in terminating or []]
 
     def kubeconfig(self, path: Path, *, current: str = "standin") -> Path:
         """A kubeconfig with a context ``standin`` for this server (a bearer token) and a context ``elsewhere``
@@ -225,12 +235,19 @@ class K8sApiStandIn(JsonStandIn):
                 return self.send_bytes(handler, 200, data[:limit] if limit else data, "text/plain")
             pod = phases[0]
             if request.method == "DELETE":
-                del self.pods[key]
-                deleted = copy.deepcopy(pod)
-                deleted["metadata"]["deletionTimestamp"] = "2025-03-14T09:13:00Z"
                 grace = (request.body or {}).get("gracePeriodSeconds", query.get("gracePeriodSeconds", [None])[0])
-                deleted["metadata"]["deletionGracePeriodSeconds"] = int(grace) if grace is not None else 30
-                return self.send(handler, 200, deleted)
+                deleting = [copy.deepcopy(p) for p in [pod, *self.terminating.pop(key, [])]]
+                for one in deleting:
+                    one["metadata"]["deletionTimestamp"] = "2025-03-14T09:13:00Z"
+                    one["metadata"]["deletionGracePeriodSeconds"] = int(grace) if grace is not None else 30
+                if len(deleting) > 1:
+                    self.pods[key] = [*deleting[1:], GONE]
+                else:
+                    del self.pods[key]
+                return self.send(handler, 200, deleting[0])
+            if pod is GONE:
+                del self.pods[key]
+                return self.send(handler, 404, not_found(key[1]))
             if len(phases) > 1:
                 phases.pop(0)
         self.send(handler, 200, pod)

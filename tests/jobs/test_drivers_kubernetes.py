@@ -165,6 +165,21 @@ def test_kill_deletes_the_driver_pod_with_the_grace_period_and_again_is_no_error
 
 
 @pytest.mark.integration
+def test_a_driver_that_ends_in_its_grace_period_after_a_kill_is_killed(api: K8sApiStandIn, tmp_path: Path) -> None:
+    # The API server keeps a deleted pod while its driver stops (SIGTERM: exit 143), then removes it.
+    sigterm = {"terminated": {"exitCode": 143, "reason": "Error", "startedAt": "2025-03-14T09:12:09Z",
+                              "finishedAt": "2025-03-14T09:13:01Z"}}  # fmt: skip
+    api.add_pod([k8s.RUNNING], terminating=[k8s.RUNNING, k8s.driver_pod("Failed", container_state=sigterm)])
+    manager = manager_for("kubernetes", config(api, tmp_path))
+    manager.kill(SUBMISSION)
+    stopping, ended, gone = (manager.status(SUBMISSION) for _ in range(3))
+    assert (stopping.state, stopping.detail) == (AppState.RUNNING, "the pod is being deleted")
+    assert (ended.state, ended.raw, ended.exit_code) == (AppState.KILLED, "Failed", 143)
+    assert ended.detail == "deleted by Headwater; driver exited 143 (Error)"
+    assert (gone.state, gone.raw) == (AppState.KILLED, "NotFound")
+
+
+@pytest.mark.integration
 def test_the_drivers_log_is_fetched_into_driver_stdout(api: K8sApiStandIn, tmp_path: Path) -> None:
     api.add_pod([k8s.SUCCEEDED])
     written = manager_for("kubernetes", config(api, tmp_path)).fetch_logs(SUBMISSION, tmp_path / "driver")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -225,7 +226,12 @@ class KubernetesManager(ClusterManager):
             raise ManagerError(
                 f"no driver pod {namespace}/{pod} (submission {app_id}): deleted by someone else, or never created"
             ) from None
-        return pod_status(found, self.settings.driver_container)
+        status = pod_status(found, self.settings.driver_container)
+        if status.state.final and app_id in self._killed and _get(found, "metadata", "deletionTimestamp"):
+            # The driver ended within the grace period of this manager's delete (SIGTERM, exit 143, or a clean
+            # stop, exit 0): it was killed, whatever its exit.
+            return replace(status, state=AppState.KILLED, detail=_one_line(f"deleted by Headwater; {status.detail}"))
+        return status
 
     def kill(self, app_id: str) -> None:
         """Delete the driver pod (its executors and config maps go with it: Spark makes the driver their owner);
