@@ -45,3 +45,25 @@ class ResourceManagerStandIn(JsonStandIn):
                 self.states.pop(0)
         app = recorded.rm_app(state=state, final=final, diagnostics=diagnostics, aggregation=aggregation)
         self.send(handler, 200, app)
+
+
+class StandbyResourceManagerStandIn(JsonStandIn):
+    """A standby RM of an HA pair: every web service call is redirected to the active one (307, as Hadoop's
+    RMWebAppFilter answers on a standby)."""
+
+    thread_name = "rm-standby-standin"
+
+    def __init__(self, active: str) -> None:
+        super().__init__()
+        self.active = active
+
+    def answer(self, handler: BaseHTTPRequestHandler, request: Request) -> None:
+        """Redirect to the active RM."""
+        target = f"{self.active}{request.path}"
+        data = f"This is standby RM. The redirect url is: {target}".encode()
+        handler.send_response(307)
+        handler.send_header("Location", target)
+        handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yarn_recorded as recorded
 from drivers_helpers import finish, recorded_submitter, start_supervisor, wait_for_record
-from rm_standin import ResourceManagerStandIn
+from rm_standin import ResourceManagerStandIn, StandbyResourceManagerStandIn
 
 from headwater.jobs.drivers import AppState, ClusterManager, ManagerError, manager_for, read_app_record
 from headwater.jobs.drivers.yarn import YarnManager, app_status, parse_application_report, split_container_logs
@@ -394,6 +394,35 @@ def test_a_resourcemanager_that_went_away_is_a_manager_error(rm_standin: Resourc
     rm_standin.stop()
     with pytest.raises(ManagerError, match="could not reach the ResourceManager"):
         manager.status(APP_ID)
+
+
+@pytest.mark.integration
+def test_with_an_ha_pair_the_active_resourcemanager_answers(rm_standin: ResourceManagerStandIn) -> None:
+    standby = StandbyResourceManagerStandIn(rm_standin.url).start()
+    try:
+        manager = manager_for("yarn", {"resourcemanager_url": ["http://127.0.0.1:9", standby.url, rm_standin.url]})
+        assert manager.status(APP_ID).state is AppState.SUBMITTED
+        assert len(standby.requests) == 1  # redirected, not followed: the active RM is asked directly
+        assert manager.status(APP_ID).state is AppState.RUNNING
+        assert len(standby.requests) == 1  # the active one is asked first from then on
+        rm_standin.stop()  # the active RM goes down: nothing answers but the standby
+        with pytest.raises(
+            ManagerError, match=r"could not reach the ResourceManager \(.*ConnectError.*standby \(307\)"
+        ):
+            manager.status(APP_ID)
+    finally:
+        standby.stop()
+
+
+@pytest.mark.integration
+def test_a_refusal_of_the_egress_policy_is_a_manager_error(rm_standin: ResourceManagerStandIn) -> None:
+    from headwater.egress import EgressPolicy, http_client
+
+    with http_client(EgressPolicy()) as refusing:  # loopback is not allowed by default
+        manager = manager_for("yarn", {"resourcemanager_url": rm_standin.url}, http=refusing)
+        with pytest.raises(ManagerError, match="could not reach the ResourceManager .*EgressRefused"):
+            manager.kill(APP_ID)
+    assert rm_standin.requests == []
 
 
 @pytest.mark.integration

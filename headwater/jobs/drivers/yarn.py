@@ -80,7 +80,8 @@ class YarnConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     yarn: str | None = None  # the yarn CLI; default $HADOOP_HOME/bin/yarn, then `yarn` on PATH
-    resourcemanager_url: str | None = None  # http(s)://rm:8088: status and kill through the RM's REST API
+    # http(s)://rm:8088, or the list of an HA pair: status and kill through the RM's REST API
+    resourcemanager_url: str | list[str] | None = None
     rm_user: str | None = None  # ?user.name= on REST calls to a cluster with simple (pseudo) authentication
     command_timeout: float = Field(default=60.0, gt=0)  # one `yarn application` call (its RM retries included)
     logs_timeout: float = Field(default=300.0, gt=0)  # one `yarn logs` call
@@ -192,6 +193,8 @@ class YarnManager(ClusterManager):
             self.settings = YarnConfig.model_validate(self.config)
         except ValidationError as exc:
             raise ManagerError(f"invalid yarn cluster config: {exc.errors(include_url=False)}") from None
+        urls = self.settings.resourcemanager_url or []
+        self._rm_urls = [url.rstrip("/") for url in ([urls] if isinstance(urls, str) else urls)]
 
     @classmethod
     def submit_confs(cls, config: Mapping[str, Any]) -> dict[str, str]:
@@ -263,7 +266,7 @@ class YarnManager(ClusterManager):
     def _report(self, app_id: str) -> tuple[AppStatus, str]:
         """The application's state and its log aggregation status (DISABLED, NOT_START, RUNNING, SUCCEEDED...)."""
         self._check_id(app_id)
-        if self.settings.resourcemanager_url:
+        if self._rm_urls:
             return self._rest_status(app_id)
         args = ["application", "-status", app_id]
         done = self._run(args, timeout=self.settings.command_timeout)
@@ -281,7 +284,7 @@ class YarnManager(ClusterManager):
     def kill(self, app_id: str) -> None:
         """``yarn application -kill`` (or the REST state API); an application already ended is no error."""
         self._check_id(app_id)
-        if self.settings.resourcemanager_url:
+        if self._rm_urls:
             self._rest_kill(app_id)
             return
         args = ["application", "-kill", app_id]
@@ -374,16 +377,30 @@ class YarnManager(ClusterManager):
     # -- the ResourceManager's REST API ----------------------------------------------------------------------------
 
     def _rest(self, method: str, app_id: str, suffix: str = "", body: dict[str, Any] | None = None) -> httpx.Response:
-        base = str(self.settings.resourcemanager_url).rstrip("/")
+        """One request to the active ResourceManager: with several (HA), a standby's redirect or one that cannot
+        be reached moves on to the next; the one that answered is asked first next time."""
         params = {"user.name": self.settings.rm_user} if self.settings.rm_user else None
-        url = f"{base}/ws/v1/cluster/apps/{app_id}{suffix}"
-        try:
-            return self.http.request(
-                method, url, params=params, json=body, headers={"Accept": "application/json"},
-                timeout=self.settings.timeout,
-            )  # fmt: skip
-        except httpx.HTTPError as exc:
-            raise ManagerError(f"could not reach the ResourceManager at {base}: {type(exc).__name__}") from None
+        failures: list[str] = []
+        for base in list(self._rm_urls):
+            url = f"{base}/ws/v1/cluster/apps/{app_id}{suffix}"
+            try:
+                response = self.http.request(
+                    method, url, params=params, json=body, headers={"Accept": "application/json"},
+                    timeout=self.settings.timeout,
+                )  # fmt: skip
+            except Exception as exc:
+                # An egress-checked client (the worker's, the reaper's) refuses or fails in its own words.
+                if not isinstance(exc, httpx.HTTPError | OSError) and type(exc).__module__ != "headwater.egress":
+                    raise
+                failures.append(f"{base}: {type(exc).__name__}")
+                continue
+            if response.is_redirect:  # a standby RM points at the active one; it is in the list too
+                failures.append(f"{base}: standby ({response.status_code})")
+                continue
+            self._rm_urls.remove(base)
+            self._rm_urls.insert(0, base)
+            return response
+        raise ManagerError(f"could not reach the ResourceManager ({'; '.join(failures)})")
 
     @staticmethod
     def _remote_exception(response: httpx.Response) -> str:
