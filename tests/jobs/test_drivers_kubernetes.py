@@ -115,48 +115,48 @@ def test_an_invalid_config_is_refused_with_the_key_named() -> None:
 
 
 @pytest.fixture
-def api() -> Iterator[K8sApiStandIn]:
+def k8s_api() -> Iterator[K8sApiStandIn]:
     """The stand-in API server, started for the test and stopped after it."""
     standin = K8sApiStandIn().start()
     yield standin
     standin.stop()
 
 
-def config(api: K8sApiStandIn, directory: Path, **extra: object) -> dict[str, object]:
+def config(k8s_api: K8sApiStandIn, directory: Path, **extra: object) -> dict[str, object]:
     """A kubernetes cluster config: a kubeconfig for the stand-in, chosen by context over its current one."""
-    kubeconfig = api.kubeconfig(directory / "kubeconfig", current="elsewhere")
+    kubeconfig = k8s_api.kubeconfig(directory / "kubeconfig", current="elsewhere")
     return {"kubeconfig": str(kubeconfig), "context": "standin", "namespace": k8s.NAMESPACE, **extra}
 
 
 @pytest.mark.integration
-def test_status_follows_the_driver_pod_through_its_phases(api: K8sApiStandIn, tmp_path: Path) -> None:
-    api.add_pod([k8s.PENDING, k8s.RUNNING, k8s.SUCCEEDED])
-    manager = manager_for("kubernetes", config(api, tmp_path))
+def test_status_follows_the_driver_pod_through_its_phases(k8s_api: K8sApiStandIn, tmp_path: Path) -> None:
+    k8s_api.add_pod([k8s.PENDING, k8s.RUNNING, k8s.SUCCEEDED])
+    manager = manager_for("kubernetes", config(k8s_api, tmp_path))
     seen = [manager.status(SUBMISSION) for _ in range(3)]
     manager.close()
     assert [s.state for s in seen] == [AppState.SUBMITTED, AppState.RUNNING, AppState.SUCCEEDED]
     assert seen[0].detail == "ContainerCreating" and seen[2].exit_code == 0
-    method, path = api.requests[0].method, api.requests[0].path
+    method, path = k8s_api.requests[0].method, k8s_api.requests[0].path
     assert (method, path) == ("GET", f"/api/v1/namespaces/{k8s.NAMESPACE}/pods/{k8s.POD}")
 
 
 @pytest.mark.integration
-def test_a_failed_driver_reports_its_exit_code_and_message(api: K8sApiStandIn, tmp_path: Path) -> None:
-    api.add_pod([k8s.FAILED])
-    status = manager_for("kubernetes", config(api, tmp_path)).status(SUBMISSION)
+def test_a_failed_driver_reports_its_exit_code_and_message(k8s_api: K8sApiStandIn, tmp_path: Path) -> None:
+    k8s_api.add_pod([k8s.FAILED])
+    status = manager_for("kubernetes", config(k8s_api, tmp_path)).status(SUBMISSION)
     assert (status.state, status.exit_code) == (AppState.FAILED, 1)
     assert "ValueError: boom" in status.detail
 
 
 @pytest.mark.integration
 def test_kill_deletes_the_driver_pod_with_the_grace_period_and_again_is_no_error(
-    api: K8sApiStandIn, tmp_path: Path
+    k8s_api: K8sApiStandIn, tmp_path: Path
 ) -> None:
-    api.add_pod([k8s.RUNNING])
-    manager = manager_for("kubernetes", config(api, tmp_path, delete_grace_period=5))
+    k8s_api.add_pod([k8s.RUNNING])
+    manager = manager_for("kubernetes", config(k8s_api, tmp_path, delete_grace_period=5))
     manager.kill(SUBMISSION)
     manager.kill(SUBMISSION)  # the pod is gone: 404, no error
-    deletes = [r for r in api.requests if r.method == "DELETE"]
+    deletes = [r for r in k8s_api.requests if r.method == "DELETE"]
     assert len(deletes) == 2
     assert deletes[0].path == f"/api/v1/namespaces/{k8s.NAMESPACE}/pods/{k8s.POD}"
     assert deletes[0].body["gracePeriodSeconds"] == 5
@@ -165,12 +165,12 @@ def test_kill_deletes_the_driver_pod_with_the_grace_period_and_again_is_no_error
 
 
 @pytest.mark.integration
-def test_a_driver_that_ends_in_its_grace_period_after_a_kill_is_killed(api: K8sApiStandIn, tmp_path: Path) -> None:
+def test_a_driver_that_ends_in_its_grace_period_after_a_kill_is_killed(k8s_api: K8sApiStandIn, tmp_path: Path) -> None:
     # The API server keeps a deleted pod while its driver stops (SIGTERM: exit 143), then removes it.
     sigterm = {"terminated": {"exitCode": 143, "reason": "Error", "startedAt": "2025-03-14T09:12:09Z",
                               "finishedAt": "2025-03-14T09:13:01Z"}}  # fmt: skip
-    api.add_pod([k8s.RUNNING], terminating=[k8s.RUNNING, k8s.driver_pod("Failed", container_state=sigterm)])
-    manager = manager_for("kubernetes", config(api, tmp_path))
+    k8s_api.add_pod([k8s.RUNNING], terminating=[k8s.RUNNING, k8s.driver_pod("Failed", container_state=sigterm)])
+    manager = manager_for("kubernetes", config(k8s_api, tmp_path))
     manager.kill(SUBMISSION)
     stopping, ended, gone = (manager.status(SUBMISSION) for _ in range(3))
     assert (stopping.state, stopping.detail) == (AppState.RUNNING, "the pod is being deleted")
@@ -180,51 +180,51 @@ def test_a_driver_that_ends_in_its_grace_period_after_a_kill_is_killed(api: K8sA
 
 
 @pytest.mark.integration
-def test_the_drivers_log_is_fetched_into_driver_stdout(api: K8sApiStandIn, tmp_path: Path) -> None:
-    api.add_pod([k8s.SUCCEEDED])
-    written = manager_for("kubernetes", config(api, tmp_path)).fetch_logs(SUBMISSION, tmp_path / "driver")
+def test_the_drivers_log_is_fetched_into_driver_stdout(k8s_api: K8sApiStandIn, tmp_path: Path) -> None:
+    k8s_api.add_pod([k8s.SUCCEEDED])
+    written = manager_for("kubernetes", config(k8s_api, tmp_path)).fetch_logs(SUBMISSION, tmp_path / "driver")
     assert written == [tmp_path / "driver" / "stdout"]
     assert written[0].read_bytes() == k8s.DRIVER_LOG
-    query = next(r.query for r in api.requests if r.path.endswith("/log"))
+    query = next(r.query for r in k8s_api.requests if r.path.endswith("/log"))
     assert query == {"container": ["spark-kubernetes-driver"], "limitBytes": [str(8 * 1024 * 1024)]}
 
 
 @pytest.mark.integration
-def test_a_long_log_keeps_its_head_and_its_last_lines(api: K8sApiStandIn, tmp_path: Path) -> None:
-    api.add_pod([k8s.FAILED], log=k8s.DRIVER_LOG + b"Traceback (most recent call last):\nValueError: boom\n")
-    manager = manager_for("kubernetes", config(api, tmp_path, log_max_bytes=64, log_tail_lines=2))
+def test_a_long_log_keeps_its_head_and_its_last_lines(k8s_api: K8sApiStandIn, tmp_path: Path) -> None:
+    k8s_api.add_pod([k8s.FAILED], log=k8s.DRIVER_LOG + b"Traceback (most recent call last):\nValueError: boom\n")
+    manager = manager_for("kubernetes", config(k8s_api, tmp_path, log_max_bytes=64, log_tail_lines=2))
     written = manager.fetch_logs(SUBMISSION, tmp_path / "driver")
     assert [p.name for p in written] == ["stdout", "stdout-tail"]
     assert written[0].read_bytes().startswith(k8s.DRIVER_LOG[:64] + b"\n[headwater: cut at log_max_bytes")
     assert written[1].read_bytes() == b"Traceback (most recent call last):\nValueError: boom\n"
-    queries = [r.query for r in api.requests if r.path.endswith("/log")]
+    queries = [r.query for r in k8s_api.requests if r.path.endswith("/log")]
     assert queries[1] == {"container": ["spark-kubernetes-driver"], "limitBytes": ["64"], "tailLines": ["2"]}
 
 
 @pytest.mark.integration
-def test_a_pod_deleted_by_someone_else_is_an_error_naming_it(api: K8sApiStandIn, tmp_path: Path) -> None:
+def test_a_pod_deleted_by_someone_else_is_an_error_naming_it(k8s_api: K8sApiStandIn, tmp_path: Path) -> None:
     with pytest.raises(ManagerError, match=f"no driver pod {k8s.NAMESPACE}/{k8s.POD} .*deleted by someone else"):
-        manager_for("kubernetes", config(api, tmp_path)).status(SUBMISSION)
+        manager_for("kubernetes", config(k8s_api, tmp_path)).status(SUBMISSION)
 
 
 @pytest.mark.integration
-def test_no_log_and_no_error_when_the_pod_is_gone(api: K8sApiStandIn, tmp_path: Path) -> None:
-    assert manager_for("kubernetes", config(api, tmp_path)).fetch_logs(SUBMISSION, tmp_path / "driver") == []
+def test_no_log_and_no_error_when_the_pod_is_gone(k8s_api: K8sApiStandIn, tmp_path: Path) -> None:
+    assert manager_for("kubernetes", config(k8s_api, tmp_path)).fetch_logs(SUBMISSION, tmp_path / "driver") == []
 
 
 @pytest.mark.integration
-def test_credentials_come_from_the_kubeconfig(api: K8sApiStandIn, tmp_path: Path) -> None:
-    api.add_pod([k8s.RUNNING])
-    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+def test_credentials_come_from_the_kubeconfig(k8s_api: K8sApiStandIn, tmp_path: Path) -> None:
+    k8s_api.add_pod([k8s.RUNNING])
+    kubeconfig = k8s_api.kubeconfig(tmp_path / "kubeconfig")
     kubeconfig.write_text(kubeconfig.read_text().replace(k8s.TOKEN, "wrong-token"))
     with pytest.raises(ManagerError, match="answered 401"):
         manager_for("kubernetes", {"kubeconfig": str(kubeconfig)}).status(SUBMISSION)
 
 
 @pytest.mark.integration
-def test_an_api_server_that_went_away_is_a_manager_error(api: K8sApiStandIn, tmp_path: Path) -> None:
-    manager = manager_for("kubernetes", config(api, tmp_path, connect_timeout=2, request_timeout=2))
-    api.stop()
+def test_an_api_server_that_went_away_is_a_manager_error(k8s_api: K8sApiStandIn, tmp_path: Path) -> None:
+    manager = manager_for("kubernetes", config(k8s_api, tmp_path, connect_timeout=2, request_timeout=2))
+    k8s_api.stop()
     with pytest.raises(ManagerError, match="could not reach the Kubernetes API server"):
         manager.status(SUBMISSION)
 
@@ -233,11 +233,13 @@ def test_an_api_server_that_went_away_is_a_manager_error(api: K8sApiStandIn, tmp
 
 
 @pytest.mark.integration
-def test_the_supervisor_follows_a_driver_pod_to_success_and_fetches_its_log(api: K8sApiStandIn, tmp_path: Path) -> None:
-    api.add_pod([k8s.PENDING, k8s.RUNNING, k8s.SUCCEEDED])
+def test_the_supervisor_follows_a_driver_pod_to_success_and_fetches_its_log(
+    k8s_api: K8sApiStandIn, tmp_path: Path
+) -> None:
+    k8s_api.add_pod([k8s.PENDING, k8s.RUNNING, k8s.SUCCEEDED])
     work = tmp_path / "job"
     process = start_supervisor(
-        "kubernetes", config(api, tmp_path), recorded_submitter(tmp_path, k8s.SPARK_SUBMIT_K8S), work
+        "kubernetes", config(k8s_api, tmp_path), recorded_submitter(tmp_path, k8s.SPARK_SUBMIT_K8S), work
     )
     code, stdout, stderr = finish(process)
     assert code == 0, stderr
@@ -250,11 +252,11 @@ def test_the_supervisor_follows_a_driver_pod_to_success_and_fetches_its_log(api:
 
 
 @pytest.mark.integration
-def test_the_supervisor_exits_with_the_drivers_exit_code(api: K8sApiStandIn, tmp_path: Path) -> None:
-    api.add_pod([k8s.RUNNING, k8s.OOM_KILLED])
+def test_the_supervisor_exits_with_the_drivers_exit_code(k8s_api: K8sApiStandIn, tmp_path: Path) -> None:
+    k8s_api.add_pod([k8s.RUNNING, k8s.OOM_KILLED])
     work = tmp_path / "job"
     process = start_supervisor(
-        "kubernetes", config(api, tmp_path), recorded_submitter(tmp_path, k8s.SPARK_SUBMIT_K8S), work
+        "kubernetes", config(k8s_api, tmp_path), recorded_submitter(tmp_path, k8s.SPARK_SUBMIT_K8S), work
     )
     code, _, stderr = finish(process)
     assert code == 137, stderr
@@ -262,17 +264,17 @@ def test_the_supervisor_exits_with_the_drivers_exit_code(api: K8sApiStandIn, tmp
 
 
 @pytest.mark.integration
-def test_sigterm_deletes_the_driver_pod_and_the_supervisor_exits_143(api: K8sApiStandIn, tmp_path: Path) -> None:
-    api.add_pod([k8s.RUNNING])
+def test_sigterm_deletes_the_driver_pod_and_the_supervisor_exits_143(k8s_api: K8sApiStandIn, tmp_path: Path) -> None:
+    k8s_api.add_pod([k8s.RUNNING])
     work = tmp_path / "job"
     process = start_supervisor(
-        "kubernetes", config(api, tmp_path), recorded_submitter(tmp_path, k8s.SPARK_SUBMIT_K8S), work
+        "kubernetes", config(k8s_api, tmp_path), recorded_submitter(tmp_path, k8s.SPARK_SUBMIT_K8S), work
     )
     wait_for_record(work, "RUNNING")
     process.send_signal(signal.SIGTERM)
     code, _, stderr = finish(process)
     assert code == 128 + signal.SIGTERM, stderr
-    assert [r.path for r in api.requests if r.method == "DELETE"] == [
+    assert [r.path for r in k8s_api.requests if r.method == "DELETE"] == [
         f"/api/v1/namespaces/{k8s.NAMESPACE}/pods/{k8s.POD}"
     ]
     record = read_app_record(work)
