@@ -4,6 +4,7 @@ here), and the supervisor following a driver pod to its end."""
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
 from collections.abc import Iterator
@@ -177,6 +178,23 @@ def test_a_driver_that_ends_in_its_grace_period_after_a_kill_is_killed(k8s_api: 
     assert (ended.state, ended.raw, ended.exit_code) == (AppState.KILLED, "Failed", 143)
     assert ended.detail == "deleted by Headwater; driver exited 143 (Error)"
     assert (gone.state, gone.raw) == (AppState.KILLED, "NotFound")
+
+
+@pytest.mark.integration
+def test_a_pod_that_failed_while_being_deleted_was_killed_whoever_deleted_it(
+    k8s_api: K8sApiStandIn, tmp_path: Path
+) -> None:
+    # The worker deletes the pod before it signals the supervisor, whose manager has deleted nothing yet.
+    failed = k8s.driver_pod("Failed", container_state={"terminated": {"exitCode": 143, "reason": "Error"}})
+    succeeded = copy.deepcopy(k8s.SUCCEEDED)
+    for pod in (failed, succeeded):
+        pod["metadata"]["deletionTimestamp"] = "2025-03-14T09:13:00Z"
+    manager = manager_for("kubernetes", config(k8s_api, tmp_path))
+    k8s_api.add_pod([failed])
+    killed = manager.status(SUBMISSION)
+    assert (killed.state, killed.detail) == (AppState.KILLED, "the pod was deleted; driver exited 143 (Error)")
+    k8s_api.add_pod([succeeded])
+    assert manager.status(SUBMISSION).state is AppState.SUCCEEDED  # a success deleted afterwards stays one
 
 
 @pytest.mark.integration

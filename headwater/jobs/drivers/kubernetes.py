@@ -227,10 +227,16 @@ class KubernetesManager(ClusterManager):
                 f"no driver pod {namespace}/{pod} (submission {app_id}): deleted by someone else, or never created"
             ) from None
         status = pod_status(found, self.settings.driver_container)
-        if status.state.final and app_id in self._killed and _get(found, "metadata", "deletionTimestamp"):
-            # The driver ended within the grace period of this manager's delete (SIGTERM, exit 143, or a clean
-            # stop, exit 0): it was killed, whatever its exit.
-            return replace(status, state=AppState.KILLED, detail=_one_line(f"deleted by Headwater; {status.detail}"))
+        ours = app_id in self._killed
+        if (
+            status.state.final
+            and _get(found, "metadata", "deletionTimestamp")
+            and (ours or status.state is AppState.FAILED)
+        ):
+            # The driver ended within the grace period of a delete (SIGTERM: exit 143): it was killed. A clean stop
+            # (exit 0) counts as killed only after this manager's own delete: another's may follow a real success.
+            who = "deleted by Headwater" if ours else "the pod was deleted"
+            return replace(status, state=AppState.KILLED, detail=_one_line(f"{who}; {status.detail}"))
         return status
 
     def kill(self, app_id: str) -> None:
