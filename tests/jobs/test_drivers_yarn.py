@@ -222,7 +222,7 @@ def test_the_drivers_aggregated_logs_are_fetched_into_driver(tmp_path: Path) -> 
     assert sorted(p.name for p in written) == ["prelaunch.out", "stderr", "stdout", "yarn-logs.txt"]
     assert (dest / "stdout").read_text() == recorded.DRIVER_STDOUT
     assert "LogAggregationType: AGGREGATED" in (dest / "yarn-logs.txt").read_text()
-    assert ["logs", "-applicationId", APP_ID, "-am", "1", "-size", f"-{8 * 1024 * 1024}"] in yarn.state["calls"]
+    assert ["logs", "-applicationId", APP_ID, "-am", "-1", "-size", f"-{8 * 1024 * 1024}"] in yarn.state["calls"]
 
 
 def test_yarn_is_asked_for_the_tail_of_each_log_file(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ DRIVER_STDERR = (
     "22/11/10 20:16:20 INFO ApplicationMaster: Registered signal handlers for [TERM, HUP, INT]\n"
     "22/11/10 20:16:39 INFO ApplicationMaster: Final app status: SUCCEEDED, exitCode: 0\n"
 )
-# `yarn logs -applicationId <id> -am 1` of a finished Spark driver: the CLI's log line on stderr, then each file.
+# `yarn logs -applicationId <id> -am -1` of a finished Spark driver: the CLI's log line on stderr, then each file.
 AGGREGATED_LOGS = (
     "2023-05-04 10:20:01,002 INFO client.DefaultNoHARMFailoverProxyProvider: Connecting to ResourceManager at "
     "rm.example.com/10.0.0.5:8032\n"

@@ -7,7 +7,7 @@ same way in, and copies the ApplicationMaster container's aggregated logs (``yar
 
 The formats parsed are those of Hadoop 3.3/3.4 (``ApplicationCLI.printApplicationReport``,
 ``LogToolUtils.formatContainerLogHeader``) and Spark 3.x/4.x (``deploy/yarn/Client.scala``); the recorded messages
-are quoted in tests/jobs/test_drivers_yarn.py with their sources. Nothing here was run against a real YARN.
+are quoted in tests/jobs/yarn_recorded.py with their sources. Nothing here was run against a real YARN.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ class YarnConfig(BaseModel):
     rm_user: str | None = None  # ?user.name= on REST calls to a cluster with simple (pseudo) authentication
     command_timeout: float = Field(default=60.0, gt=0)  # one `yarn application` call (its RM retries included)
     logs_timeout: float = Field(default=300.0, gt=0)  # one `yarn logs` call
-    logs_args: list[str] = Field(default_factory=lambda: ["-am", "1"])  # the driver is the first AM's container
+    # The driver is the ApplicationMaster; -1 is its latest attempt (the one that ended, after any retry).
+    logs_args: list[str] = Field(default_factory=lambda: ["-am", "-1"])
     logs_wait: float = Field(default=60.0, ge=0)  # how long to wait for log aggregation once the app ended
     logs_poll: float = Field(default=5.0, gt=0)
     log_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)  # the tail of each log file kept (`yarn logs -size -N`)
@@ -296,7 +297,7 @@ class YarnManager(ClusterManager):
         raise self._failure(args, done)
 
     def fetch_logs(self, app_id: str, dest: Path) -> list[Path]:
-        """The ApplicationMaster's aggregated logs (``yarn logs -applicationId ID -am 1 -size -N``: the last
+        """The ApplicationMaster's aggregated logs (``yarn logs -applicationId ID -am -1 -size -N``: the last
         ``log_max_bytes`` of each file): the whole output in ``driver/yarn-logs.txt``, and each log file of the
         driver's container (stdout, stderr...) as ``driver/<name>``. None when YARN aggregated none (aggregation
         off, or not done within ``logs_wait``)."""
