@@ -200,11 +200,13 @@ class KubernetesManager(ClusterManager):
     def _call(self, what: str, call: Any, **kwargs: Any) -> Any:
         """``call(**kwargs)`` with the client's errors as :class:`ManagerError` (an ApiException keeps its status)."""
         kubernetes = _kubernetes()
+        import urllib3  # the client's transport (a dependency of kubernetes)
+
         try:
             return call(_request_timeout=self._timeout(), **kwargs)
         except kubernetes.client.ApiException as exc:
             raise _ApiError(exc.status or 0, f"{what}: the API server answered {exc.status} {exc.reason}") from None
-        except Exception as exc:  # urllib3's connection errors (MaxRetryError, timeouts) and the like
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # refused, reset, timed out, TLS, no such host
             raise ManagerError(f"{what}: could not reach the Kubernetes API server ({type(exc).__name__})") from None
 
     def status(self, app_id: str) -> AppStatus:
