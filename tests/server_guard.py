@@ -33,6 +33,7 @@ SERVER_FIXTURES = frozenset(
         "endpoint",
         "hive_image",
         "hive_metastore",
+        "k8s_api",
         "kafka_broker",
         "kafka_server",
         "oidc_app",
@@ -41,6 +42,7 @@ SERVER_FIXTURES = frozenset(
         "oidc_stack",
         "private_kafka_broker",
         "rest_catalog",
+        "rm_standin",
         "schema_registry_standin",
         "scratch_metastore",
     }

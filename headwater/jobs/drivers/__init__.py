@@ -18,6 +18,8 @@ from headwater.jobs.drivers.base import (
     register,
     write_app_record,
 )
+from headwater.jobs.drivers.kubernetes import KubernetesManager
+from headwater.jobs.drivers.yarn import YarnManager
 
 __all__ = [
     "APP_RECORD",
@@ -27,8 +29,10 @@ __all__ = [
     "AppState",
     "AppStatus",
     "ClusterManager",
+    "KubernetesManager",
     "ManagerError",
     "Submission",
+    "YarnManager",
     "cancel_cluster_app",
     "manager_for",
     "read_app_record",

@@ -32,6 +32,9 @@ class StandInServer:
             def do_POST(self) -> None:
                 standin.handle(self, "POST")
 
+            def do_PUT(self) -> None:
+                standin.handle(self, "PUT")
+
             def do_DELETE(self) -> None:
                 standin.handle(self, "DELETE")
 
