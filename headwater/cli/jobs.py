@@ -165,7 +165,13 @@ def jobs_submit(
     with open_session(settings) as session:
         # The CLI holds the database's credentials, so it is the server's operator: it runs as whom it names.
         submitter = access.trusted_submitter(request.user or "unknown")
-        job = service.submit_job(session, data=request, submitter=submitter, attachments=attachments)
+        job = service.submit_job(
+            session,
+            data=request,
+            submitter=submitter,
+            attachments=attachments,
+            selector=settings.jobs_cluster_selector,
+        )
         out = service.job_out(session, [job])[0]
     job_now = _wait_for(out.id) if wait else out.model_dump(mode="json")
     _print_job(job_now, as_json)
