@@ -37,9 +37,12 @@ async def _submit(client: httpx.AsyncClient, script: str, **extra: Any) -> dict[
 
 
 async def test_a_jobs_memory_comes_from_the_request_then_the_command_then_the_cluster(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, worker: JobWorker
 ) -> None:
     await _setup(client, max_memory_mb=4000, default_job_memory_mb=300, command={"memory_mb": 500})
+    told = (await _submit(client, 'echo "$HEADWATER_JOB_MEMORY_MB"', memory_mb=700))["id"]
+    worker.drain(timeout=20)
+    assert (await client.get(f"/api/v1/jobs/{told}/output/stdout")).text == "700\n"
     r = await client.post("/api/v1/commands", json={"name": "plain", "executable": ["true"], "tags": ["type:plain"]})
     assert r.status_code == 201 and r.json()["memory_mb"] is None
     assert (await _submit(client, "true", memory_mb=100))["memory_mb"] == 100
