@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from jobs_helpers import job_body, wait_for_status, wait_until, worker_thread
 from sqlalchemy import func, select
 
+from headwater.jobs import dispatch
 from headwater.jobs.models import ACTIVE_STATUSES, Job
 from headwater.jobs.worker import JobWorker
 
@@ -114,6 +115,40 @@ async def test_two_workers_claiming_at_once_never_overcommit_memory(
     with app.state.sessionmaker() as session:
         owners = set(session.scalars(select(Job.worker_id)))
     assert len(owners) == 2  # both workers claimed
+
+
+async def test_a_claim_racing_another_waits_for_it_and_counts_its_memory(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # The race made certain: the first claim holds its transaction open while the second starts. Enough jobs
+    # that the second finds some the first has not locked as candidates (it reads up to 4 per slot).
+    await _setup(client, max_memory_mb=1000)
+    for _ in range(12):
+        await _submit(client, "true", memory_mb=400)
+    factory = app.state.sessionmaker
+    first = factory()
+    assert len(dispatch.claim_jobs(first, worker_id="first", slots=2)) == 2  # 800 MB, not committed yet
+    second: list[int] = []
+
+    def claim() -> None:
+        with factory() as session:
+            second.extend(job.pk for job in dispatch.claim_jobs(session, worker_id="second", slots=2))
+            session.commit()
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    thread.join(0.5)
+    try:
+        # It waits: on the cluster's row lock (PostgreSQL) or the write lock (SQLite).
+        assert thread.is_alive()
+    finally:
+        first.commit()
+        first.close()
+        thread.join(30)
+    assert second == []  # it saw the 800 MB committed: 400 more would not fit
+    with factory() as session:
+        claimed = session.scalar(select(func.sum(Job.memory_mb)).where(Job.status == "CLAIMED"))
+    assert claimed == 800
 
 
 async def test_a_job_larger_than_every_matching_cluster_is_refused(client: httpx.AsyncClient) -> None:
