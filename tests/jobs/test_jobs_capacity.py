@@ -75,6 +75,23 @@ async def test_a_job_that_does_not_fit_waits_and_so_do_the_jobs_behind_it(
     ]  # fmt: skip
 
 
+async def test_a_full_clusters_backlog_does_not_hold_back_an_idle_cluster(
+    client: httpx.AsyncClient, worker: JobWorker
+) -> None:
+    await _setup(client, max_concurrent_jobs=1)
+    idle = {"name": "idle", "type": "shell", "tags": ["sched:idle"]}
+    assert (await client.post("/api/v1/clusters", json=idle)).status_code == 201
+    await _submit(client, "sleep 30")
+    wait_until(lambda: len(worker.running) == 1, worker)
+    for _ in range(20):  # more than one claim reads (4 per slot) of the oldest jobs overall
+        await _submit(client, "true")
+    behind = [(await _submit(client, "true", cluster_criteria=[["sched:idle"]]))["id"] for _ in range(2)]
+    worker.run_once()
+    worker.run_once()
+    for job_id in behind:
+        assert (await client.get(f"/api/v1/jobs/{job_id}")).json()["status"] in {"RUNNING", "SUCCEEDED"}
+
+
 async def test_two_workers_claiming_at_once_never_overcommit_memory(
     client: httpx.AsyncClient, app: FastAPI, tmp_path: Path
 ) -> None:
@@ -120,10 +137,10 @@ async def test_two_workers_claiming_at_once_never_overcommit_memory(
 async def test_a_claim_racing_another_waits_for_it_and_counts_its_memory(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    # The race made certain: the first claim holds its transaction open while the second starts. Enough jobs
-    # that the second finds some the first has not locked as candidates (it reads up to 4 per slot).
+    # The race made certain: the first claim holds its transaction open while the second starts. The second has
+    # more slots, so it finds queued jobs the first has not locked as candidates.
     await _setup(client, max_memory_mb=1000)
-    for _ in range(12):
+    for _ in range(6):
         await _submit(client, "true", memory_mb=400)
     factory = app.state.sessionmaker
     first = factory()
@@ -132,7 +149,7 @@ async def test_a_claim_racing_another_waits_for_it_and_counts_its_memory(
 
     def claim() -> None:
         with factory() as session:
-            second.extend(job.pk for job in dispatch.claim_jobs(session, worker_id="second", slots=2))
+            second.extend(job.pk for job in dispatch.claim_jobs(session, worker_id="second", slots=4))
             session.commit()
 
     thread = threading.Thread(target=claim)
