@@ -230,3 +230,19 @@ def test_a_selector_setting_that_names_nothing_usable_stops_the_start(spec: str,
     with pytest.raises(ValidationError) as caught:
         Settings(jobs_cluster_selector=spec)
     assert "HEADWATER_JOBS_CLUSTER_SELECTOR" in str(caught.value) and says in str(caught.value)
+
+
+async def test_graphql_submits_with_memory_and_shows_the_implicit_tags(client: httpx.AsyncClient) -> None:
+    await _cluster(client, "a", max_memory_mb=2000)
+    await _cluster(client, "b")
+    await _command(client)
+    submit = """mutation { submitJob(input: {name: "g", commandArgs: ["true"], memoryMb: 1500,
+                clusterCriteria: [["headwater.name:a"]], commandCriteria: ["type:sh"]})
+                { ... on Job { cluster memoryMb status } } }"""
+    r = await client.post("/graphql", json={"query": submit})
+    assert r.json()["data"]["submitJob"] == {"cluster": "a", "memoryMb": 1500, "status": "RESOLVED"}
+    query = "{ clusters { ... on ClusterPage { items { name implicitTags maxMemoryMb } } } }"
+    items = (await client.post("/graphql", json={"query": query})).json()["data"]["clusters"]["items"]
+    assert [(c["name"], c["implicitTags"][1], c["maxMemoryMb"]) for c in items] == [
+        ("a", "headwater.name:a", 2000), ("b", "headwater.name:b", None),
+    ]  # fmt: skip
