@@ -200,14 +200,13 @@ def select(candidates: Sequence[ClusterLoad], request: JobSubmit, spec: str) -> 
             f"cluster selector {spec} returned {chosen!r:.200}, not one of the candidates "
             f"{[c.name for c in candidates]}; fix HEADWATER_JOBS_CLUSTER_SELECTOR"
         )
-    how = ""
-    if spec == DEFAULT_SELECTOR:
-        tied = [c.name for c in candidates if _least_loaded_key(c) == _least_loaded_key(chosen)]
-        how = (
-            f" (least loaded; tied with {[n for n in tied if n != chosen.name]}, picked at random)"
-            if len(tied) > 1
-            else " (least loaded)"
-        )
-    elif spec == "random":
-        how = " (at random)"
-    return Selection(chosen, _reason(spec, chosen, candidates, how))
+    return Selection(chosen, _reason(spec, chosen, candidates, _how(spec, chosen, candidates)))
+
+
+def _how(spec: str, chosen: ClusterLoad, candidates: Sequence[ClusterLoad]) -> str:
+    if spec == "random":
+        return " (at random)"
+    if spec != DEFAULT_SELECTOR:
+        return ""
+    tied = [c.name for c in candidates if c != chosen and _least_loaded_key(c) == _least_loaded_key(chosen)]
+    return f" (least loaded; tied with {tied}, picked at random)" if tied else " (least loaded)"

@@ -155,8 +155,10 @@ async def test_a_burst_of_queued_submissions_spreads_evenly(client: httpx.AsyncC
     for name in ("a", "b", "c"):
         await _cluster(client, name)
     await _command(client)
-    chosen = Counter([(await _submit(client))["cluster"] for _ in range(9)])
-    assert chosen == {"a": 3, "b": 3, "c": 3}
+    jobs = [await _submit(client) for _ in range(9)]
+    assert Counter(job["cluster"] for job in jobs) == {"a": 3, "b": 3, "c": 3}
+    others = sorted({"a", "b", "c"} - {jobs[0]["cluster"]})
+    assert f"(least loaded; tied with {others}, picked at random)" in jobs[0]["status_message"]
 
 
 async def test_random_selector_spreads_jobs(client: httpx.AsyncClient, selector: Callable[[str], None]) -> None:
