@@ -132,15 +132,18 @@ class SelectorError(Exception):
     """The configured selector failed or answered something that is not a candidate."""
 
 
-def _least_loaded_key(candidate: ClusterLoad) -> tuple[Fraction, float]:
+def _least_loaded_key(candidate: ClusterLoad) -> tuple[bool, Fraction, float]:
     free = candidate.free_memory_mb
-    return candidate.load, -(float("inf") if free is None else free)
+    # Sent where its memory is not free, a job waits there while another cluster could run it now (Genie #549).
+    short = free is not None and (candidate.job_memory_mb or 0) > free
+    return short, candidate.load, -(float("inf") if free is None else free)
 
 
 def least_loaded(candidates: Sequence[ClusterLoad], request: JobSubmit) -> ClusterLoad:
-    """Fewest jobs (queued and running) per slot, then most free memory (a cluster declaring none counts as
-    unlimited); equal candidates are chosen between at random, so submissions resolved at the same moment from
-    the same committed loads do not all land on one cluster."""
+    """A cluster with the job's memory free before one without, then the fewest jobs (queued and running) per slot,
+    then the most free memory (a cluster declaring none counts as unlimited); equal candidates are chosen between
+    at random, so submissions resolved at the same moment from the same committed loads do not all land on one
+    cluster."""
     best = min(_least_loaded_key(c) for c in candidates)
     return random.choice([c for c in candidates if _least_loaded_key(c) == best])
 

@@ -150,6 +150,18 @@ async def test_equal_loads_go_to_the_cluster_with_most_free_memory(
     assert "large 1/8 jobs, 1000 of 4000 MB free" in job["status_message"]
 
 
+async def test_a_cluster_with_the_jobs_memory_free_wins_over_a_less_loaded_one_without(
+    client: httpx.AsyncClient, worker: JobWorker
+) -> None:
+    await _cluster(client, "cramped", max_memory_mb=4000)
+    await _cluster(client, "roomy", max_memory_mb=4000)
+    await _command(client)
+    await _run_pinned(client, worker, {"cramped": 1}, memory_mb=3500)  # 1/8 jobs, 500 MB free
+    await _run_pinned(client, worker, {"roomy": 2}, memory_mb=500)  # 2/8 jobs, 3000 MB free
+    assert (await _submit(client, memory_mb=1000))["cluster"] == "roomy"
+    assert (await _submit(client, memory_mb=400))["cluster"] == "cramped"  # it fits there: fewer jobs wins
+
+
 async def test_a_burst_of_queued_submissions_spreads_evenly(client: httpx.AsyncClient) -> None:
     # No worker runs: only queued jobs tell the clusters apart, and the default counts them.
     for name in ("a", "b", "c"):
