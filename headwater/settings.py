@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from headwater.allowlists import check_allow_entry, check_env_allowlist_entry, check_host_pattern
+from headwater.jobs.selectors import load_selector
 
 __all__ = ["Settings", "get_settings"]
 
@@ -291,6 +292,13 @@ class Settings(BaseSettings):
         description="Extra variables of the worker's environment passed to jobs, comma-separated names (PATH, "
         "the locale, TZ, JAVA_HOME and the engines' homes always are). HEADWATER_ variables never are.",
     )
+    jobs_cluster_selector: str = Field(
+        default="least-loaded",
+        description="Chooses among several clusters matching a job's winning criterion: `least-loaded` (fewest "
+        "queued and running jobs per slot, then most free memory; ties at random), `random`, or `module:function`, "
+        "a Python callable given the candidates with their load and the job request, returning one (or None: "
+        "least-loaded chooses). See docs/concepts/jobs.md.",
+    )
     # Per-user limits on jobs (docs/security/jobs.md)
     jobs_user_active_limit: int = Field(
         default=20,
@@ -487,6 +495,16 @@ class Settings(BaseSettings):
                     f"HEADWATER_JOBS_USER_LIMITS: {entry!r} is not user:NAME=N, service:NAME=N or group:NAME=N"
                 )
         return value
+
+    @field_validator("jobs_cluster_selector")
+    @classmethod
+    def _check_cluster_selector(cls, value: str) -> str:
+        # Imported now, so a typo stops the server at start instead of turning every job INVALID.
+        try:
+            load_selector(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"HEADWATER_JOBS_CLUSTER_SELECTOR: {exc}") from None
+        return value.strip()
 
     @field_validator("jobs_run_as")
     @classmethod

@@ -115,8 +115,8 @@ async def test_null_for_a_field_that_cannot_be_empty_is_a_422_naming_it(
 @pytest.mark.parametrize(
     ("path", "name", "fields"),
     [
-        ("clusters", "c", ["description"]),
-        ("commands", "s", ["description"]),
+        ("clusters", "c", ["description", "max_memory_mb", "default_job_memory_mb"]),
+        ("commands", "s", ["description", "memory_mb"]),
         ("applications", "a", ["version", "type", "description"]),
     ],
 )

@@ -125,6 +125,9 @@ def jobs_submit(
         typer.Option(exists=True, dir_okay=False, readable=True, help="File placed in the job directory; repeatable."),
     ] = None,
     timeout: Annotated[int | None, typer.Option(help="Seconds before the job is killed.")] = None,
+    memory_mb: Annotated[
+        int | None, typer.Option("--memory-mb", help="Memory (MB) it needs; default: its command's or cluster's.")
+    ] = None,
     max_attempts: Annotated[int, typer.Option(help="Runs allowed when its worker is lost.")] = 1,
     archive_logs: Annotated[
         bool, typer.Option("--archive-logs", help="Archive logs when retention removes it.")
@@ -152,6 +155,7 @@ def jobs_submit(
             command_criteria=_tags(command_tags),
             environment=_environment(env or []),
             timeout=timeout,
+            memory_mb=memory_mb,
             max_attempts=max_attempts,
             archive_logs=archive_logs,
         )
@@ -165,7 +169,13 @@ def jobs_submit(
     with open_session(settings) as session:
         # The CLI holds the database's credentials, so it is the server's operator: it runs as whom it names.
         submitter = access.trusted_submitter(request.user or "unknown")
-        job = service.submit_job(session, data=request, submitter=submitter, attachments=attachments)
+        job = service.submit_job(
+            session,
+            data=request,
+            submitter=submitter,
+            attachments=attachments,
+            selector=settings.jobs_cluster_selector,
+        )
         out = service.job_out(session, [job])[0]
     job_now = _wait_for(out.id) if wait else out.model_dump(mode="json")
     _print_job(job_now, as_json)

@@ -151,6 +151,11 @@ class JobSubmitInput:
     command_args: list[str] | None = None
     environment: JSON | None = None
     timeout: int | None = strawberry.field(default=None, description="Seconds before the job is killed.")
+    memory_mb: int | None = strawberry.field(
+        default=None,
+        description="Memory (MB) the job needs, counted against its cluster's maxMemoryMb; default: its "
+        "command's, else the cluster's defaultJobMemoryMb.",
+    )
     applications: list[str] | None = None
     max_attempts: int | None = None
     archive_logs: bool | None = None
@@ -231,7 +236,8 @@ class JobsMutation:
         data = {key: value for key, value in strawberry.asdict(input).items() if value is not None}
         request = validated(JobSubmit, data, "input")
         submitter = access.submitter_of(info.context.principal, request.user, info.context.settings)
-        row = jobs.submit_job(session, data=request, submitter=submitter)
+        selector = info.context.settings.jobs_cluster_selector
+        row = jobs.submit_job(session, data=request, submitter=submitter, selector=selector)
         return jobs_of(session, [row])[0]
 
     @strawberry.field(description="Kill a job: at once when no process runs yet, else by its worker.")

@@ -48,46 +48,79 @@ __all__ = [
 ]
 
 
-def claim_jobs(session: Session, *, worker_id: str, slots: int, now: dt.datetime | None = None) -> list[Job]:
-    """Claim up to ``slots`` RESOLVED jobs for ``worker_id``, oldest first, within each cluster's limit.
+# Clusters one claim looks at (each with up to ``slots`` of its oldest queued jobs), oldest job first.
+CLUSTERS_PER_CLAIM = 16
 
-    On PostgreSQL candidates are locked with ``FOR UPDATE SKIP LOCKED`` and each cluster row is locked while
-    its running jobs are counted; on SQLite the transaction already holds the write lock (BEGIN IMMEDIATE).
-    Either way the claim itself is one conditional UPDATE, so a job is never claimed twice. The statements
-    are per batch and per cluster, not per job: claiming is on every job's path.
+
+def claim_jobs(session: Session, *, worker_id: str, slots: int, now: dt.datetime | None = None) -> list[Job]:
+    """Claim up to ``slots`` RESOLVED jobs for ``worker_id``, oldest first, within each cluster's capacity: its
+    ``max_concurrent_jobs`` and, when it declares one, its ``max_memory_mb`` (a job that does not fit waits, and
+    so do the later jobs of its cluster, so a large job is not passed over for ever by small ones).
+
+    Candidates are the oldest ``slots`` queued jobs of each cluster, up to CLUSTERS_PER_CLAIM clusters. On
+    PostgreSQL they are locked with ``FOR UPDATE SKIP LOCKED`` and each cluster row is locked while
+    its running jobs and their memory are counted; on SQLite the transaction already holds the write lock (BEGIN
+    IMMEDIATE). Either way the claim itself is one conditional UPDATE, so a job is never claimed twice. The
+    statements are per batch and per cluster, not per job: claiming is on every job's path.
     """
     if slots <= 0:
         return []
     now = now or utcnow()
     postgres = session.get_bind().dialect.name == "postgresql"
-    stmt = select(Job.pk, Job.cluster_id).where(Job.status == JobStatus.RESOLVED.value).order_by(Job.pk)
-    stmt = stmt.limit(slots * 4)
+    # The head of each cluster's queue, not the oldest jobs overall: a full cluster's backlog would otherwise fill
+    # the batch and leave the jobs of idle clusters behind it unclaimed.
+    # Two statements, the ranking unlocked: PostgreSQL plans a locking read joined to a window subquery as a
+    # nested loop when its statistics lag (1.2 s at 5,000 queued jobs, measured).
+    queue = Job.status == JobStatus.RESOLVED.value
+    place = func.row_number().over(partition_by=Job.cluster_id, order_by=Job.pk).label("place")
+    ranked = select(Job.pk, place).where(queue).subquery()
+    heads = list(
+        session.scalars(
+            select(ranked.c.pk).where(ranked.c.place <= slots).order_by(ranked.c.pk).limit(slots * CLUSTERS_PER_CLAIM)
+        )
+    )
+    if not heads:
+        return []
+    stmt = select(Job.pk, Job.cluster_id, Job.memory_mb).where(queue, Job.pk.in_(heads)).order_by(Job.pk)
     if postgres:
         stmt = stmt.with_for_update(skip_locked=True)
-    by_cluster: dict[int, list[int]] = {}
+    by_cluster: dict[int, list[tuple[int, int]]] = {}
     orphans: list[int] = []
-    for pk, cluster_id in session.execute(stmt):
+    for pk, cluster_id, memory in session.execute(stmt):
         if cluster_id is None:
             orphans.append(pk)
         else:
-            by_cluster.setdefault(cluster_id, []).append(pk)
+            by_cluster.setdefault(cluster_id, []).append((pk, memory or 0))
     chosen: list[int] = []
-    for cluster_id, pks in by_cluster.items():
+    too_big: dict[int, str] = {}
+    for cluster_id, queued in by_cluster.items():
         if len(chosen) >= slots:
             break
-        limit_stmt = select(Cluster.max_concurrent_jobs).where(Cluster.id == cluster_id)
-        limit = session.scalar(limit_stmt.with_for_update() if postgres else limit_stmt)
-        if limit is None:
+        capacity_stmt = select(Cluster.name, Cluster.max_concurrent_jobs, Cluster.max_memory_mb)
+        capacity_stmt = capacity_stmt.where(Cluster.id == cluster_id)
+        capacity = session.execute(capacity_stmt.with_for_update() if postgres else capacity_stmt).one_or_none()
+        if capacity is None:
             continue
-        running = session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.cluster_id == cluster_id, Job.status.in_([s.value for s in ACTIVE_STATUSES]))
-        )
-        room = min(limit - (running or 0), slots - len(chosen))
-        chosen += pks[: max(room, 0)]
-    for job in session.scalars(select(Job).where(Job.pk.in_(orphans))) if orphans else ():
-        transition(job, JobStatus.FAILED, "its cluster was deleted before it started", session=session, now=now)
+        name, limit, max_memory = capacity
+        running, committed = session.execute(
+            select(func.count(), func.coalesce(func.sum(Job.memory_mb), 0)).where(
+                Job.cluster_id == cluster_id, Job.status.in_([s.value for s in ACTIVE_STATUSES])
+            )
+        ).one()
+        used = int(committed or 0)
+        for pk, memory in queued:
+            if len(chosen) >= slots or running >= limit:
+                break
+            if max_memory is not None and memory > max_memory:  # the cluster shrank after it was resolved
+                too_big[pk] = f"it needs {memory} MB; cluster {name!r} now holds at most {max_memory} MB"
+                continue
+            if max_memory is not None and used + memory > max_memory:
+                break  # it waits for memory, and the cluster's later jobs wait behind it
+            chosen.append(pk)
+            running, used = running + 1, used + memory
+    failed = {pk: "its cluster was deleted before it started" for pk in orphans} | too_big
+    for job in session.scalars(select(Job).where(Job.pk.in_(list(failed)))) if failed else ():
+        transition(job, JobStatus.FAILED, failed[job.pk], session=session, now=now)
     if not chosen:
         session.flush()
         return []

@@ -13,6 +13,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String,
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from headwater.db import Base, BigInt, JSONType
+from headwater.jobs.selectors import implicit_tags
 from headwater.orm import BigIntPK, Code, Count, LongText, UTCNow, UTCTime, one_of
 
 __all__ = [
@@ -87,7 +88,8 @@ ACTIVE_STATUSES = frozenset({JobStatus.CLAIMED, JobStatus.INIT, JobStatus.RUNNIN
 
 
 class Cluster(Base):
-    """Where jobs run: an engine type, its connection config, tags jobs select it by, a concurrency limit."""
+    """Where jobs run: an engine type, its connection config, tags jobs select it by, its capacity (concurrent
+    jobs, memory)."""
 
     __tablename__ = "job_clusters"
     __table_args__ = (
@@ -102,11 +104,19 @@ class Cluster(Base):
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     max_concurrent_jobs: Mapped[int] = mapped_column(Integer, default=8)
+    # Memory its running jobs may hold together (None: not limited), and what a job declaring none is counted for.
+    max_memory_mb: Mapped[int | None] = mapped_column(Integer)
+    default_job_memory_mb: Mapped[int | None] = mapped_column(Integer)
     # Who may run on it (groups, or user names); empty: anyone holding jobs.submit (docs/security/jobs.md).
     groups: Mapped[list[str]] = mapped_column(JSONType, default=list)
     description: Mapped[LongText | None]
     created_at: Mapped[UTCNow]
     updated_at: Mapped[UTCNow]
+
+    @property
+    def implicit_tags(self) -> list[str]:
+        """Tags it answers to in criteria without storing them: ``headwater.id:<id>``, ``headwater.name:<name>``."""
+        return implicit_tags(self.id, self.name)
 
 
 class Command(Base):
@@ -123,6 +133,8 @@ class Command(Base):
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # Ordered tag sets; a cluster must match one of them (empty: any cluster).
     cluster_criteria: Mapped[list[list[str]]] = mapped_column(JSONType, default=list)
+    # Memory its jobs are counted for when the request names none (before the cluster's default, as in Genie).
+    memory_mb: Mapped[int | None] = mapped_column(Integer)
     # Who may run it (groups, or user names); empty: anyone holding jobs.submit (docs/security/jobs.md).
     groups: Mapped[list[str]] = mapped_column(JSONType, default=list)
     description: Mapped[LongText | None]
@@ -133,6 +145,11 @@ class Command(Base):
     applications: Mapped[list[Application]] = relationship(
         secondary="job_command_applications", order_by="CommandApplication.position", viewonly=True
     )
+
+    @property
+    def implicit_tags(self) -> list[str]:
+        """Tags it answers to in criteria without storing them: ``headwater.id:<id>``, ``headwater.name:<name>``."""
+        return implicit_tags(self.id, self.name)
 
 
 class Application(Base):
@@ -197,6 +214,8 @@ class Job(Base):
     cluster_name: Mapped[str | None] = mapped_column(String(255))
     command_name: Mapped[str | None] = mapped_column(String(255))
     timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Memory counted against its cluster's max_memory_mb from resolution until it ends (None: 0).
+    memory_mb: Mapped[int | None] = mapped_column(Integer)
     kill_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(255))
     host: Mapped[str | None] = mapped_column(String(255))

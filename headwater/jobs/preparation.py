@@ -96,6 +96,8 @@ def _prepare(
             "HEADWATER_JOB_DIR": str(work_dir),
             "HEADWATER_JOB_ATTEMPT": str(job.attempt),
             "HEADWATER_JOB_USER": job.user_name,
+            # What it was counted for on its cluster (Genie's GENIE_JOB_MEMORY), so it can size its heap to it.
+            **({"HEADWATER_JOB_MEMORY_MB": str(job.memory_mb)} if job.memory_mb is not None else {}),
         },
         work_dir=work_dir,
         timeout=job.timeout_seconds,

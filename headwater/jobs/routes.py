@@ -196,7 +196,13 @@ def submit_job(
     closed to the principal (naming their groups) or when ``user`` names someone else without jobs.submit_as; 429
     with Retry-After at the user's active-job limit."""
     submitter = access.submitter_of(principal_of(request), submission.request.user, request.app.state.settings)
-    job = service.submit_job(session, data=submission.request, submitter=submitter, attachments=submission.attachments)
+    job = service.submit_job(
+        session,
+        data=submission.request,
+        submitter=submitter,
+        attachments=submission.attachments,
+        selector=request.app.state.settings.jobs_cluster_selector,
+    )
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return service.job_out(session, [job])[0]
 

@@ -21,6 +21,7 @@ from pydantic import (
 from headwater.inputs import MISSING, JsonObject, Omittable
 from headwater.jobs.files import file_name, is_remote
 from headwater.jobs.models import ApplicationStatus, ClusterStatus, ClusterType, CommandStatus, JobStatus
+from headwater.jobs.selectors import check_criterion, check_own_tags
 
 __all__ = [
     "MAX_ARGS_CHARS",
@@ -52,7 +53,16 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
 Group = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
 GROUPS_DOC = "Groups (or user names) allowed to run jobs on it; empty: anyone who may submit jobs."
-TagSet = Annotated[list[Tag], Field(min_length=1, max_length=50)]
+# A criterion: tags a cluster or command must all carry (``headwater.id:``/``headwater.name:`` included).
+TagSet = Annotated[list[Tag], Field(min_length=1, max_length=50), AfterValidator(check_criterion)]
+# A cluster's or command's own tags: none in the reserved ``headwater.`` prefix.
+OwnTags = Annotated[list[Tag], Field(max_length=50), AfterValidator(check_own_tags)]
+MAX_MEMORY_DOC = "Memory (MB) its running jobs may hold together; a job that does not fit waits. null: no limit."
+DEFAULT_MEMORY_DOC = "Memory (MB) a job is counted for when neither it nor its command names any."
+COMMAND_MEMORY_DOC = "Memory (MB) its jobs are counted for when the request names none."
+IMPLICIT_TAGS_DOC = "Tags it answers to in criteria without storing them: headwater.id:<id>, headwater.name:<name>."
+# Memory in MB (at most 16 TiB).
+MemoryMB = Annotated[int, Field(ge=1, le=16 * 1024 * 1024)]
 
 
 EnvName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -187,9 +197,11 @@ class ClusterCreate(_In):
     name: Name
     type: ClusterType
     status: ClusterStatus = ClusterStatus.UP
-    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    tags: OwnTags = Field(default_factory=list)
     config: JsonObject = Field(default_factory=dict)
     max_concurrent_jobs: int = Field(default=8, ge=1, le=10_000)
+    max_memory_mb: MemoryMB | None = Field(default=None, description=MAX_MEMORY_DOC)
+    default_job_memory_mb: MemoryMB | None = Field(default=None, description=DEFAULT_MEMORY_DOC)
     groups: list[Group] = Field(default_factory=list, max_length=100, description=GROUPS_DOC)
     description: str | None = Field(default=None, max_length=10_000)
 
@@ -198,9 +210,11 @@ class ClusterUpdate(_In):
     """Fields of a cluster to change (absent fields stay as they are)."""
 
     status: Omittable[ClusterStatus] = MISSING
-    tags: Omittable[list[Tag]] = Field(default=MISSING, max_length=50)
+    tags: Omittable[OwnTags] = MISSING
     config: Omittable[JsonObject] = MISSING
     max_concurrent_jobs: Omittable[int] = Field(default=MISSING, ge=1, le=10_000)
+    max_memory_mb: MemoryMB | None = Field(default=None, description=MAX_MEMORY_DOC)
+    default_job_memory_mb: MemoryMB | None = Field(default=None, description=DEFAULT_MEMORY_DOC)
     groups: Omittable[list[Group]] = Field(default=MISSING, max_length=100, description=GROUPS_DOC)
     description: str | None = Field(default=None, max_length=10_000)
 
@@ -215,8 +229,11 @@ class ClusterOut(BaseModel):
     type: ClusterType
     status: ClusterStatus
     tags: list[str]
+    implicit_tags: list[str] = Field(description=IMPLICIT_TAGS_DOC)
     config: dict[str, Any]
     max_concurrent_jobs: int
+    max_memory_mb: int | None = Field(description=MAX_MEMORY_DOC)
+    default_job_memory_mb: int | None = Field(description=DEFAULT_MEMORY_DOC)
     groups: list[str] = Field(description="Groups (or user names) allowed to run on it; empty: anyone.")
     description: str | None
     created_at: dt.datetime
@@ -229,8 +246,9 @@ class CommandCreate(_In):
     name: Name
     executable: list[Annotated[str, StringConstraints(max_length=4096)]] = Field(min_length=1, max_length=200)
     status: CommandStatus = CommandStatus.ACTIVE
-    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    tags: OwnTags = Field(default_factory=list)
     cluster_criteria: list[TagSet] = Field(default_factory=list, max_length=20)
+    memory_mb: MemoryMB | None = Field(default=None, description=COMMAND_MEMORY_DOC)
     applications: AppNames = Field(
         default_factory=list, max_length=50, description="Names of the applications it needs, in order."
     )
@@ -252,8 +270,9 @@ class CommandUpdate(_In):
         default=MISSING, min_length=1, max_length=200
     )
     status: Omittable[CommandStatus] = MISSING
-    tags: Omittable[list[Tag]] = Field(default=MISSING, max_length=50)
+    tags: Omittable[OwnTags] = MISSING
     cluster_criteria: Omittable[list[TagSet]] = Field(default=MISSING, max_length=20)
+    memory_mb: MemoryMB | None = Field(default=None, description=COMMAND_MEMORY_DOC)
     applications: Omittable[AppNames] = Field(default=MISSING, max_length=50)
     groups: Omittable[list[Group]] = Field(default=MISSING, max_length=100, description=GROUPS_DOC)
     description: str | None = Field(default=None, max_length=10_000)
@@ -269,7 +288,9 @@ class CommandOut(BaseModel):
     executable: list[str]
     status: CommandStatus
     tags: list[str]
+    implicit_tags: list[str] = Field(description=IMPLICIT_TAGS_DOC)
     cluster_criteria: list[list[str]]
+    memory_mb: int | None = Field(description=COMMAND_MEMORY_DOC)
     applications: list[str]
     groups: list[str] = Field(description="Groups (or user names) allowed to run it; empty: anyone.")
     description: str | None
@@ -309,6 +330,11 @@ class JobSubmit(_In):
     command_criteria: TagSet
     environment: Environment = Field(default_factory=dict)
     timeout: int | None = Field(default=None, ge=1, le=7 * 24 * 3600, description="Seconds before the job is killed.")
+    memory_mb: MemoryMB | None = Field(
+        default=None,
+        description="Memory the job needs, counted against its cluster's max_memory_mb while it is queued or "
+        "runs. Default: its command's memory_mb, else the cluster's default_job_memory_mb.",
+    )
     applications: AppNames | None = Field(
         default=None,
         max_length=50,
@@ -401,6 +427,7 @@ class JobOut(BaseModel):
     status_message: str | None
     cluster: str | None
     command: str | None
+    memory_mb: int | None = Field(description="The memory it is counted for on its cluster (null: none).")
     exit_code: int | None
     attempt: int
     max_attempts: int

@@ -16,15 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from headwater.db import utcnow
-from headwater.errors import Conflict, Forbidden, InvalidInput, NotFound
+from headwater.errors import Conflict, InvalidInput, NotFound
 from headwater.jobs import access, applications
 from headwater.jobs.models import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
     Cluster,
-    ClusterStatus,
     Command,
-    CommandStatus,
     Job,
     JobAttachment,
     JobAttempt,
@@ -32,6 +30,7 @@ from headwater.jobs.models import (
     JobTag,
     JobTransition,
 )
+from headwater.jobs.resolution import resolve as resolution_of
 from headwater.jobs.schemas import (
     ClusterCreate,
     ClusterUpdate,
@@ -40,6 +39,7 @@ from headwater.jobs.schemas import (
     JobOut,
     JobSubmit,
 )
+from headwater.jobs.selectors import DEFAULT_SELECTOR
 from headwater.orm import get_by_name
 from headwater.pagination import PageResult, SortKey, paginate
 
@@ -66,8 +66,6 @@ __all__ = [
     "update_command",
 ]
 
-# Resolution reads every UP cluster and ACTIVE command; installations have tens, this bounds the read.
-MAX_CANDIDATES = 1000
 RUN_ID_NAMESPACE = uuid.UUID("6f1f6a52-3d0e-4a53-9f0e-6b5c1d2e7a10")
 # PostgreSQL LISTEN/NOTIFY channel: a queued job or a freed slot wakes idle workers at once.
 JOBS_CHANNEL = "headwater_jobs"
@@ -117,7 +115,7 @@ def _delete_named(
 
 def create_cluster(session: Session, *, data: ClusterCreate) -> Cluster:
     """Register a cluster; a taken name is a Conflict."""
-    return _create_named(session, Cluster, data, "cluster")
+    return _check_memory(_create_named(session, Cluster, data, "cluster"))
 
 
 def get_cluster(session: Session, *, name: str) -> Cluster:
@@ -127,7 +125,18 @@ def get_cluster(session: Session, *, name: str) -> Cluster:
 
 def update_cluster(session: Session, *, name: str, data: ClusterUpdate) -> Cluster:
     """Change the given fields of a cluster."""
-    return _update_named(session, Cluster, name, data, "cluster")
+    return _check_memory(_update_named(session, Cluster, name, data, "cluster"))
+
+
+def _check_memory(cluster: Cluster) -> Cluster:
+    maximum, default = cluster.max_memory_mb, cluster.default_job_memory_mb
+    if maximum is not None and default is not None and default > maximum:
+        raise InvalidInput(
+            f"default_job_memory_mb {default} exceeds the cluster's max_memory_mb {maximum}: its jobs could "
+            "never start",
+            detail={"field": "default_job_memory_mb"},
+        )
+    return cluster
 
 
 def delete_cluster(session: Session, *, name: str) -> None:
@@ -216,10 +225,12 @@ def submit_job(
     data: JobSubmit,
     submitter: access.Submitter,
     attachments: Sequence[tuple[str, bytes]] = (),
+    selector: str = DEFAULT_SELECTOR,
 ) -> Job:
     """Accept a job of ``submitter`` and resolve it to a cluster and command at once (RESOLVED, or INVALID saying
-    why); Forbidden when only clusters or commands closed to the submitter match, TooManyRequests at the user's
-    active-job limit.
+    why); Forbidden when only clusters or commands closed to the submitter match, InvalidInput when its memory
+    exceeds every cluster that would run it, TooManyRequests at the user's active-job limit. ``selector``
+    (HEADWATER_JOBS_CLUSTER_SELECTOR) chooses among several matching clusters.
 
     ``attachments`` (name, content) are stored with it and written into its working directory before it runs.
     """
@@ -230,8 +241,8 @@ def submit_job(
     job_id = data.id or str(uuid.uuid4())
     if data.id is not None and session.scalar(select(Job.pk).where(Job.id == job_id)) is not None:
         raise Conflict(f"a job with id {job_id!r} already exists", detail={"field": "id"})
-    chosen, why = _resolve(session, data, submitter)
-    if chosen is not None:  # an INVALID job ends at once, so it takes no slot
+    resolution = resolution_of(session, data, submitter, selector=selector)
+    if not isinstance(resolution, str):  # an INVALID job ends at once, so it takes no slot
         access.hold_active_slot(session, submitter)
     now = utcnow()
     job = Job(
@@ -262,13 +273,13 @@ def submit_job(
     session.add(
         JobTransition(job_pk=job.pk, from_status=None, to_status=JobStatus.ACCEPTED.value, reason="submitted", at=now)
     )
-    if chosen is None:
-        transition(job, JobStatus.INVALID, why, session=session, now=now)
+    if isinstance(resolution, str):
+        transition(job, JobStatus.INVALID, resolution, session=session, now=now)
     else:
-        cluster, command = chosen
-        job.cluster_id, job.cluster_name = cluster.id, cluster.name
-        job.command_id, job.command_name = command.id, command.name
-        transition(job, JobStatus.RESOLVED, why, session=session, now=now)
+        job.cluster_id, job.cluster_name = resolution.cluster.id, resolution.cluster.name
+        job.command_id, job.command_name = resolution.command.id, resolution.command.name
+        job.memory_mb = resolution.memory_mb
+        transition(job, JobStatus.RESOLVED, resolution.why, session=session, now=now)
         notify_workers(session)
     session.flush()
     return job
@@ -307,77 +318,6 @@ def notify_workers(session: Session) -> None:
     """Wake idle workers (PostgreSQL NOTIFY, delivered at commit; elsewhere workers poll)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"NOTIFY {JOBS_CHANNEL}"))
-
-
-def _resolve(
-    session: Session, data: JobSubmit, submitter: access.Submitter
-) -> tuple[tuple[Cluster, Command] | None, str]:
-    """Genie's rule, over the clusters and commands open to the submitter: the first cluster criterion matching an
-    UP cluster with an ACTIVE command wins. When nothing open matches but closed ones would, Forbidden names their
-    groups (they are no secret: anyone with jobs.read lists clusters and commands with their groups)."""
-    commands = list(
-        session.scalars(
-            select(Command)
-            .where(Command.status == CommandStatus.ACTIVE.value)
-            .order_by(Command.id)
-            .limit(MAX_CANDIDATES)
-        )
-    )
-    clusters = list(
-        session.scalars(
-            select(Cluster).where(Cluster.status == ClusterStatus.UP.value).order_by(Cluster.id).limit(MAX_CANDIDATES)
-        )
-    )
-    usable_commands = [c for c in commands if submitter.may_use(c.groups)]
-    usable_clusters = [c for c in clusters if submitter.may_use(c.groups)]
-    chosen, why = _choose(data, usable_clusters, usable_commands)
-    if chosen is not None or (len(usable_commands), len(usable_clusters)) == (len(commands), len(clusters)):
-        return chosen, why
-    closed, _ = _choose(data, clusters, commands)
-    if closed is None:
-        return chosen, why
-    cluster, command = closed
-    groups = sorted({*cluster.groups, *command.groups})
-    raise Forbidden(
-        f"the job's criteria match only clusters or commands {submitter.principal.name!r} may not use: cluster "
-        f"{cluster.name!r} (groups {sorted(cluster.groups)}) with command {command.name!r} (groups "
-        f"{sorted(command.groups)}) would run it; ask to join one of {groups}, or choose other tags",
-        detail={"permission": "jobs.submit", "groups": groups, "field": "cluster_criteria"},
-    )
-
-
-def _choose(
-    data: JobSubmit, clusters: list[Cluster], commands: list[Command]
-) -> tuple[tuple[Cluster, Command] | None, str]:
-    wanted_command = set(data.command_criteria)
-    commands = [c for c in commands if wanted_command <= set(c.tags)]
-    if not commands:
-        return None, f"no ACTIVE command has all of the command criteria tags {sorted(wanted_command)}"
-    misses: list[str] = []
-    for index, criterion in enumerate(data.cluster_criteria):
-        tags = set(criterion)
-        matching = [c for c in clusters if tags <= set(c.tags)]
-        if not matching:
-            misses.append(f"cluster_criteria[{index}] {sorted(tags)} matched no UP cluster")
-            continue
-        for cluster in matching:
-            for command in commands:
-                if _command_runs_on(command, cluster):
-                    return (cluster, command), (
-                        f"cluster_criteria[{index}] {sorted(tags)} chose cluster {cluster.name!r} "
-                        f"and command {command.name!r}"
-                    )
-        misses.append(
-            f"cluster_criteria[{index}] {sorted(tags)} matched UP cluster(s) "
-            f"{[c.name for c in matching]} but no ACTIVE command with tags {sorted(wanted_command)} runs on them"
-        )
-    return None, "no cluster criterion matched: " + "; ".join(misses)
-
-
-def _command_runs_on(command: Command, cluster: Cluster) -> bool:
-    if not command.cluster_criteria:
-        return True
-    return any(set(criterion) <= set(cluster.tags) for criterion in command.cluster_criteria)
 
 
 # ------------------------------------------------------------------------------ reading jobs
@@ -438,6 +378,7 @@ def job_out(session: Session, jobs: list[Job]) -> list[JobOut]:
             status_message=job.status_message,
             cluster=job.cluster_name,
             command=job.command_name,
+            memory_mb=job.memory_mb,
             exit_code=job.exit_code,
             attempt=job.attempt,
             max_attempts=job.max_attempts,

@@ -215,6 +215,8 @@ def submit_job(
         body["timeout"] = int(seconds)
     data = checked(JobSubmit, body)
     submitter = submitter_of(principal_of(request), None, request.app.state.settings)
-    job = jobs.submit_job(session, data=data, submitter=submitter)
+    job = jobs.submit_job(
+        session, data=data, submitter=submitter, selector=request.app.state.settings.jobs_cluster_selector
+    )
     audit.describe(session, target_kind="jobs", target=f"/api/v1/jobs/{job.id}", via="ui", name=data.name)
     return see_other(f"/ui/jobs/{quote(job.id, safe='')}")

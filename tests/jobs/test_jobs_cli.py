@@ -45,9 +45,11 @@ async def test_jobs_cli_round_trip(
     data = tmp_path / "input.txt"
     data.write_text("attached\n")
     job = _submit(
-        "--tag", "cli", "--env", "WHO=cli", "--attach", str(data), "--json", "--", 'cat input.txt; echo "$WHO"'
-    )
+        "--tag", "cli", "--env", "WHO=cli", "--attach", str(data), "--memory-mb", "256", "--json", "--",
+        'cat input.txt; echo "$WHO"',
+    )  # fmt: skip
     assert job["status"] == "RESOLVED" and job["user"] == "carol" and job["tags"] == ["cli"]
+    assert job["memory_mb"] == 256
     worker.drain(timeout=20)
 
     logs = runner.invoke(cli, ["jobs", "logs", str(job["id"])])
