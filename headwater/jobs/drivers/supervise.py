@@ -44,7 +44,10 @@ from headwater.jobs.drivers.base import (
     write_app_record,
 )
 
-__all__ = ["main", "supervise"]
+__all__ = ["command", "main", "supervise"]
+
+# The directory holding this Headwater's package: the supervisor imports it from there (see :func:`command`).
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 
 EXIT_KILLED = 128 + signal.SIGTERM
 _stop: list[int] = []
@@ -155,6 +158,20 @@ def _supervise(
     except (ManagerError, OSError, ValueError) as exc:
         say(f"could not fetch the driver's logs of {submission.app_id}: {exc}")
     return _exit_code(record)
+
+
+def command(
+    submit_argv: list[str], *, poll: float = 2.0, kill_wait: float = 30.0, lost_after: float = 300.0
+) -> list[str]:
+    """The argv that runs the supervisor over ``submit_argv`` with this interpreter: isolated (``-I``: the job's
+    ``PYTHONPATH`` cannot put modules of its own in it), importing the Headwater this worker runs, not whichever one
+    the interpreter's site-packages hold."""
+    boot = (
+        f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); "
+        "from headwater.jobs.drivers.supervise import main; sys.exit(main(sys.argv[1:]))"
+    )
+    options = ["--poll", str(poll), "--kill-wait", str(kill_wait), "--lost-after", str(lost_after)]
+    return [sys.executable, "-I", "-c", boot, *options, "--", *submit_argv]
 
 
 def main(argv: list[str] | None = None) -> int:
