@@ -1,0 +1,181 @@
+"""The Spark standalone manager's reading of what Spark 4.3.0 prints and answers (recorded from a real master and
+worker), and the Spark engine's argv in cluster deploy mode: no server needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from headwater.jobs.drivers import (
+    SPEC_ENV,
+    AppRecord,
+    AppState,
+    ManagerError,
+    cancel_cluster_app,
+    describe,
+    manager_for,
+    write_app_record,
+)
+from headwater.jobs.drivers.spark_standalone import parse_log_page, status_of
+from headwater.jobs.engines import PYTHON_RUNNER, EngineError, JobContext, SparkEngine, spark_manager
+
+# Recorded from Spark 4.3.0's standalone master (REST submission server) and a worker's log page.
+LEGACY_SUBMIT = """26/12/06 07:03:55 INFO Utils: Successfully started service 'driverClient' on port 36549.
+26/12/06 07:03:56 INFO ClientEndpoint: ... waiting before polling master for driver state
+26/12/06 07:03:56 INFO ClientEndpoint: Driver successfully submitted as driver-20261206070356-0000
+26/12/06 07:04:01 INFO ClientEndpoint: State of driver-20261206070356-0000 is RUNNING
+"""
+REST_SUBMIT = """{
+  "action" : "CreateSubmissionResponse",
+  "message" : "Driver successfully submitted as driver-20261206071502-0003",
+  "serverSparkVersion" : "4.3.0",
+  "submissionId" : "driver-20261206071502-0003",
+  "success" : true
+}"""
+STATUS_FAILED = {
+    "action": "SubmissionStatusResponse",
+    "driverState": "FAILED",
+    "serverSparkVersion": "4.3.0",
+    "submissionId": "driver-20261206070356-0000",
+    "success": True,
+    "workerHostPort": "127.0.0.1:38005",
+    "workerId": "worker-20261206070331-127.0.0.1-38005",
+}
+STATUS_ERROR = {
+    "action": "SubmissionStatusResponse",
+    "driverState": "ERROR",
+    "message": "Exception from the cluster:\njava.nio.file.NoSuchFileException: /opt/jobs/app.jar\n\tat sun.nio...",
+    "serverSparkVersion": "4.3.0",
+    "submissionId": "driver-20261206072000-0004",
+    "success": True,
+}
+STATUS_UNKNOWN_ID = {
+    "action": "SubmissionStatusResponse",
+    "serverSparkVersion": "4.3.0",
+    "submissionId": "driver-nope",
+    "success": False,
+}
+LOG_PAGE = (
+    b"==== Bytes 9986-10286 of 10286 of /tmp/w2/driver-20261206070356-0000/stderr ====\n"
+    b"Caused by: org.apache.spark.SparkUserAppException: User application exited with 1\n"
+)
+
+
+def test_the_driver_id_is_read_from_the_legacy_and_the_rest_submitter() -> None:
+    manager = manager_for("spark-standalone", {"master": "spark://m:7077"})
+    assert manager.parse_submission(LEGACY_SUBMIT) == "driver-20261206070356-0000"
+    assert manager.parse_submission(REST_SUBMIT) == "driver-20261206071502-0003"
+    assert manager.parse_submission("Exception in thread main: Cluster deploy mode is not supported") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "state"),
+    [
+        ("SUBMITTED", AppState.SUBMITTED),
+        ("RUNNING", AppState.RUNNING),
+        ("RELAUNCHING", AppState.SUBMITTED),
+        ("UNKNOWN", AppState.UNKNOWN),
+        ("FINISHED", AppState.SUCCEEDED),
+        ("FAILED", AppState.FAILED),
+        ("ERROR", AppState.FAILED),
+        ("KILLED", AppState.KILLED),
+    ],
+)
+def test_every_driver_state_of_the_master_maps_to_one_of_headwaters(raw: str, state: AppState) -> None:
+    status = status_of({**STATUS_FAILED, "driverState": raw})
+    assert (status.state, status.raw, status.where) == (state, raw, "127.0.0.1:38005")
+
+
+def test_a_driver_that_could_not_start_carries_the_masters_message_on_one_line() -> None:
+    status = status_of(STATUS_ERROR)
+    assert status.state is AppState.FAILED and status.raw == "ERROR"
+    assert "NoSuchFileException: /opt/jobs/app.jar" in status.detail and "\n" not in status.detail
+
+
+def test_an_id_the_master_does_not_know_is_an_error_naming_it() -> None:
+    with pytest.raises(ManagerError, match="does not know driver 'driver-nope'"):
+        status_of(STATUS_UNKNOWN_ID)
+
+
+def test_a_log_page_gives_its_byte_range_and_bytes() -> None:
+    start, end, total, data = parse_log_page(LOG_PAGE)
+    assert (start, end, total) == (9986, 10286, 10286)
+    assert data.startswith(b"Caused by:")
+    with pytest.raises(ManagerError, match="no byte range"):
+        parse_log_page(b"<html>Not Found</html>")
+
+
+def test_the_rest_server_and_web_ui_default_to_the_masters_host() -> None:
+    manager = manager_for("spark-standalone", {"master": "spark://spark-master.internal:7077"})
+    assert (manager.rest_url, manager.ui_url) == (  # type: ignore[attr-defined]
+        "http://spark-master.internal:6066",
+        "http://spark-master.internal:8080",
+    )
+    with pytest.raises(ManagerError, match="rest_url"):
+        manager_for("spark-standalone", {"master": "local[1]"})
+
+
+def test_the_end_says_how_the_driver_ended() -> None:
+    failed = AppRecord(
+        manager="spark-standalone", app_id="driver-1-0", state="FAILED", raw="ERROR", detail="no such jar"
+    )
+    assert describe(failed) == "driver driver-1-0 FAILED on the cluster (ERROR): no such jar"
+    running = AppRecord(manager="spark-standalone", app_id="driver-1-0", state="RUNNING", raw="RUNNING")
+    assert describe(running) == "driver driver-1-0 still RUNNING on the cluster"
+
+
+def _context(config: dict[str, object], command: list[str] | None = None) -> JobContext:
+    return JobContext(
+        job_id="j-1", job_name="nightly", run_uuid="2f0d7c9e-4d7a-4a43-9f55-1f2d0c7e9a10", args=["--day", "1"],
+        command=command or ["spark-submit", "--py-files", "deps.zip", "/jobs/nightly.py"], cluster_config=config,
+    )  # fmt: skip
+
+
+def test_cluster_mode_runs_spark_submit_under_the_supervisor_with_the_managers_spec() -> None:
+    config = {"master": "spark://m:7077", "deploy_mode": "cluster", "rest_url": "http://m:6066", "conf": {"a": "b"}}
+    launch = SparkEngine().launch(_context(config))
+    split = launch.argv.index("--")
+    assert launch.argv[1:3] == ["-I", "-c"] and "headwater.jobs.drivers.supervise" in launch.argv[3]
+    submit = launch.argv[split + 1 :]
+    assert submit[1:5] == ["--master", "spark://m:7077", "--deploy-mode", "cluster"]
+    # spark-submit refuses a .py driver in cluster mode on a standalone master: PythonRunner runs it instead.
+    runner = submit.index("--class")
+    assert submit[runner + 1] == PYTHON_RUNNER and submit[runner + 2].endswith(".jar")
+    assert submit[runner + 3 :] == ["/jobs/nightly.py", "deps.zip", "--day", "1"]
+    spec = json.loads(launch.env[SPEC_ENV])
+    assert spec == {"manager": "spark-standalone", "config": {k: v for k, v in config.items() if k != "conf"}}
+    assert launch.cancel is cancel_cluster_app
+    assert "PYTHONPATH" not in launch.env  # the lineage hook's file would stay on the cluster's worker
+
+
+def test_a_jar_application_in_cluster_mode_is_submitted_as_it_is() -> None:
+    config = {"master": "spark://m:7077", "deploy_mode": "cluster"}
+    command = ["spark-submit", "--class", "com.example.Nightly", "--verbose", "/jobs/nightly.jar"]
+    submit = SparkEngine().launch(_context(config, command)).argv
+    assert submit[-6:] == ["--class", "com.example.Nightly", "--verbose", "/jobs/nightly.jar", "--day", "1"]
+    assert PYTHON_RUNNER not in submit
+
+
+@pytest.mark.parametrize(
+    ("master", "manager"),
+    [("spark://a:7077", "spark-standalone"), ("yarn", "yarn"), ("k8s://https://api.internal:6443", "kubernetes")],
+)
+def test_the_manager_follows_from_the_master_url(master: str, manager: str) -> None:
+    assert spark_manager({"master": master}) == manager
+
+
+def test_cluster_mode_on_a_local_master_is_refused_with_a_reason() -> None:
+    with pytest.raises(EngineError, match="deploy_mode cluster needs a master"):
+        SparkEngine().launch(_context({"master": "local[2]", "deploy_mode": "cluster"}))
+    with pytest.raises(EngineError, match="deploy_mode must be client or cluster"):
+        SparkEngine().launch(_context({"master": "local[2]", "deploy_mode": "both"}))
+
+
+def test_cancelling_a_job_that_submitted_nothing_or_ended_sends_nothing(tmp_path: Path) -> None:
+    assert cancel_cluster_app(tmp_path) is None
+    ended = AppRecord(manager="spark-standalone", app_id="driver-1-0", config={"master": "spark://m:7077"})
+    ended.state = "SUCCEEDED"
+    write_app_record(tmp_path, ended)
+    assert cancel_cluster_app(tmp_path) is None
