@@ -13,8 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from jobs_helpers import make_worker
 from spark_cluster import StandaloneCluster
 
+from headwater.jobs.reaper import ReaperThread
 from headwater.jobs.worker import JobWorker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.single_backend("postgres")]
@@ -192,3 +195,27 @@ async def test_client_mode_against_the_same_master_still_runs_the_driver_here(
     assert ended["cluster_app"] is None
     stdout = (await client.get(f"/api/v1/jobs/{job_id}/output/stdout")).text
     assert "COUNT 5" in stdout  # the driver ran in the job's own process, its output in the job's stdout
+
+
+async def test_the_reaper_kills_the_driver_of_a_job_whose_worker_was_lost(
+    client: httpx.AsyncClient, app: FastAPI, spark_cluster: StandaloneCluster, tmp_path: Path
+) -> None:
+    await _setup(client, spark_cluster)
+    job_id = await _submit(client, _script(tmp_path), "120", timeout=300, max_attempts=2)
+    owner = make_worker(app, tmp_path / "owner", heartbeat_interval=0.2)
+    try:
+        running = await _until(client, owner, job_id, _driver_running)
+        driver_id = running["cluster_app"]["app_id"]
+        await asyncio.sleep(1.0)  # the owner stops heartbeating: it is lost, its supervisor still runs
+        lost = ReaperThread(app.state.sessionmaker, interval=1, timeout_seconds=0.5).run_once()
+        assert [(job.id, job.requeued) for job in lost] == [(job_id, True)]
+        # The supervisor was killed with SIGKILL (it could not kill its driver): the reaper killed it via the master.
+        deadline = time.monotonic() + 30
+        while spark_cluster.driver(driver_id)["driverState"] != "KILLED" and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        assert spark_cluster.driver(driver_id)["driverState"] == "KILLED"
+        execution = (await client.get(f"/api/v1/jobs/{job_id}/execution")).json()
+        assert execution["cluster_app"] is None  # re-queued: the next attempt submits a driver of its own
+        assert (await client.delete(f"/api/v1/jobs/{job_id}")).status_code == 202  # no second attempt here
+    finally:
+        owner.shutdown()
