@@ -63,7 +63,8 @@ def end_reason(job: Job, work_dir: Path, reason: str, *, killed: bool) -> str:
         setattr(job, name, value)
     told = describe(record)
     if killed:
-        return f"{reason}; {told}" if AppState(record.state).final else f"{reason}; kill sent to {record.manager}"
+        ended = AppState(record.state).final
+        return f"{reason}; {told}" if ended else f"{reason}; kill of {record.app_id} sent to {record.manager}"
     return told
 
 

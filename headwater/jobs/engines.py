@@ -186,7 +186,7 @@ class SparkEngine(JobEngine):
     (:mod:`headwater.jobs.drivers.supervise`), which submits it, follows it through the cluster manager until it
     ends and fetches its logs. Config ``poll_interval``, ``kill_wait`` and ``lost_after`` tune it (seconds);
     ``python_runner_jar`` is the jar a Python driver is run from on a standalone master (default: the
-    installation's spark-core jar, which must be at the same path on the cluster's workers)."""
+    installation's spark-tags jar, which must be at the same path on the cluster's workers)."""
 
     def launch(self, job: JobContext) -> Launch:
         """spark-submit --master <master> [--deploy-mode cluster] --conf ... <command args> <job args>."""
@@ -213,6 +213,9 @@ class SparkEngine(JobEngine):
         )
         if isinstance(config.get("lineage_namespace"), str):
             confs[NAMESPACE_CONF] = config["lineage_namespace"]
+        if deploy_mode == "cluster":
+            # spark-submit must return once the driver is submitted: the supervisor, not it, follows the driver.
+            confs["spark.standalone.submit.waitAppCompletion"] = "false"
         for key, value in confs.items():
             argv += ["--conf", f"{key}={value}"]
         if config.get("proxy_user") is True and job.user:
@@ -237,8 +240,10 @@ class SparkEngine(JobEngine):
         config = job.cluster_config
         manager = spark_manager(config)
         if manager == "spark-standalone":
+            # Any jar will do (PythonRunner is on every driver's classpath): the worker copies it into each driver's
+            # directory, so the installation's smallest, spark-tags (16 KB, in every Spark distribution).
             jar = config.get("python_runner_jar") or next(
-                (str(path) for path in sorted(submit.parent.parent.glob("jars/spark-core_*.jar"))), None
+                (str(path) for path in sorted(submit.parent.parent.glob("jars/spark-tags_*.jar"))), None
             )
             if jar:
                 argv = argv[:1] + _python_runner(argv[1:], str(jar))

@@ -56,6 +56,7 @@ class StandaloneCluster:
             "spark.cores.max": "1",
             "spark.pyspark.python": sys.executable,
             "spark.driver.extraJavaOptions": FAST_START,
+            "spark.executor.extraJavaOptions": FAST_START,
         }
         config: dict[str, Any] = {
             "master": self.master_url,

@@ -19,6 +19,7 @@ from headwater.jobs.drivers import (
     write_app_record,
 )
 from headwater.jobs.drivers.spark_standalone import parse_log_page, status_of
+from headwater.jobs.drivers.supervise import failure_line
 from headwater.jobs.engines import PYTHON_RUNNER, EngineError, JobContext, SparkEngine, spark_manager
 
 # Recorded from Spark 4.3.0's standalone master (REST submission server) and a worker's log page.
@@ -179,3 +180,19 @@ def test_cancelling_a_job_that_submitted_nothing_or_ended_sends_nothing(tmp_path
     ended.state = "SUCCEEDED"
     write_app_record(tmp_path, ended)
     assert cancel_cluster_app(tmp_path) is None
+
+
+def test_a_failed_driver_without_a_message_is_explained_by_its_logs_last_exception(tmp_path: Path) -> None:
+    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    stdout.write_text(
+        'COUNT 5\nTraceback (most recent call last):\n  File "/jobs/driver.py", line 8, in <module>\n'
+        '    raise RuntimeError("the driver gave up")\nRuntimeError: the driver gave up\n'
+    )
+    stderr.write_text(  # what Spark 4.3.0's DriverWrapper logs then
+        'Exception in thread "main" java.lang.reflect.InvocationTargetException\n'
+        "Caused by: org.apache.spark.SparkUserAppException: User application exited with 1\n"
+    )
+    assert failure_line([stdout, stderr]) == "RuntimeError: the driver gave up"
+    stderr.write_text("java.io.FileNotFoundException: /jobs/app.jar (No such file or directory)\n\tat x\n")
+    assert failure_line([tmp_path / "missing", stderr]).startswith("java.io.FileNotFoundException: /jobs/app.jar")
+    assert failure_line([tmp_path / "missing"]) == ""

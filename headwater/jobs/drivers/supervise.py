@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -64,6 +65,27 @@ def _update(work_dir: Path, record: AppRecord, status: AppStatus) -> AppRecord:
     )  # fmt: skip
     write_app_record(work_dir, record)
     return record
+
+
+# A line naming an exception: Python's "RuntimeError: ...", the JVM's "java.io.FileNotFoundException: ...".
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.$]*(?:Error|Exception|Exit): .+$")
+_TAIL_BYTES = 64 * 1024
+
+
+def failure_line(logs: list[Path]) -> str:
+    """The last line naming an exception in the first of ``logs`` (their tails) that has one: why a driver failed,
+    when its manager gave no message (a Spark master says only FAILED)."""
+    for path in logs:
+        try:
+            with path.open("rb") as handle:
+                handle.seek(max(0, path.stat().st_size - _TAIL_BYTES))
+                lines = handle.read().decode(errors="replace").splitlines()
+        except OSError:
+            continue
+        found = [line.strip() for line in lines if _EXCEPTION_LINE.match(line.strip())]
+        if found:
+            return found[-1][:500]
+    return ""
 
 
 def _exit_code(record: AppRecord) -> int:
@@ -154,6 +176,8 @@ def _supervise(
     try:
         logs = manager.fetch_logs(submission.app_id, work_dir / DRIVER_LOGS_DIR)
         record = replace(record, logs=[str(path.relative_to(work_dir)) for path in logs])
+        if record.state == AppState.FAILED.value and not record.detail:
+            record = replace(record, detail=failure_line(logs))
         write_app_record(work_dir, record)
     except (ManagerError, OSError, ValueError) as exc:
         say(f"could not fetch the driver's logs of {submission.app_id}: {exc}")
