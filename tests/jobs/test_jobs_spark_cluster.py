@@ -131,6 +131,11 @@ async def test_a_cluster_mode_job_runs_until_its_driver_ends_then_succeeds(
     }  # fmt: skip
     status = (await client.get(f"/api/v1/jobs/{job_id}/status")).json()
     assert status["status_message"] == f"driver {driver_id} SUCCEEDED on the cluster (FINISHED)"
+    query = "query($id: ID!) { job(id: $id) { ... on Job { clusterApp { manager appId state managerState } } } }"
+    answer = (await client.post("/graphql", json={"query": query, "variables": {"id": job_id}})).json()
+    assert answer["data"]["job"]["clusterApp"] == {
+        "manager": "spark-standalone", "appId": driver_id, "state": "SUCCEEDED", "managerState": "FINISHED",
+    }  # fmt: skip
     stderr = (await client.get(f"/api/v1/jobs/{job_id}/output/driver/stderr")).text
     assert "DriverWrapper" in stderr  # the driver JVM's own log, from the worker that ran it
 

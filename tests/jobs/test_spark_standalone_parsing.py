@@ -4,10 +4,12 @@ worker), and the Spark engine's argv in cluster deploy mode: no server needed.""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
+from headwater.egress import EgressPolicy, http_client
 from headwater.jobs.drivers import (
     SPEC_ENV,
     AppRecord,
@@ -196,3 +198,17 @@ def test_a_failed_driver_without_a_message_is_explained_by_its_logs_last_excepti
     stderr.write_text("java.io.FileNotFoundException: /jobs/app.jar (No such file or directory)\n\tat x\n")
     assert failure_line([tmp_path / "missing", stderr]).startswith("java.io.FileNotFoundException: /jobs/app.jar")
     assert failure_line([tmp_path / "missing"]) == ""
+
+
+def test_the_workers_kill_of_a_driver_goes_through_the_egress_policy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = AppRecord(
+        manager="spark-standalone", app_id="driver-1-0", state="RUNNING",
+        config={"master": "spark://127.0.0.1:7077", "rest_url": "http://127.0.0.1:9"},
+    )  # fmt: skip
+    write_app_record(tmp_path, running)
+    with http_client(EgressPolicy(allow=())) as refusing, caplog.at_level(logging.WARNING):
+        assert cancel_cluster_app(tmp_path, http=refusing) == "driver-1-0"
+    # Refused by the policy (loopback is not allowed), before any connection: logged, the job's kill goes on.
+    assert "killing driver-1-0 failed" in caplog.text and "which the server may not connect to" in caplog.text
