@@ -161,8 +161,10 @@ async def test_killing_a_cluster_mode_job_kills_its_driver_on_the_master(
 ) -> None:
     await _setup(client, spark_cluster)
     job_id = await _submit(client, _script(tmp_path), "120", timeout=300)
-    running = await _until(client, worker, job_id, _driver_running)
-    driver_id = running["cluster_app"]["app_id"]
+    # Killed the moment its driver is recorded: spark-submit may still be running (it polls the master once, 5 s
+    # after printing the id), the driver perhaps not yet started on a worker.
+    submitted = await _until(client, worker, job_id, lambda _, execution: bool(execution["cluster_app"]))
+    driver_id = submitted["cluster_app"]["app_id"]
     assert (await client.delete(f"/api/v1/jobs/{job_id}")).status_code == 202
     ended = await _until(client, worker, job_id, _final, timeout=60)
     assert ended["job"]["status"] == "KILLED"

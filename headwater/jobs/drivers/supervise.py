@@ -126,12 +126,23 @@ def _supervise(
     lost_after: float = 300.0,
 ) -> int:
     """:func:`supervise` without the manager's close."""
-    submission = manager.submit(argv, env=env, cwd=work_dir, echo=lambda line: print(line, end="", flush=True))
+    early: list[str] = []  # the id, recorded the moment the submitter prints it
+
+    def echo(line: str) -> None:
+        print(line, end="", flush=True)
+        if not early and (found := manager.parse_submission(line)):
+            # A submitter may go on for a while after printing the id (spark-submit polls the master once, 5 s
+            # later): recorded now, a kill meanwhile finds the application and ends it through the manager.
+            early.append(found)
+            write_app_record(work_dir, AppRecord(manager=manager.name, app_id=found, config=manager.config))
+
+    submission = manager.submit(argv, env=env, cwd=work_dir, echo=echo)
     if submission.app_id is None:
         say(f"the submitter printed no {manager.name} application id (exit code {submission.returncode})")
         return submission.returncode or 1
     record = AppRecord(manager=manager.name, app_id=submission.app_id, config=manager.config)
-    write_app_record(work_dir, record)
+    if early != [submission.app_id]:
+        write_app_record(work_dir, record)
     say(f"submitted {submission.app_id} to {manager.name}")
     if submission.returncode != 0:
         say(f"the submitter exited {submission.returncode} after printing the id; following the application anyway")
