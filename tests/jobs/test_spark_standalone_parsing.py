@@ -1,10 +1,12 @@
 """The Spark standalone manager's reading of what Spark 4.3.0 prints and answers (recorded from a real master and
-worker), and the Spark engine's argv in cluster deploy mode: no server needed."""
+worker), the Spark engine's argv in cluster deploy mode, and what a cluster-mode job leaves in its directory
+(retries, archives): no server needed."""
 
 from __future__ import annotations
 
 import json
 import logging
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -18,11 +20,13 @@ from headwater.jobs.drivers import (
     cancel_cluster_app,
     describe,
     manager_for,
+    read_app_record,
     write_app_record,
 )
 from headwater.jobs.drivers.spark_standalone import parse_log_page, status_of
 from headwater.jobs.drivers.supervise import failure_line
 from headwater.jobs.engines import PYTHON_RUNNER, EngineError, JobContext, SparkEngine, spark_manager
+from headwater.jobs.workspace import _archive_logs, prepare_workspace
 
 # Recorded from Spark 4.3.0's standalone master (REST submission server) and a worker's log page.
 LEGACY_SUBMIT = """26/12/06 07:03:55 INFO Utils: Successfully started service 'driverClient' on port 36549.
@@ -212,3 +216,31 @@ def test_the_workers_kill_of_a_driver_goes_through_the_egress_policy(
         assert cancel_cluster_app(tmp_path, http=refusing) == "driver-1-0"
     # Refused by the policy (loopback is not allowed), before any connection: logged, the job's kill goes on.
     assert "killing driver-1-0 failed" in caplog.text and "which the server may not connect to" in caplog.text
+
+
+def test_a_retry_moves_the_earlier_attempts_application_record_and_driver_logs_aside(tmp_path: Path) -> None:
+    write_app_record(tmp_path, AppRecord(manager="spark-standalone", app_id="driver-1-0", state="KILLED"))
+    (tmp_path / "driver").mkdir()
+    (tmp_path / "driver" / "stdout").write_text("attempt 1\n")
+    prepare_workspace(tmp_path, attempt=2, attachments=[], applications=[])
+    # The new attempt's supervisor writes its own record: the worker must not take the old driver for it.
+    assert read_app_record(tmp_path) is None and not (tmp_path / "driver").exists()
+    assert read_app_record(tmp_path / "attempts" / "1").app_id == "driver-1-0"  # type: ignore[union-attr]
+    assert (tmp_path / "attempts" / "1" / "driver" / "stdout").read_text() == "attempt 1\n"
+
+
+def test_archived_logs_hold_the_driver_logs_but_follow_no_link(tmp_path: Path) -> None:
+    work = tmp_path / "job"
+    (work / "driver").mkdir(parents=True)
+    (work / "stdout").write_text("submitted\n")
+    (work / "driver" / "stdout").write_text("COUNT 5\n")
+    secret = tmp_path / "secret"
+    secret.write_text("not the job's\n")
+    (work / "driver" / "stderr").symlink_to(secret)  # a job may leave links: never archived through
+    (work / "attempts" / "1" / "driver").mkdir(parents=True)
+    (work / "attempts" / "1" / "driver" / "stderr").write_text("attempt 1\n")
+    archive = _archive_logs("j-1", work, tmp_path / "archive")
+    with tarfile.open(archive) as tar:
+        names = sorted(tar.getnames())
+        assert tar.extractfile("j-1/driver/stdout").read() == b"COUNT 5\n"  # type: ignore[union-attr]
+    assert names == ["j-1/attempts/1/driver/stderr", "j-1/driver/stdout", "j-1/stdout"]
