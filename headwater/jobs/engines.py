@@ -235,7 +235,7 @@ class SparkEngine(JobEngine):
     def _cluster_launch(job: JobContext, argv: list[str], env: dict[str, str], submit: Path) -> Launch:
         """The supervisor over ``argv``: the driver runs on the cluster, followed through its manager. The PySpark
         lineage hook is not put on the driver's path: its events file would stay on the cluster's worker."""
-        from headwater.jobs.drivers import SPEC_ENV, cancel_cluster_app, supervise
+        from headwater.jobs.drivers import SPEC_ENV, ManagerError, cancel_cluster_app, manager_for, supervise
 
         config = job.cluster_config
         manager = spark_manager(config)
@@ -249,6 +249,10 @@ class SparkEngine(JobEngine):
                 argv = argv[:1] + _python_runner(argv[1:], str(jar))
         # The manager's own keys (rest_url, ui_url...) sit beside the engine's; Spark's --conf values stay out.
         spec = {"manager": manager, "config": {k: v for k, v in config.items() if k != "conf"}}
+        try:  # a manager unknown or misconfigured fails the job now, with its reason, not in the supervisor
+            manager_for(manager, spec["config"]).close()
+        except ManagerError as exc:
+            raise EngineError(f"cluster manager {manager}: {exc}") from None
         timing = {key: float(config[key]) for key in ("kill_wait", "lost_after") if key in config}
         supervisor = supervise.command(argv, poll=float(config.get("poll_interval", 2.0)), **timing)
         return Launch(argv=supervisor, env={**env, SPEC_ENV: json.dumps(spec)}, cancel=cancel_cluster_app)

@@ -244,3 +244,12 @@ def test_archived_logs_hold_the_driver_logs_but_follow_no_link(tmp_path: Path) -
         names = sorted(tar.getnames())
         assert tar.extractfile("j-1/driver/stdout").read() == b"COUNT 5\n"  # type: ignore[union-attr]
     assert names == ["j-1/attempts/1/driver/stderr", "j-1/driver/stdout", "j-1/stdout"]
+
+
+def test_a_cluster_manager_unknown_or_misconfigured_fails_the_launch_with_its_reason() -> None:
+    nomad = {"master": "spark://m:7077", "deploy_mode": "cluster", "cluster_manager": "nomad"}
+    with pytest.raises(EngineError, match="cluster manager nomad: no cluster manager 'nomad'"):
+        SparkEngine().launch(_context(nomad))
+    mesos = {"master": "mesos://m:5050", "deploy_mode": "cluster", "cluster_manager": "spark-standalone"}
+    with pytest.raises(EngineError, match="needs config rest_url"):
+        SparkEngine().launch(_context(mesos))
