@@ -248,9 +248,10 @@ class SparkEngine(JobEngine):
             if jar:
                 argv = argv[:1] + _python_runner(argv[1:], str(jar))
         # The manager's own keys (rest_url, ui_url...) sit beside the engine's; Spark's --conf values stay out.
-        spec = {"manager": manager, "config": {k: v for k, v in config.items() if k != "conf"}}
+        manager_config = {k: v for k, v in config.items() if k != "conf"}
+        spec = {"manager": manager, "config": manager_config}
         try:  # a manager unknown or misconfigured fails the job now, with its reason, not in the supervisor
-            manager_for(manager, spec["config"]).close()
+            manager_for(manager, manager_config).close()
         except ManagerError as exc:
             raise EngineError(f"cluster manager {manager}: {exc}") from None
         timing = {key: float(config[key]) for key in ("kill_wait", "lost_after") if key in config}
