@@ -9,6 +9,7 @@ the job's ``external_*`` columns. Every request made here goes through the egres
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -82,11 +83,19 @@ def kill_apps(apps: Iterable[tuple[str, ExternalApp]], *, policy: EgressPolicy |
     process's); the application ids a kill was sent for. A failure is logged: the job's end is recorded anyway."""
     killed: list[str] = []
     chosen = policy or default_policy()
+    # The reaper calls this inside its transaction: a manager that did not answer is not asked again this pass.
+    failed: set[str] = set()
     for job_id, (manager_name, app_id, config) in apps:
-        with http_client(chosen, timeout=float(config.get("timeout", 10.0))) as http:
+        key = json.dumps([manager_name, config], sort_keys=True, default=str)
+        if key in failed:
+            log.error("job %s: its %s application %s was not killed: the manager did not answer", job_id,
+                      manager_name, app_id)  # fmt: skip
+            continue
+        with http_client(chosen, timeout=min(float(config.get("timeout", 10.0)), 10.0)) as http:
             try:
                 manager_for(manager_name, config, http=http).kill(app_id)
             except ManagerError as exc:
+                failed.add(key)
                 log.error("job %s: could not kill its %s application %s: %s", job_id, manager_name, app_id, exc)
                 continue
         log.warning("job %s lost its worker; its %s application %s was killed", job_id, manager_name, app_id)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from headwater.egress import EgressPolicy, http_client
+from headwater.jobs.cluster_apps import kill_apps
 from headwater.jobs.drivers import (
     SPEC_ENV,
     AppRecord,
@@ -253,3 +254,17 @@ def test_a_cluster_manager_unknown_or_misconfigured_fails_the_launch_with_its_re
     mesos = {"master": "mesos://m:5050", "deploy_mode": "cluster", "cluster_manager": "spark-standalone"}
     with pytest.raises(EngineError, match="needs config rest_url"):
         SparkEngine().launch(_context(mesos))
+
+
+def test_the_reaper_asks_a_manager_that_did_not_answer_only_once_a_pass(caplog: pytest.LogCaptureFixture) -> None:
+    config = {"master": "spark://127.0.0.1:7077", "rest_url": "http://127.0.0.1:9", "timeout": 2}
+    apps = [
+        ("job-1", ("spark-standalone", "driver-1-0", config)),
+        ("job-2", ("spark-standalone", "driver-2-0", config)),
+    ]
+    with caplog.at_level(logging.ERROR):
+        assert kill_apps(apps, policy=EgressPolicy(allow=("127.0.0.1",))) == []
+    assert "job job-1: could not kill its spark-standalone application driver-1-0" in caplog.text
+    assert "job job-2: its spark-standalone application driver-2-0 was not killed: the manager did not answer" in (
+        caplog.text
+    )
