@@ -9,7 +9,8 @@ port 6066 by default) answers the driver's state (``GET /v1/submissions/status/<
 Config (the cluster's ``config``, as the engine passes it): ``master`` (``spark://host:port``), ``rest_url``
 (default ``http://<master host>:6066``), ``ui_url`` (the master's web UI, default ``http://<master host>:8080``),
 ``timeout`` (seconds per request, default 10), ``log_max_bytes`` (the tail of each log kept, default 8 MiB).
-Checked against Spark 4.3.0 (docs/guides/spark.md, "Cluster mode on a standalone master").
+Checked against Spark 4.3.0 (docs/guides/spark.md, "Cluster mode on a standalone master"). Why it works this
+way: docs/adr/0015-spark-standalone-cluster-mode.md.
 """
 
 from __future__ import annotations
