@@ -157,6 +157,24 @@ def spark_manager(config: dict[str, Any]) -> str:
     )
 
 
+def _cluster_manager(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """The cluster manager's name, its config and the ``--conf``s it needs, checked now: a manager unknown or
+    misconfigured fails the job at once with its reason, not later in the supervisor."""
+    from headwater.jobs.drivers import ManagerError, manager_for
+
+    name = spark_manager(config)
+    # The manager's own keys (rest_url, ui_url...) sit beside the engine's; Spark's --conf values stay out.
+    manager_config = {k: v for k, v in config.items() if k != "conf"}
+    try:
+        manager = manager_for(name, manager_config)  # builds it only: no request is made
+    except ManagerError as exc:
+        raise EngineError(f"cluster manager {name}: {exc}") from None
+    try:
+        return name, manager_config, manager.submit_confs(manager_config)
+    finally:
+        manager.close()
+
+
 def _primary_resource(args: list[str]) -> int | None:
     """The index of spark-submit's application (the first argument that is neither an option nor its value)."""
     index = 0
@@ -200,7 +218,8 @@ class SparkEngine(JobEngine):
             raise EngineError(f"deploy_mode must be client or cluster, not {deploy_mode!r}")
         submit = find_spark_submit(config, front_end)
         argv = [str(submit), "--master", str(config.get("master", "local[2]"))]
-        if deploy_mode == "cluster":
+        manager = _cluster_manager(config) if deploy_mode == "cluster" else None
+        if manager is not None:
             argv += ["--deploy-mode", "cluster"]
         confs: dict[str, str] = {"spark.ui.enabled": "false"}
         confs.update({str(k): str(v) for k, v in (config.get("conf") or {}).items()})
@@ -213,17 +232,18 @@ class SparkEngine(JobEngine):
         )
         if isinstance(config.get("lineage_namespace"), str):
             confs[NAMESPACE_CONF] = config["lineage_namespace"]
-        if deploy_mode == "cluster":
-            # spark-submit must return once the driver is submitted: the supervisor, not it, follows the driver.
-            confs["spark.standalone.submit.waitAppCompletion"] = "false"
+        if manager is not None:
+            # After the cluster's own: spark-submit must return once the driver is accepted, for the supervisor
+            # (not spark-submit) to follow it.
+            confs.update(manager[2])
         for key, value in confs.items():
             argv += ["--conf", f"{key}={value}"]
         if config.get("proxy_user") is True and job.user:
             # Genie's way: Spark (and HDFS, YARN, the metastore) act as the job's user, checked by the cluster.
             argv += ["--proxy-user", job.user]
         env = {"SPARK_LOCAL_IP": str(config.get("local_ip", "127.0.0.1"))}
-        if deploy_mode == "cluster":
-            return self._cluster_launch(job, [*argv, *command, *job.args], env, submit)
+        if manager is not None:
+            return self._cluster_launch(manager[0], manager[1], [*argv, *command, *job.args], env, submit)
         if front_end == "spark-submit" and config.get("pyspark_lineage", True) is not False:
             # A PySpark driver imports the hook's sitecustomize; its events land in the job's directory (the
             # driver's working directory, resolved there), which the worker ingests as the job ends.
@@ -232,13 +252,13 @@ class SparkEngine(JobEngine):
         return Launch(argv=[*argv, *command, *job.args], env=env)
 
     @staticmethod
-    def _cluster_launch(job: JobContext, argv: list[str], env: dict[str, str], submit: Path) -> Launch:
+    def _cluster_launch(
+        manager: str, config: dict[str, Any], argv: list[str], env: dict[str, str], submit: Path
+    ) -> Launch:
         """The supervisor over ``argv``: the driver runs on the cluster, followed through its manager. The PySpark
         lineage hook is not put on the driver's path: its events file would stay on the cluster's worker."""
-        from headwater.jobs.drivers import SPEC_ENV, ManagerError, cancel_cluster_app, manager_for, supervise
+        from headwater.jobs.drivers import SPEC_ENV, cancel_cluster_app, supervise
 
-        config = job.cluster_config
-        manager = spark_manager(config)
         if manager == "spark-standalone":
             # Any jar will do (PythonRunner is on every driver's classpath): the worker copies it into each driver's
             # directory, so the installation's smallest, spark-tags (16 KB, in every Spark distribution).
@@ -247,13 +267,7 @@ class SparkEngine(JobEngine):
             )
             if jar:
                 argv = argv[:1] + _python_runner(argv[1:], str(jar))
-        # The manager's own keys (rest_url, ui_url...) sit beside the engine's; Spark's --conf values stay out.
-        manager_config = {k: v for k, v in config.items() if k != "conf"}
-        spec = {"manager": manager, "config": manager_config}
-        try:  # a manager unknown or misconfigured fails the job now, with its reason, not in the supervisor
-            manager_for(manager, manager_config).close()
-        except ManagerError as exc:
-            raise EngineError(f"cluster manager {manager}: {exc}") from None
+        spec = {"manager": manager, "config": config}
         timing = {key: float(config[key]) for key in ("kill_wait", "lost_after") if key in config}
         supervisor = supervise.command(argv, poll=float(config.get("poll_interval", 2.0)), **timing)
         return Launch(argv=supervisor, env={**env, SPEC_ENV: json.dumps(spec)}, cancel=cancel_cluster_app)

@@ -142,12 +142,16 @@ def _context(config: dict[str, object], command: list[str] | None = None) -> Job
 
 
 def test_cluster_mode_runs_spark_submit_under_the_supervisor_with_the_managers_spec() -> None:
-    config = {"master": "spark://m:7077", "deploy_mode": "cluster", "rest_url": "http://m:6066", "conf": {"a": "b"}}
+    # The cluster asks spark-submit to wait for the driver's end: the manager's conf wins, the supervisor follows it.
+    conf = {"a": "b", "spark.standalone.submit.waitAppCompletion": "true"}
+    config = {"master": "spark://m:7077", "deploy_mode": "cluster", "rest_url": "http://m:6066", "conf": conf}
     launch = SparkEngine().launch(_context(config))
     split = launch.argv.index("--")
     assert launch.argv[1:3] == ["-I", "-c"] and "headwater.jobs.drivers.supervise" in launch.argv[3]
     submit = launch.argv[split + 1 :]
     assert submit[1:5] == ["--master", "spark://m:7077", "--deploy-mode", "cluster"]
+    assert "spark.standalone.submit.waitAppCompletion=false" in submit
+    assert "spark.standalone.submit.waitAppCompletion=true" not in submit
     # spark-submit refuses a .py driver in cluster mode on a standalone master: PythonRunner runs it instead.
     runner = submit.index("--class")
     assert submit[runner + 1] == PYTHON_RUNNER and submit[runner + 2].endswith(".jar")

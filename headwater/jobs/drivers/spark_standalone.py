@@ -78,6 +78,8 @@ class SparkStandaloneManager(ClusterManager):
 
     name = "spark-standalone"
     noun = "driver"
+    # What the engine adds to spark-submit (see :meth:`submit_confs`).
+    SUBMIT_CONFS = {"spark.standalone.submit.waitAppCompletion": "false"}
     # The legacy client ("Driver successfully submitted as driver-...") and the REST client ("submissionId").
     submission_id = re.compile(r"(?:submitted as |\"submissionId\"\s*:\s*\")(driver-[0-9]+-[0-9]+)")
 
@@ -96,6 +98,11 @@ class SparkStandaloneManager(ClusterManager):
         self.rest_url = str(rest_url).rstrip("/")
         self.ui_url = str(ui_url).rstrip("/") if ui_url else None
         self.log_max_bytes = int(self.config.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES))
+
+    @classmethod
+    def submit_confs(cls, config: Mapping[str, Any]) -> dict[str, str]:
+        """spark-submit returns once the master accepted the driver: the supervisor, not it, follows the driver."""
+        return dict(cls.SUBMIT_CONFS)
 
     # ------------------------------------------------------------------------------------ REST
 
