@@ -23,10 +23,18 @@ from headwater.graphql.lineage import Run, runs_by_id
 from headwater.jobs import access
 from headwater.jobs import service as jobs
 from headwater.jobs.access import job_resource
-from headwater.jobs.lookups import attempts_of_jobs, transitions_of_jobs
+from headwater.jobs.lookups import attempts_of_jobs, cluster_apps_of_jobs, transitions_of_jobs
 from headwater.jobs.models import ClusterStatus, ClusterType, CommandStatus, JobStatus
 from headwater.jobs.models import Job as JobRow
-from headwater.jobs.schemas import AttemptOut, ClusterOut, CommandOut, JobOut, JobSubmit, TransitionOut
+from headwater.jobs.schemas import (
+    AttemptOut,
+    ClusterAppOut,
+    ClusterOut,
+    CommandOut,
+    JobOut,
+    JobSubmit,
+    TransitionOut,
+)
 from headwater.lineage.schemas import RunOut
 from headwater.pagination import PageResult
 
@@ -44,6 +52,15 @@ class JobTransition:
 @from_model(AttemptOut, name="JobAttempt")
 class JobAttempt:
     """One run of a job's process: where, with which process id, how it ended."""
+
+
+@from_model(ClusterAppOut, name="JobClusterApp")
+class JobClusterApp:
+    """The application a job runs on a cluster manager (a Spark driver, a YARN application, a Flink job)."""
+
+
+def _cluster_apps_of(session: Session, job_pks: list[int]) -> dict[int, Any]:  # ClusterAppOut
+    return {key: to_graphql(found) for key, found in cluster_apps_of_jobs(session, job_pks=job_pks).items()}
 
 
 def _transitions_of(session: Session, job_pks: list[int]) -> dict[int, list[Any]]:  # TransitionOut
@@ -72,6 +89,12 @@ class Job:
     def attempts(self) -> list[JobAttempt]:
         """Every attempt of the job."""
         return self.siblings.load("attempts", self.pk, _attempts_of) or []
+
+    @strawberry.field(description="The application it runs on a cluster manager, once submitted (cluster mode).")
+    def cluster_app(self) -> JobClusterApp | None:
+        """The job's cluster-manager application, or null."""
+        found: JobClusterApp | None = self.siblings.load("cluster_apps", self.pk, _cluster_apps_of)
+        return found
 
     @strawberry.field(description="The lineage run the job reported, once it has reported one.")
     def lineage_run(self) -> Run | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session
@@ -189,6 +190,8 @@ class LostJob:
     host: str | None
     pid: int | None
     requeued: bool
+    # (manager, application id, config) of the application it ran on a cluster manager, unless recorded ended
+    app: tuple[str, str, dict[str, Any]] | None = None
 
 
 def end_attempts(

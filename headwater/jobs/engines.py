@@ -36,6 +36,7 @@ from __future__ import annotations
 import abc
 import functools
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -60,6 +61,7 @@ __all__ = [
     "cancel_flink_jobs",
     "engine_for",
     "find_flink_home",
+    "spark_manager",
     "find_spark_submit",
     "write_local_flink_conf",
 ]
@@ -132,17 +134,93 @@ def find_spark_submit(config: dict[str, Any], program: str = "spark-submit") -> 
     raise EngineError(f"no {program} found: set the cluster's config spark_home, or install pyspark")
 
 
+# Which cluster manager follows a cluster-mode driver, by the master URL's form.
+_MANAGER_OF_MASTER = (("spark://", "spark-standalone"), ("k8s://", "kubernetes"), ("yarn", "yarn"))
+# spark-submit's options that take no value (SparkSubmitOptionParser's switches); every other option takes one.
+_SPARK_SWITCHES = frozenset({"--help", "-h", "--supervise", "--usage-error", "--verbose", "-v", "--version"})
+# The JVM main class that runs a Python driver: what spark-submit itself uses for a .py application, named
+# explicitly for a standalone master, where spark-submit refuses a .py application in cluster deploy mode.
+PYTHON_RUNNER = "org.apache.spark.deploy.PythonRunner"
+
+
+def spark_manager(config: dict[str, Any]) -> str:
+    """The cluster manager of a cluster-mode Spark cluster: config ``cluster_manager``, else by its ``master``."""
+    named = config.get("cluster_manager")
+    if isinstance(named, str) and named:
+        return named
+    master = str(config.get("master", ""))
+    for prefix, manager in _MANAGER_OF_MASTER:
+        if master.startswith(prefix):
+            return manager
+    raise EngineError(
+        f"deploy_mode cluster needs a master spark://..., yarn or k8s://... (or config cluster_manager); got {master!r}"
+    )
+
+
+def _cluster_manager(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """The cluster manager's name, its config and the ``--conf``s it needs, checked now: a manager unknown or
+    misconfigured fails the job at once with its reason, not later in the supervisor."""
+    from headwater.jobs.drivers import ManagerError, manager_for
+
+    name = spark_manager(config)
+    # The manager's own keys (rest_url, ui_url...) sit beside the engine's; Spark's --conf values stay out.
+    manager_config = {k: v for k, v in config.items() if k != "conf"}
+    try:
+        manager = manager_for(name, manager_config)  # builds it only: no request is made
+    except ManagerError as exc:
+        raise EngineError(f"cluster manager {name}: {exc}") from None
+    try:
+        return name, manager_config, manager.submit_confs(manager_config)
+    finally:
+        manager.close()
+
+
+def _primary_resource(args: list[str]) -> int | None:
+    """The index of spark-submit's application (the first argument that is neither an option nor its value)."""
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if not arg.startswith("-"):
+            return index
+        index += 1 if arg in _SPARK_SWITCHES or "=" in arg else 2
+    return None
+
+
+def _python_runner(args: list[str], jar: str) -> list[str]:
+    """``args`` with a ``.py`` application run by :data:`PYTHON_RUNNER` from ``jar`` (its arguments: the script,
+    the ``--py-files``, then the application's own)."""
+    index = _primary_resource(args)
+    if index is None or not args[index].endswith(".py"):
+        return args
+    options = args[:index]
+    py_files = next((options[i + 1] for i in range(len(options) - 1) if options[i] == "--py-files"), "")
+    return [*options, "--class", PYTHON_RUNNER, jar, args[index], py_files, *args[index + 1 :]]
+
+
 class SparkEngine(JobEngine):
-    """``spark-submit`` with the cluster's master, the job's id as the OpenLineage parent run, then the command."""
+    """``spark-submit`` with the cluster's master, the job's id as the OpenLineage parent run, then the command.
+
+    With ``deploy_mode: cluster`` the driver runs on the cluster: the job's process is the supervisor
+    (:mod:`headwater.jobs.drivers.supervise`), which submits it, follows it through the cluster manager until it
+    ends and fetches its logs. Config ``poll_interval``, ``kill_wait`` and ``lost_after`` tune it (seconds);
+    ``python_runner_jar`` is the jar a Python driver is run from on a standalone master (default: the
+    installation's spark-tags jar, which must be at the same path on the cluster's workers)."""
 
     def launch(self, job: JobContext) -> Launch:
-        """spark-submit --master <master> --conf ... <command args> <job args>."""
+        """spark-submit --master <master> [--deploy-mode cluster] --conf ... <command args> <job args>."""
         config = job.cluster_config
         # A Spark command reads ["spark-submit" | "spark-sql", default args...]: the program is this cluster's.
         program = Path(job.command[0]).name
         front_end = program if program in SPARK_PROGRAMS else "spark-submit"
         command = job.command[1:] if program in SPARK_PROGRAMS else job.command
-        argv = [str(find_spark_submit(config, front_end)), "--master", str(config.get("master", "local[2]"))]
+        deploy_mode = config.get("deploy_mode", "client")
+        if deploy_mode not in {"client", "cluster"}:
+            raise EngineError(f"deploy_mode must be client or cluster, not {deploy_mode!r}")
+        submit = find_spark_submit(config, front_end)
+        argv = [str(submit), "--master", str(config.get("master", "local[2]"))]
+        manager = _cluster_manager(config) if deploy_mode == "cluster" else None
+        if manager is not None:
+            argv += ["--deploy-mode", "cluster"]
         confs: dict[str, str] = {"spark.ui.enabled": "false"}
         confs.update({str(k): str(v) for k, v in (config.get("conf") or {}).items()})
         confs.update(
@@ -154,18 +232,45 @@ class SparkEngine(JobEngine):
         )
         if isinstance(config.get("lineage_namespace"), str):
             confs[NAMESPACE_CONF] = config["lineage_namespace"]
+        if manager is not None:
+            # After the cluster's own: spark-submit must return once the driver is accepted, for the supervisor
+            # (not spark-submit) to follow it.
+            confs.update(manager[2])
         for key, value in confs.items():
             argv += ["--conf", f"{key}={value}"]
         if config.get("proxy_user") is True and job.user:
             # Genie's way: Spark (and HDFS, YARN, the metastore) act as the job's user, checked by the cluster.
             argv += ["--proxy-user", job.user]
         env = {"SPARK_LOCAL_IP": str(config.get("local_ip", "127.0.0.1"))}
+        if manager is not None:
+            return self._cluster_launch(manager[0], manager[1], [*argv, *command, *job.args], env, submit)
         if front_end == "spark-submit" and config.get("pyspark_lineage", True) is not False:
             # A PySpark driver imports the hook's sitecustomize; its events land in the job's directory (the
             # driver's working directory, resolved there), which the worker ingests as the job ends.
             env["PYTHONPATH"] = str(HOOK_DIR)
             env[EVENTS_FILE_ENV] = EVENTS_FILE
         return Launch(argv=[*argv, *command, *job.args], env=env)
+
+    @staticmethod
+    def _cluster_launch(
+        manager: str, config: dict[str, Any], argv: list[str], env: dict[str, str], submit: Path
+    ) -> Launch:
+        """The supervisor over ``argv``: the driver runs on the cluster, followed through its manager. The PySpark
+        lineage hook is not put on the driver's path: its events file would stay on the cluster's worker."""
+        from headwater.jobs.drivers import SPEC_ENV, cancel_cluster_app, supervise
+
+        if manager == "spark-standalone":
+            # Any jar will do (PythonRunner is on every driver's classpath): the worker copies it into each driver's
+            # directory, so the installation's smallest, spark-tags (16 KB, in every Spark distribution).
+            jar = config.get("python_runner_jar") or next(
+                (str(path) for path in sorted(submit.parent.parent.glob("jars/spark-tags_*.jar"))), None
+            )
+            if jar:
+                argv = argv[:1] + _python_runner(argv[1:], str(jar))
+        spec = {"manager": manager, "config": config}
+        timing = {key: float(config[key]) for key in ("kill_wait", "lost_after") if key in config}
+        supervisor = supervise.command(argv, poll=float(config.get("poll_interval", 2.0)), **timing)
+        return Launch(argv=supervisor, env={**env, SPEC_ENV: json.dumps(spec)}, cancel=cancel_cluster_app)
 
 
 # ------------------------------------------------------------------------------------------------- Flink

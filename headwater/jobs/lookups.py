@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headwater.db import in_chunks
-from headwater.jobs.models import JobAttempt, JobTransition
-from headwater.jobs.schemas import AttemptOut, TransitionOut
+from headwater.jobs.models import Job, JobAttempt, JobTransition
+from headwater.jobs.schemas import AttemptOut, ClusterAppOut, TransitionOut
 
-__all__ = ["attempts_of_jobs", "transitions_of_jobs"]
+__all__ = ["attempts_of_jobs", "cluster_apps_of_jobs", "transitions_of_jobs"]
 
 
 def transitions_of_jobs(session: Session, *, job_pks: Sequence[int]) -> dict[int, list[TransitionOut]]:
@@ -34,4 +34,16 @@ def attempts_of_jobs(session: Session, *, job_pks: Sequence[int]) -> dict[int, l
         )
         for row in rows:
             found[row.job_pk].append(AttemptOut.model_validate(row, from_attributes=True))
+    return found
+
+
+def cluster_apps_of_jobs(session: Session, *, job_pks: Sequence[int]) -> dict[int, ClusterAppOut]:
+    """The cluster-manager application of each job (by primary key) that has one."""
+    found: dict[int, ClusterAppOut] = {}
+    columns = (Job.pk, Job.external_manager, Job.external_id, Job.external_state, Job.external_raw_state)
+    for chunk in in_chunks(list(job_pks)):
+        for row in session.execute(select(*columns).where(Job.pk.in_(chunk), Job.external_id.is_not(None))):
+            app = ClusterAppOut.of(row)
+            if app is not None:
+                found[row.pk] = app
     return found

@@ -227,6 +227,14 @@ class Job(Base):
     max_attempts: Mapped[int] = mapped_column(Integer, default=1)
     # The claim's fencing token: +1 on every claim and every reap; a worker's writes need the epoch it claimed.
     epoch: Mapped[Count]
+    # The application the job runs on a cluster manager (headwater.jobs.drivers), once its supervisor submitted
+    # it: the manager's name, the application's id, its state (Headwater's AppState and the manager's own word)
+    # and the manager's config, with which the reaper kills it when the job's worker is lost.
+    external_manager: Mapped[str | None] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    external_state: Mapped[str | None] = mapped_column(String(16))
+    external_raw_state: Mapped[str | None] = mapped_column(String(64))
+    external_config: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     archive_logs: Mapped[bool] = mapped_column(Boolean, default=False)
     archive_path: Mapped[LongText | None]
     # When retention removed the job's directory.

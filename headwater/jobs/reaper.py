@@ -21,6 +21,8 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
+from headwater.egress import EgressPolicy
+from headwater.jobs.cluster_apps import app_of, kill_apps
 from headwater.jobs.dispatch import LostJob, end_attempts
 from headwater.jobs.exit_status import read_exit_status
 from headwater.jobs.models import ACTIVE_STATUSES, Job, JobStatus
@@ -90,6 +92,7 @@ def reap_lost_jobs(
     lost: list[LostJob] = []
     for job, outcome, reason in ends:
         requeued = False
+        app = app_of(job)  # whatever became of the job, its application must not run on unwatched
         if exits[job.pk] is not None:
             note = f"{reason} (recorded from its exit status: its worker was lost)"
             note = _lineage_of(session, job, OUTCOMES[outcome], note) or note
@@ -103,14 +106,16 @@ def reap_lost_jobs(
             pid = job.pid
             job.attempt += 1
             job.worker_id = job.pid = job.heartbeat_at = job.exit_code = None
+            job.external_manager = job.external_id = job.external_state = job.external_raw_state = None
+            job.external_config = None
             reason = f"worker lost; re-queued for attempt {job.attempt} of {job.max_attempts}"
             transition(job, JobStatus.RESOLVED, reason, session=session, now=now)
-            lost.append(LostJob(id=job.id, host=job.host, pid=pid, requeued=True))
+            lost.append(LostJob(id=job.id, host=job.host, pid=pid, requeued=True, app=app))
             continue
         else:
             note = _lineage_of(session, job, "FAIL", "worker lost") or "worker lost"
             transition(job, JobStatus.FAILED, note, session=session, now=now)
-        lost.append(LostJob(id=job.id, host=job.host, pid=job.pid, requeued=requeued))
+        lost.append(LostJob(id=job.id, host=job.host, pid=job.pid, requeued=requeued, app=app))
     notify_workers(session)  # a cluster slot is free, and perhaps a job is queued again
     session.flush()
     return lost
@@ -140,9 +145,12 @@ def _lineage_of(session: Session, job: Job, outcome: Outcome, reason: str) -> st
         return None
 
 
-def kill_orphans(lost: list[LostJob], *, host: str) -> None:
+def kill_orphans(lost: list[LostJob], *, host: str, policy: EgressPolicy | None = None) -> None:
     """End the process groups of reaped jobs that run on ``host`` (a worker killed with SIGKILL leaves them
-    running), so a re-queued job never runs beside its earlier attempt; a reused pid is never signalled."""
+    running), so a re-queued job never runs beside its earlier attempt; a reused pid is never signalled. The
+    applications they ran on cluster managers are killed through the managers, from any host (requests under the
+    egress ``policy``, default this process's)."""
+    kill_apps([(job.id, job.app) for job in lost if job.app is not None], policy=policy)
     for job in lost:
         log.warning("job %s lost its worker; %s", job.id, "re-queued" if job.requeued else "now final")
         if job.host == host and job.pid and runs_job(job.pid, job.id):

@@ -28,6 +28,7 @@ from headwater.jobs.schemas import (
     ApplicationOut,
     ApplicationUpdate,
     AttemptOut,
+    ClusterAppOut,
     ClusterCreate,
     ClusterOut,
     ClusterUpdate,
@@ -266,8 +267,10 @@ def get_job_execution(job_id: JobId, session: SessionDep) -> JobExecutionOut:
     """Where and how the job ran: host, pid, exit code."""
     job = service.get_job(session, job_id=job_id)
     attempts = [AttemptOut.model_validate(a) for a in service.attempts_of(session, job=job)]
-    where = {name: getattr(job, name) for name in JobExecutionOut.model_fields if name != "attempts"}
-    return JobExecutionOut(**where, attempts=attempts)
+    where = {
+        name: getattr(job, name) for name in JobExecutionOut.model_fields if name not in {"attempts", "cluster_app"}
+    }
+    return JobExecutionOut(**where, cluster_app=ClusterAppOut.of(job), attempts=attempts)
 
 
 @jobs_router.get("/{job_id}/output", response_model=list[OutputEntry], dependencies=READ_LOGS)

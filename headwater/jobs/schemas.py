@@ -36,6 +36,7 @@ __all__ = [
     "CommandOut",
     "CommandUpdate",
     "DatasetRef",
+    "ClusterAppOut",
     "JobExecutionOut",
     "JobOut",
     "JobStatusOut",
@@ -395,6 +396,26 @@ class AttemptOut(BaseModel):
     ended_at: dt.datetime | None
 
 
+class ClusterAppOut(BaseModel):
+    """The application a job runs on a cluster manager (a Spark driver on a standalone master, a YARN application,
+    a driver pod, a Flink job), as its supervisor last saw it."""
+
+    manager: str = Field(description="The cluster manager: spark-standalone, yarn, kubernetes...")
+    app_id: str = Field(description="The application's id on that manager (driver-..., application_..., a pod).")
+    state: str | None = Field(description="SUBMITTED, RUNNING, SUCCEEDED, FAILED, KILLED or UNKNOWN.")
+    manager_state: str | None = Field(description="The manager's own word for it (FINISHED, ERROR...).")
+
+    @classmethod
+    def of(cls, job: Any) -> ClusterAppOut | None:
+        """The application recorded on the job row ``job``, or None."""
+        if not job.external_manager or not job.external_id:
+            return None
+        return cls(
+            manager=job.external_manager, app_id=job.external_id, state=job.external_state,
+            manager_state=job.external_raw_state,
+        )  # fmt: skip
+
+
 class JobExecutionOut(BaseModel):
     """Where and how a job ran."""
 
@@ -411,6 +432,9 @@ class JobExecutionOut(BaseModel):
     heartbeat_at: dt.datetime | None
     cleaned_at: dt.datetime | None = Field(description="When retention removed the job directory.")
     archive_path: str | None = Field(description="The tarball its logs were archived to, if it asked for that.")
+    cluster_app: ClusterAppOut | None = Field(
+        default=None, description="The application it runs on a cluster manager, once submitted (cluster mode)."
+    )
     attempts: list[AttemptOut]
 
 

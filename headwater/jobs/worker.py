@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
 from headwater.egress import EgressPolicy
-from headwater.jobs import dispatch, reaper, workspace
+from headwater.jobs import cluster_apps, dispatch, reaper, workspace
 from headwater.jobs.exit_status import EXIT_STATUS_FILE, read_exit_status, write_exit_status
 from headwater.jobs.files import FileCache, is_remote
 from headwater.jobs.isolation import JobIsolation
@@ -98,6 +98,7 @@ class JobWorker:
         )
         self.running: dict[int, RunningJob] = {}
         self._ended: list[tuple[RunningJob, int]] = []  # exited, not yet recorded
+        self._apps_seen: dict[int, tuple[str, str, str]] = {}  # pk -> the cluster application last recorded
         self._last_heartbeat = 0.0
         self._last_reap = 0.0
         self._last_kill_check = 0.0
@@ -242,7 +243,7 @@ class JobWorker:
                 session, timeout_seconds=self.heartbeat_timeout, host=self.host, shared_work_dirs=self.shared_work_dirs
             )
             # Before the commit makes a re-queued job claimable, so its first try never overlaps a retry.
-            reaper.kill_orphans(lost, host=self.host)
+            reaper.kill_orphans(lost, host=self.host, policy=self.files.policy)
 
     def _claim(self, session: Session, free: int) -> list[Job]:
         """Claim up to ``free`` jobs, only while the database is reachable; each claim's epoch starts its lease."""
@@ -297,6 +298,7 @@ class JobWorker:
         """The ends in ``_ended`` are committed (or refused): their leases are over."""
         for run, _ in self._ended:
             self._leases.pop((run.pk, run.attempt), None)
+            self._apps_seen.pop(run.pk, None)
         self._ended.clear()
 
     def _held(self, session: Session, keys: list[tuple[int, int]]) -> set[int]:
@@ -439,6 +441,8 @@ class JobWorker:
             return
         with session_scope(self.factory) as session:
             kept = self._held(session, held) if held else set()
+            runs = [(run.pk, run.work_dir) for run in self.running.values() if run.pk in kept]
+            cluster_apps.note_apps(session, runs, self._apps_seen)  # fenced: the jobs are held in this transaction
             if not held:
                 dispatch.ping(session)  # nothing to renew: only show that the database is back
         self._last_heartbeat = now
@@ -511,6 +515,8 @@ class JobWorker:
             status, reason = JobStatus.SUCCEEDED, "exit code 0"
         else:
             status, reason = JobStatus.FAILED, f"exit code {code}"
+        if run.kill_reason != FENCED:  # a job on a cluster manager ended as its application did: say how
+            reason = cluster_apps.end_reason(job, run.work_dir, reason, killed=run.kill_reason is not None)
         outcome = OUTCOMES.get(status) if run.kill_reason != FENCED else None  # a fenced run is the reaper's
         if outcome is not None:
             try:

@@ -30,6 +30,7 @@ from headwater.db import session_scope, utcnow
 from headwater.egress import EgressRefused, default_policy
 from headwater.errors import HeadwaterError, InvalidInput, NotFound
 from headwater.jobs.applications import AppSetup
+from headwater.jobs.drivers.base import APP_RECORD, DRIVER_LOGS_DIR
 from headwater.jobs.files import FileFetchError, file_name, is_remote
 from headwater.jobs.lineage_hook import EVENTS_FILE
 from headwater.jobs.models import FINAL_STATUSES, Job, JobAttachment, JobStatus
@@ -289,8 +290,10 @@ def prepare_workspace(
 
 def _keep_previous_logs(work_dir: Path, previous: int) -> None:
     # The same host ran the earlier attempt: keep its logs (and its lineage hook's events, already recorded on
-    # its run) beside the new ones rather than overwrite them or read them again.
-    present = [work_dir / name for name in (*LOG_STREAMS, EVENTS_FILE) if (work_dir / name).exists()]
+    # its run; its cluster application's record and driver logs, which must not pass for the new attempt's)
+    # beside the new ones rather than overwrite them or read them again.
+    names = (*LOG_STREAMS, EVENTS_FILE, APP_RECORD, DRIVER_LOGS_DIR)
+    present = [work_dir / name for name in names if (work_dir / name).exists() or (work_dir / name).is_symlink()]
     if not present:
         return
     target = work_dir / "attempts" / str(previous)
@@ -383,7 +386,8 @@ def clean_expired_jobs(
 
 
 def _archive_logs(job_id: str, work_dir: Path, archive_dir: Path) -> Path:
-    """stdout, stderr and earlier attempts' logs as ``<archive_dir>/<job id>.tar.gz`` (written atomically)."""
+    """stdout, stderr, the driver's logs of a job on a cluster manager, and earlier attempts' logs as
+    ``<archive_dir>/<job id>.tar.gz`` (written atomically); nothing reached through a symbolic link."""
     archive_dir.mkdir(parents=True, exist_ok=True)
     target = archive_dir / f"{job_id}.tar.gz"
     partial = target.with_name(target.name + ".partial")
@@ -391,10 +395,23 @@ def _archive_logs(job_id: str, work_dir: Path, archive_dir: Path) -> Path:
         for name in LOG_STREAMS:
             if (work_dir / name).is_file():
                 tar.add(work_dir / name, arcname=f"{job_id}/{name}")
+        for path in _driver_logs(work_dir):
+            tar.add(path, arcname=f"{job_id}/{path.relative_to(work_dir).as_posix()}")
         attempts = work_dir / "attempts"
         if attempts.is_dir() and not attempts.is_symlink():
             for path in sorted(attempts.glob("*/*")):
                 if path.is_file() and not path.is_symlink() and path.name in LOG_STREAMS:
                     tar.add(path, arcname=f"{job_id}/attempts/{path.relative_to(attempts).as_posix()}")
+                if path.name == DRIVER_LOGS_DIR and not path.parent.is_symlink():
+                    for log in _driver_logs(path.parent):
+                        tar.add(log, arcname=f"{job_id}/attempts/{log.relative_to(attempts).as_posix()}")
     partial.replace(target)
     return target
+
+
+def _driver_logs(work_dir: Path) -> list[Path]:
+    """The driver logs fetched into ``work_dir`` (regular files in a real directory: the job may have made links)."""
+    folder = work_dir / DRIVER_LOGS_DIR
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    return [folder / name for name in LOG_STREAMS if (folder / name).is_file() and not (folder / name).is_symlink()]

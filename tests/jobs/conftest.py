@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from jobs_helpers import make_worker
+from spark_cluster import StandaloneCluster, standalone_cluster
 
 from headwater.jobs.worker import JobWorker
 
@@ -18,3 +19,10 @@ def worker(app: FastAPI, tmp_path: Path) -> Iterator[JobWorker]:
     job_worker = make_worker(app, tmp_path / "data")
     yield job_worker
     job_worker.shutdown()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneCluster]:
+    """A real Spark standalone master (REST submission server on) and two workers, shared by the session."""
+    with standalone_cluster(tmp_path_factory.mktemp("spark-standalone")) as cluster:
+        yield cluster

@@ -20,6 +20,8 @@ def _cases() -> list[tuple[str, list[str], dict[str, object]]]:
         ("shell", ["/bin/echo"], {}),
         ("spark", ["spark-submit", "--name", "x"], {"master": "local[1]"}),
         ("spark", ["spark-sql"], {}),
+        # cluster deploy mode: the supervisor runs spark-submit (headwater.jobs.drivers.supervise)
+        ("spark", ["spark-submit", "job.py"], {"master": "spark://127.0.0.1:7077", "deploy_mode": "cluster"}),
         ("flink", ["flink", "-py", "job.py"], {}),
         ("flink", ["flink-sql"], {"jobmanager": "127.0.0.1:8081"}),
     ]

@@ -39,6 +39,7 @@ __all__ = [
     "ClusterManager",
     "ManagerError",
     "Submission",
+    "describe",
     "manager_for",
     "read_app_record",
     "register",
@@ -110,6 +111,7 @@ class ClusterManager(abc.ABC):
     """One cluster manager: how a driver is submitted to it, followed, killed and its logs fetched."""
 
     name: ClassVar[str]
+    noun: ClassVar[str] = "application"  # what the manager runs, in messages ("driver" for Spark's)
     # The submitter's output that names the application id (first group); used by the default parse_submission.
     submission_id: ClassVar[re.Pattern[str] | None] = None
 
@@ -159,7 +161,8 @@ class ClusterManager(abc.ABC):
 
     @abc.abstractmethod
     def status(self, app_id: str) -> AppStatus:
-        """The application's state now (raise :class:`ManagerError` when the manager cannot be asked)."""
+        """The application's state now (raise :class:`ManagerError` when the manager cannot be asked, or does not
+        know the id)."""
 
     @abc.abstractmethod
     def kill(self, app_id: str) -> None:
@@ -195,6 +198,18 @@ def manager_for(name: str, config: Mapping[str, Any], *, http: httpx.Client | No
     except KeyError:
         raise ManagerError(f"no cluster manager {name!r}; known: {sorted(_MANAGERS)}") from None
     return cls(config, http=http)
+
+
+def describe(record: AppRecord) -> str:
+    """How the application stands, in one line: "driver driver-... FAILED on the cluster (ERROR): message"."""
+    cls = _MANAGERS.get(record.manager)
+    noun = cls.noun if cls is not None else "application"
+    state = AppState(record.state) if record.state in AppState.__members__ else AppState.UNKNOWN
+    where = "on the cluster" if state.final else f"still {state.value} on the cluster"
+    text = f"{noun} {record.app_id} {state.value if state.final else ''}".rstrip() + f" {where}"
+    if record.raw and record.raw != state.value:
+        text += f" ({record.raw})"
+    return text + (f": {record.detail}" if record.detail else "")
 
 
 def write_app_record(work_dir: Path, record: AppRecord) -> None:

@@ -5,7 +5,7 @@ All nullable: existing clusters keep no memory limit and existing jobs count 0 M
 cluster declares its memory.
 
 Revision ID: 0023_cluster_capacity
-Revises: 0021_dataset_name_collation
+Revises: 0022_job_external_apps
 Create Date: 2026-12-06 07:30:00.000000
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0023_cluster_capacity"
-down_revision: str | None = "0021_dataset_name_collation"
+down_revision: str | None = "0022_job_external_apps"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

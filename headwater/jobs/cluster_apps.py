@@ -1,0 +1,103 @@
+"""The server's side of jobs on cluster managers (:mod:`headwater.jobs.drivers`): recording the application a job's
+supervisor submitted, the job's end reason saying how the application ended, and killing the application of a job
+whose worker was lost.
+
+The worker reads the supervisor's record (:data:`~headwater.jobs.drivers.APP_RECORD`) in the job's directory during
+its heartbeats, whose transaction holds the job fenced, and once more as the job ends; what changed is written to
+the job's ``external_*`` columns. Every request made here goes through the egress policy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from headwater.egress import EgressPolicy, default_policy, http_client
+from headwater.jobs.drivers import AppRecord, AppState, ManagerError, describe, manager_for, read_app_record
+from headwater.jobs.models import Job
+
+__all__ = ["ExternalApp", "app_of", "end_reason", "kill_apps", "note_apps"]
+
+log = logging.getLogger("headwater.jobs.cluster_apps")
+
+# (manager, application id, manager config) of a job's application that may still run.
+ExternalApp = tuple[str, str, dict[str, Any]]
+
+
+def _values(record: AppRecord) -> dict[str, Any]:
+    return {
+        "external_manager": record.manager,
+        "external_id": record.app_id[:255],
+        "external_state": record.state[:16],
+        "external_raw_state": (record.raw or None) and record.raw[:64],
+        "external_config": record.config,
+    }
+
+
+def note_apps(session: Session, runs: Iterable[tuple[int, Path]], seen: dict[int, tuple[str, str, str]]) -> None:
+    """Write the application records of these (pk, job directory) that changed since ``seen`` (pk -> (id, state,
+    raw), updated here) into their jobs; call it only for jobs the transaction holds fenced."""
+    for pk, work_dir in runs:
+        record = read_app_record(work_dir)
+        if record is None:
+            continue
+        key = (record.app_id, record.state, record.raw)
+        if seen.get(pk) == key:
+            continue
+        session.execute(update(Job).where(Job.pk == pk).values(**_values(record)))
+        seen[pk] = key
+
+
+def end_reason(job: Job, work_dir: Path, reason: str, *, killed: bool) -> str:
+    """Record the job's application as it ended, and say in the job's end reason how it ended (``reason``, the
+    worker's own, when the job submitted none): the driver's true end, not the supervisor's exit code."""
+    record = read_app_record(work_dir)
+    if record is None:
+        return reason
+    for name, value in _values(record).items():
+        setattr(job, name, value)
+    told = describe(record)
+    if killed:
+        ended = AppState(record.state).final
+        return f"{reason}; {told}" if ended else f"{reason}; kill of {record.app_id} sent to {record.manager}"
+    return told
+
+
+def app_of(job: Job) -> ExternalApp | None:
+    """The application of ``job`` that may still run (none recorded, or recorded ended: None)."""
+    if not job.external_manager or not job.external_id:
+        return None
+    if job.external_state in {s.value for s in AppState if s.final}:
+        return None
+    return job.external_manager, job.external_id, dict(job.external_config or {})
+
+
+def kill_apps(apps: Iterable[tuple[str, ExternalApp]], *, policy: EgressPolicy | None = None) -> list[str]:
+    """Kill these (job id, application) through their managers, with a client of the egress policy (default: this
+    process's); the application ids a kill was sent for. A failure is logged: the job's end is recorded anyway."""
+    killed: list[str] = []
+    chosen = policy or default_policy()
+    # The reaper calls this inside its transaction: a manager that did not answer is not asked again this pass.
+    failed: set[str] = set()
+    for job_id, (manager_name, app_id, config) in apps:
+        key = json.dumps([manager_name, config], sort_keys=True, default=str)
+        if key in failed:
+            log.error("job %s: its %s application %s was not killed: the manager did not answer", job_id,
+                      manager_name, app_id)  # fmt: skip
+            continue
+        with http_client(chosen, timeout=min(float(config.get("timeout", 10.0)), 10.0)) as http:
+            try:
+                manager_for(manager_name, config, http=http).kill(app_id)
+            except ManagerError as exc:
+                failed.add(key)
+                log.error("job %s: could not kill its %s application %s: %s", job_id, manager_name, app_id, exc)
+                continue
+        log.warning("job %s lost its worker; its %s application %s was killed", job_id, manager_name, app_id)
+        killed.append(app_id)
+    return killed
