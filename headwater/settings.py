@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from headwater.allowlists import check_allow_entry, check_env_allowlist_entry, check_host_pattern
-from headwater.jobs.selectors import load_selector
+from headwater.plugins import load_callable
 
 __all__ = ["Settings", "get_settings"]
 
@@ -500,11 +500,15 @@ class Settings(BaseSettings):
     @classmethod
     def _check_cluster_selector(cls, value: str) -> str:
         # Imported now, so a typo stops the server at start instead of turning every job INVALID.
+        value = value.strip()
         try:
-            load_selector(value.strip())
+            if value not in {"least-loaded", "random"}:
+                if ":" not in value:
+                    raise ValueError(f"{value!r} is not one of ['least-loaded', 'random'] nor module:function")
+                load_callable(value)
         except ValueError as exc:
             raise ValueError(f"HEADWATER_JOBS_CLUSTER_SELECTOR: {exc}") from None
-        return value.strip()
+        return value
 
     @field_validator("jobs_run_as")
     @classmethod

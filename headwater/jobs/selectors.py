@@ -9,7 +9,6 @@ Why the default counts queued jobs and breaks ties at random: docs/concepts/jobs
 
 from __future__ import annotations
 
-import importlib
 import logging
 import random
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
+
+from headwater.plugins import load_callable
 
 if TYPE_CHECKING:
     from headwater.jobs.schemas import JobSubmit
@@ -161,19 +162,9 @@ def load_selector(spec: str) -> ClusterSelector:
     """The selector ``spec`` names: ``least-loaded``, ``random`` or ``module:function``; ValueError saying why not."""
     if spec in BUILT_IN:
         return BUILT_IN[spec]
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
+    if ":" not in spec:
         raise ValueError(f"{spec!r} is not one of {sorted(BUILT_IN)} nor module:function")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"{spec!r}: module {module_name!r} cannot be imported: {exc}") from None
-    found: object = module
-    for part in attribute.split("."):
-        found = getattr(found, part, None)
-    if not callable(found):
-        raise ValueError(f"{spec!r}: {module_name!r} has no callable {attribute!r}")
-    selector: ClusterSelector = found
+    selector: ClusterSelector = load_callable(spec)
     return selector
 
 
