@@ -385,6 +385,12 @@ class JobExecutionOut(BaseModel):
     heartbeat_at: dt.datetime | None
     cleaned_at: dt.datetime | None = Field(description="When retention removed the job directory.")
     archive_path: str | None = Field(description="The tarball its logs were archived to, if it asked for that.")
+    files_archived_at: dt.datetime | None = Field(
+        description="When its worker copied its logs and outputs into the database (served when its host is gone)."
+    )
+    files_not_archived: int | None = Field(
+        description="Files left out of that copy for HEADWATER_JOBS_DB_ARCHIVE_MAX_BYTES (they stay on its host)."
+    )
     attempts: list[AttemptOut]
 
 

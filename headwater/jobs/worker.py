@@ -35,13 +35,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
 from headwater.egress import EgressPolicy
-from headwater.jobs import dispatch, reaper, workspace
+from headwater.jobs import archive, dispatch, reaper, workspace
 from headwater.jobs.exit_status import EXIT_STATUS_FILE, read_exit_status, write_exit_status
 from headwater.jobs.files import FileCache, is_remote
 from headwater.jobs.isolation import JobIsolation
 from headwater.jobs.models import FINAL_STATUSES, Job, JobStatus
 from headwater.jobs.preparation import prepare_claimed
 from headwater.jobs.processes import PreparedJob, RunningJob, cancel_outside, kill_group, start_process
+from headwater.jobs.relay import FileServer
 from headwater.jobs.run_lineage import OUTCOMES, record_run_lineage
 from headwater.jobs.wakeup import Wakeup
 from headwater.loops import LoopService
@@ -80,10 +81,13 @@ class JobWorker:
         egress: EgressPolicy | None = None,
         fence_margin: float | None = None,
         shared_work_dirs: bool = False,
+        host: str | None = None,
+        archive_max_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.factory = factory
         self.jobs_dir = (data_dir / "jobs").resolve()
-        self.host = socket.gethostname()
+        self.host = host or socket.gethostname()
+        self.archive_max_bytes = archive_max_bytes
         self.worker_id = worker_id or f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.slots = slots
         self.heartbeat_interval = heartbeat_interval
@@ -112,6 +116,7 @@ class JobWorker:
         self._db_ok = True  # the last loop iteration reached the database: only then may it reap and claim
         bind = factory.kw.get("bind")
         self.isolation = _isolation(data_dir, bind, run_as=run_as, pass_env=pass_env)
+        self.listen = listen
         self._wakeup = Wakeup(bind if listen and isinstance(bind, Engine) else None)
 
     @classmethod
@@ -139,6 +144,8 @@ class JobWorker:
             egress=EgressPolicy.from_settings(settings),
             fence_margin=settings.jobs_fence_margin,
             shared_work_dirs=settings.jobs_shared_work_dirs,
+            host=settings.resolved_jobs_host,
+            archive_max_bytes=settings.jobs_db_archive_max_bytes,
         )
 
     # -------------------------------------------------------------------------------- the loop
@@ -198,12 +205,23 @@ class JobWorker:
             cleaned = workspace.clean_expired_jobs(
                 session, host=self.host, jobs_dir=self.jobs_dir, retention=self.retention, archive_dir=self.archive_dir
             )
+            # The database archives of every host's jobs expire with their directories (a host gone for good
+            # cleans nothing itself).
+            dropped = archive.drop_expired_archives(session, before=utcnow() - self.retention)
+        if dropped:
+            log.info("removed the database archives of %d expired job(s)", dropped)
         if cleaned:
             log.info("removed %d expired job director(ies)", len(cleaned))
         unused = self.files.remove_unused(self.retention.total_seconds())
         if unused:
             log.info("removed %d cached application file(s) no job used within the retention period", unused)
         return cleaned
+
+    def archive_finished(self, limit: int = 5) -> int:
+        """Copy the files of up to ``limit`` of this worker's finished jobs into the database; how many."""
+        return archive.archive_finished(
+            self.factory, host=self.host, jobs_dir=self.jobs_dir, max_bytes=self.archive_max_bytes, limit=limit
+        )
 
     def drain(self, timeout: float = 60.0, interval: float = 0.1) -> None:
         """Run the loop until no job is running or queued for this worker (tests, and the CLI's --once)."""
@@ -225,6 +243,11 @@ class JobWorker:
             run.process.wait()
         self._finish_exited()
         self._wakeup.close()
+        try:  # what it ran stays readable once this host is gone
+            while self.archive_finished():
+                pass
+        except Exception:
+            log.exception("archiving finished jobs' files while stopping failed")
 
     def _queued(self) -> bool:
         with session_scope(self.factory) as session:
@@ -569,9 +592,13 @@ class WorkerThread(LoopService[None]):
         self.worker.poll_interval = self.interval
         fence = _LeaseFence(self.worker)
         fence.start()
+        bind = self.worker.factory.kw.get("bind")
+        files = FileServer(self.worker, engine=bind if isinstance(bind, Engine) and self.worker.listen else None)
+        files.start()
         try:
             super().run()
         finally:
+            files.stop()
             fence.stop()
 
     def run_once(self) -> None:
