@@ -20,7 +20,7 @@ import zlib
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
@@ -47,8 +47,11 @@ CHUNK_BYTES = 1024 * 1024
 _SKIPPED_DIRS = ("applications",)
 
 
-def jobs_to_archive(session: Session, *, host: str, jobs_dir: Path, limit: int = 10) -> list[Job]:
-    """This host's finished jobs whose files are not archived yet, under ``jobs_dir`` (oldest first)."""
+def jobs_to_archive(
+    session: Session, *, host: str, jobs_dir: Path, finished_after: dt.datetime | None = None, limit: int = 10
+) -> list[Job]:
+    """This host's finished jobs whose files are not archived yet, under ``jobs_dir`` (oldest first), that
+    finished after ``finished_after`` (older ones' archives expired, or would at once)."""
     stmt = (
         select(Job)
         .where(
@@ -57,7 +60,7 @@ def jobs_to_archive(session: Session, *, host: str, jobs_dir: Path, limit: int =
             Job.files_archived_at.is_(None),
             Job.cleaned_at.is_(None),
             Job.work_dir.is_not(None),
-            Job.finished_at.is_not(None),
+            Job.finished_at.is_not(None) if finished_after is None else Job.finished_at > finished_after,
         )
         .order_by(Job.finished_at, Job.pk)
         .limit(limit * 4)
@@ -68,13 +71,21 @@ def jobs_to_archive(session: Session, *, host: str, jobs_dir: Path, limit: int =
 
 
 def archive_finished(
-    factory: sessionmaker[Session], *, host: str, jobs_dir: Path, max_bytes: int, limit: int = 5
+    factory: sessionmaker[Session],
+    *,
+    host: str,
+    jobs_dir: Path,
+    max_bytes: int,
+    retention: dt.timedelta | None = None,
+    limit: int = 5,
 ) -> int:
     """Archive up to ``limit`` of ``host``'s finished jobs under ``jobs_dir``, a transaction each; how many."""
     if max_bytes <= 0:
         return 0
+    after = utcnow() - retention if retention is not None else None
     with session_scope(factory) as session:
-        pks = [job.pk for job in jobs_to_archive(session, host=host, jobs_dir=jobs_dir, limit=limit)]
+        jobs = jobs_to_archive(session, host=host, jobs_dir=jobs_dir, finished_after=after, limit=limit)
+        pks = [job.pk for job in jobs]
     done = 0
     for pk in pks:
         with session_scope(factory) as session:
@@ -218,5 +229,10 @@ def drop_expired_archives(session: Session, *, before: dt.datetime, limit: int =
     files = select(JobArchivedFile.id).where(JobArchivedFile.job_pk.in_(pks))
     session.execute(delete(JobArchiveChunk).where(JobArchiveChunk.file_id.in_(files)))
     session.execute(delete(JobArchivedFile).where(JobArchivedFile.job_pk.in_(pks)))
+    # No archive any more: the API says so instead of taking the missing rows for files the job never had.
+    session.execute(
+        update(Job).where(Job.pk.in_(pks)).values(files_archived_at=None),
+        execution_options={"synchronize_session": False},
+    )
     session.flush()
     return len(pks)

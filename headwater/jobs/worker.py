@@ -220,7 +220,12 @@ class JobWorker:
     def archive_finished(self, limit: int = 5) -> int:
         """Copy the files of up to ``limit`` of this worker's finished jobs into the database; how many."""
         return archive.archive_finished(
-            self.factory, host=self.host, jobs_dir=self.jobs_dir, max_bytes=self.archive_max_bytes, limit=limit
+            self.factory,
+            host=self.host,
+            jobs_dir=self.jobs_dir,
+            max_bytes=self.archive_max_bytes,
+            retention=self.retention,
+            limit=limit,
         )
 
     def drain(self, timeout: float = 60.0, interval: float = 0.1) -> None:

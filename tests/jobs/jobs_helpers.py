@@ -96,3 +96,14 @@ async def wait_for_status(
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} is {job['status']}, not in {sorted(statuses)}, after {timeout} s")
         await anyio.sleep(0.05)
+
+
+@contextmanager
+def relay_timeout(app: FastAPI, seconds: float) -> Iterator[None]:
+    """The app waits ``seconds`` for another host's worker to answer for a job's files, until the block ends."""
+    saved = app.state.settings
+    app.state.settings = saved.model_copy(update={"jobs_remote_files_timeout": seconds})
+    try:
+        yield
+    finally:
+        app.state.settings = saved

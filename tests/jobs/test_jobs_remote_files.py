@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,19 @@ import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
-from jobs_helpers import job_body, shell_setup, wait_for_status
+from jobs_helpers import job_body, relay_timeout, shell_setup, wait_for_status
 from live_http import serve_in_thread
 from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    """Contexts the test enters, left when it ends."""
+    with ExitStack() as contexts:
+        yield contexts
+
 
 REMOTE_HOST = "hw-remote-worker"
 PG_SOCKET_DIR = "/var/run/postgresql"
@@ -106,7 +115,7 @@ async def test_a_worker_whose_disk_the_api_cannot_see_serves_logs_and_outputs_an
     app: FastAPI,
     live_server: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    stack: ExitStack,
     where: str,
 ) -> None:
     await shell_setup(client)
@@ -163,7 +172,7 @@ async def test_a_worker_whose_disk_the_api_cannot_see_serves_logs_and_outputs_an
 
     # The worker host is gone: its process stopped, its disk wiped.
     shutil.rmtree(worker_dir)
-    monkeypatch.setattr(app.state, "settings", app.state.settings.model_copy(update={"jobs_remote_files_timeout": 1.0}))
+    stack.enter_context(relay_timeout(app, 1.0))
     log = await client.get(f"/api/v1/jobs/{job_id}/logs/stdout")
     assert log.status_code == 200 and log.content == LINES and log.headers["x-job-finished"] == "true"
     followed = await client.get(f"/api/v1/jobs/{job_id}/logs/stdout", params={"follow": "true", "offset": 7})
