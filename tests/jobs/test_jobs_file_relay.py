@@ -104,6 +104,9 @@ async def test_the_archive_serves_ranges_across_chunks_and_expires_with_the_rete
     past = await client.get(f"/api/v1/jobs/{job_id}/logs/stdout", params={"offset": len(SEQ) + 1})
     assert past.status_code == 400 and "past the end" in past.text
 
+    page = await client.get(f"/ui/jobs/{job_id}")
+    assert page.status_code == 200 and "oops" in page.text and "249999\n250000" in page.text  # tails, archived
+
     # Another host's housekeeping expires the archive of a job whose host is gone for good.
     other = make_worker(app, tmp_path / "other", host="other-host", retention=dt.timedelta(hours=1))
     assert other.clean_expired() == []
@@ -119,6 +122,8 @@ async def test_the_archive_serves_ranges_across_chunks_and_expires_with_the_rete
     message = r.json()["error"]["message"]
     assert "the worker on host gone-host" in message and "did not answer within 0.5 s" in message
     assert "retention removed it" in message
+    page = await client.get(f"/ui/jobs/{job_id}")  # the page still shows, saying why the logs cannot
+    assert page.status_code == 200 and "the worker on host gone-host" in page.text
 
 
 async def test_requests_nobody_collected_are_swept(app: FastAPI, client: httpx.AsyncClient, tmp_path: Path) -> None:
