@@ -4,8 +4,9 @@ Genie 4's agent streams a file to the server when the server asks for it, over a
 Headwater relays the same questions through the one thing every process already reaches, the database, so no
 connection from the server to a worker host is needed: the API inserts a :class:`JobFileRequest` (a listing of
 the job's directory, or at most 1 MiB of one file from an offset) for the job's host and wakes the workers there
-(``NOTIFY headwater_job_files`` on PostgreSQL; on SQLite they poll); the worker whose jobs directory holds the job
-writes the answer into the same row, checking the path stays inside the job's directory as the API does
+(``NOTIFY headwater_job_files`` on PostgreSQL; on SQLite they poll every HEADWATER_JOBS_POLL_INTERVAL); the worker
+whose jobs directory holds the job writes the answer into the same row, checking the path stays inside the job's
+directory as the API does
 (:func:`headwater.jobs.workspace.read_range`); the API, polling the row between short transactions (no connection
 held while it waits), reads the answer and deletes the row. A request that gets no answer within
 ``HEADWATER_JOBS_REMOTE_FILES_TIMEOUT`` is withdrawn; rows an asker left behind (a process killed meanwhile) are
@@ -200,11 +201,12 @@ def sweep_requests(session: Session, *, older_than: float = REQUEST_TTL) -> int:
 
 class FileServer(LoopService[int]):
     """The worker's side of the relay: answers requests for its jobs' directories, archives finished jobs' files
-    into the database, and sweeps requests nobody collected. Woken by NOTIFY on PostgreSQL; polls on SQLite."""
+    into the database, and sweeps requests nobody collected. Woken by NOTIFY on PostgreSQL; elsewhere it polls
+    every ``interval`` seconds (the worker's poll interval)."""
 
     log = log
 
-    def __init__(self, worker: JobWorker, *, engine: Engine | None, interval: float = 0.1) -> None:
+    def __init__(self, worker: JobWorker, *, engine: Engine | None, interval: float = 0.5) -> None:
         listening = engine is not None and engine.dialect.name == "postgresql"
         # With LISTEN a request wakes it at once: the interval only bounds archiving's delay and a lost NOTIFY.
         super().__init__(name="headwater-job-files", interval=1.0 if listening else interval, run_first=True)

@@ -598,7 +598,11 @@ class WorkerThread(LoopService[None]):
         fence = _LeaseFence(self.worker)
         fence.start()
         bind = self.worker.factory.kw.get("bind")
-        files = FileServer(self.worker, engine=bind if isinstance(bind, Engine) and self.worker.listen else None)
+        files = FileServer(
+            self.worker,
+            engine=bind if isinstance(bind, Engine) and self.worker.listen else None,
+            interval=self.interval,
+        )
         files.start()
         try:
             super().run()

@@ -128,6 +128,15 @@ def output_file(session: Session, *, job_id: str, path: str) -> Path:
     return target
 
 
+def _opened_inside(handle: IO[bytes], root: Path) -> bool:
+    """Whether the file behind ``handle`` is inside ``root`` (Linux tells the path it opened; elsewhere, trusted)."""
+    try:
+        opened = Path(os.readlink(f"/proc/self/fd/{handle.fileno()}"))
+    except OSError:
+        return True
+    return opened.is_relative_to(root)
+
+
 class MissingFile(NotFound):
     """A job directory has no file at that path (yet: a log appears when its job starts)."""
 
@@ -148,6 +157,8 @@ def read_range(root: Path, path: str, *, offset: int, length: int) -> tuple[byte
             raise
         raise NotFound(f"{path!r} is a symbolic link, which is not served", detail={"field": "path"}) from None
     with handle:
+        if not _opened_inside(handle, root):  # a folder on the way swapped for a link after the check above
+            raise InvalidInput(f"path {path!r} leaves the job directory", detail={"field": "path"})
         size = os.fstat(handle.fileno()).st_size
         if offset > size:
             raise InvalidInput(f"offset {offset} is past the end of {path} ({size} bytes)", detail={"field": "offset"})
