@@ -39,6 +39,15 @@ def _register(url: str) -> None:
     engine.dispose()
 
 
+def _listing(api: str, job_id: str) -> list[dict[str, object]]:
+    response = httpx.get(f"{api}/api/v1/jobs/{job_id}/output", timeout=30)
+    if response.status_code in (404, 503):  # not prepared yet
+        return []
+    assert response.status_code == 200, response.text
+    listing: list[dict[str, object]] = response.json()
+    return listing
+
+
 def _timed(client: httpx.Client, path: str, count: int, **params: object) -> tuple[list[float], int]:
     times, size = [], 0
     for _ in range(count):
@@ -82,7 +91,7 @@ def main() -> None:
             with workers(url, base, 1, 2, HEADWATER_JOBS_HOST="bench-remote", HEADWATER_JOBS_POLL_INTERVAL="0.05"):
                 job_id = httpx.post(f"{api}/api/v1/jobs", json=body).json()["id"]
                 deadline = time.monotonic() + 60
-                while not any(e["path"] == "ready" for e in httpx.get(f"{api}/api/v1/jobs/{job_id}/output").json()):
+                while not any(e["path"] == "ready" for e in _listing(api, job_id)):
                     assert time.monotonic() < deadline, "the job never got ready"
                     time.sleep(0.2)
                 rows += _measure(api, job_id, args.reads, "relayed from the worker")

@@ -18,14 +18,16 @@ in-process one) that answers its host's requests and archives its finished jobs'
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -59,6 +61,7 @@ log = logging.getLogger("headwater.jobs.relay")
 T = TypeVar("T")
 
 FILES_CHANNEL = "headwater_job_files"
+ANSWERS_CHANNEL = "headwater_job_file_answers"
 REQUEST_TTL = 300.0
 ANSWERS_PER_PASS = 8  # each answer holds up to 1 MiB: a pass's transaction stays small
 
@@ -78,6 +81,73 @@ class NoAnswer(Exception):
 
 
 # ------------------------------------------------------------------------------------------- asking
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _AnswerListener:
+    """One per process and PostgreSQL database: a thread LISTENing for answers, waking the askers waiting on them
+    (an asyncio future each), so an answer is read as soon as it is committed rather than at the next poll."""
+
+    _instances: ClassVar[dict[str, _AnswerListener]] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
+        self.ready = threading.Event()  # LISTEN is in place: an answer committed from now on is seen
+        threading.Thread(target=self._run, name="headwater-job-file-answers", daemon=True).start()
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> _AnswerListener | None:
+        """The listener of ``engine``'s database (started on first use); None where there is no LISTEN."""
+        if engine.dialect.name != "postgresql":
+            return None
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with cls._lock:
+            if url not in cls._instances:
+                cls._instances[url] = cls(url)
+            return cls._instances[url]
+
+    def wait_for(self, request_id: int) -> asyncio.Future[None]:
+        """A future set when the answer to ``request_id`` is committed (call :meth:`forget` once done)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self.waiting[request_id] = (loop, future)
+        return future
+
+    def forget(self, request_id: int) -> None:
+        """Stop waiting for ``request_id``."""
+        self.waiting.pop(request_id, None)
+
+    def _run(self) -> None:
+        import psycopg
+
+        while True:
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as connection:
+                    connection.execute(f"LISTEN {ANSWERS_CHANNEL}")
+                    self.ready.set()
+                    for notice in connection.notifies():
+                        self._wake(notice.payload)
+            except Exception as exc:  # the database restarted: the askers poll meanwhile
+                self.ready.clear()
+                if not self.waiting:  # nobody waits: end; the next asker starts a listener again
+                    with self._lock:
+                        self._instances.pop(self.url, None)
+                    log.info("the LISTEN for job file answers ended: %s", exc)
+                    return
+                log.warning("lost the LISTEN for job file answers (polling meanwhile): %s", exc)
+                time.sleep(5)
+
+    def _wake(self, payload: str) -> None:
+        waiter = self.waiting.get(int(payload)) if payload.isdigit() else None
+        if waiter is not None:
+            loop, future = waiter
+            loop.call_soon_threadsafe(_settle, future)
 
 
 def _post(session: Session, *, job_pk: int, host: str, kind: str, path: str | None, offset: int, length: int) -> int:
@@ -125,16 +195,25 @@ async def ask(
 
         return await anyio.to_thread.run_sync(step)
 
+    bind = factory.kw.get("bind")
+    listener = _AnswerListener.for_engine(bind) if isinstance(bind, Engine) else None
     request_id = await run(
         lambda s: _post(s, job_pk=job_pk, host=host, kind=kind, path=path, offset=offset, length=length)
     )
+    woken = listener.wait_for(request_id) if listener is not None and listener.ready.is_set() else None
     deadline = time.monotonic() + timeout
-    pause = 0.01
+    # Polled between waits: often at first, less as time passes; with a listener, its wake-up comes first and the
+    # polls only cover a notification lost with a dropped connection.
+    pause = 0.01 if woken is None else 0.05  # an answer committed before the future was registered: found soon
     answered = False
     try:
         while True:
-            await anyio.sleep(pause)
-            pause = min(pause * 1.5, 0.1)
+            with anyio.move_on_after(min(pause, max(0.0, deadline - time.monotonic()))):
+                if woken is not None and not woken.done():
+                    await asyncio.shield(woken)  # a timeout cancels the wait, never the future
+                else:
+                    await anyio.sleep(pause)
+            pause = 0.25 if woken is not None and not woken.done() else min(pause * 1.5, 0.1)
             answer = await run(lambda s: _collect(s, request_id))
             if answer is not None:
                 answered = True
@@ -142,6 +221,8 @@ async def ask(
             if time.monotonic() >= deadline:
                 raise NoAnswer(f"no answer from host {host} within {timeout:g} s")
     finally:
+        if listener is not None:
+            listener.forget(request_id)
         if not answered:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await run(lambda s: _withdraw(s, request_id))
@@ -168,6 +249,10 @@ def answer_pending(session: Session, *, host: str, jobs_dir: Path, limit: int = 
         if root is None or root == root_of_jobs or not root.is_relative_to(root_of_jobs):
             continue  # another worker's directory (several workers may share a host): that worker answers
         _answer(request, root)
+        if session.get_bind().dialect.name == "postgresql":  # delivered at commit, to the asker's listener
+            session.execute(
+                text("SELECT pg_notify(:channel, :id)"), {"channel": ANSWERS_CHANNEL, "id": str(request.id)}
+            )
         answered += 1
         if answered >= limit:
             break

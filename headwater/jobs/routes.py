@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -297,6 +298,9 @@ async def get_job_output_file(job_id: JobId, path: str, request: Request) -> Res
     return _remote_response(found, request.headers.get("range"))
 
 
+CHUNK = workspace.MAX_LOG_CHUNK
+
+
 def _remote_response(found: job_files.RemoteFile, range_header: str | None) -> Response:
     """A file relayed from its host (or the archive) in chunks, with a single byte range when asked for."""
     headers = {
@@ -314,13 +318,20 @@ def _remote_response(found: job_files.RemoteFile, range_header: str | None) -> R
     headers["Content-Length"] = str(end - start)
 
     async def body() -> AsyncIterator[bytes]:
-        at = start
-        while at < end:
-            data = await found.read(at, min(workspace.MAX_LOG_CHUNK, end - at))
-            if not data:
-                return
-            at += len(data)
-            yield data
+        # The next 1 MiB is asked for while this one is sent: each is a round trip through the database.
+        def ask(at: int) -> asyncio.Task[bytes] | None:
+            return asyncio.ensure_future(found.read(at, min(CHUNK, end - at))) if at < end else None
+
+        at, pending = start, ask(start)
+        try:
+            while pending is not None:
+                data = await pending
+                at += len(data)
+                pending = ask(at) if data else None
+                yield data
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     return StreamingResponse(body(), status_code=status_code, media_type="application/octet-stream", headers=headers)
 
