@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -264,26 +263,14 @@ class Settings(BaseSettings):
         default=None,
         description="Where logs of jobs that asked for archiving go as <id>.tar.gz. Default: <data_dir>/jobs-archive.",
     )
-    # Workers on other hosts (docs/operate/job-hosts.md): files served through the database and archived in it.
     jobs_host: str | None = Field(
-        default=None,
-        max_length=255,
-        description="The name a worker records as its jobs' host, and answers file requests for (a worker serves "
-        "the directories of its host's jobs). Default: the machine's host name. Set it where that name changes "
-        "on restart (a container) but the job directories stay.",
+        default=None, max_length=255, description="The host name workers record jobs under. Default: the machine's."
     )
     jobs_remote_files_timeout: float = Field(
-        default=10.0,
-        gt=0,
-        le=300,
-        description="Seconds the API waits for the worker holding a job's directory to answer a request for its "
-        "files through the database, before it serves the database archive or answers 503.",
+        default=10.0, gt=0, le=300, description="Seconds the API waits for another host's worker to send job files."
     )
     jobs_db_archive_max_bytes: int = Field(
-        default=16 * 1024 * 1024,
-        ge=0,
-        description="Most bytes (uncompressed) of a finished job's files its worker copies into the database, "
-        "logs first, so they stay readable when the worker host goes away; 0 archives nothing.",
+        default=16 * 1024 * 1024, ge=0, description="Most bytes of one finished job's files kept in the database."
     )
     jobs_attachments_max_count: int = Field(
         default=20, ge=0, le=1000, description="Most files one job submission may attach."
@@ -577,11 +564,6 @@ class Settings(BaseSettings):
     def is_embedded_database(self) -> bool:
         """True when Headwater runs on its own SQLite file rather than a configured server."""
         return self.database_url is None
-
-    @property
-    def resolved_jobs_host(self) -> str:
-        """The host name this process's workers record and serve files for."""
-        return self.jobs_host or socket.gethostname()
 
     @property
     def resolved_jobs_archive_dir(self) -> Path:

@@ -18,18 +18,22 @@ import logging
 import os
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from headwater.db import session_scope, utcnow
 from headwater.jobs.models import FINAL_STATUSES, Job, JobArchiveChunk, JobArchivedFile
 from headwater.jobs.schemas import OutputEntry
 from headwater.jobs.workspace import LOG_STREAMS, MAX_OUTPUT_ENTRIES, NotRegularFile, open_job_file
 
+if TYPE_CHECKING:
+    from headwater.jobs.worker import JobWorker
+
 __all__ = [
     "CHUNK_BYTES",
+    "archive_all",
     "archive_finished",
     "archive_job_files",
     "archived_file",
@@ -70,33 +74,35 @@ def jobs_to_archive(
     return found[:limit]
 
 
-def archive_finished(
-    factory: sessionmaker[Session],
-    *,
-    host: str,
-    jobs_dir: Path,
-    max_bytes: int,
-    retention: dt.timedelta | None = None,
-    limit: int = 5,
-) -> int:
-    """Archive up to ``limit`` of ``host``'s finished jobs under ``jobs_dir``, a transaction each; how many."""
-    if max_bytes <= 0:
+def archive_finished(worker: JobWorker, *, limit: int = 5) -> int:
+    """Archive up to ``limit`` of the worker's finished jobs (on its host, under its jobs directory, within its
+    retention period), a transaction each; how many."""
+    if worker.archive_max_bytes <= 0:
         return 0
-    after = utcnow() - retention if retention is not None else None
-    with session_scope(factory) as session:
-        jobs = jobs_to_archive(session, host=host, jobs_dir=jobs_dir, finished_after=after, limit=limit)
+    after = utcnow() - worker.retention if worker.retention is not None else None
+    with session_scope(worker.factory) as session:
+        jobs = jobs_to_archive(session, host=worker.host, jobs_dir=worker.jobs_dir, finished_after=after, limit=limit)
         pks = [job.pk for job in jobs]
     done = 0
     for pk in pks:
-        with session_scope(factory) as session:
+        with session_scope(worker.factory) as session:
             job = lock_unarchived(session, pk=pk)
             if job is None:
                 continue  # another worker sharing this data directory archived it meanwhile
-            size = archive_job_files(session, job=job, max_bytes=max_bytes)
+            size = archive_job_files(session, job=job, max_bytes=worker.archive_max_bytes)
             job_id, left_out = job.id, job.files_not_archived
         done += 1
         log.info("job %s: %d bytes of its files archived in the database (%s left out)", job_id, size, left_out)
     return done
+
+
+def archive_all(worker: JobWorker) -> None:
+    """Archive every finished job the worker still has to (as it stops); a failure is logged, never raised."""
+    try:
+        while archive_finished(worker):
+            pass
+    except Exception:
+        log.exception("archiving finished jobs' files while stopping failed")
 
 
 def lock_unarchived(session: Session, *, pk: int) -> Job | None:

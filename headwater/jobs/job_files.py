@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class FileAccess:
     def from_settings(cls, settings: Settings) -> FileAccess:
         """As the ``HEADWATER_JOBS_*`` settings say."""
         return cls(
-            host=settings.resolved_jobs_host,
+            host=settings.jobs_host or socket.gethostname(),
             shared_work_dirs=settings.jobs_shared_work_dirs,
             timeout=settings.jobs_remote_files_timeout,
         )

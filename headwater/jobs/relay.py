@@ -291,7 +291,9 @@ class FileServer(LoopService[int]):
 
     log = log
 
-    def __init__(self, worker: JobWorker, *, engine: Engine | None, interval: float = 0.5) -> None:
+    def __init__(self, worker: JobWorker, *, interval: float = 0.5) -> None:
+        bind = worker.factory.kw.get("bind")
+        engine = bind if isinstance(bind, Engine) and worker.listen else None
         listening = engine is not None and engine.dialect.name == "postgresql"
         # With LISTEN a request wakes it at once: the interval only bounds archiving's delay and a lost NOTIFY.
         super().__init__(name="headwater-job-files", interval=1.0 if listening else interval, run_first=True)

@@ -38,7 +38,7 @@ from headwater.egress import EgressPolicy
 from headwater.jobs import archive, dispatch, reaper, workspace
 from headwater.jobs.exit_status import EXIT_STATUS_FILE, read_exit_status, write_exit_status
 from headwater.jobs.files import FileCache, is_remote
-from headwater.jobs.isolation import JobIsolation
+from headwater.jobs.isolation import worker_isolation
 from headwater.jobs.models import FINAL_STATUSES, Job, JobStatus
 from headwater.jobs.preparation import prepare_claimed
 from headwater.jobs.processes import PreparedJob, RunningJob, cancel_outside, kill_group, start_process
@@ -115,7 +115,7 @@ class JobWorker:
         self._leases: dict[tuple[int, int], tuple[int, float]] = {}
         self._db_ok = True  # the last loop iteration reached the database: only then may it reap and claim
         bind = factory.kw.get("bind")
-        self.isolation = _isolation(data_dir, bind, run_as=run_as, pass_env=pass_env)
+        self.isolation = worker_isolation(data_dir, bind, run_as=run_as, pass_env=pass_env)
         self.listen = listen
         self._wakeup = Wakeup(bind if listen and isinstance(bind, Engine) else None)
 
@@ -144,7 +144,7 @@ class JobWorker:
             egress=EgressPolicy.from_settings(settings),
             fence_margin=settings.jobs_fence_margin,
             shared_work_dirs=settings.jobs_shared_work_dirs,
-            host=settings.resolved_jobs_host,
+            host=settings.jobs_host,
             archive_max_bytes=settings.jobs_db_archive_max_bytes,
         )
 
@@ -205,8 +205,7 @@ class JobWorker:
             cleaned = workspace.clean_expired_jobs(
                 session, host=self.host, jobs_dir=self.jobs_dir, retention=self.retention, archive_dir=self.archive_dir
             )
-            # The database archives of every host's jobs expire with their directories (a host gone for good
-            # cleans nothing itself).
+            # Archives expire with the directories, whatever host ran the job (one gone for good cleans nothing).
             dropped = archive.drop_expired_archives(session, before=utcnow() - self.retention)
         if dropped:
             log.info("removed the database archives of %d expired job(s)", dropped)
@@ -219,14 +218,7 @@ class JobWorker:
 
     def archive_finished(self, limit: int = 5) -> int:
         """Copy the files of up to ``limit`` of this worker's finished jobs into the database; how many."""
-        return archive.archive_finished(
-            self.factory,
-            host=self.host,
-            jobs_dir=self.jobs_dir,
-            max_bytes=self.archive_max_bytes,
-            retention=self.retention,
-            limit=limit,
-        )
+        return archive.archive_finished(self, limit=limit)
 
     def drain(self, timeout: float = 60.0, interval: float = 0.1) -> None:
         """Run the loop until no job is running or queued for this worker (tests, and the CLI's --once)."""
@@ -248,11 +240,7 @@ class JobWorker:
             run.process.wait()
         self._finish_exited()
         self._wakeup.close()
-        try:  # what it ran stays readable once this host is gone
-            while self.archive_finished():
-                pass
-        except Exception:
-            log.exception("archiving finished jobs' files while stopping failed")
+        archive.archive_all(self)  # what it ran stays readable once this host is gone
 
     def _queued(self) -> bool:
         with session_scope(self.factory) as session:
@@ -549,19 +537,6 @@ class JobWorker:
         return job, status, reason
 
 
-def _isolation(data_dir: Path, bind: object, *, run_as: str | None, pass_env: Sequence[str]) -> JobIsolation:
-    """The jobs' isolation (:mod:`isolation`), its run-as user checked now: a worker that cannot honour it stops."""
-    isolation = JobIsolation(run_as=run_as, pass_env=pass_env)
-    url = bind.url if isinstance(bind, Engine) else None
-    database = (
-        Path(url.database).resolve()
-        if url is not None and url.get_backend_name() == "sqlite" and url.database
-        else None
-    )
-    isolation.protect_data_dir(data_dir, database)
-    return isolation
-
-
 class _LeaseFence(LoopService[None]):
     """Fences a worker's expiring leases from a thread of its own too, so a loop stuck in a database call that hangs
     (or in a blocked write) cannot delay it."""
@@ -597,12 +572,7 @@ class WorkerThread(LoopService[None]):
         self.worker.poll_interval = self.interval
         fence = _LeaseFence(self.worker)
         fence.start()
-        bind = self.worker.factory.kw.get("bind")
-        files = FileServer(
-            self.worker,
-            engine=bind if isinstance(bind, Engine) and self.worker.listen else None,
-            interval=self.interval,
-        )
+        files = FileServer(self.worker, interval=self.interval)
         files.start()
         try:
             super().run()

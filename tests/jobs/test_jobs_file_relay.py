@@ -139,3 +139,21 @@ async def test_requests_nobody_collected_are_swept(app: FastAPI, client: httpx.A
     with session_scope(app.state.sessionmaker) as session:
         assert sweep_requests(session) == 1
         assert session.scalar(select(func.count()).select_from(JobFileRequest)) == 1
+
+
+async def test_a_stopping_worker_archives_the_jobs_it_killed(
+    client: httpx.AsyncClient, app: FastAPI, tmp_path: Path
+) -> None:
+    await shell_setup(client)
+    job_id = (await client.post("/api/v1/jobs", json=job_body("echo started; sleep 60"))).json()["id"]
+    with worker_thread(app, tmp_path / "data", host="leaving-host"):
+        await wait_for_status(client, job_id, {"RUNNING"})
+        deadline = time.monotonic() + 20
+        while (await client.get(f"/api/v1/jobs/{job_id}/logs/stdout")).content != b"started\n":
+            assert time.monotonic() < deadline, "the job never wrote its line"
+            time.sleep(0.05)
+    execution = (await client.get(f"/api/v1/jobs/{job_id}/execution")).json()
+    assert (await client.get(f"/api/v1/jobs/{job_id}")).json()["status"] == "KILLED"
+    assert execution["files_archived_at"] is not None and execution["files_not_archived"] == 0
+    log = await client.get(f"/api/v1/jobs/{job_id}/logs/stdout")  # no worker left: from the archive
+    assert log.content == b"started\n" and log.headers["x-job-finished"] == "true"
