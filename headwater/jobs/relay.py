@@ -14,6 +14,7 @@ swept by the workers after :data:`REQUEST_TTL` seconds.
 
 :class:`FileServer` is the worker's side: a loop beside every worker (``headwater worker`` and the server's
 in-process one) that answers its host's requests and archives its finished jobs' files (:mod:`archive`).
+Why through the database: docs/adr/0019-job-files-through-the-database.md.
 """
 
 from __future__ import annotations
