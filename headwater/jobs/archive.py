@@ -49,6 +49,7 @@ log = logging.getLogger("headwater.jobs.archive")
 CHUNK_BYTES = 1024 * 1024
 # Never archived: the command's application files are copies of files kept elsewhere.
 _SKIPPED_DIRS = ("applications",)
+_MAX_WALKED = 10 * MAX_OUTPUT_ENTRIES  # a job that wrote a million files is not walked whole at its end
 
 
 def jobs_to_archive(
@@ -115,21 +116,27 @@ def lock_unarchived(session: Session, *, pk: int) -> Job | None:
 
 
 def _candidates(root: Path) -> list[tuple[str, Path]]:
-    """The job directory's files and folders, logs first, then the rest in path order (links never)."""
-    logs: list[tuple[str, Path]] = []
-    rest: list[tuple[str, Path]] = []
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if path.is_symlink() or relative.parts[0] in _SKIPPED_DIRS:
-            continue
-        name = relative.as_posix()
-        is_log = (
-            name in LOG_STREAMS
-            or relative.parts[0] == "driver"
-            or (relative.parts[0] == "attempts" and relative.name in LOG_STREAMS)
-        )
-        (logs if is_log else rest).append((name, path))
-    return logs + rest
+    """The job directory's files and folders, logs first, then the rest in path order: links never, and at most
+    _MAX_WALKED entries looked at (the top level first, so its logs always are)."""
+    found: list[tuple[str, Path]] = []
+    for folder, dirs, files in os.walk(root):  # links to folders are listed, never followed
+        here = Path(folder)
+        if here == root:
+            dirs[:] = [name for name in dirs if name not in _SKIPPED_DIRS]
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = here / name
+            if not path.is_symlink():
+                found.append((path.relative_to(root).as_posix(), path))
+        if len(found) >= _MAX_WALKED:
+            break
+    found.sort()
+
+    def is_log(name: str) -> bool:
+        parts = name.split("/")
+        return name in LOG_STREAMS or parts[0] == "driver" or (parts[0] == "attempts" and parts[-1] in LOG_STREAMS)
+
+    return [item for item in found if is_log(item[0])] + [item for item in found if not is_log(item[0])]
 
 
 def archive_job_files(session: Session, *, job: Job, max_bytes: int, now: dt.datetime | None = None) -> int:

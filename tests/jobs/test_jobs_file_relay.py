@@ -157,3 +157,31 @@ async def test_a_stopping_worker_archives_the_jobs_it_killed(
     assert execution["files_archived_at"] is not None and execution["files_not_archived"] == 0
     log = await client.get(f"/api/v1/jobs/{job_id}/logs/stdout")  # no worker left: from the archive
     assert log.content == b"started\n" and log.headers["x-job-finished"] == "true"
+
+
+async def test_the_archive_takes_logs_first_and_leaves_out_whole_files_over_the_cap(
+    client: httpx.AsyncClient, app: FastAPI, tmp_path: Path, stack: ExitStack
+) -> None:
+    stack.enter_context(relay_timeout(app, 0.3))
+    await shell_setup(client)
+    script = (
+        "mkdir driver; seq 1 5000 > driver/driver.log; echo hi; seq 1 4000 > a.txt; seq 1 3000 > b.txt; "
+        "ln -s /etc/passwd link"
+    )
+    job_id = (await client.post("/api/v1/jobs", json=job_body(script))).json()["id"]
+    capped = make_worker(app, tmp_path / "capped", host="capped-host", archive_max_bytes=50_000)
+    try:
+        capped.drain(timeout=20)
+        capped.archive_finished()
+    finally:
+        capped.shutdown()
+    execution = (await client.get(f"/api/v1/jobs/{job_id}/execution")).json()
+    assert execution["files_not_archived"] == 1  # b.txt: 23.9 kB of driver log and 18.9 kB of a.txt came first
+    listing = await client.get(f"/api/v1/jobs/{job_id}/output")  # the host does not answer: the archive's listing
+    paths = {entry["path"] for entry in listing.json()}
+    assert {"stdout", "stderr", "driver", "driver/driver.log", "a.txt"} <= paths
+    assert not {"b.txt", "link"} & paths
+    driver_log = await client.get(f"/api/v1/jobs/{job_id}/output/driver/driver.log")
+    assert driver_log.content == b"".join(f"{i}\n".encode() for i in range(1, 5001))
+    left_out = await client.get(f"/api/v1/jobs/{job_id}/output/b.txt")
+    assert left_out.status_code == 503 and "1 left out over HEADWATER_JOBS_DB_ARCHIVE_MAX_BYTES" in left_out.text
