@@ -250,7 +250,7 @@ class Settings(BaseSettings):
     )
     jobs_listen: bool = Field(
         default=True,
-        description="PostgreSQL: idle workers LISTEN for queued jobs instead of waiting out the poll interval "
+        description="PostgreSQL: idle workers LISTEN for queued jobs (and the API for job files) instead of polling "
         "(turn off behind a transaction-pooling proxy, where LISTEN does not work).",
     )
     jobs_retention_days: float = Field(

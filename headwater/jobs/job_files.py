@@ -45,6 +45,7 @@ class FileAccess:
     host: str
     shared_work_dirs: bool = False
     timeout: float = 10.0
+    listen: bool = True  # wait for answers with LISTEN (not behind a transaction-pooling proxy)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileAccess:
@@ -53,6 +54,7 @@ class FileAccess:
             host=settings.jobs_host or socket.gethostname(),
             shared_work_dirs=settings.jobs_shared_work_dirs,
             timeout=settings.jobs_remote_files_timeout,
+            listen=settings.jobs_listen,
         )
 
 
@@ -131,7 +133,9 @@ async def list_output(factory: sessionmaker[Session], access: FileAccess, *, job
     if job.finished and job.archived_at is not None and not job.not_archived:
         return await _in_thread(factory, lambda s: archive.archived_listing(s, job_pk=job.pk))
     try:
-        answer = await relay.ask(factory, job_pk=job.pk, host=job.host or "", kind="list", timeout=access.timeout)
+        answer = await relay.ask(
+            factory, job_pk=job.pk, host=job.host or "", kind="list", timeout=access.timeout, listen=access.listen
+        )
     except relay.NoAnswer:
         if job.archived_at is not None:  # what the archive holds; the files over its cap stay on the host
             return await _in_thread(factory, lambda s: archive.archived_listing(s, job_pk=job.pk))
@@ -162,7 +166,7 @@ async def _read(
     try:
         answer = await relay.ask(
             factory, job_pk=job.pk, host=job.host or "", kind="read", path=path, offset=offset, length=length,
-            timeout=access.timeout,
+            timeout=access.timeout, listen=access.listen,
         )  # fmt: skip
     except relay.NoAnswer:
         archived = await _in_thread(factory, from_archive) if job.archived_at is not None else None

@@ -148,7 +148,8 @@ class _AnswerListener:
         waiter = self.waiting.get(int(payload)) if payload.isdigit() else None
         if waiter is not None:
             loop, future = waiter
-            loop.call_soon_threadsafe(_settle, future)
+            with contextlib.suppress(RuntimeError):  # its event loop closed meanwhile: nobody to wake
+                loop.call_soon_threadsafe(_settle, future)
 
 
 def _post(session: Session, *, job_pk: int, host: str, kind: str, path: str | None, offset: int, length: int) -> int:
@@ -185,9 +186,11 @@ async def ask(
     offset: int = 0,
     length: int = 0,
     timeout: float,
+    listen: bool = True,
 ) -> Answer:
     """Ask the worker on ``host`` for a listing (``kind="list"``) or a byte range (``"read"``) of the job's
-    directory and wait up to ``timeout`` seconds for its answer; NoAnswer when none came."""
+    directory and wait up to ``timeout`` seconds for its answer (woken by NOTIFY when ``listen``, on PostgreSQL);
+    NoAnswer when none came."""
 
     async def run(fn: Callable[[Session], T]) -> T:
         def step() -> T:
@@ -197,7 +200,7 @@ async def ask(
         return await anyio.to_thread.run_sync(step)
 
     bind = factory.kw.get("bind")
-    listener = _AnswerListener.for_engine(bind) if isinstance(bind, Engine) else None
+    listener = _AnswerListener.for_engine(bind) if listen and isinstance(bind, Engine) else None
     request_id = await run(
         lambda s: _post(s, job_pk=job_pk, host=host, kind=kind, path=path, offset=offset, length=length)
     )

@@ -14,7 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from jobs_helpers import job_body, make_worker, relay_timeout, shell_setup, wait_for_status, worker_thread
+from jobs_helpers import (
+    changed_settings,
+    job_body,
+    make_worker,
+    relay_timeout,
+    shell_setup,
+    wait_for_status,
+    worker_thread,
+)
 from sqlalchemy import func, select
 
 from headwater.db import session_scope
@@ -65,6 +73,8 @@ async def test_another_hosts_files_are_relayed_and_never_leave_the_job_directory
             assert time.monotonic() < deadline, "the job never made its files"
             time.sleep(0.05)
         await _refusals(client, job_id)  # answered by the worker, through job_file_requests
+        with changed_settings(app, jobs_listen=False):
+            await _refusals(client, job_id)  # the asker polls for the answer instead of waiting for its NOTIFY
         (worker.jobs_dir / job_id / "go").touch()
         await wait_for_status(client, job_id, {"SUCCEEDED"})
         deadline = time.monotonic() + 20
