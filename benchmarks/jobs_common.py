@@ -114,12 +114,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(url: str, base: Path) -> Iterator[str]:
-    """A real ``headwater serve`` on loopback; its base URL once /readyz answers."""
+def server(url: str, base: Path, name: str = "server", **extra: str) -> Iterator[str]:
+    """A real ``headwater serve`` on loopback (``extra``: more settings); its base URL once /readyz answers."""
     port = free_port()
     process = subprocess.Popen(
         [*HEADWATER, "serve", "--port", str(port)],
-        env=environment(url, base / "server", HEADWATER_SEARCH_INDEXER_ENABLED="false"),
+        env=environment(url, base / name, HEADWATER_SEARCH_INDEXER_ENABLED="false", **extra),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

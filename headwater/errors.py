@@ -21,6 +21,7 @@ __all__ = [
     "Forbidden",
     "TooManyRequests",
     "IdentityProviderUnavailable",
+    "JobFilesUnavailable",
     "Unauthenticated",
 ]
 
@@ -96,3 +97,8 @@ class DatabaseNotReady(HeadwaterError, status_code=503, code="database_not_ready
 class IdentityProviderUnavailable(HeadwaterError, status_code=503, code="identity_provider_unavailable"):
     """The OIDC issuer (discovery, keys or token endpoint) cannot be reached, so a JWT or a sign-in cannot be
     checked now; it is refused, never let in unverified."""
+
+
+class JobFilesUnavailable(HeadwaterError, status_code=503, code="job_files_unavailable"):
+    """A job's directory is on another host whose worker did not answer in time, and the file is not in the
+    database archive either: the message names the host and what is archived."""

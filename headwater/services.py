@@ -90,6 +90,7 @@ class SharedServices:
             interval=settings.jobs_reaper_interval,
             timeout_seconds=settings.jobs_heartbeat_timeout,
             shared_work_dirs=settings.jobs_shared_work_dirs,
+            host=settings.jobs_host,
         )
         retention = RetentionThread(
             factory, RetentionPolicy.from_settings(settings), interval=settings.retention_interval

@@ -2,7 +2,8 @@
 ``headwater jobs submit|list|show|kill|logs``.
 
 Like every CLI command these work on the database directly, each in its own transaction; ``logs`` reads the
-job directory, so it runs where that directory is visible (the worker's host, or a shared file system).
+job's directory where this host can, and otherwise asks the job's worker through the database (or reads the
+database archive), as the API does.
 """
 
 from __future__ import annotations
@@ -292,19 +293,34 @@ def jobs_logs(
     offset: Annotated[int, typer.Option(min=0, help="Byte offset to start from.")] = 0,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
 ) -> None:
-    """Print a job's stdout or stderr; with --follow, its live tail until it ends."""
-    from headwater.jobs import workspace
+    """Print a job's stdout or stderr; with --follow, its live tail until it ends. From any host: a job that ran on
+    another is read through its worker there, or from the database archive once it ended."""
+    from concurrent.futures import ThreadPoolExecutor
+    from functools import partial
+
+    import anyio
+
+    from headwater.jobs import job_files
 
     settings = load_settings()
+    prepare_database(settings)
+    engine = create_db_engine(settings.resolved_database_url, prepared_statements=settings.db_prepared_statements)
+    factory, access = make_sessionmaker(engine), job_files.FileAccess.from_settings(settings)
     out = sys.stdout.buffer
-    while True:
-        with open_session(settings) as session:
-            chunk = workspace.read_log(session, job_id=job_id, stream=stream, offset=offset)
-        out.write(chunk.data)
-        out.flush()
-        offset = chunk.next_offset
-        if chunk.data:
-            continue
-        if not follow or chunk.finished:
-            return
-        time.sleep(0.25)
+    # An event loop of its own, in a thread of its own: the command may be called where one already runs.
+    loop = ThreadPoolExecutor(max_workers=1, thread_name_prefix="headwater-logs")
+    try:
+        while True:
+            read = partial(job_files.read_log, factory, access, job_id=job_id, stream=stream, offset=offset)
+            chunk = loop.submit(anyio.run, read).result()
+            out.write(chunk.data)
+            out.flush()
+            offset = chunk.next_offset
+            if chunk.data:
+                continue
+            if not follow or chunk.finished:
+                return
+            time.sleep(0.25)
+    finally:
+        loop.shutdown()
+        engine.dispose()

@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["EXIT_STATUS_FILE", "read_exit_status", "write_exit_status"]
+__all__ = ["EXIT_STATUS_FILE", "clear_exit_status", "read_exit_status", "write_exit_status"]
 
 EXIT_STATUS_FILE = "exit-status"
 
@@ -42,3 +42,10 @@ def read_exit_status(work_dir: Path) -> int | None:
         return int(text)
     except ValueError:
         return None
+
+
+def clear_exit_status(work_dir: Path) -> None:
+    """Forget the status in ``work_dir``: a retry runs in the same directory, and an earlier attempt's exit status
+    must not be read as its own."""
+    with contextlib.suppress(OSError):
+        (work_dir / EXIT_STATUS_FILE).unlink()

@@ -19,11 +19,19 @@ import contextlib
 import os
 import pwd
 import stat
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PASSED_ENV", "Identity", "JobIsolation", "RunAsError", "parse_run_as", "secure_work_dir"]
+__all__ = [
+    "PASSED_ENV",
+    "Identity",
+    "JobIsolation",
+    "RunAsError",
+    "parse_run_as",
+    "secure_work_dir",
+    "worker_isolation",
+]
 
 # What a job gets of the worker's own environment when it is set there. Engines need the homes and conf dirs of
 # their installations (spark-submit and flink are shell scripts reading them); nothing here holds a secret.
@@ -211,3 +219,19 @@ def _uids_with_processes() -> set[int]:
             with contextlib.suppress(OSError):
                 uids.add(os.stat(entry.path).st_uid)
     return uids
+
+
+def worker_isolation(data_dir: Path, bind: object, *, run_as: str | None, pass_env: Sequence[str]) -> JobIsolation:
+    """A worker's job isolation, its run-as user checked now (a worker that cannot honour it stops) and its data
+    directory (with the SQLite database ``bind`` opens, if that is one) protected from the jobs."""
+    from sqlalchemy import Engine
+
+    isolation = JobIsolation(run_as=run_as, pass_env=pass_env)
+    url = bind.url if isinstance(bind, Engine) else None
+    database = (
+        Path(url.database).resolve()
+        if url is not None and url.get_backend_name() == "sqlite" and url.database
+        else None
+    )
+    isolation.protect_data_dir(data_dir, database)
+    return isolation

@@ -28,8 +28,11 @@ __all__ = [
     "CommandApplication",
     "CommandStatus",
     "Job",
+    "JobArchiveChunk",
+    "JobArchivedFile",
     "JobAttachment",
     "JobAttempt",
+    "JobFileRequest",
     "JobStatus",
     "JobTag",
     "JobTransition",
@@ -239,6 +242,10 @@ class Job(Base):
     archive_path: Mapped[LongText | None]
     # When retention removed the job's directory.
     cleaned_at: Mapped[UTCTime | None]
+    # When its worker copied its logs and outputs into job_archived_files (docs/operate/job-hosts.md), and how many
+    # files it left out for the per-job cap (0: the archive holds the whole directory but applications/).
+    files_archived_at: Mapped[UTCTime | None]
+    files_not_archived: Mapped[int | None] = mapped_column(Integer)
     heartbeat_at: Mapped[UTCTime | None]
     created_at: Mapped[UTCNow]
     started_at: Mapped[UTCTime | None]
@@ -305,3 +312,60 @@ class JobAttachment(Base):
     name: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInt)
     content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# A listing of the job's directory, or a byte range of one of its files.
+FILE_REQUEST_KINDS = ("list", "read")
+
+
+class JobArchivedFile(Base):
+    """A file of a finished job's directory copied into the database, so it stays readable when its worker host
+    goes away; its bytes are :class:`JobArchiveChunk` rows."""
+
+    __tablename__ = "job_archived_files"
+    __table_args__ = (UniqueConstraint("job_pk", "path"),)
+
+    id: Mapped[BigIntPK]
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))
+    # Uncompressed bytes; a directory is a row of size NULL (listed, holds no chunk).
+    size: Mapped[int | None] = mapped_column(BigInt)
+
+
+class JobArchiveChunk(Base):
+    """Up to 1 MiB of an archived file (chunk ``seq`` holds bytes from ``seq`` MiB), zlib-compressed."""
+
+    __tablename__ = "job_archive_chunks"
+
+    file_id: Mapped[int] = mapped_column(
+        BigInt, ForeignKey("job_archived_files.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class JobFileRequest(Base):
+    """A request from an API process to the worker on ``host`` for a listing or a byte range of a job's directory,
+    and that worker's answer (docs/concepts/jobs.md#where-a-jobs-files-live). Deleted by the asker once read;
+    rows an asker left behind are swept after a few minutes."""
+
+    __tablename__ = "job_file_requests"
+    __table_args__ = (
+        one_of("kind", FILE_REQUEST_KINDS),
+        Index("ix_job_file_requests_host", "host", "answered_at"),
+    )
+
+    id: Mapped[BigIntPK]
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.pk", ondelete="CASCADE"))
+    host: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[Code]
+    path: Mapped[LongText | None]
+    offset: Mapped[int] = mapped_column(BigInt, default=0)
+    length: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[UTCNow]
+    answered_at: Mapped[UTCTime | None]
+    # The answer: bytes (a range, or the listing as JSON), the file's whole size, or an error status and message.
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    size: Mapped[int | None] = mapped_column(BigInt)
+    error_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[LongText | None]

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path as PathType
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -20,7 +23,7 @@ from headwater.api.pagination import Cursor, Limit, Page, Sort
 from headwater.api.resources import NamedResource, named_resource_router
 from headwater.auth.actions import Action
 from headwater.errors import InvalidInput
-from headwater.jobs import access, applications, service, workspace
+from headwater.jobs import access, applications, job_files, service, workspace
 from headwater.jobs.access import job_owner
 from headwater.jobs.models import JobStatus
 from headwater.jobs.schemas import (
@@ -273,41 +276,116 @@ def get_job_execution(job_id: JobId, session: SessionDep) -> JobExecutionOut:
     return JobExecutionOut(**where, cluster_app=ClusterAppOut.of(job), attempts=attempts)
 
 
+def _files(request: Request) -> tuple[Any, job_files.FileAccess]:
+    return request.app.state.sessionmaker, job_files.FileAccess.from_settings(request.app.state.settings)
+
+
 @jobs_router.get("/{job_id}/output", response_model=list[OutputEntry], dependencies=READ_LOGS)
-def list_job_output(job_id: JobId, session: SessionDep) -> list[OutputEntry]:
-    """The files and directories of the job's working directory: for its user, and whoever holds jobs.logs."""
-    return workspace.list_output(session, job_id=job_id)
-
-
-@jobs_router.get("/{job_id}/output/{path:path}", dependencies=READ_LOGS)
-def get_job_output_file(job_id: JobId, path: str, session: SessionDep) -> FileResponse:
-    """Download one file of the job's working directory (HTTP Range supported): for its user, and whoever holds
+async def list_job_output(job_id: JobId, request: Request) -> list[OutputEntry]:
+    """The files and directories of the job's working directory, from whichever host holds it or the database
+    archive (503 when its host does not answer and nothing is archived): for its user, and whoever holds
     jobs.logs."""
-    target = workspace.output_file(session, job_id=job_id, path=path)
-    return FileResponse(target, media_type="application/octet-stream", filename=target.name)
+    return await job_files.list_output(*_files(request), job_id=job_id)
+
+
+@jobs_router.get(
+    "/{job_id}/output/{path:path}",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The file."},
+        206: {"description": "The range asked for with Range."},
+        503: {"description": "The job's host did not answer and the file is not in the database archive."},
+    },
+    dependencies=READ_LOGS,
+)
+async def get_job_output_file(job_id: JobId, path: str, request: Request) -> Response:
+    """Download one file of the job's working directory (HTTP Range supported), wherever it is: for its user, and
+    whoever holds jobs.logs."""
+    found = await job_files.output_file(*_files(request), job_id=job_id, path=path)
+    if isinstance(found, PathType):
+        return FileResponse(found, media_type="application/octet-stream", filename=found.name)
+    return _remote_response(found, request.headers.get("range"))
+
+
+CHUNK = workspace.MAX_LOG_CHUNK
+
+
+def _remote_response(found: job_files.RemoteFile, range_header: str | None) -> Response:
+    """A file relayed from its host (or the archive) in chunks, with a single byte range when asked for."""
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": f'attachment; filename="{found.name}"',
+    }
+    start, end, status_code = 0, found.size, 200
+    if range_header:
+        parsed = _parse_range(range_header, found.size)
+        if parsed is None:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{found.size}"})
+        start, end = parsed
+        status_code = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{found.size}"
+    headers["Content-Length"] = str(end - start)
+
+    async def body() -> AsyncIterator[bytes]:
+        # The next 1 MiB is asked for while this one is sent: each is a round trip through the database.
+        def ask(at: int) -> asyncio.Task[bytes] | None:
+            return asyncio.ensure_future(found.read(at, min(CHUNK, end - at))) if at < end else None
+
+        at, pending = start, ask(start)
+        try:
+            while pending is not None:
+                data = await pending
+                at += len(data)
+                pending = ask(at) if data else None
+                yield data
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    return StreamingResponse(body(), status_code=status_code, media_type="application/octet-stream", headers=headers)
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One ``bytes=a-b``, ``a-`` or ``-n`` range as (start, end exclusive); None when unsatisfiable or several."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, _, last = spec.strip().partition("-")
+    try:
+        if not first:
+            count = int(last)
+            return (max(0, size - count), size) if count > 0 and size > 0 else None
+        begin = int(first)
+        stop = min(size, int(last) + 1) if last else size
+    except ValueError:
+        return None
+    return (begin, stop) if 0 <= begin < stop else None
 
 
 @jobs_router.get(
     "/{job_id}/logs/{stream}",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "Log bytes from `offset`."}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "Log bytes from `offset`."},
+        503: {"description": "The job's host did not answer and the log is not in the database archive."},
+    },
     dependencies=READ_LOGS,
 )
-def get_job_log(
+async def get_job_log(
     job_id: JobId,
     stream: Annotated[str, Path(max_length=16, description="stdout or stderr")],
     request: Request,
-    session: SessionDep,
     offset: Annotated[
         int, Query(ge=0, description="Byte offset to read from (X-Log-Next-Offset of the last read).")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=workspace.MAX_LOG_CHUNK, description="Most bytes to return.")] = 65_536,
     follow: Annotated[bool, Query(description="Stream the log as it grows until the job ends.")] = False,
 ) -> Response:
-    """The live tail of a job's stdout or stderr: bytes from ``offset``, with ``X-Log-Next-Offset`` to poll
-    from next and ``X-Job-Finished: true`` once nothing more will be written; ``follow=true`` streams instead.
-    For the job's user, and whoever holds jobs.logs."""
-    chunk = workspace.read_log(session, job_id=job_id, stream=stream, offset=offset, limit=limit)
+    """The live tail of a job's stdout or stderr, wherever the job runs: bytes from ``offset``, with
+    ``X-Log-Next-Offset`` to poll from next and ``X-Job-Finished: true`` once nothing more will be written;
+    ``follow=true`` streams instead. For the job's user, and whoever holds jobs.logs."""
+    factory, access = _files(request)
+    chunk = await job_files.read_log(factory, access, job_id=job_id, stream=stream, offset=offset, limit=limit)
     headers = {
         "X-Log-Offset": str(chunk.offset),
         "X-Log-Next-Offset": str(chunk.next_offset),
@@ -317,7 +395,7 @@ def get_job_log(
         "Cache-Control": "no-store",
     }
     if follow:
-        body = workspace.follow_log(request.app.state.sessionmaker, job_id=job_id, stream=stream, offset=offset)
+        body = job_files.follow_log(factory, access, job_id=job_id, stream=stream, offset=offset)
         streamed = {"X-Log-Offset": str(offset), "Cache-Control": "no-store"}
         return StreamingResponse(body, media_type="application/octet-stream", headers=streamed)
     return Response(chunk.data, media_type="application/octet-stream", headers=headers)

@@ -435,6 +435,12 @@ class JobExecutionOut(BaseModel):
     cluster_app: ClusterAppOut | None = Field(
         default=None, description="The application it runs on a cluster manager, once submitted (cluster mode)."
     )
+    files_archived_at: dt.datetime | None = Field(
+        description="When its worker copied its logs and outputs into the database (served when its host is gone)."
+    )
+    files_not_archived: int | None = Field(
+        description="Files left out of that copy for HEADWATER_JOBS_DB_ARCHIVE_MAX_BYTES (they stay on its host)."
+    )
     attempts: list[AttemptOut]
 
 

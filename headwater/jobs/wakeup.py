@@ -36,9 +36,11 @@ def open_pidfd(pid: int) -> int | None:
 
 
 class Wakeup:
-    """Waits for queue notifications and process exits; falls back to sleeping where neither is available."""
+    """Waits for notifications on ``channel`` (queued jobs by default) and process exits; falls back to sleeping
+    where neither is available."""
 
-    def __init__(self, engine: Engine | None) -> None:
+    def __init__(self, engine: Engine | None, *, channel: str = JOBS_CHANNEL) -> None:
+        self._channel = channel
         self._url = (
             engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             if engine is not None and engine.dialect.name == "postgresql"
@@ -54,9 +56,9 @@ class Wakeup:
             import psycopg
 
             self._connection = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
-            self._connection.execute(f"LISTEN {JOBS_CHANNEL}")
+            self._connection.execute(f"LISTEN {self._channel}")
         except Exception as exc:  # the database may be briefly down: poll meanwhile, retry later
-            log.warning("cannot LISTEN for queued jobs (polling meanwhile): %s", exc)
+            log.warning("cannot LISTEN on %s (polling meanwhile): %s", self._channel, exc)
             self._drop()
             self._retry_at = time.monotonic() + 30
         return self._connection

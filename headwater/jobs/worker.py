@@ -35,13 +35,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.db import session_scope, utcnow
 from headwater.egress import EgressPolicy
-from headwater.jobs import cluster_apps, dispatch, reaper, workspace
-from headwater.jobs.exit_status import EXIT_STATUS_FILE, read_exit_status, write_exit_status
+from headwater.jobs import archive, cluster_apps, dispatch, reaper, workspace
+from headwater.jobs.exit_status import clear_exit_status, read_exit_status, write_exit_status
 from headwater.jobs.files import FileCache, is_remote
-from headwater.jobs.isolation import JobIsolation
+from headwater.jobs.isolation import worker_isolation
 from headwater.jobs.models import FINAL_STATUSES, Job, JobStatus
 from headwater.jobs.preparation import prepare_claimed
 from headwater.jobs.processes import PreparedJob, RunningJob, cancel_outside, kill_group, start_process
+from headwater.jobs.relay import FileServer
 from headwater.jobs.run_lineage import OUTCOMES, record_run_lineage
 from headwater.jobs.wakeup import Wakeup
 from headwater.loops import LoopService
@@ -80,10 +81,13 @@ class JobWorker:
         egress: EgressPolicy | None = None,
         fence_margin: float | None = None,
         shared_work_dirs: bool = False,
+        host: str | None = None,
+        archive_max_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.factory = factory
         self.jobs_dir = (data_dir / "jobs").resolve()
-        self.host = socket.gethostname()
+        self.host = host or socket.gethostname()
+        self.archive_max_bytes = archive_max_bytes
         self.worker_id = worker_id or f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.slots = slots
         self.heartbeat_interval = heartbeat_interval
@@ -112,7 +116,8 @@ class JobWorker:
         self._leases: dict[tuple[int, int], tuple[int, float]] = {}
         self._db_ok = True  # the last loop iteration reached the database: only then may it reap and claim
         bind = factory.kw.get("bind")
-        self.isolation = _isolation(data_dir, bind, run_as=run_as, pass_env=pass_env)
+        self.isolation = worker_isolation(data_dir, bind, run_as=run_as, pass_env=pass_env)
+        self.listen = listen
         self._wakeup = Wakeup(bind if listen and isinstance(bind, Engine) else None)
 
     @classmethod
@@ -140,6 +145,8 @@ class JobWorker:
             egress=EgressPolicy.from_settings(settings),
             fence_margin=settings.jobs_fence_margin,
             shared_work_dirs=settings.jobs_shared_work_dirs,
+            host=settings.jobs_host,
+            archive_max_bytes=settings.jobs_db_archive_max_bytes,
         )
 
     # -------------------------------------------------------------------------------- the loop
@@ -199,12 +206,20 @@ class JobWorker:
             cleaned = workspace.clean_expired_jobs(
                 session, host=self.host, jobs_dir=self.jobs_dir, retention=self.retention, archive_dir=self.archive_dir
             )
+            # Archives expire with the directories, whatever host ran the job (one gone for good cleans nothing).
+            dropped = archive.drop_expired_archives(session, before=utcnow() - self.retention)
+        if dropped:
+            log.info("removed the database archives of %d expired job(s)", dropped)
         if cleaned:
             log.info("removed %d expired job director(ies)", len(cleaned))
         unused = self.files.remove_unused(self.retention.total_seconds())
         if unused:
             log.info("removed %d cached application file(s) no job used within the retention period", unused)
         return cleaned
+
+    def archive_finished(self, limit: int = 5) -> int:
+        """Copy the files of up to ``limit`` of this worker's finished jobs into the database; how many."""
+        return archive.archive_finished(self, limit=limit)
 
     def drain(self, timeout: float = 60.0, interval: float = 0.1) -> None:
         """Run the loop until no job is running or queued for this worker (tests, and the CLI's --once)."""
@@ -226,6 +241,7 @@ class JobWorker:
             run.process.wait()
         self._finish_exited()
         self._wakeup.close()
+        archive.archive_all(self)  # what it ran stays readable once this host is gone
 
     def _queued(self) -> bool:
         with session_scope(self.factory) as session:
@@ -329,12 +345,6 @@ class JobWorker:
         except OSError:
             log.warning("job %s: could not write its exit status into %s", run.job_id, run.work_dir)
 
-    @staticmethod
-    def _clear_exit_status(work_dir: Path) -> None:
-        """A retry runs in the same directory: an earlier attempt's exit status must not be read as its own."""
-        with suppress(OSError):
-            (work_dir / EXIT_STATUS_FILE).unlink()
-
     # -------------------------------------------------------------------------------- starting
 
     def _launch_all(self, prepared: list[PreparedJob]) -> None:
@@ -346,7 +356,7 @@ class JobWorker:
             if lease is None or time.monotonic() - lease[1] > self.fence_after:
                 self._leases.pop((item.pk, item.attempt), None)
                 continue  # its lease ran out meanwhile (a long download): it may be reaped, so never start it
-            self._clear_exit_status(item.work_dir)
+            clear_exit_status(item.work_dir)  # a retry runs in the same directory
             outcome = self._start(item, [p.pk for p in prepared])
             if isinstance(outcome, str):
                 failed[item.pk] = outcome
@@ -527,19 +537,6 @@ class JobWorker:
         return job, status, reason
 
 
-def _isolation(data_dir: Path, bind: object, *, run_as: str | None, pass_env: Sequence[str]) -> JobIsolation:
-    """The jobs' isolation (:mod:`isolation`), its run-as user checked now: a worker that cannot honour it stops."""
-    isolation = JobIsolation(run_as=run_as, pass_env=pass_env)
-    url = bind.url if isinstance(bind, Engine) else None
-    database = (
-        Path(url.database).resolve()
-        if url is not None and url.get_backend_name() == "sqlite" and url.database
-        else None
-    )
-    isolation.protect_data_dir(data_dir, database)
-    return isolation
-
-
 class _LeaseFence(LoopService[None]):
     """Fences a worker's expiring leases from a thread of its own too, so a loop stuck in a database call that hangs
     (or in a blocked write) cannot delay it."""
@@ -575,9 +572,12 @@ class WorkerThread(LoopService[None]):
         self.worker.poll_interval = self.interval
         fence = _LeaseFence(self.worker)
         fence.start()
+        files = FileServer(self.worker, interval=self.interval)
+        files.start()
         try:
             super().run()
         finally:
+            files.stop()
             fence.stop()
 
     def run_once(self) -> None:

@@ -42,11 +42,16 @@ __all__ = [
     "archive_file",
     "follow_log",
     "LogChunk",
+    "MissingFile",
     "PreparedWorkspace",
     "WorkspaceError",
     "attachments_of_jobs",
+    "check_relative",
     "clean_expired_jobs",
+    "inside",
+    "list_directory",
     "list_output",
+    "read_range",
     "output_file",
     "prepare_workspace",
     "read_log",
@@ -77,7 +82,11 @@ def _job_dir(job: Job) -> Path:
 
 def list_output(session: Session, *, job_id: str) -> list[OutputEntry]:
     """Files and directories under the job's working directory (at most MAX_OUTPUT_ENTRIES)."""
-    root = _job_dir(get_job(session, job_id=job_id))
+    return list_directory(_job_dir(get_job(session, job_id=job_id)))
+
+
+def list_directory(root: Path) -> list[OutputEntry]:
+    """Files and directories under a job directory ``root`` (at most MAX_OUTPUT_ENTRIES), links left out."""
     entries: list[OutputEntry] = []
     if not root.is_dir():
         return entries
@@ -94,19 +103,68 @@ def list_output(session: Session, *, job_id: str) -> list[OutputEntry]:
     return entries
 
 
-def output_file(session: Session, *, job_id: str, path: str) -> Path:
-    """The file ``path`` inside the job's working directory; anything that would leave it is refused."""
-    root = _job_dir(get_job(session, job_id=job_id))
+def check_relative(path: str) -> str:
+    """``path`` if it names something inside a job directory (relative, no ``..``, no NUL or backslash); else
+    InvalidInput."""
     if not path or path.startswith("/") or "\x00" in path or ".." in Path(path).parts or "\\" in path:
         raise InvalidInput(
             f"path {path!r} must be relative to the job directory, without '..'", detail={"field": "path"}
         )
-    target = (root / path).resolve()
+    return path
+
+
+def inside(root: Path, path: str) -> Path:
+    """The resolved ``root / path``, refused (InvalidInput) when a link or ``..`` takes it out of ``root``."""
+    target = (root / check_relative(path)).resolve()
     if not target.is_relative_to(root):
         raise InvalidInput(f"path {path!r} leaves the job directory", detail={"field": "path"})
+    return target
+
+
+def output_file(session: Session, *, job_id: str, path: str) -> Path:
+    """The file ``path`` inside the job's working directory; anything that would leave it is refused."""
+    target = inside(_job_dir(get_job(session, job_id=job_id)), path)
     if not target.is_file():
         raise NotFound(f"job {job_id!r} has no file {path!r}", detail={"field": "path"})
     return target
+
+
+def _opened_inside(handle: IO[bytes], root: Path) -> bool:
+    """Whether the file behind ``handle`` is inside ``root`` (Linux tells the path it opened; elsewhere, trusted)."""
+    try:
+        opened = Path(os.readlink(f"/proc/self/fd/{handle.fileno()}"))
+    except OSError:
+        return True
+    return opened.is_relative_to(root)
+
+
+class MissingFile(NotFound):
+    """A job directory has no file at that path (yet: a log appears when its job starts)."""
+
+
+def read_range(root: Path, path: str, *, offset: int, length: int) -> tuple[bytes, int]:
+    """Up to ``length`` (at most MAX_LOG_CHUNK) bytes of the regular file ``path`` of job directory ``root`` from
+    ``offset``, and the file's size; NotFound when it is missing or not served (a link, a FIFO), InvalidInput when
+    the path leaves ``root`` or ``offset`` is past the end."""
+    target = inside(root, path)
+    try:
+        handle = open_job_file(target)
+    except FileNotFoundError:
+        raise MissingFile(f"the job has no file {path!r}", detail={"field": "path"}) from None
+    except NotRegularFile:
+        raise NotFound(f"{path!r} is not a regular file, which is not served", detail={"field": "path"}) from None
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        raise NotFound(f"{path!r} is a symbolic link, which is not served", detail={"field": "path"}) from None
+    with handle:
+        if not _opened_inside(handle, root):  # a folder on the way swapped for a link after the check above
+            raise InvalidInput(f"path {path!r} leaves the job directory", detail={"field": "path"})
+        size = os.fstat(handle.fileno()).st_size
+        if offset > size:
+            raise InvalidInput(f"offset {offset} is past the end of {path} ({size} bytes)", detail={"field": "offset"})
+        handle.seek(offset)
+        return handle.read(max(0, min(length, MAX_LOG_CHUNK, size - offset))), size
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ __all__ = ["settings_reference"]
 
 HEADER = """# Settings reference
 
-<!-- Generated from headwater/settings.py by scripts/gen-reference.py: do not edit by hand. -->
+<!-- Generated from headwater/settings/ by scripts/gen-reference.py: do not edit by hand. -->
 
 Every setting is an environment variable with the `HEADWATER_` prefix (`data_dir` is `HEADWATER_DATA_DIR`).
 Lists are comma-separated. `HEADWATER_ENV=production` refuses the unsafe defaults it names on start.
@@ -53,7 +53,11 @@ def _default(field: Any) -> str:
 def settings_reference() -> str:
     """The Markdown page listing every setting, its default and its description."""
     rows = []
-    for name, field in Settings.model_fields.items():
+    # The general settings first, then the groups Settings inherits (the jobs' own), as the docs read best.
+    own = [name for name in Settings.model_fields if name in Settings.__annotations__]
+    fields = Settings.model_fields
+    for name in [*own, *(name for name in fields if name not in own)]:
+        field = fields[name]
         meaning = " ".join((field.description or "").split()).replace("|", "\\|")
         rows.append(f"| `HEADWATER_{name.upper()}` | {_default(field)} | {meaning} |")
     return HEADER + "\n".join(rows) + "\n"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec
 from urllib.parse import quote, urlencode
 
+import anyio.from_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -36,9 +37,9 @@ from headwater.catalog import service as catalog
 from headwater.catalog import sources as catalog_sources
 from headwater.catalog.access import dataset_resource
 from headwater.catalog.schemas import OWNER_ROLES, DatasetSummary, SchemaVersionOut
-from headwater.errors import HeadwaterError, InvalidInput, NotFound
+from headwater.errors import HeadwaterError, InvalidInput, JobFilesUnavailable, NotFound
+from headwater.jobs import job_files
 from headwater.jobs import service as jobs
-from headwater.jobs import workspace
 from headwater.jobs.access import job_owner, job_resource
 from headwater.jobs.models import FINAL_STATUSES, JobStatus
 from headwater.lineage import graph
@@ -339,14 +340,32 @@ class _Tail:
     text: str
     offset: int
     size: int
+    unavailable: str | None = None  # why it could not be read (its host did not answer)
 
 
-def _tail(session: Any, job_id: str, stream: str) -> _Tail:
-    """The last LOG_TAIL_BYTES of one of a job's logs, as text."""
-    size = workspace.read_log(session, job_id=job_id, stream=stream, offset=0, limit=1).size
-    offset = max(0, size - LOG_TAIL_BYTES)
-    chunk = workspace.read_log(session, job_id=job_id, stream=stream, offset=offset, limit=LOG_TAIL_BYTES)
-    return _Tail(chunk.data.decode("utf-8", errors="replace"), offset, chunk.size)
+def _tails(request: Request, job_id: str, streams: tuple[str, ...]) -> list[tuple[str, _Tail]]:
+    """The last LOG_TAIL_BYTES of each of a job's logs, as text, wherever the job ran (:mod:`job_files`); once its
+    host did not answer, the other logs are not asked for."""
+    factory = request.app.state.sessionmaker
+    access = job_files.FileAccess.from_settings(request.app.state.settings)
+
+    async def read() -> list[tuple[str, _Tail]]:
+        tails: list[tuple[str, _Tail]] = []
+        for stream in streams:
+            try:
+                size = (await job_files.read_log(factory, access, job_id=job_id, stream=stream, offset=0, limit=1)).size
+                offset = max(0, size - LOG_TAIL_BYTES)
+                chunk = await job_files.read_log(
+                    factory, access, job_id=job_id, stream=stream, offset=offset, limit=LOG_TAIL_BYTES
+                )
+            except JobFilesUnavailable as exc:
+                tails += [(name, _Tail("", 0, 0, exc.message)) for name in streams[len(tails) :]]
+                break
+            tails.append((stream, _Tail(chunk.data.decode("utf-8", errors="replace"), offset, chunk.size)))
+        return tails
+
+    # A sync page runs in a worker thread of the event loop: the reads (which may wait for another host) run on it.
+    return anyio.from_thread.run(read)
 
 
 @ui_router.get(
@@ -362,7 +381,11 @@ def job_page(job_id: str, request: Request, session: SessionDep) -> Response:
         principal, Action.JOBS_KILL, lambda: job_resource(session, job_id=row.id)
     )
     shown = may(principal, Action.JOBS_LOGS, lambda: job_resource(session, job_id=row.id))
-    logs = [(stream, _tail(session, row.id, stream)) for stream in ("stderr", "stdout")] if shown else []
+    if shown:
+        # The tails are read in transactions of their own, perhaps waiting for another host: end this one first
+        # (it holds a connection, and on SQLite the write lock every transaction takes).
+        session.commit()
+    logs = _tails(request, row.id, ("stderr", "stdout")) if shown else []
     try:
         run = lineage_service.get_run(session, run_id=row.run_uuid)
     except NotFound:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -96,3 +97,19 @@ async def wait_for_status(
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} is {job['status']}, not in {sorted(statuses)}, after {timeout} s")
         await anyio.sleep(0.05)
+
+
+@contextmanager
+def changed_settings(app: FastAPI, **updates: Any) -> Iterator[None]:
+    """The app reads ``updates`` in its settings (per request: job file access, not what it built at start)."""
+    saved = app.state.settings
+    app.state.settings = saved.model_copy(update=updates)
+    try:
+        yield
+    finally:
+        app.state.settings = saved
+
+
+def relay_timeout(app: FastAPI, seconds: float) -> contextlib.AbstractContextManager[None]:
+    """The app waits ``seconds`` for another host's worker to answer for a job's files, until the block ends."""
+    return changed_settings(app, jobs_remote_files_timeout=seconds)

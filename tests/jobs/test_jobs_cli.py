@@ -112,3 +112,26 @@ async def test_jobs_cli_errors_are_one_line(client: httpx.AsyncClient, cli_env: 
     )  # fmt: skip
     assert reserved.exit_code == 1 and "reserved" in reserved.output
     assert runner.invoke(cli, ["jobs", "logs", "nope"]).exit_code == 1
+
+
+async def test_jobs_logs_reads_a_job_running_on_another_host_through_its_worker(
+    client: httpx.AsyncClient, app: FastAPI, cli_env: None, tmp_path: Path
+) -> None:
+    import time
+
+    await shell_setup(client)
+    script = "echo far-away; i=0; while [ ! -f go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"
+    job = _submit("--json", "--", script)
+    with worker_thread(app, tmp_path / "elsewhere", host="elsewhere") as remote:
+        deadline = time.monotonic() + 20
+        while (
+            not (remote.jobs_dir / str(job["id"]) / "stdout").exists()
+            or b"far" not in (remote.jobs_dir / str(job["id"]) / "stdout").read_bytes()
+        ):
+            assert time.monotonic() < deadline, "the job never wrote its line"
+            time.sleep(0.05)
+        # This process's host is not "elsewhere": the CLI asks that worker through the database.
+        logs = runner.invoke(cli, ["jobs", "logs", str(job["id"])])
+        assert logs.exit_code == 0, logs.output
+        assert logs.stdout == "far-away\n"
+        (remote.jobs_dir / str(job["id"]) / "go").touch()
