@@ -19,10 +19,10 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from headwater.egress import EgressPolicy, default_policy, http_client
-from headwater.jobs.drivers import AppRecord, AppState, ManagerError, describe, manager_for, read_app_record
+from headwater.jobs.drivers import APP_RECORD, AppRecord, AppState, ManagerError, describe, manager_for, read_app_record
 from headwater.jobs.models import Job
 
-__all__ = ["ExternalApp", "app_of", "end_reason", "kill_apps", "note_apps"]
+__all__ = ["AppWatch", "ExternalApp", "app_of", "end_reason", "kill_apps", "note_apps", "records_changed"]
 
 log = logging.getLogger("headwater.jobs.cluster_apps")
 
@@ -52,6 +52,43 @@ def note_apps(session: Session, runs: Iterable[tuple[int, Path]], seen: dict[int
             continue
         session.execute(update(Job).where(Job.pk == pk).values(**_values(record)))
         seen[pk] = key
+
+
+def records_changed(runs: Iterable[tuple[int, Path]], stamps: dict[int, int]) -> bool:
+    """Whether the record of any of these (pk, job directory) was written since ``stamps`` (pk -> its mtime in ns,
+    updated here): one stat per job, so the worker records a new application id (which the reaper needs to kill it)
+    and its state changes at once instead of at the next heartbeat."""
+    changed = False
+    for pk, work_dir in runs:
+        try:
+            stamp = (work_dir / APP_RECORD).stat().st_mtime_ns
+        except OSError:
+            continue
+        if stamps.get(pk) != stamp:
+            stamps[pk] = stamp
+            changed = True
+    return changed
+
+
+class AppWatch:
+    """What a worker last recorded of its running jobs' applications: written again only when changed."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[str, str, str]] = {}  # pk -> (application id, state, raw state) recorded
+        self.stamps: dict[int, int] = {}  # pk -> mtime of its record when last looked at
+
+    def changed(self, runs: Iterable[tuple[int, Path]]) -> bool:
+        """Whether any of these jobs' records was written since last looked at (:func:`records_changed`)."""
+        return records_changed(runs, self.stamps)
+
+    def note(self, session: Session, runs: Iterable[tuple[int, Path]]) -> None:
+        """Record what changed (:func:`note_apps`); only for jobs the transaction holds fenced."""
+        note_apps(session, runs, self.seen)
+
+    def forget(self, pk: int) -> None:
+        """The job ended: nothing more to watch."""
+        self.seen.pop(pk, None)
+        self.stamps.pop(pk, None)
 
 
 def end_reason(job: Job, work_dir: Path, reason: str, *, killed: bool) -> str:

@@ -39,6 +39,7 @@ from headwater.jobs import archive, cluster_apps, dispatch, reaper, workspace
 from headwater.jobs.exit_status import clear_exit_status, read_exit_status, write_exit_status
 from headwater.jobs.files import FileCache, is_remote
 from headwater.jobs.isolation import worker_isolation
+from headwater.jobs.lease_fence import LeaseFence
 from headwater.jobs.models import FINAL_STATUSES, Job, JobStatus
 from headwater.jobs.preparation import prepare_claimed
 from headwater.jobs.processes import PreparedJob, RunningJob, cancel_outside, kill_group, start_process
@@ -102,7 +103,7 @@ class JobWorker:
         )
         self.running: dict[int, RunningJob] = {}
         self._ended: list[tuple[RunningJob, int]] = []  # exited, not yet recorded
-        self._apps_seen: dict[int, tuple[str, str, str]] = {}  # pk -> the cluster application last recorded
+        self._apps = cluster_apps.AppWatch()  # what was last recorded of the cluster applications of its jobs
         self._last_heartbeat = 0.0
         self._last_reap = 0.0
         self._last_kill_check = 0.0
@@ -314,7 +315,7 @@ class JobWorker:
         """The ends in ``_ended`` are committed (or refused): their leases are over."""
         for run, _ in self._ended:
             self._leases.pop((run.pk, run.attempt), None)
-            self._apps_seen.pop(run.pk, None)
+            self._apps.forget(run.pk)
         self._ended.clear()
 
     def _held(self, session: Session, keys: list[tuple[int, int]]) -> set[int]:
@@ -447,12 +448,17 @@ class JobWorker:
         starting = set(also or []) - set(self.running)
         held = [(run.pk, run.attempt) for run in self.running.values()]
         held += [key for key in self._leases if key[0] in starting]
-        if self._db_ok and (not held or now - self._last_heartbeat < self.heartbeat_interval):
+        runs = [(run.pk, run.work_dir) for run in self.running.values()]
+        # Not yet due (a new application id is recorded at once, though: the reaper needs it to kill the application)
+        if (
+            self._db_ok
+            and (not held or now - self._last_heartbeat < self.heartbeat_interval)
+            and not self._apps.changed(runs)
+        ):
             return
         with session_scope(self.factory) as session:
             kept = self._held(session, held) if held else set()
-            runs = [(run.pk, run.work_dir) for run in self.running.values() if run.pk in kept]
-            cluster_apps.note_apps(session, runs, self._apps_seen)  # fenced: the jobs are held in this transaction
+            self._apps.note(session, [r for r in runs if r[0] in kept])  # fenced: the jobs are held in this transaction
             if not held:
                 dispatch.ping(session)  # nothing to renew: only show that the database is back
         self._last_heartbeat = now
@@ -537,25 +543,6 @@ class JobWorker:
         return job, status, reason
 
 
-class _LeaseFence(LoopService[None]):
-    """Fences a worker's expiring leases from a thread of its own too, so a loop stuck in a database call that hangs
-    (or in a blocked write) cannot delay it."""
-
-    log = log
-
-    def __init__(self, worker: JobWorker) -> None:
-        period = min(1.0, max(0.05, (worker.heartbeat_timeout - worker.fence_after) / 4))
-        super().__init__(name="headwater-job-fence", interval=period)
-        self.worker = worker
-
-    def run_once(self) -> None:
-        """Kill the jobs whose lease is about to run out."""
-        self.worker.fence_expiring()
-
-    def on_error(self, exc: Exception) -> None:
-        """The loop changed what it runs meanwhile: look again next period."""
-
-
 class WorkerThread(LoopService[None]):
     """Runs a :class:`JobWorker`'s loop: in a daemon thread (the server's in-process worker), or in the calling
     thread with :meth:`run` until ``stop`` is set (``headwater worker``). Between iterations the worker waits for work
@@ -570,7 +557,7 @@ class WorkerThread(LoopService[None]):
     def run(self) -> None:
         """Loop until stopped, the worker's leases fenced from a thread of their own meanwhile."""
         self.worker.poll_interval = self.interval
-        fence = _LeaseFence(self.worker)
+        fence = LeaseFence(self.worker)
         fence.start()
         files = FileServer(self.worker, interval=self.interval)
         files.start()

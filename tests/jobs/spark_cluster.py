@@ -91,8 +91,17 @@ def require_java() -> None:
 
 
 @contextlib.contextmanager
-def standalone_cluster(base: Path, *, startup_timeout: float = 90.0) -> Iterator[StandaloneCluster]:
-    """Start a master and :data:`WORKERS` workers under ``base``; stop them all (process groups) on the way out."""
+def standalone_cluster(
+    base: Path,
+    *,
+    startup_timeout: float = 90.0,
+    workers: int = WORKERS,
+    cores: int = 1,
+    memory: str = WORKER_MEMORY,
+    master_conf: dict[str, str] | None = None,
+) -> Iterator[StandaloneCluster]:
+    """Start a master and ``workers`` workers (``cores`` and ``memory`` each) under ``base``, the master with
+    ``master_conf`` added to its properties; stop them all (process groups) on the way out."""
     require_java()
     home = pyspark_home()
     master_port, ui_port, rest_port = _free_ports(3)
@@ -100,6 +109,7 @@ def standalone_cluster(base: Path, *, startup_timeout: float = 90.0) -> Iterator
     properties = base / "spark-master.conf"
     properties.write_text(
         f"spark.master.rest.enabled true\nspark.master.rest.host 127.0.0.1\nspark.master.rest.port {rest_port}\n"
+        + "".join(f"{key} {value}\n" for key, value in (master_conf or {}).items())
     )
     env = {
         **os.environ,
@@ -137,16 +147,16 @@ def standalone_cluster(base: Path, *, startup_timeout: float = 90.0) -> Iterator
             ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(master_port),
              "--webui-port", str(ui_port), "--properties-file", str(properties)],
         )  # fmt: skip
-        for index in range(WORKERS):
+        for index in range(workers):
             work = base / f"worker-{index}"
             work.mkdir(exist_ok=True)
             start(
                 f"worker-{index}",
-                ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1", "--memory",
-                 WORKER_MEMORY, "--webui-port", "0", "--work-dir", str(work), cluster.master_url],
+                ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", str(cores), "--memory",
+                 memory, "--webui-port", "0", "--work-dir", str(work), cluster.master_url],
                 SPARK_WORKER_DIR=str(work),
             )  # fmt: skip
-        _wait_for_workers(cluster, base, startup_timeout)
+        _wait_for_workers(cluster, base, startup_timeout, workers)
         yield cluster
     finally:
         for process in cluster.processes:
@@ -161,7 +171,7 @@ def standalone_cluster(base: Path, *, startup_timeout: float = 90.0) -> Iterator
                 process.wait()
 
 
-def _wait_for_workers(cluster: StandaloneCluster, base: Path, timeout: float) -> None:
+def _wait_for_workers(cluster: StandaloneCluster, base: Path, timeout: float, workers: int) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for process in cluster.processes:
@@ -171,7 +181,7 @@ def _wait_for_workers(cluster: StandaloneCluster, base: Path, timeout: float) ->
         with contextlib.suppress(httpx.HTTPError, ValueError):
             state = cluster.state()
             rest = httpx.get(f"{cluster.rest_url}/v1/submissions/status/driver-none", timeout=5)
-            if state.get("aliveworkers") == WORKERS and rest.status_code < 500:
+            if state.get("aliveworkers") == workers and rest.status_code < 500:
                 return
         time.sleep(0.5)
-    raise RuntimeError(f"the Spark standalone cluster did not register {WORKERS} workers within {timeout} s")
+    raise RuntimeError(f"the Spark standalone cluster did not register {workers} workers within {timeout} s")
