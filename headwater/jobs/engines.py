@@ -354,12 +354,12 @@ def write_local_flink_conf(
     flink_home: Path, target: Path, *, rest_port: int | None = None, rpc_port: int | None = None
 ) -> Path:
     """A copy of ``flink_home``'s conf directory in ``target`` with every bind and advertised address on 127.0.0.1
-    (:func:`headwater.jobs.drivers.flink_application.write_local_flink_conf`, which the application clusters use)."""
-    from headwater.jobs.drivers import flink_application
+    (:func:`headwater.jobs.drivers.flink_conf.write_local_flink_conf`, which the application clusters use too)."""
+    from headwater.jobs.drivers import flink_conf
 
     try:
-        return flink_application.write_local_flink_conf(flink_home, target, rest_port=rest_port, rpc_port=rpc_port)
-    except flink_application.FlinkConfError as exc:
+        return flink_conf.write_local_flink_conf(flink_home, target, rest_port=rest_port, rpc_port=rpc_port)
+    except flink_conf.FlinkConfError as exc:
         raise EngineError(str(exc)) from exc
 
 

@@ -29,7 +29,8 @@ from jobs_helpers import make_worker, wait_until
 from process_helpers import job_processes
 
 from headwater.jobs.drivers import SPEC_ENV, cancel_cluster_app, read_app_record
-from headwater.jobs.drivers.flink_application import PYTHON_DRIVER, latest_savepoint, savepoint_target
+from headwater.jobs.drivers.flink_application import PYTHON_DRIVER
+from headwater.jobs.drivers.flink_conf import latest_savepoint, savepoint_target
 from headwater.jobs.engines import FLINK_SQL_RUNNER, EngineError, FlinkEngine, JobContext
 from headwater.jobs.worker import JobWorker
 
