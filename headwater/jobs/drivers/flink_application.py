@@ -8,9 +8,10 @@ a JobManager in application mode (``bin/standalone-job.sh start-foreground``: th
 run id), so it is known before the cluster is up; ``execution.shutdown-on-application-finish: false`` keeps the
 JobManager answering after the application ended, until :meth:`~FlinkApplicationManager.close` stops it.
 
-State comes from the JobManager's REST API: the application (``/applications/overview``: it ends when the program
-ends) and its job (``/jobs/<id>``, ``/jobs/<id>/exceptions`` for a failure's root cause, ``/jobs/<id>/checkpoints``
-for the savepoint it was restored from or stopped with). A kill cancels the job (``PATCH /jobs/<id>?mode=cancel``)
+State comes from the JobManager's REST API: Flink 2's application (``/applications/overview``: it ends when the
+program ends) and its job's state (``/applications/<id>``, the dispatcher's own answer, where ``/jobs/<id>`` may
+answer from a cache), ``/jobs/<id>/exceptions`` for a failure's root cause, ``/jobs/<id>/checkpoints`` for the
+savepoint it was restored from or stopped with. A kill cancels the job (``PATCH /jobs/<id>?mode=cancel``)
 or, when the cluster names a ``savepoint_dir``, stops it with a savepoint (``POST /jobs/<id>/stop``) into
 ``<savepoint_dir>/<job name>/``; a later job of that name restores the newest one there when it asks
 (``restore: latest``). The JobManager and TaskManager start with SIGTERM ignored: the kill of the job's process
@@ -324,6 +325,8 @@ class FlinkApplicationManager(ClusterManager):
         job = {"state": job_state} if job_state else None
         if application is not None:
             state = _APPLICATION_STATES.get(str(application.get("status")), AppState.UNKNOWN)
+            if state == AppState.RUNNING and not job_state:
+                state = AppState.SUBMITTED  # the program runs, its Flink job is not submitted yet
             if self._stopping and not state.final and _JOB_STATES.get(job_state, AppState.UNKNOWN).final:
                 # Killed: the job's end is the application's, without waiting for the program to exit (the
                 # supervisor has only the kill's grace left).
