@@ -41,6 +41,7 @@ import logging
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,15 +279,6 @@ class SparkEngine(JobEngine):
 FLINK_PROGRAMS = ("flink", "flink-sql")
 # Headwater's runner of Flink SQL scripts (plain PyFlink, run by the cluster's own Python): shipped as package data.
 FLINK_SQL_RUNNER = Path(__file__).with_name("runners") / "flink_sql.py"
-# Every address a local Flink binds or advertises, as config.yaml nests them.
-_LOOPBACK_KEYS = (
-    ("jobmanager", "bind-host"),
-    ("jobmanager", "rpc", "address"),
-    ("taskmanager", "bind-host"),
-    ("taskmanager", "host"),
-    ("rest", "address"),
-    ("rest", "bind-address"),
-)
 
 
 def find_flink_home(config: dict[str, Any] | None = None) -> Path:
@@ -361,42 +353,14 @@ def cancel_flink_jobs(jobmanager: str, work_dir: Path, *, timeout: float = 5.0) 
 def write_local_flink_conf(
     flink_home: Path, target: Path, *, rest_port: int | None = None, rpc_port: int | None = None
 ) -> Path:
-    """A copy of ``flink_home``'s conf directory in ``target`` with every bind and advertised address on 127.0.0.1.
+    """A copy of ``flink_home``'s conf directory in ``target`` with every bind and advertised address on 127.0.0.1
+    (:func:`headwater.jobs.drivers.flink_conf.write_local_flink_conf`, which the application clusters use too)."""
+    from headwater.jobs.drivers import flink_conf
 
-    Point a cluster's ``conf_dir`` (``FLINK_CONF_DIR``) at it so a local Flink listens on loopback only. It also
-    serves ``bin/start-cluster.sh`` / ``stop-cluster.sh`` for a local session cluster: ``rest_port`` and
-    ``rpc_port`` set the JobManager's REST and RPC ports (defaults 8081 and 6123), ``masters`` and ``workers``
-    name 127.0.0.1 (start-cluster.sh passes the port in ``masters`` over ``rest.port``), and the daemons' pid
-    files and logs go to ``target/pid`` and ``target/log``, so clusters of different conf dirs never share a pid
-    file and nothing is written into the installation.
-    """
-    import yaml  # type: ignore[import-untyped]  # Flink 2 reads a nested config.yaml
-
-    source = flink_home / "conf"
-    if not (source / "config.yaml").is_file():
-        raise EngineError(f"{source} holds no config.yaml (Flink 2 or newer is needed)")
-    target.mkdir(parents=True, exist_ok=True)
-    for item in source.iterdir():
-        if item.is_file():
-            shutil.copy2(item, target / item.name)
-    config = yaml.safe_load((source / "config.yaml").read_text()) or {}
-    settings: list[tuple[tuple[str, ...], object]] = [(keys, "127.0.0.1") for keys in _LOOPBACK_KEYS]
-    if rest_port is not None:
-        settings.append((("rest", "port"), rest_port))
-    if rpc_port is not None:
-        settings.append((("jobmanager", "rpc", "port"), rpc_port))
-    for name in ("pid", "log"):
-        (target / name).mkdir(exist_ok=True)  # flink-daemon.sh writes its .out file there without creating it
-        settings.append((("env", name, "dir"), str((target / name).resolve())))
-    for keys, value in settings:
-        node = config
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = value
-    (target / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (target / "masters").write_text(f"127.0.0.1:{config.get('rest', {}).get('port', 8081)}\n")
-    (target / "workers").write_text("127.0.0.1\n")
-    return target
+    try:
+        return flink_conf.write_local_flink_conf(flink_home, target, rest_port=rest_port, rpc_port=rpc_port)
+    except flink_conf.FlinkConfError as exc:
+        raise EngineError(str(exc)) from exc
 
 
 class FlinkEngine(JobEngine):
@@ -408,6 +372,10 @@ class FlinkEngine(JobEngine):
         home = find_flink_home(config)
         program = Path(job.command[0]).name
         command = job.command[1:] if program in FLINK_PROGRAMS else job.command
+        if config.get("mode") == "application":
+            return self._application(job, home, program, [*command, *job.args])
+        if config.get("mode") is not None:
+            raise EngineError(f"Flink cluster config mode={config['mode']!r}: the only mode is 'application'")
         jobmanager = config.get("jobmanager")
         argv = [str(home / "bin" / "flink"), "run"]
         argv += ["-m", str(jobmanager)] if jobmanager else ["-t", "local"]
@@ -436,6 +404,64 @@ class FlinkEngine(JobEngine):
         # interface ([::]); "process" mode runs Python functions in child processes and binds nothing.
         env["_python_worker_execution_mode"] = "process"
         return Launch(argv=[*argv, *tail], env=env)
+
+    def _application(self, job: JobContext, home: Path, program: str, tail: list[str]) -> Launch:
+        """The supervisor of a per-job application cluster (:mod:`headwater.jobs.drivers.flink_application`)."""
+        from headwater.jobs.drivers import SPEC_ENV, cancel_cluster_app, flink_application, supervise
+
+        config = job.cluster_config
+        if config.get("jobmanager"):
+            raise EngineError("a Flink cluster has either jobmanager (a session cluster) or mode: application")
+        restore = config.get("restore")
+        if tail[:1] in (["-s"], ["--fromSavepoint"]) and len(tail) > 1:
+            restore, tail = tail[1], tail[2:]  # the job asks: "-s latest" or "-s <savepoint>", flink run's flag
+        if program == "flink-sql":
+            tail = ["-py", str(FLINK_SQL_RUNNER), *tail]
+        python_job = any(arg in {"-py", "--python", "-pym", "--pyModule"} for arg in tail)
+        argv = [str(home / "bin" / "standalone-job.sh"), "start-foreground"]
+        jars: list[str] = []
+        if python_job:
+            argv += ["--job-classname", flink_application.PYTHON_DRIVER]
+        else:  # [-c Main] app.jar args...: the jar goes on the user classpath (usrlib/), the rest to its main
+            if tail[:1] in (["-c"], ["--class"]) and len(tail) > 1:
+                argv += ["--job-classname", tail[1]]
+                tail = tail[2:]
+            if not tail or not tail[0].endswith(".jar"):
+                raise EngineError("a Flink application is a PyFlink program (-py job.py) or a jar ([-c Main] app.jar)")
+            jars, tail = [tail[0]], tail[1:]
+        try:
+            flink_job_id = uuid.UUID(job.run_uuid).hex  # the Flink job id is the job's run id
+        except ValueError:
+            flink_job_id = uuid.uuid5(uuid.NAMESPACE_URL, f"headwater:{job.job_id}:{job.run_uuid}").hex
+        argv += ["--job-id", flink_job_id]
+        options = self._options(job)
+        python = _flink_python(config, home)
+        if python and python_job:
+            options.update({"python.client.executable": python, "python.executable": python})
+        options.setdefault("jobmanager.memory.process.size", str(config.get("jobmanager_memory", "768m")))
+        argv += [f"-D{key}={value}" for key, value in options.items()]
+        taskmanager = {str(k): str(v) for k, v in (config.get("conf") or {}).items()}
+        taskmanager.setdefault("taskmanager.memory.process.size", str(config.get("taskmanager_memory", "1024m")))
+        spec = {
+            "manager": flink_application.FlinkApplicationManager.name,
+            "config": {
+                "flink_home": str(home), "conf_dir": config.get("conf_dir"), "job_id": flink_job_id,
+                "job_name": job.job_name, "python_job": python_job, "jars": jars, "taskmanager_conf": taskmanager,
+                "savepoint_dir": config.get("savepoint_dir"), "restore": restore,
+                "allow_non_restored_state": config.get("allow_non_restored_state", False),
+                "kill_timeout": config.get("kill_timeout", 20.0),
+            },
+        }  # fmt: skip
+        env = {SPEC_ENV: json.dumps(spec), "FLINK_HOME": str(home)}
+        if python_job and program == "flink" and config.get("pyflink_lineage", True) is not False:
+            # The PyFlink program runs in the JobManager, a child of the supervisor in the job's directory: the
+            # PythonDriver keeps this PYTHONPATH (after its own entries), so the hook records there as it does
+            # for flink run's client.
+            env["PYTHONPATH"] = str(HOOK_DIR)
+            env[EVENTS_FILE_ENV] = EVENTS_FILE
+        # Polled often: REST calls to a JobManager of its own are cheap, and a kill's grace is short.
+        supervisor = supervise.command([*argv, *tail], poll=0.5, kill_wait=float(config.get("kill_timeout", 20.0)))
+        return Launch(argv=supervisor, env=env, cancel=cancel_cluster_app)
 
     @staticmethod
     def _options(job: JobContext) -> dict[str, str]:

@@ -6,6 +6,7 @@ Each manager's case gives what submits a driver that runs until killed; other ma
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import time
@@ -14,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from engine_helpers import require_flink_home
 from spark_cluster import StandaloneCluster
 
 from headwater.jobs.drivers import AppState, ClusterManager, ManagerError, manager_for
-from headwater.jobs.engines import JobContext, SparkEngine
+from headwater.jobs.engines import FlinkEngine, JobContext, SparkEngine, write_local_flink_conf
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +59,44 @@ def _spark_standalone(cluster: StandaloneCluster, work: Path) -> Case:
     return Case(manager, submit_argv, env, unknown_id="driver-20000101000000-9999", unreachable=unreachable)
 
 
+FLINK_ENDLESS = textwrap.dedent(
+    """
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    print("driver up", flush=True)
+    env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    env.execute_sql("CREATE TABLE numbers (n BIGINT) WITH ('connector'='datagen', 'rows-per-second'='10')")
+    env.execute_sql("CREATE TABLE sunk (n BIGINT) WITH ('connector'='blackhole')")
+    env.execute_sql("INSERT INTO sunk SELECT n FROM numbers").wait()
+    """
+)
+
+
+def _flink_application(work: Path) -> Case:
+    """A Flink application cluster of its own (the Flink of ``make flink``), running a streaming PyFlink job."""
+    home = require_flink_home()
+    script = work / "endless.py"
+    script.write_text(FLINK_ENDLESS)
+    config = {
+        "flink_home": str(home), "mode": "application", "conf_dir": str(write_local_flink_conf(home, work / "conf")),
+        "conf": {"parallelism.default": "1"},
+    }  # fmt: skip
+    context = JobContext(
+        job_id="contract", job_name="contract", run_uuid="6c1f0e8a-3b7d-4f52-9a0e-2d4b8c6e1f37",
+        args=["-py", str(script)], command=["flink"], cluster_config=config,
+    )  # fmt: skip
+    launch = FlinkEngine().launch(context)
+    submit_argv = launch.argv[launch.argv.index("--") + 1 :]
+    spec = json.loads(launch.env["HEADWATER_CLUSTER_MANAGER"])
+    env = {**os.environ, **{k: v for k, v in launch.env.items() if k != "HEADWATER_CLUSTER_MANAGER"}}
+    manager = manager_for("flink-application", spec["config"])
+    unreachable = manager_for("flink-application", {**spec["config"], "rest_address": "127.0.0.1:9"})
+    return Case(manager, submit_argv, env, unknown_id="f" * 32, unreachable=unreachable)
+
+
 CASES: dict[str, Callable[[pytest.FixtureRequest, Path], Case]] = {
     "spark-standalone": lambda request, work: _spark_standalone(request.getfixturevalue("spark_cluster"), work),
+    "flink-application": lambda request, work: _flink_application(work),
 }
 
 

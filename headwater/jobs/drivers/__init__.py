@@ -21,6 +21,7 @@ from headwater.jobs.drivers.base import (
     register,
     write_app_record,
 )
+from headwater.jobs.drivers.flink_application import FlinkApplicationManager
 from headwater.jobs.drivers.kubernetes import KubernetesManager
 from headwater.jobs.drivers.spark_standalone import SparkStandaloneManager
 from headwater.jobs.drivers.yarn import YarnManager
@@ -33,6 +34,7 @@ __all__ = [
     "AppState",
     "AppStatus",
     "ClusterManager",
+    "FlinkApplicationManager",
     "KubernetesManager",
     "ManagerError",
     "SparkStandaloneManager",
