@@ -15,12 +15,23 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import object_session as _object_session
 
 from headwater.egress import EgressPolicy, default_policy, http_client
-from headwater.jobs.drivers import APP_RECORD, AppRecord, AppState, ManagerError, describe, manager_for, read_app_record
-from headwater.jobs.models import Job
+from headwater.jobs.drivers import (
+    APP_RECORD,
+    AppRecord,
+    AppState,
+    ManagerError,
+    describe,
+    manager_class,
+    manager_for,
+    read_app_record,
+)
+from headwater.jobs.engines import cluster_manager_of
+from headwater.jobs.models import Cluster, Job
 
 __all__ = ["AppWatch", "ExternalApp", "app_of", "end_reason", "kill_apps", "note_apps", "records_changed"]
 
@@ -30,13 +41,29 @@ log = logging.getLogger("headwater.jobs.cluster_apps")
 ExternalApp = tuple[str, str, dict[str, Any]]
 
 
-def _values(record: AppRecord) -> dict[str, Any]:
+def _values(session: Session, pk: int, cluster_id: int | None, record: AppRecord) -> dict[str, Any] | None:
+    """The job's ``external_*`` values for ``record``, or None when the record cannot be the job's.
+
+    The job can write its record, so only the application id and the states come from it: the manager and its
+    config are the job's cluster's (:func:`~headwater.jobs.engines.cluster_manager_of`); the id must have that
+    manager's form, and must not be another job's (a job naming another's driver would have it killed)."""
+    cluster = session.get(Cluster, cluster_id) if cluster_id is not None else None
+    trusted = cluster_manager_of(cluster.type, dict(cluster.config or {})) if cluster is not None else None
+    cls = manager_class(trusted[0]) if trusted is not None else None
+    if trusted is None or cls is None or record.manager != trusted[0] or not cls.valid_id(record.app_id):
+        log.warning("job %s: its application record names no %s application; ignored", pk, trusted and trusted[0])
+        return None
+    taken = select(Job.pk).where(Job.external_manager == trusted[0], Job.external_id == record.app_id, Job.pk != pk)
+    if session.scalar(taken.limit(1)) is not None:
+        log.error("job %s: its record names %s application %s, which another job holds; ignored", pk, *trusted[:1],
+                  record.app_id)  # fmt: skip
+        return None
     return {
-        "external_manager": record.manager,
-        "external_id": record.app_id[:255],
+        "external_manager": trusted[0],
+        "external_id": record.app_id,
         "external_state": record.state[:16],
         "external_raw_state": (record.raw or None) and record.raw[:64],
-        "external_config": record.config,
+        "external_config": trusted[1],
     }
 
 
@@ -50,8 +77,11 @@ def note_apps(session: Session, runs: Iterable[tuple[int, Path]], seen: dict[int
         key = (record.app_id, record.state, record.raw)
         if seen.get(pk) == key:
             continue
-        session.execute(update(Job).where(Job.pk == pk).values(**_values(record)))
         seen[pk] = key
+        cluster_id = session.scalar(select(Job.cluster_id).where(Job.pk == pk))
+        values = _values(session, pk, cluster_id, record)
+        if values is not None:
+            session.execute(update(Job).where(Job.pk == pk).values(**values))
 
 
 def records_changed(runs: Iterable[tuple[int, Path]], stamps: dict[int, int]) -> bool:
@@ -91,13 +121,24 @@ class AppWatch:
         self.stamps.pop(pk, None)
 
 
+def object_session_of(job: Job) -> Session:
+    """The session ``job`` belongs to (the worker's end transaction)."""
+    session = _object_session(job)
+    if session is None:
+        raise RuntimeError(f"job {job.id} is not in a session")
+    return session
+
+
 def end_reason(job: Job, work_dir: Path, reason: str, *, killed: bool) -> str:
     """Record the job's application as it ended, and say in the job's end reason how it ended (``reason``, the
     worker's own, when the job submitted none): the driver's true end, not the supervisor's exit code."""
     record = read_app_record(work_dir)
     if record is None:
         return reason
-    for name, value in _values(record).items():
+    values = _values(object_session_of(job), job.pk, job.cluster_id, record)
+    if values is None:
+        return reason
+    for name, value in values.items():
         setattr(job, name, value)
     told = describe(record)
     if killed:

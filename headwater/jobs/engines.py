@@ -60,6 +60,7 @@ __all__ = [
     "ShellEngine",
     "SparkEngine",
     "cancel_flink_jobs",
+    "cluster_manager_of",
     "engine_for",
     "find_flink_home",
     "spark_manager",
@@ -156,6 +157,19 @@ def spark_manager(config: dict[str, Any]) -> str:
     raise EngineError(
         f"deploy_mode cluster needs a master spark://..., yarn or k8s://... (or config cluster_manager); got {master!r}"
     )
+
+
+def cluster_manager_of(cluster_type: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The cluster manager a cluster's jobs run on and its config, from the cluster's own row (the only source the
+    worker and the reaper trust), or None when its jobs run in their own processes."""
+    if cluster_type == ClusterType.SPARK.value and config.get("deploy_mode") == "cluster":
+        try:
+            return spark_manager(config), {k: v for k, v in config.items() if k != "conf"}
+        except EngineError:
+            return None
+    if cluster_type == ClusterType.FLINK.value and config.get("mode") == "application":
+        return "flink-application", {}
+    return None
 
 
 def _cluster_manager(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, str]]:
@@ -271,7 +285,10 @@ class SparkEngine(JobEngine):
         spec = {"manager": manager, "config": config}
         timing = {key: float(config[key]) for key in ("kill_wait", "lost_after") if key in config}
         supervisor = supervise.command(argv, poll=float(config.get("poll_interval", 2.0)), **timing)
-        return Launch(argv=supervisor, env={**env, SPEC_ENV: json.dumps(spec)}, cancel=cancel_cluster_app)
+        # The kill uses this config, the cluster's: never the manager or config in the job's record, which the job
+        # can write (it would aim the worker's requests elsewhere).
+        cancel = functools.partial(cancel_cluster_app, manager=manager, config=config)
+        return Launch(argv=supervisor, env={**env, SPEC_ENV: json.dumps(spec)}, cancel=cancel)
 
 
 # ------------------------------------------------------------------------------------------------- Flink
@@ -407,7 +424,7 @@ class FlinkEngine(JobEngine):
 
     def _application(self, job: JobContext, home: Path, program: str, tail: list[str]) -> Launch:
         """The supervisor of a per-job application cluster (:mod:`headwater.jobs.drivers.flink_application`)."""
-        from headwater.jobs.drivers import SPEC_ENV, cancel_cluster_app, flink_application, supervise
+        from headwater.jobs.drivers import SPEC_ENV, flink_application, supervise
 
         config = job.cluster_config
         if config.get("jobmanager"):
@@ -461,7 +478,9 @@ class FlinkEngine(JobEngine):
             env[EVENTS_FILE_ENV] = EVENTS_FILE
         # Polled often: REST calls to a JobManager of its own are cheap, and a kill's grace is short.
         supervisor = supervise.command([*argv, *tail], poll=0.5, kill_wait=float(config.get("kill_timeout", 20.0)))
-        return Launch(argv=supervisor, env=env, cancel=cancel_cluster_app)
+        # No kill from the worker: the application cluster is the job's own processes, which the kill of its
+        # process group ends (the supervisor cancels or stops with a savepoint first, within the grace).
+        return Launch(argv=supervisor, env=env)
 
     @staticmethod
     def _options(job: JobContext) -> dict[str, str]:

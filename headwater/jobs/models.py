@@ -201,6 +201,7 @@ class Job(Base):
         Index("ix_jobs_user_name", "user_name", "pk"),
         Index("ix_jobs_cluster_status", "cluster_id", "status"),
         Index("ix_jobs_retention", "host", "finished_at"),
+        Index("ix_jobs_external_app", "external_manager", "external_id"),
     )
 
     pk: Mapped[BigIntPK]

@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from jobs_helpers import make_worker, wait_until
 from process_helpers import job_processes
 
-from headwater.jobs.drivers import SPEC_ENV, cancel_cluster_app, read_app_record
+from headwater.jobs.drivers import SPEC_ENV, read_app_record
 from headwater.jobs.drivers.flink_application import PYTHON_DRIVER
 from headwater.jobs.drivers.flink_conf import latest_savepoint, savepoint_target
 from headwater.jobs.engines import FLINK_SQL_RUNNER, EngineError, FlinkEngine, JobContext
@@ -91,7 +91,8 @@ def test_application_mode_launches_a_supervised_per_job_cluster(tmp_path: Path) 
     spec = json.loads(launch.env[SPEC_ENV])
     assert spec["manager"] == "flink-application" and spec["config"]["job_id"] == uuid.UUID(int=7).hex
     assert spec["config"]["python_job"] is True and spec["config"]["restore"] is None
-    assert launch.cancel is cancel_cluster_app  # a kill reaches the Flink job before the processes are signalled
+    # No kill from the worker: the application cluster is the job's own processes (the supervisor cancels first).
+    assert launch.cancel is None
     assert "PYTHONPATH" in launch.env  # the lineage hook, for the program the JobManager runs
 
     # A jar job: its class from -c, the jar on the user classpath; a job may ask for the last savepoint.

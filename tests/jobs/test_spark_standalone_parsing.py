@@ -4,6 +4,7 @@ worker), the Spark engine's argv in cluster deploy mode, and what a cluster-mode
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tarfile
@@ -158,7 +159,9 @@ def test_cluster_mode_runs_spark_submit_under_the_supervisor_with_the_managers_s
     assert submit[runner + 3 :] == ["/jobs/nightly.py", "deps.zip", "--day", "1"]
     spec = json.loads(launch.env[SPEC_ENV])
     assert spec == {"manager": "spark-standalone", "config": {k: v for k, v in config.items() if k != "conf"}}
-    assert launch.cancel is cancel_cluster_app
+    # The worker's kill is bound to the cluster's manager and config, not to what the job's record says.
+    assert isinstance(launch.cancel, functools.partial) and launch.cancel.func is cancel_cluster_app
+    assert launch.cancel.keywords == {"manager": "spark-standalone", "config": spec["config"]}
     assert "PYTHONPATH" not in launch.env  # the lineage hook's file would stay on the cluster's worker
 
 
@@ -185,12 +188,15 @@ def test_cluster_mode_on_a_local_master_is_refused_with_a_reason() -> None:
         SparkEngine().launch(_context({"master": "local[2]", "deploy_mode": "both"}))
 
 
+TRUSTED = {"master": "spark://127.0.0.1:7077", "rest_url": "http://127.0.0.1:9"}
+
+
 def test_cancelling_a_job_that_submitted_nothing_or_ended_sends_nothing(tmp_path: Path) -> None:
-    assert cancel_cluster_app(tmp_path) is None
-    ended = AppRecord(manager="spark-standalone", app_id="driver-1-0", config={"master": "spark://m:7077"})
+    assert cancel_cluster_app(tmp_path, manager="spark-standalone", config=TRUSTED) is None
+    ended = AppRecord(manager="spark-standalone", app_id="driver-20261206071502-0003", config=TRUSTED)
     ended.state = "SUCCEEDED"
     write_app_record(tmp_path, ended)
-    assert cancel_cluster_app(tmp_path) is None
+    assert cancel_cluster_app(tmp_path, manager="spark-standalone", config=TRUSTED) is None
 
 
 def test_a_failed_driver_without_a_message_is_explained_by_its_logs_last_exception(tmp_path: Path) -> None:
@@ -213,14 +219,40 @@ def test_the_workers_kill_of_a_driver_goes_through_the_egress_policy(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     running = AppRecord(
-        manager="spark-standalone", app_id="driver-1-0", state="RUNNING",
-        config={"master": "spark://127.0.0.1:7077", "rest_url": "http://127.0.0.1:9"},
-    )  # fmt: skip
+        manager="spark-standalone", app_id="driver-20261206071502-0003", state="RUNNING", config=TRUSTED
+    )
     write_app_record(tmp_path, running)
     with http_client(EgressPolicy(allow=())) as refusing, caplog.at_level(logging.WARNING):
-        assert cancel_cluster_app(tmp_path, http=refusing) == "driver-1-0"
+        assert cancel_cluster_app(tmp_path, manager="spark-standalone", config=TRUSTED, http=refusing) == (
+            "driver-20261206071502-0003"
+        )
     # Refused by the policy (loopback is not allowed), before any connection: logged, the job's kill goes on.
-    assert "killing driver-1-0 failed" in caplog.text and "which the server may not connect to" in caplog.text
+    assert "killing driver-20261206071502-0003 failed" in caplog.text
+    assert "which the server may not connect to" in caplog.text
+
+
+def test_the_workers_kill_takes_only_the_id_from_the_jobs_record_never_its_manager_or_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The job can write its record. Aimed at another address, the kill still goes to the cluster's own master.
+    forged = AppRecord(
+        manager="spark-standalone", app_id="driver-20261206071502-0003", state="RUNNING",
+        config={"master": "spark://10.9.9.9:7077", "rest_url": "http://10.9.9.9:6066"},
+    )  # fmt: skip
+    write_app_record(tmp_path, forged)
+    with http_client(EgressPolicy(allow=())) as refusing, caplog.at_level(logging.WARNING):
+        cancel_cluster_app(tmp_path, manager="spark-standalone", config=TRUSTED, http=refusing)
+    assert "127.0.0.1" in caplog.text and "10.9.9.9" not in caplog.text
+    # Another manager, or an id not of the manager's form (a path, a URL), is not acted on at all.
+    for record in (
+        AppRecord(manager="yarn", app_id="application_1700000000000_0001", state="RUNNING", config=TRUSTED),
+        AppRecord(manager="spark-standalone", app_id="../../v1/submissions/kill/driver-x", state="RUNNING"),
+    ):
+        write_app_record(tmp_path, record)
+        caplog.clear()
+        with http_client(EgressPolicy(allow=())) as refusing, caplog.at_level(logging.WARNING):
+            assert cancel_cluster_app(tmp_path, manager="spark-standalone", config=TRUSTED, http=refusing) is None
+        assert "names no spark-standalone application id" in caplog.text
 
 
 def test_a_retry_moves_the_earlier_attempts_application_record_and_driver_logs_aside(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@ one module per manager, each registering itself with :func:`~.base.register` whe
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from headwater.jobs.drivers.base import (
@@ -16,6 +18,7 @@ from headwater.jobs.drivers.base import (
     ManagerError,
     Submission,
     describe,
+    manager_class,
     manager_for,
     read_app_record,
     register,
@@ -42,6 +45,7 @@ __all__ = [
     "YarnManager",
     "cancel_cluster_app",
     "describe",
+    "manager_class",
     "manager_for",
     "read_app_record",
     "register",
@@ -49,28 +53,41 @@ __all__ = [
 ]
 
 
-def cancel_cluster_app(work_dir: object, *, http: httpx.Client | None = None) -> str | None:
+def cancel_cluster_app(
+    work_dir: object,
+    *,
+    manager: str | None = None,
+    config: dict[str, Any] | None = None,
+    http: httpx.Client | None = None,
+) -> str | None:
     """Kill, through its manager, the application the job in ``work_dir`` submitted (a :class:`~headwater.jobs.
     engines.Launch` ``cancel``: the worker calls it before signalling the job, so a supervisor killed with SIGKILL
     leaves nothing running on the cluster). The application id, or None when the job submitted none yet.
 
-    It runs in the worker, so its requests go through the egress policy: ``http``, else a client of the policy of
-    this process's settings (:func:`headwater.egress.default_policy`)."""
+    Only the application id comes from the job's record, and only in the form ``manager``'s ids have: the manager
+    and its config are the cluster's, given by the engine. The job can write its record, and must not aim the
+    worker's requests anywhere else. Requests go through the egress policy: ``http``, else a client of the policy
+    of this process's settings (:func:`headwater.egress.default_policy`)."""
     import logging
     from pathlib import Path
 
+    log = logging.getLogger("headwater.jobs.drivers")
     record = read_app_record(Path(str(work_dir)))
-    if record is None or AppState(record.state).final:
+    if record is None or manager is None or AppState(record.state).final:
+        return None
+    cls = manager_class(manager)
+    if cls is None or record.manager != manager or not cls.valid_id(record.app_id):
+        log.warning("job in %s: its record names no %s application id; nothing to kill", work_dir, manager)
         return None
     own = http is None
     if http is None:
         from headwater.egress import default_policy, http_client
 
-        http = http_client(default_policy(), timeout=float(record.config.get("timeout", 10.0)))
+        http = http_client(default_policy(), timeout=float((config or {}).get("timeout", 10.0)))
     try:
-        manager_for(record.manager, record.config, http=http).kill(record.app_id)
+        manager_for(manager, config or {}, http=http).kill(record.app_id)
     except ManagerError as exc:
-        logging.getLogger("headwater.jobs.drivers").warning("killing %s failed: %s", record.app_id, exc)
+        log.warning("killing %s failed: %s", record.app_id, exc)
     finally:
         if own:
             http.close()

@@ -40,6 +40,7 @@ __all__ = [
     "ManagerError",
     "Submission",
     "describe",
+    "manager_class",
     "manager_for",
     "read_app_record",
     "register",
@@ -114,6 +115,14 @@ class ClusterManager(abc.ABC):
     noun: ClassVar[str] = "application"  # what the manager runs, in messages ("driver" for Spark's)
     # The submitter's output that names the application id (first group); used by the default parse_submission.
     submission_id: ClassVar[re.Pattern[str] | None] = None
+    # What an application id of this manager looks like: the worker takes an id from the job's own record (which
+    # the job can write) only when it matches, so a job cannot make the worker act on something else.
+    app_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,254}")
+
+    @classmethod
+    def valid_id(cls, app_id: object) -> bool:
+        """Whether ``app_id`` has the form of one of this manager's application ids."""
+        return isinstance(app_id, str) and cls.app_id_pattern.fullmatch(app_id) is not None
 
     def __init__(self, config: Mapping[str, Any], *, http: httpx.Client | None = None) -> None:
         self.config = dict(config)
@@ -198,6 +207,12 @@ def manager_for(name: str, config: Mapping[str, Any], *, http: httpx.Client | No
     except KeyError:
         raise ManagerError(f"no cluster manager {name!r}; known: {sorted(_MANAGERS)}") from None
     return cls(config, http=http)
+
+
+def manager_class(name: str) -> type[ClusterManager] | None:
+    """The class of the manager called ``name`` (None: no such manager)."""
+    importlib.import_module(__package__ or "headwater.jobs.drivers")
+    return _MANAGERS.get(name)
 
 
 def describe(record: AppRecord) -> str:

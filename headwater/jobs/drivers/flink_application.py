@@ -119,6 +119,7 @@ class FlinkApplicationManager(ClusterManager):
     """
 
     name = "flink-application"
+    app_id_pattern = re.compile(r"[0-9a-f]{32}")
     noun = "Flink job"
     # What submit() prints once the cluster's processes started: the supervisor records the id from it at once.
     submission_id = re.compile(r"Flink application cluster at \S+, job ([0-9a-f]{32})")

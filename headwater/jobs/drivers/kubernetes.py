@@ -137,6 +137,10 @@ class KubernetesManager(ClusterManager):
     """Spark drivers as pods, followed, killed and read through the Kubernetes API."""
 
     name: ClassVar[str] = "kubernetes"
+    # <namespace>:<driver pod>, both DNS names
+    app_id_pattern: ClassVar[re.Pattern[str]] = re.compile(
+        r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?:[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?"
+    )
     submission_id: ClassVar[re.Pattern[str] | None] = SUBMITTED
     # What the engine adds to spark-submit (see :meth:`submit_confs`).
     SUBMIT_CONFS: ClassVar[dict[str, str]] = {"spark.kubernetes.submission.waitAppCompletion": "false"}

@@ -77,6 +77,7 @@ class SparkStandaloneManager(ClusterManager):
     """A Spark standalone master: drivers in cluster deploy mode, followed and killed through its REST server."""
 
     name = "spark-standalone"
+    app_id_pattern = re.compile(r"driver-\d{14}-\d{4,10}")
     noun = "driver"
     # What the engine adds to spark-submit (see :meth:`submit_confs`).
     SUBMIT_CONFS = {"spark.standalone.submit.waitAppCompletion": "false"}

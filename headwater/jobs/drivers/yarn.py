@@ -184,6 +184,7 @@ class YarnManager(ClusterManager):
     """Spark applications on YARN, followed through the yarn CLI or the ResourceManager's REST API."""
 
     name: ClassVar[str] = "yarn"
+    app_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"application_\d{1,19}_\d{1,10}")
     submission_id: ClassVar[re.Pattern[str] | None] = SUBMITTED
     # What the engine adds to spark-submit (see :meth:`submit_confs`).
     SUBMIT_CONFS: ClassVar[dict[str, str]] = {"spark.yarn.submit.waitAppCompletion": "false"}

@@ -31,9 +31,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("external_state", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("external_raw_state", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("external_config", JSONType, nullable=True))
+        # The worker checks that no other job holds an application id before recording it on a job.
+        batch_op.create_index("ix_jobs_external_app", ["external_manager", "external_id"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", naming_convention=NAMING_CONVENTION) as batch_op:
+        batch_op.drop_index("ix_jobs_external_app")
         for column in reversed(COLUMNS):
             batch_op.drop_column(column)
