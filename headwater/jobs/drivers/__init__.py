@@ -1,5 +1,6 @@
 """Jobs whose driver runs on a cluster manager: the contract (:mod:`.base`), the supervisor (:mod:`.supervise`) and
-one module per manager, each registering itself with :func:`~.base.register` when imported here."""
+one module per manager, each registering itself with :func:`~.base.register` when :func:`~.base.manager_for`
+first asks for it (a supervisor imports only its own manager: it starts faster)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,6 @@ from headwater.jobs.drivers.base import (
     register,
     write_app_record,
 )
-from headwater.jobs.drivers.flink_application import FlinkApplicationManager
-from headwater.jobs.drivers.kubernetes import KubernetesManager
-from headwater.jobs.drivers.spark_standalone import SparkStandaloneManager
-from headwater.jobs.drivers.yarn import YarnManager
 
 __all__ = [
     "APP_RECORD",
@@ -37,12 +34,8 @@ __all__ = [
     "AppState",
     "AppStatus",
     "ClusterManager",
-    "FlinkApplicationManager",
-    "KubernetesManager",
     "ManagerError",
-    "SparkStandaloneManager",
     "Submission",
-    "YarnManager",
     "cancel_cluster_app",
     "describe",
     "manager_class",

@@ -188,6 +188,19 @@ class ClusterManager(abc.ABC):
 
 
 _MANAGERS: dict[str, type[ClusterManager]] = {}
+# Where each manager lives; a module registers its manager when imported, by name, when first asked for (so this
+# module has no import edge to them, tests/test_architecture.py, and a supervisor loads only its own).
+MODULES = {
+    "spark-standalone": "spark_standalone",
+    "yarn": "yarn",
+    "kubernetes": "kubernetes",
+    "flink-application": "flink_application",
+}
+
+
+def _import(name: str) -> None:
+    if name in MODULES and name not in _MANAGERS:
+        importlib.import_module(f"headwater.jobs.drivers.{MODULES[name]}")
 
 
 def register(cls: type[ClusterManager]) -> type[ClusterManager]:
@@ -198,26 +211,24 @@ def register(cls: type[ClusterManager]) -> type[ClusterManager]:
 
 def manager_for(name: str, config: Mapping[str, Any], *, http: httpx.Client | None = None) -> ClusterManager:
     """The manager called ``name``, configured by ``config`` (``http``: see :class:`ClusterManager`)."""
-    # The package imports every implementation, which registers itself (and imports this module): imported by
-    # name when first needed, so this module has no import edge back to the package (tests/test_architecture.py).
-    importlib.import_module(__package__ or "headwater.jobs.drivers")
+    _import(name)
 
     try:
         cls = _MANAGERS[name]
     except KeyError:
-        raise ManagerError(f"no cluster manager {name!r}; known: {sorted(_MANAGERS)}") from None
+        raise ManagerError(f"no cluster manager {name!r}; known: {sorted({*MODULES, *_MANAGERS})}") from None
     return cls(config, http=http)
 
 
 def manager_class(name: str) -> type[ClusterManager] | None:
     """The class of the manager called ``name`` (None: no such manager)."""
-    importlib.import_module(__package__ or "headwater.jobs.drivers")
+    _import(name)
     return _MANAGERS.get(name)
 
 
 def describe(record: AppRecord) -> str:
     """How the application stands, in one line: "driver driver-... FAILED on the cluster (ERROR): message"."""
-    cls = _MANAGERS.get(record.manager)
+    cls = manager_class(record.manager)
     noun = cls.noun if cls is not None else "application"
     state = AppState(record.state) if record.state in AppState.__members__ else AppState.UNKNOWN
     where = "on the cluster" if state.final else f"still {state.value} on the cluster"
