@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from headwater.api.deps import SessionDep
 from headwater.api.responses import challenge, error_body
 from headwater.auth.actions import Action
-from headwater.auth.audit import Actor, unaudited
+from headwater.auth.audit import READ_ACTIONS, Actor, unaudited
 from headwater.auth.authenticate import Authenticator, is_loopback
 from headwater.auth.policy import Resource, check, decide
 from headwater.auth.principal import ANONYMOUS, Principal
@@ -193,7 +193,7 @@ def allow(action: Action, *, owned_by: Callable[..., ResourceLoader] | None = No
             else:  # perhaps ownership grants it: load the owners (a missing thing is 404, as the route says)
                 # Named before the look-up: its transaction is the request's first, which carries the audit entry.
                 request.state.action = action
-                check(principal, action, await anyio.to_thread.run_sync(load, session))
+                check(principal, action, await anyio.to_thread.run_sync(_load_owners, load, session, action))
             request.state.action = action
             return principal
 
@@ -209,6 +209,17 @@ def allow(action: Action, *, owned_by: Callable[..., ResourceLoader] | None = No
     call.action = action  # type: ignore[attr-defined]  # read by declared_action
     call.__name__ = f"allow_{action.value.replace('.', '_')}"
     return Depends(call)
+
+
+def _load_owners(load: ResourceLoader, session: Session, action: Action) -> Resource:
+    """The thing a route acts on, for an ownership decision. A read's look-up transaction ends here: the route may
+    read in sessions of its own (job files do), and on SQLite an open transaction holds the write lock
+    (BEGIN IMMEDIATE), which would make them wait for it until the busy timeout. A write keeps it open: its
+    audit entry belongs to the transaction of the change."""
+    resource = load(session)
+    if action in READ_ACTIONS:
+        session.commit()
+    return resource
 
 
 def require(request: Request, action: Action) -> None:

@@ -126,17 +126,23 @@ async def test_a_group_restricted_cluster_is_chosen_only_for_its_members(
         "/api/v1/jobs", json=_body(cluster_criteria=[["sched:none"]]), headers=bearer(outsider)
     )
     assert nowhere.status_code == 202 and nowhere.json()["status"] == "INVALID"
-    # An open cluster with the same tags is the outsider's; members still get the first, restricted one.
+    # An open cluster with the same tags is the outsider's, always; a member may be given either (the selector
+    # chooses among the clusters open to them), and pinning the restricted one by name works for members only.
     r = await auth_client.post(
         "/api/v1/clusters", json={"name": "shared", "type": "shell", "tags": ["sched:test"]}, headers=bearer(root)
     )
     assert r.status_code == 201, r.text
-    outsider_job = await auth_client.post("/api/v1/jobs", json=_body(), headers=bearer(outsider))
-    assert outsider_job.status_code == 202 and outsider_job.json()["cluster"] == "shared"
+    for _ in range(3):
+        outsider_job = await auth_client.post("/api/v1/jobs", json=_body(), headers=bearer(outsider))
+        assert outsider_job.status_code == 202 and outsider_job.json()["cluster"] == "shared"
     member_job = await auth_client.post("/api/v1/jobs", json=_body(), headers=bearer(member))
-    assert member_job.json()["cluster"] == "local"
-    admin_job = await auth_client.post("/api/v1/jobs", json=_body(), headers=bearer(root))
+    assert member_job.json()["cluster"] == "local"  # the least loaded of the two open to them (shared holds 3)
+    pinned = _body(cluster_criteria=[["headwater.name:local"]])
+    assert (await auth_client.post("/api/v1/jobs", json=pinned, headers=bearer(member))).json()["cluster"] == "local"
+    admin_job = await auth_client.post("/api/v1/jobs", json=pinned, headers=bearer(root))
     assert admin_job.json()["cluster"] == "local"  # admins may use any
+    refused_pin = await auth_client.post("/api/v1/jobs", json=pinned, headers=bearer(outsider))
+    assert refused_pin.status_code == 403, refused_pin.text
 
 
 async def test_a_group_restricted_command_is_refused_to_outsiders(auth_client: httpx.AsyncClient, mint: Mint) -> None:
