@@ -15,20 +15,17 @@ import os
 import shutil
 import stat
 import tarfile
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import anyio
-import anyio.to_thread
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from headwater.db import session_scope, utcnow
+from headwater.db import utcnow
 from headwater.egress import EgressRefused, default_policy
-from headwater.errors import HeadwaterError, InvalidInput, NotFound
+from headwater.errors import InvalidInput, NotFound
 from headwater.jobs.applications import AppSetup
 from headwater.jobs.drivers.base import APP_RECORD, DRIVER_LOGS_DIR
 from headwater.jobs.files import FileFetchError, file_name, is_remote
@@ -40,7 +37,6 @@ from headwater.jobs.service import get_job
 __all__ = [
     "LOG_STREAMS",
     "archive_file",
-    "follow_log",
     "LogChunk",
     "MissingFile",
     "PreparedWorkspace",
@@ -232,38 +228,6 @@ def _open_log(path: Path, job_id: str, stream: str) -> IO[bytes]:
         if exc.errno != errno.ELOOP:
             raise
         raise NotFound(f"job {job_id!r}'s {stream} is a symbolic link, which is not served") from None
-
-
-async def follow_log(
-    factory: sessionmaker[Session],
-    *,
-    job_id: str,
-    stream: str,
-    offset: int,
-    poll_seconds: float = 0.25,
-    max_seconds: float = 3600.0,
-) -> AsyncIterator[bytes]:
-    """The log's bytes from ``offset`` as they are written, until the job is final (or ``max_seconds``
-    pass: the client then continues from the offset it reached). Reads run in worker threads."""
-    deadline = time.monotonic() + max_seconds
-
-    def read(at: int) -> LogChunk:
-        with session_scope(factory) as session:
-            return read_log(session, job_id=job_id, stream=stream, offset=at)
-
-    while True:
-        try:
-            chunk = await anyio.to_thread.run_sync(read, offset)
-        except HeadwaterError as exc:  # e.g. retention removed the directory mid-stream: end the body cleanly
-            log.info("log stream of job %s ended: %s", job_id, exc.message)
-            return
-        if chunk.data:
-            offset = chunk.next_offset
-            yield chunk.data
-            continue  # drain what is there before sleeping
-        if chunk.finished or time.monotonic() >= deadline:
-            return
-        await anyio.sleep(poll_seconds)
 
 
 def archive_file(session: Session, *, job_id: str) -> Path:
