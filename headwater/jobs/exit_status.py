@@ -13,23 +13,29 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["EXIT_STATUS_FILE", "clear_exit_status", "read_exit_status", "write_exit_status"]
+__all__ = ["EXIT_STATUS_FILE", "clear_exit_status", "read_exit_status", "write_atomically", "write_exit_status"]
 
 EXIT_STATUS_FILE = "exit-status"
 
 
-def write_exit_status(work_dir: Path, code: int) -> None:
-    """Record ``code`` (a negative number -N for death by signal N, as subprocess reports it) in ``work_dir``."""
-    handle, temporary = tempfile.mkstemp(dir=work_dir, prefix=f".{EXIT_STATUS_FILE}-")
+def write_atomically(work_dir: Path, name: str, text: str) -> None:
+    """Write ``text`` to ``work_dir/name`` through a temporary file renamed into place (synced first): a reader
+    sees the whole new content or the previous one, never a part."""
+    handle, temporary = tempfile.mkstemp(dir=work_dir, prefix=f".{name}-")
     try:
         with os.fdopen(handle, "w") as out:
-            out.write(f"{code}\n")
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temporary, work_dir / EXIT_STATUS_FILE)
+        os.replace(temporary, work_dir / name)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def write_exit_status(work_dir: Path, code: int) -> None:
+    """Record ``code`` (a negative number -N for death by signal N, as subprocess reports it) in ``work_dir``."""
+    write_atomically(work_dir, EXIT_STATUS_FILE, f"{code}\n")
 
 
 def read_exit_status(work_dir: Path) -> int | None:

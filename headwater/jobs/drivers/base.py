@@ -13,21 +13,20 @@ with :func:`register`. Every call is synchronous and bounded by the manager's ow
 from __future__ import annotations
 
 import abc
-import contextlib
 import enum
 import importlib
 import json
-import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+
+from headwater.jobs.exit_status import write_atomically
 
 __all__ = [
     "APP_RECORD",
@@ -240,16 +239,7 @@ def describe(record: AppRecord) -> str:
 
 def write_app_record(work_dir: Path, record: AppRecord) -> None:
     """Write ``record`` into ``work_dir`` atomically (a reader sees a whole record or the previous one)."""
-    handle, temporary = tempfile.mkstemp(dir=work_dir, prefix=f".{APP_RECORD}-")
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(asdict(record), out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, work_dir / APP_RECORD)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+    write_atomically(work_dir, APP_RECORD, json.dumps(asdict(record)))
 
 
 def read_app_record(work_dir: Path) -> AppRecord | None:
