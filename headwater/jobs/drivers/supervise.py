@@ -164,83 +164,67 @@ def supervise(
     lost_after: float = 300.0,
 ) -> int:
     """Submit ``argv`` to ``manager``, follow the application to its end, fetch its logs; the exit code."""
-    try:
-        return _supervise(
-            manager, argv, work_dir=work_dir, env=env, poll=poll, kill_wait=kill_wait, lost_after=lost_after
-        )
-    finally:
-        manager.close()
-
-
-def _supervise(
-    manager: ClusterManager,
-    argv: list[str],
-    *,
-    work_dir: Path,
-    env: dict[str, str],
-    poll: float = 2.0,
-    kill_wait: float = 30.0,
-    lost_after: float = 300.0,
-) -> int:
-    """:func:`supervise` without the manager's close."""
-    submitting = _Submitting(manager, argv, work_dir=work_dir, env=env)
-    app_id = submitting.app_id()
-    if app_id is None:
-        code = submitting.returncode()
-        say(f"the submitter printed no {manager.name} application id (exit code {code})")
-        return code or 1
-    say(f"submitted {app_id} to {manager.name}")
-    record = AppRecord(manager=manager.name, app_id=app_id, config=manager.config)
-    killed_at: float | None = None
-    reached = time.monotonic()
-    last: tuple[str, str] | None = None
-    while True:
-        if _stop and killed_at is None:
-            killed_at = time.monotonic()
-            say(f"killing {app_id} through {manager.name}")
-            try:
-                manager.kill(app_id)
-            except ManagerError as exc:
-                say(f"kill of {app_id} failed: {exc}")
-        try:
-            status = manager.status(app_id)
-            reached = time.monotonic()
-        except ManagerError as exc:
-            if time.monotonic() - reached > lost_after:
-                say(f"{manager.name} unreachable for {lost_after:.0f} s: {exc}; killing {app_id}")
-                with contextlib.suppress(ManagerError):
+    with contextlib.closing(manager):  # releases what submit started, on every way out
+        submitting = _Submitting(manager, argv, work_dir=work_dir, env=env)
+        app_id = submitting.app_id()
+        if app_id is None:
+            code = submitting.returncode()
+            say(f"the submitter printed no {manager.name} application id (exit code {code})")
+            return code or 1
+        say(f"submitted {app_id} to {manager.name}")
+        record = AppRecord(manager=manager.name, app_id=app_id, config=manager.config)
+        killed_at: float | None = None
+        reached = time.monotonic()
+        last: tuple[str, str] | None = None
+        while True:
+            if _stop and killed_at is None:
+                killed_at = time.monotonic()
+                say(f"killing {app_id} through {manager.name}")
+                try:
                     manager.kill(app_id)
-                record = _update(work_dir, record, AppStatus(AppState.FAILED, raw="LOST", detail=str(exc)))
-                break
-            status = None
-        if status is not None:
-            if (status.state.value, status.raw) != last:
-                last = (status.state.value, status.raw)
-                where = f" on {status.where}" if status.where else ""
-                say(
-                    f"{app_id} {status.state.value} ({status.raw}){where}"
-                    + (f": {status.detail}" if status.detail else "")
+                except ManagerError as exc:
+                    say(f"kill of {app_id} failed: {exc}")
+            try:
+                status = manager.status(app_id)
+                reached = time.monotonic()
+            except ManagerError as exc:
+                if time.monotonic() - reached > lost_after:
+                    say(f"{manager.name} unreachable for {lost_after:.0f} s: {exc}; killing {app_id}")
+                    with contextlib.suppress(ManagerError):
+                        manager.kill(app_id)
+                    record = _update(work_dir, record, AppStatus(AppState.FAILED, raw="LOST", detail=str(exc)))
+                    break
+                status = None
+            if status is not None:
+                if (status.state.value, status.raw) != last:
+                    last = (status.state.value, status.raw)
+                    where = f" on {status.where}" if status.where else ""
+                    say(
+                        f"{app_id} {status.state.value} ({status.raw}){where}"
+                        + (f": {status.detail}" if status.detail else "")
+                    )
+                    record = _update(work_dir, record, status)
+                if status.state.final:
+                    break
+            if killed_at is not None and time.monotonic() - killed_at > kill_wait:
+                say(f"{app_id} did not end within {kill_wait:.0f} s of its kill")
+                record = _update(
+                    work_dir, record, AppStatus(AppState.KILLED, raw=record.raw, detail="kill not confirmed")
                 )
-                record = _update(work_dir, record, status)
-            if status.state.final:
                 break
-        if killed_at is not None and time.monotonic() - killed_at > kill_wait:
-            say(f"{app_id} did not end within {kill_wait:.0f} s of its kill")
-            record = _update(work_dir, record, AppStatus(AppState.KILLED, raw=record.raw, detail="kill not confirmed"))
-            break
-        time.sleep(min(poll, 0.2) if _stop else poll)
-    code = submitting.returncode()
-    if code not in (0, None):
-        say(f"the submitter exited {code} after printing the id (the application was followed all the same)")
-    try:
-        logs = manager.fetch_logs(app_id, work_dir / DRIVER_LOGS_DIR)
-        record = replace(record, logs=[str(path.relative_to(work_dir)) for path in logs])
-        if record.state == AppState.FAILED.value and not record.detail:
-            record = replace(record, detail=failure_line(logs))
-        write_app_record(work_dir, record)
-    except (ManagerError, OSError, ValueError) as exc:
-        say(f"could not fetch the driver's logs of {app_id}: {exc}")
-    return _exit_code(record)
+            time.sleep(min(poll, 0.2) if _stop else poll)
+        code = submitting.returncode()
+        if code not in (0, None):
+            say(f"the submitter exited {code} after printing the id (the application was followed all the same)")
+        try:
+            logs = manager.fetch_logs(app_id, work_dir / DRIVER_LOGS_DIR)
+            record = replace(record, logs=[str(path.relative_to(work_dir)) for path in logs])
+            if record.state == AppState.FAILED.value and not record.detail:
+                record = replace(record, detail=failure_line(logs))
+            write_app_record(work_dir, record)
+        except (ManagerError, OSError, ValueError) as exc:
+            say(f"could not fetch the driver's logs of {app_id}: {exc}")
+        return _exit_code(record)
 
 
 def command(
